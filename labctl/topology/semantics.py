@@ -1,0 +1,230 @@
+"""Checks that need the whole lab: links, subnets, routes, cross-node references."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from .errors import TopologyIssue
+from .lab import Lab
+from .loader import line_of
+from .model import ConcentratorNode, PatFirewallNode, VpnClientNode
+
+
+class _Collector:
+    def __init__(self, document: Any, file: Path | None):
+        self.document = document
+        self.file = file
+        self.issues: list[TopologyIssue] = []
+
+    def add(self, path: tuple[Any, ...], message: str) -> None:
+        dotted = ".".join(str(p) for p in path)
+        self.issues.append(TopologyIssue(self.file, line_of(self.document, path), dotted, message))
+
+
+def parse_pool(text: str) -> tuple[IPv4Address, IPv4Address]:
+    """'40.1.1.1-40.1.1.254' or '40.1.1.0/24' -> (first, last) usable addresses."""
+    if "-" in text:
+        first_text, last_text = (part.strip() for part in text.split("-", 1))
+        first, last = IPv4Address(first_text), IPv4Address(last_text)
+    else:
+        network = IPv4Network(text, strict=True)
+        hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
+        first, last = hosts[0], hosts[-1]
+    if int(last) < int(first):
+        raise ValueError(f"pool {text!r} ends before it starts")
+    return first, last
+
+
+def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
+    c = _Collector(document, lab.source)
+    nodes = lab.nodes
+    used: dict[tuple[str, str], int] = {}
+    node_addresses: dict[str, list[IPv4Interface]] = defaultdict(list)
+
+    # Links: endpoints exist, each interface used once.
+    for segment in lab.segments:
+        base = ("topology", "links", segment.index)
+        for position, endpoint in enumerate(segment.endpoints):
+            path = (*base, "endpoints", position)
+            if endpoint.node not in nodes:
+                c.add(
+                    path,
+                    f"link endpoint {endpoint} names a node that does not exist"
+                    f" (nodes: {', '.join(nodes)})",
+                )
+                continue
+            key = (endpoint.node, endpoint.interface)
+            if key in used:
+                c.add(path, f"interface {endpoint} is already on link {used[key]}")
+            used[key] = segment.index
+        if (
+            len({e.node for e in segment.endpoints}) < len(segment.endpoints)
+            and len(segment.endpoints) == 2
+        ):
+            c.add(base, "a link cannot connect a node to itself")
+    names = [s.name for s in lab.segments]
+    for segment in lab.segments:
+        if names.count(segment.name) > 1:
+            c.add(
+                ("topology", "links", segment.index, "name"),
+                f"link name {segment.name!r} is used more than once",
+            )
+
+    # Interfaces: declared ones must be wired; addresses consistent per link.
+    for node_name, node in nodes.items():
+        for if_name, config in node.interfaces.items():
+            path = ("topology", "nodes", node_name, "interfaces", if_name)
+            if (node_name, if_name) not in used:
+                c.add(path, f"interface {if_name} is not on any link")
+            if config.ipv4 is not None:
+                address = config.ipv4
+                node_addresses[node_name].append(address)
+                if address.network.prefixlen < 31 and address.ip in (
+                    address.network.network_address,
+                    address.network.broadcast_address,
+                ):
+                    c.add(path, f"{address} is the network or broadcast address of its subnet")
+
+    subnets: dict[int, IPv4Network] = {}
+    for segment in lab.segments:
+        seen: dict[IPv4Address, str] = {}
+        for endpoint in segment.endpoints:
+            if endpoint.node not in nodes:
+                continue
+            address = lab.address_of(endpoint.node, endpoint.interface)
+            if address is None:
+                continue
+            path = ("topology", "nodes", endpoint.node, "interfaces", endpoint.interface)
+            if segment.index in subnets and address.network != subnets[segment.index]:
+                c.add(
+                    path,
+                    f"{address} is outside the subnet {subnets[segment.index]} of link "
+                    f"{segment.name!r} (set by the other endpoints)",
+                )
+                continue
+            subnets.setdefault(segment.index, address.network)
+            if address.ip in seen:
+                c.add(
+                    path,
+                    f"duplicate address {address.ip} on link {segment.name!r} "
+                    f"(also {seen[address.ip]})",
+                )
+            seen[address.ip] = str(endpoint)
+    indexes = sorted(subnets)
+    for i, a in enumerate(indexes):
+        for b in indexes[i + 1 :]:
+            if subnets[a].overlaps(subnets[b]):
+                c.add(
+                    ("topology", "links", b),
+                    f"subnet {subnets[b]} of link {lab.segments[b].name!r} overlaps "
+                    f"{subnets[a]} of link {lab.segments[a].name!r}",
+                )
+
+    # Routes: the gateway must be on a directly connected subnet.
+    for node_name, node in nodes.items():
+        seen_dst: set[IPv4Network] = set()
+        for index, route in enumerate(node.routes):
+            path = ("topology", "nodes", node_name, "routes", index)
+            if not any(route.via in a.network for a in node_addresses[node_name]):
+                c.add(path, f"gateway {route.via} is not on any subnet of {node_name}")
+            if route.dst in seen_dst:
+                c.add(path, f"a second route to {route.dst}")
+            seen_dst.add(route.dst)
+
+    mgmt = lab.spec.mgmt.ipv4_subnet
+    if mgmt is not None:
+        for index, subnet in subnets.items():
+            if subnet.overlaps(mgmt):
+                c.add(
+                    ("mgmt", "ipv4-subnet"),
+                    f"{mgmt} overlaps lab subnet {subnet} of link {lab.segments[index].name!r}",
+                )
+
+    for node_name, node in nodes.items():
+        base = ("topology", "nodes", node_name)
+        if isinstance(node, PatFirewallNode):
+            _check_pat(c, base, node)
+        if isinstance(node, ConcentratorNode):
+            _check_concentrator(c, base, node, subnets)
+        if isinstance(node, VpnClientNode):
+            _check_client(c, base, node, lab)
+    return c.issues
+
+
+def _check_pat(c: _Collector, base: tuple, node: PatFirewallNode) -> None:
+    pat = node.pat
+    for if_name in [*pat.inside, pat.outside]:
+        if if_name not in node.interfaces:
+            c.add((*base, "pat"), f"interface {if_name!r} is not an interface of this node")
+    if pat.outside in pat.inside:
+        c.add((*base, "pat", "outside"), f"{pat.outside!r} cannot be both inside and outside")
+    outside = node.interfaces.get(pat.outside)
+    if outside is not None and outside.ipv4 is None:
+        c.add(
+            (*base, "pat", "outside"),
+            f"outside interface {pat.outside!r} has no address to translate to",
+        )
+
+
+def _check_concentrator(
+    c: _Collector, base: tuple, node: ConcentratorNode, subnets: dict[int, IPv4Network]
+) -> None:
+    vpn = node.vpn
+    for field, if_name in (
+        ("public-interface", vpn.public_interface),
+        ("private-interface", vpn.private_interface),
+    ):
+        if if_name is None:
+            continue
+        config = node.interfaces.get(if_name)
+        if config is None or config.ipv4 is None:
+            c.add((*base, "vpn", field), f"{if_name!r} is not an addressed interface of this node")
+    pools: list[tuple[str, IPv4Address, IPv4Address]] = []
+    for group_name, group in vpn.groups.items():
+        path = (*base, "vpn", "groups", group_name, "pool")
+        try:
+            first, last = parse_pool(group.pool)
+        except ValueError as exc:
+            c.add(path, f"bad pool: {exc}")
+            continue
+        for subnet in subnets.values():
+            if first in subnet or last in subnet:
+                c.add(path, f"pool {group.pool} overlaps lab subnet {subnet}")
+                break
+        for other, o_first, o_last in pools:
+            if int(first) <= int(o_last) and int(o_first) <= int(last):
+                c.add(path, f"pool {group.pool} overlaps the pool of group {other!r}")
+        pools.append((group_name, first, last))
+    for user_name, user in vpn.users.items():
+        if user.group not in vpn.groups:
+            c.add(
+                (*base, "vpn", "users", user_name, "group"),
+                f"no group {user.group!r} on this concentrator (have: {', '.join(vpn.groups)})",
+            )
+
+
+def _check_client(c: _Collector, base: tuple, node: VpnClientNode, lab: Lab) -> None:
+    vpn = node.vpn
+    target = None
+    for name, other in lab.nodes.items():
+        if isinstance(other, ConcentratorNode):
+            addresses = [i.ipv4.ip for i in other.interfaces.values() if i.ipv4 is not None]
+            if vpn.host in addresses:
+                target = (name, other)
+    if target is None:
+        return  # a client may point at something outside the model (e.g. vpnc tests)
+    name, concentrator = target
+    group = concentrator.vpn.groups.get(vpn.group)
+    if group is None:
+        c.add((*base, "vpn", "group"), f"concentrator {name} has no group {vpn.group!r}")
+    user = concentrator.vpn.users.get(vpn.user)
+    if user is None:
+        c.add((*base, "vpn", "user"), f"concentrator {name} has no user {vpn.user!r}")
+    elif user.group != vpn.group:
+        c.add(
+            (*base, "vpn", "user"),
+            f"user {vpn.user!r} belongs to group {user.group!r} on {name}, not {vpn.group!r}",
+        )
