@@ -1,0 +1,198 @@
+"""The labctl subcommands. Each returns the process exit status."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..lifecycle import LabState, down, known_state_labs, push_node, up
+from ..naming import lab_from_fabric_netns
+from ..progress import Progress
+from ..runtime import DockerRuntime
+from ..state import SHOWS, collect
+from ..topology import load_lab
+from ..wiring import list_named_netns
+from .context import CliError, load_lab_as, open_running_lab, pick_lab_name
+from .main import print_json
+
+
+def cmd_validate(args) -> int:
+    status = 0
+    for file in args.files:
+        from ..topology import TopologyError
+
+        try:
+            lab = load_lab(file)
+        except TopologyError as exc:
+            print(str(exc), file=sys.stderr)
+            status = 1
+            continue
+        print(f"{file}: ok: lab {lab.name}, {len(lab.nodes)} nodes, {len(lab.segments)} links")
+    return status
+
+
+def cmd_schema(args) -> int:
+    from ..topology.schema import topology_schema_text
+
+    sys.stdout.write(topology_schema_text())
+    return 0
+
+
+def cmd_up(args) -> int:
+    lab = load_lab_as(args.file, args.name)
+    progress = Progress(quiet=args.quiet)
+    runtime = DockerRuntime()
+    with up(lab, runtime, progress, keep_on_failure=args.keep_on_failure) as handle:
+        _print_status_table([(lab.name, info) for info in handle.nodes.values()])
+    return 0
+
+
+def cmd_down(args) -> int:
+    runtime = DockerRuntime()
+    progress = Progress(quiet=args.quiet)
+    if args.all:
+        names = _all_lab_names(runtime)
+    elif args.target is None:
+        names = [pick_lab_name(runtime, None)]
+    elif args.target.endswith((".yaml", ".yml")) or Path(args.target).is_file():
+        names = [load_lab(args.target).name]
+    else:
+        names = [args.target]
+    for name in names:
+        removed = down(name, runtime, progress)
+        if not removed:
+            progress.say(f"lab {name}: nothing to remove")
+        for item in removed:
+            progress.say(f"  removed {item}")
+    return 0
+
+
+def _all_lab_names(runtime) -> list[str]:
+    names = set(runtime.labs()) | known_state_labs()
+    for netns_name in list_named_netns():
+        lab = lab_from_fabric_netns(netns_name)
+        if lab:
+            names.add(lab)
+    return sorted(names)
+
+
+def cmd_status(args) -> int:
+    runtime = DockerRuntime()
+    nodes = [n for n in runtime.nodes(args.lab) if n.lab]
+    if args.json:
+        print_json(
+            [
+                {
+                    "lab": n.lab,
+                    "node": n.node,
+                    "kind": n.kind,
+                    "state": n.state,
+                    "mgmt_ipv4": str(n.mgmt_ipv4) if n.mgmt_ipv4 else None,
+                    "container": n.name,
+                    "image": n.image,
+                }
+                for n in nodes
+            ]
+        )
+        return 0
+    if not nodes:
+        print("no labs are up" + (f" named {args.lab}" if args.lab else ""))
+        return 0
+    _print_status_table([(n.lab, n) for n in nodes])
+    return 0
+
+
+def _print_status_table(rows) -> None:
+    header = ("LAB", "NODE", "KIND", "STATE", "MGMT IPV4", "CONTAINER")
+    table = [header] + [
+        (lab, n.node, n.kind, n.state, str(n.mgmt_ipv4 or "-"), n.name) for lab, n in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def cmd_exec(args) -> int:
+    argv = args.argv[1:] if args.argv and args.argv[0] == "--" else args.argv
+    if not argv:
+        raise CliError("usage: labctl exec NODE -- COMMAND [ARGS...]", status=2)
+    import shlex
+
+    with open_running_lab(DockerRuntime(), args.lab) as handle:
+        session = handle.session(args.node)
+        return session.stream(
+            shlex.join(argv) if len(argv) > 1 else argv[0],
+            sys.stdout.buffer,
+            sys.stderr.buffer,
+            get_pty=args.tty,
+        )
+
+
+def cmd_show(args) -> int:
+    with open_running_lab(DockerRuntime(), args.lab) as handle:
+        kind = handle.lab.node(args.node).kind
+        if args.what is None:
+            for name, show in sorted(SHOWS.items()):
+                if show.kinds is None or kind in show.kinds:
+                    print(f"{name:12} {show.help}")
+            return 0
+        records, text = collect(handle, args.node, args.what, args.verbose)
+    if args.json:
+        print_json(records)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_push(args) -> int:
+    progress = Progress(quiet=args.quiet)
+    with open_running_lab(DockerRuntime(), args.lab) as handle:
+        for node in args.nodes:
+            handle.lab.node(node)
+            with progress.stage(f"push {node}"):
+                for item in push_node(handle, node):
+                    progress.say(f"  {item}")
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .. import graph
+
+    lab = load_lab(args.file)
+    render = {"dot": graph.to_dot, "svg": graph.to_svg, "mermaid": graph.to_mermaid}
+    try:
+        text = render[args.format](lab)
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_images(args) -> int:
+    from .. import images
+
+    progress = Progress(quiet=args.quiet)
+    if args.action == "build":
+        image_set = images.ensure_images(
+            images.project_root(), progress=progress.detail, force=args.force
+        )
+        for role, tag in image_set.tags.items():
+            print(f"{role:6} {tag}")
+    elif args.action == "list":
+        found = images.list_images()
+        if args.json:
+            print_json([vars(i) if hasattr(i, "__dict__") else i for i in found])
+        else:
+            for info in found:
+                print(info)
+    else:
+        for removed in images.prune():
+            print(f"removed {removed}")
+    return 0
+
+
+__all__ = ["LabState"]

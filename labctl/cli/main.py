@@ -1,0 +1,122 @@
+"""labctl: containerized VPN/NAT network labs.
+
+labctl validate FILE...        check topology files
+labctl up FILE [--name N]      bring a lab up (idempotent)
+labctl down [NAME|FILE|--all]  remove a lab and everything it made
+labctl status [--json]         labs and nodes that are up
+labctl exec NODE -- CMD        run a command in a node (over SSH)
+labctl show NODE WHAT          xlate, arp, route, sessions ... (--json)
+labctl push NODE               re-render and reload a node's configuration
+labctl graph FILE              DOT / SVG / Mermaid picture of a topology
+labctl images build|list|prune
+labctl schema                  the topology JSON Schema, for editors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..mgmt.ssh import MgmtError
+from ..runtime import LabRuntimeError
+from ..state import ShowError
+from ..topology import TopologyError
+from .context import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import commands
+
+    parser = argparse.ArgumentParser(
+        prog="labctl",
+        description="Containerized VPN/NAT network labs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check topology files")
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=commands.cmd_validate)
+
+    p = sub.add_parser("schema", help="print the topology JSON Schema")
+    p.set_defaults(func=commands.cmd_schema)
+
+    p = sub.add_parser("up", help="bring a lab up")
+    p.add_argument("file", type=Path)
+    p.add_argument("--name", help="run under another lab name (two copies side by side)")
+    p.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="leave a failed lab for inspection instead of removing it",
+    )
+    p.set_defaults(func=commands.cmd_up)
+
+    p = sub.add_parser("down", help="remove a lab and everything it made")
+    p.add_argument("target", nargs="?", help="lab name or topology file")
+    p.add_argument("--all", action="store_true", help="every labctl lab on this host")
+    p.set_defaults(func=commands.cmd_down)
+
+    p = sub.add_parser("status", help="labs and nodes that are up")
+    p.add_argument("lab", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=commands.cmd_status)
+
+    p = sub.add_parser("exec", help="run a command in a node")
+    p.add_argument("node")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    p.add_argument("--lab")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    p.set_defaults(func=commands.cmd_exec)
+
+    p = sub.add_parser("show", help="show a node's state (xlate, arp, sessions, ...)")
+    p.add_argument("node")
+    p.add_argument("what", nargs="?", help="omit to list what the node can show")
+    p.add_argument("--lab")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=commands.cmd_show)
+
+    p = sub.add_parser("push", help="re-render a node's configuration and reload it")
+    p.add_argument("nodes", nargs="+")
+    p.add_argument("--lab")
+    p.set_defaults(func=commands.cmd_push)
+
+    p = sub.add_parser("graph", help="draw a topology")
+    p.add_argument("file", type=Path)
+    p.add_argument("--format", choices=("dot", "svg", "mermaid"), default="dot")
+    p.add_argument("-o", "--output", type=Path)
+    p.set_defaults(func=commands.cmd_graph)
+
+    p = sub.add_parser("images", help="build, list or prune node images")
+    p.add_argument("action", choices=("build", "list", "prune"))
+    p.add_argument("--force", action="store_true", help="build: rebuild even if present")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=commands.cmd_images)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TopologyError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except CliError as exc:
+        print(f"labctl: {exc}", file=sys.stderr)
+        return exc.status
+    except (LabRuntimeError, MgmtError, ShowError) as exc:
+        print(f"labctl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("labctl: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,74 @@
+"""Host-side record of a lab: its key pair, pinned host keys and a small JSON record.
+
+Lives in state_dir(lab) (root-only, 0700) and is removed by `down`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..mgmt.keys import KeyPair, write_private_key
+from ..naming import state_dir, state_root
+
+
+@dataclass(frozen=True)
+class LabState:
+    name: str
+    directory: Path
+
+    @property
+    def key_file(self) -> Path:
+        return self.directory / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.directory / "known_hosts"
+
+    @property
+    def record_file(self) -> Path:
+        return self.directory / "lab.json"
+
+    @classmethod
+    def of(cls, lab: str) -> LabState:
+        return cls(lab, state_dir(lab))
+
+    def create_client_key(self) -> KeyPair:
+        pair = KeyPair.generate(f"labctl-{self.name}")
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.chmod(0o700)
+        write_private_key(self.key_file, pair)
+        return pair
+
+    def public_key(self) -> str:
+        return self.key_file.with_suffix(".pub").read_text().strip()
+
+    def pin_host_keys(self, entries: dict[str, str]) -> None:
+        """entries: mgmt address -> 'ssh-ed25519 AAAA...' public host key."""
+        lines = [f"{address} {key.split()[0]} {key.split()[1]}" for address, key in entries.items()]
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+
+    def write_record(self, record: dict) -> None:
+        self.record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def read_record(self) -> dict | None:
+        try:
+            return json.loads(self.record_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def exists(self) -> bool:
+        return self.directory.exists()
+
+    def remove(self) -> bool:
+        if self.directory.exists():
+            shutil.rmtree(self.directory)
+            return True
+        return False
+
+
+def known_state_labs() -> set[str]:
+    root = state_root()
+    return {p.name for p in root.iterdir() if p.is_dir()} if root.exists() else set()

@@ -1,0 +1,66 @@
+"""A running lab as labctl sees it: its nodes and management sessions to them."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ..mgmt.ssh import MgmtError, NodeSession
+from ..runtime import NodeInfo, Runtime
+from ..topology import Lab
+from .labstate import LabState
+
+
+class LabNotRunning(Exception):
+    pass
+
+
+class LabHandle:
+    def __init__(self, lab: Lab, runtime: Runtime, state: LabState, nodes: dict[str, NodeInfo]):
+        self.lab = lab
+        self.runtime = runtime
+        self.state = state
+        self.nodes = nodes
+        self._sessions: dict[str, NodeSession] = {}
+
+    @classmethod
+    def open(cls, lab: Lab, runtime: Runtime) -> LabHandle:
+        state = LabState.of(lab.name)
+        nodes = {info.node: info for info in runtime.nodes(lab.name)}
+        if not nodes or not state.key_file.exists():
+            raise LabNotRunning(f"lab {lab.name} is not up (labctl status lists running labs)")
+        return cls(lab, runtime, state, nodes)
+
+    def session(self, node: str) -> NodeSession:
+        if node not in self.nodes:
+            raise MgmtError(
+                f"lab {self.lab.name} has no node {node!r} (nodes: {', '.join(self.nodes)})"
+            )
+        if node not in self._sessions:
+            info = self.nodes[node]
+            if info.mgmt_ipv4 is None:
+                raise MgmtError(f"{node}: no management address (state {info.state})")
+            self._sessions[node] = NodeSession(
+                node, info.mgmt_ipv4, self.state.key_file, self.state.known_hosts
+            ).connect()
+        return self._sessions[node]
+
+    def connect_all(self, timeout: float = 15.0) -> None:
+        def connect(node: str) -> None:
+            info = self.nodes[node]
+            self._sessions[node] = NodeSession(
+                node, info.mgmt_ipv4, self.state.key_file, self.state.known_hosts
+            ).connect(timeout)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(connect, list(self.nodes)))
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+
+    def __enter__(self) -> LabHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

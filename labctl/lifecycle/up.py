@@ -1,0 +1,212 @@
+"""`labctl up`: from a validated lab to running, wired, configured nodes.
+
+Stages: images -> keys -> management network -> nodes -> fabric and links -> addressing
+-> management plane (SSH) -> configuration push -> node exec hooks. A failure part-way
+removes what was made (unless keep_on_failure), so nothing is left half-built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Network
+
+from ..mgmt.keys import KeyPair
+from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
+from ..progress import Progress
+from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
+from ..topology import ConcentratorNode, Lab, VpnClientNode, parse_pool
+from ..wiring import configure_node, connect_endpoints, create_fabric, list_named_netns
+from .down import down
+from .labstate import LabState
+from .push import push_node
+from .session import LabHandle
+
+FORWARDING_KINDS = ("router", "pat-firewall", "concentrator")
+
+
+class LabUpError(Exception):
+    pass
+
+
+def topology_hash(lab: Lab) -> str:
+    """Identity of the lab's model (secrets masked), to tell 'already up' from 'changed'."""
+    return hashlib.sha256(lab.spec.model_dump_json().encode()).hexdigest()[:16]
+
+
+def up(lab: Lab, runtime: Runtime, progress: Progress, keep_on_failure: bool = False) -> LabHandle:
+    existing = runtime.nodes(lab.name)
+    if existing:
+        handle = _already_up(lab, runtime, existing, progress)
+        if handle is not None:
+            return handle
+    elif fabric_netns(lab.name) in list_named_netns() or LabState.of(lab.name).exists():
+        progress.say(f"lab {lab.name}: removing leftovers of an interrupted run")
+        down(lab.name, runtime, progress)
+    try:
+        return _build(lab, runtime, progress)
+    except BaseException:
+        if keep_on_failure:
+            progress.say(f"lab {lab.name}: left as it is for inspection (--keep-on-failure)")
+        else:
+            progress.say(f"lab {lab.name}: removing what was built")
+            down(lab.name, runtime, Progress(progress.stream, quiet=True))
+        raise
+
+
+def _already_up(lab: Lab, runtime: Runtime, existing: list[NodeInfo], progress: Progress):
+    wanted = topology_hash(lab)
+    hashes = {n.labels.get(LABEL_TOPOLOGY_HASH) for n in existing}
+    complete = (
+        {n.node for n in existing} == set(lab.nodes)
+        and all(n.state == "running" for n in existing)
+        and fabric_netns(lab.name) in list_named_netns()
+        and LabState.of(lab.name).record_file.exists()
+    )
+    if hashes == {wanted} and complete:
+        progress.say(f"lab {lab.name} is already up ({len(existing)} nodes); nothing to do")
+        return LabHandle.open(lab, runtime)
+    if hashes != {wanted} and complete:
+        raise LabUpError(
+            f"lab {lab.name} is running with a different topology; "
+            f"run 'labctl down {lab.name}' first (or choose another lab name)"
+        )
+    progress.say(f"lab {lab.name} is incomplete (interrupted earlier?); rebuilding it")
+    down(lab.name, runtime, progress)
+    return None
+
+
+def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
+    started = time.monotonic()
+    images = {}
+    with progress.stage("images"):
+        images = _resolve_images(lab, progress)
+
+    state = LabState.of(lab.name)
+    host_keys: dict[str, KeyPair] = {}
+    with progress.stage("keys"):
+        client_key = state.create_client_key()
+        for node in lab.nodes:
+            host_keys[node] = KeyPair.generate(f"{node}.{lab.name}")
+
+    with progress.stage("management network"):
+        mgmt = runtime.ensure_mgmt_network(lab.name, lab.spec.mgmt.ipv4_subnet, _lab_networks(lab))
+        progress.say(f"  {mgmt.name} {mgmt.subnet}")
+
+    infos: dict[str, NodeInfo] = {}
+    with progress.stage(f"nodes ({len(lab.nodes)} containers)"):
+        specs = [_node_spec(lab, name, images, client_key, host_keys[name]) for name in lab.nodes]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for info in pool.map(lambda s: runtime.create_node(s, mgmt), specs):
+                infos[info.node] = info
+
+    with progress.stage(f"links ({len(lab.segments)} segments)"):
+        create_fabric(lab)
+        connect_endpoints(lab, {name: info.pid for name, info in infos.items()})
+        for name, info in infos.items():
+            configure_node(lab, name, info.pid)
+
+    with progress.stage("management plane (ssh)"):
+        state.pin_host_keys(
+            {str(infos[n].mgmt_ipv4): host_keys[n].public_openssh for n in lab.nodes}
+        )
+        handle = LabHandle(lab, runtime, state, infos)
+        handle.connect_all()
+
+    with progress.stage("configuration push"):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda n: push_node(handle, n), lab.nodes))
+        for name, node in lab.nodes.items():
+            for command in node.exec:
+                handle.session(name).run(command).check()
+
+    state.write_record(
+        {
+            "name": lab.name,
+            "topology": str(lab.source.resolve()) if lab.source else None,
+            "topology_hash": topology_hash(lab),
+            "mgmt_network": mgmt.name,
+            "mgmt_subnet": str(mgmt.subnet),
+            "nodes": {n: {"mgmt_ipv4": str(i.mgmt_ipv4), "kind": i.kind} for n, i in infos.items()},
+            "up_seconds": round(time.monotonic() - started, 3),
+        }
+    )
+    progress.say(f"lab {lab.name} is up: {len(infos)} nodes in {time.monotonic() - started:.2f}s")
+    return handle
+
+
+def _resolve_images(lab: Lab, progress: Progress) -> dict[str, str]:
+    """Tags per image role, building what is missing; nodes with an explicit image skip it."""
+    if all(node.image for node in lab.nodes.values()):
+        return {}
+    from ..images import ensure_images
+    from ..images import project_root as images_project_root
+
+    image_set = ensure_images(images_project_root(), progress=progress.detail)
+    return dict(image_set.tags)
+
+
+def _image_for(kind: str, node_image: str | None, images: dict[str, str]) -> str:
+    if node_image:
+        return node_image
+    from ..images import image_role_for_kind
+
+    return images[image_role_for_kind(kind)]
+
+
+def _lab_networks(lab: Lab) -> list[IPv4Network]:
+    """Subnets the management network must not overlap: links and VPN pools."""
+    networks = list(lab.subnets().values())
+    for node in lab.nodes.values():
+        if isinstance(node, ConcentratorNode):
+            for group in node.vpn.groups.values():
+                first, last = parse_pool(group.pool)
+                networks.extend(_summarize(first, last))
+    return networks
+
+
+def _summarize(first, last) -> list[IPv4Network]:
+    from ipaddress import summarize_address_range
+
+    return list(summarize_address_range(first, last))
+
+
+def _node_spec(
+    lab: Lab, name: str, images: dict[str, str], client_key: KeyPair, host_key: KeyPair
+) -> NodeSpec:
+    node = lab.node(name)
+    sysctls = {key: str(value) for key, value in node.sysctls.items()}
+    if node.kind in FORWARDING_KINDS:
+        sysctls.setdefault("net.ipv4.ip_forward", "1")
+    # Lab nodes never speak IPv6 on their links: no router solicitations or DAD noise.
+    sysctls.setdefault("net.ipv6.conf.all.disable_ipv6", "1")
+    sysctls.setdefault("net.ipv6.conf.default.disable_ipv6", "1")
+    labels = {
+        **node.labels,
+        LABEL_TOPOLOGY: str(lab.source.resolve()) if lab.source else "",
+        LABEL_TOPOLOGY_HASH: topology_hash(lab),
+    }
+    return NodeSpec(
+        lab=lab.name,
+        node=name,
+        kind=node.kind,
+        image=_image_for(node.kind, node.image, images),
+        labels=labels,
+        env=dict(node.env),
+        sysctls=sysctls,
+        needs_tun=isinstance(node, ConcentratorNode | VpnClientNode),
+        files=(
+            InjectedFile(
+                "/etc/labctl/ssh/authorized_keys",
+                (client_key.public_openssh + "\n").encode(),
+                0o600,
+            ),
+            InjectedFile("/etc/labctl/ssh/ssh_host_ed25519_key", host_key.private_openssh, 0o600),
+            InjectedFile(
+                "/etc/labctl/ssh/ssh_host_ed25519_key.pub",
+                (host_key.public_openssh + "\n").encode(),
+                0o644,
+            ),
+        ),
+    )

@@ -1,0 +1,172 @@
+"""Management-plane sessions: paramiko with the lab key and pinned host keys."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import paramiko
+
+
+class MgmtError(Exception):
+    """A management-plane operation failed; the message names the node and what to check."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    node: str
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> CommandResult:
+        if self.exit_status != 0:
+            detail = (self.stderr or self.stdout).strip().splitlines()
+            last = detail[-1] if detail else "no output"
+            raise MgmtError(f"{self.node}: '{self.command}' exited {self.exit_status}: {last}")
+        return self
+
+
+class NodeSession:
+    """One SSH connection to one node; use as a context manager."""
+
+    def __init__(self, node: str, address: IPv4Address, key_file: Path, known_hosts: Path):
+        self.node = node
+        self.address = address
+        self._key_file = key_file
+        self._known_hosts = known_hosts
+        self._client: paramiko.SSHClient | None = None
+
+    def connect(self, timeout: float = 10.0) -> NodeSession:
+        """Connect, retrying while the node's sshd is still starting."""
+        deadline = time.monotonic() + timeout
+        key = paramiko.Ed25519Key.from_private_key_file(str(self._key_file))
+        last_error: Exception | None = None
+        while True:
+            client = paramiko.SSHClient()
+            client.load_host_keys(str(self._known_hosts))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            try:
+                client.connect(
+                    str(self.address),
+                    username="root",
+                    pkey=key,
+                    allow_agent=False,
+                    look_for_keys=False,
+                    timeout=2.0,
+                    banner_timeout=5.0,
+                    auth_timeout=5.0,
+                )
+                self._client = client
+                return self
+            except paramiko.BadHostKeyException:
+                client.close()
+                raise MgmtError(
+                    f"{self.node}: host key at {self.address} does not match the key labctl "
+                    "installed; refusing to connect"
+                ) from None
+            except (TimeoutError, OSError, paramiko.SSHException) as exc:
+                client.close()
+                last_error = exc
+                if time.monotonic() >= deadline:
+                    raise MgmtError(
+                        f"{self.node}: no SSH at {self.address}:22 after {timeout:.0f}s "
+                        f"({last_error}); see 'docker logs' of the node"
+                    ) from None
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> NodeSession:
+        if self._client is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def client(self) -> paramiko.SSHClient:
+        if self._client is None:
+            self.connect()
+        assert self._client is not None
+        return self._client
+
+    def run(self, command: str, timeout: float = 60.0, stdin: bytes | None = None) -> CommandResult:
+        """Run a command; return its exit status and output (no exception on failure)."""
+        channel = self.client.get_transport().open_session(timeout=timeout)
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        if stdin is not None:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        stdout, stderr = io.BytesIO(), io.BytesIO()
+        try:
+            while True:
+                if channel.recv_ready():
+                    stdout.write(channel.recv(65536))
+                elif channel.recv_stderr_ready():
+                    stderr.write(channel.recv_stderr(65536))
+                elif channel.exit_status_ready() and not (
+                    channel.recv_ready() or channel.recv_stderr_ready()
+                ):
+                    break
+                else:
+                    channel.status_event.wait(0.05)
+                    if channel.closed and not channel.recv_ready():
+                        break
+            status = channel.recv_exit_status()
+        except TimeoutError:
+            raise MgmtError(f"{self.node}: '{command}' did not finish in {timeout:.0f}s") from None
+        finally:
+            channel.close()
+        return CommandResult(
+            self.node,
+            command,
+            status,
+            stdout.getvalue().decode(errors="replace"),
+            stderr.getvalue().decode(errors="replace"),
+        )
+
+    def stream(self, command: str, out, err, get_pty: bool = False) -> int:
+        """Run a command, copying its output to ``out``/``err`` as it comes; exit status."""
+        channel = self.client.get_transport().open_session()
+        if get_pty:
+            channel.get_pty()
+        channel.exec_command(command)
+        channel.shutdown_write()
+        while True:
+            if channel.recv_ready():
+                out.write(channel.recv(65536))
+                out.flush()
+            elif channel.recv_stderr_ready():
+                err.write(channel.recv_stderr(65536))
+                err.flush()
+            elif channel.exit_status_ready():
+                if not (channel.recv_ready() or channel.recv_stderr_ready()):
+                    break
+            else:
+                channel.status_event.wait(0.05)
+        return channel.recv_exit_status()
+
+    def put_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
+        """Write a file atomically (temp name, then rename), created with its final mode."""
+        sftp = self.client.open_sftp()
+        try:
+            directory = posixpath.dirname(path)
+            self.run(f"mkdir -p {directory}").check()
+            temporary = f"{path}.labctl-tmp"
+            with sftp.open(temporary, "wb") as handle:
+                handle.chmod(mode)
+                handle.write(content)
+            sftp.posix_rename(temporary, path)
+        finally:
+            sftp.close()

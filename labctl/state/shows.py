@@ -1,0 +1,112 @@
+"""What `labctl show NODE WHAT` can show, per node kind, read from the node's real state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from typing import Any
+
+from ..topology import PatFirewallNode
+from .arp import ARP_COMMAND, parse_neigh_json, render_arp
+from .xlate import XLATE_COMMAND, parse_conntrack_xml, render_xlate, xlate_entries
+
+
+class ShowError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Show:
+    name: str
+    help: str
+    kinds: tuple[str, ...] | None  # None: every kind
+    # (handle, node, verbose) -> (records for --json, text for people)
+    collect: Callable[[Any, str, bool], tuple[Any, str]]
+
+
+def _run(handle, node: str, command: str) -> str:
+    return handle.session(node).run(command).check().stdout
+
+
+def inside_networks(handle, node: str) -> list[IPv4Network]:
+    spec = handle.lab.node(node)
+    assert isinstance(spec, PatFirewallNode)
+    networks = []
+    for if_name in spec.pat.inside:
+        address = spec.interfaces[if_name].ipv4
+        if address is not None:
+            networks.append(address.network)
+    return networks
+
+
+def collect_xlate(handle, node: str, verbose: bool = False):
+    flows = parse_conntrack_xml(_run(handle, node, XLATE_COMMAND))
+    entries = xlate_entries(flows, inside_networks(handle, node))
+    return [e.to_json() for e in entries], render_xlate(entries, verbose)
+
+
+def collect_arp(handle, node: str, verbose: bool = False):
+    entries = parse_neigh_json(_run(handle, node, ARP_COMMAND))
+    return [e.to_json() for e in entries], render_arp(entries)
+
+
+def collect_conntrack(handle, node: str, verbose: bool = False):
+    from dataclasses import asdict
+
+    flows = parse_conntrack_xml(_run(handle, node, XLATE_COMMAND))
+    return [asdict(f) for f in flows], _run(handle, node, "conntrack -L 2>/dev/null")
+
+
+def _json_and_text(json_command: str, text_command: str):
+    def collect(handle, node: str, verbose: bool = False):
+        return json.loads(_run(handle, node, json_command) or "null"), _run(
+            handle, node, text_command
+        )
+
+    return collect
+
+
+SHOWS: dict[str, Show] = {
+    show.name: show
+    for show in [
+        Show(
+            "xlate",
+            "PAT translations from conntrack (PIX 'show xlate')",
+            ("pat-firewall",),
+            collect_xlate,
+        ),
+        Show("arp", "neighbour table of the lab interfaces (PIX 'show arp')", None, collect_arp),
+        Show("conntrack", "every conntrack flow in the node", None, collect_conntrack),
+        Show("route", "routing table", None, _json_and_text("ip -j route", "ip route")),
+        Show(
+            "interfaces",
+            "interfaces and addresses",
+            None,
+            _json_and_text("ip -j addr", "ip -br addr"),
+        ),
+        Show(
+            "nft",
+            "the nftables ruleset with counters",
+            ("pat-firewall",),
+            _json_and_text("nft -j list ruleset", "nft list ruleset"),
+        ),
+    ]
+}
+
+
+def register(show: Show) -> None:
+    """Kind-specific packages (the VPN agents) add their own shows here."""
+    SHOWS[show.name] = show
+
+
+def collect(handle, node: str, what: str, verbose: bool = False) -> tuple[Any, str]:
+    show = SHOWS.get(what)
+    kind = handle.lab.node(node).kind
+    available = sorted(n for n, s in SHOWS.items() if s.kinds is None or kind in s.kinds)
+    if show is None or (show.kinds is not None and kind not in show.kinds):
+        raise ShowError(
+            f"cannot show {what!r} on {node} ({kind}); available: {', '.join(available)}"
+        )
+    return show.collect(handle, node, verbose)

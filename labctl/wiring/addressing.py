@@ -1,0 +1,47 @@
+"""Inside each node: lab interfaces up with their addresses, the lab's routes only."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from ..topology import Lab
+from .netns import open_netns, pid_netns_path
+
+DEFAULT = IPv4Network("0.0.0.0/0")
+
+
+def configure_node(lab: Lab, node_name: str, pid: int) -> None:
+    """Apply interfaces and routes; drop the default route Docker gave the mgmt interface.
+
+    The management interface keeps only its connected route, so lab traffic can never
+    follow a default route to the host.
+    """
+    node = lab.node(node_name)
+    with open_netns(pid_netns_path(pid)) as ns:
+        for route in ns.get_routes(family=2, table=254):
+            if route.get_attr("RTA_DST") is None and route["dst_len"] == 0:
+                ns.route("del", dst="0.0.0.0/0", gateway=route.get_attr("RTA_GATEWAY"))
+        for if_name, address, segment in lab.interfaces_of(node_name):
+            index = ns.link_lookup(ifname=if_name)[0]
+            config = node.interfaces.get(if_name)
+            settings: dict = {"state": "up"}
+            if config is not None and config.mac:
+                settings["address"] = config.mac
+            mtu = (config.mtu if config else None) or segment.link.mtu
+            if mtu:
+                settings["mtu"] = mtu
+            ns.link("set", index=index, **settings)
+            if address is not None:
+                existing = {
+                    (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in ns.get_addr(index=index, family=2)
+                }
+                if (str(address.ip), address.network.prefixlen) not in existing:
+                    ns.addr(
+                        "add",
+                        index=index,
+                        address=str(address.ip),
+                        prefixlen=address.network.prefixlen,
+                    )
+        for route in node.routes:
+            ns.route("replace", dst=str(route.dst), gateway=str(route.via))
