@@ -1,0 +1,60 @@
+# labctl — make lab (bring the seed lab up) and make test (every test suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SEED := topologies/nat-t-two-clients.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help deps install images lab down test unit e2e bench lint schema clean
+
+help:
+	@echo "make lab    install, build images, bring the seed lab up and show its state"
+	@echo "make test   unit + integration + end-to-end tests (JUnit XML in reports/)"
+	@echo "make bench  benchmarks, results in bench/results/"
+	@echo "make down   remove the seed lab"
+
+deps:
+	@scripts/host-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: deps $(VENV)/.installed
+
+images: install
+	$(PY) -m labctl images build
+
+lab: images
+	$(PY) -m labctl up $(SEED)
+	@scripts/show-lab.sh $(PY) $(SEED)
+
+down: install
+	$(PY) -m labctl down $(SEED)
+
+test: images
+	@mkdir -p reports
+	$(PY) -m pytest tests -ra --junitxml=reports/junit.xml $(PYTEST_ARGS)
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+e2e: images
+	@mkdir -p reports
+	$(PY) -m pytest tests/e2e -ra --junitxml=reports/junit-e2e.xml $(PYTEST_ARGS)
+
+bench: images
+	@mkdir -p bench/results
+	$(PY) bench/bench_lab.py --out bench/results/lab.json
+
+lint: install
+	$(VENV)/bin/ruff check labctl tests bench
+	$(VENV)/bin/ruff format --check labctl tests bench
+
+schema: install
+	$(PY) -m labctl schema > topologies/labctl.schema.json
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache
