@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 import docker
@@ -164,15 +165,19 @@ class DockerRuntime(Runtime):
         return labs
 
     def remove_lab(self, lab: str) -> list[str]:
-        removed = []
         filters = {"label": [f"{LABEL_LAB}={lab}"]}
-        for container in self.client.containers.list(all=True, filters=filters):
+        containers = self.client.containers.list(all=True, filters=filters)
+
+        def remove(container) -> str | None:
             try:
                 # SIGKILL: lab nodes hold nothing worth a graceful stop, and down must be fast.
                 container.remove(force=True)
-                removed.append(f"container {container.name}")
+                return f"container {container.name}"
             except docker.errors.NotFound:
-                pass
+                return None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            removed = [r for r in pool.map(remove, containers) if r]
         for network in self.client.networks.list(filters={"label": f"{LABEL_LAB}={lab}"}):
             for attempt in range(20):
                 try:

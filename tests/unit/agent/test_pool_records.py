@@ -1,0 +1,130 @@
+"""Address pool, status records and their tables."""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Address
+
+import pytest
+
+from labctl.agent.control import ControlError, ControlServer
+from labctl.agent.pool import AddressPool, PoolExhausted
+from labctl.agent.records import (
+    ClientStatus,
+    IkeSaRecord,
+    IpsecSaRecord,
+    SessionRecord,
+    SessionSummary,
+)
+from labctl.agent.tables import render_client_status, render_sessions
+
+
+def test_pool_hands_out_lowest_free_without_duplicates() -> None:
+    pool = AddressPool(IPv4Address("40.1.1.1"), IPv4Address("40.1.1.3"))
+    a = pool.allocate("vpnclient1")
+    b = pool.allocate("vpnclient2")
+    assert (a, b) == (IPv4Address("40.1.1.1"), IPv4Address("40.1.1.2"))
+    assert pool.release(a) == "vpnclient1"
+    assert pool.allocate("vpnclient3") == IPv4Address("40.1.1.1")
+    assert pool.allocate("x") == IPv4Address("40.1.1.3")
+    with pytest.raises(PoolExhausted):
+        pool.allocate("y")
+    assert len(set(pool.in_use())) == 3
+
+
+def test_pool_keeps_a_reconnecting_users_address_when_free() -> None:
+    pool = AddressPool(IPv4Address("40.1.1.1"), IPv4Address("40.1.1.254"))
+    pool.allocate("a")
+    assert pool.allocate("b", preferred=IPv4Address("40.1.1.9")) == IPv4Address("40.1.1.9")
+    assert pool.allocate("c", preferred=IPv4Address("40.1.1.9")) == IPv4Address("40.1.1.2")
+    assert pool.allocate("d", preferred=IPv4Address("10.0.0.1")) == IPv4Address("40.1.1.3")
+
+
+def _session() -> SessionRecord:
+    return SessionRecord(
+        username="vpnclient1",
+        group="ciscovpn",
+        assigned_ip="40.1.1.1",
+        public_ip="171.69.89.78",
+        public_port=1029,
+        protocol="IPsec/NAT-T",
+        encryption="3DES-168",
+        login_time=1000.0,
+        client_type="WinNT",
+        client_version="3.6.1 (Rel)",
+        bytes_tx=768,
+        bytes_rx=768,
+        ike=IkeSaRecord(
+            1,
+            "3DES-168",
+            "MD5",
+            "Group 2 (1024-bit)",
+            "Pre-Shared Keys (XAUTH)",
+            "Aggressive",
+            86400,
+            "b69224f4960a2d9e",
+            "76fef6551f9d49f3",
+            1000.0,
+        ),
+        ipsec=[
+            IpsecSaRecord(
+                2,
+                "40.1.1.1",
+                "0.0.0.0/255.255.255.255",
+                "3DES-168",
+                "MD5",
+                "Tunnel",
+                1029,
+                4500,
+                28800,
+                "0x5beebb4c",
+                "0x02cc3526",
+                bytes_rx=256,
+                bytes_tx=256,
+            )
+        ],
+    )
+
+
+def test_session_record_round_trips_through_json() -> None:
+    record = _session()
+    again = SessionRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record
+
+
+def test_sessions_table_shows_the_seed_columns() -> None:
+    summary = SessionSummary(0, 2, 0, 2, 100, 7)
+    text = render_sessions([_session()], summary, now=1000.0 + 244, detail=True)
+    assert "vpnclient1" in text and "40.1.1.1" in text and "171.69.89.78" in text
+    assert "IPsec/NAT-T" in text and "3DES-168" in text and "0:04:04" in text
+    assert "UDP Source Port       1029" in text and "UDP Destination Port  4500" in text
+    assert summary.to_json()["total_active"] == 2
+
+
+def test_client_status_says_who_is_behind_nat() -> None:
+    status = ClientStatus(
+        state="connected",
+        server="172.16.172.50",
+        group="ciscovpn",
+        user="vpnclient1",
+        local_behind_nat=True,
+        remote_behind_nat=False,
+    )
+    text = render_client_status(status, now=0.0)
+    assert "Remote end is NOT behind a NAT device" in text
+    assert "This   end IS behind a NAT device" in text
+
+
+def test_control_dispatch_refuses_unknown_commands_and_reports_errors() -> None:
+    def fail(args):
+        raise ControlError("no such user 'x'")
+
+    server = ControlServer.__new__(ControlServer)
+    server.handlers = {"ping": lambda args: {"pong": args.get("n")}, "logout": fail}
+    assert server.dispatch(b'{"cmd": "ping", "args": {"n": 3}}') == {
+        "ok": True,
+        "result": {"pong": 3},
+    }
+    assert server.dispatch(b'{"cmd": "logout"}') == {"ok": False, "error": "no such user 'x'"}
+    assert not server.dispatch(b"garbage")["ok"]
+    assert not server.dispatch(b'{"cmd": "nope"}')["ok"]
