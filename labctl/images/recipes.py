@@ -49,19 +49,6 @@ def image_role_for_kind(kind: str) -> str:
         raise ValueError(f"unknown node kind {kind!r}: no image for it (known: {known})") from None
 
 
-def descendants(role: str) -> tuple[str, ...]:
-    """Roles built (directly or not) FROM `role`, in build order."""
-    found: list[str] = []
-    for candidate in ROLES:
-        parent = PARENT_ROLE[candidate]
-        while parent is not None:
-            if parent == role:
-                found.append(candidate)
-                break
-            parent = PARENT_ROLE[parent]
-    return tuple(found)
-
-
 @dataclass(frozen=True)
 class ContextFile:
     """One file of a build context: where it comes from and where it goes in the context."""
