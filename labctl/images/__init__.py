@@ -22,12 +22,15 @@ concurrent labctl processes build each image once.
 
 Public API:
 
-    ensure_images(project_root: Path | None = None, progress: ProgressFn | None = None)
+    ensure_images(project_root: Path | None = None, progress: ProgressFn | None = None,
+                  *, force: bool = False)
         -> ImageSet                  # role -> tag (.tags, .ids, .built, .for_kind(kind))
+    project_root() -> Path           # the checkout holding images/ (default everywhere)
     build(role: str, force: bool = False, *, project_root=None, progress=None) -> str
     list_images(*, project_root=None) -> list[ImageInfo]
         # ImageInfo(role, tag, image_id, size, created, in_use_by, current)
-    prune(keep_current: bool = True, *, project_root=None, progress=None) -> list[str]
+    prune(keep_current: bool = True, *, roles=None, project_root=None, progress=None)
+        -> list[str]                 # removed tags (IDs for untagged images)
     current_tags(project_root=None) -> dict[str, str]   # from the recipes, no Docker
     image_role_for_kind(kind: str) -> str
     ImageBuilder(project_root, progress=..., cache_dir=..., client=...)  # the same, as methods
@@ -35,7 +38,10 @@ Public API:
 
 `progress(stage, detail)` is called with stages like "base: debootstrap", "base: import",
 "node: build" and details like "unpacking 40/156 packages, 21 s"; a new stage means the
-previous one ended.
+previous one ended. During debootstrap it is called about once a second (the elapsed time
+moves), so render it as a rewritten status line or rate-limit it: `ConsoleProgress` does
+the first on a TTY and the second elsewhere. Each role ends with one call
+(role, "built <tag> in 12.3 s") or (role, "<tag> up to date").
 
 Errors are one line: `ImageBuildError` ("image build failed at base: debootstrap:
 debootstrap: Couldn't find these debs: foo (log: /var/cache/labctl/logs/base-....log)"),
@@ -49,6 +55,7 @@ root file systems and build contexts, removed after each build).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from labctl.images.builder import (
@@ -87,13 +94,24 @@ __all__ = [
     "ensure_images",
     "image_role_for_kind",
     "list_images",
+    "project_root",
     "prune",
 ]
 
 
-def ensure_images(project_root: Path | None = None, progress: ProgressFn | None = None) -> ImageSet:
-    """Build whatever current image is missing; return role -> tag for all roles."""
-    return ImageBuilder(project_root, progress=progress).ensure()
+def ensure_images(
+    project_root: Path | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    force: bool = False,
+) -> ImageSet:
+    """Build whatever current image is missing (force: all); return role -> tag."""
+    return ImageBuilder(project_root, progress=progress).ensure(force=force)
+
+
+def project_root() -> Path:
+    """The project checkout whose images/ recipes (and labctl/ sources) this labctl uses."""
+    return default_project_root()
 
 
 def build(
@@ -115,11 +133,13 @@ def list_images(*, project_root: Path | None = None) -> list[ImageInfo]:
 def prune(
     keep_current: bool = True,
     *,
+    roles: Iterable[str] | None = None,
     project_root: Path | None = None,
     progress: ProgressFn | None = None,
 ) -> list[str]:
     """Remove labctl images that no container uses (and that are not current)."""
-    return ImageBuilder(project_root, progress=progress).prune(keep_current=keep_current)
+    builder = ImageBuilder(project_root, progress=progress)
+    return builder.prune(keep_current=keep_current, roles=roles)
 
 
 def current_tags(project_root: Path | None = None) -> dict[str, str]:

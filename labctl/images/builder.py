@@ -134,8 +134,11 @@ class ImageBuilder:
 
     # -- building --------------------------------------------------------------------------
 
-    def ensure(self, roles: Iterable[str] = ROLES) -> ImageSet:
-        """Make sure the current images of `roles` (and their ancestors) exist."""
+    def ensure(self, roles: Iterable[str] = ROLES, *, force: bool = False) -> ImageSet:
+        """Make sure the current images of `roles` (and their ancestors) exist.
+
+        force=True rebuilds all of them even if their tags exist.
+        """
         plan = self.plan()
         wanted = _with_ancestors(roles)
         tags: dict[str, str] = {}
@@ -151,7 +154,7 @@ class ImageBuilder:
             started = time.monotonic()
             if build_once(
                 self._lock_path(planned.tag),
-                lambda p=planned, pid=parent_id: self._is_built(p, pid),
+                lambda p=planned, pid=parent_id: not force and self._is_built(p, pid),
                 lambda p=planned, pid=parent_id: self._build(p, pid),
                 on_wait=lambda p=planned: self._report_wait(p),
             ):
@@ -319,15 +322,19 @@ class ImageBuilder:
         order = {role: i for i, role in enumerate(ROLES)}
         return sorted(infos, key=lambda i: (order.get(i.role, 99), i.created))
 
-    def prune(self, keep_current: bool = True) -> list[str]:
+    def prune(self, keep_current: bool = True, roles: Iterable[str] | None = None) -> list[str]:
         """Remove labctl images no container uses (and, by default, not current).
 
-        Children go before parents. An image being built right now (its lock is held) is
-        left alone. Returns the removed tags (or IDs of untagged images).
+        `roles` limits pruning to images of those roles. Children go before parents. An
+        image being built right now (its lock is held) is left alone. Returns the removed
+        tags (or IDs of untagged images).
         """
         keep = self.current_tags() if keep_current else set()
+        only = set(roles) if roles is not None else None
         removed: list[str] = []
         for info in sorted(self.list_images(), key=_children_first):
+            if only is not None and info.role not in only:
+                continue
             if info.in_use_by or (info.tag is not None and info.tag in keep):
                 continue
             ref = info.tag or info.image_id
