@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from ..lifecycle import LabState, down, known_state_labs, push_node, up
@@ -185,10 +186,15 @@ def cmd_images(args) -> int:
     elif args.action == "list":
         found = images.list_images()
         if args.json:
-            print_json([vars(i) if hasattr(i, "__dict__") else i for i in found])
+            print_json([asdict(i) for i in found])
         else:
+            print(f"{'ROLE':6} {'TAG':28} {'SIZE':>8}  {'CURRENT':7}  IN USE BY")
             for info in found:
-                print(info)
+                print(
+                    f"{info.role:6} {info.tag or info.image_id[:19]:28} "
+                    f"{info.size / 2**20:7.0f}M  {'yes' if info.current else 'no':7}  "
+                    f"{', '.join(info.in_use_by) or '-'}"
+                )
     else:
         for removed in images.prune():
             print(f"removed {removed}")

@@ -155,8 +155,18 @@ class DockerRuntime(Runtime):
 
     def nodes(self, lab: str | None = None) -> list[NodeInfo]:
         filters = {"label": [f"{LABEL_LAB}={lab}" if lab else LABEL_LAB]}
-        containers = self.client.containers.list(all=True, filters=filters)
-        return sorted((_info(c) for c in containers), key=lambda n: (n.lab, n.node))
+        return sorted((_info(c) for c in self._containers(filters)), key=lambda n: (n.lab, n.node))
+
+    def _containers(self, filters: dict) -> list:
+        """Inspected containers; one that vanishes between list and inspect is skipped
+        (a create aborted by a killed client, a concurrent down)."""
+        found = []
+        for sparse in self.client.containers.list(all=True, filters=filters, sparse=True):
+            try:
+                found.append(self.client.containers.get(sparse.id))
+            except docker.errors.NotFound:
+                continue
+        return found
 
     def labs(self) -> set[str]:
         labs = {n.lab for n in self.nodes()}
@@ -166,13 +176,13 @@ class DockerRuntime(Runtime):
 
     def remove_lab(self, lab: str) -> list[str]:
         filters = {"label": [f"{LABEL_LAB}={lab}"]}
-        containers = self.client.containers.list(all=True, filters=filters)
+        containers = self.client.containers.list(all=True, filters=filters, sparse=True)
 
         def remove(container) -> str | None:
             try:
                 # SIGKILL: lab nodes hold nothing worth a graceful stop, and down must be fast.
                 container.remove(force=True)
-                return f"container {container.name}"
+                return f"container {container.attrs['Names'][0].lstrip('/')}"
             except docker.errors.NotFound:
                 return None
 

@@ -65,13 +65,13 @@ def no_leaked_test_labs() -> Iterator[None]:
     """After the session, remove any test lab a crashed test left (and say so)."""
     yield
     client = docker.from_env()
-    leaked = {
-        c.labels.get("labctl.lab")
-        for c in client.containers.list(all=True, filters={"label": "labctl.lab"})
-        if c.labels.get("labctl.lab", "").startswith(TEST_LAB_PREFIX)
-    }
-    for name in sorted(leaked):
+    containers = client.containers.list(all=True, filters={"label": "labctl.lab"}, sparse=True)
+    labs = {(c.attrs.get("Labels") or {}).get("labctl.lab", "") for c in containers}
+    leaked = sorted(name for name in labs if name.startswith(TEST_LAB_PREFIX))
+    for name in leaked:
         labctl("-q", "down", name, check=False)
+    if leaked:
+        pytest.fail(f"tests left labs behind (now removed): {', '.join(leaked)}", pytrace=False)
 
 
 @dataclass

@@ -33,7 +33,10 @@ def lab_footprint(lab: str) -> LabFootprint:
     client = docker.from_env()
     containers = tuple(
         sorted(
-            c.name for c in client.containers.list(all=True, filters={"label": f"labctl.lab={lab}"})
+            c.attrs["Names"][0].lstrip("/")
+            for c in client.containers.list(
+                all=True, filters={"label": f"labctl.lab={lab}"}, sparse=True
+            )
         )
     )
     networks = tuple(

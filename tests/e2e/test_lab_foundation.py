@@ -166,7 +166,9 @@ def test_down_cleans_up_after_labctl_is_killed_during_up() -> None:
         deadline = time.monotonic() + 120
         # Kill it as soon as the first containers exist: a lab half-built.
         while time.monotonic() < deadline and process.poll() is None:
-            if client.containers.list(all=True, filters={"label": f"labctl.lab={name}"}):
+            if client.containers.list(
+                all=True, filters={"label": f"labctl.lab={name}"}, sparse=True
+            ):
                 break
             time.sleep(0.05)
         assert process.poll() is None, "labctl up finished before it could be killed"
