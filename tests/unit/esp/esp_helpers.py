@@ -65,3 +65,63 @@ def build_esp(
     if i.digest is not None:
         out += hmac.new(auth_key, out, i.digest).digest()[: i.icv_len]
     return out
+
+
+# ---------------------------------------------------------------------- inner packets
+def inet_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4_packet(src: str, dst: str, proto: int, payload: bytes, ident: int = 1) -> bytes:
+    import ipaddress
+
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        ident,
+        0x4000,  # DF
+        64,
+        proto,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
+    )
+    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
+    return header + payload
+
+
+def icmp_echo(src: str, dst: str, seq: int, data: bytes = b"abcdefgh" * 7) -> bytes:
+    body = struct.pack("!BBHHH", 8, 0, 0, 0x1234, seq) + data
+    body = body[:2] + struct.pack("!H", inet_checksum(body)) + body[4:]
+    return ipv4_packet(src, dst, 1, body, ident=seq)
+
+
+def tcp_checksum_ok(packet: bytes | bytearray) -> bool:
+    ihl = (packet[0] & 0x0F) * 4
+    segment = bytes(packet[ihl:])
+    pseudo = bytes(packet[12:20]) + struct.pack("!BBH", 0, 6, len(segment))
+    return inet_checksum(pseudo + segment) == 0
+
+
+def tcp_syn(src: str, dst: str, mss: int, sport: int = 40000, dport: int = 5201) -> bytes:
+    import ipaddress
+
+    # options: MSS, NOP, NOP, SACK-permitted, NOP, window scale 7  (12 bytes)
+    options = struct.pack("!BBH", 2, 4, mss) + b"\x01\x01\x04\x02\x01\x03\x03\x07"
+    header = struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, (5 + 3) << 4, 0x02, 64240, 0, 0)
+    segment = header + options
+    pseudo = (
+        ipaddress.IPv4Address(src).packed
+        + ipaddress.IPv4Address(dst).packed
+        + struct.pack("!BBH", 0, 6, len(segment))
+    )
+    csum = inet_checksum(pseudo + segment)
+    segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
+    return ipv4_packet(src, dst, 6, segment)
