@@ -125,3 +125,99 @@ def tcp_syn(src: str, dst: str, mss: int, sport: int = 40000, dport: int = 5201)
     csum = inet_checksum(pseudo + segment)
     segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
     return ipv4_packet(src, dst, 6, segment)
+
+
+# ---------------------------------------------------------------------- pcap + tshark
+LINKTYPE_RAW = 101  # frames are bare IPv4 packets
+LINKTYPE_ETHERNET = 1
+LINKTYPE_LINUX_SLL = 113
+
+
+def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload  # checksum 0
+    return ipv4_packet(src, dst, 17, udp)
+
+
+def write_pcap(path: str, packets: list[bytes]) -> None:
+    """Classic pcap of bare IPv4 packets (LINKTYPE_RAW)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
+        for i, pkt in enumerate(packets):
+            f.write(struct.pack("<IIII", 1, i, len(pkt), len(pkt)) + pkt)
+
+
+def read_pcap_ipv4(path: str) -> list[bytes]:
+    """IPv4 packets of a classic pcap (raw, Ethernet or Linux cooked capture)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic = struct.unpack_from("<I", data)[0]
+    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    linktype = struct.unpack_from(endian + "I", data, 20)[0]
+    skip = {LINKTYPE_RAW: 0, LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16}[linktype]
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from(endian + "I", data, pos + 8)[0]
+        frame = data[pos + 16 : pos + 16 + caplen]
+        pos += 16 + caplen
+        if linktype == LINKTYPE_ETHERNET and frame[12:14] != b"\x08\x00":
+            continue
+        if linktype == LINKTYPE_LINUX_SLL and frame[14:16] != b"\x08\x00":
+            continue
+        out.append(frame[skip:])
+    return out
+
+
+TSHARK_CIPHER = {
+    "null": "NULL",
+    "3des-cbc": "TripleDES-CBC [RFC2451]",
+    "aes128-cbc": "AES-CBC [RFC3602]",
+    "aes192-cbc": "AES-CBC [RFC3602]",
+    "aes256-cbc": "AES-CBC [RFC3602]",
+}
+TSHARK_INTEGRITY = {
+    "hmac-md5-96": "HMAC-MD5-96 [RFC2403]",
+    "hmac-sha1-96": "HMAC-SHA-1-96 [RFC2404]",
+    "hmac-sha2-256-128": "HMAC-SHA-256-128 [RFC4868]",
+}
+
+
+def tshark_esp_sa_option(
+    spi: int, cipher: str, integrity: str, enc_key: bytes, auth_key: bytes
+) -> str:
+    """One ``-o uat:esp_sa:...`` value (Wireshark's ESP SA table, wildcard addresses)."""
+    enc = "0x" + enc_key.hex() if enc_key else ""
+    fields = [
+        "IPv4",
+        "*",
+        "*",
+        f"0x{spi:08x}",
+        TSHARK_CIPHER[cipher],
+        enc,
+        TSHARK_INTEGRITY[integrity],
+        "0x" + auth_key.hex(),
+    ]
+    return "uat:esp_sa:" + ",".join(f'"{f}"' for f in fields)
+
+
+def tshark_fields(
+    pcap: str, fields: list[str], sa_options: list[str] = (), decode_as: list[str] = ()
+) -> list[list[str]]:
+    """Run tshark over ``pcap`` and return the requested fields per frame."""
+    import subprocess
+
+    cmd = ["tshark", "-n", "-r", pcap, "-T", "fields", "-E", "separator=|"]
+    if sa_options:
+        cmd += [
+            "-o",
+            "esp.enable_encryption_decode:TRUE",
+            "-o",
+            "esp.enable_authentication_check:TRUE",
+        ]
+        for opt in sa_options:
+            cmd += ["-o", opt]
+    for d in decode_as:
+        cmd += ["-d", d]
+    for f in fields:
+        cmd += ["-e", f]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    return [line.split("|") for line in done.stdout.splitlines()]
