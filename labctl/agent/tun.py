@@ -39,6 +39,15 @@ def run_ip(*args: str) -> None:
         raise TunError(f"`{' '.join(cmd)}` failed ({done.returncode}): {done.stderr.strip()}")
 
 
+def _disable_ipv6(ifname: str) -> None:
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    try:
+        with open(path, "w") as f:
+            f.write("1")
+    except OSError:  # IPv6 compiled out or /proc/sys read-only: nothing to silence
+        pass
+
+
 class TunDevice:
     """An open TUN interface. Non-blocking; closing the fd deletes the interface."""
 
@@ -54,7 +63,13 @@ class TunDevice:
         mtu: int = DEFAULT_TUNNEL_MTU,
         up: bool = True,
         txqueuelen: int | None = None,
+        disable_ipv6: bool = True,
     ) -> TunDevice:
+        """Create, size and (by default) bring up a TUN.
+
+        ``disable_ipv6``: the data plane carries IPv4 only; without this the kernel sends
+        router solicitations and MLD reports into the tunnel, counted as drops.
+        """
         if len(name.encode()) >= IFNAMSIZ:
             raise TunError(f"interface name {name!r} is longer than {IFNAMSIZ - 1} bytes")
         try:
@@ -69,6 +84,8 @@ class TunDevice:
             result = fcntl.ioctl(fd, TUNSETIFF, ifr)
             real_name = result[:IFNAMSIZ].rstrip(b"\0").decode()
             dev = cls(fd, real_name, mtu)
+            if disable_ipv6:
+                _disable_ipv6(real_name)
             dev.set_mtu(mtu)
             if txqueuelen is not None:
                 run_ip("link", "set", "dev", real_name, "txqueuelen", str(txqueuelen))
