@@ -429,7 +429,8 @@ class Dataplane:
                 tunnel.counters.drop("no_sa" if sa is None else "no_peer_endpoint")
                 continue
             packet: Any = view[:n]
-            if max_mss and buf[9] == 6:
+            # inline SYN test: only SYNs pay for the clamp_mss() call
+            if max_mss and buf[9] == 6 and buf[((buf[0] & 15) << 2) + 13] & 2:
                 packet = clamp_mss(packet, max_mss)
             try:
                 esp = sa.seal(packet, NEXT_HEADER_IPV4, now)
@@ -516,7 +517,9 @@ class Dataplane:
             ):
                 self._move_peer(tunnel, source, report=True)
             if max_mss and inner[9] == 6:
-                inner = clamp_mss(inner, max_mss)
+                ihl = (inner[0] & 15) << 2
+                if ihl + 14 <= size and inner[ihl + 13] & 2:  # only SYNs pay for the call
+                    inner = clamp_mss(inner, max_mss)
             try:
                 write(tun_fd, inner)
             except OSError:

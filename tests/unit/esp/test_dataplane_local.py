@@ -362,3 +362,36 @@ def test_configuration_errors(loop: EventLoop, make_node) -> None:
         a.dp.add_tunnel("y", encap=Encap.NATT, remote_networks=["10.0.0.0/8"])
     a.dp.remove_tunnel("x")
     assert a.dp.stats()["tunnels"] == {}
+
+
+def test_authenticated_garbage_inner_packets_never_break_the_loop(
+    loop: EventLoop, make_node
+) -> None:
+    """A peer holding the keys may still send nonsense: it is counted, never raised."""
+    import random
+
+    a, b = connect_pair(make_node)
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 1))
+    collect(loop, b.tun, 1)
+    sa = a.dp.tunnel("to-b").outbound
+    assert sa is not None
+    rng = random.Random(7)
+    sent = 0
+    src, dst = bytes([40, 1, 1, 1]), bytes([192, 168, 2, 10])
+    for _ in range(300):
+        n = rng.randrange(0, 90)
+        body = bytearray(rng.randbytes(max(n, 20)))
+        body[0] = 0x40 | rng.randrange(16)  # IPv4 with any header length, even < 5
+        body[9] = rng.choice([6, 6, 17, 1])  # mostly "TCP", so the MSS path is exercised
+        body[12:16], body[16:20] = src, dst
+        ihl = (body[0] & 15) << 2
+        if ihl + 13 < len(body):
+            body[ihl + 13] = 0x02  # SYN flag where a TCP header would be
+        a.sock.sendto(sa.seal(bytes(body[:n])), b.endpoint)
+        sent += 1
+    t = b.dp.tunnel("client1")
+    pump(loop, lambda: t.counters.rx_packets - 1 + sum(t.counters.drops.values()) == sent)
+    assert loop.callback_errors == 0
+    b.tun.received()
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 2))
+    assert collect(loop, b.tun, 1) == [icmp_echo(CLIENT_IP, LAN_HOST, 2)]

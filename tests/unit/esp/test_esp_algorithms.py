@@ -83,3 +83,13 @@ def test_inbound_sa_replay_window_size_is_configurable() -> None:
     with pytest.raises(EspReplay):
         inb.open(packets[1])
     assert isinstance(inb, EspSa)
+
+
+def test_random_pool_never_repeats_and_refills() -> None:
+    from labctl.esp.sa import RandomPool
+
+    pool = RandomPool(size=64)
+    blocks = [pool(16) for _ in range(40)]  # crosses several refills
+    assert all(len(b) == 16 for b in blocks)
+    assert len(set(blocks)) == 40
+    assert len(pool(100)) == 100  # larger than the pool: still served
