@@ -26,14 +26,22 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
 from labctl.agent.loop import EventLoop, Timer
 from labctl.agent.mss import clamp_mss, mss_for_mtu
 from labctl.agent.prefix_table import PrefixTable
+from labctl.agent.tunnel import (
+    DataplaneEvent,
+    Encap,
+    Endpoint,
+    InboundSaRetired,
+    OutboundSaExhausted,
+    PeerEndpointChanged,
+    Tunnel,
+    UnknownSpi,
+)
 from labctl.esp.encap import (
     NON_ESP_MARKER,
     CiscoUdpFraming,
@@ -43,22 +51,28 @@ from labctl.esp.encap import (
 )
 from labctl.esp.errors import EspError, EspSequenceExhausted
 from labctl.esp.sa import NEXT_HEADER_DUMMY, NEXT_HEADER_IPV4, Direction, EspSa
+from labctl.esp.spi_table import InboundSpiTable
+
+__all__ = [  # the tunnel/event types are re-exported: agents import everything from here
+    "Dataplane",
+    "DataplaneEvent",
+    "Encap",
+    "Endpoint",
+    "InboundSaRetired",
+    "OutboundSaExhausted",
+    "PacketDevice",
+    "PeerEndpointChanged",
+    "Tunnel",
+    "UnknownSpi",
+]
 
 log = logging.getLogger(__name__)
-
-Endpoint = tuple[str, int]
 
 DEFAULT_KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §4 suggests 20 s
 DEFAULT_REKEY_GRACE = 30.0  # old inbound SA stays valid this long after a rekey
 UNKNOWN_SPI_EVENT_INTERVAL = 10.0  # at most one UnknownSpi event per SPI per interval
 HOUSEKEEPING_INTERVAL = 1.0
 RECV_BUFFER = 65536
-
-
-class Encap(StrEnum):
-    ESP = "esp"  # raw IP protocol 50
-    NATT = "udp-natt"  # RFC 3948, port 4500
-    CISCO = "udp-cisco"  # Cisco IPsec over UDP, port 10000 by default
 
 
 _FRAMING = {Encap.ESP: RawEspFraming, Encap.NATT: NatTraversalFraming, Encap.CISCO: CiscoUdpFraming}
@@ -71,126 +85,6 @@ class PacketDevice(Protocol):
     fd: int
     name: str
     mtu: int
-
-
-# ---------------------------------------------------------------------- events
-@dataclass(frozen=True)
-class PeerEndpointChanged:
-    tunnel: str
-    old: Endpoint | None
-    new: Endpoint
-
-
-@dataclass(frozen=True)
-class OutboundSaExhausted:
-    """The outbound SA ran out of sequence numbers: rekey now, traffic is being dropped."""
-
-    tunnel: str
-    spi: int
-
-
-@dataclass(frozen=True)
-class InboundSaRetired:
-    tunnel: str
-    spi: int
-
-
-@dataclass(frozen=True)
-class UnknownSpi:
-    """ESP arrived for an SPI we do not hold (stale peer after our restart, or garbage)."""
-
-    spi: int
-    source: Endpoint
-
-
-DataplaneEvent = PeerEndpointChanged | OutboundSaExhausted | InboundSaRetired | UnknownSpi
-
-
-# ---------------------------------------------------------------------- tunnels
-class TunnelCounters:
-    __slots__ = (
-        "drops",
-        "dummies_rx",
-        "keepalives_rx",
-        "keepalives_tx",
-        "rx_bytes",
-        "rx_packets",
-        "tx_bytes",
-        "tx_packets",
-    )
-
-    def __init__(self) -> None:
-        self.tx_packets = self.tx_bytes = self.rx_packets = self.rx_bytes = 0
-        self.keepalives_tx = self.keepalives_rx = self.dummies_rx = 0
-        self.drops: dict[str, int] = {}
-
-    def drop(self, reason: str) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "tx_packets": self.tx_packets,
-            "tx_bytes": self.tx_bytes,
-            "rx_packets": self.rx_packets,
-            "rx_bytes": self.rx_bytes,
-            "keepalives_tx": self.keepalives_tx,
-            "keepalives_rx": self.keepalives_rx,
-            "dummies_rx": self.dummies_rx,
-            "drops": dict(self.drops),
-        }
-
-
-class Tunnel:
-    """One IPsec tunnel to one peer: routes, SAs, endpoint, counters."""
-
-    def __init__(
-        self,
-        name: str,
-        encap: Encap,
-        remote_networks: list[ipaddress.IPv4Network],
-        peer: Endpoint | None,
-        send_keepalives: bool,
-        keepalive_interval: float,
-        created_at: float,
-    ) -> None:
-        self.name = name
-        self.encap = encap
-        self.remote_networks = remote_networks
-        # (network, mask) ints for the per-packet inbound policy check
-        self._remote = tuple((int(n.network_address), int(n.netmask)) for n in remote_networks)
-        self.peer = peer
-        self.send_keepalives = send_keepalives
-        self.keepalive_interval = keepalive_interval
-        self.outbound: EspSa | None = None
-        self.inbound: dict[int, EspSa] = {}
-        self.counters = TunnelCounters()
-        self.endpoint_changes = 0
-        self.created_at = created_at
-        self.last_tx = created_at
-        self.last_rx: float | None = None
-
-    def remote_allows(self, src: int) -> bool:
-        # explicit loop: any() with a generator costs ~3x more on this per-packet path
-        for net, mask in self._remote:  # noqa: SIM110
-            if src & mask == net:
-                return True
-        return False
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "encap": self.encap.value,
-            "peer": None if self.peer is None else {"ip": self.peer[0], "port": self.peer[1]},
-            "remote_networks": [str(n) for n in self.remote_networks],
-            "endpoint_changes": self.endpoint_changes,
-            "send_keepalives": self.send_keepalives,
-            "created_at": self.created_at,
-            "last_tx": self.last_tx,
-            "last_rx": self.last_rx,
-            **self.counters.as_dict(),
-            "outbound_sa": None if self.outbound is None else self.outbound.stats(),
-            "inbound_sas": [sa.stats() for sa in self.inbound.values()],
-        }
 
 
 # ---------------------------------------------------------------------- data plane
@@ -236,7 +130,7 @@ class Dataplane:
         self._budget = read_budget
         self._tunnels: dict[str, Tunnel] = {}
         self._routes: PrefixTable[Tunnel] = PrefixTable()
-        self._inbound: dict[int, tuple[EspSa, Tunnel]] = {}
+        self._inbound: InboundSpiTable[Tunnel] = InboundSpiTable()
         self._by_peer: dict[Endpoint, Tunnel] = {}
         self._retire_timers: dict[int, Timer] = {}
         self._unknown_spi_seen: dict[int, float] = {}
@@ -329,6 +223,12 @@ class Dataplane:
         before stay valid for ``grace`` seconds (default ``rekey_grace``) and are then
         removed, so packets the peer still seals with the old SA keep arriving during the
         switch. ``retire_old=False`` keeps them until ``remove_inbound_sa``.
+
+        Ordering for a loss-free rekey (checked by the integration test): install the new
+        inbound SA as soon as it exists, and switch the outbound SA only once the peer is
+        known to hold the matching inbound SA (IKEv1 Quick Mode: the initiator after
+        sending HASH(3), the responder after receiving it). Both may be given in one call
+        when that condition already holds.
         """
         tunnel = self._tunnels[name]
         new_inbound = list(inbound)
@@ -341,8 +241,8 @@ class Dataplane:
             raise ValueError(f"SA 0x{outbound.spi:08x} given as outbound is inbound")
         old_spis = list(tunnel.inbound) if new_inbound else []
         for sa in new_inbound:
+            self._inbound.add(sa, tunnel)
             tunnel.inbound[sa.spi] = sa
-            self._inbound[sa.spi] = (sa, tunnel)
         if outbound is not None:
             tunnel.outbound = outbound
         if retire_old:
@@ -364,7 +264,8 @@ class Dataplane:
         self._emit(InboundSaRetired(entry[1].name, spi))
 
     def _drop_inbound(self, spi: int) -> None:
-        entry = self._inbound.pop(spi, None)
+        entry = self._inbound.get(spi)
+        self._inbound.remove(spi)
         timer = self._retire_timers.pop(spi, None)
         if timer is not None:
             timer.cancel()
@@ -458,7 +359,7 @@ class Dataplane:
         recv_into = sock.recvfrom_into
         buf = self._rx_buf
         view = self._rx_view
-        inbound = self._inbound
+        inbound_get = self._inbound.get
         tun_fd = self.tun.fd
         write = os.write
         max_mss = self._max_mss
@@ -485,7 +386,7 @@ class Dataplane:
                 self._count("malformed")
                 continue
             spi = int.from_bytes(data[off : off + 4], "big")
-            entry = inbound.get(spi)
+            entry = inbound_get(spi)
             if entry is None:
                 self._unknown_spi(spi, source, now)
                 continue

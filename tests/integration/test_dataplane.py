@@ -22,6 +22,7 @@ import pytest
 from tests.integration.esp_support.netns_lab import (
     A_OUTER,
     B_OUTER,
+    CLIENT_INNER,
     NAT_OUTSIDE,
     NetnsLab,
     Runner,
@@ -178,6 +179,47 @@ def test_natt_tcp_transfer_is_byte_exact(natt) -> None:
     assert tunnel(a)["drops"] == {} and tunnel(b)["drops"] == {}
 
 
+def test_natt_path_mtu_full_size_and_frag_needed(natt) -> None:
+    """Inner packets up to the TUN MTU cross; bigger DF packets from the LAN get an ICMP
+    "fragmentation needed" with the tunnel MTU from the gateway's kernel (PMTUD works)."""
+    lab, _, _, _ = natt
+    full = lab.run(
+        "lan",
+        "ping",
+        "-n",
+        "-c",
+        "3",
+        "-i",
+        "0.1",
+        "-W",
+        "2",
+        "-M",
+        "do",
+        "-s",
+        "1372",
+        CLIENT_INNER,
+        check=False,
+    )  # 1372 + 28 = 1400 = TUN MTU
+    assert "3 received" in full.stdout, full.stdout + full.stderr
+    big = lab.run(
+        "lan",
+        "ping",
+        "-n",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "-M",
+        "do",
+        "-s",
+        "1472",
+        CLIENT_INNER,
+        check=False,
+    )
+    assert big.returncode != 0
+    assert "mtu = 1400" in big.stdout, big.stdout + big.stderr
+
+
 def test_natt_wire_format_tshark_and_injected_replay_tamper(natt, tmp_path: Path) -> None:
     lab, _, b, sas = natt
     with capture(lab, "b", "b0", "udp port 4500", tmp_path / "natt.pcap") as pcap:
@@ -245,30 +287,20 @@ def test_natt_rekey_under_traffic_loses_nothing(natt) -> None:
         "-i",
         "0.01",
         "-I",
-        "40.1.1.1",
+        CLIENT_INNER,
         "192.168.2.10",
         stdout=subprocess.PIPE,
         text=True,
     )
     time.sleep(0.5)
-    assert (
-        b.request(
-            "rekey "
-            + json.dumps(
-                {"tunnel": "client1", "outbound": new["ba"], "inbound": [new["ab"]], "grace": 2}
-            )
-        )
-        == "ok\n"
-    )
-    assert (
-        a.request(
-            "rekey "
-            + json.dumps(
-                {"tunnel": "to-b", "outbound": new["ab"], "inbound": [new["ba"]], "grace": 2}
-            )
-        )
-        == "ok\n"
-    )
+    # the order IKE must follow: both ends accept the new inbound SA first, and only then
+    # does either end start sealing with the new outbound SA
+    for runner, name, inbound in ((b, "client1", new["ab"]), (a, "to-b", new["ba"])):
+        request = {"tunnel": name, "inbound": [inbound], "grace": 2}
+        assert runner.request("rekey " + json.dumps(request)) == "ok\n"
+    for runner, name, outbound in ((b, "client1", new["ba"]), (a, "to-b", new["ab"])):
+        request = {"tunnel": name, "outbound": outbound}
+        assert runner.request("rekey " + json.dumps(request)) == "ok\n"
     out, _ = pinger.communicate(timeout=30)
     assert "150 received" in out, out
 

@@ -18,6 +18,7 @@ Config (keys are hex; this file is test-only key material):
 Control socket (Unix stream, one request line per connection):
     stats                 -> JSON of Dataplane.stats() plus "events"
     rekey {"tunnel": ..., "outbound": {...}, "inbound": [{...}], "grace": 5}  -> "ok"
+                          (either part may be omitted: install inbound first, then switch)
 Prints "READY" on stdout once the TUN and sockets are up; SIGTERM/SIGINT stop it cleanly.
 """
 
@@ -88,10 +89,11 @@ class ControlServer:
             return json.dumps({**self.dp.stats(), "events": self.events})
         if command == "rekey":
             spec = json.loads(arg)
+            out = spec.get("outbound")
             self.dp.install_sas(
                 spec["tunnel"],
-                outbound=make_sa(spec["outbound"], "out"),
-                inbound=[make_sa(s, "in") for s in spec["inbound"]],
+                outbound=make_sa(out, "out") if out else None,
+                inbound=[make_sa(s, "in") for s in spec.get("inbound", [])],
                 grace=spec.get("grace"),
             )
             return "ok"
