@@ -180,12 +180,16 @@ class Dataplane:
             keepalive_interval or self.keepalive_interval,
             self._loop.time(),
         )
-        for net in nets:
-            self._routes.add(net, tunnel)
         self._tunnels[name] = tunnel
         if peer is not None:
             self._by_peer.setdefault(peer, tunnel)
-        self.install_sas(name, outbound=outbound, inbound=inbound, retire_old=False)
+        try:
+            for net in nets:
+                self._routes.add(net, tunnel)
+            self.install_sas(name, outbound=outbound, inbound=inbound, retire_old=False)
+        except Exception:
+            self.remove_tunnel(name)  # all or nothing: no half-installed tunnel stays behind
+            raise
         return tunnel
 
     def remove_tunnel(self, name: str) -> None:

@@ -359,8 +359,13 @@ def test_configuration_errors(loop: EventLoop, make_node) -> None:
     with pytest.raises(ValueError, match="is inbound"):
         a.dp.install_sas("x", outbound=a_in)
     with pytest.raises(ValueError, match="already belongs"):
-        a.dp.add_tunnel("y", encap=Encap.NATT, remote_networks=["10.0.0.0/8"])
+        a.dp.add_tunnel("y", encap=Encap.NATT, remote_networks=["172.16.0.0/12", "10.0.0.0/8"])
+    with pytest.raises(ValueError, match="already installed"):
+        a.dp.add_tunnel("z", encap=Encap.NATT, remote_networks=["172.16.0.0/12"], inbound=[a_in])
+    assert [t.name for t in a.dp.tunnels()] == ["x"]  # failed adds left nothing behind
+    a.dp.add_tunnel("y", encap=Encap.NATT, remote_networks=["172.16.0.0/12"])
     a.dp.remove_tunnel("x")
+    a.dp.remove_tunnel("y")
     assert a.dp.stats()["tunnels"] == {}
 
 
