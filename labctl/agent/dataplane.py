@@ -1,0 +1,537 @@
+"""User-space IPsec data plane: TUN <-> ESP (raw protocol 50, RFC 3948 UDP, Cisco UDP).
+
+Outbound: a packet read from the TUN is routed by its inner destination (longest prefix
+over every tunnel's remote networks: split-include networks on a client, the assigned
+address on a concentrator) to a tunnel, sealed with the tunnel's outbound SA and sent to the
+tunnel's peer endpoint on the socket of its encapsulation.
+
+Inbound: a datagram is demultiplexed (RFC 3948: IKE behind the non-ESP marker goes to the
+agent's callback, NAT-keepalives are counted), the SPI picks the inbound SA and tunnel, the
+SA verifies/decrypts, the inner source must be one of the tunnel's remote networks (RFC
+4301 inbound policy check), and the packet is written to the TUN. An authenticated packet
+that is the newest seen and comes from a new (ip, port) moves the tunnel's peer endpoint
+there (RFC 3948 §3: NAT mappings change) and reports a ``PeerEndpointChanged`` event.
+
+Nothing a peer sends can stop the loop: every failure is a typed drop counted per tunnel
+(or globally when no tunnel is known yet) under a stable reason key.
+
+Byte counters count inner IP bytes (what the concentrator's "Bytes Tx/Rx" shows).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, Protocol
+
+from labctl.agent.loop import EventLoop, Timer
+from labctl.agent.mss import clamp_mss, mss_for_mtu
+from labctl.agent.prefix_table import PrefixTable
+from labctl.agent.tunnel import (
+    DataplaneEvent,
+    Encap,
+    Endpoint,
+    InboundSaRetired,
+    OutboundSaExhausted,
+    PeerEndpointChanged,
+    Tunnel,
+    UnknownSpi,
+)
+from labctl.esp.encap import (
+    NON_ESP_MARKER,
+    CiscoUdpFraming,
+    Kind,
+    NatTraversalFraming,
+    RawEspFraming,
+)
+from labctl.esp.errors import EspError, EspSequenceExhausted
+from labctl.esp.sa import NEXT_HEADER_DUMMY, NEXT_HEADER_IPV4, Direction, EspSa
+from labctl.esp.spi_table import InboundSpiTable
+
+__all__ = [  # the tunnel/event types are re-exported: agents import everything from here
+    "Dataplane",
+    "DataplaneEvent",
+    "Encap",
+    "Endpoint",
+    "InboundSaRetired",
+    "OutboundSaExhausted",
+    "PacketDevice",
+    "PeerEndpointChanged",
+    "Tunnel",
+    "UnknownSpi",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §4 suggests 20 s
+DEFAULT_REKEY_GRACE = 30.0  # old inbound SA stays valid this long after a rekey
+UNKNOWN_SPI_EVENT_INTERVAL = 10.0  # at most one UnknownSpi event per SPI per interval
+HOUSEKEEPING_INTERVAL = 1.0
+RECV_BUFFER = 65536
+
+
+_FRAMING = {Encap.ESP: RawEspFraming, Encap.NATT: NatTraversalFraming, Encap.CISCO: CiscoUdpFraming}
+
+
+class PacketDevice(Protocol):
+    """What the data plane needs from a TUN: a non-blocking fd carrying one IP packet per
+    read/write, a name and an MTU. ``labctl.agent.tun.TunDevice`` is the real one."""
+
+    fd: int
+    name: str
+    mtu: int
+
+
+# ---------------------------------------------------------------------- data plane
+class Dataplane:
+    """Owns the TUN and the outer ESP sockets inside one ``EventLoop``.
+
+    The UDP-4500 socket is shared with IKE: datagrams behind the non-ESP marker are handed
+    (marker stripped) to ``on_ike(payload, source)``, and ``send_ike`` sends with the marker.
+    UDP 500 stays with the agent.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        tun: PacketDevice,
+        *,
+        natt_socket: socket.socket | None = None,
+        cisco_socket: socket.socket | None = None,
+        raw_socket: socket.socket | None = None,
+        on_ike: Callable[[bytes, Endpoint], None] | None = None,
+        on_event: Callable[[DataplaneEvent], None] | None = None,
+        keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
+        rekey_grace: float = DEFAULT_REKEY_GRACE,
+        mss_clamp: bool = True,
+        read_budget: int = 64,
+        housekeeping_interval: float = HOUSEKEEPING_INTERVAL,
+    ) -> None:
+        self._loop = loop
+        self.tun = tun
+        self._sockets: dict[Encap, socket.socket] = {}
+        for encap, sock in (
+            (Encap.NATT, natt_socket),
+            (Encap.CISCO, cisco_socket),
+            (Encap.ESP, raw_socket),
+        ):
+            if sock is not None:
+                self._sockets[encap] = sock
+        self._on_ike = on_ike
+        self._on_event = on_event
+        self.keepalive_interval = keepalive_interval
+        self.rekey_grace = rekey_grace
+        self._max_mss = mss_for_mtu(tun.mtu) if mss_clamp else 0
+        self._budget = read_budget
+        self._tunnels: dict[str, Tunnel] = {}
+        self._routes: PrefixTable[Tunnel] = PrefixTable()
+        self._inbound: InboundSpiTable[Tunnel] = InboundSpiTable()
+        self._by_peer: dict[Endpoint, Tunnel] = {}
+        self._retire_timers: dict[int, Timer] = {}
+        self._unknown_spi_seen: dict[int, float] = {}
+        self.drops: dict[str, int] = {}  # before a tunnel is known (no route, unknown SPI...)
+        self.keepalives_rx = 0
+        self.ike_rx = 0
+        self.ike_tx = 0
+        self._tun_buf = bytearray(RECV_BUFFER)
+        self._tun_view = memoryview(self._tun_buf)
+        self._rx_buf = bytearray(RECV_BUFFER)
+        self._rx_view = memoryview(self._rx_buf)
+        loop.add_reader(tun.fd, self._on_tun_readable)
+        for encap, sock in self._sockets.items():
+            loop.add_reader(sock, partial(self._on_socket_readable, sock, encap))
+        self._housekeeping = loop.call_every(housekeeping_interval, self._tick)
+
+    # ------------------------------------------------------------------ configuration
+    def add_tunnel(
+        self,
+        name: str,
+        *,
+        encap: Encap | str,
+        remote_networks: Iterable[str | ipaddress.IPv4Network],
+        peer: Endpoint | None = None,
+        outbound: EspSa | None = None,
+        inbound: Iterable[EspSa] = (),
+        send_keepalives: bool = False,
+        keepalive_interval: float | None = None,
+    ) -> Tunnel:
+        """Create a tunnel. ``send_keepalives``: this end is behind a NAT (RFC 3948 §4)."""
+        if name in self._tunnels:
+            raise ValueError(f"tunnel {name!r} already exists")
+        encap = Encap(encap)
+        if encap not in self._sockets:
+            raise ValueError(f"tunnel {name!r} wants {encap.value} but no such socket is open")
+        nets = [ipaddress.IPv4Network(n) for n in remote_networks]
+        if not nets:
+            raise ValueError(f"tunnel {name!r} needs at least one remote network")
+        if peer is not None:
+            peer = self._normalize_peer(encap, peer)
+        tunnel = Tunnel(
+            name,
+            encap,
+            nets,
+            peer,
+            send_keepalives,
+            keepalive_interval or self.keepalive_interval,
+            self._loop.time(),
+        )
+        self._tunnels[name] = tunnel
+        if peer is not None:
+            self._by_peer.setdefault(peer, tunnel)
+        try:
+            for net in nets:
+                self._routes.add(net, tunnel)
+            self.install_sas(name, outbound=outbound, inbound=inbound, retire_old=False)
+        except Exception:
+            self.remove_tunnel(name)  # all or nothing: no half-installed tunnel stays behind
+            raise
+        return tunnel
+
+    def remove_tunnel(self, name: str) -> None:
+        tunnel = self._tunnels.pop(name)
+        self._routes.remove_owner(tunnel)
+        for spi in list(tunnel.inbound):
+            self._drop_inbound(spi)
+        if tunnel.peer is not None and self._by_peer.get(tunnel.peer) is tunnel:
+            del self._by_peer[tunnel.peer]
+
+    def tunnel(self, name: str) -> Tunnel:
+        return self._tunnels[name]
+
+    def tunnels(self) -> list[Tunnel]:
+        return list(self._tunnels.values())
+
+    def set_peer(self, name: str, peer: Endpoint) -> None:
+        tunnel = self._tunnels[name]
+        self._move_peer(tunnel, self._normalize_peer(tunnel.encap, peer), report=False)
+
+    def install_sas(
+        self,
+        name: str,
+        *,
+        outbound: EspSa | None = None,
+        inbound: Iterable[EspSa] = (),
+        retire_old: bool = True,
+        grace: float | None = None,
+    ) -> None:
+        """Install SAs on a tunnel; this is also the rekey operation.
+
+        New inbound SAs are accepted immediately. A new outbound SA replaces the old one at
+        once (the peer already holds the matching inbound SA when IKE hands it to us).
+        If new inbound SAs are given and ``retire_old``, the inbound SAs that were there
+        before stay valid for ``grace`` seconds (default ``rekey_grace``) and are then
+        removed, so packets the peer still seals with the old SA keep arriving during the
+        switch. ``retire_old=False`` keeps them until ``remove_inbound_sa``.
+
+        Ordering for a loss-free rekey (checked by the integration test): install the new
+        inbound SA as soon as it exists, and switch the outbound SA only once the peer is
+        known to hold the matching inbound SA (IKEv1 Quick Mode: the initiator after
+        sending HASH(3), the responder after receiving it). Both may be given in one call
+        when that condition already holds.
+        """
+        tunnel = self._tunnels[name]
+        new_inbound = list(inbound)
+        for sa in new_inbound:
+            if sa.direction is not Direction.IN:
+                raise ValueError(f"SA 0x{sa.spi:08x} given as inbound is outbound")
+            if sa.spi in self._inbound:
+                raise ValueError(f"inbound SPI 0x{sa.spi:08x} is already installed")
+        if outbound is not None and outbound.direction is not Direction.OUT:
+            raise ValueError(f"SA 0x{outbound.spi:08x} given as outbound is inbound")
+        old_spis = list(tunnel.inbound) if new_inbound else []
+        for sa in new_inbound:
+            self._inbound.add(sa, tunnel)
+            tunnel.inbound[sa.spi] = sa
+        if outbound is not None:
+            tunnel.outbound = outbound
+        if retire_old:
+            delay = self.rekey_grace if grace is None else grace
+            for spi in old_spis:
+                if spi not in self._retire_timers:
+                    self._retire_timers[spi] = self._loop.call_later(delay, self._retire, spi)
+
+    def remove_inbound_sa(self, spi: int) -> None:
+        """Forget an inbound SA now (e.g. the peer sent a Delete)."""
+        self._drop_inbound(spi)
+
+    def _retire(self, spi: int) -> None:
+        entry = self._inbound.get(spi)
+        self._retire_timers.pop(spi, None)
+        if entry is None:
+            return
+        self._drop_inbound(spi)
+        self._emit(InboundSaRetired(entry[1].name, spi))
+
+    def _drop_inbound(self, spi: int) -> None:
+        entry = self._inbound.get(spi)
+        self._inbound.remove(spi)
+        timer = self._retire_timers.pop(spi, None)
+        if timer is not None:
+            timer.cancel()
+        if entry is not None:
+            entry[1].inbound.pop(spi, None)
+
+    @staticmethod
+    def _normalize_peer(encap: Encap, peer: Endpoint) -> Endpoint:
+        ip = str(ipaddress.IPv4Address(peer[0]))
+        port = 0 if encap is Encap.ESP else int(peer[1])
+        if encap is not Encap.ESP and not 0 < port < 65536:
+            raise ValueError(f"peer port {peer[1]} out of range for {encap.value}")
+        return (ip, port)
+
+    # ------------------------------------------------------------------ IKE on 4500
+    def send_ike(self, payload: bytes, dest: Endpoint) -> bool:
+        """Send an IKE message on the NAT-T socket (non-ESP marker prepended)."""
+        sock = self._sockets.get(Encap.NATT)
+        if sock is None:
+            raise ValueError("no UDP-4500 socket: IKE cannot be sent on 4500")
+        try:
+            sock.sendto(NON_ESP_MARKER + payload, dest)
+        except OSError as exc:
+            self._count(f"ike_send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
+            return False
+        self.ike_tx += 1
+        tunnel = self._by_peer.get(dest)
+        if tunnel is not None:  # IKE traffic also keeps the NAT mapping alive
+            tunnel.last_tx = self._loop.time()
+        return True
+
+    # ------------------------------------------------------------------ hot path: TUN -> ESP
+    def _on_tun_readable(self) -> None:
+        fd = self.tun.fd
+        buf = self._tun_buf
+        bufs = (buf,)
+        view = self._tun_view
+        readv = os.readv
+        lookup = self._routes.lookup
+        max_mss = self._max_mss
+        sockets = self._sockets
+        now = self._loop.time()
+        for _ in range(self._budget):
+            try:
+                n = readv(fd, bufs)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._count("tun_read_error")
+                log.warning("TUN %s read failed: %s", self.tun.name, exc)
+                return
+            if n < 20 or buf[0] >> 4 != 4:
+                self._count("not_ipv4")
+                continue
+            tunnel = lookup(bytes(buf[16:20]))
+            if tunnel is None:
+                self._count("no_route")
+                continue
+            sa = tunnel.outbound
+            peer = tunnel.peer
+            if sa is None or peer is None:
+                tunnel.counters.drop("no_sa" if sa is None else "no_peer_endpoint")
+                continue
+            packet: Any = view[:n]
+            # inline SYN test: only SYNs pay for the clamp_mss() call
+            if max_mss and buf[9] == 6 and buf[((buf[0] & 15) << 2) + 13] & 2:
+                packet = clamp_mss(packet, max_mss)
+            try:
+                esp = sa.seal(packet, NEXT_HEADER_IPV4, now)
+            except EspSequenceExhausted:
+                tunnel.counters.drop("seq_exhausted")
+                if sa.drops.get("seq_exhausted") == 1:
+                    self._emit(OutboundSaExhausted(tunnel.name, sa.spi))
+                continue
+            try:
+                sockets[tunnel.encap].sendto(esp, peer)
+            except BlockingIOError:
+                tunnel.counters.drop("send_blocked")
+                continue
+            except OSError as exc:
+                tunnel.counters.drop(f"send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
+                continue
+            counters = tunnel.counters
+            counters.tx_packets += 1
+            counters.tx_bytes += n
+            tunnel.last_tx = now
+
+    # ------------------------------------------------------------------ hot path: ESP -> TUN
+    def _on_socket_readable(self, sock: socket.socket, encap: Encap) -> None:
+        demux = _FRAMING[encap].demux
+        recv_into = sock.recvfrom_into
+        buf = self._rx_buf
+        view = self._rx_view
+        inbound_get = self._inbound.get
+        tun_fd = self.tun.fd
+        write = os.write
+        max_mss = self._max_mss
+        raw = encap is Encap.ESP
+        now = self._loop.time()
+        for _ in range(self._budget):
+            try:
+                n, source = recv_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. ECONNREFUSED from an ICMP error on UDP
+                self._count(f"recv_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
+                continue
+            data = view[:n]
+            try:
+                kind, off = demux(data)
+            except EspError as exc:
+                self._count(exc.reason)
+                continue
+            if kind is not Kind.ESP:
+                self._handle_control(kind, data, off, source)
+                continue
+            if n - off < 8:
+                self._count("malformed")
+                continue
+            spi = int.from_bytes(data[off : off + 4], "big")
+            entry = inbound_get(spi)
+            if entry is None:
+                self._unknown_spi(spi, source, now)
+                continue
+            sa, tunnel = entry
+            counters = tunnel.counters
+            try:
+                next_header, inner = sa.open(data[off:], now)
+            except EspError as exc:
+                counters.drop(exc.reason)
+                continue
+            # ---- authenticated from here on
+            if next_header != NEXT_HEADER_IPV4:
+                if next_header == NEXT_HEADER_DUMMY:
+                    counters.dummies_rx += 1
+                else:
+                    counters.drop("next_header")
+                continue
+            size = len(inner)
+            if size < 20 or inner[0] >> 4 != 4:
+                counters.drop("inner_malformed")
+                continue
+            if not tunnel.remote_allows(int.from_bytes(inner[12:16], "big")):
+                counters.drop("policy")
+                continue
+            if raw:
+                source = (source[0], 0)
+            if source != tunnel.peer and sa.replay_top == int.from_bytes(
+                data[off + 4 : off + 8], "big"
+            ):
+                self._move_peer(tunnel, source, report=True)
+            if max_mss and inner[9] == 6:
+                ihl = (inner[0] & 15) << 2
+                if ihl + 14 <= size and inner[ihl + 13] & 2:  # only SYNs pay for the call
+                    inner = clamp_mss(inner, max_mss)
+            try:
+                write(tun_fd, inner)
+            except OSError:
+                counters.drop("tun_write")
+                continue
+            counters.rx_packets += 1
+            counters.rx_bytes += size
+            tunnel.last_rx = now
+
+    def _handle_control(self, kind: Kind, data: memoryview, off: int, source: Endpoint) -> None:
+        if kind is Kind.KEEPALIVE:
+            self.keepalives_rx += 1
+            tunnel = self._by_peer.get(source)
+            if tunnel is not None:
+                tunnel.counters.keepalives_rx += 1
+            return
+        self.ike_rx += 1
+        if self._on_ike is None:
+            self._count("ike_no_handler")
+            return
+        try:
+            self._on_ike(bytes(data[off:]), source)
+        except Exception:
+            self._count("ike_handler_error")
+            log.exception("IKE handler failed on a datagram from %s:%s", *source)
+
+    def _unknown_spi(self, spi: int, source: Endpoint, now: float) -> None:
+        self._count("unknown_spi")
+        last = self._unknown_spi_seen.get(spi)
+        if last is None or now - last >= UNKNOWN_SPI_EVENT_INTERVAL:
+            if len(self._unknown_spi_seen) > 1024:
+                self._unknown_spi_seen.clear()
+            self._unknown_spi_seen[spi] = now
+            self._emit(UnknownSpi(spi, source))
+
+    def _move_peer(self, tunnel: Tunnel, new: Endpoint, report: bool) -> None:
+        old = tunnel.peer
+        if old == new:
+            return
+        if old is not None and self._by_peer.get(old) is tunnel:
+            del self._by_peer[old]
+        tunnel.peer = new
+        self._by_peer.setdefault(new, tunnel)
+        if report:
+            tunnel.endpoint_changes += 1
+            log.info("tunnel %s: peer endpoint %s -> %s", tunnel.name, old, new)
+            self._emit(PeerEndpointChanged(tunnel.name, old, new))
+
+    # ------------------------------------------------------------------ timers
+    def _tick(self) -> None:
+        now = self._loop.time()
+        for tunnel in self._tunnels.values():
+            if (
+                tunnel.send_keepalives
+                and tunnel.peer is not None
+                and tunnel.encap is not Encap.ESP
+                and now - tunnel.last_tx >= tunnel.keepalive_interval
+            ):
+                self.send_keepalive(tunnel.name, now)
+
+    def send_keepalive(self, name: str, now: float | None = None) -> None:
+        tunnel = self._tunnels[name]
+        if tunnel.peer is None:
+            return
+        payload = _FRAMING[tunnel.encap].keepalive()
+        try:
+            self._sockets[tunnel.encap].sendto(payload, tunnel.peer)
+        except OSError:
+            tunnel.counters.drop("keepalive_send")
+            return
+        tunnel.counters.keepalives_tx += 1
+        tunnel.last_tx = self._loop.time() if now is None else now
+
+    # ------------------------------------------------------------------ status
+    def _count(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def _emit(self, event: DataplaneEvent) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            self._count("event_handler_error")
+            log.exception("data plane event handler failed on %r", event)
+
+    def stats(self) -> dict[str, Any]:
+        """JSON-ready snapshot for status screens and tests (never keys)."""
+        return {
+            "tun": {"name": self.tun.name, "mtu": self.tun.mtu},
+            "sockets": {
+                encap.value: "{}:{}".format(*sock.getsockname())
+                for encap, sock in self._sockets.items()
+            },
+            "drops": dict(self.drops),
+            "keepalives_rx": self.keepalives_rx,
+            "ike_rx": self.ike_rx,
+            "ike_tx": self.ike_tx,
+            "tunnels": {name: t.stats() for name, t in self._tunnels.items()},
+        }
+
+    def close(self) -> None:
+        """Stop reading; the caller owns (and closes) the TUN and the sockets."""
+        self._housekeeping.cancel()
+        for timer in self._retire_timers.values():
+            timer.cancel()
+        self._retire_timers.clear()
+        self._loop.remove_reader(self.tun.fd)
+        for sock in self._sockets.values():
+            self._loop.remove_reader(sock)

@@ -1,0 +1,167 @@
+"""How ESP (and IKE) ride on the wire: raw IP protocol 50, RFC 3948 UDP, Cisco UDP.
+
+Pure functions and small immutable "framing" objects; no sockets.
+
+Framing abstraction (chosen so a stream transport can be added without touching callers):
+
+- A *datagram framing* classifies one received datagram with ``demux(datagram) -> (Kind,
+  offset)`` where ``offset`` is where the ESP/IKE payload starts inside the datagram (no
+  copy on the hot path), and builds outgoing datagrams with ``frame_esp`` / ``frame_ike`` /
+  ``keepalive()``.
+- A future *stream framing* (Cisco "IPsec over TCP", cTCP, whose wire format is UNCONFIRMED)
+  would implement the same ``frame_*`` builders plus a stateful ``feed(chunk) -> list[(Kind,
+  bytes)]`` deframer that buffers partial records. The data plane already treats "what the
+  transport delivered" and "the ESP packet inside it" as separate steps, so such a framing
+  plugs in at the socket layer only. Nothing here guesses that format.
+
+Facts: RFC 3948 §2 (non-ESP marker = 4 zero bytes in front of IKE on port 4500; an ESP SPI
+is never 0; NAT-keepalive = one 0xFF byte), Cisco IPsec-over-UDP (ESP directly in UDP, no
+marker, default port 10000, IKE stays on 500; vpnc sends ``00 00 00 00 FF`` keepalives).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from labctl.esp.errors import EspMalformed
+
+IKE_PORT = 500
+NATT_PORT = 4500
+CISCO_UDP_DEFAULT_PORT = 10000
+IPPROTO_ESP = 50
+
+NON_ESP_MARKER = b"\x00\x00\x00\x00"
+NAT_KEEPALIVE = b"\xff"
+CISCO_KEEPALIVE = b"\x00\x00\x00\x00\xff"  # what vpnc sends on the Cisco UDP port
+
+IPV4_HEADER_MIN = 20
+UDP_HEADER_LEN = 8
+
+
+class Kind(IntEnum):
+    ESP = 1
+    IKE = 2
+    KEEPALIVE = 3
+
+
+class NatTraversalFraming:
+    """RFC 3948 UDP encapsulation on port 4500, shared with IKE behind a non-ESP marker."""
+
+    name = "udp-natt"
+    udp = True
+    default_port = NATT_PORT
+    overhead = UDP_HEADER_LEN
+
+    @staticmethod
+    def demux(datagram: bytes | bytearray | memoryview) -> tuple[Kind, int]:
+        n = len(datagram)
+        if n >= 8 and datagram[0:4] != NON_ESP_MARKER:
+            return Kind.ESP, 0
+        if n == 1 and datagram[0] == 0xFF:
+            return Kind.KEEPALIVE, 0
+        if n > 4 and datagram[0:4] == NON_ESP_MARKER:
+            return Kind.IKE, 4
+        raise EspMalformed(
+            f"UDP-4500 datagram of {n} bytes is neither ESP (>= 8 bytes, SPI != 0),"
+            " IKE (non-ESP marker + message) nor a NAT-keepalive (0xFF)"
+        )
+
+    @staticmethod
+    def frame_esp(esp: bytes | bytearray) -> bytes | bytearray:
+        return esp
+
+    @staticmethod
+    def frame_ike(ike: bytes | bytearray) -> bytes:
+        return NON_ESP_MARKER + ike
+
+    @staticmethod
+    def keepalive() -> bytes:
+        return NAT_KEEPALIVE
+
+
+class CiscoUdpFraming:
+    """Cisco "IPsec over UDP": ESP in UDP (default port 10000), no marker, no IKE."""
+
+    name = "udp-cisco"
+    udp = True
+    default_port = CISCO_UDP_DEFAULT_PORT
+    overhead = UDP_HEADER_LEN
+
+    @staticmethod
+    def demux(datagram: bytes | bytearray | memoryview) -> tuple[Kind, int]:
+        n = len(datagram)
+        if n >= 8 and datagram[0:4] != NON_ESP_MARKER:
+            return Kind.ESP, 0
+        if (n == 1 and datagram[0] == 0xFF) or datagram == CISCO_KEEPALIVE:
+            return Kind.KEEPALIVE, 0
+        raise EspMalformed(
+            f"Cisco-UDP datagram of {n} bytes is neither ESP (>= 8 bytes, SPI != 0) nor a"
+            " keepalive (FF or 00000000FF)"
+        )
+
+    @staticmethod
+    def frame_esp(esp: bytes | bytearray) -> bytes | bytearray:
+        return esp
+
+    @staticmethod
+    def frame_ike(ike: bytes | bytearray) -> bytes:
+        raise ValueError("IKE does not travel on the Cisco IPsec-over-UDP port (it stays on 500)")
+
+    @staticmethod
+    def keepalive() -> bytes:
+        return CISCO_KEEPALIVE
+
+
+class RawEspFraming:
+    """Plain ESP as IP protocol 50. Received via a raw socket, so the IPv4 header is present."""
+
+    name = "esp"
+    udp = False
+    default_port = 0
+    overhead = 0
+
+    @staticmethod
+    def demux(datagram: bytes | bytearray | memoryview) -> tuple[Kind, int]:
+        return Kind.ESP, ipv4_payload_offset(datagram, IPPROTO_ESP)
+
+    @staticmethod
+    def frame_esp(esp: bytes | bytearray) -> bytes | bytearray:
+        return esp
+
+    @staticmethod
+    def frame_ike(ike: bytes | bytearray) -> bytes:
+        raise ValueError("IKE does not travel inside raw ESP")
+
+    @staticmethod
+    def keepalive() -> bytes:
+        raise ValueError("raw ESP has no keepalive (no NAT mapping to hold open)")
+
+
+Framing = NatTraversalFraming | CiscoUdpFraming | RawEspFraming
+FRAMINGS: dict[str, type[NatTraversalFraming] | type[CiscoUdpFraming] | type[RawEspFraming]] = {
+    f.name: f for f in (NatTraversalFraming, CiscoUdpFraming, RawEspFraming)
+}
+
+
+def framing(name: str) -> type[NatTraversalFraming] | type[CiscoUdpFraming] | type[RawEspFraming]:
+    try:
+        return FRAMINGS[name]
+    except KeyError:
+        known = ", ".join(FRAMINGS)
+        raise ValueError(f"unknown ESP encapsulation {name!r}; known: {known}") from None
+
+
+def ipv4_payload_offset(packet: bytes | bytearray | memoryview, protocol: int) -> int:
+    """Offset of the payload of an IPv4 packet carrying ``protocol``; EspMalformed otherwise."""
+    n = len(packet)
+    if n < IPV4_HEADER_MIN:
+        raise EspMalformed(f"IPv4 packet of {n} bytes is shorter than a 20-byte header")
+    first = packet[0]
+    if first >> 4 != 4:
+        raise EspMalformed(f"IP version {first >> 4} at offset 0, expected 4")
+    ihl = (first & 0x0F) * 4
+    if ihl < IPV4_HEADER_MIN or ihl > n:
+        raise EspMalformed(f"IPv4 header length {ihl} at offset 0 is invalid for {n} bytes")
+    if packet[9] != protocol:
+        raise EspMalformed(f"IPv4 protocol {packet[9]} at offset 9, expected {protocol}")
+    return ihl

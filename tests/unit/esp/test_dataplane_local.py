@@ -1,0 +1,402 @@
+"""Dataplane logic in one process, no root: two data planes joined by real UDP on 127.0.0.1.
+
+The TUN is replaced by an AF_UNIX datagram socketpair (one packet per read/write, like a
+TUN fd); the test holds the "kernel" end. Real TUN/netns/NAT runs in the integration test.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from labctl.agent.dataplane import (
+    Dataplane,
+    DataplaneEvent,
+    Encap,
+    InboundSaRetired,
+    OutboundSaExhausted,
+    PeerEndpointChanged,
+    UnknownSpi,
+)
+from labctl.agent.esp_sockets import open_udp
+from labctl.agent.loop import EventLoop
+from labctl.esp import CISCO_KEEPALIVE, EspSa
+from labctl.esp.sa import SEQ_MAX
+from tests.unit.esp.esp_helpers import icmp_echo, keys, tcp_checksum_ok, tcp_syn
+
+CLIENT_IP = "40.1.1.1"
+LAN_HOST = "192.168.2.10"
+
+
+class FakeTun:
+    def __init__(self, name: str, mtu: int = 1400) -> None:
+        self._ours, self.kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._ours.setblocking(False)
+        self.kernel.settimeout(0)
+        self.fd = self._ours.fileno()
+        self.name = name
+        self.mtu = mtu
+
+    def inject(self, packet: bytes) -> None:
+        """The kernel routes ``packet`` into the tunnel."""
+        self.kernel.send(packet)
+
+    def received(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.kernel.recv(65536))
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self._ours.close()
+        self.kernel.close()
+
+
+@dataclass
+class Node:
+    dp: Dataplane
+    tun: FakeTun
+    sock: socket.socket
+    events: list[DataplaneEvent] = field(default_factory=list)
+    ike: list[tuple[bytes, tuple[str, int]]] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return self.sock.getsockname()
+
+
+def suite_sas(spi_ab: int, spi_ba: int, label: str = "k") -> tuple[EspSa, EspSa, EspSa, EspSa]:
+    """(a_out, a_in, b_out, b_in) for AES-128/SHA1 with distinct keys per direction."""
+    ek1, ak1 = keys("aes128-cbc", "hmac-sha1-96", label + "ab")
+    ek2, ak2 = keys("aes128-cbc", "hmac-sha1-96", label + "ba")
+    return (
+        EspSa.outbound(spi_ab, "aes128-cbc", "hmac-sha1-96", ek1, ak1),
+        EspSa.inbound(spi_ba, "aes128-cbc", "hmac-sha1-96", ek2, ak2),
+        EspSa.outbound(spi_ba, "aes128-cbc", "hmac-sha1-96", ek2, ak2),
+        EspSa.inbound(spi_ab, "aes128-cbc", "hmac-sha1-96", ek1, ak1),
+    )
+
+
+@pytest.fixture
+def loop() -> Iterator[EventLoop]:
+    lp = EventLoop()
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def make_node(loop: EventLoop) -> Iterator[Callable[..., Node]]:
+    made: list[Node] = []
+
+    def make(name: str, encap: Encap = Encap.NATT, **kw) -> Node:
+        tun = FakeTun(name)
+        sock = open_udp("127.0.0.1", 0)
+        node = Node(dp=None, tun=tun, sock=sock)  # type: ignore[arg-type]
+        sockets = {"natt_socket": sock} if encap is Encap.NATT else {"cisco_socket": sock}
+        node.dp = Dataplane(
+            loop,
+            tun,
+            on_event=node.events.append,
+            on_ike=lambda payload, src: node.ike.append((payload, src)),
+            housekeeping_interval=0.05,
+            **sockets,
+            **kw,
+        )
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        node.dp.close()
+        node.tun.close()
+        node.sock.close()
+
+
+def pump(loop: EventLoop, until: Callable[[], bool], timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached within the timeout")
+        loop.run(0.01)
+
+
+def collect(loop: EventLoop, tun: FakeTun, count: int, timeout: float = 2.0) -> list[bytes]:
+    got: list[bytes] = []
+    pump(loop, lambda: bool(got.extend(tun.received())) or len(got) >= count, timeout)
+    return got
+
+
+def connect_pair(
+    make_node: Callable[..., Node], encap: Encap = Encap.NATT, **kw
+) -> tuple[Node, Node]:
+    a, b = make_node("a", encap, **kw), make_node("b", encap, **kw)
+    a_out, a_in, b_out, b_in = suite_sas(0xA0000001, 0xB0000001)
+    a.dp.add_tunnel(
+        "to-b",
+        encap=encap,
+        remote_networks=["192.168.2.0/24"],
+        peer=b.endpoint,
+        outbound=a_out,
+        inbound=[a_in],
+        send_keepalives=True,
+    )
+    # the gateway does not know the client's (NATed) endpoint until it hears from it
+    b.dp.add_tunnel(
+        "client1", encap=encap, remote_networks=[f"{CLIENT_IP}/32"], outbound=b_out, inbound=[b_in]
+    )
+    return a, b
+
+
+def test_ping_both_ways_learns_endpoint_and_counts(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node)
+    requests = [icmp_echo(CLIENT_IP, LAN_HOST, seq) for seq in range(1, 11)]
+    b.tun.inject(icmp_echo(LAN_HOST, CLIENT_IP, 99))  # before any contact: no endpoint yet
+    loop.run(0.05)
+    assert b.dp.tunnel("client1").counters.drops == {"no_peer_endpoint": 1}
+    for p in requests:
+        a.tun.inject(p)
+    assert collect(loop, b.tun, 10) == requests
+    assert b.events == [PeerEndpointChanged("client1", None, a.endpoint)]
+    replies = [icmp_echo(LAN_HOST, CLIENT_IP, seq) for seq in range(1, 11)]
+    for p in replies:
+        b.tun.inject(p)
+    assert collect(loop, a.tun, 10) == replies
+    ta, tb = a.dp.tunnel("to-b").counters, b.dp.tunnel("client1").counters
+    total = sum(map(len, requests))
+    assert (ta.tx_packets, ta.tx_bytes, tb.rx_packets, tb.rx_bytes) == (10, total, 10, total)
+    assert (tb.tx_packets, ta.rx_packets) == (10, 10)
+    assert ta.drops == {}
+    stats = b.dp.stats()["tunnels"]["client1"]
+    assert stats["peer"] == {"ip": "127.0.0.1", "port": a.endpoint[1]}
+    assert stats["inbound_sas"][0]["packets"] == 10
+
+
+def test_drops_are_counted_and_loop_survives(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node)
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 1))
+    collect(loop, b.tun, 1)
+    evil = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    evil.bind(("127.0.0.1", 0))
+    evil_addr = evil.getsockname()
+    try:
+        # capture a genuine ESP packet by sealing one more through a's SA... on the wire
+        sniff = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sniff.bind(("127.0.0.1", 0))
+        a.dp.set_peer("to-b", sniff.getsockname())
+        a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 2))
+        pump(loop, lambda: a.dp.tunnel("to-b").counters.tx_packets == 2)
+        captured = sniff.recv(65536)
+        sniff.close()
+        a.dp.set_peer("to-b", b.endpoint)
+        tampered = bytearray(captured)
+        tampered[30] ^= 0x40
+        for datagram in (
+            bytes(tampered),  # auth
+            captured,  # first delivery: accepted (sent from another port, but seq is newest)
+            captured,  # replay
+            b"\x00\x00\x00\x01" + bytes(40),  # unknown SPI
+            b"\x01\x02",  # malformed datagram
+            b"\xff",  # NAT keepalive
+        ):
+            evil.sendto(datagram, b.endpoint)
+        pump(loop, lambda: b.dp.keepalives_rx == 1)
+    finally:
+        evil.close()
+    drops = b.dp.tunnel("client1").counters.drops
+    assert drops == {"auth": 1, "replay": 1}
+    assert b.dp.drops == {"unknown_spi": 1, "malformed": 1}
+    assert UnknownSpi(1, evil_addr) in b.events
+    # the accepted copy came from the evil socket and was the newest: endpoint followed it
+    assert b.dp.tunnel("client1").peer == evil_addr
+    # data still flows afterwards
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 3))
+    assert collect(loop, b.tun, 2)[-1] == icmp_echo(CLIENT_IP, LAN_HOST, 3)
+    assert b.dp.tunnel("client1").peer == a.endpoint
+
+
+def test_policy_check_and_routing_drops(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node)
+    a.tun.inject(icmp_echo(CLIENT_IP, "10.99.0.1", 1))  # no tunnel covers 10.99.0.1
+    a.tun.inject(b"\x60" + bytes(39))  # IPv6 on an IPv4 tunnel
+    a.tun.inject(icmp_echo("6.6.6.6", LAN_HOST, 2))  # spoofed inner source
+    pump(loop, lambda: b.dp.tunnel("client1").counters.drops.get("policy") == 1)
+    assert a.dp.drops == {"no_route": 1, "not_ipv4": 1}
+    assert b.tun.received() == []
+
+
+def test_endpoint_follows_newest_authenticated_packet_only(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node)
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 1))
+    collect(loop, b.tun, 1)
+    rebound = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # "the NAT picked a new port"
+    rebound.bind(("127.0.0.1", 0))
+    rebound.settimeout(2)
+    try:
+        sa = a.dp.tunnel("to-b").outbound
+        assert sa is not None
+        older, newer = (
+            sa.seal(icmp_echo(CLIENT_IP, LAN_HOST, 2)),
+            sa.seal(icmp_echo(CLIENT_IP, LAN_HOST, 3)),
+        )
+        rebound.sendto(newer, b.endpoint)
+        collect(loop, b.tun, 1)
+        assert b.events[-1] == PeerEndpointChanged("client1", a.endpoint, rebound.getsockname())
+        a.sock.sendto(older, b.endpoint)  # late, reordered packet from the old mapping
+        collect(loop, b.tun, 1)
+        assert b.dp.tunnel("client1").peer == rebound.getsockname()
+        b.tun.inject(icmp_echo(LAN_HOST, CLIENT_IP, 1))
+        loop.run(0.05)
+        reply = rebound.recv(65536)
+        a_in = a.dp.tunnel("to-b").inbound
+        (in_sa,) = a_in.values()
+        assert in_sa.open(reply)[1] == icmp_echo(LAN_HOST, CLIENT_IP, 1)
+        assert b.dp.tunnel("client1").endpoint_changes == 2
+    finally:
+        rebound.close()
+
+
+def test_rekey_without_loss(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node, rekey_grace=0.3)
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 1))
+    collect(loop, b.tun, 1)
+    old_a_out = a.dp.tunnel("to-b").outbound
+    assert old_a_out is not None
+    in_flight = old_a_out.seal(icmp_echo(CLIENT_IP, LAN_HOST, 2))  # sealed before the switch
+    a2_out, a2_in, b2_out, b2_in = suite_sas(0xA0000002, 0xB0000002, label="rekeyed")
+    # responder side installs first (as after Quick Mode), then the initiator
+    b.dp.install_sas("client1", outbound=b2_out, inbound=[b2_in])
+    a.dp.install_sas("to-b", outbound=a2_out, inbound=[a2_in])
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 3))
+    a.sock.sendto(in_flight, b.endpoint)
+    got = collect(loop, b.tun, 2)
+    assert sorted(got) == sorted([icmp_echo(CLIENT_IP, LAN_HOST, n) for n in (2, 3)])
+    assert b2_in.packets == 1 and a2_out.packets == 1
+    pump(loop, lambda: len(b.events) >= 2 and len(a.events) >= 1, timeout=2)
+    assert InboundSaRetired("client1", 0xA0000001) in b.events
+    assert InboundSaRetired("to-b", 0xB0000001) in a.events
+    a.sock.sendto(old_a_out.seal(icmp_echo(CLIENT_IP, LAN_HOST, 4)), b.endpoint)
+    pump(loop, lambda: b.dp.drops.get("unknown_spi") == 1)
+    b.tun.inject(icmp_echo(LAN_HOST, CLIENT_IP, 5))
+    assert collect(loop, a.tun, 1) == [icmp_echo(LAN_HOST, CLIENT_IP, 5)]
+    counters = b.dp.tunnel("client1").counters
+    assert (counters.rx_packets, counters.tx_packets) == (3, 1)
+
+
+def test_ike_demux_and_send_on_4500(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node)
+    ike = bytes(range(28)) + b"payloads"
+    assert a.dp.send_ike(ike, b.endpoint)
+    pump(loop, lambda: bool(b.ike))
+    assert b.ike == [(ike, a.endpoint)]
+    assert (a.dp.ike_tx, b.dp.ike_rx) == (1, 1)
+
+
+def test_nat_keepalives_when_idle(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node, keepalive_interval=0.2)
+    pump(loop, lambda: b.dp.keepalives_rx >= 2, timeout=3)
+    assert a.dp.tunnel("to-b").counters.keepalives_tx >= 2
+    assert b.dp.tunnel("client1").counters.keepalives_tx == 0  # not behind NAT: silent
+    # traffic resets the idle timer: while busy, no keepalives
+    sent = a.dp.tunnel("to-b").counters.keepalives_tx
+    for seq in range(12):
+        a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, seq))
+        loop.run(0.05)
+    assert a.dp.tunnel("to-b").counters.keepalives_tx == sent
+
+
+def test_cisco_udp_encapsulation(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node, Encap.CISCO)
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 1))
+    assert collect(loop, b.tun, 1) == [icmp_echo(CLIENT_IP, LAN_HOST, 1)]
+    a.dp.send_keepalive("to-b")
+    a.sock.sendto(CISCO_KEEPALIVE, b.endpoint)
+    pump(loop, lambda: b.dp.keepalives_rx == 2)
+    assert b.dp.tunnel("client1").counters.keepalives_rx == 2
+
+
+def test_mss_clamped_both_directions(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node)
+    a.tun.inject(tcp_syn(CLIENT_IP, LAN_HOST, mss=1460))
+    (got,) = collect(loop, b.tun, 1)
+    assert int.from_bytes(got[42:44], "big") == 1360  # TUN MTU 1400 - 40
+    assert tcp_checksum_ok(got)
+    b.tun.inject(tcp_syn(LAN_HOST, CLIENT_IP, mss=1200, sport=5201, dport=40000))
+    (back,) = collect(loop, a.tun, 1)
+    assert back == tcp_syn(LAN_HOST, CLIENT_IP, mss=1200, sport=5201, dport=40000)
+
+
+def test_dummy_packets_and_sequence_exhaustion(loop: EventLoop, make_node) -> None:
+    a, b = connect_pair(make_node)
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 1))
+    collect(loop, b.tun, 1)
+    sa = a.dp.tunnel("to-b").outbound
+    assert sa is not None
+    a.sock.sendto(sa.seal(b"", next_header=59), b.endpoint)
+    pump(loop, lambda: b.dp.tunnel("client1").counters.dummies_rx == 1)
+    sa.seq = SEQ_MAX
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 2))
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 3))
+    pump(loop, lambda: a.dp.tunnel("to-b").counters.drops.get("seq_exhausted") == 2)
+    assert a.events == [OutboundSaExhausted("to-b", 0xA0000001)]
+
+
+def test_configuration_errors(loop: EventLoop, make_node) -> None:
+    a = make_node("a")
+    with pytest.raises(ValueError, match="no such socket"):
+        a.dp.add_tunnel("x", encap=Encap.ESP, remote_networks=["10.0.0.0/8"])
+    with pytest.raises(ValueError, match="at least one remote network"):
+        a.dp.add_tunnel("x", encap=Encap.NATT, remote_networks=[])
+    _, a_in, _, _ = suite_sas(1000, 2000)
+    a.dp.add_tunnel("x", encap=Encap.NATT, remote_networks=["10.0.0.0/8"], inbound=[a_in])
+    with pytest.raises(ValueError, match="already installed"):
+        a.dp.install_sas("x", inbound=[a_in])
+    with pytest.raises(ValueError, match="is inbound"):
+        a.dp.install_sas("x", outbound=a_in)
+    with pytest.raises(ValueError, match="already belongs"):
+        a.dp.add_tunnel("y", encap=Encap.NATT, remote_networks=["172.16.0.0/12", "10.0.0.0/8"])
+    with pytest.raises(ValueError, match="already installed"):
+        a.dp.add_tunnel("z", encap=Encap.NATT, remote_networks=["172.16.0.0/12"], inbound=[a_in])
+    assert [t.name for t in a.dp.tunnels()] == ["x"]  # failed adds left nothing behind
+    a.dp.add_tunnel("y", encap=Encap.NATT, remote_networks=["172.16.0.0/12"])
+    a.dp.remove_tunnel("x")
+    a.dp.remove_tunnel("y")
+    assert a.dp.stats()["tunnels"] == {}
+
+
+def test_authenticated_garbage_inner_packets_never_break_the_loop(
+    loop: EventLoop, make_node
+) -> None:
+    """A peer holding the keys may still send nonsense: it is counted, never raised."""
+    import random
+
+    a, b = connect_pair(make_node)
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 1))
+    collect(loop, b.tun, 1)
+    sa = a.dp.tunnel("to-b").outbound
+    assert sa is not None
+    rng = random.Random(7)
+    sent = 0
+    src, dst = bytes([40, 1, 1, 1]), bytes([192, 168, 2, 10])
+    for _ in range(300):
+        n = rng.randrange(0, 90)
+        body = bytearray(rng.randbytes(max(n, 20)))
+        body[0] = 0x40 | rng.randrange(16)  # IPv4 with any header length, even < 5
+        body[9] = rng.choice([6, 6, 17, 1])  # mostly "TCP", so the MSS path is exercised
+        body[12:16], body[16:20] = src, dst
+        ihl = (body[0] & 15) << 2
+        if ihl + 13 < len(body):
+            body[ihl + 13] = 0x02  # SYN flag where a TCP header would be
+        a.sock.sendto(sa.seal(bytes(body[:n])), b.endpoint)
+        sent += 1
+    t = b.dp.tunnel("client1")
+    pump(loop, lambda: t.counters.rx_packets - 1 + sum(t.counters.drops.values()) == sent)
+    assert loop.callback_errors == 0
+    b.tun.received()
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 2))
+    assert collect(loop, b.tun, 1) == [icmp_echo(CLIENT_IP, LAN_HOST, 2)]
