@@ -23,12 +23,19 @@ from labctl.images.progress import ProgressFn, no_progress
 from labctl.images.recipes import (
     PARENT_ROLE,
     ROLES,
+    BaseConfig,
     Recipe,
     image_role_for_kind,
     load_base_config,
     load_recipe,
 )
-from labctl.images.rootfs import run_debootstrap, slim_rootfs, tar_stream, temporary_rootfs
+from labctl.images.rootfs import (
+    remove_tree,
+    run_debootstrap,
+    slim_rootfs,
+    tar_stream,
+    temporary_rootfs,
+)
 
 CACHE_DIR_ENV = "LABCTL_CACHE_DIR"
 # What the imported base image runs with: docker import starts from an empty config.
@@ -234,15 +241,19 @@ class ImageBuilder:
         config = load_base_config(self.project_root)
         log_path = self._log_path(planned)
         stage = "base: debootstrap"
-        started = time.monotonic()
+        scratch = self.cache_dir / "tmp"
         package_cache = self.cache_dir / "debootstrap" if self.package_cache else None
-        self.progress(stage, f"{config.source.suite}, {len(config.packages)} packages requested")
-        with temporary_rootfs(self.cache_dir / "tmp") as target:
-            # debootstrap's --cache-dir is not safe for two writers at once
-            with file_lock(
-                self.cache_dir / "locks" / "debootstrap-cache.lock",
-                on_wait=lambda: self.progress(stage, "waiting for the package cache"),
-            ):
+        # One base build at a time per cache dir: debootstrap's --cache-dir is not safe for
+        # two writers, and while we hold this lock every rootfs-* scratch directory is the
+        # leftover of a killed build, safe to remove.
+        with file_lock(
+            self.cache_dir / "locks" / "rootfs.lock",
+            on_wait=lambda: self.progress(stage, "waiting for another base build"),
+        ):
+            self._sweep_stale_rootfs(scratch)
+            started = time.monotonic()
+            self.progress(stage, f"{config.source.suite}, {len(config.packages)} packages asked")
+            with temporary_rootfs(scratch) as target:
                 counter = run_debootstrap(
                     config,
                     target,
@@ -252,29 +263,46 @@ class ImageBuilder:
                 )
                 if package_cache is not None:
                     _trim_package_cache(package_cache, counter.retrieved)
-            debootstrap_seconds = time.monotonic() - started
-            slim = slim_rootfs(target, config)
-            self.progress(
-                "base: slim",
-                f"removed {slim.removed_files} paths ({_mib(slim.removed_bytes)}), "
-                f"root file system {_mib(slim.size_bytes)}",
+                debootstrap_seconds = time.monotonic() - started
+                self._slim_and_import(planned, config, target, log_path, debootstrap_seconds)
+
+    def _sweep_stale_rootfs(self, scratch: Path) -> None:
+        for leftover in sorted(scratch.glob("rootfs-*")):
+            self.progress("base: debootstrap", f"removing {leftover}, left by a killed build")
+            remove_tree(leftover)
+
+    def _slim_and_import(
+        self,
+        planned: PlannedImage,
+        config: BaseConfig,
+        target: Path,
+        log_path: Path,
+        debootstrap_seconds: float,
+    ) -> None:
+        slim = slim_rootfs(target, config)
+        self.progress(
+            "base: slim",
+            f"removed {slim.removed_files} paths ({_mib(slim.removed_bytes)}), "
+            f"root file system {_mib(slim.size_bytes)}",
+        )
+        started = time.monotonic()
+        changes = [f"LABEL {key}={value}" for key, value in self._labels(planned).items()]
+        changes += _BASE_CONFIG_CHANGES
+        with tar_stream(target, log_path) as chunks:
+            engine.import_rootfs(
+                self.client,
+                chunks,
+                planned.tag,
+                changes,
+                report=lambda sent: self.progress(
+                    "base: import",
+                    f"{_mib(sent)} of {_mib(slim.size_bytes)}, {time.monotonic() - started:.0f} s",
+                ),
             )
-            import_started = time.monotonic()
-            changes = [f"LABEL {key}={value}" for key, value in self._labels(planned).items()]
-            changes += _BASE_CONFIG_CHANGES
-            with tar_stream(target, log_path) as chunks:
-                engine.import_rootfs(
-                    self.client, chunks, planned.tag, changes,
-                    report=lambda sent: self.progress(
-                        "base: import",
-                        f"{_mib(sent)} of {_mib(slim.size_bytes)}, "
-                        f"{time.monotonic() - import_started:.0f} s",
-                    ),
-                )  # fmt: skip
         with open(log_path, "a") as log:
             log.write(
                 f"# debootstrap {debootstrap_seconds:.1f} s, import "
-                f"{time.monotonic() - import_started:.1f} s, rootfs {slim.size_bytes} bytes\n"
+                f"{time.monotonic() - started:.1f} s, rootfs {slim.size_bytes} bytes\n"
             )
 
     def _build_from_parent(self, planned: PlannedImage, parent_tag: str, parent_id: str) -> None:

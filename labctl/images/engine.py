@@ -8,6 +8,7 @@ registry and, with network_mode="none", with no network at all.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -31,7 +32,10 @@ def connect(timeout: int = CLIENT_TIMEOUT) -> docker.DockerClient:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise DockerUnavailableError(f"docker: cannot reach the Docker engine: {exc}") from None
+        address = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise DockerUnavailableError(
+            f"docker: cannot reach the Docker engine at {address} (is dockerd running?): {exc}"
+        ) from None
     return client
 
 
