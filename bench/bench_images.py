@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +55,13 @@ def timed_run(client: docker.DockerClient, image: str, command: list[str]) -> fl
     started = time.monotonic()
     client.containers.run(image, command, network_mode="none", remove=True)
     return time.monotonic() - started
+
+
+def on_host(script: str) -> str:
+    """The same probe on the host's own file system, as a baseline."""
+    return subprocess.run(
+        ["/bin/sh", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def in_container(client: docker.DockerClient, image: str, script: str) -> str:
@@ -95,18 +103,29 @@ def fuse_overlay_probes(client: docker.DockerClient, tags: dict[str, str]) -> di
         step_times.append(time.monotonic() - started)
         client.images.remove(image.id)
     probes["build_one_label_step_s"] = summary(step_times)
-    probes["write_2000_small_files_s"] = {
-        "container_layer": float(in_container(client, base, WRITE_TIMER.format(dir="/root/w"))),
-        "tmpfs_dev_shm": float(in_container(client, base, WRITE_TIMER.format(dir="/dev/shm/w"))),
-    }
-    probes["write_256_MiB_fsync_s"] = {
-        "container_layer": float(in_container(client, base, DD_TIMER.format(path="/root/big"))),
-        "tmpfs_dev_shm": float(in_container(client, base, DD_TIMER.format(path="/dev/shm/big"))),
-    }
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as host_dir:
+        probes["write_2000_small_files_s"] = {
+            "container_layer": float(in_container(client, base, WRITE_TIMER.format(dir="/root/w"))),
+            "tmpfs_dev_shm": float(
+                in_container(client, base, WRITE_TIMER.format(dir="/dev/shm/w"))
+            ),
+            "host_var_tmp": float(on_host(WRITE_TIMER.format(dir=f"{host_dir}/w"))),
+        }
+        probes["write_256_MiB_fsync_s"] = {
+            "container_layer": float(in_container(client, base, DD_TIMER.format(path="/root/big"))),
+            "tmpfs_dev_shm": float(
+                in_container(client, base, DD_TIMER.format(path="/dev/shm/big"))
+            ),
+            "host_var_tmp": float(on_host(DD_TIMER.format(path=f"{host_dir}/big"))),
+        }
     code = "import cryptography.hazmat.primitives.ciphers.algorithms"
     script = "; ".join([PY_TIMER.format(code=code)] * 3)
     runs = [float(x) for x in in_container(client, base, script).split()]
-    probes["python_import_cryptography_s"] = {"first": runs[0], "then": runs[1:]}
+    host_runs = [float(x) for x in on_host(script).split()]
+    probes["python_import_cryptography_s"] = {
+        "container": {"first": runs[0], "then": runs[1:]},
+        "host": {"first": host_runs[0], "then": host_runs[1:]},
+    }
     return probes
 
 
@@ -130,6 +149,7 @@ def main() -> int:
         "host": {
             "cpus": os.cpu_count(),
             "kernel": platform.release(),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
             "storage_driver": client.info().get("Driver"),
             "docker": client.version().get("Version"),
         },
