@@ -162,7 +162,7 @@ class ImageBuilder:
             if build_once(
                 self._lock_path(planned.tag),
                 lambda p=planned, pid=parent_id: not force and self._is_built(p, pid),
-                lambda p=planned, pid=parent_id: self._build(p, pid),
+                lambda p=planned, pid=parent_id: self._build(p, pid, fresh=force),
                 on_wait=lambda p=planned: self._report_wait(p),
             ):
                 built.append(role)
@@ -189,7 +189,7 @@ class ImageBuilder:
         planned = self.plan()[role]
         started = time.monotonic()
         with file_lock(self._lock_path(planned.tag), on_wait=lambda: self._report_wait(planned)):
-            self._build(planned, parent_id)
+            self._build(planned, parent_id, fresh=True)
         self.progress(role, f"built {planned.tag} in {time.monotonic() - started:.1f} s")
         return planned.tag
 
@@ -212,13 +212,14 @@ class ImageBuilder:
             planned.role, f"waiting for another labctl (pid {holder}) building {planned.tag}"
         )
 
-    def _build(self, planned: PlannedImage, parent_id: str | None) -> None:
+    def _build(self, planned: PlannedImage, parent_id: str | None, *, fresh: bool) -> None:
+        """Build one image; fresh=True also bypasses Docker's build cache (forced builds)."""
         try:
             if planned.role == "base":
                 self._build_base(planned)
             else:
                 assert planned.parent_tag is not None and parent_id is not None
-                self._build_from_parent(planned, planned.parent_tag, parent_id)
+                self._build_from_parent(planned, planned.parent_tag, parent_id, fresh)
         except docker.errors.DockerException as exc:
             raise ImageBuildError(planned.role, f"docker: {exc}") from None
 
@@ -305,7 +306,9 @@ class ImageBuilder:
                 f"{time.monotonic() - started:.1f} s, rootfs {slim.size_bytes} bytes\n"
             )
 
-    def _build_from_parent(self, planned: PlannedImage, parent_tag: str, parent_id: str) -> None:
+    def _build_from_parent(
+        self, planned: PlannedImage, parent_tag: str, parent_id: str, fresh: bool
+    ) -> None:
         stage = f"{planned.role}: build"
         log_path = self._log_path(planned)
         scratch = self.cache_dir / "tmp"
@@ -320,10 +323,15 @@ class ImageBuilder:
             _append_label_instruction(context_dir / "Dockerfile", labels)
             self.progress(stage, f"FROM {parent_tag}")
             engine.build_image(
-                self.client, context_dir, planned.tag,
-                buildargs={"BASE": parent_tag}, stage=stage,
-                log_path=log_path, report=lambda detail: self.progress(stage, detail),
-            )  # fmt: skip
+                self.client,
+                context_dir,
+                planned.tag,
+                buildargs={"BASE": parent_tag},
+                stage=stage,
+                log_path=log_path,
+                report=lambda detail: self.progress(stage, detail),
+                nocache=fresh,
+            )
 
     # -- inventory -------------------------------------------------------------------------
 
@@ -338,14 +346,16 @@ class ImageBuilder:
         users = engine.container_users(self.client)
         infos = []
         for image in engine.labctl_images(self.client):
+            tags = [t for t in image.tags if t.startswith("labctl/")]
+            if image.tags and not tags:
+                continue  # someone's image built FROM ours: it inherited the labels, not ours
             role = image.labels.get(engine.LABEL_ROLE, "?")
             created = _parse_created(image.attrs.get("Created", ""))
             size = int(image.attrs.get("Size", 0))
             in_use = tuple(sorted(users.get(image.id, ())))
-            tags = [t for t in image.tags if t.startswith("labctl/")] or [None]
             infos += [
                 ImageInfo(role, tag, image.id, size, created, in_use, tag in current)
-                for tag in tags
+                for tag in (tags or [None])
             ]
         order = {role: i for i, role in enumerate(ROLES)}
         return sorted(infos, key=lambda i: (order.get(i.role, 99), i.created))

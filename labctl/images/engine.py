@@ -97,10 +97,14 @@ def build_image(
     *,
     buildargs: dict[str, str],
     stage: str,
+    nocache: bool = False,
     log_path: Path,
     report: Callable[[str], None],
 ) -> str:
-    """`docker build` a context directory as `ref` (classic builder, no network)."""
+    """`docker build` a context directory as `ref` (classic builder, no network).
+
+    nocache=True ignores the build cache: a forced rebuild must not hand back the old layers.
+    """
     started = time.monotonic()
     image_id = None
     with open(log_path, "a") as log:
@@ -113,6 +117,7 @@ def build_image(
                 rm=True,
                 forcerm=True,
                 pull=False,
+                nocache=nocache,
                 network_mode="none",
                 decode=True,
             ):
