@@ -38,6 +38,7 @@ from labctl.images.rootfs import (
 )
 
 CACHE_DIR_ENV = "LABCTL_CACHE_DIR"
+PROJECT_ROOT_ENV = "LABCTL_PROJECT_ROOT"
 # What the imported base image runs with: docker import starts from an empty config.
 _BASE_CONFIG_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -47,7 +48,13 @@ _BASE_CONFIG_CHANGES = (
 
 
 def default_project_root() -> Path:
-    """The checkout this labctl package lives in (it holds the images/ recipes)."""
+    """LABCTL_PROJECT_ROOT, else the checkout this labctl package lives in.
+
+    The recipes (images/) and the node-side sources the vpn image copies come from there;
+    a non-editable install has no images/ folder, so point LABCTL_PROJECT_ROOT at a checkout.
+    """
+    if env := os.environ.get(PROJECT_ROOT_ENV):
+        return Path(env)
     return Path(__file__).resolve().parents[2]
 
 
