@@ -47,10 +47,12 @@ Errors are one line: `ImageBuildError` ("image build failed at base: debootstrap
 debootstrap: Couldn't find these debs: foo (log: /var/cache/labctl/logs/base-....log)"),
 `DockerUnavailableError`, `RecipeError` (names the recipe file and line).
 
-Host-side files live under the cache directory (LABCTL_CACHE_DIR, default /var/cache/labctl
-for root): `logs/<role>-<hash>.log` (full debootstrap / docker build output), `locks/`,
-`debootstrap/` (the .deb cache, trimmed to the last build's packages) and `tmp/` (scratch
-root file systems and build contexts, removed after each build).
+The project root (recipes and copied sources) defaults to the checkout labctl is imported
+from; LABCTL_PROJECT_ROOT overrides it. Host-side files live under the cache directory
+(LABCTL_CACHE_DIR, default /var/cache/labctl for root): `logs/<role>-<hash>.log` (full
+debootstrap / docker build output), `locks/`, `debootstrap/` (the .deb cache, trimmed to
+the last build's packages) and `tmp/` (scratch root file systems and build contexts,
+removed after each build).
 """
 
 from __future__ import annotations

@@ -23,14 +23,22 @@ from labctl.images.progress import ProgressFn, no_progress
 from labctl.images.recipes import (
     PARENT_ROLE,
     ROLES,
+    BaseConfig,
     Recipe,
     image_role_for_kind,
     load_base_config,
     load_recipe,
 )
-from labctl.images.rootfs import run_debootstrap, slim_rootfs, tar_stream, temporary_rootfs
+from labctl.images.rootfs import (
+    remove_tree,
+    run_debootstrap,
+    slim_rootfs,
+    tar_stream,
+    temporary_rootfs,
+)
 
 CACHE_DIR_ENV = "LABCTL_CACHE_DIR"
+PROJECT_ROOT_ENV = "LABCTL_PROJECT_ROOT"
 # What the imported base image runs with: docker import starts from an empty config.
 _BASE_CONFIG_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -40,7 +48,13 @@ _BASE_CONFIG_CHANGES = (
 
 
 def default_project_root() -> Path:
-    """The checkout this labctl package lives in (it holds the images/ recipes)."""
+    """LABCTL_PROJECT_ROOT, else the checkout this labctl package lives in.
+
+    The recipes (images/) and the node-side sources the vpn image copies come from there;
+    a non-editable install has no images/ folder, so point LABCTL_PROJECT_ROOT at a checkout.
+    """
+    if env := os.environ.get(PROJECT_ROOT_ENV):
+        return Path(env)
     return Path(__file__).resolve().parents[2]
 
 
@@ -155,7 +169,7 @@ class ImageBuilder:
             if build_once(
                 self._lock_path(planned.tag),
                 lambda p=planned, pid=parent_id: not force and self._is_built(p, pid),
-                lambda p=planned, pid=parent_id: self._build(p, pid),
+                lambda p=planned, pid=parent_id: self._build(p, pid, fresh=force),
                 on_wait=lambda p=planned: self._report_wait(p),
             ):
                 built.append(role)
@@ -182,7 +196,7 @@ class ImageBuilder:
         planned = self.plan()[role]
         started = time.monotonic()
         with file_lock(self._lock_path(planned.tag), on_wait=lambda: self._report_wait(planned)):
-            self._build(planned, parent_id)
+            self._build(planned, parent_id, fresh=True)
         self.progress(role, f"built {planned.tag} in {time.monotonic() - started:.1f} s")
         return planned.tag
 
@@ -205,13 +219,14 @@ class ImageBuilder:
             planned.role, f"waiting for another labctl (pid {holder}) building {planned.tag}"
         )
 
-    def _build(self, planned: PlannedImage, parent_id: str | None) -> None:
+    def _build(self, planned: PlannedImage, parent_id: str | None, *, fresh: bool) -> None:
+        """Build one image; fresh=True also bypasses Docker's build cache (forced builds)."""
         try:
             if planned.role == "base":
                 self._build_base(planned)
             else:
                 assert planned.parent_tag is not None and parent_id is not None
-                self._build_from_parent(planned, planned.parent_tag, parent_id)
+                self._build_from_parent(planned, planned.parent_tag, parent_id, fresh)
         except docker.errors.DockerException as exc:
             raise ImageBuildError(planned.role, f"docker: {exc}") from None
 
@@ -234,15 +249,19 @@ class ImageBuilder:
         config = load_base_config(self.project_root)
         log_path = self._log_path(planned)
         stage = "base: debootstrap"
-        started = time.monotonic()
+        scratch = self.cache_dir / "tmp"
         package_cache = self.cache_dir / "debootstrap" if self.package_cache else None
-        self.progress(stage, f"{config.source.suite}, {len(config.packages)} packages requested")
-        with temporary_rootfs(self.cache_dir / "tmp") as target:
-            # debootstrap's --cache-dir is not safe for two writers at once
-            with file_lock(
-                self.cache_dir / "locks" / "debootstrap-cache.lock",
-                on_wait=lambda: self.progress(stage, "waiting for the package cache"),
-            ):
+        # One base build at a time per cache dir: debootstrap's --cache-dir is not safe for
+        # two writers, and while we hold this lock every rootfs-* scratch directory is the
+        # leftover of a killed build, safe to remove.
+        with file_lock(
+            self.cache_dir / "locks" / "rootfs.lock",
+            on_wait=lambda: self.progress(stage, "waiting for another base build"),
+        ):
+            self._sweep_stale_rootfs(scratch)
+            started = time.monotonic()
+            self.progress(stage, f"{config.source.suite}, {len(config.packages)} packages asked")
+            with temporary_rootfs(scratch) as target:
                 counter = run_debootstrap(
                     config,
                     target,
@@ -252,32 +271,51 @@ class ImageBuilder:
                 )
                 if package_cache is not None:
                     _trim_package_cache(package_cache, counter.retrieved)
-            debootstrap_seconds = time.monotonic() - started
-            slim = slim_rootfs(target, config)
-            self.progress(
-                "base: slim",
-                f"removed {slim.removed_files} paths ({_mib(slim.removed_bytes)}), "
-                f"root file system {_mib(slim.size_bytes)}",
+                debootstrap_seconds = time.monotonic() - started
+                self._slim_and_import(planned, config, target, log_path, debootstrap_seconds)
+
+    def _sweep_stale_rootfs(self, scratch: Path) -> None:
+        for leftover in sorted(scratch.glob("rootfs-*")):
+            self.progress("base: debootstrap", f"removing {leftover}, left by a killed build")
+            remove_tree(leftover)
+
+    def _slim_and_import(
+        self,
+        planned: PlannedImage,
+        config: BaseConfig,
+        target: Path,
+        log_path: Path,
+        debootstrap_seconds: float,
+    ) -> None:
+        slim = slim_rootfs(target, config)
+        self.progress(
+            "base: slim",
+            f"removed {slim.removed_files} paths ({_mib(slim.removed_bytes)}), "
+            f"root file system {_mib(slim.size_bytes)}",
+        )
+        started = time.monotonic()
+        changes = [f"LABEL {key}={value}" for key, value in self._labels(planned).items()]
+        changes += _BASE_CONFIG_CHANGES
+        with tar_stream(target, log_path) as chunks:
+            engine.import_rootfs(
+                self.client,
+                chunks,
+                planned.tag,
+                changes,
+                report=lambda sent: self.progress(
+                    "base: import",
+                    f"{_mib(sent)} of {_mib(slim.size_bytes)}, {time.monotonic() - started:.0f} s",
+                ),
             )
-            import_started = time.monotonic()
-            changes = [f"LABEL {key}={value}" for key, value in self._labels(planned).items()]
-            changes += _BASE_CONFIG_CHANGES
-            with tar_stream(target, log_path) as chunks:
-                engine.import_rootfs(
-                    self.client, chunks, planned.tag, changes,
-                    report=lambda sent: self.progress(
-                        "base: import",
-                        f"{_mib(sent)} of {_mib(slim.size_bytes)}, "
-                        f"{time.monotonic() - import_started:.0f} s",
-                    ),
-                )  # fmt: skip
         with open(log_path, "a") as log:
             log.write(
                 f"# debootstrap {debootstrap_seconds:.1f} s, import "
-                f"{time.monotonic() - import_started:.1f} s, rootfs {slim.size_bytes} bytes\n"
+                f"{time.monotonic() - started:.1f} s, rootfs {slim.size_bytes} bytes\n"
             )
 
-    def _build_from_parent(self, planned: PlannedImage, parent_tag: str, parent_id: str) -> None:
+    def _build_from_parent(
+        self, planned: PlannedImage, parent_tag: str, parent_id: str, fresh: bool
+    ) -> None:
         stage = f"{planned.role}: build"
         log_path = self._log_path(planned)
         scratch = self.cache_dir / "tmp"
@@ -292,10 +330,15 @@ class ImageBuilder:
             _append_label_instruction(context_dir / "Dockerfile", labels)
             self.progress(stage, f"FROM {parent_tag}")
             engine.build_image(
-                self.client, context_dir, planned.tag,
-                buildargs={"BASE": parent_tag}, stage=stage,
-                log_path=log_path, report=lambda detail: self.progress(stage, detail),
-            )  # fmt: skip
+                self.client,
+                context_dir,
+                planned.tag,
+                buildargs={"BASE": parent_tag},
+                stage=stage,
+                log_path=log_path,
+                report=lambda detail: self.progress(stage, detail),
+                nocache=fresh,
+            )
 
     # -- inventory -------------------------------------------------------------------------
 
@@ -310,14 +353,16 @@ class ImageBuilder:
         users = engine.container_users(self.client)
         infos = []
         for image in engine.labctl_images(self.client):
+            tags = [t for t in image.tags if t.startswith("labctl/")]
+            if image.tags and not tags:
+                continue  # someone's image built FROM ours: it inherited the labels, not ours
             role = image.labels.get(engine.LABEL_ROLE, "?")
             created = _parse_created(image.attrs.get("Created", ""))
             size = int(image.attrs.get("Size", 0))
             in_use = tuple(sorted(users.get(image.id, ())))
-            tags = [t for t in image.tags if t.startswith("labctl/")] or [None]
             infos += [
                 ImageInfo(role, tag, image.id, size, created, in_use, tag in current)
-                for tag in tags
+                for tag in (tags or [None])
             ]
         order = {role: i for i, role in enumerate(ROLES)}
         return sorted(infos, key=lambda i: (order.get(i.role, 99), i.created))

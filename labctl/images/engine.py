@@ -8,6 +8,7 @@ registry and, with network_mode="none", with no network at all.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -31,7 +32,10 @@ def connect(timeout: int = CLIENT_TIMEOUT) -> docker.DockerClient:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise DockerUnavailableError(f"docker: cannot reach the Docker engine: {exc}") from None
+        address = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise DockerUnavailableError(
+            f"docker: cannot reach the Docker engine at {address} (is dockerd running?): {exc}"
+        ) from None
     return client
 
 
@@ -93,10 +97,14 @@ def build_image(
     *,
     buildargs: dict[str, str],
     stage: str,
+    nocache: bool = False,
     log_path: Path,
     report: Callable[[str], None],
 ) -> str:
-    """`docker build` a context directory as `ref` (classic builder, no network)."""
+    """`docker build` a context directory as `ref` (classic builder, no network).
+
+    nocache=True ignores the build cache: a forced rebuild must not hand back the old layers.
+    """
     started = time.monotonic()
     image_id = None
     with open(log_path, "a") as log:
@@ -109,6 +117,7 @@ def build_image(
                 rm=True,
                 forcerm=True,
                 pull=False,
+                nocache=nocache,
                 network_mode="none",
                 decode=True,
             ):

@@ -359,8 +359,14 @@ def test_prune_removes_unused_and_keeps_used(
         cleanup.append(made[-1])
     user = client.containers.create(made[1], network_mode="none", labels=TEST_LABEL)
     cleanup.append(user)
+    # an image someone built FROM ours inherits our labels but is not ours to remove
+    foreign = f"e2e-derived-{uuid.uuid4().hex[:6]}:1"
+    dockerfile = f"FROM {made[0]}\nLABEL e2e.derived=1\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=foreign, rm=True)
+    cleanup.append(foreign)
     removed = ImageBuilder(PROJECT_ROOT).prune(roles=[role])
     assert removed == [made[0]]
+    assert client.images.get(foreign).labels[LABEL_ROLE] == role
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(made[0])
     assert client.images.get(made[1])  # a container uses it
@@ -368,19 +374,23 @@ def test_prune_removes_unused_and_keeps_used(
         assert client.images.get(images[role_name])  # current images untouched
 
 
-def test_concurrent_builds_of_a_new_tag_build_once(
-    client: docker.DockerClient, images: ImageSet, tmp_path: Path, cleanup: list
-) -> None:
-    """Two processes ensure a changed recipe at once: one builds, the other waits."""
+@pytest.fixture
+def fresh_project(tmp_path: Path, cleanup: list) -> Path:
+    """A copy of the project whose node and vpn tags nobody has built (removed afterwards)."""
     project = tmp_path / "project"
     shutil.copytree(PROJECT_ROOT / "images", project / "images")
     shutil.copytree(
         PROJECT_ROOT / "labctl", project / "labctl", ignore=shutil.ignore_patterns("__pycache__")
     )
-    marker = project / "images/node/rootfs/etc/labctl/e2e-concurrency"
-    marker.write_text(uuid.uuid4().hex)  # a node (and so vpn) tag nobody has built
+    (project / "images/node/rootfs/etc/labctl/e2e-marker").write_text(uuid.uuid4().hex)
     planned = ImageBuilder(project).plan()
     cleanup += [planned["node"].tag, planned["vpn"].tag]  # removed in reverse: vpn first
+    return project
+
+
+def test_concurrent_builds_of_a_new_tag_build_once(images: ImageSet, fresh_project: Path) -> None:
+    """Two processes ensure a changed recipe at once: one builds, the other waits."""
+    project = fresh_project
     script = (
         "import sys, json; from pathlib import Path; from labctl.images import ensure_images;"
         "s = ensure_images(Path(sys.argv[1]));"
@@ -401,6 +411,22 @@ def test_concurrent_builds_of_a_new_tag_build_once(
     assert built == [(), ("node", "vpn")]
     assert results[0]["ids"] == results[1]["ids"]
     assert results[0]["ids"]["base"] == images.ids["base"]
+
+
+def test_forced_rebuild_makes_children_stale(
+    client: docker.DockerClient, images: ImageSet, fresh_project: Path, cleanup: list
+) -> None:
+    builder = ImageBuilder(fresh_project)
+    before = builder.ensure()
+    assert before.built == ("node", "vpn")
+    tag = builder.build("node", force=True)
+    new_node_id = client.images.get(tag).id
+    assert new_node_id != before.ids["node"]  # the build cache did not hand back old layers
+    cleanup += [before.ids["node"], before.ids["vpn"]]  # now untagged; removed vpn first
+    after = builder.ensure()
+    assert after.built == ("vpn",)  # same vpn tag, but built FROM the old node: stale
+    assert after.tags == before.tags
+    assert client.images.get(after["vpn"]).labels[LABEL_PARENT_ID] == new_node_id
 
 
 def test_debootstrap_failure_names_the_package_and_the_log(tmp_path: Path) -> None:

@@ -179,3 +179,23 @@ def _mount_tmpfs(path: Path) -> None:
 def _unmount_all(top: Path) -> None:
     for point in mounts_below(top):
         subprocess.run(["umount", "--lazy", str(point)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_base_build_sweeps_scratch_left_by_a_killed_build(tmp_path: Path) -> None:
+    from labctl.images import ImageBuilder
+
+    leftover = tmp_path / "cache/tmp/rootfs-killed/root"
+    (leftover / "proc").mkdir(parents=True)
+    _mount_tmpfs(leftover / "proc")
+    (tmp_path / "cache/tmp/context-node-busy").mkdir()  # not ours to judge: kept
+    seen: list[str] = []
+    builder = ImageBuilder(
+        REAL_ROOT, cache_dir=tmp_path / "cache", progress=lambda s, d: seen.append(d)
+    )
+    try:
+        builder._sweep_stale_rootfs(tmp_path / "cache/tmp")
+    finally:
+        _unmount_all(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "cache/tmp").iterdir()) == ["context-node-busy"]
+    assert any("left by a killed build" in line for line in seen)
