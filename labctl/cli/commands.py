@@ -173,6 +173,36 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_test(args) -> int:
+    from ..checks import TopologyRun, discover, summary_table, write_junit
+
+    files = discover(args.paths)
+    if not files:
+        raise CliError(
+            "no topology with 'expect' or 'scenarios' found in " + ", ".join(map(str, args.paths))
+        )
+    if args.keep and args.lab and len(files) > 1:
+        raise CliError("--lab names one running lab; give one topology file with it")
+    progress = Progress(quiet=args.quiet)
+    runtime = DockerRuntime()
+    results = []
+    for file in files:
+        results += TopologyRun(
+            file,
+            runtime,
+            args.report_dir,
+            progress,
+            keep=args.keep,
+            lab_name=args.lab,
+            only=args.scenario,
+        ).run()
+    junit = args.junit or args.report_dir / "junit.xml"
+    write_junit(results, junit)
+    sys.stdout.write(summary_table(results))
+    print(f"JUnit XML: {junit}")
+    return 0 if results and all(r.ok for r in results) else 1
+
+
 def cmd_images(args) -> int:
     from .. import images
 

@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path)
     p.set_defaults(func=commands.cmd_graph)
 
+    p = sub.add_parser("test", help="run the expectations and scenarios of topologies")
+    p.add_argument("paths", nargs="+", type=Path, help="topology files or folders")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="run on the lab that is up (bring it up if not) and leave it up",
+    )
+    p.add_argument("--lab", help="with --keep: the running lab's name")
+    p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    p.add_argument("--report-dir", type=Path, default=Path("reports"))
+    p.add_argument("--junit", type=Path, help="JUnit XML path (default REPORT_DIR/junit.xml)")
+    p.set_defaults(func=commands.cmd_test)
+
     p = sub.add_parser("images", help="build, list or prune node images")
     p.add_argument("action", choices=("build", "list", "prune"))
     p.add_argument("--force", action="store_true", help="build: rebuild even if present")

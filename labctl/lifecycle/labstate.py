@@ -50,6 +50,17 @@ class LabState:
         lines = [f"{address} {key.split()[0]} {key.split()[1]}" for address, key in entries.items()]
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
+    @property
+    def host_keys_file(self) -> Path:
+        return self.directory / "host_keys.json"
+
+    def save_host_keys(self, keys: dict[str, str]) -> None:
+        """node -> public host key, kept so a node whose address changes can be re-pinned."""
+        self.host_keys_file.write_text(json.dumps(keys, indent=2, sort_keys=True) + "\n")
+
+    def host_keys(self) -> dict[str, str]:
+        return json.loads(self.host_keys_file.read_text())
+
     def write_record(self, record: dict) -> None:
         self.record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 

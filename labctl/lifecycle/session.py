@@ -54,6 +54,11 @@ class LabHandle:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(connect, list(self.nodes)))
 
+    def drop_session(self, node: str) -> None:
+        session = self._sessions.pop(node, None)
+        if session is not None:
+            session.close()
+
     def close(self) -> None:
         for session in self._sessions.values():
             session.close()

@@ -108,6 +108,7 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
             configure_node(lab, name, info.pid)
 
     with progress.stage("management plane (ssh)"):
+        state.save_host_keys({n: host_keys[n].public_openssh for n in lab.nodes})
         state.pin_host_keys(
             {str(infos[n].mgmt_ipv4): host_keys[n].public_openssh for n in lab.nodes}
         )

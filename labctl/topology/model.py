@@ -364,3 +364,10 @@ class LabFile(Strict):
     description: str | None = None
     mgmt: MgmtSettings = MgmtSettings()
     topology: Topology
+    expect: list[Expectation] = Field([], description="what must hold once the lab is up")
+    scenarios: dict[str, Scenario] = Field({}, description="named sequences of steps")
+
+
+from .checks_model import Expectation, Scenario  # noqa: E402  (sections defined there)
+
+LabFile.model_rebuild()

@@ -143,6 +143,11 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
                     f"{mgmt} overlaps lab subnet {subnet} of link {lab.segments[index].name!r}",
                 )
 
+    _check_expectations(c, lab, lab.spec.expect, ("expect",))
+    for name, scenario in lab.spec.scenarios.items():
+        for index, step in enumerate(scenario.steps):
+            _check_step(c, lab, step, ("scenarios", name, "steps", index))
+
     for node_name, node in nodes.items():
         base = ("topology", "nodes", node_name)
         if isinstance(node, PatFirewallNode):
@@ -227,4 +232,63 @@ def _check_client(c: _Collector, base: tuple, node: VpnClientNode, lab: Lab) -> 
         c.add(
             (*base, "vpn", "user"),
             f"user {vpn.user!r} belongs to group {user.group!r} on {name}, not {vpn.group!r}",
+        )
+
+
+# Which node kinds each expectation / step may name.
+_CHECK_KINDS = {
+    "xlate": ("pat-firewall",),
+    "sessions": ("concentrator",),
+    "client": ("vpn-client",),
+}
+
+
+def _need_node(
+    c: _Collector, lab: Lab, path: tuple, name: str, kinds: tuple[str, ...] | None = None
+) -> None:
+    node = lab.nodes.get(name)
+    if node is None:
+        c.add(path, f"no node {name!r} in this lab (nodes: {', '.join(lab.nodes)})")
+    elif kinds and node.kind not in kinds:
+        c.add(path, f"{name} is a {node.kind}; this needs a {' or '.join(kinds)}")
+
+
+def _check_expectations(c: _Collector, lab: Lab, expectations, base: tuple) -> None:
+    for index, expectation in enumerate(expectations):
+        path = (*base, index, expectation.kind.replace("_", "-"))
+        check = expectation.check
+        if expectation.kind in _CHECK_KINDS or expectation.kind == "show":
+            _need_node(c, lab, (*path, "node"), check.node, _CHECK_KINDS.get(expectation.kind))
+        elif expectation.kind == "ping":
+            _need_node(c, lab, (*path, "from"), check.source)
+        elif expectation.kind == "session_follows_xlate":
+            _need_node(c, lab, (*path, "firewall"), check.firewall, ("pat-firewall",))
+            _need_node(c, lab, (*path, "concentrator"), check.concentrator, ("concentrator",))
+
+
+def _check_step(c: _Collector, lab: Lab, step, path: tuple) -> None:
+    from .checks_model import node_list
+
+    kind = step.kind
+    value = getattr(step, kind)
+    key = kind.replace("_", "-")
+    if kind == "expect":
+        _check_expectations(c, lab, value, (*path, "expect"))
+    elif kind in ("connect", "disconnect"):
+        for name in node_list(value):
+            _need_node(c, lab, (*path, key), name, ("vpn-client",))
+    elif kind in ("push", "flush_conntrack", "restart"):
+        for name in node_list(value):
+            _need_node(c, lab, (*path, key), name)
+    elif kind in ("set", "pause"):
+        _need_node(c, lab, (*path, key, "node"), value.node)
+    elif kind == "traffic":
+        _need_node(c, lab, (*path, key, "from"), value.source)
+    elif kind == "exec":
+        for name in value:
+            _need_node(c, lab, (*path, key), name)
+    elif kind == "impair" and value.link not in {s.name for s in lab.segments}:
+        c.add(
+            (*path, key, "link"),
+            f"no link named {value.link!r} (links: {', '.join(s.name for s in lab.segments)})",
         )

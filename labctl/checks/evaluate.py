@@ -1,0 +1,170 @@
+"""Evaluating one expectation once against the lab's real state, with a readable verdict."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..topology.checks_model import Expectation, TableCheck
+from .matchers import parse_matcher
+
+# Which `labctl show` table each sugar key reads, and the node kind it needs.
+TABLE_SOURCES = {"xlate": "xlate", "sessions": "sessions", "client": "status"}
+
+
+class Probe(Protocol):
+    """Reads state from a running lab (LabProbe is the real one; tests may fake it)."""
+
+    def table(self, node: str, what: str) -> list[dict[str, Any]]: ...
+
+    def ping(self, source: str, to: str, count: int, size: int | None) -> tuple[int, int, str]: ...
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    summary: str
+    details: list[str] = field(default_factory=list)
+    observed: Any = None
+    hint: str = ""
+
+    def text(self) -> str:
+        lines = [self.summary, *(f"  {d}" for d in self.details)]
+        if self.hint:
+            lines.append(f"  look further: {self.hint}")
+        return "\n".join(lines)
+
+
+def evaluate(expectation: Expectation, probe: Probe, lab_name: str) -> Outcome:
+    kind = expectation.kind
+    check = expectation.check
+    if kind in TABLE_SOURCES or kind == "show":
+        what = check.what if kind == "show" else TABLE_SOURCES[kind]
+        rows = probe.table(check.node, what)
+        outcome = evaluate_table(rows, check, f"{what} on {check.node}")
+        outcome.hint = f"labctl show --lab {lab_name} {check.node} {what} --json"
+        return outcome
+    if kind == "ping":
+        return _evaluate_ping(check, probe, lab_name)
+    if kind == "session_follows_xlate":
+        return _evaluate_session_follows_xlate(check, probe, lab_name)
+    raise AssertionError(kind)
+
+
+def _row_view(row: dict[str, Any], fields: list[str]) -> str:
+    shown = {f: row.get(f) for f in fields if f in row} or row
+    return json.dumps(shown, default=str, sort_keys=False)
+
+
+def _fields_of(check: TableCheck) -> list[str]:
+    fields: list[str] = []
+    for group in (check.where, check.all, check.any):
+        fields += [k for k in group if k not in fields]
+    fields += [k for k in [*check.same, *check.distinct] if k not in fields]
+    return fields
+
+
+def evaluate_table(rows: list[dict[str, Any]], check: TableCheck, label: str) -> Outcome:
+    where = {k: parse_matcher(v) for k, v in check.where.items()}
+    selected = [r for r in rows if all(m(r.get(k)) for k, m in where.items())]
+    fields = _fields_of(check)
+    problems: list[str] = []
+    scope = f"{len(selected)} of {len(rows)} rows" if where else f"{len(rows)} rows"
+
+    if check.count is not None:
+        count = parse_matcher(check.count)
+        if not count(len(selected)):
+            problems.append(f"count: expected {count}, observed {len(selected)}")
+    for key, spec in check.all.items():
+        matcher = parse_matcher(spec)
+        for row in selected:
+            if not matcher(row.get(key)):
+                problems.append(
+                    f"{key}: expected {matcher}, observed {row.get(key)!r} in "
+                    f"{_row_view(row, fields)}"
+                )
+    if check.any:
+        any_matchers = {k: parse_matcher(v) for k, v in check.any.items()}
+        if not any(all(m(r.get(k)) for k, m in any_matchers.items()) for r in selected):
+            wanted = ", ".join(f"{k} {m}" for k, m in any_matchers.items())
+            problems.append(f"no row has {wanted}")
+    for key in check.same:
+        values = Counter(json.dumps(r.get(key), default=str) for r in selected)
+        if len(values) > 1:
+            seen = ", ".join(f"{v} ({n} rows)" for v, n in values.items())
+            problems.append(f"{key}: expected the same in every row, observed {seen}")
+    for key in check.distinct:
+        values = Counter(json.dumps(r.get(key), default=str) for r in selected)
+        repeated = [f"{v} ({n} rows)" for v, n in values.items() if n > 1]
+        if repeated:
+            problems.append(
+                f"{key}: expected a different value in every row, observed {', '.join(repeated)}"
+            )
+    if problems:
+        observed = [f"observed row: {_row_view(r, fields)}" for r in selected[:20]]
+        if not selected and rows:
+            observed = [
+                f"no row matched where {json.dumps(check.where)}; rows were:",
+                *(f"  {_row_view(r, fields)}" for r in rows[:20]),
+            ]
+        return Outcome(
+            False, f"{label}: {scope}; {len(problems)} problem(s)", problems + observed, rows
+        )
+    return Outcome(True, f"{label}: {scope}, as expected", observed=rows)
+
+
+def _evaluate_ping(check, probe: Probe, lab_name: str) -> Outcome:
+    sent, received, output = probe.ping(check.source, str(check.to), check.count, check.size)
+    label = f"ping {check.source} -> {check.to}"
+    hint = f"labctl exec --lab {lab_name} {check.source} -- ping -c {check.count} {check.to}"
+    if check.succeeds:
+        ok = sent > 0 and received == sent
+        want = f"all {sent} replies"
+    else:
+        ok = received == 0
+        want = "no replies"
+    summary = f"{label}: {received}/{sent} replies (expected {want})"
+    details = [] if ok else [line for line in output.strip().splitlines()[-3:]]
+    return Outcome(ok, summary, details, {"sent": sent, "received": received}, hint)
+
+
+def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outcome:
+    xlate = probe.table(check.firewall, "xlate")
+    sessions = probe.table(check.concentrator, "sessions")
+    global_ports = {
+        e["global_port"]
+        for e in xlate
+        if e.get("protocol") == "udp" and e.get("remote_port") == 4500
+    }
+    problems = []
+    for session in sessions:
+        for sa in session.get("ipsec") or []:
+            port = sa.get("udp_source_port")
+            if port not in global_ports:
+                problems.append(
+                    f"session {session.get('username')}: UDP source port {port} is not a "
+                    f"global port of the PAT's UDP 4500 translations {sorted(global_ports)}"
+                )
+    if not sessions:
+        problems.append("no sessions on the concentrator")
+    label = f"sessions on {check.concentrator} follow the xlate of {check.firewall}"
+    if problems:
+        return Outcome(
+            False,
+            f"{label}: {len(problems)} problem(s)",
+            problems,
+            hint=f"labctl show --lab {lab_name} {check.firewall} xlate; "
+            f"labctl show --lab {lab_name} {check.concentrator} sessions -v",
+        )
+    return Outcome(True, f"{label}: ports {sorted(global_ports)}")
+
+
+_PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+
+
+def parse_ping(output: str) -> tuple[int, int]:
+    match = _PING_SUMMARY.search(output)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)

@@ -1,0 +1,100 @@
+"""Matchers: how an expected value in a topology is compared with an observed one."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+_OPERATOR = re.compile(r"^\s*(>=|<=|!=|==|>|<|~|in\b|any\b)\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    operator: str  # "==", "!=", ">", ">=", "<", "<=", "~", "in", "any", "one-of"
+    operand: Any
+    text: str
+
+    def __call__(self, value: Any) -> bool:
+        op, expected = self.operator, self.operand
+        if op == "any":
+            return True
+        if op == "one-of":
+            return any(_equal(value, e) for e in expected)
+        if op == "==":
+            return _equal(value, expected)
+        if op == "!=":
+            return not _equal(value, expected)
+        if op == "~":
+            return value is not None and re.search(expected, str(value)) is not None
+        if op == "in":
+            try:
+                return IPv4Address(str(value)) in expected
+            except ValueError:
+                return False
+        number = _number(value)
+        if number is None:
+            return False
+        return {
+            ">": number > expected,
+            ">=": number >= expected,
+            "<": number < expected,
+            "<=": number <= expected,
+        }[op]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _equal(value: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(value, bool):
+        as_text = isinstance(value, str) and value.lower() == str(expected).lower()
+        return value is expected or as_text
+    if value == expected:
+        return True
+    a, b = _number(value), _number(expected)
+    if a is not None and b is not None:
+        return a == b
+    return str(value) == str(expected)
+
+
+def parse_matcher(spec: Any) -> Matcher:
+    """A matcher from a topology value; raises ValueError naming what is wrong."""
+    if isinstance(spec, list):
+        return Matcher("one-of", spec, f"one of {spec}")
+    if not isinstance(spec, str):
+        return Matcher("==", spec, repr(spec))
+    match = _OPERATOR.match(spec)
+    if not match:
+        return Matcher("==", spec, repr(spec))
+    op, operand = match.group(1), match.group(2)
+    if op == "any":
+        return Matcher("any", None, "any")
+    if op == "~":
+        try:
+            return Matcher("~", re.compile(operand).pattern, f"~ {operand}")
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {operand!r}: {exc}") from None
+    if op == "in":
+        try:
+            return Matcher("in", IPv4Network(operand, strict=False), f"in {operand}")
+        except ValueError:
+            raise ValueError(
+                f"'in' takes a network, e.g. 'in 40.1.1.0/24' (got {operand!r})"
+            ) from None
+    if op in ("==", "!="):
+        return Matcher(op, operand, spec.strip())
+    number = _number(operand)
+    if number is None:
+        raise ValueError(f"{op} needs a number (got {operand!r})")
+    return Matcher(op, number, spec.strip())

@@ -1,0 +1,198 @@
+"""`labctl test`: run a topology's expectations and scenarios, each on a fresh lab.
+
+A topology's top-level `expect` runs on a lab brought up for it; each scenario then gets
+a lab of its own (scenarios change state: configs, NAT mappings, restarts). With
+`keep=True` everything runs, in order, on the lab already up, which stays up.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..lifecycle import LabHandle, down, up
+from ..progress import Progress
+from ..runtime import Runtime
+from ..topology import Lab, TopologyError, load_lab
+from ..topology.checks_model import Step
+from .artifacts import Captures, save_failure_artifacts
+from .steps import StepFailed, StepLog, run_step
+
+
+@dataclass
+class CaseResult:
+    topology: str
+    name: str
+    ok: bool
+    seconds: float
+    message: str = ""
+    details: str = ""
+    log: list[str] = field(default_factory=list)
+    artifacts: str | None = None
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """Topology files to test: given files, and every *.yaml with checks in given folders."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for candidate in sorted(path.glob("*.yaml")):
+                text = candidate.read_text()
+                if re.search(r"^(expect|scenarios):", text, re.MULTILINE):
+                    found.append(candidate)
+        else:
+            found.append(path)
+    return found
+
+
+def _lab_name(lab: Lab, tag: str) -> str:
+    return f"t-{lab.name[:12]}-{tag}-{secrets.token_hex(2)}"[:24].rstrip("-")
+
+
+class TopologyRun:
+    def __init__(
+        self,
+        path: Path,
+        runtime: Runtime,
+        report_dir: Path,
+        progress: Progress,
+        keep: bool = False,
+        lab_name: str | None = None,
+        only: list[str] | None = None,
+    ):
+        self.path = path
+        self.runtime = runtime
+        self.report_dir = report_dir
+        self.progress = progress
+        self.keep = keep
+        self.lab_name = lab_name
+        self.only = only
+        self.results: list[CaseResult] = []
+
+    def run(self) -> list[CaseResult]:
+        try:
+            lab = load_lab(self.path)
+        except TopologyError as exc:
+            self.results.append(
+                CaseResult(str(self.path), "validate", False, 0.0, "invalid topology", str(exc))
+            )
+            return self.results
+        cases: list[tuple[str, list[Step]]] = []
+        if lab.spec.expect:
+            cases.append(("expect", [Step(expect=lab.spec.expect)]))
+        for name, scenario in lab.spec.scenarios.items():
+            if self.only and name not in self.only:
+                continue
+            cases.append((name, list(scenario.steps)))
+        if not cases:
+            self.results.append(
+                CaseResult(
+                    str(self.path), "checks", False, 0.0, "the topology has no expect or scenarios"
+                )
+            )
+            return self.results
+        if self.keep:
+            self._run_on_running_lab(lab, cases)
+        else:
+            for name, steps in cases:
+                self._run_on_fresh_lab(lab, name, steps)
+        return self.results
+
+    def _run_on_fresh_lab(self, lab: Lab, case: str, steps: list[Step]) -> None:
+        named = Lab(
+            spec=lab.spec.model_copy(update={"name": _lab_name(lab, case[:6])}), source=lab.source
+        )
+        started = time.monotonic()
+        handle = None
+        try:
+            handle = up(named, self.runtime, Progress(self.progress.stream, quiet=True))
+            self._run_case(handle, case, steps, started)
+        except Exception as exc:  # the lab did not come up: the case fails, others go on
+            if handle is None:
+                self.results.append(
+                    CaseResult(
+                        str(self.path),
+                        case,
+                        False,
+                        time.monotonic() - started,
+                        f"lab did not come up: {exc}",
+                    )
+                )
+            else:
+                raise
+        finally:
+            if handle is not None:
+                handle.close()
+            down(named.name, self.runtime, Progress(self.progress.stream, quiet=True))
+
+    def _run_on_running_lab(self, lab: Lab, cases) -> None:
+        name = self.lab_name or lab.name
+        named = Lab(spec=lab.spec.model_copy(update={"name": name}), source=lab.source)
+        handle = up(named, self.runtime, Progress(self.progress.stream, quiet=True))
+        try:
+            for case, steps in cases:
+                self._run_case(handle, case, steps, time.monotonic())
+        finally:
+            handle.close()
+
+    def _run_case(self, handle: LabHandle, case: str, steps: list[Step], started: float) -> None:
+        log = StepLog()
+        case_dir = self.report_dir / "artifacts" / f"{self.path.stem}.{case}"
+        captures = Captures(handle, case_dir / "captures")
+        captures.start()
+        self.progress.say(f"{self.path.name} :: {case} ...")
+        try:
+            for step in steps:
+                run_step(step, handle, log)
+        except StepFailed as exc:
+            captures.stop()
+            save_failure_artifacts(handle, case_dir)
+            details = exc.outcome.text() if exc.outcome else ""
+            result = CaseResult(
+                str(self.path),
+                case,
+                False,
+                time.monotonic() - started,
+                str(exc),
+                details,
+                log.lines,
+                str(case_dir),
+            )
+        except Exception as exc:
+            captures.stop()
+            save_failure_artifacts(handle, case_dir)
+            result = CaseResult(
+                str(self.path),
+                case,
+                False,
+                time.monotonic() - started,
+                f"error: {type(exc).__name__}: {exc}",
+                "",
+                log.lines,
+                str(case_dir),
+            )
+        else:
+            captures.discard()
+            result = CaseResult(
+                str(self.path), case, True, time.monotonic() - started, log=log.lines
+            )
+            _remove_if_empty(case_dir)
+        verdict = "PASS" if result.ok else "FAIL"
+        self.progress.say(f"{self.path.name} :: {case} {verdict} ({result.seconds:.1f}s)")
+        if not result.ok:
+            for line in (result.message + "\n" + result.details).strip().splitlines():
+                self.progress.say(f"    {line}")
+            if result.artifacts:
+                self.progress.say(f"    artifacts: {result.artifacts}")
+        self.results.append(result)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    for path in sorted(directory.rglob("*"), reverse=True) if directory.exists() else []:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if directory.exists() and not any(directory.iterdir()):
+        directory.rmdir()

@@ -1,0 +1,207 @@
+"""Scenario steps: what each `scenarios.<name>.steps[]` entry does to a running lab."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..lifecycle import LabHandle, push_node
+from ..lifecycle.restart import restart_node
+from ..topology import Lab
+from ..topology.checks_model import Step, node_list
+from ..topology.model import LabFile
+from ..wiring import impair
+from .evaluate import Outcome
+from .probe import LabProbe
+from .wait import wait_for
+
+
+class StepFailed(Exception):
+    def __init__(self, message: str, outcome: Outcome | None = None):
+        super().__init__(message)
+        self.outcome = outcome
+
+
+@dataclass
+class StepLog:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+
+def run_step(step: Step, handle: LabHandle, log: StepLog) -> None:
+    kind = step.kind
+    value = getattr(step, kind)
+    log.add(f"step {kind}: {step.name or _brief(value)}")
+    handler = _HANDLERS[kind]
+    handler(value, handle, log)
+
+
+def _brief(value: Any) -> str:
+    if hasattr(value, "model_dump"):
+        return str(value.model_dump(by_alias=True, exclude_defaults=True))
+    return str(value)
+
+
+def _check_expectations(expectations, handle: LabHandle, log: StepLog) -> None:
+    probe = LabProbe(handle)
+    for expectation in expectations:
+        outcome, waited = wait_for(expectation, probe, handle.lab.name)
+        log.add(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.summary} ({waited:.1f}s)")
+        if not outcome.ok:
+            raise StepFailed(f"{expectation.title()}: {outcome.summary}", outcome)
+
+
+def _connect(nodes, handle: LabHandle, log: StepLog) -> None:
+    for node in node_list(nodes):
+        result = handle.session(node).run("vpn connect --wait --timeout 60", timeout=75)
+        log.add(f"  {node}: {(result.stdout or result.stderr).strip().splitlines()[-1:]}")
+        if result.exit_status != 0:
+            reason = (result.stderr or result.stdout).strip()
+            raise StepFailed(f"{node}: vpn connect failed: {reason}")
+
+
+def _disconnect(nodes, handle: LabHandle, log: StepLog) -> None:
+    for node in node_list(nodes):
+        handle.session(node).run("vpn disconnect", timeout=30).check()
+
+
+def _set(change, handle: LabHandle, log: StepLog) -> None:
+    """Change one setting of a node in the lab's model (a later `push` applies it)."""
+    data = handle.lab.spec.model_dump(by_alias=True, mode="python")
+    node = data["topology"]["nodes"].get(change.node)
+    if node is None:
+        raise StepFailed(f"set: no node {change.node!r}")
+    target = node
+    parts = change.path.split(".")
+    for part in parts[:-1]:
+        if not isinstance(target, dict) or part not in target:
+            raise StepFailed(f"set: {change.node} has no setting {change.path!r}")
+        target = target[part]
+    if not isinstance(target, dict) or parts[-1] not in target:
+        raise StepFailed(f"set: {change.node} has no setting {change.path!r}")
+    old = target[parts[-1]]
+    target[parts[-1]] = change.value
+    spec = LabFile.model_validate(data, context={})
+    handle.lab = Lab(spec=spec, source=handle.lab.source)
+    log.add(f"  {change.node}.{change.path}: {old!r} -> {change.value!r}")
+
+
+def _push(nodes, handle: LabHandle, log: StepLog) -> None:
+    for node in node_list(nodes):
+        for item in push_node(handle, node):
+            log.add(f"  {node}: {item}")
+
+
+def _owner_of(lab: Lab, address: str) -> str | None:
+    for name, node in lab.nodes.items():
+        for config in node.interfaces.values():
+            if config.ipv4 is not None and str(config.ipv4.ip) == address:
+                return name
+    return None
+
+
+def _traffic(traffic, handle: LabHandle, log: StepLog) -> None:
+    source = handle.session(traffic.source)
+    to = str(traffic.to)
+    if traffic.kind == "ping":
+        count = max(1, int(traffic.seconds / 0.2))
+        result = source.run(f"ping -n -q -i 0.2 -W 1 -c {count} {to}", timeout=traffic.seconds + 15)
+        log.add("  " + " ".join(result.stdout.strip().splitlines()[-2:]))
+        return
+    server_node = _owner_of(handle.lab, to)
+    if server_node is None:
+        raise StepFailed(f"traffic: no node of the lab owns {to} to run the iperf3 server")
+    server = handle.session(server_node)
+    server.run("iperf3 -s -1 -D --pidfile /run/labctl-iperf3.pid").check()
+    time.sleep(0.3)
+    udp = "-u" if traffic.kind == "udp" else ""
+    rate = f"-b {shlex.quote(traffic.rate)}" if traffic.rate else ("-b 10M" if udp else "")
+    result = source.run(
+        f"iperf3 -c {to} {udp} {rate} -t {traffic.seconds:g} -J", timeout=traffic.seconds + 30
+    )
+    server.run("kill $(cat /run/labctl-iperf3.pid 2>/dev/null) 2>/dev/null; true")
+    if result.exit_status != 0:
+        raise StepFailed(
+            f"traffic {traffic.kind} {traffic.source} -> {to} failed: "
+            f"{(result.stderr or result.stdout).strip()[-300:]}"
+        )
+    match = re.search(r'"bits_per_second":\s*([0-9.e+]+)', result.stdout)
+    log.add(
+        f"  {traffic.kind} {traffic.source} -> {to}: {float(match.group(1)) / 1e6:.1f} Mbit/s"
+        if match
+        else "  done"
+    )
+
+
+def _flush_conntrack(nodes, handle: LabHandle, log: StepLog) -> None:
+    for node in node_list(nodes):
+        result = handle.session(node).run("conntrack -F 2>&1")
+        log.add(f"  {node}: {result.stdout.strip()}")
+
+
+def _restart(nodes, handle: LabHandle, log: StepLog) -> None:
+    for node in node_list(nodes):
+        restart_node(handle, node)
+        log.add(f"  {node}: restarted, rewired and reconfigured")
+
+
+def _pause(pause, handle: LabHandle, log: StepLog) -> None:
+    handle.runtime.pause_node(handle.lab.name, pause.node, True)
+    try:
+        time.sleep(pause.seconds)
+    finally:
+        handle.runtime.pause_node(handle.lab.name, pause.node, False)
+
+
+def _impair(step, handle: LabHandle, log: StepLog) -> None:
+    segment = next((s for s in handle.lab.segments if s.name == step.link), None)
+    if segment is None:
+        raise StepFailed(
+            f"impair: no link named {step.link!r} "
+            f"(links: {', '.join(s.name for s in handle.lab.segments)})"
+        )
+    try:
+        if step.clear:
+            impair.clear(handle.lab.name, segment)
+        if step.loss is not None:
+            impair.set_loss(handle.lab.name, segment, float(step.loss.rstrip("%")))
+        if step.delay is not None:
+            impair.set_delay(handle.lab.name, segment, int(step.delay.removesuffix("ms")))
+    except impair.ImpairError as exc:
+        raise StepFailed(str(exc)) from None
+
+
+def _wait(seconds, handle: LabHandle, log: StepLog) -> None:
+    time.sleep(seconds)
+
+
+def _exec(commands, handle: LabHandle, log: StepLog) -> None:
+    for node, command in commands.items():
+        result = handle.session(node).run(command, timeout=120)
+        log.add(f"  {node}$ {command} -> {result.exit_status}")
+        if result.exit_status != 0:
+            raise StepFailed(
+                f"{node}: '{command}' exited {result.exit_status}: "
+                f"{(result.stderr or result.stdout).strip()[-300:]}"
+            )
+
+
+_HANDLERS = {
+    "connect": _connect,
+    "disconnect": _disconnect,
+    "expect": _check_expectations,
+    "set": _set,
+    "push": _push,
+    "traffic": _traffic,
+    "flush_conntrack": _flush_conntrack,
+    "restart": _restart,
+    "pause": _pause,
+    "impair": _impair,
+    "wait": _wait,
+    "exec": _exec,
+}

@@ -1,0 +1,21 @@
+"""Restarting one node of a running lab: container, links, addresses, config, SSH pin."""
+
+from __future__ import annotations
+
+from ..wiring import configure_node, connect_endpoints
+from .push import push_node
+from .session import LabHandle
+
+
+def restart_node(handle: LabHandle, node: str) -> None:
+    """The node's namespace is new after a restart, and its veths died with the old one;
+    recreate them, re-address the node, re-pin its host key at its (maybe new) management
+    address and push its configuration, which starts its services again."""
+    handle.drop_session(node)
+    info = handle.runtime.restart_node(handle.lab.name, node)
+    handle.nodes[node] = info
+    connect_endpoints(handle.lab, {name: n.pid for name, n in handle.nodes.items()})
+    configure_node(handle.lab, node, info.pid)
+    keys = handle.state.host_keys()
+    handle.state.pin_host_keys({str(n.mgmt_ipv4): keys[name] for name, n in handle.nodes.items()})
+    push_node(handle, node)

@@ -1,0 +1,179 @@
+"""The `expect:` and `scenarios:` sections of a topology: what must be true, and when.
+
+Each expectation names one kind of check by its key (xlate, sessions, client, show, ping,
+session-follows-xlate) and waits up to `within` seconds for it to hold. Values in `where`,
+`all` and `any` are matchers: a plain value (equal), or a string with an operator:
+"> 0", ">= 2", "< 5", "!= IPsec", "~ ^40\\.1\\.", "in 40.1.1.0/24", "any".
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .model import Strict
+
+Matcher = str | int | float | bool | None | list[str | int | float | bool]
+
+
+class TableCheck(Strict):
+    """Rows of a node's table (xlate entries, sessions, ...) filtered by `where`."""
+
+    node: str
+    where: dict[str, Matcher] = Field({}, description="only rows matching all of these")
+    count: int | str | None = Field(None, description="how many rows: 2, '>= 1', '> 0'")
+    all: dict[str, Matcher] = Field({}, description="every selected row matches these")
+    any: dict[str, Matcher] = Field({}, description="at least one selected row matches")
+    same: list[str] = Field([], description="fields equal across the selected rows")
+    distinct: list[str] = Field([], description="fields different in every selected row")
+
+
+class ShowCheck(TableCheck):
+    what: str = Field(description="a 'labctl show' table, e.g. arp, route, conntrack")
+
+
+class PingCheck(Strict):
+    source: str = Field(alias="from", description="node to ping from")
+    to: IPv4Address
+    count: int = Field(3, ge=1, le=100)
+    succeeds: bool = Field(True, description="false: every echo must go unanswered")
+    size: int | None = Field(None, ge=0, le=8972)
+
+
+class SessionFollowsXlate(Strict):
+    """Each VPN session's UDP source port is its client's global port in the PAT."""
+
+    firewall: str
+    concentrator: str
+
+
+class Expectation(Strict):
+    name: str | None = None
+    within: float = Field(30.0, gt=0, le=3600, description="seconds to wait for it to hold")
+    xlate: TableCheck | None = None
+    sessions: TableCheck | None = None
+    client: TableCheck | None = None
+    show: ShowCheck | None = None
+    ping: PingCheck | None = None
+    session_follows_xlate: SessionFollowsXlate | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Expectation:
+        kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            names = ", ".join(k.replace("_", "-") for k in CHECK_KINDS)
+            raise ValueError(
+                f"an expectation has exactly one of: {names}"
+                + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
+
+    @property
+    def check(self) -> Any:
+        return getattr(self, self.kind)
+
+    def title(self) -> str:
+        if self.name:
+            return self.name
+        check = self.check
+        node = getattr(check, "node", None) or getattr(check, "source", None) or ""
+        return f"{self.kind.replace('_', '-')} {node}".strip()
+
+
+CHECK_KINDS = ("xlate", "sessions", "client", "show", "ping", "session_follows_xlate")
+
+NodeList = str | list[str]
+
+
+class SetValue(Strict):
+    node: str
+    path: str = Field(description="dotted path in the node, e.g. vpn.nat-transparency.nat-t")
+    value: Any
+
+
+class TrafficStep(Strict):
+    source: str = Field(alias="from")
+    to: IPv4Address
+    kind: Literal["ping", "udp", "tcp", "iperf3"] = "ping"
+    seconds: float = Field(3.0, gt=0, le=120)
+    rate: str | None = Field(None, description="iperf3 -b, e.g. 10M")
+
+
+class ImpairStep(Strict):
+    """Impair a link in the lab's fabric: random loss (nftables), delay (tc netem)."""
+
+    link: str = Field(description="a link name from topology.links")
+    loss: str | None = Field(None, pattern=r"^\d+(\.\d+)?%$", description="e.g. 5% or 100%")
+    delay: str | None = Field(None, pattern=r"^\d+ms$", description="e.g. 50ms (needs netem)")
+    clear: bool = Field(False, description="remove every impairment of the link")
+
+
+class PauseStep(Strict):
+    node: str
+    seconds: float = Field(gt=0, le=600)
+
+
+class Step(Strict):
+    """One scenario step: exactly one of its keys."""
+
+    name: str | None = None
+    connect: NodeList | None = None
+    disconnect: NodeList | None = None
+    expect: list[Expectation] | None = None
+    set: SetValue | None = None
+    push: NodeList | None = None
+    traffic: TrafficStep | None = None
+    flush_conntrack: NodeList | None = None
+    restart: NodeList | None = None
+    pause: PauseStep | None = None
+    impair: ImpairStep | None = None
+    wait: float | None = Field(None, gt=0, le=3600)
+    exec: dict[str, str] | None = Field(None, description="{node: command}; must exit 0")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            names = ", ".join(k.replace("_", "-") for k in STEP_KINDS)
+            raise ValueError(
+                f"a step has exactly one of: {names}"
+                + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+
+
+STEP_KINDS = (
+    "connect",
+    "disconnect",
+    "expect",
+    "set",
+    "push",
+    "traffic",
+    "flush_conntrack",
+    "restart",
+    "pause",
+    "impair",
+    "wait",
+    "exec",
+)
+
+
+class Scenario(Strict):
+    description: str | None = None
+    steps: list[Step] = Field(min_length=1)
+
+
+def node_list(value: NodeList | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
