@@ -206,11 +206,9 @@ def cmd_test(args) -> int:
 def cmd_images(args) -> int:
     from .. import images
 
-    progress = Progress(quiet=args.quiet)
     if args.action == "build":
-        image_set = images.ensure_images(
-            images.project_root(), progress=progress.detail, force=args.force
-        )
+        reporter = None if args.quiet else images.ConsoleProgress()
+        image_set = images.ensure_images(images.project_root(), progress=reporter, force=args.force)
         for role, tag in image_set.tags.items():
             print(f"{role:6} {tag}")
     elif args.action == "list":

@@ -141,10 +141,11 @@ def _resolve_images(lab: Lab, progress: Progress) -> dict[str, str]:
     """Tags per image role, building what is missing; nodes with an explicit image skip it."""
     if all(node.image for node in lab.nodes.values()):
         return {}
-    from ..images import ensure_images
+    from ..images import ConsoleProgress, ensure_images
     from ..images import project_root as images_project_root
 
-    image_set = ensure_images(images_project_root(), progress=progress.detail)
+    reporter = None if progress.quiet else ConsoleProgress(progress.stream)
+    image_set = ensure_images(images_project_root(), progress=reporter)
     return dict(image_set.tags)
 
 
