@@ -141,7 +141,10 @@ class ResponderPolicy:
     """How the concentrator (responder) behaves."""
 
     groups: dict[str, GroupPolicy]
-    phase1: tuple[Phase1Proposal, ...] = field(default_factory=default_phase1)
+    # XAUTH and plain-PSK variants: each group's ``xauth`` flag picks which apply to it.
+    phase1: tuple[Phase1Proposal, ...] = field(
+        default_factory=lambda: default_phase1() + default_phase1(AuthMethod.PSK)
+    )
     phase2: tuple[Phase2Proposal, ...] = field(default_factory=default_phase2)
     ike_lifetime: int = 86400
     ipsec_lifetime: int = 28800

@@ -472,6 +472,7 @@ class EngineBase:
         otherwise they go too."""
         if sa.key not in self.sas:
             return
+        self._on_removing(out, sa, reason)
         successor = (
             self.sas.get((sa.replaced_by.icookie, sa.replaced_by.rcookie))
             if sa.replaced_by
@@ -499,6 +500,9 @@ class EngineBase:
         if was_established or failed_stage is None:
             out.event(Phase1Deleted(sa.handle, reason, sa.user, sa.replaced_by))
         self._released(out, sa, successor)
+
+    def _on_removing(self, out: Collector, sa: IkeSa, reason: str) -> None:
+        """Role-specific reporting just before an SA goes."""
 
     def _forget(self, sa: IkeSa) -> None:
         """Role-specific index cleanup."""

@@ -478,8 +478,9 @@ class Initiator(EngineBase):
         sa.p1_last = last
         sa.idr_b = idr_b
         sa.peer_id = ident.describe()
-        self._established(out, sa, now, sa.remote)
-        self._after_auth(out, sa, now)
+        self._established(out, sa, now, sa.first_remote)
+        if sa.offer.auth != AuthMethod.XAUTH_INIT_PSK:
+            self._after_auth(out, sa, now)
 
     def _established(self, out, sa: IkeSa, now, old_remote: Endpoint) -> None:
         sa.state = Phase1State.ESTABLISHED

@@ -4,7 +4,7 @@ Pure formatting functions: nothing here writes files.  Agents must keep the expo
 explicit, off-by-default debug switch; these lines contain live keys.
 
 * ``ikev1_decryption_table`` (Protocols > ISAKMP > IKEv1 Decryption Table): one line per
-  phase-1 SA, ``"<initiator cookie hex>","<encryption key hex>"``.
+  phase-1 SA, ``<initiator cookie hex>,<encryption key hex>`` (byte fields: unquoted hex).
 * ``esp_sa`` (Protocols > ESP > ESP SAs): one line per direction, fields protocol, source,
   destination, SPI, encryption, key, authentication, key (Wireshark 3.x/4.0 layout).
 
@@ -35,7 +35,7 @@ def _q(value: str) -> str:
 
 
 def ikev1_line(icookie: bytes, enc_key: bytes) -> str:
-    return f"{_q(icookie.hex())},{_q(enc_key.hex())}"
+    return f"{icookie.hex()},{enc_key.hex()}"
 
 
 def ikev1_line_for(event: Phase1Established) -> str:

@@ -167,6 +167,16 @@ class Responder(EngineBase):
     def _dpd_max(self) -> int:
         return self.policy.dpd_max_retries
 
+    def _on_removing(self, out: Collector, sa: IkeSa, reason: str) -> None:
+        abandoned = sa.xauth in ("pending", "requested", "set-sent")
+        if sa.established and abandoned and reason != "xauth-failed":
+            # the client gave up (or vanished) in the middle of XAUTH
+            out.event(
+                XauthResult(
+                    sa.handle, sa.user or "", False, sa.xauth_attempts, f"XAUTH abandoned: {reason}"
+                )
+            )
+
     def _forget(self, sa: IkeSa) -> None:
         self._half_open.pop((sa.icookie, sa.first_remote), None)
 
