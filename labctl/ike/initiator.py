@@ -834,6 +834,25 @@ class Initiator(EngineBase):
             return
         super()._retransmit_failed(out, sa, r, now)
 
+    def _on_notify(self, out, sa: IkeSa, n: NotifyPayload, now: float) -> None:
+        super()._on_notify(out, sa, n, now)
+        refusals = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.INVALID_ID_INFORMATION)
+        if n.notify_type in refusals and sa.quick:
+            # the gateway refused our quick-mode offer: stop retrying it
+            for mid, q in list(sa.quick.items()):
+                del sa.quick[mid]
+                self._answered(sa, f"qm-{mid:08x}")
+                self._quick_timed_out(out, sa, q, now)
+                out.event(
+                    ExchangeFailed(
+                        sa.handle,
+                        sa.remote,
+                        "quick",
+                        f"gateway refused: {_notify_name(n.notify_type)}",
+                        n.notify_type,
+                    )
+                )
+
     def _heartbeat(self, out, sa: IkeSa, now) -> None:
         n = NotifyPayload(NotifyType.ALTIGA_KEEPALIVE, ProtocolId.ISAKMP, sa.icookie + sa.rcookie)
         self._send_informational(out, sa, [n])

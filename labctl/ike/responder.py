@@ -519,6 +519,7 @@ class Responder(EngineBase):
         if not xauth:
             sa.user = None
             self._apply_initial_contact(out, sa, now)
+            self._adopt_predecessor(out, sa)
         out.event(
             Phase1Established(
                 handle=sa.handle,
@@ -658,23 +659,27 @@ class Responder(EngineBase):
         self.stats["xauth_ok"] += 1
         out.event(XauthResult(sa.handle, sa.user or "", True, sa.xauth_attempts))
         self._apply_initial_contact(out, sa, now)
-        predecessor = self._predecessor(sa)
-        if predecessor is not None and predecessor.mode_config is not None:
-            # Phase-1 rekey of a running session (vpnc does XAUTH again, no Mode-Config).
-            sa.replaces = predecessor.handle
-            predecessor.replaced_by = sa.handle
-            sa.mode_config = predecessor.mode_config
-            sa.peer_app_version = predecessor.peer_app_version
-            sa.modecfg_state = "done"
-            sa.cisco_udp_port = predecessor.cisco_udp_port
-            out.event(
-                ModeConfigApplied(
-                    sa.handle, sa.user, sa.mode_config, sa.peer_app_version, "inherited"
-                )
-            )
+        if self._adopt_predecessor(out, sa):
             self._send_p1_lifetime(out, sa)
         elif self.policy.modecfg_push:
             self._modecfg_push(out, sa, now)
+
+    def _adopt_predecessor(self, out, sa: IkeSa) -> bool:
+        """A new phase 1 from a client that already has a session is a phase-1 rekey
+        (vpnc does XAUTH again, no Mode-Config): the session, address included, moves over."""
+        predecessor = self._predecessor(sa)
+        if predecessor is None or predecessor.mode_config is None:
+            return False
+        sa.replaces = predecessor.handle
+        predecessor.replaced_by = sa.handle
+        sa.mode_config = predecessor.mode_config
+        sa.peer_app_version = predecessor.peer_app_version
+        sa.modecfg_state = "done"
+        sa.cisco_udp_port = predecessor.cisco_udp_port
+        out.event(
+            ModeConfigApplied(sa.handle, sa.user, sa.mode_config, sa.peer_app_version, "inherited")
+        )
+        return True
 
     def _modecfg_request(self, out, sa: IkeSa, attr: AttributePayload, data, now, mid) -> None:
         # A REQUEST while our XAUTH SET(OK) is unacknowledged means the ACK got lost.
@@ -824,29 +829,17 @@ class Responder(EngineBase):
         if not 8 <= len(nonce.data) <= 256:
             raise IkeProtocolError(f"nonce of {len(nonce.data)} bytes", notify=16)
         ids = msg.find(IdPayload)
-        if len(ids) not in (0, 2):
-            raise IkeProtocolError(f"quick mode with {len(ids)} ID payloads", notify=18)
-        if ids:
-            remote_ts, local_ts = ids[0].as_network(), ids[1].as_network()
-            if remote_ts is None or local_ts is None:
-                raise IkeProtocolError("quick mode IDs are not IPv4 networks", notify=18)
-        else:
-            remote_ts = IPv4Network(sa.remote[0])
-            local_ts = IPv4Network(sa.local[0])
-        self._check_traffic_selectors(sa, remote_ts, local_ts)
-        encap = quick_encapsulation(sa)
-        encap_ok = (3, 61443) if encap != 1 else (1,)
         try:
+            remote_ts, local_ts = self._quick_selectors(sa, ids)
+            encap_ok = (3, 61443) if quick_encapsulation(sa) != 1 else (1,)
             choice = choose_esp(sa_p, self.policy.phase2, encap_ok)
         except IkeProtocolError as exc:
+            # Authenticated but unacceptable: say why (vpnc and our initiator give up at once)
+            notify = exc.notify if exc.notify in (14, 18) else NotifyType.NO_PROPOSAL_CHOSEN
             sa.commit_iv(msg, last)
             sa.mark_done(msg.message_id)
-            self._send_error_notify(out, sa, NotifyType.NO_PROPOSAL_CHOSEN)
-            out.event(
-                ExchangeFailed(
-                    sa.handle, sa.remote, "quick", str(exc), NotifyType.NO_PROPOSAL_CHOSEN
-                )
-            )
+            self._send_error_notify(out, sa, notify)
+            out.event(ExchangeFailed(sa.handle, sa.remote, "quick", str(exc), notify))
             sa.remember_reply(data, ())
             return
         ke = msg.first(KePayload)
@@ -921,6 +914,20 @@ class Responder(EngineBase):
         )
         sa.remember_reply(data, (reply,))
         self._send(out, sa, reply)
+
+    def _quick_selectors(self, sa: IkeSa, ids: list[IdPayload]):
+        """(client network, our network) from IDci/IDcr, checked against the session."""
+        if len(ids) not in (0, 2):
+            raise IkeProtocolError(f"quick mode with {len(ids)} ID payloads", notify=18)
+        if ids:
+            remote_ts, local_ts = ids[0].as_network(), ids[1].as_network()
+            if remote_ts is None or local_ts is None:
+                raise IkeProtocolError("quick mode IDs are not IPv4 networks", notify=18)
+        else:
+            remote_ts = IPv4Network(sa.remote[0])
+            local_ts = IPv4Network(sa.local[0])
+        self._check_traffic_selectors(sa, remote_ts, local_ts)
+        return remote_ts, local_ts
 
     def _check_traffic_selectors(self, sa: IkeSa, remote_ts, local_ts) -> None:
         assigned = sa.mode_config.address if sa.mode_config is not None else None
