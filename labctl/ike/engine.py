@@ -212,14 +212,18 @@ class EngineBase:
         )
 
     def _receive_informational(
-        self, out: Collector, sa: IkeSa, enc: EncryptedMessage, now: float
+        self, out: Collector, sa: IkeSa, enc: EncryptedMessage, now: float, authenticated=None
     ) -> None:
+        """``authenticated`` runs once the message proved genuine, before any answer is sent
+        (the responder moves to the sender's address there)."""
         msg, _ = sa.decrypt(enc)
         sa.check_hash(msg, allow_empty=True)
         if msg.message_id in sa.done_msgids:
             raise IkeProtocolError(f"replayed informational M-ID {msg.message_id:08x}")
         sa.mark_done(msg.message_id)
         self._note_alive(sa, now)
+        if authenticated is not None:
+            authenticated()
         for p in msg.payloads[1:]:
             if isinstance(p, NotifyPayload):
                 self._on_notify(out, sa, p, now)

@@ -391,8 +391,9 @@ class Responder(EngineBase):
         elif mid == 0:
             raise IkeProtocolError("phase-2 message with M-ID 0", notify=9)
         elif ex == ExchangeType.INFORMATIONAL:
-            self._receive_informational(out, sa, msg, now)
-            self._follow_peer(out, sa, remote, local)
+            self._receive_informational(
+                out, sa, msg, now, lambda: self._follow_peer(out, sa, remote, local)
+            )
         elif ex == ExchangeType.TRANSACTION:
             self._transaction(out, sa, msg, data, remote, local, now)
         elif ex == ExchangeType.QUICK:
