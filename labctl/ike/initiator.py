@@ -568,6 +568,7 @@ class Initiator(EngineBase):
                     out.event(
                         NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, False)
                     )
+                self._drop(out, remote, "unencrypted informational: reported, not acted on", sa=sa)
             else:
                 raise IkeProtocolError("unexpected unencrypted message", notify=8)
             return
