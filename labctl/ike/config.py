@@ -175,6 +175,9 @@ class ResponderPolicy:
     half_open_timeout: float = 30.0
     exchange_timeout: float = 30.0
     max_half_open_per_peer_ip: int = 64
+    # Debian bookworm's vpnc deletes the new SA instead of the old one after a phase-1 rekey;
+    # with this on, such a delete (on a just-rekeyed SA, naming itself) removes the old one.
+    vpnc_rekey_delete_quirk: bool = True
 
     def __post_init__(self) -> None:
         if not self.groups:

@@ -18,6 +18,7 @@ from ipaddress import IPv4Network
 from .codec import (
     Attribute,
     AttributePayload,
+    DeletePayload,
     EncryptedMessage,
     HashPayload,
     IdPayload,
@@ -166,6 +167,29 @@ class Responder(EngineBase):
 
     def _dpd_max(self) -> int:
         return self.policy.dpd_max_retries
+
+    def _on_delete(self, out: Collector, sa: IkeSa, d: DeletePayload, now: float) -> None:
+        if d.protocol == ProtocolId.ISAKMP and self.policy.vpnc_rekey_delete_quirk:
+            d = self._vpnc_rekey_delete(sa, d, now)
+        super()._on_delete(out, sa, d, now)
+
+    def _vpnc_rekey_delete(self, sa: IkeSa, d: DeletePayload, now: float) -> DeletePayload:
+        """vpnc up to 0.5.3+git20220927 (Debian bookworm) names the NEW SA when it deletes
+        the old one after a phase-1 rekey (fixed upstream in streambinder/vpnc ef04936).
+        Read "delete me" arriving on a freshly rekeyed SA as "delete my predecessor"."""
+        predecessor = (
+            self.sas.get((sa.replaces.icookie, sa.replaces.rcookie)) if sa.replaces else None
+        )
+        fresh = sa.established_at is not None and now - sa.established_at < 60
+        if predecessor is None or not fresh:
+            return d
+        spis = []
+        for spi in d.spis:
+            if spi == sa.icookie + sa.rcookie:
+                self.stats["vpnc_rekey_delete_quirk"] += 1
+                spi = predecessor.icookie + predecessor.rcookie
+            spis.append(spi)
+        return DeletePayload(d.protocol, tuple(spis), d.spi_size, d.doi)
 
     def _on_removing(self, out: Collector, sa: IkeSa, reason: str) -> None:
         abandoned = sa.xauth in ("pending", "requested", "set-sent")

@@ -446,6 +446,63 @@ def test_cisco_udp_encapsulation(cisco_udp) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Scenario F: vpnc rekeys phase 1 (at 80 % of the lifetime our RESPONDER-LIFETIME announced)
+
+
+@pytest.fixture(scope="module")
+def rekey(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("rekey")
+    lab = NetLab(clients=1).create()
+    # vpnc rekeys only in "timed mode" (DPD on) and checks the lifetime when its select()
+    # times out, i.e. at its 9.5 s NAT-keepalive ticks.  DPD idle 86400 keeps timed mode
+    # without periodic R-U-THEREs: vpnc cannot handle a DPD ACK arriving while it waits for
+    # its rekey message 2.  Lifetime 33 s: the tick at ~28.5 s (> 80 %) starts the rekey.
+    session = InteropSession(lab, tmp, {"ike_lifetime": 33, "probe": None})
+    try:
+        session.start()
+        client = session.start_vpnc(
+            "client1", "vpnclient1", "pw-one", extra={"DPD idle timeout (our side)": "86400"}
+        )
+        session.wait_connected(client)
+        session.wait_event("ChildSaEstablished")
+        session.wait_event("Phase1Deleted", timeout=60)  # the old SA, deleted by vpnc
+        time.sleep(1)
+        session.stop_client(client)
+        session.wait_event("Phase1Deleted", count=2, timeout=15)
+    finally:
+        session.stop()
+        lab.close()
+    return {"client": client, "events": session.events(), "session": session}
+
+
+def test_vpnc_phase1_rekey_keeps_the_session(rekey) -> None:
+    p1 = _events(rekey, "Phase1Established")
+    assert len(p1) == 2 and not p1[1]["initial_contact"]  # vpnc's rekey omits it
+    assert p1[0]["peer"] == p1[1]["peer"]  # the rekey came over the floated 4500 mapping
+    xauth = _events(rekey, "XauthResult")
+    assert [x["success"] for x in xauth] == [True, True]
+    applied = _events(rekey, "ModeConfigApplied")
+    assert [a["style"] for a in applied] == ["pull", "inherited"]
+    assert applied[1]["config"]["address"] == "40.1.1.1"
+    deleted = _events(rekey, "Phase1Deleted")
+    assert deleted[0]["handle"] == p1[0]["handle"] and deleted[0]["reason"] == "peer-delete"
+    assert deleted[0]["replaced_by"] == p1[1]["handle"]
+    # the child outlived its first phase-1 SA and went only when vpnc quit
+    children = _events(rekey, "ChildSaDeleted")
+    assert len(children) == 1 and children[0]["handle"] == p1[1]["handle"]
+    assert deleted[1]["handle"] == p1[1]["handle"]
+    stats = _events(rekey, "Stopped")[-1]["stats"]
+    # Debian's vpnc names the new SA in its "delete the old one" message (a bug fixed
+    # upstream in 2023); the responder's compatibility rule must have mapped it back.
+    log = rekey["client"].log_text()
+    new_cookies = p1[1]["handle"]["icookie"]
+    buggy = re.search(r"d\.spi: " + " ".join([new_cookies[:8], new_cookies[8:]]), log)
+    assert bool(buggy) == (stats.get("vpnc_rekey_delete_quirk", 0) == 1)
+    assert "starting phase1 rekey" in log
+    assert "got ike lifetime attributes: 33 seconds" in log
+
+
+# ---------------------------------------------------------------------------------------------
 # Failures: wrong password, wrong group password
 
 

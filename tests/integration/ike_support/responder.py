@@ -86,9 +86,14 @@ def build_policy(cfg: dict) -> tuple[ResponderPolicy, SimpleHooks]:
     else:
         phase1 = default_phase1() + default_phase1(AuthMethod.PSK)
         phase2 = default_phase2()
-    kwargs = {
-        k: cfg[k] for k in ("half_open_timeout", "xauth_max_attempts", "modecfg_push") if k in cfg
-    }
+    passthrough = (
+        "half_open_timeout",
+        "xauth_max_attempts",
+        "modecfg_push",
+        "ike_lifetime",
+        "ipsec_lifetime",
+    )
+    kwargs = {k: cfg[k] for k in passthrough if k in cfg}
     if "natt_versions" in cfg:
         kwargs["natt_versions"] = tuple(NattVersion(v) for v in cfg["natt_versions"])
     policy = ResponderPolicy(

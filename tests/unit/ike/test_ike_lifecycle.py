@@ -253,3 +253,38 @@ def test_wireshark_key_export_lines() -> None:
         '"IPv4","a","b","0x00000001","TripleDES-CBC [RFC2451]","0x01",'
         '"HMAC-MD5-96 [RFC2403]","0x02"'
     )
+
+
+def test_vpnc_style_rekey_delete_names_the_new_sa() -> None:
+    """Debian's vpnc deletes "the old SA" by naming the new one; the gateway must not drop
+    the fresh session (ResponderPolicy.vpnc_rekey_delete_quirk)."""
+    from labctl.ike import decode_header
+    from labctl.ike.codec import DeletePayload
+    from labctl.ike.constants import ExchangeType, ProtocolId
+    from labctl.ike.engine import Collector
+    from tests.unit.ike.harness import Flight
+
+    lab = make_lab(ike_lifetime=100, dpd_idle=None)
+    ini = add_client(lab, phase1=(Phase1Proposal(lifetime=100),), dpd_idle=None)
+    connect(lab)
+    (first,) = lab.events_of("server", Phase1Established)
+    # swallow the client's (correct) delete of the old SA after its rekey
+    lab.drop = lambda f: (
+        f.sender == "c1" and decode_header(f.data).exchange == (ExchangeType.INFORMATIONAL)
+    )
+    lab.run(95)
+    lab.drop = None
+    new = ini.current
+    assert new.handle != first.handle and len(lab.responder.established()) == 2
+    out = Collector()
+    ini._send_informational(
+        out, new, [DeletePayload(ProtocolId.ISAKMP, (new.icookie + new.rcookie,), 16)]
+    )
+    for d in out.datagrams:
+        lab.inject(Flight(d.data, ("10.10.10.2", d.local_port), d.remote, d.non_esp_marker, "c1"))
+    lab.run(1)
+    assert lab.responder.stats["vpnc_rekey_delete_quirk"] == 1
+    (gone,) = lab.events_of("server", Phase1Deleted)
+    assert gone.handle == first.handle  # the OLD one went
+    (alive,) = lab.responder.established()
+    assert alive.handle == new.handle and alive.children  # the child moved over
