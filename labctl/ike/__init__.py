@@ -104,6 +104,7 @@ from .config import (
 )
 from .errors import IkeConfigError, IkeDecodeError, IkeError, IkeProtocolError
 from .events import (
+    ChildInfo,
     ChildSaDeleted,
     ChildSaEstablished,
     Datagram,
@@ -121,7 +122,9 @@ from .events import (
     Phase1Algorithms,
     Phase1Deleted,
     Phase1Established,
+    Phase1Rekeyed,
     SaHandle,
+    SessionInfo,
     XauthResult,
 )
 from .hooks import (
@@ -141,6 +144,7 @@ __all__ = [
     "AddressPool",
     "Attribute",
     "AttributePayload",
+    "ChildInfo",
     "ChildSaDeleted",
     "ChildSaEstablished",
     "Datagram",
@@ -179,6 +183,7 @@ __all__ = [
     "Phase1Deleted",
     "Phase1Established",
     "Phase1Proposal",
+    "Phase1Rekeyed",
     "Phase2Proposal",
     "Proposal",
     "RawPayload",
@@ -188,6 +193,7 @@ __all__ = [
     "SaHandle",
     "SaPayload",
     "SessionContext",
+    "SessionInfo",
     "SimpleHooks",
     "StaticUsers",
     "Transform",

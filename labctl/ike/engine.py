@@ -130,6 +130,8 @@ class EngineBase:
             if d is not None and d <= now:
                 seen.add(key)
                 due.append(sa)
+            elif d is not None:
+                heapq.heappush(self._heap, (d, next(self._seq), key))  # keep it scheduled
         for sa in due:
             if sa.key in self.sas:
                 self._tick_sa(out, sa, now)
@@ -589,6 +591,56 @@ class EngineBase:
 
     def _heartbeat(self, out: Collector, sa: IkeSa, now: float) -> None:
         sa.next_heartbeat = None
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def sessions(self) -> list:
+        """SessionInfo snapshots of every established phase-1 SA."""
+        from .events import ChildInfo, SessionInfo
+        from .phase1 import algorithms, nat_status
+
+        out = []
+        for sa in self.sas.values():
+            if not sa.established:
+                continue
+            children = tuple(
+                ChildInfo(
+                    c.inbound_spi,
+                    c.outbound_spi,
+                    c.encryption,
+                    c.integrity,
+                    c.encapsulation,
+                    c.local_ts,
+                    c.remote_ts,
+                    c.established,
+                    c.expires_at,
+                )
+                for c in sa.children.values()
+            )
+            address = None
+            if sa.mode_config is not None and sa.mode_config.address is not None:
+                address = str(sa.mode_config.address)
+            out.append(
+                SessionInfo(
+                    handle=sa.handle,
+                    role=sa.role,
+                    mode=sa.mode,
+                    group=sa.group_name,
+                    user=sa.user,
+                    peer=sa.remote,
+                    local=sa.local,
+                    algorithms=algorithms(sa),
+                    nat=nat_status(sa),
+                    xauth=sa.xauth,
+                    address=address,
+                    peer_app_version=sa.peer_app_version,
+                    established_at=sa.established_at,
+                    expires_at=sa.expires_at,
+                    children=children,
+                    replaced_by=sa.replaced_by,
+                )
+            )
+        return out
 
     # -- small helpers -------------------------------------------------------------------------
 

@@ -178,6 +178,54 @@ class Phase1Deleted(Event):
 
 
 @dataclass(frozen=True)
+class Phase1Rekeyed(Event):
+    """A new phase-1 SA took over a running session (children, address, DPD move to it).
+
+    Responder: emitted once the new SA is authenticated (after XAUTH) and recognised as the
+    same client (group + user + peer IP); the old SA follows with Phase1Deleted once the
+    client deletes it or it expires.  Initiator: emitted when its own rekey completes."""
+
+    handle: SaHandle
+    replaces: SaHandle
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class ChildInfo:
+    inbound_spi: int
+    outbound_spi: int
+    encryption: str
+    integrity: str
+    encapsulation: str
+    local_ts: IPv4Network
+    remote_ts: IPv4Network
+    established: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """Snapshot of one established phase-1 SA, for status displays (no keys)."""
+
+    handle: SaHandle
+    role: str
+    mode: str
+    group: str | None
+    user: str | None
+    peer: Endpoint
+    local: Endpoint
+    algorithms: Phase1Algorithms
+    nat: NatStatus
+    xauth: str  # "none" | "pending" | ... | "done" | "failed"
+    address: str | None
+    peer_app_version: str | None
+    established_at: float | None
+    expires_at: float | None
+    children: tuple[ChildInfo, ...]
+    replaced_by: SaHandle | None = None
+
+
+@dataclass(frozen=True)
 class PeerDead(Event):
     handle: SaHandle
     peer: Endpoint

@@ -43,6 +43,7 @@ from .events import (
     Output,
     PeerEndpointChanged,
     Phase1Established,
+    Phase1Rekeyed,
     SaHandle,
     XauthResult,
 )
@@ -546,6 +547,7 @@ class Initiator(EngineBase):
         if old is None:
             return
         old.replaced_by = sa.handle
+        out.event(Phase1Rekeyed(sa.handle, old.handle, sa.user))
         sa.mode_config = old.mode_config
         sa.cisco_udp_port = old.cisco_udp_port
         # tell the gateway over the NEW SA that the old one is gone (as vpnc does)

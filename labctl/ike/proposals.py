@@ -264,7 +264,10 @@ def parse_esp_transform(t: Transform) -> EspOffer:
     group = values.get(P2Attr.GROUP)
     if group is not None and group not in MODP_PRIMES:
         raise IkeProtocolError(f"PFS group {group} unsupported", notify=13)
-    seconds, kilobytes = _lifetimes(t.attributes, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
+    try:
+        seconds, kilobytes = _lifetimes(t.attributes, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
+    except ValueError as exc:
+        raise IkeProtocolError(str(exc), notify=15) from None
     return EspOffer(
         t.transform_id,
         values.get(P2Attr.KEY_LENGTH),

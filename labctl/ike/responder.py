@@ -58,6 +58,7 @@ from .events import (
     Output,
     PeerEndpointChanged,
     Phase1Established,
+    Phase1Rekeyed,
     SaHandle,
     XauthResult,
 )
@@ -702,6 +703,7 @@ class Responder(EngineBase):
         sa.peer_app_version = predecessor.peer_app_version
         sa.modecfg_state = "done"
         sa.cisco_udp_port = predecessor.cisco_udp_port
+        out.event(Phase1Rekeyed(sa.handle, predecessor.handle, sa.user))
         out.event(
             ModeConfigApplied(sa.handle, sa.user, sa.mode_config, sa.peer_app_version, "inherited")
         )

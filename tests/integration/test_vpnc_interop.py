@@ -484,6 +484,8 @@ def test_vpnc_phase1_rekey_keeps_the_session(rekey) -> None:
     applied = _events(rekey, "ModeConfigApplied")
     assert [a["style"] for a in applied] == ["pull", "inherited"]
     assert applied[1]["config"]["address"] == "40.1.1.1"
+    (rekeyed,) = _events(rekey, "Phase1Rekeyed")
+    assert rekeyed["handle"] == p1[1]["handle"] and rekeyed["replaces"] == p1[0]["handle"]
     deleted = _events(rekey, "Phase1Deleted")
     assert deleted[0]["handle"] == p1[0]["handle"] and deleted[0]["reason"] == "peer-delete"
     assert deleted[0]["replaced_by"] == p1[1]["handle"]

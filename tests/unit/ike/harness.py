@@ -50,6 +50,7 @@ class Lab:
         self.now = 1000.0
         self.server_events: list = []
         self.capture: list[Flight] = []
+        self.capture_times: list[float] = []
         self.drop: Callable[[Flight], bool] | None = None
         self._pat: dict[Endpoint, int] = {}
         self._pat_rev: dict[int, Endpoint] = {}
@@ -105,6 +106,7 @@ class Lab:
 
     def _deliver(self, f: Flight) -> None:
         self.capture.append(f)
+        self.capture_times.append(self.now)
         if f.dst[0] == self.server_ip:
             remote = self._translate_out(f.src)
             out = self.responder.receive(f.data, remote, f.dst, self.now)
@@ -159,6 +161,17 @@ class Lab:
 
     def advance(self, seconds: float) -> None:
         self.run(seconds)
+
+    def wire_view(self) -> list[tuple[float, Flight]]:
+        """Captured datagrams as seen on the concentrator's side of the PAT."""
+        out = []
+        for t, f in zip(self.capture_times, self.capture, strict=True):
+            if f.sender == "server" or f.dst[0] != self.server_ip:
+                out.append((t, f))
+            else:
+                seen = Flight(f.data, self._translate_out(f.src), f.dst, f.marker, f.sender)
+                out.append((t, seen))
+        return out
 
     def events_of(self, who: str, cls: type) -> list:
         events = self.server_events if who == "server" else self.clients[who].events

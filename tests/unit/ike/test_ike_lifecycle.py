@@ -17,6 +17,7 @@ from labctl.ike import (
     Phase1Deleted,
     Phase1Established,
     Phase1Proposal,
+    Phase1Rekeyed,
     Phase2Proposal,
     XauthRequest,
     XauthResult,
@@ -141,6 +142,9 @@ def test_phase1_rekey_keeps_the_session() -> None:
     assert len(lab.events_of("server", XauthResult)) == 2  # XAUTH again, like vpnc
     inherited = lab.events_of("server", ModeConfigApplied)[-1]
     assert inherited.style == "inherited" and inherited.config.address == IPv4Address("40.1.1.1")
+    (rekeyed,) = lab.events_of("server", Phase1Rekeyed)
+    assert rekeyed.handle == p1s[1].handle and rekeyed.replaces == first.handle
+    assert [r.replaces for r in lab.events_of("c1", Phase1Rekeyed)] == [first.handle]
     (gone,) = lab.events_of("server", Phase1Deleted)
     assert gone.handle == first.handle and gone.replaced_by == p1s[1].handle
     assert not lab.events_of("server", ChildSaDeleted)  # the child moved, it did not die
@@ -288,3 +292,20 @@ def test_vpnc_style_rekey_delete_names_the_new_sa() -> None:
     assert gone.handle == first.handle  # the OLD one went
     (alive,) = lab.responder.established()
     assert alive.handle == new.handle and alive.children  # the child moved over
+
+
+def test_session_snapshots_for_status_displays() -> None:
+    lab = make_lab()
+    add_client(lab, "c1", "10.10.10.2", user="vpnclient1")
+    add_client(lab, "c2", "10.10.10.3", user="vpnclient2")
+    connect(lab)
+    rows = sorted(lab.responder.sessions(), key=lambda r: r.user)
+    assert [(r.user, r.address, r.peer[0], r.group) for r in rows] == [
+        ("vpnclient1", "40.1.1.1", "171.69.89.78", "ciscovpn"),
+        ("vpnclient2", "40.1.1.2", "171.69.89.78", "ciscovpn"),
+    ]
+    assert all(r.xauth == "done" and r.nat.encapsulation == "udp" for r in rows)
+    assert all(len(r.children) == 1 and r.children[0].encapsulation == "udp-tunnel" for r in rows)
+    assert rows[0].peer_app_version.startswith("Cisco Systems VPN Client")
+    (mine,) = lab.clients["c1"].engine.sessions()
+    assert mine.role == "initiator" and mine.address == "40.1.1.1"
