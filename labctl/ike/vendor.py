@@ -53,6 +53,8 @@ _FRAGMENTATION = _md5(b"FRAGMENTATION")
 # vpnc's own IDs: "delete with reason" and the one it sends in aggressive-mode message 3.
 VID_VPNC_DWR = bytes.fromhex("2d7922c6b301d9b0e1342739e9cfbbd5")
 VID_VPNC_AM3 = bytes.fromhex("126e1f577291153b20485f7f155b4bc8")
+# "HeartBeat_Notify" + version bytes: announces support for the heartbeat notify
+VID_HEARTBEAT_NOTIFY = b"HeartBeat_Notify" + bytes.fromhex("386b0100")
 
 
 def vpn3000_vid(major: int = 3, minor: int = 6) -> bytes:
@@ -78,6 +80,7 @@ class PeerVendorInfo:
     fragmentation: bool = False
     vpn3000: tuple[int, int] | None = None
     cisco_client: bool = False
+    heartbeat_notify: bool = False
     unknown: tuple[bytes, ...] = ()
 
     def best_natt(self, preference: tuple[NattVersion, ...]) -> NattVersion | None:
@@ -91,7 +94,7 @@ class PeerVendorInfo:
 def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
     natt: list[NattVersion] = []
     unknown: list[bytes] = []
-    xauth = dpd = unity = fragmentation = cisco_client = False
+    xauth = dpd = unity = fragmentation = cisco_client = heartbeat = False
     vpn3000: tuple[int, int] | None = None
     by_value = {value: version for version, value in NATT_VIDS.items()}
     for vid in vids:
@@ -111,6 +114,8 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
             cisco_client = True
         elif vid[:16] == _FRAGMENTATION:
             fragmentation = True
+        elif vid == VID_HEARTBEAT_NOTIFY:
+            heartbeat = True
         else:
             unknown.append(vid)
     return PeerVendorInfo(
@@ -121,5 +126,6 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
         fragmentation=fragmentation,
         vpn3000=vpn3000,
         cisco_client=cisco_client,
+        heartbeat_notify=heartbeat,
         unknown=tuple(unknown),
     )
