@@ -1,0 +1,301 @@
+"""Every cryptographic primitive the engine uses, all from ``cryptography``.
+
+* The ONE compatibility import of TripleDES (``decrepit`` in cryptography >= 43, the old path
+  in 38.0.4, which Debian bookworm ships inside the lab's containers).
+* Hashes and HMAC-based PRFs for MD5 / SHA1 / SHA2-256.
+* CBC encryption for 3DES and AES (IKE payloads; ESP uses its own package).
+* MODP Diffie-Hellman (groups 1, 2, 5, 14) behind :func:`modp_exchange`, the single place that
+  touches DH: cryptography >= 50 deprecates finite-field DH, so it keeps a pure ``pow()`` path.
+  Switching is the one line ``_DH_BACKEND = ...`` below.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+try:  # cryptography >= 43 moved the legacy ciphers; importing the old path there warns.
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+except ImportError:  # cryptography 38 (Debian bookworm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        TripleDES = algorithms.TripleDES  # type: ignore[attr-defined,misc]
+
+from .constants import EspAuth, EspTransform, P1Encryption, P1Hash
+from .errors import IkeConfigError, IkeProtocolError
+
+# ---------------------------------------------------------------------------------------------
+# Hashes and PRFs
+
+_HASHES: dict[int, type[hashes.HashAlgorithm]] = {
+    P1Hash.MD5: hashes.MD5,
+    P1Hash.SHA1: hashes.SHA1,
+    P1Hash.SHA2_256: hashes.SHA256,
+}
+HASH_NAMES = {P1Hash.MD5: "md5", P1Hash.SHA1: "sha1", P1Hash.SHA2_256: "sha2-256"}
+
+
+def hash_len(hash_id: int) -> int:
+    return _hash_cls(hash_id).digest_size
+
+
+def _hash_cls(hash_id: int) -> type[hashes.HashAlgorithm]:
+    try:
+        return _HASHES[hash_id]
+    except KeyError:
+        raise IkeConfigError(f"unsupported hash algorithm {hash_id}") from None
+
+
+def digest(hash_id: int, *parts: bytes) -> bytes:
+    """Plain hash of the concatenated parts (NAT-D, phase-1 IVs)."""
+    h = hashes.Hash(_hash_cls(hash_id)())
+    for part in parts:
+        h.update(part)
+    return h.finalize()
+
+
+def prf(hash_id: int, key: bytes, *parts: bytes) -> bytes:
+    """IKEv1 prf: HMAC with the negotiated hash over the concatenated parts."""
+    mac = hmac.HMAC(key, _hash_cls(hash_id)())
+    for part in parts:
+        mac.update(part)
+    return mac.finalize()
+
+
+# ---------------------------------------------------------------------------------------------
+# Ciphers
+
+
+@dataclass(frozen=True)
+class CipherSpec:
+    name: str
+    block_size: int
+    key_len: int
+
+
+def ike_cipher(enc_id: int, key_bits: int | None) -> CipherSpec:
+    """Phase-1 cipher parameters from the SA attributes (encryption + key length)."""
+    if enc_id == P1Encryption.TRIPLE_DES_CBC:
+        if key_bits not in (None, 192):
+            raise IkeConfigError(f"3DES with key length {key_bits}")
+        return CipherSpec("3des-cbc", 8, 24)
+    if enc_id == P1Encryption.AES_CBC:
+        if key_bits not in (128, 192, 256):
+            raise IkeConfigError(f"AES-CBC needs key length 128/192/256, got {key_bits}")
+        return CipherSpec(f"aes{key_bits}-cbc", 16, key_bits // 8)
+    raise IkeConfigError(f"unsupported phase-1 encryption {enc_id}")
+
+
+def esp_cipher(transform_id: int, key_bits: int | None) -> CipherSpec:
+    if transform_id == EspTransform.TRIPLE_DES:
+        if key_bits not in (None, 192):
+            raise IkeConfigError(f"ESP 3DES with key length {key_bits}")
+        return CipherSpec("3des-cbc", 8, 24)
+    if transform_id == EspTransform.AES_CBC:
+        if key_bits not in (128, 192, 256):
+            raise IkeConfigError(f"ESP AES-CBC needs key length 128/192/256, got {key_bits}")
+        return CipherSpec(f"aes{key_bits}-cbc", 16, key_bits // 8)
+    raise IkeConfigError(f"unsupported ESP transform {transform_id}")
+
+
+@dataclass(frozen=True)
+class IntegritySpec:
+    name: str
+    key_len: int
+    icv_len: int
+
+
+ESP_INTEGRITY: dict[int, IntegritySpec] = {
+    EspAuth.HMAC_MD5: IntegritySpec("hmac-md5-96", 16, 12),
+    EspAuth.HMAC_SHA1: IntegritySpec("hmac-sha1-96", 20, 12),
+    EspAuth.HMAC_SHA2_256: IntegritySpec("hmac-sha2-256-128", 32, 16),
+}
+
+
+def _algorithm(cipher: CipherSpec, key: bytes):
+    if len(key) != cipher.key_len:
+        raise IkeProtocolError(f"{cipher.name}: key of {len(key)} bytes")
+    if cipher.name == "3des-cbc":
+        return TripleDES(key)
+    return algorithms.AES(key)
+
+
+def cbc_encrypt(cipher: CipherSpec, key: bytes, iv: bytes, plaintext: bytes) -> bytes:
+    if len(plaintext) % cipher.block_size:
+        raise IkeProtocolError("CBC plaintext is not a multiple of the block size")
+    enc = Cipher(_algorithm(cipher, key), modes.CBC(iv)).encryptor()
+    return enc.update(plaintext) + enc.finalize()
+
+
+def cbc_decrypt(cipher: CipherSpec, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    if not ciphertext or len(ciphertext) % cipher.block_size:
+        raise IkeProtocolError(
+            f"ciphertext of {len(ciphertext)} bytes is not a multiple of the "
+            f"{cipher.block_size}-byte block",
+            notify=16,
+        )
+    dec = Cipher(_algorithm(cipher, key), modes.CBC(iv)).decryptor()
+    return dec.update(ciphertext) + dec.finalize()
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# MODP Diffie-Hellman (RFC 2409 groups 1 and 2, RFC 3526 groups 5 and 14), generator 2.
+
+_MODP_PREFIX = (
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E34"
+    "04DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A6"
+)
+MODP_PRIMES: dict[int, int] = {
+    1: int(_MODP_PREFIX + "3A3620FFFFFFFFFFFFFFFF", 16),
+    2: int(
+        _MODP_PREFIX + "37ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE653"
+        "81FFFFFFFFFFFFFFFF",
+        16,
+    ),
+    5: int(
+        _MODP_PREFIX + "37ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B"
+        "3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED"
+        "529077096966D670C354E4ABC9804F1746C08CA237327FFFFFFFFFFFFFFFF",
+        16,
+    ),
+    14: int(
+        _MODP_PREFIX + "37ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B"
+        "3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED"
+        "529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2"
+        "EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AACA"
+        "A68FFFFFFFFFFFFFFFF",
+        16,
+    ),
+}
+MODP_GENERATOR = 2
+MODP_BITS = {1: 768, 2: 1024, 5: 1536, 14: 2048}
+_POW_EXPONENT_BITS = {1: 256, 2: 256, 5: 256, 14: 320}
+
+# "cryptography" or "pow".  When cryptography drops finite-field DH, change this one line.
+_DH_BACKEND = "cryptography"
+
+
+def modp_length(group: int) -> int:
+    """Bytes of a public value / shared secret of ``group``."""
+    try:
+        return MODP_BITS[group] // 8
+    except KeyError:
+        raise IkeConfigError(f"unsupported DH group {group}") from None
+
+
+@dataclass
+class DhKeyPair:
+    """One side's ephemeral DH key.  The private part stays out of repr()."""
+
+    group: int
+    public: bytes  # g^x, big-endian, left-padded to the modulus length
+    _private: object = field(repr=False)
+
+
+def modp_exchange(group: int, keypair: DhKeyPair | None, peer_public: bytes | None):
+    """The single DH entry point.
+
+    * ``modp_exchange(g, None, None)`` -> a new :class:`DhKeyPair`.
+    * ``modp_exchange(g, keypair, peer_public)`` -> the shared secret g^xy (bytes, padded).
+
+    Peer public values outside 2..p-2 are refused (small-subgroup / degenerate values).
+    """
+    plen = modp_length(group)
+    p = MODP_PRIMES[group]
+    if keypair is None:
+        if _DH_BACKEND == "cryptography":
+            return _generate_cryptography(group, p, plen)
+        # Short exponents, twice the group's strength (RFC 3526 section 8): far faster
+        # than full-size ones and what OpenSSL does for these named groups too.
+        bits = _POW_EXPONENT_BITS[group]
+        x = secrets.randbits(bits) | (1 << (bits - 1))
+        return DhKeyPair(group, pow(MODP_GENERATOR, x, p).to_bytes(plen, "big"), x)
+    if peer_public is None or len(peer_public) != plen:
+        raise IkeProtocolError(
+            f"DH group {group}: peer public value of "
+            f"{0 if peer_public is None else len(peer_public)} bytes, expected {plen}",
+            notify=17,
+        )
+    y = int.from_bytes(peer_public, "big")
+    if not 1 < y < p - 1:
+        raise IkeProtocolError(f"DH group {group}: degenerate peer public value", notify=17)
+    if keypair.group != group:
+        raise IkeProtocolError(f"DH key of group {keypair.group} used with group {group}")
+    if isinstance(keypair._private, int):
+        return pow(y, keypair._private, p).to_bytes(plen, "big")
+    return _shared_cryptography(group, keypair._private, y, p, plen)
+
+
+_PARAMS: dict[int, tuple[object, bytes]] = {}
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der_tlv(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(value)) + value
+
+
+def _der_skip_header(der: bytes, pos: int) -> tuple[int, int]:
+    """(start of value, end of value) of the DER element at ``pos``."""
+    first = der[pos + 1]
+    if first < 0x80:
+        return pos + 2, pos + 2 + first
+    nlen = first & 0x7F
+    length = int.from_bytes(der[pos + 2 : pos + 2 + nlen], "big")
+    return pos + 2 + nlen, pos + 2 + nlen + length
+
+
+def _group_parameters(group: int, p: int) -> tuple[object, bytes]:
+    """cryptography parameters object and the DER AlgorithmIdentifier of the group."""
+    cached = _PARAMS.get(group)
+    if cached is None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import dh
+
+        params = dh.DHParameterNumbers(p, MODP_GENERATOR).parameters()
+        spki = (
+            params.generate_private_key()
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        seq_start, _ = _der_skip_header(spki, 0)
+        _, alg_end = _der_skip_header(spki, seq_start)
+        cached = (params, spki[seq_start:alg_end])
+        _PARAMS[group] = cached
+    return cached
+
+
+def _generate_cryptography(group: int, p: int, plen: int) -> DhKeyPair:
+    params, _ = _group_parameters(group, p)
+    private = params.generate_private_key()  # type: ignore[attr-defined]
+    y = private.public_key().public_numbers().y
+    return DhKeyPair(group, y.to_bytes(plen, "big"), private)
+
+
+def _shared_cryptography(group: int, private: object, y: int, p: int, plen: int) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    # Load the peer value as SubjectPublicKeyInfo DER: cryptography 46 re-validates the
+    # (non-"named") 768/1024-bit primes on every DHPublicNumbers.public_key(), ~30 ms each.
+    _, algorithm_id = _group_parameters(group, p)
+    y_der = _der_tlv(0x02, y.to_bytes((y.bit_length() + 8) // 8, "big"))
+    spki = _der_tlv(0x30, algorithm_id + _der_tlv(0x03, b"\x00" + y_der))
+    peer = serialization.load_der_public_key(spki)
+    secret = private.exchange(peer)  # type: ignore[attr-defined]
+    return secret.rjust(plen, b"\x00")

@@ -1,0 +1,346 @@
+"""Building SA payloads from our proposals and choosing from a peer's.
+
+A responder takes the FIRST transform/proposal of the initiator (in the initiator's order)
+that its policy accepts, and answers with exactly that transform, attributes echoed as sent
+(RFC 2409 section 5: the responder must not change them; shorter lifetimes are announced with
+RESPONDER-LIFETIME instead).  Transforms the engine cannot parse or does not implement
+(vpnc's Encryption=0 junk, DES, NULL, unknown attributes) are skipped, not fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import Attribute, Proposal, SaPayload, Transform
+from .config import Phase1Proposal, Phase2Proposal
+from .constants import (
+    AuthMethod,
+    EncapMode,
+    EspAuth,
+    EspTransform,
+    LifeType,
+    P1Attr,
+    P1Encryption,
+    P1Hash,
+    P2Attr,
+    ProtocolId,
+)
+from .crypto import MODP_PRIMES, esp_cipher, ike_cipher
+from .errors import IkeConfigError, IkeProtocolError
+
+KEY_IKE = 1  # phase-1 transform ID
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1
+
+
+def phase1_transform(number: int, p: Phase1Proposal) -> Transform:
+    attrs = [Attribute(P1Attr.ENCRYPTION, int(p.encryption))]
+    if p.key_bits is not None and p.encryption == P1Encryption.AES_CBC:
+        attrs.append(Attribute(P1Attr.KEY_LENGTH, p.key_bits))
+    attrs += [
+        Attribute(P1Attr.HASH, int(p.hash)),
+        Attribute(P1Attr.GROUP, p.group),
+        Attribute(P1Attr.AUTH_METHOD, int(p.auth)),
+        Attribute(P1Attr.LIFE_TYPE, LifeType.SECONDS),
+        Attribute.number(P1Attr.LIFE_DURATION, p.lifetime),
+    ]
+    return Transform(number, KEY_IKE, tuple(attrs))
+
+
+def phase1_sa(proposals: tuple[Phase1Proposal, ...]) -> SaPayload:
+    """One ISAKMP proposal holding one transform per offer, numbered from 1."""
+    transforms = tuple(phase1_transform(i + 1, p) for i, p in enumerate(proposals))
+    return SaPayload((Proposal(1, ProtocolId.ISAKMP, b"", transforms),))
+
+
+@dataclass(frozen=True)
+class Phase1Offer:
+    """A phase-1 transform as the peer wrote it, interpreted."""
+
+    encryption: int
+    key_bits: int | None
+    hash: int
+    group: int
+    auth: int
+    life_seconds: int | None
+    life_kilobytes: int | None
+
+    def matches(self, p: Phase1Proposal) -> bool:
+        key_bits = self.key_bits
+        if self.encryption == P1Encryption.TRIPLE_DES_CBC:
+            key_bits = None
+        return (
+            self.encryption == p.encryption
+            and key_bits == (p.key_bits if p.encryption == P1Encryption.AES_CBC else None)
+            and self.hash == p.hash
+            and self.group == p.group
+            and self.auth == p.auth
+        )
+
+
+def _lifetimes(attrs: tuple[Attribute, ...], type_attr: int, dur_attr: int):
+    """LIFE_TYPE/LIFE_DURATION pairs -> (seconds, kilobytes)."""
+    seconds = kilobytes = None
+    pending: int | None = None
+    for a in attrs:
+        if a.type == type_attr:
+            pending = a.as_int()
+        elif a.type == dur_attr:
+            if pending is None:
+                raise IkeProtocolError("life duration without a life type", notify=15)
+            value = a.as_int()
+            if pending == LifeType.SECONDS:
+                seconds = value
+            elif pending == LifeType.KILOBYTES:
+                kilobytes = value
+            else:
+                raise IkeProtocolError(f"unknown life type {pending}", notify=13)
+            pending = None
+    return seconds, kilobytes
+
+
+def parse_phase1_transform(t: Transform) -> Phase1Offer:
+    if t.transform_id != KEY_IKE:
+        raise IkeProtocolError(f"phase-1 transform ID {t.transform_id} is not KEY_IKE", notify=12)
+    known = {
+        P1Attr.ENCRYPTION,
+        P1Attr.HASH,
+        P1Attr.AUTH_METHOD,
+        P1Attr.GROUP,
+        P1Attr.LIFE_TYPE,
+        P1Attr.LIFE_DURATION,
+        P1Attr.KEY_LENGTH,
+    }
+    values: dict[int, int] = {}
+    for a in t.attributes:
+        if a.type not in known:
+            raise IkeProtocolError(f"phase-1 attribute {a.type} not supported", notify=13)
+        if a.type not in (P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION):
+            try:
+                values[a.type] = a.as_int()
+            except ValueError as exc:
+                raise IkeProtocolError(str(exc), notify=15) from None
+    for needed in (P1Attr.ENCRYPTION, P1Attr.HASH, P1Attr.AUTH_METHOD, P1Attr.GROUP):
+        if needed not in values:
+            raise IkeProtocolError(f"phase-1 transform lacks attribute {needed}", notify=15)
+    try:
+        seconds, kilobytes = _lifetimes(t.attributes, P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION)
+    except ValueError as exc:
+        raise IkeProtocolError(str(exc), notify=15) from None
+    return Phase1Offer(
+        values[P1Attr.ENCRYPTION],
+        values.get(P1Attr.KEY_LENGTH),
+        values[P1Attr.HASH],
+        values[P1Attr.GROUP],
+        values[P1Attr.AUTH_METHOD],
+        seconds,
+        kilobytes,
+    )
+
+
+@dataclass(frozen=True)
+class Phase1Choice:
+    proposal_number: int
+    transform: Transform  # exactly as offered
+    offer: Phase1Offer
+    policy: Phase1Proposal
+
+
+def choose_phase1(
+    sa: SaPayload, policy: tuple[Phase1Proposal, ...], *, ke_group: int | None = None
+) -> Phase1Choice:
+    """First acceptable initiator transform (initiator's order)."""
+    if not sa.proposals:
+        raise IkeProtocolError("SA payload without proposals", notify=15)
+    for prop in sa.proposals:
+        if prop.protocol != ProtocolId.ISAKMP:
+            continue
+        for t in prop.transforms:
+            try:
+                offer = parse_phase1_transform(t)
+            except IkeProtocolError:
+                continue  # junk / unsupported transform: try the next one
+            if ke_group is not None and offer.group != ke_group:
+                continue
+            for p in policy:
+                if offer.matches(p):
+                    return Phase1Choice(prop.number, t, offer, p)
+    raise IkeProtocolError("no acceptable phase-1 transform", notify=14)
+
+
+def accept_phase1_reply(
+    sa: SaPayload, offered: tuple[Phase1Proposal, ...]
+) -> tuple[Phase1Offer, Phase1Proposal]:
+    """Initiator: check the responder chose exactly one of our transforms."""
+    if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
+        raise IkeProtocolError("responder SA must hold one proposal with one transform", notify=15)
+    offer = parse_phase1_transform(sa.proposals[0].transforms[0])
+    for p in offered:
+        if offer.matches(p):
+            return offer, p
+    raise IkeProtocolError("responder chose a transform we did not offer", notify=14)
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2 (ESP)
+
+
+def esp_transform(number: int, p: Phase2Proposal, encap: int, lifetime: int | None = None):
+    attrs = [
+        Attribute(P2Attr.LIFE_TYPE, LifeType.SECONDS),
+        Attribute.number(P2Attr.LIFE_DURATION, lifetime or p.lifetime),
+    ]
+    if p.pfs_group is not None:
+        attrs.append(Attribute(P2Attr.GROUP, p.pfs_group))
+    attrs.append(Attribute(P2Attr.ENCAPSULATION, encap))
+    attrs.append(Attribute(P2Attr.AUTH_ALGORITHM, int(p.auth)))
+    if p.key_bits is not None and p.transform == EspTransform.AES_CBC:
+        attrs.append(Attribute(P2Attr.KEY_LENGTH, p.key_bits))
+    return Transform(1, int(p.transform), tuple(attrs))
+
+
+def phase2_sa(proposals: tuple[Phase2Proposal, ...], spi: bytes, encap: int) -> SaPayload:
+    """One single-transform ESP proposal per offer, all with our inbound SPI (like vpnc)."""
+    return SaPayload(
+        tuple(
+            Proposal(i + 1, ProtocolId.ESP, spi, (esp_transform(1, p, encap),))
+            for i, p in enumerate(proposals)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class EspOffer:
+    transform: int
+    key_bits: int | None
+    auth: int
+    encapsulation: int
+    pfs_group: int | None
+    life_seconds: int | None
+    life_kilobytes: int | None
+
+    def matches(self, p: Phase2Proposal) -> bool:
+        key_bits = None if self.transform == EspTransform.TRIPLE_DES else self.key_bits
+        want_bits = p.key_bits if p.transform == EspTransform.AES_CBC else None
+        return (
+            self.transform == p.transform
+            and key_bits == want_bits
+            and self.auth == p.auth
+            and self.pfs_group == p.pfs_group
+        )
+
+
+def parse_esp_transform(t: Transform) -> EspOffer:
+    known = {
+        P2Attr.LIFE_TYPE,
+        P2Attr.LIFE_DURATION,
+        P2Attr.GROUP,
+        P2Attr.ENCAPSULATION,
+        P2Attr.AUTH_ALGORITHM,
+        P2Attr.KEY_LENGTH,
+    }
+    values: dict[int, int] = {}
+    for a in t.attributes:
+        if a.type not in known:
+            raise IkeProtocolError(f"ESP attribute {a.type} not supported", notify=13)
+        if a.type not in (P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION):
+            try:
+                values[a.type] = a.as_int()
+            except ValueError as exc:
+                raise IkeProtocolError(str(exc), notify=15) from None
+    if P2Attr.AUTH_ALGORITHM not in values:
+        raise IkeProtocolError("ESP transform without authentication algorithm", notify=15)
+    try:
+        esp_cipher(t.transform_id, values.get(P2Attr.KEY_LENGTH))
+    except IkeConfigError as exc:
+        raise IkeProtocolError(str(exc), notify=12) from None
+    if values[P2Attr.AUTH_ALGORITHM] not in (
+        EspAuth.HMAC_MD5,
+        EspAuth.HMAC_SHA1,
+        EspAuth.HMAC_SHA2_256,
+    ):
+        raise IkeProtocolError(f"ESP auth {values[P2Attr.AUTH_ALGORITHM]} unsupported", notify=13)
+    group = values.get(P2Attr.GROUP)
+    if group is not None and group not in MODP_PRIMES:
+        raise IkeProtocolError(f"PFS group {group} unsupported", notify=13)
+    try:
+        seconds, kilobytes = _lifetimes(t.attributes, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
+    except ValueError as exc:
+        raise IkeProtocolError(str(exc), notify=15) from None
+    return EspOffer(
+        t.transform_id,
+        values.get(P2Attr.KEY_LENGTH),
+        values[P2Attr.AUTH_ALGORITHM],
+        values.get(P2Attr.ENCAPSULATION, EncapMode.TUNNEL),
+        group,
+        seconds,
+        kilobytes,
+    )
+
+
+@dataclass(frozen=True)
+class EspChoice:
+    proposal: Proposal  # as offered (the initiator's SPI is proposal.spi)
+    transform: Transform  # as offered
+    offer: EspOffer
+    policy: Phase2Proposal
+
+
+def choose_esp(
+    sa: SaPayload, policy: tuple[Phase2Proposal, ...], encap_ok: tuple[int, ...]
+) -> EspChoice:
+    if not sa.proposals:
+        raise IkeProtocolError("SA payload without proposals", notify=15)
+    numbers = [p.number for p in sa.proposals]
+    for prop in sa.proposals:
+        # Several proposals with one number form a bundle (ESP+AH, ESP+IPComp): unsupported.
+        if numbers.count(prop.number) != 1 or prop.protocol != ProtocolId.ESP:
+            continue
+        if len(prop.spi) != 4 or prop.spi == bytes(4):
+            continue
+        for t in prop.transforms:
+            try:
+                offer = parse_esp_transform(t)
+            except IkeProtocolError:
+                continue
+            if offer.encapsulation not in encap_ok:
+                continue
+            for p in policy:
+                if offer.matches(p):
+                    return EspChoice(prop, t, offer, p)
+    raise IkeProtocolError("no acceptable ESP proposal", notify=14)
+
+
+def accept_esp_reply(
+    sa: SaPayload, offered: tuple[Phase2Proposal, ...], encap: int
+) -> tuple[Proposal, EspOffer, Phase2Proposal]:
+    if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
+        raise IkeProtocolError("responder SA must hold one proposal with one transform", notify=15)
+    prop = sa.proposals[0]
+    if prop.protocol != ProtocolId.ESP or len(prop.spi) != 4 or prop.spi == bytes(4):
+        raise IkeProtocolError("responder chose a non-ESP proposal or a bad SPI", notify=11)
+    offer = parse_esp_transform(prop.transforms[0])
+    if offer.encapsulation != encap:
+        raise IkeProtocolError(
+            f"responder chose encapsulation {offer.encapsulation}, we offered {encap}", notify=14
+        )
+    for p in offered:
+        if offer.matches(p):
+            return prop, offer, p
+    raise IkeProtocolError("responder chose an ESP transform we did not offer", notify=14)
+
+
+def auth_method_name(auth: int) -> str:
+    try:
+        return AuthMethod(auth).name.lower()
+    except ValueError:
+        return str(auth)
+
+
+def hash_is_supported(hash_id: int) -> bool:
+    return hash_id in (P1Hash.MD5, P1Hash.SHA1, P1Hash.SHA2_256)
+
+
+def cipher_for(offer: Phase1Offer):
+    return ike_cipher(offer.encryption, offer.key_bits)

@@ -1,0 +1,378 @@
+"""Security-association state shared by both roles: the phase-1 SA with its keys and IV
+bookkeeping, the ESP child SAs, pending retransmissions and the reply cache.
+
+IV rules (RFC 2409 appendix B, as vpnc and strongSwan implement them):
+
+* the first encrypted phase-1 message uses hash(g^xi | g^xr); later phase-1 messages chain on
+  the previous message's last ciphertext block; the last block of the final phase-1 message
+  is kept as ``p1_last``;
+* a quick-mode / transaction exchange starts at hash(p1_last | M-ID) and chains within the
+  M-ID;
+* every informational message uses hash(p1_last | M-ID) afresh and never changes anything.
+
+Decryption never changes state: it returns the IV the exchange would move to and the caller
+commits it (:meth:`IkeSa.commit_iv`) only after the message authenticated.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+from cryptography.hazmat.primitives.constant_time import bytes_eq
+
+from .codec import (
+    EncryptedMessage,
+    HashPayload,
+    Header,
+    Message,
+    Payload,
+    decode_plaintext_body,
+    encode_chain,
+)
+from .constants import HEADER_LEN, ExchangeType, Flag
+from .crypto import CipherSpec, cbc_decrypt, cbc_encrypt, hash_len, prf
+from .errors import IkeDecodeError, IkeProtocolError
+from .events import Endpoint, SaHandle
+from .keys import Phase1Keys, exchange_iv
+from .modecfg import ModeConfig
+from .vendor import NattVersion, PeerVendorInfo
+
+REPLY_CACHE_SIZE = 6
+DONE_MSGID_MEMORY = 512
+
+
+class Phase1State(enum.Enum):
+    # initiator
+    AM_SENT1 = "am-sent-1"
+    MM_SENT1 = "mm-sent-1"
+    MM_SENT3 = "mm-sent-3"
+    MM_SENT5 = "mm-sent-5"
+    # responder
+    AM_SENT2 = "am-sent-2"
+    MM_SENT2 = "mm-sent-2"
+    MM_SENT4 = "mm-sent-4"
+    # both
+    ESTABLISHED = "established"
+    DELETED = "deleted"
+
+
+@dataclass
+class Retransmit:
+    """A request waiting for its answer; resent to the SA's current peer endpoint."""
+
+    key: str
+    data: bytes
+    next_at: float
+    interval: float
+    left: int
+    stage: str
+    started: float
+
+
+@dataclass
+class ChildSa:
+    """An ESP SA pair negotiated by one quick mode."""
+
+    inbound_spi: int
+    outbound_spi: int
+    message_id: int
+    encryption: str
+    integrity: str
+    encapsulation: str
+    local_ts: IPv4Network
+    remote_ts: IPv4Network
+    lifetime: int
+    lifetime_kb: int | None
+    established: float
+    expires_at: float
+    rekey_at: float | None
+    pfs_group: int | None
+    proposal: object = field(repr=False, default=None)  # Phase2Proposal, for rekeys
+    delete_at: float | None = None  # set when replaced: old SA lingers a grace period
+    rekeying: bool = False
+    enc_key_in: bytes = field(default=b"", repr=False)
+    auth_key_in: bytes = field(default=b"", repr=False)
+    enc_key_out: bytes = field(default=b"", repr=False)
+    auth_key_out: bytes = field(default=b"", repr=False)
+
+
+@dataclass
+class QuickState:
+    """A quick mode in flight (either role)."""
+
+    message_id: int
+    ni_b: bytes = field(repr=False)
+    nr_b: bytes = field(default=b"", repr=False)
+    dh: object = field(default=None, repr=False)
+    my_spi: bytes = b""
+    local_ts: IPv4Network | None = None
+    remote_ts: IPv4Network | None = None
+    started: float = 0.0
+    # responder: the child waiting for HASH(3); initiator: what it offered
+    pending_child: ChildSa | None = None
+    encap: int = 1
+    rekey_of: int | None = None
+    offered: tuple = ()
+    deadline: float | None = None  # give up waiting for the peer at this time
+
+
+class IkeSa:
+    """One phase-1 SA and everything hanging off it."""
+
+    def __init__(
+        self,
+        role: str,
+        icookie: bytes,
+        rcookie: bytes,
+        mode: str,
+        local: Endpoint,
+        remote: Endpoint,
+        now: float,
+    ) -> None:
+        self.role = role
+        self.icookie = icookie
+        self.rcookie = rcookie
+        self.mode = mode
+        self.local = local
+        self.remote = remote
+        self.first_local = local
+        self.first_remote = remote
+        self.created = now
+        self.last_rx = now
+        self.state: Phase1State | None = None
+        # negotiation material
+        self.sai_b = b""
+        self.hash_id = 0
+        self.cipher: CipherSpec | None = None
+        self.offer = None  # Phase1Offer
+        self.chosen = None  # Phase1Proposal
+        self.dh = None
+        self.gxi = b""
+        self.gxr = b""
+        self.ni_b = b""
+        self.nr_b = b""
+        self.idi_b = b""
+        self.idr_b = b""
+        self.peer_id = ""
+        self.keys: Phase1Keys | None = None
+        self.p1_iv = b""
+        self.p1_last = b""
+        self.ivs: dict[int, bytes] = {}
+        # NAT traversal
+        self.natt: NattVersion | None = None
+        self.natd_draft = False
+        self.local_behind_nat = False
+        self.remote_behind_nat = False
+        self.floated = False
+        self.peer_vendor = PeerVendorInfo()
+        self.cisco_udp_port: int | None = None
+        # who and what
+        self.group_name: str | None = None
+        self.group = None  # GroupPolicy (responder)
+        self.user: str | None = None
+        self.xauth = "none"  # none|pending|requested|set-sent|done|failed
+        self.xauth_attempts = 0
+        self.xauth_ok = False
+        self.modecfg_state = "none"  # none|pending|done
+        self.mode_config: ModeConfig | None = None
+        self.peer_app_version: str | None = None
+        self.initial_contact = False
+        self.replaces: SaHandle | None = None
+        self.replaced_by: SaHandle | None = None
+        self.lifetime_notified = False
+        # lifetimes
+        self.lifetime = 0
+        self.established_at: float | None = None
+        self.expires_at: float | None = None
+        self.rekey_at: float | None = None
+        self.rekey_started = False
+        # children and exchanges
+        self.children: dict[int, ChildSa] = {}
+        self.quick: dict[int, QuickState] = {}
+        self.transactions: dict[int, dict] = {}
+        self.retransmits: dict[str, Retransmit] = {}
+        self.reply_cache: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self.done_msgids: OrderedDict[int, None] = OrderedDict()
+        self.deadline_for_msg: float | None = None  # half-open / exchange timeout
+        # dead peer detection / keepalives
+        self.dpd_seq = 0
+        self.dpd_pending: int | None = None
+        self.dpd_sent_at = 0.0
+        self.dpd_tries = 0
+        self.next_heartbeat: float | None = None
+        self.dpd_idle: float | None = None
+        self.dpd_retry = 5.0
+        self.last_error: str | None = None
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def handle(self) -> SaHandle:
+        return SaHandle(self.icookie, self.rcookie)
+
+    @property
+    def key(self) -> tuple[bytes, bytes]:
+        return (self.icookie, self.rcookie)
+
+    @property
+    def established(self) -> bool:
+        return self.state == Phase1State.ESTABLISHED
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def remember_reply(self, request: bytes, replies: tuple[bytes, ...]) -> None:
+        self.reply_cache[request] = replies
+        self.reply_cache.move_to_end(request)
+        while len(self.reply_cache) > REPLY_CACHE_SIZE:
+            self.reply_cache.popitem(last=False)
+
+    def mark_done(self, message_id: int) -> None:
+        self.done_msgids[message_id] = None
+        while len(self.done_msgids) > DONE_MSGID_MEMORY:
+            self.done_msgids.popitem(last=False)
+
+    def next_deadline(self) -> float | None:
+        times = [r.next_at for r in self.retransmits.values()]
+        for t in (self.deadline_for_msg, self.expires_at, self.next_heartbeat):
+            if t is not None:
+                times.append(t)
+        if self.rekey_at is not None and not self.rekey_started:
+            times.append(self.rekey_at)
+        if self.state == Phase1State.ESTABLISHED and self.dpd_idle is not None:
+            if self.dpd_pending is not None:
+                times.append(self.dpd_sent_at + self.dpd_retry)
+            else:
+                times.append(self.last_rx + self.dpd_idle)
+        for q in self.quick.values():
+            if q.deadline is not None:
+                times.append(q.deadline)
+        for child in self.children.values():
+            times.append(child.expires_at)
+            if child.delete_at is not None:
+                times.append(child.delete_at)
+            if child.rekey_at is not None and not child.rekeying:
+                times.append(child.rekey_at)
+        return min(times) if times else None
+
+    # -- encryption ----------------------------------------------------------------------------
+
+    def _iv_for(self, exchange: int, message_id: int) -> bytes:
+        assert self.keys is not None and self.cipher is not None
+        if message_id == 0:
+            return self.p1_iv
+        if exchange == ExchangeType.INFORMATIONAL:
+            return exchange_iv(self.hash_id, self.p1_last, message_id, self.cipher.block_size)
+        iv = self.ivs.get(message_id)
+        if iv is None:
+            iv = exchange_iv(self.hash_id, self.p1_last, message_id, self.cipher.block_size)
+        return iv
+
+    def encrypt(
+        self, exchange: int, message_id: int, payloads: tuple[Payload, ...] | list[Payload]
+    ) -> bytes:
+        """Build, pad (RFC 2409 section 5.3: zeros, last byte = number of zero bytes,
+        always at least one byte) and encrypt a message; advance the IV chain."""
+        assert self.keys is not None and self.cipher is not None
+        chain = encode_chain(payloads)
+        bs = self.cipher.block_size
+        pad = bs - (len(chain) % bs)
+        chain += bytes(pad - 1) + bytes([pad - 1])
+        iv = self._iv_for(exchange, message_id)
+        ciphertext = cbc_encrypt(self.cipher, self.keys.enc_key, iv, chain)
+        first = payloads[0].payload_type if payloads else 0
+        header = Header(
+            self.icookie,
+            self.rcookie,
+            first,
+            exchange,
+            Flag.ENCRYPTION,
+            message_id,
+            HEADER_LEN + len(ciphertext),
+        )
+        self._advance(exchange, message_id, ciphertext[-bs:])
+        return header.encode() + ciphertext
+
+    def _advance(self, exchange: int, message_id: int, last_block: bytes) -> None:
+        if message_id == 0:
+            self.p1_iv = last_block
+        elif exchange != ExchangeType.INFORMATIONAL:
+            self.ivs[message_id] = last_block
+
+    def decrypt(self, msg: EncryptedMessage) -> tuple[Message, bytes]:
+        """Decrypt and parse; returns the message and the IV to commit once it checks out."""
+        if self.keys is None or self.cipher is None:
+            raise IkeProtocolError("encrypted message before keys exist")
+        header = msg.header
+        if header.exchange not in (
+            ExchangeType.AGGRESSIVE,
+            ExchangeType.MAIN,
+            ExchangeType.INFORMATIONAL,
+            ExchangeType.TRANSACTION,
+            ExchangeType.QUICK,
+        ):
+            raise IkeProtocolError(f"unsupported exchange type {header.exchange}", notify=29)
+        bs = self.cipher.block_size
+        if len(msg.ciphertext) == 0 or len(msg.ciphertext) % bs:
+            raise IkeDecodeError(
+                HEADER_LEN,
+                f"encrypted body of {len(msg.ciphertext)} bytes is not a multiple of {bs}",
+            )
+        iv = self._iv_for(header.exchange, header.message_id)
+        plaintext = cbc_decrypt(self.cipher, self.keys.enc_key, iv, msg.ciphertext)
+        message = decode_plaintext_body(header, plaintext)
+        return message, msg.ciphertext[-bs:]
+
+    def commit_iv(self, message: Message, last_block: bytes) -> None:
+        self._advance(message.exchange, message.message_id, last_block)
+
+    # -- phase-2 hashes ------------------------------------------------------------------------
+
+    def protected(
+        self,
+        exchange: int,
+        message_id: int,
+        payloads: list[Payload],
+        *,
+        prefix: bytes = b"",
+    ) -> bytes:
+        """Encrypt ``HASH | payloads`` with HASH = prf(SKEYID_a, M-ID | prefix | payloads).
+        ``prefix`` is Ni_b for quick-mode HASH(2)."""
+        assert self.keys is not None
+        digest = prf(
+            self.hash_id,
+            self.keys.skeyid_a,
+            message_id.to_bytes(4, "big"),
+            prefix,
+            encode_chain(payloads),
+        )
+        return self.encrypt(exchange, message_id, [HashPayload(digest), *payloads])
+
+    def check_hash(self, message: Message, *, prefix: bytes = b"", allow_empty: bool = False):
+        """Verify HASH(1)/HASH(2)-style protection of a decrypted phase-2 message."""
+        assert self.keys is not None
+        if not message.payloads or not isinstance(message.payloads[0], HashPayload):
+            raise IkeProtocolError("phase-2 message does not start with HASH", notify=23)
+        received = message.payloads[0].data
+        if len(received) != hash_len(self.hash_id):
+            raise IkeProtocolError(f"HASH of {len(received)} bytes", notify=23)
+        mid = message.message_id.to_bytes(4, "big")
+        if len(message.payloads) == 1:
+            rest = b""
+        else:
+            rest = message.raw[message.spans[1][0] : message.spans[-1][1]]
+        expected = prf(self.hash_id, self.keys.skeyid_a, mid, prefix, rest)
+        if _equal(expected, received):
+            return
+        if allow_empty and len(message.payloads) == 1:
+            # vpnc's keepalive form: prf(SKEYID_a, 0x00 | M-ID)
+            alt = prf(self.hash_id, self.keys.skeyid_a, b"\x00", mid)
+            if _equal(alt, received):
+                return
+        raise IkeProtocolError("phase-2 HASH mismatch", notify=23)
+
+
+def _equal(a: bytes, b: bytes) -> bool:
+    return bytes_eq(a, b)

@@ -1,0 +1,131 @@
+"""Vendor ID payload values and their meaning.
+
+Most IKEv1 vendor IDs are an MD5 digest of a well-known string (sometimes truncated, sometimes
+followed by version bytes).  They are derived here from those strings, so the table explains
+itself; unit tests compare them with the hex values published by vpnc, strongSwan and
+libreswan (see the facts file, section 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography.hazmat.primitives import hashes
+
+
+def _md5(text: bytes) -> bytes:
+    digest = hashes.Hash(hashes.MD5())
+    digest.update(text)
+    return digest.finalize()
+
+
+class NattVersion(Enum):
+    """NAT traversal dialects, best first.  Drafts 00/01 (no float to 4500) are not offered."""
+
+    RFC3947 = "rfc3947"
+    DRAFT_03 = "draft-03"
+    DRAFT_02N = "draft-02n"  # "draft-ietf-ipsec-nat-t-ike-02\n" (the seed's VPN 3000 sends it)
+    DRAFT_02 = "draft-02"
+
+    @property
+    def is_rfc(self) -> bool:
+        return self is NattVersion.RFC3947
+
+
+NATT_VIDS: dict[NattVersion, bytes] = {
+    NattVersion.RFC3947: _md5(b"RFC 3947"),
+    NattVersion.DRAFT_03: _md5(b"draft-ietf-ipsec-nat-t-ike-03"),
+    NattVersion.DRAFT_02N: _md5(b"draft-ietf-ipsec-nat-t-ike-02\n"),
+    NattVersion.DRAFT_02: _md5(b"draft-ietf-ipsec-nat-t-ike-02"),
+}
+# Drafts 00/01: recognised (so they are not reported as unknown) but never negotiated.
+VID_NATT_DRAFT_01 = _md5(b"draft-ietf-ipsec-nat-t-ike-01")
+VID_NATT_DRAFT_00 = _md5(b"draft-ietf-ipsec-nat-t-ike-00")
+
+VID_XAUTH = _md5(b"draft-ietf-ipsra-isakmp-xauth-06.txt")[:8]
+VID_DPD = bytes.fromhex("afcad71368a1f1c96b8696fc77570100")  # RFC 3706, version 1.0
+_UNITY_PREFIX = _md5(b"CISCO-UNITY")[:14]
+VID_CISCO_UNITY = _UNITY_PREFIX + b"\x01\x00"  # major 1, minor 0
+_ALTIGA_PREFIX = _md5(b"ALTIGA GATEWAY")[:14]
+VID_ALTIGA_CLIENT = _md5(b"ALTIGA NETWORKS")  # Cisco VPN 3000 client
+_FRAGMENTATION = _md5(b"FRAGMENTATION")
+# vpnc's own IDs: "delete with reason" and the one it sends in aggressive-mode message 3.
+VID_VPNC_DWR = bytes.fromhex("2d7922c6b301d9b0e1342739e9cfbbd5")
+VID_VPNC_AM3 = bytes.fromhex("126e1f577291153b20485f7f155b4bc8")
+# "HeartBeat_Notify" + version bytes: announces support for the heartbeat notify
+VID_HEARTBEAT_NOTIFY = b"HeartBeat_Notify" + bytes.fromhex("386b0100")
+
+
+def vpn3000_vid(major: int = 3, minor: int = 6) -> bytes:
+    """VPN 3000 concentrator vendor ID; the seed's concentrator sends version bytes 03 06."""
+    return _ALTIGA_PREFIX + bytes([major, minor])
+
+
+def fragmentation_vid(capability: int | None = 0xC0000000) -> bytes:
+    """IKE fragmentation vendor ID; Cisco appends capability ``c0000000`` (seed log line 54)."""
+    if capability is None:
+        return _FRAGMENTATION
+    return _FRAGMENTATION + capability.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class PeerVendorInfo:
+    """What a peer announced with its vendor ID payloads."""
+
+    natt_versions: tuple[NattVersion, ...] = ()
+    xauth: bool = False
+    dpd: bool = False
+    unity: bool = False
+    fragmentation: bool = False
+    vpn3000: tuple[int, int] | None = None
+    cisco_client: bool = False
+    heartbeat_notify: bool = False
+    unknown: tuple[bytes, ...] = ()
+
+    def best_natt(self, preference: tuple[NattVersion, ...]) -> NattVersion | None:
+        """The first of ``preference`` the peer also announced."""
+        for version in preference:
+            if version in self.natt_versions:
+                return version
+        return None
+
+
+def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
+    natt: list[NattVersion] = []
+    unknown: list[bytes] = []
+    xauth = dpd = unity = fragmentation = cisco_client = heartbeat = False
+    vpn3000: tuple[int, int] | None = None
+    by_value = {value: version for version, value in NATT_VIDS.items()}
+    for vid in vids:
+        if vid in by_value:
+            natt.append(by_value[vid])
+        elif vid in (VID_NATT_DRAFT_00, VID_NATT_DRAFT_01, VID_VPNC_AM3, VID_VPNC_DWR):
+            continue
+        elif vid == VID_XAUTH:
+            xauth = True
+        elif vid == VID_DPD:
+            dpd = True
+        elif len(vid) == 16 and vid[:14] == _UNITY_PREFIX:
+            unity = True
+        elif len(vid) == 16 and vid[:14] == _ALTIGA_PREFIX:
+            vpn3000 = (vid[14], vid[15])
+        elif vid == VID_ALTIGA_CLIENT:
+            cisco_client = True
+        elif vid[:16] == _FRAGMENTATION:
+            fragmentation = True
+        elif vid == VID_HEARTBEAT_NOTIFY:
+            heartbeat = True
+        else:
+            unknown.append(vid)
+    return PeerVendorInfo(
+        natt_versions=tuple(natt),
+        xauth=xauth,
+        dpd=dpd,
+        unity=unity,
+        fragmentation=fragmentation,
+        vpn3000=vpn3000,
+        cisco_client=cisco_client,
+        heartbeat_notify=heartbeat,
+        unknown=tuple(unknown),
+    )

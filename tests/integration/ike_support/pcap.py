@@ -1,0 +1,49 @@
+"""Write in-process engine traffic as a pcap (raw IPv4 / UDP), so tshark -- an independent
+dissector -- can judge what our initiator and responder put on the wire."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from pathlib import Path
+
+LINKTYPE_RAW = 101
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp_packet(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    total = 20 + len(udp)
+    hdr = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        total,
+        0,
+        0x4000,
+        64,
+        17,
+        0,
+        ipaddress.IPv4Address(src[0]).packed,
+        ipaddress.IPv4Address(dst[0]).packed,
+    )
+    hdr = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+    return hdr + udp
+
+
+def write_pcap(path: Path, packets: list[tuple[float, bytes]]) -> None:
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
+        for ts, pkt in packets:
+            sec = int(ts)
+            usec = int((ts - sec) * 1_000_000)
+            f.write(struct.pack("<IIII", sec, usec, len(pkt), len(pkt)))
+            f.write(pkt)

@@ -1,0 +1,163 @@
+"""Property tests on the packet entry points: random and mutated datagrams never raise, are
+counted, and never change an established SA (bounded example counts keep this fast)."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labctl.ike import PacketDropped
+from tests.unit.ike.builders import add_client, connect, make_lab
+
+# IKE_FUZZ_EXAMPLES=5000 for a deeper local run; the default keeps the suite fast.
+EXAMPLES = int(os.environ.get("IKE_FUZZ_EXAMPLES", "250"))
+FAST = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _fingerprint(engine) -> tuple:
+    """Everything that matters about the ESTABLISHED SAs (fuzzed first messages may, like any
+    first message, open new half-open SAs: those are not established ones changing)."""
+    out = []
+    for key, sa in sorted(engine.sas.items()):
+        if not sa.established:
+            continue
+        children = tuple(
+            sorted(
+                (c.inbound_spi, c.outbound_spi, c.enc_key_in, c.enc_key_out, c.expires_at)
+                for c in sa.children.values()
+            )
+        )
+        out.append(
+            (
+                key,
+                sa.state,
+                sa.remote,
+                sa.local,
+                sa.keys.enc_key if sa.keys else None,
+                sa.p1_last,
+                dict(sa.ivs),
+                children,
+                sa.mode_config,
+                sa.xauth,
+                sa.user,
+                sa.expires_at,
+                tuple(sorted(sa.quick)),
+                sa.replaced_by,
+            )
+        )
+    spis = tuple(sorted(spi for spi, sa in engine.inbound_spis.items() if sa.established))
+    return tuple(out), spis
+
+
+@pytest.fixture(scope="module")
+def session():
+    """One established seed-like session and every datagram that built it."""
+    lab = make_lab(dpd_idle=None)
+    add_client(lab, dpd_idle=None)
+    connect(lab)
+    assert lab.responder.established()
+    client_packets = [f for f in lab.capture if f.sender == "c1"]
+    server_packets = [f for f in lab.capture if f.sender == "server"]
+    return lab, client_packets, server_packets
+
+
+def _mutate(data: bytes, draw) -> bytes:
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["flip", "set", "cut", "extend", "header"]))
+        if kind == "flip" and buf:
+            pos = draw(st.integers(0, len(buf) - 1))
+            buf[pos] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "set" and buf:
+            pos = draw(st.integers(0, len(buf) - 1))
+            buf[pos] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            buf = buf[: draw(st.integers(0, len(buf)))]
+        elif kind == "extend":
+            buf += draw(st.binary(min_size=1, max_size=64))
+        elif kind == "header" and len(buf) >= 28:
+            field = draw(st.sampled_from([16, 17, 18, 19, 20, 24]))
+            if field in (20, 24):
+                struct.pack_into("!I", buf, field, draw(st.integers(0, 2**32 - 1)))
+            else:
+                buf[field] = draw(st.integers(0, 255))
+    return bytes(buf)
+
+
+@FAST
+@given(st.data())
+def test_mutated_client_packets_never_change_the_gateway(session, data) -> None:
+    lab, client_packets, _ = session
+    responder = lab.responder
+    before = _fingerprint(responder)
+    f = data.draw(st.sampled_from(client_packets))
+    mutated = _mutate(f.data, data.draw)
+    remote = ("171.69.89.78", f.src[1])
+    out = responder.receive(mutated, remote, f.dst, lab.now)  # must not raise
+    assert _fingerprint(responder) == before
+    if mutated not in {p.data for p in client_packets} and mutated[8:16] != bytes(8):
+        # anything but an exact retransmission (or a first message, which may legitimately
+        # open a new half-open SA) is refused and counted
+        assert out.of_type(PacketDropped) and not out.datagrams
+
+
+@FAST
+@given(st.data())
+def test_forged_packets_with_live_cookies(session, data) -> None:
+    """Valid-looking headers with the live SA's cookies reach decryption and hashing."""
+    lab, _, _ = session
+    responder = lab.responder
+    key = responder.established()[0].key
+    before = _fingerprint(responder)
+    exchange = data.draw(st.sampled_from([1, 2, 4, 5, 6, 32, 33, 99]))
+    flags = data.draw(st.sampled_from([0, 1, 3, 7]))
+    body = data.draw(st.binary(max_size=200))
+    msgid = data.draw(st.integers(0, 2**32 - 1))
+    nxt = data.draw(st.sampled_from([0, 1, 5, 8, 11, 12, 14, 20, 130, 200]))
+    header = (
+        key[0] + key[1] + struct.pack("!BBBBII", nxt, 0x10, exchange, flags, msgid, 28 + len(body))
+    )
+    out = responder.receive(header + body, ("171.69.89.78", 4500), ("172.16.172.50", 4500), lab.now)
+    assert out.of_type(PacketDropped)
+    assert _fingerprint(responder) == before
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=400), st.integers(1, 65535))
+def test_random_datagrams_on_a_fresh_gateway(data: bytes, port: int) -> None:
+    lab = make_lab()
+    out = lab.responder.receive(data, ("198.51.100.7", port), ("172.16.172.50", 500), 0.0)
+    assert out.of_type(PacketDropped)
+    assert lab.responder.stats["dropped"] == 1
+    assert not lab.responder.established()
+
+
+@FAST
+@given(st.data())
+def test_mutated_gateway_packets_never_change_the_client(session, data) -> None:
+    lab, _, server_packets = session
+    ini = lab.clients["c1"].engine
+    before = _fingerprint(ini)
+    f = data.draw(st.sampled_from(server_packets))
+    mutated = _mutate(f.data, data.draw)
+    ini.receive(mutated, f.src, ("10.10.10.2", f.dst[1]), lab.now)  # must not raise
+    assert _fingerprint(ini) == before
+
+
+def test_fuzzing_left_the_session_working(session) -> None:
+    """After all that, the real session still answers a DPD probe."""
+    lab, _, _ = session
+    ini = lab.clients["c1"].engine
+    lab.queue.clear()
+    lab.collect("c1", ini.dpd(lab.now))
+    lab.run(1)
+    assert ini.current.dpd_pending is None
+    assert lab.responder.stats["malformed"] + lab.responder.stats["rejected"] > 100

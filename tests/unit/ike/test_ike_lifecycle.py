@@ -1,0 +1,311 @@
+"""Life after set-up: DPD, keepalives, deletes, expiry, rekeys, INITIAL-CONTACT, NAT rebinding,
+secrets hygiene, key export."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from labctl.ike import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    GroupPolicy,
+    InitiatorConfig,
+    ModeConfigApplied,
+    PacketDropped,
+    PeerDead,
+    PeerEndpointChanged,
+    Phase1Deleted,
+    Phase1Established,
+    Phase1Proposal,
+    Phase1Rekeyed,
+    Phase2Proposal,
+    XauthRequest,
+    XauthResult,
+)
+from labctl.ike.keyexport import esp_sa_line, esp_sa_lines_for, ikev1_line_for
+from tests.unit.ike.builders import add_client, assert_keys_mirror, child_pairs, connect, make_lab
+
+
+def test_client_dpd_is_acknowledged() -> None:
+    lab = make_lab()
+    ini = add_client(lab)
+    connect(lab)
+    lab.collect("c1", ini.dpd(lab.now))
+    lab.run(1)
+    assert lab.responder.stats["dpd_acked"] == 1
+    assert ini.current.dpd_pending is None  # the ACK matched our sequence number
+
+
+def test_idle_responder_probes_and_client_answers() -> None:
+    lab = make_lab(dpd_idle=30.0)
+    add_client(lab, dpd_idle=None)
+    connect(lab)
+    lab.run(100)
+    assert lab.responder.stats["dpd_sent"] >= 3
+    assert not lab.events_of("server", PeerDead)
+    assert lab.clients["c1"].engine.stats["dpd_acked"] >= 3
+
+
+def test_dead_client_detected_and_cleaned_up() -> None:
+    lab = make_lab(dpd_idle=10.0, dpd_retry=2.0, dpd_max_retries=3)
+    add_client(lab, dpd_idle=None)
+    connect(lab)
+    lab.drop = lambda f: f.sender == "server"  # the client vanished behind its NAT
+    lab.run(30)
+    (dead,) = lab.events_of("server", PeerDead)
+    assert dead.unanswered == 3 and dead.peer == ("171.69.89.78", 4500)
+    assert [d.reason for d in lab.events_of("server", Phase1Deleted)] == ["dpd"]
+    assert [d.reason for d in lab.events_of("server", ChildSaDeleted)] == ["phase1-gone"]
+    assert lab.hooks.released == [IPv4Address("40.1.1.1")] and not lab.responder.sas
+
+
+def test_dead_gateway_detected_by_client() -> None:
+    lab = make_lab(dpd_idle=None)
+    add_client(lab, dpd_idle=20.0, dpd_retry=2.0, dpd_max_retries=4)
+    connect(lab)
+    lab.drop = lambda f: f.sender == "c1"
+    lab.run(60)
+    (dead,) = lab.events_of("c1", PeerDead)
+    assert dead.unanswered == 4
+    assert lab.events_of("c1", Phase1Deleted)[0].reason == "dpd"
+
+
+def test_traffic_postpones_dpd() -> None:
+    lab = make_lab(dpd_idle=10.0)
+    add_client(lab, dpd_idle=None)
+    connect(lab)
+    (p1,) = lab.events_of("server", Phase1Established)
+    for _ in range(10):
+        lab.run(5)
+        lab.responder.note_traffic(p1.handle, lab.now)
+    assert lab.responder.stats["dpd_sent"] == 0
+
+
+def test_altiga_heartbeats_are_accepted() -> None:
+    """The seed's client sends notify 40500 every ~20 s (client log line 115)."""
+    lab = make_lab(dpd_idle=None)
+    add_client(lab, altiga_keepalive_interval=20.0, dpd_idle=None)
+    connect(lab)
+    lab.run(65)
+    assert lab.responder.stats["altiga_keepalive"] == 3
+    assert not lab.events_of("server", PacketDropped)
+
+
+def test_client_disconnect_deletes_everything_on_the_gateway() -> None:
+    lab = make_lab()
+    ini = add_client(lab)
+    connect(lab)
+    lab.collect("c1", ini.delete(lab.now))
+    lab.run(1)
+    assert [d.reason for d in lab.events_of("server", ChildSaDeleted)] == ["peer-delete"]
+    assert [d.reason for d in lab.events_of("server", Phase1Deleted)] == ["peer-delete"]
+    assert not lab.responder.sas and not lab.responder.inbound_spis
+
+
+def test_gateway_logout_tells_the_client() -> None:
+    lab = make_lab()
+    add_client(lab)
+    connect(lab)
+    (p1,) = lab.events_of("server", Phase1Established)
+    lab.collect("server", lab.responder.delete(p1.handle, lab.now))
+    lab.run(1)
+    assert [d.reason for d in lab.events_of("c1", ChildSaDeleted)] == ["peer-delete"]
+    assert [d.reason for d in lab.events_of("c1", Phase1Deleted)] == ["peer-delete"]
+    assert lab.clients["c1"].engine.current is None
+
+
+def test_expiry_without_rekey() -> None:
+    lab = make_lab(ike_lifetime=100, dpd_idle=None)
+    add_client(lab, phase1=(Phase1Proposal(lifetime=100),), auto_rekey=False, dpd_idle=None)
+    connect(lab)
+    lab.run(120)
+    # both ends expire; whoever is first tells the other
+    assert [d.reason for d in lab.events_of("c1", Phase1Deleted)] == ["expired"]
+    assert [d.reason for d in lab.events_of("server", Phase1Deleted)] in (
+        ["expired"],
+        ["peer-delete"],
+    )
+    assert not lab.responder.sas
+
+
+def test_phase1_rekey_keeps_the_session() -> None:
+    lab = make_lab(ike_lifetime=100, dpd_idle=None)
+    ini = add_client(lab, phase1=(Phase1Proposal(lifetime=100),), dpd_idle=None)
+    connect(lab)
+    (first,) = lab.events_of("server", Phase1Established)
+    ((child, _),) = child_pairs(lab, "c1")
+    lab.run(95)  # rekey at 90 % of the lifetime
+    p1s = lab.events_of("server", Phase1Established)
+    assert len(p1s) == 2 and p1s[1].peer == first.peer
+    client_p1 = lab.events_of("c1", Phase1Established)
+    assert client_p1[1].replaces == first.handle and not client_p1[1].initial_contact
+    assert len(lab.events_of("server", XauthResult)) == 2  # XAUTH again, like vpnc
+    inherited = lab.events_of("server", ModeConfigApplied)[-1]
+    assert inherited.style == "inherited" and inherited.config.address == IPv4Address("40.1.1.1")
+    (rekeyed,) = lab.events_of("server", Phase1Rekeyed)
+    assert rekeyed.handle == p1s[1].handle and rekeyed.replaces == first.handle
+    assert [r.replaces for r in lab.events_of("c1", Phase1Rekeyed)] == [first.handle]
+    (gone,) = lab.events_of("server", Phase1Deleted)
+    assert gone.handle == first.handle and gone.replaced_by == p1s[1].handle
+    assert not lab.events_of("server", ChildSaDeleted)  # the child moved, it did not die
+    new_sa = lab.responder.sas[(p1s[1].handle.icookie, p1s[1].handle.rcookie)]
+    assert child.outbound_spi in new_sa.children
+    assert ini.current.handle == p1s[1].handle and child.inbound_spi in ini.current.children
+    assert lab.hooks.pool.in_use  # the address stayed with the session
+    assert not lab.hooks.released
+    lab.run(50)  # no second rekey storm, no expiry of the moved child
+    assert len(lab.events_of("server", Phase1Established)) == 2
+
+
+def test_phase2_rekey_replaces_the_child() -> None:
+    lab = make_lab(ipsec_lifetime=60, dpd_idle=None)
+    add_client(lab, phase2=(Phase2Proposal(lifetime=60),), dpd_idle=None)
+    connect(lab)
+    lab.run(60)  # rekey at 54 s, old child deleted 5 s later
+    server_children = lab.events_of("server", ChildSaEstablished)
+    assert len(server_children) == 2
+    old, new = server_children
+    assert new.rekey_of == old.inbound_spi and new.remote_ts == old.remote_ts
+    client_children = lab.events_of("c1", ChildSaEstablished)
+    assert client_children[1].rekey_of == client_children[0].inbound_spi
+    for c, s in child_pairs(lab, "c1"):
+        assert_keys_mirror(c, s)
+    assert [d.inbound_spi for d in lab.events_of("server", ChildSaDeleted)] == [old.inbound_spi]
+    assert lab.events_of("c1", ChildSaDeleted)[0].reason == "rekeyed"
+    assert len(lab.responder.inbound_spis) == 1
+
+
+def test_initial_contact_never_hits_another_client_behind_the_same_pat() -> None:
+    lab = make_lab()
+    add_client(lab, "c1", "10.10.10.2", user="vpnclient1")
+    add_client(lab, "c2", "10.10.10.3", user="vpnclient2")
+    connect(lab)
+    assert len(lab.responder.established()) == 2
+    assert not lab.events_of("server", Phase1Deleted)
+
+
+def test_initial_contact_replaces_the_same_users_stale_session() -> None:
+    """vpnclient1 reboots (new cookies, INITIAL-CONTACT): its stale session goes, the other
+    user's session behind the same public address stays."""
+    lab = make_lab()
+    add_client(lab, "c1", "10.10.10.2", user="vpnclient1")
+    add_client(lab, "c2", "10.10.10.3", user="vpnclient2")
+    connect(lab)
+    stale = [e for e in lab.events_of("server", Phase1Established)]
+    # c1 comes back as a fresh client process on the same host
+    lab.clients["c1"].engine = type(lab.clients["c1"].engine)(lab.clients["c1"].engine.config)
+    connect(lab, "c1")
+    gone = lab.events_of("server", Phase1Deleted)
+    assert [g.reason for g in gone] == ["initial-contact"]
+    assert gone[0].user == "vpnclient1" and gone[0].handle in {s.handle for s in stale}
+    users = {sa.user for sa in lab.responder.established()}
+    assert users == {"vpnclient1", "vpnclient2"} and len(lab.responder.established()) == 2
+
+
+def test_gateway_follows_a_nat_rebinding() -> None:
+    lab = make_lab()
+    ini = add_client(lab)
+    connect(lab)
+    (p1,) = lab.events_of("server", Phase1Established)
+    # the PAT forgets the mapping; the next packet gets a new public port
+    lab._pat.clear()
+    lab._pat_rev.clear()
+    lab._pat_rev[4500] = ("203.0.113.9", 1)  # 4500 now taken by someone else
+    lab._next_port = 30000
+    lab.collect("c1", ini.dpd(lab.now))
+    lab.run(1)
+    (moved,) = lab.events_of("server", PeerEndpointChanged)[-1:]
+    assert moved.old == ("171.69.89.78", 4500) and moved.new == ("171.69.89.78", 30000)
+    assert ini.current.dpd_pending is None  # the ACK went to the new port and arrived
+    sa = lab.responder.sas[(p1.handle.icookie, p1.handle.rcookie)]
+    assert sa.remote == ("171.69.89.78", 30000)
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    cfg = InitiatorConfig("g", b"topsecret-psk", "user", b"topsecret-pw")
+    group = GroupPolicy("g", b"topsecret-psk")
+    req = XauthRequest(None, "g", "user", b"topsecret-pw", ("1.2.3.4", 500), 1)
+    for obj in (cfg, group, req):
+        assert "topsecret" not in repr(obj) and "topsecret" not in str(obj)
+    lab = make_lab()
+    add_client(lab)
+    connect(lab)
+    for e in lab.server_events + lab.clients["c1"].events:
+        text = repr(e)
+        for field in ("enc_key", "enc_key_in", "enc_key_out", "auth_key_in", "auth_key_out"):
+            value = getattr(e, field, b"")
+            if value:
+                assert value.hex() not in text and repr(value) not in text
+    sa = next(iter(lab.responder.sas.values()))
+    assert sa.keys.enc_key.hex() not in repr(sa.keys)
+
+
+def test_wireshark_key_export_lines() -> None:
+    lab = make_lab()
+    add_client(lab)
+    connect(lab)
+    (p1,) = lab.events_of("server", Phase1Established)
+    line = ikev1_line_for(p1)
+    icookie, key = line.split(",")
+    assert icookie == p1.handle.icookie.hex() and key == p1.enc_key.hex()
+    (child,) = lab.events_of("server", ChildSaEstablished)
+    inbound, outbound = esp_sa_lines_for(child)
+    assert inbound.startswith('"IPv4","171.69.89.78","172.16.172.50",')
+    assert f'"0x{child.inbound_spi:08x}"' in inbound and child.enc_key_in.hex() in inbound
+    assert f'"0x{child.outbound_spi:08x}"' in outbound and child.auth_key_out.hex() in outbound
+    assert esp_sa_line("a", "b", 1, "3des-cbc", b"\x01", "hmac-md5-96", b"\x02") == (
+        '"IPv4","a","b","0x00000001","TripleDES-CBC [RFC2451]","0x01",'
+        '"HMAC-MD5-96 [RFC2403]","0x02"'
+    )
+
+
+def test_vpnc_style_rekey_delete_names_the_new_sa() -> None:
+    """Debian's vpnc deletes "the old SA" by naming the new one; the gateway must not drop
+    the fresh session (ResponderPolicy.vpnc_rekey_delete_quirk)."""
+    from labctl.ike import decode_header
+    from labctl.ike.codec import DeletePayload
+    from labctl.ike.constants import ExchangeType, ProtocolId
+    from labctl.ike.engine import Collector
+    from tests.unit.ike.harness import Flight
+
+    lab = make_lab(ike_lifetime=100, dpd_idle=None)
+    ini = add_client(lab, phase1=(Phase1Proposal(lifetime=100),), dpd_idle=None)
+    connect(lab)
+    (first,) = lab.events_of("server", Phase1Established)
+    # swallow the client's (correct) delete of the old SA after its rekey
+    lab.drop = lambda f: (
+        f.sender == "c1" and decode_header(f.data).exchange == (ExchangeType.INFORMATIONAL)
+    )
+    lab.run(95)
+    lab.drop = None
+    new = ini.current
+    assert new.handle != first.handle and len(lab.responder.established()) == 2
+    out = Collector()
+    ini._send_informational(
+        out, new, [DeletePayload(ProtocolId.ISAKMP, (new.icookie + new.rcookie,), 16)]
+    )
+    for d in out.datagrams:
+        lab.inject(Flight(d.data, ("10.10.10.2", d.local_port), d.remote, d.non_esp_marker, "c1"))
+    lab.run(1)
+    assert lab.responder.stats["vpnc_rekey_delete_quirk"] == 1
+    (gone,) = lab.events_of("server", Phase1Deleted)
+    assert gone.handle == first.handle  # the OLD one went
+    (alive,) = lab.responder.established()
+    assert alive.handle == new.handle and alive.children  # the child moved over
+
+
+def test_session_snapshots_for_status_displays() -> None:
+    lab = make_lab()
+    add_client(lab, "c1", "10.10.10.2", user="vpnclient1")
+    add_client(lab, "c2", "10.10.10.3", user="vpnclient2")
+    connect(lab)
+    rows = sorted(lab.responder.sessions(), key=lambda r: r.user)
+    assert [(r.user, r.address, r.peer[0], r.group) for r in rows] == [
+        ("vpnclient1", "40.1.1.1", "171.69.89.78", "ciscovpn"),
+        ("vpnclient2", "40.1.1.2", "171.69.89.78", "ciscovpn"),
+    ]
+    assert all(r.xauth == "done" and r.nat.encapsulation == "udp" for r in rows)
+    assert all(len(r.children) == 1 and r.children[0].encapsulation == "udp-tunnel" for r in rows)
+    assert rows[0].peer_app_version.startswith("Cisco Systems VPN Client")
+    (mine,) = lab.clients["c1"].engine.sessions()
+    assert mine.role == "initiator" and mine.address == "40.1.1.1"
