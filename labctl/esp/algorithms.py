@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, algorithms
 
-from labctl.esp.compat import TripleDES
+from labctl.cryptocompat import TripleDES
 
 
 @dataclass(frozen=True)

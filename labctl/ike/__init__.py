@@ -90,7 +90,7 @@ and ``esp_sa`` lines from :class:`Phase1Established` / :class:`ChildSaEstablishe
 must keep writing them behind an off-by-default debug switch.
 
 Crypto: only ``cryptography`` (38.0.4 in the containers, 46 on the host); the TripleDES
-compatibility import and the single DH function (:func:`labctl.ike.crypto.modp_exchange`,
+compatibility import lives in :mod:`labctl.cryptocompat`; the single DH function (:func:`labctl.ike.crypto.modp_exchange`,
 with a ``pow()`` fallback one assignment away) live in :mod:`labctl.ike.crypto`.
 """
 

@@ -1,7 +1,7 @@
 """Every cryptographic primitive the engine uses, all from ``cryptography``.
 
-* The ONE compatibility import of TripleDES (``decrepit`` in cryptography >= 43, the old path
-  in 38.0.4, which Debian bookworm ships inside the lab's containers).
+* TripleDES comes from :mod:`labctl.cryptocompat`, the one compatibility import (shared with
+  ESP) between cryptography 38.0.4 in the containers and the host's newer release.
 * Hashes and HMAC-based PRFs for MD5 / SHA1 / SHA2-256.
 * CBC encryption for 3DES and AES (IKE payloads; ESP uses its own package).
 * MODP Diffie-Hellman (groups 1, 2, 5, 14) behind :func:`modp_exchange`, the single place that
@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import warnings
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-try:  # cryptography >= 43 moved the legacy ciphers; importing the old path there warns.
-    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-except ImportError:  # cryptography 38 (Debian bookworm)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        TripleDES = algorithms.TripleDES  # type: ignore[attr-defined,misc]
-
+from ..cryptocompat import TripleDES
 from .constants import EspAuth, EspTransform, P1Encryption, P1Hash
 from .errors import IkeConfigError, IkeProtocolError
 

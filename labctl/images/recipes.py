@@ -31,7 +31,13 @@ _KIND_ROLES: dict[str, str] = {
 }
 
 # Node-side Python copied into the vpn image (whichever of these exist in the project).
-VPN_SOURCES: tuple[str, ...] = ("labctl/__init__.py", "labctl/ike", "labctl/esp", "labctl/agent")
+VPN_SOURCES: tuple[str, ...] = (
+    "labctl/__init__.py",
+    "labctl/cryptocompat.py",
+    "labctl/ike",
+    "labctl/esp",
+    "labctl/agent",
+)
 VPN_SOURCE_DEST = PurePosixPath("src")
 
 MIRROR_ENV = "LABCTL_DEBIAN_MIRROR"
