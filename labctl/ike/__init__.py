@@ -89,9 +89,10 @@ Lab-only key export: :mod:`labctl.ike.keyexport` formats Wireshark ``ikev1_decry
 and ``esp_sa`` lines from :class:`Phase1Established` / :class:`ChildSaEstablished`; agents
 must keep writing them behind an off-by-default debug switch.
 
-Crypto: only ``cryptography`` (38.0.4 in the containers, 46 on the host); the TripleDES
-compatibility import lives in :mod:`labctl.cryptocompat`; the single DH function (:func:`labctl.ike.crypto.modp_exchange`,
-with a ``pow()`` fallback one assignment away) live in :mod:`labctl.ike.crypto`.
+Crypto: only ``cryptography`` (38.0.4 in the containers, 46 on the host). The TripleDES
+compatibility import lives in :mod:`labctl.cryptocompat`; the single DH function
+(:func:`labctl.ike.crypto.modp_exchange`, with a ``pow()`` fallback one assignment away)
+lives in :mod:`labctl.ike.crypto`.
 """
 
 from .codec import (
