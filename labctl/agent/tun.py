@@ -28,8 +28,8 @@ class TunError(OSError):
     """Creating or configuring the TUN device failed; the message names the step."""
 
 
-def run_ip(*args: str) -> None:
-    """Run ``ip ARGS``; raise TunError with the command and its stderr on failure."""
+def run_ip(*args: str) -> str:
+    """Run ``ip ARGS``; its output, or TunError with the command and its stderr."""
     cmd = ["ip", *args]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=10)
@@ -37,6 +37,7 @@ def run_ip(*args: str) -> None:
         raise TunError(f"`{' '.join(cmd)}` could not run: {exc}") from exc
     if done.returncode != 0:
         raise TunError(f"`{' '.join(cmd)}` failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
 
 
 def _disable_ipv6(ifname: str) -> None:

@@ -95,8 +95,8 @@ def _render_vpn(lab: Lab, name: str, node, description: RenderedFile) -> NodeCon
     return NodeConfig(
         name,
         (description, RenderedFile(VPN_CONFIG_PATH, content, 0o600)),
-        # The agent that reads this (issue 4) adds its reload command here.
-        (),
+        # Starts the agent, or applies the new file to the running one.
+        ("vpn service reload",),
     )
 
 

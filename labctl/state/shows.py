@@ -68,6 +68,21 @@ def _json_and_text(json_command: str, text_command: str):
     return collect
 
 
+def collect_sessions(handle, node: str, verbose: bool = False):
+    detail = " -v" if verbose else ""
+    records = json.loads(_run(handle, node, "vpn show sessions --json"))
+    return records["sessions"], _run(handle, node, f"vpn show sessions{detail}")
+
+
+def collect_client_status(handle, node: str, verbose: bool = False):
+    return json.loads(_run(handle, node, "vpn status --json")), _run(handle, node, "vpn status")
+
+
+def collect_vpn_log(handle, node: str, verbose: bool = False):
+    text = _run(handle, node, f"vpn log -n {1000 if verbose else 100}")
+    return text.splitlines(), text
+
+
 SHOWS: dict[str, Show] = {
     show.name: show
     for show in [
@@ -91,6 +106,19 @@ SHOWS: dict[str, Show] = {
             "the nftables ruleset with counters",
             ("pat-firewall",),
             _json_and_text("nft -j list ruleset", "nft list ruleset"),
+        ),
+        Show(
+            "sessions",
+            "VPN sessions (VPN 3000 'Administer Sessions'; -v: IKE/IPsec SAs)",
+            ("concentrator",),
+            collect_sessions,
+        ),
+        Show("status", "VPN client status and statistics", ("vpn-client",), collect_client_status),
+        Show(
+            "log",
+            "the VPN agent's event log (-v: more lines)",
+            ("concentrator", "vpn-client"),
+            collect_vpn_log,
         ),
     ]
 }

@@ -225,6 +225,14 @@ class DpdSettings(Strict):
     retry_interval: int = Field(5, ge=1)
 
 
+class DebugSettings(Strict):
+    export_keys: bool = Field(
+        False,
+        description="LAB ONLY: write IKE and ESP keys in Wireshark's format inside the node "
+        "(/var/log/labctl/keys/) so captures can be decrypted",
+    )
+
+
 class ConcentratorSettings(Strict):
     public_interface: IfName
     private_interface: IfName | None = None
@@ -234,6 +242,7 @@ class ConcentratorSettings(Strict):
     dpd: DpdSettings = DpdSettings()
     nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    debug: DebugSettings = DebugSettings()
     version_string: str = (
         "Cisco Systems, Inc./VPN 3000 Concentrator Version 4.0.1.B built by labctl"
     )
@@ -261,6 +270,8 @@ class VpnClientSettings(SecretHolder):
     auto_connect: bool = True
     client_version: str = Field("3.6.1 (Rel)", description="shown as 'Client Type/Version'")
     client_os: str = "WinNT"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    debug: DebugSettings = DebugSettings()
 
 
 # --- nodes -------------------------------------------------------------------------------

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Address
-
-import pytest
 
 from labctl.agent.control import ControlError, ControlServer
-from labctl.agent.pool import AddressPool, PoolExhausted
 from labctl.agent.records import (
     ClientStatus,
     IkeSaRecord,
@@ -17,27 +13,6 @@ from labctl.agent.records import (
     SessionSummary,
 )
 from labctl.agent.tables import render_client_status, render_sessions
-
-
-def test_pool_hands_out_lowest_free_without_duplicates() -> None:
-    pool = AddressPool(IPv4Address("40.1.1.1"), IPv4Address("40.1.1.3"))
-    a = pool.allocate("vpnclient1")
-    b = pool.allocate("vpnclient2")
-    assert (a, b) == (IPv4Address("40.1.1.1"), IPv4Address("40.1.1.2"))
-    assert pool.release(a) == "vpnclient1"
-    assert pool.allocate("vpnclient3") == IPv4Address("40.1.1.1")
-    assert pool.allocate("x") == IPv4Address("40.1.1.3")
-    with pytest.raises(PoolExhausted):
-        pool.allocate("y")
-    assert len(set(pool.in_use())) == 3
-
-
-def test_pool_keeps_a_reconnecting_users_address_when_free() -> None:
-    pool = AddressPool(IPv4Address("40.1.1.1"), IPv4Address("40.1.1.254"))
-    pool.allocate("a")
-    assert pool.allocate("b", preferred=IPv4Address("40.1.1.9")) == IPv4Address("40.1.1.9")
-    assert pool.allocate("c", preferred=IPv4Address("40.1.1.9")) == IPv4Address("40.1.1.2")
-    assert pool.allocate("d", preferred=IPv4Address("10.0.0.1")) == IPv4Address("40.1.1.3")
 
 
 def _session() -> SessionRecord:

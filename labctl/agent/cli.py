@@ -1,0 +1,158 @@
+"""`vpn`: the command line of a VPN node (runs inside the node, talks to the agent daemon).
+
+vpn service start|stop|restart|reload|status
+vpn show sessions [--json] [-v]          (concentrator)
+vpn logout USER                          (concentrator)
+vpn connect [--wait] [--timeout S]       (client)
+vpn disconnect                           (client)
+vpn status [--json]                      (client)
+vpn stats
+vpn log [-n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import service
+from .control import ControlError, request
+
+
+def _print_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def cmd_service(args) -> int:
+    action = args.action
+    if action == "start":
+        print(service.start())
+    elif action == "stop":
+        print(service.stop())
+    elif action == "restart":
+        service.stop()
+        print(service.start())
+    elif action == "reload":
+        print(service.reload())
+    else:
+        print("running" if service.running() else "stopped")
+        return 0 if service.running() else 3
+    return 0
+
+
+def cmd_show(args) -> int:
+    result = request("sessions", {"detail": args.verbose})
+    if args.json:
+        _print_json({"summary": result["summary"], "sessions": result["sessions"]})
+    else:
+        sys.stdout.write(result["text"])
+    return 0
+
+
+def cmd_logout(args) -> int:
+    count = request("logout", {"user": args.user})["logged_out"]
+    print(f"logged out {count} session(s) of {args.user}")
+    return 0
+
+
+def cmd_connect(args) -> int:
+    state = request("connect")["state"]
+    if not args.wait:
+        print(state)
+        return 0
+    deadline = time.monotonic() + args.timeout
+    status = {}
+    while time.monotonic() < deadline:
+        status = request("status")["status"]
+        if status["state"] == "connected":
+            print(f"connected: {status['assigned_ip']} via {status['server']}")
+            return 0
+        if status["state"] == "failed":
+            print(f"failed: {status.get('last_error')}", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(
+        f"not connected after {args.timeout:.0f}s (state {status.get('state')}, "
+        f"last error: {status.get('last_error')})",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_disconnect(args) -> int:
+    print(request("disconnect")["state"])
+    return 0
+
+
+def cmd_status(args) -> int:
+    result = request("status")
+    if args.json:
+        _print_json(result["status"])
+    else:
+        sys.stdout.write(result["text"])
+    return 0
+
+
+def cmd_stats(args) -> int:
+    _print_json(request("stats"))
+    return 0
+
+
+def cmd_log(args) -> int:
+    try:
+        lines = service.LOG_FILE.read_text(errors="replace").splitlines()
+    except OSError:
+        print("no log yet", file=sys.stderr)
+        return 1
+    print("\n".join(lines[-args.lines :]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vpn", description="VPN node control")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("service")
+    p.add_argument("action", choices=("start", "stop", "restart", "reload", "status"))
+    p.set_defaults(func=cmd_service)
+    p = sub.add_parser("show")
+    p.add_argument("what", choices=("sessions",))
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="per-session detail")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("logout")
+    p.add_argument("user")
+    p.set_defaults(func=cmd_logout)
+    p = sub.add_parser("connect")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_connect)
+    p = sub.add_parser("disconnect")
+    p.set_defaults(func=cmd_disconnect)
+    p = sub.add_parser("status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("stats")
+    p.set_defaults(func=cmd_stats)
+    p = sub.add_parser("log")
+    p.add_argument("-n", "--lines", type=int, default=50)
+    p.set_defaults(func=cmd_log)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ControlError as exc:
+        print(f"vpn: {exc}", file=sys.stderr)
+        return 1
+    except service.ServiceError as exc:
+        print(f"vpn: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,356 @@
+"""The client agent (kind `vpn-client`): a Cisco-VPN-Client-like connection entry.
+
+One connection to one concentrator: aggressive mode + XAUTH + Mode-Config + quick mode via
+the sans-I/O Initiator; the assigned address and secured routes go on a TUN; ESP through
+the data plane. Reconnects by itself after the peer goes away when auto-connect is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from ipaddress import IPv4Network
+
+from ..esp import EspSa
+from ..ike import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    Event,
+    ExchangeFailed,
+    Initiator,
+    InitiatorConfig,
+    ModeConfigReceived,
+    PeerDead,
+    Phase1Deleted,
+    Phase1Established,
+)
+from ..ike.constants import NATT_PORT, AuthMethod
+from . import naming
+from .concentrator import ENCAPS
+from .control import ControlError
+from .dataplane import Dataplane, Encap
+from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
+from .esp_sockets import open_raw_esp, open_udp
+from .eventlog import EventLog
+from .ikeio import EngineDriver, local_address_towards, open_ike_socket
+from .keylog import KeyLog
+from .loop import EventLoop, Timer
+from .records import ClientStatus
+from .settings import ClientSettings, SettingsError, phase1_proposal, phase2_proposal
+from .tun import TunDevice, run_ip
+
+NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp"}
+RECONNECT_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)
+HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
+
+
+def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
+    if not settings.transparent_tunneling:
+        natt = "none"
+    elif settings.tunneling_mode in NATT_MODES:
+        natt = NATT_MODES[settings.tunneling_mode]
+    else:
+        raise SettingsError("transparent tunneling over TCP is not supported by this agent")
+    phase1 = tuple(
+        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, 86400) for p in settings.ike_proposals
+    )
+    phase2 = tuple(phase2_proposal(p, 28800) for p in settings.ipsec_proposals)
+    return InitiatorConfig(
+        group=settings.group,
+        psk=settings.group_password.encode(),
+        user=settings.user,
+        password=settings.password.encode(),
+        phase1=phase1,
+        phase2=phase2,
+        natt=natt,
+        app_version=settings.app_version,
+        hostname=settings.node,
+        use_split_networks=True,
+        dpd_idle=settings.dpd.interval,
+        dpd_retry=settings.dpd.retry_interval,
+        dpd_max_retries=settings.dpd.retries,
+    )
+
+
+class ClientAgent:
+    def __init__(self, settings: ClientSettings, loop: EventLoop, log: EventLog):
+        self.settings = settings
+        self.loop = loop
+        self.log = log
+        self.keylog = KeyLog() if settings.export_keys else None
+        self.tun = TunDevice.create("vpn0")
+        cisco_port = settings.tunneling_port if settings.tunneling_mode == "udp" else None
+        self.dataplane = Dataplane(
+            loop,
+            self.tun,
+            natt_socket=open_udp("0.0.0.0", NATT_PORT),
+            cisco_socket=open_udp("0.0.0.0", cisco_port) if cisco_port else None,
+            raw_socket=open_raw_esp(),
+            on_ike=self._on_natt_ike,
+            on_event=self._on_dataplane_event,
+            keepalive_interval=settings.nat_keepalive or 20.0,
+        )
+        self.driver = EngineDriver(
+            loop,
+            None,
+            open_ike_socket("0.0.0.0"),
+            self.dataplane.send_ike,
+            self._on_event,
+            NATT_PORT,
+        )
+        self.status = ClientStatus(
+            "disconnected", str(settings.host), settings.group, settings.user
+        )
+        self.local_ip: str | None = None
+        self.tunnels: dict[int, str] = {}  # inbound SPI -> data-plane tunnel name
+        self.routes: list[str] = []
+        self.host_route: str | None = None
+        self.want_connected = False
+        self.reconnect_timer: Timer | None = None
+        self.failures = 0
+        self.last_phase1: Phase1Established | None = None
+
+    # --- connection lifecycle ---------------------------------------------------------------
+
+    def connect(self) -> str:
+        self.want_connected = True
+        if self.status.state in ("connecting", "connected"):
+            return self.status.state
+        if self.reconnect_timer is not None:
+            self.reconnect_timer.cancel()
+            self.reconnect_timer = None
+        host = str(self.settings.host)
+        try:
+            self.local_ip = local_address_towards(host)
+        except OSError as exc:
+            self._failed(f"no route to {host}: {exc.strerror}")
+            return self.status.state
+        self.driver.engine = Initiator(build_initiator_config(self.settings))
+        self.status = ClientStatus(
+            "connecting",
+            host,
+            self.settings.group,
+            self.settings.user,
+            local_ip=self.local_ip,
+            reconnects=self.status.reconnects,
+        )
+        self.log.info("CM/26", f'Attempt connection with server "{host}"')
+        self.driver.apply(
+            self.driver.engine.start(self.loop.time(), (self.local_ip, 500), (host, 500))
+        )
+        return self.status.state
+
+    def disconnect(self) -> str:
+        self.want_connected = False
+        if self.reconnect_timer is not None:
+            self.reconnect_timer.cancel()
+            self.reconnect_timer = None
+        engine = self.driver.engine
+        if engine is not None and self.status.state in ("connecting", "connected"):
+            with contextlib.suppress(Exception):
+                self.driver.apply(engine.delete(self.loop.time()))
+        self._teardown()
+        self.status.state = "disconnected"
+        self.log.info("CM/12", "Connection terminated by the user")
+        return self.status.state
+
+    def _failed(self, reason: str) -> None:
+        self._teardown()
+        self.status.state = "failed"
+        self.status.last_error = reason
+        self.log.warning("CM/13", f"connection failed: {reason}")
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if not (self.want_connected and self.settings.auto_connect):
+            return
+        delay = RECONNECT_DELAYS[min(self.failures, len(RECONNECT_DELAYS) - 1)]
+        self.failures += 1
+        self.reconnect_timer = self.loop.call_later(delay, self._reconnect)
+        self.log.info("CM/30", f"reconnecting in {delay:.0f}s")
+
+    def _reconnect(self) -> None:
+        self.reconnect_timer = None
+        self.status.reconnects += 1
+        self.connect()
+
+    def _teardown(self) -> None:
+        for name in set(self.tunnels.values()):
+            with contextlib.suppress(KeyError):
+                self.dataplane.remove_tunnel(name)
+        self.tunnels.clear()
+        for network in self.routes:
+            with contextlib.suppress(OSError):
+                self.tun.delete_route(network)
+        self.routes.clear()
+        with contextlib.suppress(OSError):
+            run_ip("addr", "flush", "dev", self.tun.name)
+        if self.host_route is not None:
+            with contextlib.suppress(OSError):
+                run_ip("route", "del", self.host_route)
+            self.host_route = None
+        self.status.connected_at = None
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def _on_natt_ike(self, payload: bytes, source: tuple[str, int]) -> None:
+        if self.driver.engine is not None:
+            self.driver.receive_natt(payload, source, self.local_ip or "0.0.0.0")
+
+    def _on_event(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_Phase1Established(self, e: Phase1Established) -> None:
+        self.last_phase1 = e
+        if self.keylog:
+            self.keylog.phase1(e)
+        nat = e.nat
+        self.status.local_behind_nat = nat.local_behind_nat
+        self.status.remote_behind_nat = nat.remote_behind_nat
+        self.status.local_port, self.status.remote_port = e.local[1], e.peer[1]
+        self.status.encryption = naming.encryption_name(e.algorithms.encryption)
+        self.status.authentication = naming.hash_name(e.algorithms.hash)
+        for line in self.status.nat_lines():
+            self.log.info("IKE/71", line.strip())
+        self.log.info("CM/14", "Established Phase 1 SA. 1 Phase 1 SA in the system")
+
+    def _on_ModeConfigReceived(self, e: ModeConfigReceived) -> None:
+        config = e.config
+        if config.address is None:
+            self._failed("the concentrator assigned no address")
+            return
+        address = str(config.address)
+        self.status.assigned_ip = address
+        self.status.netmask = str(config.netmask) if config.netmask else None
+        self.status.banner = config.banner
+        self.log.info("IKE/10", f"MODE_CFG_REPLY: INTERNAL_IPV4_ADDRESS = {address}")
+        if config.udp_encap_port is not None:
+            self.log.info(
+                "IKE/13",
+                f"MODE_CFG_REPLY: Received and using NAT-T port number "
+                f"0x{config.udp_encap_port:08x}",
+            )
+        run_ip("addr", "replace", f"{address}/32", "dev", self.tun.name)
+        networks = list(config.split_include) or list(HALF_INTERNET)
+        if not config.split_include:
+            # Everything goes into the tunnel but the concentrator itself.
+            host = str(self.settings.host)
+            via = run_ip("-o", "route", "get", host).split()
+            if "via" in via:
+                self.host_route = f"{host}/32"
+                run_ip("route", "replace", self.host_route, "via", via[via.index("via") + 1])
+        for network in networks:
+            self.tun.add_route(str(network), src=address)
+            self.routes.append(str(network))
+        self.status.split_networks = [str(n) for n in config.split_include]
+
+    def _on_ChildSaEstablished(self, e: ChildSaEstablished) -> None:
+        now = self.loop.time()
+        inbound = EspSa.inbound(
+            e.inbound_spi, e.encryption, e.integrity, e.enc_key_in, e.auth_key_in, created_at=now
+        )
+        outbound = EspSa.outbound(
+            e.outbound_spi, e.encryption, e.integrity, e.enc_key_out, e.auth_key_out, created_at=now
+        )
+        encap = ENCAPS.get(e.encapsulation, Encap.ESP)
+        if e.rekey_of is not None and e.rekey_of in self.tunnels:
+            name = self.tunnels[e.rekey_of]
+            self.dataplane.install_sas(name, outbound=outbound, inbound=[inbound])
+        else:
+            name = f"vpn{len(self.tunnels)}"
+            behind_nat = bool(self.status.local_behind_nat) or encap is Encap.CISCO
+            self.dataplane.add_tunnel(
+                name,
+                encap=encap,
+                remote_networks=[e.remote_ts],
+                peer=(e.peer[0], e.udp_port or 0),
+                outbound=outbound,
+                inbound=[inbound],
+                send_keepalives=encap is not Encap.ESP
+                and behind_nat
+                and self.settings.nat_keepalive > 0,
+            )
+        self.tunnels[e.inbound_spi] = name
+        if self.keylog:
+            self.keylog.child(e)
+        self.status.spi_in, self.status.spi_out = (
+            f"0x{e.inbound_spi:08x}",
+            f"0x{e.outbound_spi:08x}",
+        )
+        self.status.transparent_tunneling = (
+            f"Active on UDP port {e.udp_port}" if encap is not Encap.ESP else "Inactive"
+        )
+        self.status.remote_port = e.udp_port or self.status.remote_port
+        self.status.local_port = e.local_port or self.status.local_port
+        if self.status.state != "connected":
+            self.status.state = "connected"
+            self.status.connected_at = time.time()
+            self.status.last_error = None
+            self.failures = 0
+        self.log.info(
+            "IKE/58",
+            f"Loading IPsec SA (Message ID = 0x{e.message_id:08X} OUTBOUND "
+            f"SPI = 0x{e.outbound_spi:08X} INBOUND SPI = 0x{e.inbound_spi:08X})",
+        )
+        self.log.info("CM/1A", "One secure connection established")
+
+    def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
+        name = self.tunnels.pop(e.inbound_spi, None)
+        if e.reason != "rekeyed":
+            self.dataplane.remove_inbound_sa(e.inbound_spi)
+        if name is not None and name not in self.tunnels.values():
+            with contextlib.suppress(KeyError):
+                self.dataplane.remove_tunnel(name)
+
+    def _on_Phase1Deleted(self, e: Phase1Deleted) -> None:
+        if e.replaced_by is not None or self.status.state == "disconnected":
+            return
+        self._failed(f"the concentrator ended the session ({e.reason})")
+
+    def _on_PeerDead(self, e: PeerDead) -> None:
+        self._failed(f"peer not responding ({e.unanswered} DPD probes unanswered)")
+
+    def _on_ExchangeFailed(self, e: ExchangeFailed) -> None:
+        if self.status.state == "connecting" or e.stage in ("phase1", "xauth", "modecfg"):
+            self._failed(f"{e.stage}: {e.reason}")
+        else:
+            self.log.warning("IKE/167", f"{e.stage} failed: {e.reason}")
+
+    def _on_dataplane_event(self, event) -> None:
+        if isinstance(event, DataplaneEndpointChanged):
+            self.log.info(
+                "IPSEC/17", f"tunnel {event.tunnel}: peer endpoint {event.old} -> {event.new}"
+            )
+
+    # --- status -------------------------------------------------------------------------------
+
+    def client_status(self) -> ClientStatus:
+        status = self.status
+        tunnels = [self.dataplane.tunnel(n) for n in set(self.tunnels.values())]
+        status.packets_encrypted = sum(t.counters.tx_packets for t in tunnels)
+        status.packets_decrypted = sum(t.counters.rx_packets for t in tunnels)
+        status.bytes_sent = sum(t.counters.tx_bytes for t in tunnels)
+        status.bytes_received = sum(t.counters.rx_bytes for t in tunnels)
+        status.packets_discarded = sum(sum(t.counters.drops.values()) for t in tunnels)
+        status.packets_bypassed = sum(self.dataplane.drops.values())
+        return status
+
+    def reload(self, settings: ClientSettings) -> str:
+        if settings.tunneling_mode != self.settings.tunneling_mode or (
+            settings.tunneling_port != self.settings.tunneling_port
+        ):
+            return "restart"
+        self.settings = settings
+        self.log.set_level(settings.log_level)
+        self.log.info("CONFIG/1", "configuration reloaded (used from the next connection)")
+        return "reloaded"
+
+    def require_connected(self) -> None:
+        if self.status.state != "connected":
+            raise ControlError(f"not connected ({self.status.state})")
+
+    def stats(self) -> dict:
+        engine = self.driver.engine
+        return {"ike": dict(engine.stats) if engine else {}, "dataplane": self.dataplane.stats()}

@@ -1,0 +1,543 @@
+"""The concentrator agent (kind `concentrator`): a VPN 3000 in user space.
+
+IKE on UDP 500/4500 (and the Cisco IPsec-over-UDP port when enabled) through the sans-I/O
+Responder; ESP through the data plane and a TUN that the address pools are routed into.
+Sessions are kept by phase-1 SA (cookies), never by address: clients behind one PAT share
+the public address and the group, and each keeps its own session, address and tunnel.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, summarize_address_range
+
+from ..esp import EspSa
+from ..ike import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    Event,
+    ExchangeFailed,
+    GroupPolicy,
+    ModeConfig,
+    ModeConfigApplied,
+    PacketDropped,
+    PeerDead,
+    PeerEndpointChanged,
+    Phase1Deleted,
+    Phase1Established,
+    Responder,
+    ResponderPolicy,
+    SaHandle,
+    XauthResult,
+)
+from ..ike.constants import NATT_PORT, AuthMethod
+from ..ike.events import Phase1Rekeyed
+from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
+from . import naming
+from .control import ControlError
+from .dataplane import Dataplane, Encap
+from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
+from .esp_sockets import open_raw_esp, open_udp
+from .eventlog import EventLog
+from .ikeio import EngineDriver, open_ike_socket
+from .keylog import KeyLog
+from .loop import EventLoop
+from .records import IkeSaRecord, IpsecSaRecord, SessionRecord, SessionSummary
+from .settings import ConcentratorSettings, phase1_proposal, phase2_proposal
+from .tun import TunDevice
+
+CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
+ENCAPS = {
+    "tunnel": Encap.ESP,
+    "udp-tunnel": Encap.NATT,
+    "udp-tunnel-draft": Encap.NATT,
+    "cisco-udp": Encap.CISCO,
+}
+
+
+def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
+    phase1, phase2, groups = [], [], {}
+    for group in settings.groups.values():
+        uses_xauth = any(g == group.name for _, g in settings.users.values())
+        for text in group.ike_proposals:
+            for auth in (AuthMethod.XAUTH_INIT_PSK, AuthMethod.PSK):
+                proposal = phase1_proposal(text, auth, group.ike_lifetime)
+                if proposal not in phase1:
+                    phase1.append(proposal)
+        for text in group.ipsec_proposals:
+            proposal = phase2_proposal(text, group.ipsec_lifetime, 2 if group.pfs else None)
+            if proposal not in phase2:
+                phase2.append(proposal)
+        groups[group.name] = GroupPolicy(
+            group.name,
+            group.psk.encode(),
+            xauth=uses_xauth,
+            mode_config=ModeConfig(
+                netmask=group.netmask,
+                dns=group.dns,
+                nbns=group.wins,
+                banner=group.banner,
+                default_domain=group.default_domain,
+                split_include=group.split_tunnel,
+                save_password=False,
+                pfs=group.pfs,
+            ),
+            split_networks=group.split_tunnel,
+        )
+    first = next(iter(settings.groups.values()))
+    return ResponderPolicy(
+        groups=groups,
+        phase1=tuple(phase1),
+        phase2=tuple(phase2),
+        ike_lifetime=first.ike_lifetime,
+        ipsec_lifetime=first.ipsec_lifetime,
+        natt_enabled=settings.nat_t,
+        cisco_udp_port=settings.ipsec_over_udp,
+        app_version=settings.version_string,
+        dpd_idle=settings.dpd.interval,
+        dpd_retry=settings.dpd.retry_interval,
+        dpd_max_retries=settings.dpd.retries,
+    )
+
+
+class ConcentratorHooks:
+    """XAUTH against the configured users; one pool per group, no address twice."""
+
+    def __init__(self, settings: ConcentratorSettings):
+        self.update(settings, keep_pools={})
+
+    def update(self, settings: ConcentratorSettings, keep_pools: dict[str, AddressPool]) -> None:
+        self.users = StaticUsers({u: p for u, (p, _) in settings.users.items()})
+        self.user_groups = {u: g for u, (_, g) in settings.users.items()}
+        self.pools = {
+            name: keep_pools.get(name)
+            or AddressPool(str(g.pool[0]), str(g.pool[1]), str(g.netmask or "255.255.255.255"))
+            for name, g in settings.groups.items()
+        }
+
+    def authenticate(self, request: XauthRequest) -> bool:
+        # A user may only log in through the group it belongs to.
+        return self.user_groups.get(request.user) == request.group and self.users.check(
+            request.user, request.password
+        )
+
+    def assign_address(self, ctx: SessionContext) -> ModeConfig | None:
+        pool = self.pools.get(ctx.group)
+        address = pool.allocate(ctx.handle) if pool else None
+        if address is None:
+            return None
+        return ModeConfig().with_address(address, str(pool.netmask))
+
+    def release_address(self, ctx: SessionContext, config: ModeConfig) -> None:
+        pool = self.pools.get(ctx.group)
+        if pool is not None:
+            pool.release(ctx.handle)
+
+
+@dataclass
+class Session:
+    session_id: int
+    handle: SaHandle
+    established: Phase1Established
+    login_time: float = field(default_factory=time.time)
+    user: str | None = None
+    group: str | None = None
+    assigned: IPv4Address | None = None
+    app_version: str | None = None
+    active: bool = False  # Mode-Config done: counts as a remote-access session
+    tunnel: str | None = None
+    encapsulation: str | None = None
+    children: dict[int, ChildSaEstablished] = field(default_factory=dict)
+    child_times: dict[int, float] = field(default_factory=dict)
+    last_rx_seen: float | None = None
+
+
+class ConcentratorAgent:
+    def __init__(self, settings: ConcentratorSettings, loop: EventLoop, log: EventLog):
+        self.settings = settings
+        self.loop = loop
+        self.log = log
+        self.keylog = KeyLog() if settings.export_keys else None
+        bind = str(settings.public_address)
+        self.tun = TunDevice.create("vpn0")
+        for group in settings.groups.values():
+            for network in summarize_address_range(*group.pool):
+                self.tun.add_route(str(network))
+        self.dataplane = Dataplane(
+            loop,
+            self.tun,
+            natt_socket=open_udp(bind, NATT_PORT),
+            cisco_socket=open_udp(bind, settings.ipsec_over_udp)
+            if settings.ipsec_over_udp
+            else None,
+            raw_socket=open_raw_esp(bind),
+            on_ike=self._on_natt_ike,
+            on_event=self._on_dataplane_event,
+            keepalive_interval=settings.nat_keepalive or 20.0,
+        )
+        self.hooks = ConcentratorHooks(settings)
+        self.engine = Responder(build_policy(settings), self.hooks)
+        self.driver = EngineDriver(
+            loop,
+            self.engine,
+            open_ike_socket(bind),
+            self.dataplane.send_ike,
+            self._on_event,
+            NATT_PORT,
+        )
+        self.sessions: dict[SaHandle, Session] = {}
+        self.next_session_id = 1
+        self.total_sessions = 0
+        self.peak_sessions = 0
+        loop.call_every(1.0, self._note_traffic)
+        transparency = [
+            name
+            for name, on in (
+                ("IPsec over NAT-T", settings.nat_t),
+                (f"IPsec over UDP port {settings.ipsec_over_udp}", settings.ipsec_over_udp),
+            )
+            if on
+        ]
+        log.info(
+            "IKE/1",
+            f"concentrator {settings.node} listening on {bind} UDP 500, 4500; "
+            f"NAT transparency: {', '.join(transparency) or 'none'}",
+        )
+        if self.keylog:
+            log.warning("IKE/2", f"LAB ONLY: exporting IKE/ESP keys to {self.keylog.directory}")
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def _on_natt_ike(self, payload: bytes, source: tuple[str, int]) -> None:
+        self.driver.receive_natt(payload, source, str(self.settings.public_address))
+
+    def _note_traffic(self) -> None:
+        """ESP from a peer proves it is alive: postpone its DPD (RFC 3706 idle detection)."""
+        now = self.loop.time()
+        for session in self.sessions.values():
+            if session.tunnel is None:
+                continue
+            tunnel = self.dataplane.tunnel(session.tunnel)
+            if tunnel.last_rx is not None and tunnel.last_rx != session.last_rx_seen:
+                session.last_rx_seen = tunnel.last_rx
+                self.engine.note_traffic(session.handle, now)
+
+    # --- engine events --------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+
+    def _peer(self, handle: SaHandle) -> str:
+        session = self.sessions.get(handle)
+        return session.established.peer[0] if session else ""
+
+    def _prefix(self, session: Session) -> str:
+        return f"Group [{session.group or '?'}] User [{session.user or '?'}]"
+
+    def _on_Phase1Established(self, e: Phase1Established) -> None:
+        session = Session(self.next_session_id, e.handle, e, group=e.group)
+        self.next_session_id += 1
+        self.sessions[e.handle] = session
+        if self.keylog:
+            self.keylog.phase1(e)
+        nat = e.nat
+        if nat.natt_version:
+            self.log.info(
+                "IKE/41",
+                f"Group [{e.group}] NAT-Traversal ({nat.natt_version}) "
+                f"negotiated: {nat.describe()}",
+                e.peer[0],
+            )
+        self.log.info(
+            "IKE/120",
+            f"Group [{e.group}] PHASE 1 COMPLETED ({e.mode}, "
+            f"{e.algorithms.encryption}/{e.algorithms.hash}/"
+            f"group {e.algorithms.dh_group}) from {e.peer[0]}:{e.peer[1]}",
+            e.peer[0],
+        )
+
+    def _on_XauthResult(self, e: XauthResult) -> None:
+        session = self.sessions.get(e.handle)
+        if session is not None:
+            session.user = e.user
+        if e.success:
+            self.log.info("AUTH/5", f"User [{e.user}] authenticated", self._peer(e.handle))
+        else:
+            self.log.warning(
+                "AUTH/9",
+                f"User [{e.user}] authentication rejected ({e.reason}, attempt {e.attempts})",
+                self._peer(e.handle),
+            )
+
+    def _on_ModeConfigApplied(self, e: ModeConfigApplied) -> None:
+        session = self.sessions.get(e.handle)
+        if session is None:
+            return
+        session.user = e.user or session.user
+        session.assigned = e.config.address
+        session.app_version = e.peer_app_version
+        if not session.active:
+            session.active = True
+            session.login_time = time.time()
+            self.total_sessions += 1
+            active = sum(s.active for s in self.sessions.values())
+            self.peak_sessions = max(self.peak_sessions, active)
+        self.log.info(
+            "IKE/184",
+            f"{self._prefix(session)} Mode-Config: assigned "
+            f"{e.config.address} (client {e.peer_app_version or 'unknown'})",
+            self._peer(e.handle),
+        )
+
+    def _on_Phase1Rekeyed(self, e: Phase1Rekeyed) -> None:
+        old = self.sessions.pop(e.replaces, None)
+        fresh = self.sessions.pop(e.handle, None)
+        if old is None:
+            if fresh is not None:
+                self.sessions[e.handle] = fresh
+            return
+        if fresh is not None:
+            old.established = fresh.established
+        old.handle = e.handle
+        self.sessions[e.handle] = old
+        self.log.info("IKE/121", f"{self._prefix(old)} IKE SA rekeyed", old.established.peer[0])
+
+    def _on_ChildSaEstablished(self, e: ChildSaEstablished) -> None:
+        session = self.sessions.get(e.handle)
+        if session is None:
+            self.log.warning("IPSEC/3", f"child SA for an unknown IKE SA {e.handle}")
+            return
+        now = self.loop.time()
+        inbound = EspSa.inbound(
+            e.inbound_spi, e.encryption, e.integrity, e.enc_key_in, e.auth_key_in, created_at=now
+        )
+        outbound = EspSa.outbound(
+            e.outbound_spi, e.encryption, e.integrity, e.enc_key_out, e.auth_key_out, created_at=now
+        )
+        encap = ENCAPS.get(e.encapsulation, Encap.ESP)
+        peer = (e.peer[0], e.udp_port or 0)
+        if session.tunnel is None:
+            session.tunnel = f"s{session.session_id}"
+            self.dataplane.add_tunnel(
+                session.tunnel,
+                encap=encap,
+                remote_networks=[e.remote_ts],
+                peer=peer,
+                outbound=outbound,
+                inbound=[inbound],
+                send_keepalives=encap is not Encap.ESP and self.settings.nat_keepalive > 0,
+            )
+        else:
+            self.dataplane.install_sas(
+                session.tunnel,
+                outbound=outbound,
+                inbound=[inbound],
+                retire_old=e.rekey_of is not None,
+            )
+        session.encapsulation = e.encapsulation
+        session.children[e.inbound_spi] = e
+        session.child_times[e.inbound_spi] = time.time()
+        if e.rekey_of is not None:
+            session.children.pop(e.rekey_of, None)
+        if self.keylog:
+            self.keylog.child(e)
+        self.log.info(
+            "IKE/120",
+            f"{self._prefix(session)} Security negotiation complete for "
+            f"User ({session.user}) Responder, Inbound SPI = 0x{e.inbound_spi:08x}, "
+            f"Outbound SPI = 0x{e.outbound_spi:08x} "
+            f"({naming.protocol_name(e.encapsulation)}, {e.encryption}/{e.integrity})",
+            e.peer[0],
+        )
+
+    def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
+        session = self.sessions.get(e.handle)
+        if session is not None:
+            session.children.pop(e.inbound_spi, None)
+        if e.reason != "rekeyed":
+            self.dataplane.remove_inbound_sa(e.inbound_spi)
+
+    def _end_session(self, handle: SaHandle, reason: str) -> None:
+        session = self.sessions.pop(handle, None)
+        if session is None:
+            return
+        if session.tunnel is not None:
+            self.dataplane.remove_tunnel(session.tunnel)
+        if session.active:
+            self.log.info(
+                "IKE/50",
+                f"{self._prefix(session)} Session disconnected. Session "
+                f"Type: {naming.protocol_name(session.encapsulation)}, Duration: "
+                f"{int(time.time() - session.login_time)}s, Reason: {reason}",
+                session.established.peer[0],
+            )
+
+    def _on_Phase1Deleted(self, e: Phase1Deleted) -> None:
+        if e.replaced_by is None:
+            self._end_session(e.handle, e.reason)
+
+    def _on_PeerDead(self, e: PeerDead) -> None:
+        self.log.warning(
+            "IKE/123",
+            f"peer {e.peer[0]}:{e.peer[1]} stopped answering DPD "
+            f"({e.unanswered} R-U-THERE unanswered)",
+            e.peer[0],
+        )
+        self._end_session(e.handle, "peer not responding (DPD)")
+
+    def _on_PeerEndpointChanged(self, e: PeerEndpointChanged) -> None:
+        session = self.sessions.get(e.handle)
+        if session is None:
+            return
+        self.log.info(
+            "IKE/37",
+            f"{self._prefix(session)} peer moved {e.old[0]}:{e.old[1]} -> {e.new[0]}:{e.new[1]}",
+            e.new[0],
+        )
+
+    def _on_ExchangeFailed(self, e: ExchangeFailed) -> None:
+        self.log.warning(
+            "IKE/167", f"{e.stage} with {e.peer[0]}:{e.peer[1]} failed: {e.reason}", e.peer[0]
+        )
+
+    def _on_PacketDropped(self, e: PacketDropped) -> None:
+        self.log.debug(
+            "IKE/0", f"dropped a packet from {e.peer[0]}:{e.peer[1]}: {e.reason}", e.peer[0]
+        )
+
+    def _on_dataplane_event(self, event) -> None:
+        if isinstance(event, DataplaneEndpointChanged):
+            self.log.info(
+                "IPSEC/17",
+                f"tunnel {event.tunnel}: peer endpoint "
+                f"{event.old} -> {event.new} (NAT mapping changed)",
+            )
+
+    # --- status and control ---------------------------------------------------------------
+
+    def session_records(self) -> list[SessionRecord]:
+        now_wall, now = time.time(), self.loop.time()
+        records = []
+        for session in sorted(self.sessions.values(), key=lambda s: s.session_id):
+            if not session.active:
+                continue
+            e = session.established
+            tunnel = self.dataplane.tunnel(session.tunnel) if session.tunnel else None
+            client_type, client_version = naming.split_app_version(session.app_version)
+            # The translated UDP port the peer's ESP comes from (the IKE port for plain ESP).
+            peer_port = tunnel.peer[1] if tunnel and tunnel.peer and tunnel.peer[1] else e.peer[1]
+            ike = IkeSaRecord(
+                session_id=session.session_id,
+                encryption=naming.encryption_name(e.algorithms.encryption),
+                hashing=naming.hash_name(e.algorithms.hash),
+                dh_group=naming.dh_group_name(e.algorithms.dh_group),
+                auth_mode=naming.auth_mode_name(e.algorithms.auth_method),
+                negotiation_mode=e.mode.capitalize(),
+                rekey_interval=e.algorithms.lifetime,
+                initiator_cookie=e.handle.icookie.hex(),
+                responder_cookie=e.handle.rcookie.hex(),
+                established_at=now_wall,
+                nat_t=e.nat.natt_version or "",
+                local_behind_nat=e.nat.local_behind_nat,
+                remote_behind_nat=e.nat.remote_behind_nat,
+            )
+            ipsec = []
+            for offset, (spi, child) in enumerate(session.children.items(), start=1):
+                inbound = tunnel.inbound.get(spi) if tunnel else None
+                outbound = tunnel.outbound if tunnel else None
+                encapsulated = child.encapsulation != "tunnel"
+                ipsec.append(
+                    IpsecSaRecord(
+                        session_id=session.session_id * 100 + offset,
+                        remote_address=naming.netmask_text(child.remote_ts),
+                        local_address=naming.netmask_text(child.local_ts),
+                        encryption=naming.encryption_name(child.encryption),
+                        hashing=naming.hash_name(child.integrity),
+                        encapsulation_mode="Tunnel",
+                        udp_source_port=peer_port if encapsulated else None,
+                        udp_destination_port=child.local_port if encapsulated else None,
+                        rekey_interval=child.lifetime_seconds,
+                        spi_in=f"0x{spi:08x}",
+                        spi_out=f"0x{child.outbound_spi:08x}",
+                        bytes_rx=inbound.bytes if inbound else 0,
+                        bytes_tx=outbound.bytes
+                        if outbound and outbound.spi == child.outbound_spi
+                        else 0,
+                        packets_rx=inbound.packets if inbound else 0,
+                        packets_tx=outbound.packets
+                        if outbound and outbound.spi == child.outbound_spi
+                        else 0,
+                        idle_seconds=now - (tunnel.last_rx or tunnel.created_at) if tunnel else 0.0,
+                        established_at=session.child_times.get(spi, now_wall),
+                    )
+                )
+            counters = tunnel.counters if tunnel else None
+            records.append(
+                SessionRecord(
+                    username=session.user or "-",
+                    group=session.group or "-",
+                    assigned_ip=str(session.assigned or "-"),
+                    public_ip=(tunnel.peer[0] if tunnel and tunnel.peer else e.peer[0]),
+                    public_port=peer_port,
+                    protocol=naming.protocol_name(session.encapsulation or "tunnel"),
+                    encryption=naming.encryption_name(
+                        next(iter(session.children.values())).encryption
+                        if session.children
+                        else e.algorithms.encryption
+                    ),
+                    login_time=session.login_time,
+                    client_type=client_type,
+                    client_version=client_version,
+                    bytes_tx=counters.tx_bytes if counters else 0,
+                    bytes_rx=counters.rx_bytes if counters else 0,
+                    ike=ike,
+                    ipsec=ipsec,
+                )
+            )
+        return records
+
+    def summary(self) -> SessionSummary:
+        active = sum(s.active for s in self.sessions.values())
+        return SessionSummary(
+            0, active, 0, max(self.peak_sessions, active), CONCURRENT_LIMIT, self.total_sessions
+        )
+
+    def logout(self, user: str) -> int:
+        handles = [s.handle for s in self.sessions.values() if s.user == user and s.active]
+        if not handles:
+            raise ControlError(f"no session of user {user!r}")
+        for handle in handles:
+            self._end_session(handle, "Administrator logout")
+            self.driver.apply(self.engine.delete(handle, self.loop.time()))
+        return len(handles)
+
+    def reload(self, settings: ConcentratorSettings) -> str:
+        """Apply a new configuration to new negotiations; established sessions stay up.
+        Changes that need other sockets (address, IPsec-over-UDP port) need a restart."""
+        if (settings.public_address, settings.ipsec_over_udp) != (
+            self.settings.public_address,
+            self.settings.ipsec_over_udp,
+        ):
+            return "restart"
+        self.engine.policy = build_policy(settings)
+        kept = {
+            n: p
+            for n, p in self.hooks.pools.items()
+            if n in settings.groups and settings.groups[n].pool == self.settings.groups[n].pool
+        }
+        self.hooks.update(settings, kept)
+        self.settings = settings
+        self.log.set_level(settings.log_level)
+        self.log.info(
+            "CONFIG/1",
+            f"configuration reloaded: NAT-T "
+            f"{'on' if settings.nat_t else 'off'}, IPsec over UDP "
+            f"{settings.ipsec_over_udp or 'off'}",
+        )
+        return "reloaded"
+
+    def stats(self) -> dict:
+        return {"ike": dict(self.engine.stats), "dataplane": self.dataplane.stats()}

@@ -1,0 +1,120 @@
+"""The VPN agent daemon: `python3 -m labctl.agent.daemon [--config PATH]`.
+
+Runs the agent of the node's kind in one event loop with its control socket. Its output is
+the event log (the service wrapper appends it to /var/log/labctl/vpn.log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+from typing import Any
+
+from .client import ClientAgent
+from .concentrator import ConcentratorAgent
+from .control import ControlError, ControlServer
+from .eventlog import EventLog
+from .loop import EventLoop
+from .settings import CONFIG_PATH, ClientSettings, SettingsError, load_settings
+from .tables import render_client_status, render_sessions
+
+
+class Daemon:
+    def __init__(self, config_path: str):
+        self.config_path = config_path
+        settings = load_settings(config_path)
+        self.log = EventLog(sys.stdout, settings.log_level)
+        self.loop = EventLoop()
+        if isinstance(settings, ClientSettings):
+            self.agent: Any = ClientAgent(settings, self.loop, self.log)
+        else:
+            self.agent = ConcentratorAgent(settings, self.loop, self.log)
+        self.started = time.time()
+        self.control = ControlServer(self._handlers())
+        self.control.attach(self.loop)
+        self.loop.add_signal_handler(signal.SIGTERM, self.loop.stop)
+        self.loop.add_signal_handler(signal.SIGINT, self.loop.stop)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: self._reload({}))
+        if isinstance(settings, ClientSettings) and settings.auto_connect:
+            self.loop.call_later(0.0, self.agent.connect)
+
+    def _handlers(self) -> dict:
+        handlers = {
+            "ping": lambda args: {
+                "kind": type(self.agent).__name__,
+                "uptime": time.time() - self.started,
+            },
+            "reload": self._reload,
+            "stats": lambda args: self.agent.stats(),
+            "shutdown": self._shutdown,
+        }
+        if isinstance(self.agent, ConcentratorAgent):
+            handlers |= {
+                "sessions": self._sessions,
+                "logout": lambda args: {"logged_out": self.agent.logout(str(args.get("user")))},
+            }
+        else:
+            handlers |= {
+                "status": self._status,
+                "connect": lambda args: {"state": self.agent.connect()},
+                "disconnect": lambda args: {"state": self.agent.disconnect()},
+            }
+        return handlers
+
+    def _sessions(self, args: dict) -> dict:
+        records = self.agent.session_records()
+        summary = self.agent.summary()
+        return {
+            "summary": summary.to_json(),
+            "sessions": [r.to_json() for r in records],
+            "text": render_sessions(records, summary, time.time(), bool(args.get("detail"))),
+        }
+
+    def _status(self, args: dict) -> dict:
+        status = self.agent.client_status()
+        return {"status": status.to_json(), "text": render_client_status(status, time.time())}
+
+    def _reload(self, args: dict) -> dict:
+        try:
+            settings = load_settings(self.config_path)
+        except SettingsError as exc:
+            raise ControlError(str(exc)) from None
+        if type(settings) is not type(self.agent.settings):
+            return {"result": "restart"}
+        return {"result": self.agent.reload(settings)}
+
+    def _shutdown(self, args: dict) -> dict:
+        self.loop.call_later(0.05, self.loop.stop)
+        return {"stopping": True}
+
+    def run(self) -> None:
+        self.log.info("SYS/1", f"VPN agent started ({type(self.agent).__name__})")
+        try:
+            self.loop.run()
+        finally:
+            if isinstance(self.agent, ClientAgent):
+                with contextlib.suppress(Exception):
+                    self.agent.disconnect()
+                    self.loop.run(duration=0.2)  # let the Delete leave
+            self.control.close()
+            self.log.info("SYS/2", "VPN agent stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vpn-agent")
+    parser.add_argument("--config", default=CONFIG_PATH)
+    args = parser.parse_args(argv)
+    try:
+        daemon = Daemon(args.config)
+    except (SettingsError, OSError) as exc:
+        print(f"vpn agent: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    daemon.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
