@@ -1,4 +1,5 @@
-"""Sans-I/O ESP: RFC 4303 packet codec per SA, anti-replay, RFC 3948 / Cisco encapsulations.
+"""Sans-I/O ESP: RFC 4303 packet codec per SA, anti-replay, RFC 3948 / Cisco UDP encapsulations
+and the RFC 8229 TCP stream framing used for "IPsec over TCP".
 
 No sockets, no clock: callers pass bytes and (optionally) the current time.
 """
@@ -46,6 +47,13 @@ from labctl.esp.sa import (
 )
 from labctl.esp.sizes import DEFAULT_TUNNEL_MTU, max_inner_packet
 from labctl.esp.spi_table import InboundSpiTable
+from labctl.esp.tcp_framing import (
+    STREAM_PREFIX,
+    TCP_DEFAULT_PORT,
+    StreamDeframer,
+    frame_esp,
+    frame_ike,
+)
 
 __all__ = [
     "CIPHERS",
@@ -60,6 +68,8 @@ __all__ = [
     "NEXT_HEADER_DUMMY",
     "NEXT_HEADER_IPV4",
     "NON_ESP_MARKER",
+    "STREAM_PREFIX",
+    "TCP_DEFAULT_PORT",
     "CipherSpec",
     "CiscoUdpFraming",
     "Direction",
@@ -77,8 +87,11 @@ __all__ = [
     "NatTraversalFraming",
     "RawEspFraming",
     "ReplayWindow",
+    "StreamDeframer",
     "cipher_for_ikev1",
     "cipher_spec",
+    "frame_esp",
+    "frame_ike",
     "framing",
     "integrity_for_ikev1",
     "integrity_spec",

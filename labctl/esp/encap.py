@@ -1,4 +1,5 @@
-"""How ESP (and IKE) ride on the wire: raw IP protocol 50, RFC 3948 UDP, Cisco UDP.
+"""How ESP (and IKE) ride on the wire: raw IP protocol 50, RFC 3948 UDP, Cisco UDP (TCP:
+see :mod:`labctl.esp.tcp_framing`).
 
 Pure functions and small immutable "framing" objects; no sockets.
 
@@ -8,11 +9,13 @@ Framing abstraction (chosen so a stream transport can be added without touching 
   offset)`` where ``offset`` is where the ESP/IKE payload starts inside the datagram (no
   copy on the hot path), and builds outgoing datagrams with ``frame_esp`` / ``frame_ike`` /
   ``keepalive()``.
-- A future *stream framing* (Cisco "IPsec over TCP", cTCP, whose wire format is UNCONFIRMED)
-  would implement the same ``frame_*`` builders plus a stateful ``feed(chunk) -> list[(Kind,
-  bytes)]`` deframer that buffers partial records. The data plane already treats "what the
-  transport delivered" and "the ESP packet inside it" as separate steps, so such a framing
-  plugs in at the socket layer only. Nothing here guesses that format.
+- The *stream framing* for "IPsec over TCP" lives in :mod:`labctl.esp.tcp_framing`:
+  ``frame_ike`` / ``frame_esp`` builders plus a stateful ``StreamDeframer.feed(chunk) ->
+  list[(Kind, bytes)]`` that buffers partial records. Its format is RFC 8229's (2-byte
+  length, non-ESP marker in front of IKE, "IKETCP" stream prefix) -- our documented choice:
+  Cisco's own cTCP format is only partly known (Wireshark's ``tcpencap`` dissector: one
+  packet per segment plus a 16-byte trailer of unexplained constants, no length field) and
+  cannot be carried by a real TCP byte stream. See that module's docstring for sources.
 
 Facts: RFC 3948 §2 (non-ESP marker = 4 zero bytes in front of IKE on port 4500; an ESP SPI
 is never 0; NAT-keepalive = one 0xFF byte), Cisco IPsec-over-UDP (ESP directly in UDP, no
