@@ -20,7 +20,7 @@ def test_builders_match_rfc8229_layout() -> None:
     assert frame_ike(IKE) == struct.pack("!H", len(IKE) + 6) + bytes(4) + IKE
     assert frame_esp(ESP) == struct.pack("!H", len(ESP) + 2) + ESP
     assert esp_record_header(len(ESP)) == frame_esp(ESP)[:2]
-    assert STREAM_PREFIX == bytes([0x49, 0x4B, 0x45, 0x54, 0x43, 0x50])  # "IKETCP"
+    assert bytes([0x49, 0x4B, 0x45, 0x54, 0x43, 0x50]) == STREAM_PREFIX  # "IKETCP"
 
 
 @pytest.mark.parametrize(
