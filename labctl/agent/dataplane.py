@@ -1,4 +1,4 @@
-"""User-space IPsec data plane: TUN <-> ESP (raw protocol 50, RFC 3948 UDP, Cisco UDP).
+"""User-space IPsec data plane: TUN <-> ESP (raw protocol 50, RFC 3948 UDP, Cisco UDP, TCP).
 
 Outbound: a packet read from the TUN is routed by its inner destination (longest prefix
 over every tunnel's remote networks: split-include networks on a client, the assigned
@@ -11,6 +11,12 @@ SA verifies/decrypts, the inner source must be one of the tunnel's remote networ
 4301 inbound policy check), and the packet is written to the TUN. An authenticated packet
 that is the newest seen and comes from a new (ip, port) moves the tunnel's peer endpoint
 there (RFC 3948 §3: NAT mappings change) and reports a ``PeerEndpointChanged`` event.
+
+IPsec over TCP: a tunnel with ``Encap.TCP`` is bound to one connection (``PacketStream``)
+that frames its ESP (labctl.agent.tcp_transport owns the sockets); ESP that connection
+deframes comes back through ``receive_stream_esp`` and must belong to a tunnel bound to
+that same connection. The peer endpoint of such a tunnel never moves, and no keepalives
+are sent on TCP (RFC 8229 has none; the connection is the session).
 
 Nothing a peer sends can stop the loop: every failure is a typed drop counted per tunnel
 (or globally when no tunnel is known yet) under a stable reason key.
@@ -38,6 +44,7 @@ from labctl.agent.tunnel import (
     Endpoint,
     InboundSaRetired,
     OutboundSaExhausted,
+    PacketStream,
     PeerEndpointChanged,
     Tunnel,
     UnknownSpi,
@@ -61,6 +68,7 @@ __all__ = [  # the tunnel/event types are re-exported: agents import everything 
     "InboundSaRetired",
     "OutboundSaExhausted",
     "PacketDevice",
+    "PacketStream",
     "PeerEndpointChanged",
     "Tunnel",
     "UnknownSpi",
@@ -75,6 +83,7 @@ HOUSEKEEPING_INTERVAL = 1.0
 RECV_BUFFER = 65536
 
 
+_write = os.write  # a module global is found faster than os.write on the per-packet path
 _FRAMING = {Encap.ESP: RawEspFraming, Encap.NATT: NatTraversalFraming, Encap.CISCO: CiscoUdpFraming}
 
 
@@ -114,6 +123,7 @@ class Dataplane:
     ) -> None:
         self._loop = loop
         self.tun = tun
+        self._tun_fd = tun.fd
         self._sockets: dict[Encap, socket.socket] = {}
         for encap, sock in (
             (Encap.NATT, natt_socket),
@@ -159,12 +169,20 @@ class Dataplane:
         inbound: Iterable[EspSa] = (),
         send_keepalives: bool = False,
         keepalive_interval: float | None = None,
+        stream: PacketStream | None = None,
     ) -> Tunnel:
-        """Create a tunnel. ``send_keepalives``: this end is behind a NAT (RFC 3948 §4)."""
+        """Create a tunnel. ``send_keepalives``: this end is behind a NAT (RFC 3948 §4).
+        ``Encap.TCP`` tunnels need their connection as ``stream`` (its peer is the peer)."""
         if name in self._tunnels:
             raise ValueError(f"tunnel {name!r} already exists")
         encap = Encap(encap)
-        if encap not in self._sockets:
+        if encap is Encap.TCP:
+            if stream is None:
+                raise ValueError(f"tunnel {name!r} is IPsec over TCP but has no connection")
+            peer, send_keepalives = stream.peer, False
+        elif stream is not None:
+            raise ValueError(f"tunnel {name!r}: only {Encap.TCP.value} tunnels take a stream")
+        elif encap not in self._sockets:
             raise ValueError(f"tunnel {name!r} wants {encap.value} but no such socket is open")
         nets = [ipaddress.IPv4Network(n) for n in remote_networks]
         if not nets:
@@ -180,8 +198,9 @@ class Dataplane:
             keepalive_interval or self.keepalive_interval,
             self._loop.time(),
         )
+        tunnel.stream = stream
         self._tunnels[name] = tunnel
-        if peer is not None:
+        if peer is not None and stream is None:
             self._by_peer.setdefault(peer, tunnel)
         try:
             for net in nets:
@@ -344,8 +363,15 @@ class Dataplane:
                 if sa.drops.get("seq_exhausted") == 1:
                     self._emit(OutboundSaExhausted(tunnel.name, sa.spi))
                 continue
+            stream = tunnel.stream
             try:
-                sockets[tunnel.encap].sendto(esp, peer)
+                if stream is None:
+                    sockets[tunnel.encap].sendto(esp, peer)
+                else:
+                    failed = stream.send_esp(esp)
+                    if failed is not None:
+                        tunnel.counters.drop(failed)
+                        continue
             except BlockingIOError:
                 tunnel.counters.drop("send_blocked")
                 continue
@@ -364,9 +390,7 @@ class Dataplane:
         buf = self._rx_buf
         view = self._rx_view
         inbound_get = self._inbound.get
-        tun_fd = self.tun.fd
-        write = os.write
-        max_mss = self._max_mss
+        deliver = self._deliver
         raw = encap is Encap.ESP
         now = self._loop.time()
         for _ in range(self._budget):
@@ -395,44 +419,69 @@ class Dataplane:
                 self._unknown_spi(spi, source, now)
                 continue
             sa, tunnel = entry
-            counters = tunnel.counters
-            try:
-                next_header, inner = sa.open(data[off:], now)
-            except EspError as exc:
-                counters.drop(exc.reason)
+            if tunnel.stream is not None:  # a TCP tunnel's SPI must not arrive in datagrams
+                tunnel.counters.drop("wrong_transport")
                 continue
-            # ---- authenticated from here on
-            if next_header != NEXT_HEADER_IPV4:
-                if next_header == NEXT_HEADER_DUMMY:
-                    counters.dummies_rx += 1
-                else:
-                    counters.drop("next_header")
+            if not deliver(sa, tunnel, data[off:], now):
                 continue
-            size = len(inner)
-            if size < 20 or inner[0] >> 4 != 4:
-                counters.drop("inner_malformed")
-                continue
-            if not tunnel.remote_allows(int.from_bytes(inner[12:16], "big")):
-                counters.drop("policy")
-                continue
+            # authenticated and allowed: the newest packet from a new source moves the peer
             if raw:
                 source = (source[0], 0)
             if source != tunnel.peer and sa.replay_top == int.from_bytes(
                 data[off + 4 : off + 8], "big"
             ):
                 self._move_peer(tunnel, source, report=True)
-            if max_mss and inner[9] == 6:
-                ihl = (inner[0] & 15) << 2
-                if ihl + 14 <= size and inner[ihl + 13] & 2:  # only SYNs pay for the call
-                    inner = clamp_mss(inner, max_mss)
-            try:
-                write(tun_fd, inner)
-            except OSError:
-                counters.drop("tun_write")
-                continue
-            counters.rx_packets += 1
-            counters.rx_bytes += size
-            tunnel.last_rx = now
+
+    def receive_stream_esp(self, esp: bytes, stream: PacketStream) -> None:
+        """One ESP packet deframed from ``stream`` (IPsec over TCP)."""
+        now = self._loop.time()
+        spi = int.from_bytes(esp[:4], "big")
+        entry = self._inbound.get(spi)
+        if entry is None:
+            self._unknown_spi(spi, stream.peer, now)
+            return
+        sa, tunnel = entry
+        if tunnel.stream is not stream:  # another session's SPI on this connection
+            tunnel.counters.drop("wrong_stream")
+            return
+        self._deliver(sa, tunnel, esp, now)
+
+    def _deliver(self, sa: EspSa, tunnel: Tunnel, esp: Any, now: float) -> bool:
+        """Open ``esp`` with ``sa`` and write the inner packet to the TUN. True when the
+        packet was authentic and allowed by the tunnel's inbound policy."""
+        counters = tunnel.counters
+        try:
+            next_header, inner = sa.open(esp, now)
+        except EspError as exc:
+            counters.drop(exc.reason)
+            return False
+        # ---- authenticated from here on
+        if next_header != NEXT_HEADER_IPV4:
+            if next_header == NEXT_HEADER_DUMMY:
+                counters.dummies_rx += 1
+            else:
+                counters.drop("next_header")
+            return False
+        size = len(inner)
+        if size < 20 or inner[0] >> 4 != 4:
+            counters.drop("inner_malformed")
+            return False
+        if not tunnel.remote_allows(int.from_bytes(inner[12:16], "big")):
+            counters.drop("policy")
+            return False
+        if self._max_mss and inner[9] == 6:
+            ihl = (inner[0] & 15) << 2
+            if ihl + 14 <= size and inner[ihl + 13] & 2:  # only SYNs pay for the call
+                inner = clamp_mss(inner, self._max_mss)
+        try:
+            _write(self._tun_fd, inner)
+        except OSError:
+            counters.drop("tun_write")
+            return True
+        counters.rx_packets += 1
+        counters.rx_bytes += size
+        tunnel.last_rx = now
+        return True
 
     def _handle_control(self, kind: Kind, data: memoryview, off: int, source: Endpoint) -> None:
         if kind is Kind.KEEPALIVE:
@@ -480,15 +529,15 @@ class Dataplane:
             if (
                 tunnel.send_keepalives
                 and tunnel.peer is not None
-                and tunnel.encap is not Encap.ESP
+                and tunnel.encap not in (Encap.ESP, Encap.TCP)
                 and now - tunnel.last_tx >= tunnel.keepalive_interval
             ):
                 self.send_keepalive(tunnel.name, now)
 
     def send_keepalive(self, name: str, now: float | None = None) -> None:
         tunnel = self._tunnels[name]
-        if tunnel.peer is None:
-            return
+        if tunnel.peer is None or tunnel.stream is not None:
+            return  # no keepalives on TCP: the connection itself holds the NAT mapping
         payload = _FRAMING[tunnel.encap].keepalive()
         try:
             self._sockets[tunnel.encap].sendto(payload, tunnel.peer)

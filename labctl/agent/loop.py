@@ -27,6 +27,11 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 
+_READ, _WRITE = 0, 1  # slots in an fd's [reader, writer] handler list
+_READ_EVENT, _WRITE_EVENT = selectors.EVENT_READ, selectors.EVENT_WRITE
+_EVENTS = (_READ_EVENT, _WRITE_EVENT)
+
+
 class HasFileno(Protocol):
     def fileno(self) -> int: ...
 
@@ -89,12 +94,47 @@ class EventLoop:
         return timer
 
     # ------------------------------------------------------------------ file descriptors
+    # Each registered fd carries a [reader, writer] list; a writer is only wanted while a
+    # stream socket has bytes the kernel would not take yet (see tcp_transport).
     def add_reader(self, fileobj: FileLike, callback: Callable[[], Any]) -> None:
-        self._selector.register(fileobj, selectors.EVENT_READ, callback)
+        self._watch(fileobj, _READ, callback)
 
     def remove_reader(self, fileobj: FileLike) -> None:
+        self._unwatch(fileobj, _READ)
+
+    def add_writer(self, fileobj: FileLike, callback: Callable[[], Any]) -> None:
+        self._watch(fileobj, _WRITE, callback)
+
+    def remove_writer(self, fileobj: FileLike) -> None:
+        self._unwatch(fileobj, _WRITE)
+
+    def _watch(self, fileobj: FileLike, slot: int, callback: Callable[[], Any]) -> None:
+        try:
+            key = self._selector.get_key(fileobj)
+        except KeyError:
+            handlers: list[Callable[[], Any] | None] = [None, None]
+            handlers[slot] = callback
+            self._selector.register(fileobj, _EVENTS[slot], handlers)
+            return
+        handlers = key.data
+        if handlers[slot] is not None:
+            raise KeyError(f"{fileobj!r} already has a {('reader', 'writer')[slot]}")
+        handlers[slot] = callback
+        self._selector.modify(fileobj, key.events | _EVENTS[slot], handlers)
+
+    def _unwatch(self, fileobj: FileLike, slot: int) -> None:
+        try:
+            key = self._selector.get_key(fileobj)
+        except (KeyError, ValueError):
+            return
+        handlers = key.data
+        handlers[slot] = None  # in place: a dispatch already under way sees it
+        events = key.events & ~_EVENTS[slot]
         with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(fileobj)
+            if events:
+                self._selector.modify(fileobj, events, handlers)
+            else:
+                self._selector.unregister(fileobj)
 
     # ------------------------------------------------------------------ signals
     def add_signal_handler(self, signum: int, callback: Callable[[], None]) -> None:
@@ -142,8 +182,12 @@ class EventLoop:
                 timeout = max(0.0, timers[0][0] - now)
             if deadline is not None:
                 timeout = deadline - now if timeout is None else min(timeout, deadline - now)
-            for key, _ in select(timeout):
-                guarded(key.data, ())
+            for key, mask in select(timeout):
+                handlers = key.data
+                if mask & _READ_EVENT and handlers[0] is not None:
+                    guarded(handlers[0], ())
+                if mask & _WRITE_EVENT and handlers[1] is not None:
+                    guarded(handlers[1], ())
             if timers:
                 self._run_due_timers()
 

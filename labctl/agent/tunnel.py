@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from labctl.esp.sa import EspSa
 
@@ -16,6 +16,18 @@ class Encap(StrEnum):
     ESP = "esp"  # raw IP protocol 50
     NATT = "udp-natt"  # RFC 3948, port 4500
     CISCO = "udp-cisco"  # Cisco IPsec over UDP, port 10000 by default
+    TCP = "tcp"  # IPsec over TCP: one connection per tunnel (labctl.agent.tcp_transport)
+
+
+class PacketStream(Protocol):
+    """What a TCP-mode tunnel sends through: one connection of ``tcp_transport``."""
+
+    peer: Endpoint
+    closed: bool
+
+    def send_esp(self, esp: bytes | bytearray) -> str | None:
+        """Frame and send (or queue) one ESP packet; a drop reason when it could not."""
+        ...
 
 
 # ---------------------------------------------------------------------- events
@@ -104,6 +116,7 @@ class Tunnel:
         # (network, mask) ints for the per-packet inbound policy check
         self._remote = tuple((int(n.network_address), int(n.netmask)) for n in remote_networks)
         self.peer = peer
+        self.stream: PacketStream | None = None  # set for Encap.TCP: the tunnel's connection
         self.send_keepalives = send_keepalives
         self.keepalive_interval = keepalive_interval
         self.outbound: EspSa | None = None

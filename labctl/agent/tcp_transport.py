@@ -1,0 +1,490 @@
+"""IPsec over TCP: the connections that carry a session's IKE and ESP.
+
+The VPN 3000 model (cTCP): a client in TCP mode opens ONE connection to the concentrator's
+IPsec-over-TCP port and everything of that session rides it, from the first IKE message
+on. The connection is the session: when it dies, the session ends. Framing is RFC 8229's
+(labctl.esp.tcp_framing; why not Cisco's own is said there).
+
+- ``StreamConnection``: one connected non-blocking socket. Reads are deframed into IKE
+  (handed to ``on_ike``) and ESP (handed to ``on_esp``, normally the data plane's
+  ``receive_stream_esp``). Writes go straight to the kernel; what it does not take waits in
+  a bounded buffer drained when the socket is writable; a new ESP packet that would push
+  that buffer past ``max_pending`` is dropped and counted, never a partly written record
+  (that would corrupt the framing). A dead connection (EOF, reset, framing damage, send
+  error) is closed once and reported through ``on_closed(conn, reason)``.
+- ``TcpServer``: the concentrator's listening socket, many connections keyed by the
+  client's (translated) address and port, each bound to the session negotiated on it.
+- ``TcpConnector``: the client's non-blocking connect with a deadline.
+
+No NAT-keepalives are sent (RFC 8229 has none; libreswan sends none on TCP): the TCP
+session holds the PAT mapping, and DPD (plus TCP keepalives) detects a dead peer.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..esp.encap import Kind
+from ..esp.tcp_framing import STREAM_PREFIX, StreamDeframer, frame_ike
+from .loop import EventLoop, Timer
+from .tunnel import Endpoint
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PENDING = 256 * 1024  # bytes queued in user space beyond the kernel's buffer
+RECV_CHUNK = 256 * 1024
+READ_BUDGET = 16  # recv() calls per readiness event, so one busy client cannot starve others
+DEFAULT_MAX_CONNECTIONS = 256
+FIRST_RECORD_TIMEOUT = 30.0  # an accepted connection must carry IKE by then
+CONNECT_TIMEOUT = 20.0
+TCP_KEEPALIVE = (30, 10, 3)  # idle s, interval s, probes: a vanished peer's socket errors out
+
+IkeHandler = Callable[[bytes, "StreamConnection"], None]
+EspHandler = Callable[[bytes, "StreamConnection"], None]
+ClosedHandler = Callable[["StreamConnection", str], None]
+
+
+def tune_stream_socket(sock: socket.socket) -> None:
+    """Non-blocking, no Nagle delay (each record goes out at once), TCP keepalives."""
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle, interval, count = TCP_KEEPALIVE
+    for option, value in (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", count),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _errname(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, "error")
+
+
+class StreamConnection:
+    """One framed TCP connection (either end). See the module docstring."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        sock: socket.socket,
+        *,
+        accepted: bool,
+        on_ike: IkeHandler,
+        on_esp: EspHandler,
+        on_closed: ClosedHandler,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self.peer: Endpoint = sock.getpeername()
+        self.local: Endpoint = sock.getsockname()
+        self.accepted = accepted
+        self._on_ike = on_ike
+        self._on_esp = on_esp
+        self._on_closed = on_closed
+        self.max_pending = max_pending
+        self.deframer = StreamDeframer(expect_prefix=accepted)
+        self._pending = bytearray()
+        self._writer_armed = False
+        self.closed = False
+        self.close_reason: str | None = None
+        self.opened_at = loop.time()
+        self.last_rx: float | None = None
+        self.bytes_rx = self.bytes_tx = 0
+        self.ike_rx = self.ike_tx = self.esp_rx = self.esp_tx = 0
+        self.partial_writes = 0
+        self.drops: dict[str, int] = {}
+        self.owner: Any = None  # what the agent bound to this connection (a session)
+        loop.add_reader(sock, self._on_readable)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<StreamConnection {self.peer[0]}:{self.peer[1]} {state}>"
+
+    # ------------------------------------------------------------------ sending
+    def send_prefix(self) -> bool:
+        """The connecting side opens the stream with "IKETCP" (RFC 8229 section 4)."""
+        return self._send_bytes(STREAM_PREFIX, bound=False)
+
+    def send_ike(self, message: bytes) -> bool:
+        ok = self._send_bytes(frame_ike(message), bound=False)  # IKE is never dropped here
+        if ok:
+            self.ike_tx += 1
+        return ok
+
+    def send_esp(self, esp: bytes | bytearray) -> str | None:
+        """Hot path: frame and send one ESP packet; a drop reason, or None when sent/queued."""
+        if self.closed:
+            return "stream_closed"
+        size = len(esp) + 2
+        header = size.to_bytes(2, "big")
+        if self._pending:
+            if len(self._pending) + size > self.max_pending:
+                self._drop("stream_backlog")
+                return "stream_backlog"
+            self._pending += header
+            self._pending += esp
+            self.esp_tx += 1
+            return None
+        try:
+            sent = self._sock.sendmsg((header, esp))
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.close(f"send failed: {exc.strerror or _errname(exc)}")
+            return "stream_closed"
+        self.bytes_tx += sent
+        self.esp_tx += 1
+        if sent < size:  # the kernel took part of it: the rest MUST follow, bound or not
+            rest = (header + bytes(esp))[sent:]
+            self._queue(rest)
+        return None
+
+    def _send_bytes(self, data: bytes, *, bound: bool) -> bool:
+        if self.closed:
+            self._drop("stream_closed")
+            return False
+        if self._pending:
+            if bound and len(self._pending) + len(data) > self.max_pending:
+                self._drop("stream_backlog")
+                return False
+            self._queue(data)
+            return True
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.close(f"send failed: {exc.strerror or _errname(exc)}")
+            return False
+        self.bytes_tx += sent
+        if sent < len(data):
+            self._queue(data[sent:])
+        return True
+
+    def _queue(self, data: bytes) -> None:
+        self._pending += data
+        self.partial_writes += 1
+        if not self._writer_armed and not self.closed:
+            self._loop.add_writer(self._sock, self._on_writable)
+            self._writer_armed = True
+
+    def _on_writable(self) -> None:
+        if self.closed:
+            return
+        try:
+            sent = self._sock.send(self._pending)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.close(f"send failed: {exc.strerror or _errname(exc)}")
+            return
+        self.bytes_tx += sent
+        del self._pending[:sent]
+        if not self._pending:
+            self._loop.remove_writer(self._sock)
+            self._writer_armed = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes waiting in user space for the kernel to take them."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ receiving
+    def _on_readable(self) -> None:
+        recv = self._sock.recv
+        feed = self.deframer.feed
+        for _ in range(READ_BUDGET):
+            if self.closed:
+                return
+            try:
+                data = recv(RECV_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.close(f"receive failed: {exc.strerror or _errname(exc)}")
+                return
+            if not data:
+                self.close("closed by the peer")
+                return
+            self.bytes_rx += len(data)
+            self.last_rx = self._loop.time()
+            for kind, payload in feed(data):
+                if kind is Kind.ESP:
+                    self.esp_rx += 1
+                    self._on_esp(payload, self)
+                else:
+                    self.ike_rx += 1
+                    try:
+                        self._on_ike(payload, self)
+                    except Exception:
+                        self._drop("ike_handler_error")
+                        log.exception("IKE handler failed on a message from %s:%s", *self.peer)
+                if self.closed:  # a handler ended the session
+                    return
+            if self.deframer.fatal is not None:
+                self.close(f"framing error: {self.deframer.fatal}")
+                return
+            if len(data) < RECV_CHUNK:
+                return  # drained
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self, reason: str) -> None:
+        """Idempotent; reports ``on_closed`` once."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self._loop.remove_reader(self._sock)
+        if self._writer_armed:
+            self._loop.remove_writer(self._sock)
+            self._writer_armed = False
+        self._pending.clear()
+        try:
+            self._sock.close()
+        finally:
+            try:
+                self._on_closed(self, reason)
+            except Exception:
+                log.exception("close handler failed for %r", self)
+
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "peer": {"ip": self.peer[0], "port": self.peer[1]},
+            "local": {"ip": self.local[0], "port": self.local[1]},
+            "side": "server" if self.accepted else "client",
+            "closed": self.closed,
+            "close_reason": self.close_reason,
+            "opened_at": self.opened_at,
+            "last_rx": self.last_rx,
+            "bytes_rx": self.bytes_rx,
+            "bytes_tx": self.bytes_tx,
+            "ike_rx": self.ike_rx,
+            "ike_tx": self.ike_tx,
+            "esp_rx": self.esp_rx,
+            "esp_tx": self.esp_tx,
+            "pending": len(self._pending),
+            "partial_writes": self.partial_writes,
+            "drops": dict(self.drops),
+            "framing": self.deframer.stats(),
+        }
+
+
+class TcpServer:
+    """The concentrator's IPsec-over-TCP port: accepts clients, one connection each."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        bind_ip: str,
+        port: int,
+        *,
+        on_ike: IkeHandler,
+        on_esp: EspHandler,
+        on_closed: ClosedHandler,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        first_record_timeout: float = FIRST_RECORD_TIMEOUT,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._loop = loop
+        self._on_ike = on_ike
+        self._on_esp = on_esp
+        self._on_closed = on_closed
+        self.max_connections = max_connections
+        self.first_record_timeout = first_record_timeout
+        self.max_pending = max_pending
+        self.connections: dict[Endpoint, StreamConnection] = {}
+        self._deadlines: dict[Endpoint, Timer] = {}
+        self.accepted = self.refused = 0
+        self.closed_reasons: dict[str, int] = {}
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((bind_ip, port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                exc.errno, f"cannot listen on TCP {bind_ip}:{port} for IPsec: {exc.strerror}"
+            ) from exc
+        self._listener = sock
+        self.address: Endpoint = sock.getsockname()
+        loop.add_reader(sock, self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. EMFILE: keep serving the ones we have
+                self.closed_reasons[f"accept_{_errname(exc).lower()}"] = (
+                    self.closed_reasons.get(f"accept_{_errname(exc).lower()}", 0) + 1
+                )
+                return
+            if len(self.connections) >= self.max_connections:
+                self.refused += 1
+                sock.close()
+                continue
+            try:
+                tune_stream_socket(sock)
+                conn = StreamConnection(
+                    self._loop,
+                    sock,
+                    accepted=True,
+                    on_ike=self._on_ike,
+                    on_esp=self._on_esp,
+                    on_closed=self._closed,
+                    max_pending=self.max_pending,
+                )
+            except OSError:  # the client already went away (getpeername fails)
+                sock.close()
+                continue
+            self.accepted += 1
+            self.connections[conn.peer] = conn
+            self._deadlines[conn.peer] = self._loop.call_later(
+                self.first_record_timeout, self._check_started, conn
+            )
+
+    def _check_started(self, conn: StreamConnection) -> None:
+        self._deadlines.pop(conn.peer, None)
+        if not conn.closed and conn.ike_rx == 0:
+            conn.close(f"no IKE within {self.first_record_timeout:.0f}s of connecting")
+
+    def _closed(self, conn: StreamConnection, reason: str) -> None:
+        if self.connections.get(conn.peer) is conn:
+            del self.connections[conn.peer]
+        timer = self._deadlines.pop(conn.peer, None)
+        if timer is not None:
+            timer.cancel()
+        key = reason.split(":")[0]
+        self.closed_reasons[key] = self.closed_reasons.get(key, 0) + 1
+        self._on_closed(conn, reason)
+
+    def connection(self, peer: Endpoint) -> StreamConnection | None:
+        conn = self.connections.get((peer[0], int(peer[1])))
+        return None if conn is None or conn.closed else conn
+
+    def send_ike(self, message: bytes, peer: Endpoint) -> bool:
+        """IKE to the client at ``peer`` on its connection; False when there is none."""
+        conn = self.connection(peer)
+        return conn is not None and conn.send_ike(message)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._listener)
+        self._listener.close()
+        for conn in list(self.connections.values()):
+            conn.close("server shut down")
+        for timer in self._deadlines.values():
+            timer.cancel()
+        self._deadlines.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "listening": f"{self.address[0]}:{self.address[1]}",
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "closed": dict(self.closed_reasons),
+            "connections": [c.stats() for c in self.connections.values()],
+        }
+
+
+class TcpConnector:
+    """The client's non-blocking connect: ``on_connected(conn)`` once the stream is open
+    (prefix already sent), or ``on_failed(reason)``; ``cancel()`` abandons it."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        remote: Endpoint,
+        *,
+        on_connected: Callable[[StreamConnection], None],
+        on_failed: Callable[[str], None],
+        on_ike: IkeHandler,
+        on_esp: EspHandler,
+        on_closed: ClosedHandler,
+        timeout: float = CONNECT_TIMEOUT,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._loop = loop
+        self.remote = remote
+        self._on_connected = on_connected
+        self._on_failed = on_failed
+        self._handlers = (on_ike, on_esp, on_closed)
+        self._max_pending = max_pending
+        self.state = "connecting"  # -> connected | failed | cancelled
+        self._where = f"{remote[0]}:{remote[1]}"
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._timer: Timer | None = None
+        try:
+            tune_stream_socket(self._sock)
+            code = self._sock.connect_ex(remote)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+        if code not in (0, errno.EINPROGRESS):
+            name = errno.errorcode.get(code, str(code))
+            # reported from the loop, never from inside the constructor
+            self._timer = loop.call_later(0, self._fail, f"TCP connect to {self._where}: {name}")
+            return
+        self._timer = loop.call_later(
+            timeout, self._fail, f"TCP connect to {self._where}: no answer within {timeout:.0f}s"
+        )
+        loop.add_writer(self._sock, self._on_writable)
+
+    def _on_writable(self) -> None:
+        if self.state != "connecting":
+            return
+        code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._fail(f"TCP connect to {self._where}: {errno.errorcode.get(code, code)}")
+            return
+        self._stop_waiting()
+        on_ike, on_esp, on_closed = self._handlers
+        try:
+            conn = StreamConnection(
+                self._loop,
+                self._sock,
+                accepted=False,
+                on_ike=on_ike,
+                on_esp=on_esp,
+                on_closed=on_closed,
+                max_pending=self._max_pending,
+            )
+        except OSError as exc:  # reset between connect and getpeername
+            self.state = "failed"
+            self._sock.close()
+            self._on_failed(f"TCP connection to {self._where} lost at once: {exc.strerror}")
+            return
+        self.state = "connected"  # the connection owns the socket from here on
+        conn.send_prefix()
+        self._on_connected(conn)
+
+    def _stop_waiting(self) -> None:
+        self._loop.remove_writer(self._sock)
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _fail(self, reason: str) -> None:
+        if self.state != "connecting":
+            return
+        self.state = "failed"
+        self._stop_waiting()
+        self._sock.close()
+        self._on_failed(reason)
+
+    def cancel(self) -> None:
+        if self.state == "connecting":
+            self.state = "cancelled"
+            self._stop_waiting()
+            self._sock.close()
