@@ -1,7 +1,10 @@
 """Between the sans-I/O IKE engine and the node: sockets, the tick timer, event dispatch.
 
 UDP 500 is a socket of its own; IKE on the NAT-T port shares the data plane's UDP-4500
-socket (the data plane strips/adds the non-ESP marker and hands IKE over).
+socket (the data plane strips/adds the non-ESP marker and hands IKE over). IKE of an
+IPsec-over-TCP session rides that session's TCP connection: datagrams the engine marks
+``tcp`` go to ``send_stream`` (tcp_transport frames them), and the agent feeds what a
+connection deframes through ``receive_stream``.
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ class EngineDriver:
         send_natt: Callable[[bytes, tuple[str, int]], bool],
         on_event: Callable[[Event], None],
         natt_port: int,
+        send_stream: Callable[[bytes, tuple[str, int]], bool] | None = None,
     ) -> None:
         self.loop = loop
         self.engine = engine
         self.ike_socket = ike_socket
         self.send_natt = send_natt
+        self.send_stream = send_stream
         self.on_event = on_event
         self.natt_port = natt_port
         self._timer: Timer | None = None
@@ -71,6 +76,12 @@ class EngineDriver:
             self.engine.receive(payload, source, (local_ip, self.natt_port), self.loop.time())
         )
 
+    def receive_stream(
+        self, payload: bytes, source: tuple[str, int], local: tuple[str, int]
+    ) -> None:
+        """IKE deframed from an IPsec-over-TCP connection."""
+        self.apply(self.engine.receive(payload, source, local, self.loop.time(), tcp=True))
+
     def apply(self, output: Output) -> None:
         for datagram in output.datagrams:
             self._send(datagram)
@@ -79,6 +90,10 @@ class EngineDriver:
         self._reschedule(output.next_deadline)
 
     def _send(self, datagram: Datagram) -> None:
+        if datagram.tcp:  # no connection (any more): nothing to send it on
+            if self.send_stream is None or not self.send_stream(datagram.data, datagram.remote):
+                self.send_errors += 1
+            return
         if datagram.local_port == self.natt_port and datagram.non_esp_marker:
             if not self.send_natt(datagram.data, datagram.remote):
                 self.send_errors += 1

@@ -160,6 +160,10 @@ class ResponderPolicy:
     natt_port: int = NATT_PORT
     # Cisco "IPsec over UDP": Mode-Cfg 0x7005 with this port; IKE stays on 500.
     cisco_udp_port: int | None = None
+    # "IPsec over TCP": IKE fed with ``receive(..., tcp=True)`` may start SAs; such SAs never
+    # use NAT-T or IPsec over UDP (TCP first, then NAT-T, then UDP, as on a VPN 3000) and
+    # report this port in Mode-Cfg 0x7005 (what a VPN 3000 sends there is UNCONFIRMED).
+    tcp_port: int | None = None
     xauth_max_attempts: int = 3
     xauth_message: str | None = None
     modecfg_push: bool = False  # True: server SETs after XAUTH instead of answering a REQUEST
@@ -211,7 +215,9 @@ class InitiatorConfig:
     phase1: tuple[Phase1Proposal, ...] = field(default_factory=default_phase1)
     phase2: tuple[Phase2Proposal, ...] = field(default_factory=default_phase2)
     # "natt": announce NAT-T, float when a NAT is seen; "force": also claim to be behind NAT;
-    # "none": no NAT-T at all; "cisco-udp": ask for the IPsec-over-UDP port (0x7005).
+    # "none": no NAT-T at all; "cisco-udp": ask for the IPsec-over-UDP port (0x7005);
+    # "tcp": IPsec over TCP -- the caller carries every datagram (``Datagram.tcp``) on one
+    # TCP connection; no NAT-T, quick mode in plain tunnel mode.
     natt: str = "natt"
     natt_versions: tuple[NattVersion, ...] = (
         NattVersion.RFC3947,
@@ -244,7 +250,7 @@ class InitiatorConfig:
     def __post_init__(self) -> None:
         if self.exchange not in ("aggressive", "main"):
             raise IkeConfigError(f"exchange must be 'aggressive' or 'main', not {self.exchange!r}")
-        if self.natt not in ("natt", "force", "none", "cisco-udp"):
+        if self.natt not in ("natt", "force", "none", "cisco-udp", "tcp"):
             raise IkeConfigError(f"unknown natt mode {self.natt!r}")
         if self.modecfg not in ("pull", "push", "none"):
             raise IkeConfigError(f"unknown modecfg style {self.modecfg!r}")

@@ -144,10 +144,18 @@ class EngineBase:
         raise NotImplementedError
 
     def _send(self, out: Collector, sa: IkeSa, data: bytes) -> None:
-        # IKE on the NAT-T port always carries the non-ESP marker (RFC 3948 section 2.2).
-        marker = sa.local[1] == self._natt_port()
+        # IKE on the NAT-T port always carries the non-ESP marker (RFC 3948 section 2.2);
+        # on TCP the stream framing brings its own.
+        marker = sa.local[1] == self._natt_port() and not sa.tcp
         out.datagrams.append(
-            Datagram(data, sa.remote, sa.local[1], non_esp_marker=marker, local_ip=sa.local[0])
+            Datagram(
+                data,
+                sa.remote,
+                sa.local[1],
+                non_esp_marker=marker,
+                local_ip=sa.local[0],
+                tcp=sa.tcp,
+            )
         )
 
     def _request(
@@ -388,7 +396,9 @@ class EngineBase:
         k_out = keymat(
             sa.hash_id, sa.keys.skeyid_d, ProtocolId.ESP, peer_spi, ni_b, nr_b, need, gqm
         )
-        if sa.cisco_udp_port is not None and offer.encapsulation == 1:
+        if sa.tcp and offer.encapsulation == 1:
+            encap = "tcp"
+        elif sa.cisco_udp_port is not None and offer.encapsulation == 1:
             encap = "cisco-udp"
         else:
             encap = ENCAP_NAMES.get(offer.encapsulation, str(offer.encapsulation))
@@ -417,7 +427,7 @@ class EngineBase:
     def _child_event(self, sa: IkeSa, child: ChildSa, rekey_of: int | None) -> ChildSaEstablished:
         if child.encapsulation == "cisco-udp":
             udp_port, local_port = sa.cisco_udp_port, sa.cisco_udp_port
-        elif child.encapsulation.startswith("udp"):
+        elif child.encapsulation.startswith("udp") or child.encapsulation == "tcp":
             udp_port, local_port = sa.remote[1], sa.local[1]
         else:
             udp_port = local_port = None

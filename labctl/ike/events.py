@@ -46,6 +46,9 @@ class Datagram:
     local_port: int
     non_esp_marker: bool = False
     local_ip: str | None = None
+    # IPsec over TCP: send ``data`` on the TCP connection to ``remote`` (the caller's
+    # stream framing adds its own marker; ``non_esp_marker`` is then always False).
+    tcp: bool = False
 
     def wire_bytes(self) -> bytes:
         return (b"\x00\x00\x00\x00" + self.data) if self.non_esp_marker else self.data
@@ -76,7 +79,8 @@ class NatStatus:
     remote_behind_nat: bool
     floated: bool  # IKE moved to the NAT-T port
     # ESP encapsulation the quick modes will use: "none" (plain ESP), "udp" (RFC 3948 on the
-    # NAT-T port), "cisco-udp" (IPsec over UDP on a configured port)
+    # NAT-T port), "cisco-udp" (IPsec over UDP on a configured port), "tcp" (IPsec over TCP:
+    # IKE and ESP on one TCP connection)
     encapsulation: str = "none"
 
     def describe(self) -> str:
@@ -143,9 +147,11 @@ class ChildSaEstablished(Event):
     outbound_spi: int
     encryption: str  # "3des-cbc", "aes128-cbc", ...
     integrity: str  # "hmac-md5-96", "hmac-sha1-96", "hmac-sha2-256-128"
-    encapsulation: str  # "tunnel" | "udp-tunnel" | "udp-tunnel-draft" | "cisco-udp"
-    udp_port: int | None  # peer's UDP port for encapsulated ESP (NAT-T / cisco-udp)
-    local_port: int | None  # our UDP port for encapsulated ESP
+    encapsulation: str  # "tunnel" | "udp-tunnel" | "udp-tunnel-draft" | "cisco-udp" | "tcp"
+    # Peer's port for encapsulated ESP: UDP for NAT-T / cisco-udp, the peer's (translated)
+    # TCP port for "tcp"; None for plain ESP.
+    udp_port: int | None
+    local_port: int | None  # our port for encapsulated ESP (UDP, or TCP for "tcp")
     local_ts: IPv4Network
     remote_ts: IPv4Network
     lifetime_seconds: int

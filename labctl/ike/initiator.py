@@ -90,7 +90,10 @@ class Initiator(EngineBase):
         self._schedule_connecting(sa)
         return self._finish(out)
 
-    def receive(self, data: bytes, remote: Endpoint, local: Endpoint, now: float) -> Output:
+    def receive(
+        self, data: bytes, remote: Endpoint, local: Endpoint, now: float, *, tcp: bool = False
+    ) -> Output:
+        """Feed one IKE message; ``tcp``: it came on the IPsec-over-TCP connection."""
         out = Collector()
         sa: IkeSa | None = None
         self.stats["received"] += 1
@@ -98,7 +101,10 @@ class Initiator(EngineBase):
         try:
             header = decode_header(data)
             connecting = self._connecting.get(header.icookie)
-            if connecting is not None:
+            if connecting is not None and connecting.tcp != tcp:
+                self.stats["wrong_transport"] += 1
+                self._drop(out, remote, "reply on another transport", sa=connecting)
+            elif connecting is not None:
                 sa = connecting
                 if data in sa.reply_cache:
                     self.stats["duplicates"] += 1
@@ -109,6 +115,9 @@ class Initiator(EngineBase):
                 if sa is None:
                     self.stats["unknown_cookies"] += 1
                     self._drop(out, remote, "unknown cookies")
+                elif sa.tcp != tcp:
+                    self.stats["wrong_transport"] += 1
+                    self._drop(out, remote, "message of an SA on another transport", sa=sa)
                 elif data in sa.reply_cache:
                     self.stats["duplicates"] += 1
                     for reply in sa.reply_cache[data]:
@@ -221,7 +230,8 @@ class Initiator(EngineBase):
         sa = IkeSa("initiator", random_cookie(), bytes(8), cfg.exchange, local, remote, now)
         sa.dpd_idle = cfg.dpd_idle
         sa.dpd_retry = cfg.dpd_retry
-        sa.floated = local[1] == cfg.natt_port
+        sa.tcp = cfg.natt == "tcp"
+        sa.floated = local[1] == cfg.natt_port and not sa.tcp
         sa.group_name = cfg.group
         sa.user = cfg.user
         sa_payload = phase1_sa(cfg.phase1)

@@ -94,7 +94,9 @@ def algorithms(sa: IkeSa) -> Phase1Algorithms:
 
 def nat_status(sa: IkeSa) -> NatStatus:
     nat = sa.local_behind_nat or sa.remote_behind_nat
-    if sa.natt is not None and nat:
+    if sa.tcp:
+        encapsulation = "tcp"
+    elif sa.natt is not None and nat:
         encapsulation = "udp"
     elif sa.cisco_udp_port is not None:
         encapsulation = "cisco-udp"
@@ -110,7 +112,10 @@ def nat_status(sa: IkeSa) -> NatStatus:
 
 
 def quick_encapsulation(sa: IkeSa) -> int:
-    """ESP encapsulation mode for quick mode: UDP only when NAT-T is on AND a NAT was seen."""
+    """ESP encapsulation mode for quick mode: UDP only when NAT-T is on AND a NAT was seen
+    (never on TCP: there ESP is framed by the stream, quick mode says plain tunnel)."""
+    if sa.tcp:
+        return 1
     if sa.natt is not None and (sa.local_behind_nat or sa.remote_behind_nat):
         return 3 if not sa.natd_draft else 61443
     return 1

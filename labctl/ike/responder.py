@@ -9,6 +9,12 @@ Design rules that come from the seed lab (several clients behind one PAT, same g
   (with plain PSK: the same group and the same ip:port), so two clients sharing a public IP
   and a group never knock each other off;
 * a datagram identical to one already answered gets the cached answer again, nothing else.
+
+IPsec over TCP (``receive(..., tcp=True)``, allowed when ``policy.tcp_port`` is set): an SA
+started on a TCP connection stays on that connection (its peer endpoint never moves, and a
+message of it arriving any other way is dropped), ignores NAT-T and IPsec-over-UDP requests
+(TCP comes first on a VPN 3000) and keys its children in plain tunnel mode, reported as
+encapsulation "tcp".
 """
 
 from __future__ import annotations
@@ -93,23 +99,35 @@ class Responder(EngineBase):
         self.hooks = hooks
         self._half_open: dict[tuple[bytes, Endpoint], IkeSa] = {}
         self._owner: dict[SaHandle, SessionContext] = {}  # who holds an assigned address
+        self._rx_tcp = False  # transport of the message being handled (set by receive)
 
     # -- public API ----------------------------------------------------------------------------
 
-    def receive(self, data: bytes, remote: Endpoint, local: Endpoint, now: float) -> Output:
-        """Feed one IKE datagram (non-ESP marker already stripped)."""
+    def receive(
+        self, data: bytes, remote: Endpoint, local: Endpoint, now: float, *, tcp: bool = False
+    ) -> Output:
+        """Feed one IKE message (non-ESP marker already stripped); ``tcp``: it came on the
+        IPsec-over-TCP connection from ``remote`` (replies carry ``Datagram.tcp``)."""
         out = Collector()
         sa: IkeSa | None = None
         self.stats["received"] += 1
+        self._rx_tcp = tcp
         try:
             header = decode_header(data)
             if header.rcookie == bytes(8):
-                sa = self._phase1_start(out, bytes(data), header, remote, local, now)
+                if tcp and self.policy.tcp_port is None:
+                    self.stats["tcp_disabled"] += 1
+                    self._drop(out, remote, "IPsec over TCP is not enabled")
+                else:
+                    sa = self._phase1_start(out, bytes(data), header, remote, local, now)
             else:
                 sa = self.sas.get((header.icookie, header.rcookie))
                 if sa is None:
                     self.stats["unknown_cookies"] += 1
                     self._drop(out, remote, "unknown cookies")
+                elif sa.tcp != tcp or (tcp and remote != sa.remote):
+                    self.stats["wrong_transport"] += 1
+                    self._drop(out, remote, "message of an SA on another transport", sa=sa)
                 elif bytes(data) in sa.reply_cache:
                     self.stats["duplicates"] += 1
                     for reply in sa.reply_cache[bytes(data)]:
@@ -220,6 +238,8 @@ class Responder(EngineBase):
         self, out: Collector, data: bytes, header, remote: Endpoint, local: Endpoint, now: float
     ) -> IkeSa | None:
         existing = self._half_open.get((header.icookie, remote))
+        if existing is not None and existing.tcp != self._rx_tcp:
+            existing = None  # same cookie and endpoint on the other transport: a new SA
         if existing is not None:
             if data in existing.reply_cache:
                 self.stats["duplicates"] += 1
@@ -252,9 +272,9 @@ class Responder(EngineBase):
             ExchangeType.INFORMATIONAL,
             (NotifyPayload(notify, ProtocolId.ISAKMP, msg.icookie + bytes(8)),),
         ).encode()
-        out.datagrams.append(
-            Datagram(reply, remote, local[1], local[1] == self.policy.natt_port, local[0])
-        )
+        tcp = self._rx_tcp
+        marker = local[1] == self.policy.natt_port and not tcp
+        out.datagrams.append(Datagram(reply, remote, local[1], marker, local[0], tcp=tcp))
 
     def _reject_first(self, out, msg, remote, local, reason: str, notify: int) -> None:
         self.stats["phase1_rejected"] += 1
@@ -275,9 +295,10 @@ class Responder(EngineBase):
         sa = IkeSa("responder", msg.icookie, random_cookie(), mode, local, remote, now)
         sa.dpd_idle = self.policy.dpd_idle
         sa.dpd_retry = self.policy.dpd_retry
-        sa.floated = local[1] == self.policy.natt_port
+        sa.tcp = self._rx_tcp
+        sa.floated = local[1] == self.policy.natt_port and not sa.tcp
         sa.peer_vendor = classify_vendor_ids([v.data for v in msg.find(VendorIdPayload)])
-        if self.policy.natt_enabled:
+        if self.policy.natt_enabled and not sa.tcp:  # TCP wins over NAT-T
             sa.natt = sa.peer_vendor.best_natt(self.policy.natt_versions)
             sa.natd_draft = sa.natt is not None and not sa.natt.is_rfc
         return sa
@@ -768,7 +789,9 @@ class Responder(EngineBase):
             sa.mode_config = merged
         config = sa.mode_config
         port = None
-        if sa.floated:
+        if sa.tcp:  # priority TCP, NAT-T, UDP (the seed's VPN 3000 note)
+            port = self.policy.tcp_port or sa.local[1]
+        elif sa.floated:
             port = self.policy.natt_port
         elif self.policy.cisco_udp_port is not None and cisco_udp_requested:
             port = self.policy.cisco_udp_port

@@ -169,6 +169,7 @@ class IkeSa:
         self.floated = False
         self.peer_vendor = PeerVendorInfo()
         self.cisco_udp_port: int | None = None
+        self.tcp = False  # IPsec over TCP: this SA and its children ride one TCP connection
         # who and what
         self.group_name: str | None = None
         self.group = None  # GroupPolicy (responder)

@@ -20,6 +20,7 @@ class Flight:
     dst: Endpoint
     marker: bool
     sender: str
+    tcp: bool = False  # IPsec over TCP: carried by the session's connection
 
 
 @dataclass
@@ -90,16 +91,18 @@ class Lab:
         events = self.server_events if sender == "server" else self.clients[sender].events
         events.extend(out.events)
         for d in out.datagrams:
-            assert d.non_esp_marker == (d.local_port == 4500), "marker only (and always) on 4500"
+            on_4500 = d.local_port == 4500 and not d.tcp
+            assert d.non_esp_marker == on_4500, "marker only (and always) on UDP 4500"
             src_ip = self.server_ip if sender == "server" else self.clients[sender].ip
             self.queue.append(
-                Flight(d.data, (src_ip, d.local_port), d.remote, d.non_esp_marker, sender)
+                Flight(d.data, (src_ip, d.local_port), d.remote, d.non_esp_marker, sender, d.tcp)
             )
         return out
 
-    def start(self, name: str, local_port: int = 500) -> None:
+    def start(self, name: str, local_port: int = 500, remote_port: int = 500) -> None:
         c = self.clients[name]
-        self.collect(name, c.engine.start(self.now, (c.ip, local_port), (self.server_ip, 500)))
+        remote = (self.server_ip, remote_port)
+        self.collect(name, c.engine.start(self.now, (c.ip, local_port), remote))
 
     def inject(self, flight: Flight) -> None:
         self.queue.append(flight)
@@ -109,7 +112,7 @@ class Lab:
         self.capture_times.append(self.now)
         if f.dst[0] == self.server_ip:
             remote = self._translate_out(f.src)
-            out = self.responder.receive(f.data, remote, f.dst, self.now)
+            out = self.responder.receive(f.data, remote, f.dst, self.now, tcp=f.tcp)
             self.collect("server", out)
             return
         real = self._translate_in(f.dst)
@@ -117,7 +120,7 @@ class Lab:
             return
         for c in self.clients.values():
             if c.ip == real[0]:
-                self.collect(c.name, c.engine.receive(f.data, f.src, real, self.now))
+                self.collect(c.name, c.engine.receive(f.data, f.src, real, self.now, tcp=f.tcp))
                 return
 
     def step(self) -> bool:
