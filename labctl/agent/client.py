@@ -3,6 +3,9 @@
 One connection to one concentrator: aggressive mode + XAUTH + Mode-Config + quick mode via
 the sans-I/O Initiator; the assigned address and secured routes go on a TUN; ESP through
 the data plane. Reconnects by itself after the peer goes away when auto-connect is on.
+In "tcp" transparent-tunneling mode the whole session (IKE from the first message, then
+ESP) rides one TCP connection to the concentrator's IPsec-over-TCP port; losing it ends
+the session (labctl.agent.tcp_transport).
 """
 
 from __future__ import annotations
@@ -36,21 +39,17 @@ from .ikeio import EngineDriver, local_address_towards, open_ike_socket
 from .keylog import KeyLog
 from .loop import EventLoop, Timer
 from .records import ClientStatus
-from .settings import ClientSettings, SettingsError, phase1_proposal, phase2_proposal
+from .settings import ClientSettings, phase1_proposal, phase2_proposal
+from .tcp_transport import StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip
 
-NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp"}
+NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp", "tcp": "tcp"}
 RECONNECT_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)
 HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
 
 
 def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
-    if not settings.transparent_tunneling:
-        natt = "none"
-    elif settings.tunneling_mode in NATT_MODES:
-        natt = NATT_MODES[settings.tunneling_mode]
-    else:
-        raise SettingsError("transparent tunneling over TCP is not supported by this agent")
+    natt = NATT_MODES[settings.tunneling_mode] if settings.transparent_tunneling else "none"
     phase1 = tuple(
         phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, 86400) for p in settings.ike_proposals
     )
@@ -97,7 +96,11 @@ class ClientAgent:
             self.dataplane.send_ike,
             self._on_event,
             NATT_PORT,
+            send_stream=self._send_stream,
         )
+        # IPsec over TCP: the connection being opened / the one the session rides
+        self.connector: TcpConnector | None = None
+        self.stream: StreamConnection | None = None
         self.status = ClientStatus(
             "disconnected", str(settings.host), settings.group, settings.user
         )
@@ -135,10 +138,60 @@ class ClientAgent:
             reconnects=self.status.reconnects,
         )
         self.log.info("CM/26", f'Attempt connection with server "{host}"')
+        if self.tcp_mode:
+            self._open_tcp(host)
+            return self.status.state
         self.driver.apply(
             self.driver.engine.start(self.loop.time(), (self.local_ip, 500), (host, 500))
         )
         return self.status.state
+
+    # --- IPsec over TCP ---------------------------------------------------------------------
+
+    @property
+    def tcp_mode(self) -> bool:
+        s = self.settings
+        return s.transparent_tunneling and s.tunneling_mode == "tcp"
+
+    def _open_tcp(self, host: str) -> None:
+        port = self.settings.tunneling_port
+        self.status.transport = "TCP"
+        self.connector = TcpConnector(
+            self.loop,
+            (host, port),
+            on_connected=self._tcp_connected,
+            on_failed=self._failed,
+            on_ike=self._on_tcp_ike,
+            on_esp=self.dataplane.receive_stream_esp,
+            on_closed=self._on_tcp_closed,
+            timeout=min(self.settings.peer_response_timeout, 30.0),
+        )
+
+    def _tcp_connected(self, conn: StreamConnection) -> None:
+        self.connector = None
+        self.stream = conn
+        self.local_ip = conn.local[0]
+        self.status.local_ip = conn.local[0]
+        self.log.info(
+            "CM/27",
+            f"TCP connection established {conn.local[0]}:{conn.local[1]} -> "
+            f"{conn.peer[0]}:{conn.peer[1]}",
+        )
+        self.driver.apply(self.driver.engine.start(self.loop.time(), conn.local, conn.peer))
+
+    def _on_tcp_ike(self, payload: bytes, conn: StreamConnection) -> None:
+        if conn is self.stream and self.driver.engine is not None:
+            self.driver.receive_stream(payload, conn.peer, conn.local)
+
+    def _on_tcp_closed(self, conn: StreamConnection, reason: str) -> None:
+        if conn is not self.stream:
+            return  # one we closed ourselves
+        self.stream = None
+        self._failed(f"TCP connection to {conn.peer[0]}:{conn.peer[1]} lost: {reason}")
+
+    def _send_stream(self, message: bytes, remote: tuple[str, int]) -> bool:
+        stream = self.stream
+        return stream is not None and stream.peer == remote and stream.send_ike(message)
 
     def disconnect(self) -> str:
         self.want_connected = False
@@ -175,6 +228,12 @@ class ClientAgent:
         self.connect()
 
     def _teardown(self) -> None:
+        if self.connector is not None:
+            self.connector.cancel()
+            self.connector = None
+        stream, self.stream = self.stream, None  # cleared first: its close is ours
+        if stream is not None:
+            stream.close("disconnected")
         for name in set(self.tunnels.values()):
             with contextlib.suppress(KeyError):
                 self.dataplane.remove_tunnel(name)
@@ -261,6 +320,9 @@ class ClientAgent:
         else:
             name = f"vpn{len(self.tunnels)}"
             behind_nat = bool(self.status.local_behind_nat) or encap is Encap.CISCO
+            if encap is Encap.TCP and self.stream is None:
+                self._failed("TCP connection gone before the tunnel was up")
+                return
             self.dataplane.add_tunnel(
                 name,
                 encap=encap,
@@ -271,6 +333,7 @@ class ClientAgent:
                 send_keepalives=encap is not Encap.ESP
                 and behind_nat
                 and self.settings.nat_keepalive > 0,
+                stream=self.stream if encap is Encap.TCP else None,
             )
         self.tunnels[e.inbound_spi] = name
         if self.keylog:
@@ -279,8 +342,10 @@ class ClientAgent:
             f"0x{e.inbound_spi:08x}",
             f"0x{e.outbound_spi:08x}",
         )
+        transport = "TCP" if encap is Encap.TCP else "UDP"
+        self.status.transport = transport
         self.status.transparent_tunneling = (
-            f"Active on UDP port {e.udp_port}" if encap is not Encap.ESP else "Inactive"
+            f"Active on {transport} port {e.udp_port}" if encap is not Encap.ESP else "Inactive"
         )
         self.status.remote_port = e.udp_port or self.status.remote_port
         self.status.local_port = e.local_port or self.status.local_port

@@ -2,6 +2,8 @@
 
 IKE on UDP 500/4500 (and the Cisco IPsec-over-UDP port when enabled) through the sans-I/O
 Responder; ESP through the data plane and a TUN that the address pools are routed into.
+IPsec over TCP (when enabled): a listening TCP port whose connections carry a session's
+IKE and ESP (labctl.agent.tcp_transport); a session ends with its connection.
 Sessions are kept by phase-1 SA (cookies), never by address: clients behind one PAT share
 the public address and the group, and each keeps its own session, address and tunnel.
 """
@@ -45,6 +47,7 @@ from .keylog import KeyLog
 from .loop import EventLoop
 from .records import IkeSaRecord, IpsecSaRecord, SessionRecord, SessionSummary
 from .settings import ConcentratorSettings, phase1_proposal, phase2_proposal
+from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
@@ -53,6 +56,7 @@ ENCAPS = {
     "udp-tunnel": Encap.NATT,
     "udp-tunnel-draft": Encap.NATT,
     "cisco-udp": Encap.CISCO,
+    "tcp": Encap.TCP,
 }
 
 
@@ -94,6 +98,7 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         ipsec_lifetime=first.ipsec_lifetime,
         natt_enabled=settings.nat_t,
         cisco_udp_port=settings.ipsec_over_udp,
+        tcp_port=settings.ipsec_over_tcp,
         app_version=settings.version_string,
         dpd_idle=settings.dpd.interval,
         dpd_retry=settings.dpd.retry_interval,
@@ -178,6 +183,18 @@ class ConcentratorAgent:
         )
         self.hooks = ConcentratorHooks(settings)
         self.engine = Responder(build_policy(settings), self.hooks)
+        # --- IPsec over TCP (labctl.agent.tcp_transport) ---
+        self.tcp: TcpServer | None = None
+        if settings.ipsec_over_tcp:
+            self.tcp = TcpServer(
+                loop,
+                bind,
+                settings.ipsec_over_tcp,
+                on_ike=self._on_tcp_ike,
+                on_esp=self.dataplane.receive_stream_esp,
+                on_closed=self._on_tcp_closed,
+                max_connections=2 * CONCURRENT_LIMIT,
+            )
         self.driver = EngineDriver(
             loop,
             self.engine,
@@ -185,6 +202,7 @@ class ConcentratorAgent:
             self.dataplane.send_ike,
             self._on_event,
             NATT_PORT,
+            send_stream=self.tcp.send_ike if self.tcp else None,
         )
         self.sessions: dict[SaHandle, Session] = {}
         self.next_session_id = 1
@@ -194,6 +212,7 @@ class ConcentratorAgent:
         transparency = [
             name
             for name, on in (
+                (f"IPsec over TCP port {settings.ipsec_over_tcp}", settings.ipsec_over_tcp),
                 ("IPsec over NAT-T", settings.nat_t),
                 (f"IPsec over UDP port {settings.ipsec_over_udp}", settings.ipsec_over_udp),
             )
@@ -201,7 +220,9 @@ class ConcentratorAgent:
         ]
         log.info(
             "IKE/1",
-            f"concentrator {settings.node} listening on {bind} UDP 500, 4500; "
+            f"concentrator {settings.node} listening on {bind} UDP 500, 4500"
+            + (f", TCP {settings.ipsec_over_tcp}" if self.tcp else "")
+            + "; "
             f"NAT transparency: {', '.join(transparency) or 'none'}",
         )
         if self.keylog:
@@ -211,6 +232,27 @@ class ConcentratorAgent:
 
     def _on_natt_ike(self, payload: bytes, source: tuple[str, int]) -> None:
         self.driver.receive_natt(payload, source, str(self.settings.public_address))
+
+    # --- IPsec over TCP: IKE from a connection; a closed connection ends its session ---
+
+    def _on_tcp_ike(self, payload: bytes, conn: StreamConnection) -> None:
+        self.driver.receive_stream(payload, conn.peer, conn.local)
+
+    def _on_tcp_closed(self, conn: StreamConnection, reason: str) -> None:
+        gone = [
+            s.handle
+            for s in self.sessions.values()
+            if s.established.nat.encapsulation == "tcp" and s.established.peer == conn.peer
+        ]
+        self.log.info(
+            "IPSEC/18",
+            f"TCP connection from {conn.peer[0]}:{conn.peer[1]} closed: {reason}"
+            + (f" ({len(gone)} session(s) end)" if gone else ""),
+            conn.peer[0],
+        )
+        for handle in gone:
+            self._end_session(handle, f"TCP connection lost ({reason})")
+            self.driver.apply(self.engine.delete(handle, self.loop.time()))
 
     def _note_traffic(self) -> None:
         """ESP from a peer proves it is alive: postpone its DPD (RFC 3706 idle detection)."""
@@ -319,6 +361,10 @@ class ConcentratorAgent:
         )
         encap = ENCAPS.get(e.encapsulation, Encap.ESP)
         peer = (e.peer[0], e.udp_port or 0)
+        stream = self.tcp.connection(e.peer) if encap is Encap.TCP and self.tcp else None
+        if encap is Encap.TCP and stream is None:
+            self.log.warning("IPSEC/3", f"{self._prefix(session)} TCP connection already gone")
+            return
         if session.tunnel is None:
             session.tunnel = f"s{session.session_id}"
             self.dataplane.add_tunnel(
@@ -329,6 +375,7 @@ class ConcentratorAgent:
                 outbound=outbound,
                 inbound=[inbound],
                 send_keepalives=encap is not Encap.ESP and self.settings.nat_keepalive > 0,
+                stream=stream,
             )
         else:
             self.dataplane.install_sas(
@@ -448,7 +495,8 @@ class ConcentratorAgent:
             for offset, (spi, child) in enumerate(session.children.items(), start=1):
                 inbound = tunnel.inbound.get(spi) if tunnel else None
                 outbound = tunnel.outbound if tunnel else None
-                encapsulated = child.encapsulation != "tunnel"
+                encapsulated = child.encapsulation not in ("tunnel", "tcp")
+                on_tcp = child.encapsulation == "tcp"
                 ipsec.append(
                     IpsecSaRecord(
                         session_id=session.session_id * 100 + offset,
@@ -459,6 +507,8 @@ class ConcentratorAgent:
                         encapsulation_mode="Tunnel",
                         udp_source_port=peer_port if encapsulated else None,
                         udp_destination_port=child.local_port if encapsulated else None,
+                        tcp_source_port=peer_port if on_tcp else None,
+                        tcp_destination_port=child.local_port if on_tcp else None,
                         rekey_interval=child.lifetime_seconds,
                         spi_in=f"0x{spi:08x}",
                         spi_out=f"0x{child.outbound_spi:08x}",
@@ -516,10 +566,11 @@ class ConcentratorAgent:
 
     def reload(self, settings: ConcentratorSettings) -> str:
         """Apply a new configuration to new negotiations; established sessions stay up.
-        Changes that need other sockets (address, IPsec-over-UDP port) need a restart."""
-        if (settings.public_address, settings.ipsec_over_udp) != (
+        Changes that need other sockets (address, IPsec-over-UDP/TCP port) need a restart."""
+        if (settings.public_address, settings.ipsec_over_udp, settings.ipsec_over_tcp) != (
             self.settings.public_address,
             self.settings.ipsec_over_udp,
+            self.settings.ipsec_over_tcp,
         ):
             return "restart"
         self.engine.policy = build_policy(settings)
@@ -535,9 +586,13 @@ class ConcentratorAgent:
             "CONFIG/1",
             f"configuration reloaded: NAT-T "
             f"{'on' if settings.nat_t else 'off'}, IPsec over UDP "
-            f"{settings.ipsec_over_udp or 'off'}",
+            f"{settings.ipsec_over_udp or 'off'}, IPsec over TCP "
+            f"{settings.ipsec_over_tcp or 'off'}",
         )
         return "reloaded"
 
     def stats(self) -> dict:
-        return {"ike": dict(self.engine.stats), "dataplane": self.dataplane.stats()}
+        stats = {"ike": dict(self.engine.stats), "dataplane": self.dataplane.stats()}
+        if self.tcp is not None:
+            stats["tcp"] = self.tcp.stats()
+        return stats

@@ -58,6 +58,10 @@ class IpsecSaRecord:
     dropped: int = 0
     idle_seconds: float = 0.0
     established_at: float = 0.0
+    # IPsec over TCP: the client's (translated) TCP port and the concentrator's TCP port;
+    # the udp_* ports are None then (and these are None on every other transport)
+    tcp_source_port: int | None = None
+    tcp_destination_port: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IpsecSaRecord:
@@ -125,6 +129,7 @@ class ClientStatus:
     netmask: str | None = None
     local_ip: str | None = None
     transparent_tunneling: str = ""  # "Active on UDP port 4500", "Inactive"
+    transport: str = "UDP"  # what local_port / remote_port are ports of: "UDP" or "TCP"
     local_behind_nat: bool | None = None
     remote_behind_nat: bool | None = None
     local_port: int | None = None

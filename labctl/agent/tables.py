@@ -119,6 +119,16 @@ def render_session_detail(session: SessionRecord, now: float) -> str:
         ]
     for sa in session.ipsec:
         title = session.protocol.replace("IPsec", "IPSec") + " Session"
+        if sa.tcp_source_port is not None:  # IPsec over TCP: the ports are TCP ports
+            ports = [
+                ("TCP Source Port", str(sa.tcp_source_port)),
+                ("TCP Destination Port", str(sa.tcp_destination_port or "-")),
+            ]
+        else:
+            ports = [
+                ("UDP Source Port", str(sa.udp_source_port or "-")),
+                ("UDP Destination Port", str(sa.udp_destination_port or "-")),
+            ]
         lines += [
             f"  {title}",
             *_pairs(
@@ -130,8 +140,7 @@ def render_session_detail(session: SessionRecord, now: float) -> str:
                     ("Hashing Algorithm", sa.hashing),
                     ("Idle Time", _duration(sa.idle_seconds)),
                     ("Encapsulation Mode", sa.encapsulation_mode),
-                    ("UDP Source Port", str(sa.udp_source_port or "-")),
-                    ("UDP Destination Port", str(sa.udp_destination_port or "-")),
+                    *ports,
                     ("Rekey Time Interval", f"{sa.rekey_interval} seconds"),
                     ("SPI In / Out", f"{sa.spi_in} / {sa.spi_out}"),
                     ("Bytes Received", str(sa.bytes_rx)),
@@ -172,7 +181,7 @@ def render_client_status(status: ClientStatus, now: float) -> str:
         f"  Encryption:            {status.encryption or '-'}",
         f"  Authentication:        {status.authentication or '-'}",
         f"  Transparent Tunneling: {status.transparent_tunneling or 'Inactive'}",
-        f"  UDP ports:             local {status.local_port or '-'} -> remote "
+        f"  {status.transport + ' ports:':<23}local {status.local_port or '-'} -> remote "
         f"{status.remote_port or '-'}",
         f"  SPIs:                  in {status.spi_in or '-'}  out {status.spi_out or '-'}",
         f"  Time connected:        {connected}",

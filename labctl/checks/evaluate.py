@@ -131,22 +131,34 @@ def _evaluate_ping(check, probe: Probe, lab_name: str) -> Outcome:
     return Outcome(ok, summary, details, {"sent": sent, "received": received}, hint)
 
 
+def _sa_transport(sa: dict[str, Any]) -> tuple[str, Any, Any]:
+    """(protocol, client's translated port, concentrator port) of an IPsec SA record:
+    TCP for IPsec over TCP, else UDP (4500 unless the record names another port)."""
+    if sa.get("tcp_source_port") is not None:
+        return "tcp", sa["tcp_source_port"], sa.get("tcp_destination_port")
+    return "udp", sa.get("udp_source_port"), sa.get("udp_destination_port") or 4500
+
+
 def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outcome:
     xlate = probe.table(check.firewall, "xlate")
     sessions = probe.table(check.concentrator, "sessions")
-    global_ports = {
-        e["global_port"]
-        for e in xlate
-        if e.get("protocol") == "udp" and e.get("remote_port") == 4500
-    }
+    matched: list[int] = []
     problems = []
     for session in sessions:
         for sa in session.get("ipsec") or []:
-            port = sa.get("udp_source_port")
-            if port not in global_ports:
+            protocol, port, dport = _sa_transport(sa)
+            global_ports = {
+                e["global_port"]
+                for e in xlate
+                if e.get("protocol") == protocol and e.get("remote_port") == dport
+            }
+            if port in global_ports:
+                matched.append(port)
+            else:
                 problems.append(
-                    f"session {session.get('username')}: UDP source port {port} is not a "
-                    f"global port of the PAT's UDP 4500 translations {sorted(global_ports)}"
+                    f"session {session.get('username')}: {protocol.upper()} source port {port}"
+                    f" is not a global port of the PAT's {protocol.upper()} {dport} "
+                    f"translations {sorted(global_ports)}"
                 )
     if not sessions:
         problems.append("no sessions on the concentrator")
@@ -159,7 +171,7 @@ def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outco
             hint=f"labctl show --lab {lab_name} {check.firewall} xlate; "
             f"labctl show --lab {lab_name} {check.concentrator} sessions -v",
         )
-    return Outcome(True, f"{label}: ports {sorted(global_ports)}")
+    return Outcome(True, f"{label}: ports {sorted(matched)}")
 
 
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")

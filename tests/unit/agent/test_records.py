@@ -103,3 +103,28 @@ def test_control_dispatch_refuses_unknown_commands_and_reports_errors() -> None:
     assert server.dispatch(b'{"cmd": "logout"}') == {"ok": False, "error": "no such user 'x'"}
     assert not server.dispatch(b"garbage")["ok"]
     assert not server.dispatch(b'{"cmd": "nope"}')["ok"]
+
+
+def test_tcp_sessions_show_tcp_ports_in_records_and_tables() -> None:
+    from dataclasses import replace
+
+    record = _session()
+    record.protocol = "IPsec/TCP"
+    record.ipsec = [
+        replace(
+            record.ipsec[0],
+            udp_source_port=None,
+            udp_destination_port=None,
+            tcp_source_port=41000,
+            tcp_destination_port=10000,
+        )
+    ]
+    again = SessionRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record and again.ipsec[0].tcp_source_port == 41000
+    text = render_sessions([record], SessionSummary(0, 1, 0, 1, 100, 1), 1000.0, detail=True)
+    assert "IPSec/TCP Session" in text
+    assert "TCP Source Port       41000" in text and "TCP Destination Port  10000" in text
+    assert "UDP Source Port" not in text
+    status = ClientStatus("connected", "172.16.172.50", "g", "u", transport="TCP")
+    status.local_port, status.remote_port = 41000, 10000
+    assert "TCP ports:             local 41000 -> remote 10000" in render_client_status(status, 0)

@@ -119,3 +119,40 @@ def test_expectation_and_step_take_exactly_one_kind() -> None:
 def test_parse_ping_summary() -> None:
     assert parse_ping("3 packets transmitted, 2 received, 33% packet loss") == (3, 2)
     assert parse_ping("garbage") == (0, 0)
+
+
+class RecordedProbe:
+    def __init__(self, tables: dict[str, list[dict]]) -> None:
+        self.tables = tables
+
+    def table(self, node: str, what: str) -> list[dict]:
+        return self.tables[what]
+
+    def ping(self, source, to, count, size):  # pragma: no cover - not used here
+        raise AssertionError
+
+
+def test_session_follows_xlate_knows_tcp_sessions() -> None:
+    from labctl.checks.evaluate import evaluate
+
+    xlate = [
+        {"protocol": "tcp", "global_port": 41000, "remote_port": 10000},
+        {"protocol": "tcp", "global_port": 41001, "remote_port": 10000},
+        {"protocol": "udp", "global_port": 4500, "remote_port": 4500},
+    ]
+    sessions = [
+        {"username": "u1", "ipsec": [{"tcp_source_port": 41000, "tcp_destination_port": 10000}]},
+        {"username": "u2", "ipsec": [{"udp_source_port": 4500, "udp_destination_port": 4500}]},
+    ]
+    check = Expectation.model_validate(
+        {"session-follows-xlate": {"firewall": "pix", "concentrator": "vpn3000"}}
+    )
+    probe = RecordedProbe({"xlate": xlate, "sessions": sessions})
+    outcome = evaluate(check, probe, "lab")
+    assert outcome.ok, outcome.text()
+    assert outcome.summary.endswith("ports [4500, 41000]")
+    sessions[0]["ipsec"][0]["tcp_source_port"] = 41002  # no such TCP translation
+    outcome = evaluate(check, RecordedProbe({"xlate": xlate, "sessions": sessions}), "lab")
+    assert not outcome.ok
+    assert "TCP source port 41002 is not a global port of the PAT's TCP 10000" in outcome.text()
+    assert "[41000, 41001]" in outcome.text()
