@@ -266,8 +266,9 @@ class ClientAgent:
         if self.keylog:
             self.keylog.phase1(e)
         nat = e.nat
-        self.status.local_behind_nat = nat.local_behind_nat
-        self.status.remote_behind_nat = nat.remote_behind_nat
+        detected = nat.encapsulation != "tcp"  # no NAT discovery happens on TCP
+        self.status.local_behind_nat = nat.local_behind_nat if detected else None
+        self.status.remote_behind_nat = nat.remote_behind_nat if detected else None
         self.status.local_port, self.status.remote_port = e.local[1], e.peer[1]
         self.status.encryption = naming.encryption_name(e.algorithms.encryption)
         self.status.authentication = naming.hash_name(e.algorithms.hash)
