@@ -40,7 +40,7 @@ from .keylog import KeyLog
 from .loop import EventLoop, Timer
 from .records import ClientStatus
 from .settings import ClientSettings, phase1_proposal, phase2_proposal
-from .tcp_transport import StreamConnection, TcpConnector
+from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip
 
 NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp", "tcp": "tcp"}
@@ -77,7 +77,7 @@ class ClientAgent:
         self.loop = loop
         self.log = log
         self.keylog = KeyLog() if settings.export_keys else None
-        self.tun = TunDevice.create("vpn0")
+        self.tun = TunDevice.create("vpn0", **({"mtu": TCP_TUNNEL_MTU} if self.tcp_mode else {}))
         cisco_port = settings.tunneling_port if settings.tunneling_mode == "udp" else None
         self.dataplane = Dataplane(
             loop,

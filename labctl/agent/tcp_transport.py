@@ -2,22 +2,25 @@
 
 The VPN 3000 model (cTCP): a client in TCP mode opens ONE connection to the concentrator's
 IPsec-over-TCP port and everything of that session rides it, from the first IKE message
-on. The connection is the session: when it dies, the session ends. Framing is RFC 8229's
-(labctl.esp.tcp_framing; why not Cisco's own is said there).
+on. The connection is the session: when it dies, the session ends. Records are Cisco's
+cTCP records (labctl.esp.tcp_framing, with the sources), on a real TCP connection.
 
 - ``StreamConnection``: one connected non-blocking socket. Reads are deframed into IKE
   (handed to ``on_ike``) and ESP (handed to ``on_esp``, normally the data plane's
-  ``receive_stream_esp``). Writes go straight to the kernel; what it does not take waits in
-  a bounded buffer drained when the socket is writable; a new ESP packet that would push
-  that buffer past ``max_pending`` is dropped and counted, never a partly written record
-  (that would corrupt the framing). A dead connection (EOF, reset, framing damage, send
-  error) is closed once and reported through ``on_closed(conn, reason)``.
+  ``receive_stream_esp``). Each record goes to the kernel in one send with MSG_EOR (with
+  TCP_NODELAY: one record per segment while the path keeps up, as cTCP peers expect);
+  what the kernel does not take waits in a bounded queue of records, drained when the
+  socket is writable; a new ESP packet that would push that queue past ``max_pending`` is
+  dropped and counted, never a partly written record (that would corrupt the stream). A
+  dead connection (EOF, reset, framing damage, send error) is closed once and reported
+  through ``on_closed(conn, reason)``.
 - ``TcpServer``: the concentrator's listening socket, many connections keyed by the
   client's (translated) address and port, each bound to the session negotiated on it.
 - ``TcpConnector``: the client's non-blocking connect with a deadline.
 
-No NAT-keepalives are sent (RFC 8229 has none; libreswan sends none on TCP): the TCP
-session holds the PAT mapping, and DPD (plus TCP keepalives) detects a dead peer.
+No NAT-keepalives are sent on TCP: the TCP session holds the PAT mapping, and DPD (plus
+TCP keepalives) detects a dead peer. (IOS's cTCP has a keepalive of its own, ``crypto ctcp
+keepalive``, default 5 s; its format is unknown, so we send none.)
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..esp.encap import Kind
-from ..esp.tcp_framing import STREAM_PREFIX, StreamDeframer, frame_ike
+from ..esp.tcp_framing import ESP_TRAILER, TRAILER_LEN, StreamDeframer, frame_ike
 from .loop import EventLoop, Timer
 from .tunnel import Endpoint
 
 log = logging.getLogger(__name__)
 
+# A client's tunnel MTU in TCP mode: the ESP of a 1300-byte packet plus the 16-byte trailer
+# (at most ~1366 bytes) fits one segment of a 1500-byte path (1448 bytes with TCP
+# timestamps), so every record can travel alone in its segment.
+TCP_TUNNEL_MTU = 1300
 DEFAULT_MAX_PENDING = 256 * 1024  # bytes queued in user space beyond the kernel's buffer
 RECV_CHUNK = 256 * 1024
 READ_BUDGET = 16  # recv() calls per readiness event, so one busy client cannot starve others
@@ -90,8 +98,11 @@ class StreamConnection:
         self._on_esp = on_esp
         self._on_closed = on_closed
         self.max_pending = max_pending
-        self.deframer = StreamDeframer(expect_prefix=accepted)
-        self._pending = bytearray()
+        self.deframer = StreamDeframer()
+        self._pending: deque[bytes] = deque()  # whole records (the head may be a tail end)
+        self._pending_bytes = 0
+        self._eor = socket.MSG_EOR  # 0 if the kernel refuses it on TCP
+        self._ike_seq = 0
         self._writer_armed = False
         self.closed = False
         self.close_reason: str | None = None
@@ -109,93 +120,99 @@ class StreamConnection:
         return f"<StreamConnection {self.peer[0]}:{self.peer[1]} {state}>"
 
     # ------------------------------------------------------------------ sending
-    def send_prefix(self) -> bool:
-        """The connecting side opens the stream with "IKETCP" (RFC 8229 section 4)."""
-        return self._send_bytes(STREAM_PREFIX, bound=False)
-
     def send_ike(self, message: bytes) -> bool:
-        ok = self._send_bytes(frame_ike(message), bound=False)  # IKE is never dropped here
+        """One IKE message as a cTCP record (never dropped for backlog)."""
+        self._ike_seq = self._ike_seq % 0xFFFF + 1
+        record = frame_ike(message, seq=self._ike_seq, from_client=not self.accepted)
+        ok = self._send_record(record)
         if ok:
             self.ike_tx += 1
         return ok
 
     def send_esp(self, esp: bytes | bytearray) -> str | None:
-        """Hot path: frame and send one ESP packet; a drop reason, or None when sent/queued."""
+        """Hot path: send one ESP packet as a record; a drop reason, or None if sent/queued."""
         if self.closed:
             return "stream_closed"
-        size = len(esp) + 2
-        header = size.to_bytes(2, "big")
+        size = len(esp) + TRAILER_LEN
         if self._pending:
-            if len(self._pending) + size > self.max_pending:
+            if self._pending_bytes + size > self.max_pending:
                 self._drop("stream_backlog")
                 return "stream_backlog"
-            self._pending += header
-            self._pending += esp
+            self._pending.append(bytes(esp) + ESP_TRAILER)
+            self._pending_bytes += size
             self.esp_tx += 1
             return None
         try:
-            sent = self._sock.sendmsg((header, esp))
+            sent = self._sock.sendmsg((esp, ESP_TRAILER), (), self._eor)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP and self._eor:
+                self._eor = 0  # a kernel without MSG_EOR on TCP: records may share segments
+                return self.send_esp(esp)
             self.close(f"send failed: {exc.strerror or _errname(exc)}")
             return "stream_closed"
         self.bytes_tx += sent
         self.esp_tx += 1
         if sent < size:  # the kernel took part of it: the rest MUST follow, bound or not
-            rest = (header + bytes(esp))[sent:]
-            self._queue(rest)
+            self._queue((bytes(esp) + ESP_TRAILER)[sent:])
         return None
 
-    def _send_bytes(self, data: bytes, *, bound: bool) -> bool:
+    def _send_record(self, record: bytes) -> bool:
         if self.closed:
             self._drop("stream_closed")
             return False
         if self._pending:
-            if bound and len(self._pending) + len(data) > self.max_pending:
-                self._drop("stream_backlog")
-                return False
-            self._queue(data)
+            self._queue(record)
             return True
         try:
-            sent = self._sock.send(data)
+            sent = self._sock.send(record, self._eor)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP and self._eor:
+                self._eor = 0
+                return self._send_record(record)
             self.close(f"send failed: {exc.strerror or _errname(exc)}")
             return False
         self.bytes_tx += sent
-        if sent < len(data):
-            self._queue(data[sent:])
+        if sent < len(record):
+            self._queue(record[sent:])
         return True
 
     def _queue(self, data: bytes) -> None:
-        self._pending += data
+        self._pending.append(data)
+        self._pending_bytes += len(data)
         self.partial_writes += 1
         if not self._writer_armed and not self.closed:
             self._loop.add_writer(self._sock, self._on_writable)
             self._writer_armed = True
 
     def _on_writable(self) -> None:
-        if self.closed:
-            return
-        try:
-            sent = self._sock.send(self._pending)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self.close(f"send failed: {exc.strerror or _errname(exc)}")
-            return
-        self.bytes_tx += sent
-        del self._pending[:sent]
-        if not self._pending:
+        pending = self._pending
+        while pending and not self.closed:
+            head = pending[0]
+            try:
+                sent = self._sock.send(head, self._eor)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.close(f"send failed: {exc.strerror or _errname(exc)}")
+                return
+            self.bytes_tx += sent
+            self._pending_bytes -= sent
+            if sent < len(head):
+                pending[0] = head[sent:]
+                return
+            pending.popleft()
+        if not pending and self._writer_armed:
             self._loop.remove_writer(self._sock)
             self._writer_armed = False
 
     @property
     def pending(self) -> int:
         """Bytes waiting in user space for the kernel to take them."""
-        return len(self._pending)
+        return self._pending_bytes
 
     # ------------------------------------------------------------------ receiving
     def _on_readable(self) -> None:
@@ -247,6 +264,7 @@ class StreamConnection:
             self._loop.remove_writer(self._sock)
             self._writer_armed = False
         self._pending.clear()
+        self._pending_bytes = 0
         try:
             self._sock.close()
         finally:
@@ -273,7 +291,7 @@ class StreamConnection:
             "ike_tx": self.ike_tx,
             "esp_rx": self.esp_rx,
             "esp_tx": self.esp_tx,
-            "pending": len(self._pending),
+            "pending": self._pending_bytes,
             "partial_writes": self.partial_writes,
             "drops": dict(self.drops),
             "framing": self.deframer.stats(),
@@ -401,8 +419,8 @@ class TcpServer:
 
 
 class TcpConnector:
-    """The client's non-blocking connect: ``on_connected(conn)`` once the stream is open
-    (prefix already sent), or ``on_failed(reason)``; ``cancel()`` abandons it."""
+    """The client's non-blocking connect: ``on_connected(conn)`` once the connection is
+    open, or ``on_failed(reason)``; ``cancel()`` abandons it."""
 
     def __init__(
         self,
@@ -467,7 +485,6 @@ class TcpConnector:
             self._on_failed(f"TCP connection to {self._where} lost at once: {exc.strerror}")
             return
         self.state = "connected"  # the connection owns the socket from here on
-        conn.send_prefix()
         self._on_connected(conn)
 
     def _stop_waiting(self) -> None:

@@ -1,5 +1,5 @@
 """Sans-I/O ESP: RFC 4303 packet codec per SA, anti-replay, RFC 3948 / Cisco UDP encapsulations
-and the RFC 8229 TCP stream framing used for "IPsec over TCP".
+and Cisco's "IPsec over TCP" (cTCP) records on a TCP stream.
 
 No sockets, no clock: callers pass bytes and (optionally) the current time.
 """
@@ -48,7 +48,7 @@ from labctl.esp.sa import (
 from labctl.esp.sizes import DEFAULT_TUNNEL_MTU, max_inner_packet
 from labctl.esp.spi_table import InboundSpiTable
 from labctl.esp.tcp_framing import (
-    STREAM_PREFIX,
+    ESP_TRAILER,
     TCP_DEFAULT_PORT,
     StreamDeframer,
     frame_esp,
@@ -60,6 +60,7 @@ __all__ = [
     "CISCO_KEEPALIVE",
     "CISCO_UDP_DEFAULT_PORT",
     "DEFAULT_TUNNEL_MTU",
+    "ESP_TRAILER",
     "IKE_PORT",
     "INTEGRITIES",
     "IPPROTO_ESP",
@@ -68,7 +69,6 @@ __all__ = [
     "NEXT_HEADER_DUMMY",
     "NEXT_HEADER_IPV4",
     "NON_ESP_MARKER",
-    "STREAM_PREFIX",
     "TCP_DEFAULT_PORT",
     "CipherSpec",
     "CiscoUdpFraming",

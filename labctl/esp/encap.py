@@ -11,11 +11,11 @@ Framing abstraction (chosen so a stream transport can be added without touching 
   ``keepalive()``.
 - The *stream framing* for "IPsec over TCP" lives in :mod:`labctl.esp.tcp_framing`:
   ``frame_ike`` / ``frame_esp`` builders plus a stateful ``StreamDeframer.feed(chunk) ->
-  list[(Kind, bytes)]`` that buffers partial records. Its format is RFC 8229's (2-byte
-  length, non-ESP marker in front of IKE, "IKETCP" stream prefix) -- our documented choice:
-  Cisco's own cTCP format is only partly known (Wireshark's ``tcpencap`` dissector: one
-  packet per segment plus a 16-byte trailer of unexplained constants, no length field) and
-  cannot be carried by a real TCP byte stream. See that module's docstring for sources.
+  list[(Kind, bytes)]`` that buffers partial records. Its format is Cisco's cTCP record
+  (payload + 16-byte trailer; IKE behind a UDP header 500 -> 500), established from
+  Wireshark's ``tcpencap`` dissector and QuickSec's Cisco-interoperable implementation;
+  we carry it on a real TCP connection and find records by their trailers. See that
+  module's docstring for the sources and what differs from Cisco's "not real TCP".
 
 Facts: RFC 3948 §2 (non-ESP marker = 4 zero bytes in front of IKE on port 4500; an ESP SPI
 is never 0; NAT-keepalive = one 0xFF byte), Cisco IPsec-over-UDP (ESP directly in UDP, no

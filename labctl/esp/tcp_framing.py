@@ -1,81 +1,99 @@
-"""IKE and ESP on one TCP stream: the framing of our "IPsec over TCP" (sans-I/O).
+"""IKE and ESP on one TCP connection: Cisco's "IPsec over TCP" (cTCP) records, sans-I/O.
 
-OUR CHOICE, not Cisco's wire format. Cisco's cTCP (VPN 3000 "IPsec over TCP", default
-port 10000) is documented only from the outside: Wireshark's ``tcpencap`` dissector
-(packet-ipsec-tcp.c, written from VPN 3000 captures) shows one packet per TCP segment --
-IKE behind an 8-byte UDP header 500->500, or bare ESP -- followed by a 16-byte trailer
-whose meaning is largely unknown ("Unknown trailer", "Magic number", "Magic 2"), and
-Cisco's TAC note 113578 says cTCP "is not real TCP" (it never retransmits). Neither
-carries a length, so it cannot be read back from a real, coalescing TCP byte stream, and
-the trailer's constants are not published. We therefore use the published standard for
-IKE/ESP in TCP, RFC 8229 (obsoleted by RFC 9329, same format):
+The record format, as two independent sources describe it byte for byte:
 
-    stream = "IKETCP" record*            the 6-byte prefix, once, from the side that
-                                         opened the connection (RFC 8229 section 4)
-    record = Length(2, big-endian, counts its own 2 bytes) body      (section 3)
-    body   = 00 00 00 00 IKE-message     IKE behind the 4-byte non-ESP marker
-           | ESP-packet                  first 4 bytes = SPI, never 0
+    record  = payload trailer
+    payload = UDP header (500 -> 500, length, checksum 0) + IKE message     (IKE)
+            | ESP packet                                                   (ESP)
+    trailer = 00 00 00 00 | seq (2) | flags (2) | 21 45 6C 69 10 | protocol | 01 00
+              protocol 0x11 (the UDP-wrapped IKE) or 0x32 (ESP); 16 bytes
 
-The Linux kernel's espintcp (net/xfrm/espintcp.c: 2-byte length including itself, marker
-0 = IKE) and libreswan (iface_tcp.c: "IKETCP" prefix, no NAT-keepalives on TCP) agree.
-tshark 4.0 has no RFC 8229 dissector; ``tools/wireshark/ipsec-tcp.lua`` is ours (see
-docs/NOTES.md for the command line).
+- Wireshark's ``tcpencap`` dissector (epan/dissectors/packet-ipsec-tcp.c, "TCP
+  Encapsulation of IPsec Packets as supported by the cisco vpn3000 concentrator series",
+  written from captures): payload then a 16-byte trailer of zeros, a sequence number, an
+  IKE direction field (0x4000 client to server, 0 server to client; ESP 0), a 5-byte
+  "magic", the protocol byte (0x11 ISAKMP / 0x32 ESP) and a 2-byte "magic 2"; IKE
+  recognised by UDP ports 500/500 in front.
+- QuickSec (INSIDE Secure), engine_tcp_encaps.c, which interoperates with the Cisco VPN
+  Client: trailer = 0, IKE "trailer seq" (the IKE packet's IP ID; 0 for ESP), 0, cookie
+  21 45 6C 69, 0x10, next header, 0x01, 0x00; the UDP checksum of IKE is zeroed "to
+  interoperate with Cisco VPN client".
+
+What we do differently, and why: cTCP "is not real TCP" (Cisco TAC note 113578): one
+record per segment, hand-made segments, no retransmission. We carry the same records on a
+real kernel TCP connection. The sender writes each record with its own send (TCP_NODELAY,
+MSG_EOR), so on an unloaded path every record is one segment, as cTCP peers and
+Wireshark's ``tcpencap`` expect; the receiver below does not rely on that: it finds each
+record's end by its trailer (11 fixed bytes), so coalesced, split or retransmitted
+segments are read correctly. The IKE ``seq`` counts IKE records per connection; flags are
+0x4000 on IKE from the client (as Wireshark saw), else 0. Receivers ignore both (QuickSec
+does too).
 
 The deframer never raises on stream input: damage is counted in ``errors`` by a stable
-reason key. A record whose length is legal but too big or too small for its content is
-skipped (the stream stays in step); a length below 2 or a wrong prefix cannot be
-resynchronised, so the deframer sets ``fatal`` and the connection must be closed.
+reason key and the record is dropped; only a stream with no trailer within ``max_record``
+bytes (not cTCP, or a record too large) sets ``fatal``: the connection must be closed.
 """
 
 from __future__ import annotations
 
-from labctl.esp.encap import NON_ESP_MARKER, Kind
+import struct
 
-STREAM_PREFIX = b"IKETCP"
-LENGTH_BYTES = 2
-MAX_LENGTH_FIELD = 0xFFFF
-# Larger records are skipped and counted: a 1400-byte TUN packet makes ~1.5 kB of ESP, our
-# IKE messages stay below 2 kB; RFC 8229 section 3 asks to keep records datagram-sized.
+from labctl.esp.encap import IKE_PORT, NON_ESP_MARKER, Kind
+
+TRAILER_LEN = 16
+MAGIC = b"\x21\x45\x6c\x69\x10"  # trailer bytes 8..12: QuickSec's cookie and the 0x10
+TRAILER_TAIL = b"\x01\x00"  # trailer bytes 14..15
+PROTO_IKE_UDP, PROTO_ESP, PROTO_AH = 0x11, 0x32, 0x33
+FLAG_CLIENT_TO_SERVER = 0x4000  # Wireshark: "ISAKMP traffic direction: Client to server"
+UDP_HEADER_LEN = 8
+IKE_HEADER_LEN = 28
+ESP_MIN = 8  # SPI + sequence number
+MAX_UDP_PAYLOAD = 0xFFFF - UDP_HEADER_LEN
+# A 1400-byte tunnel packet makes ~1.45 kB of ESP; our IKE stays below 2 kB.
 DEFAULT_MAX_RECORD = 16384
 TCP_DEFAULT_PORT = 10000  # the VPN 3000 / Cisco VPN Client default for IPsec over TCP
-ESP_MIN = 8  # SPI + sequence number
+_MIN_PAYLOAD = ESP_MIN
 
 
-def frame_ike(message: bytes | bytearray | memoryview) -> bytes:
-    """One IKE message as a record: length, non-ESP marker, message."""
-    length = LENGTH_BYTES + 4 + len(message)
-    if length > MAX_LENGTH_FIELD:
-        raise ValueError(f"IKE message of {len(message)} bytes does not fit a TCP record")
-    return length.to_bytes(2, "big") + NON_ESP_MARKER + bytes(message)
+def _trailer(seq: int, flags: int, protocol: int) -> bytes:
+    return bytes(4) + struct.pack("!HH", seq & 0xFFFF, flags) + MAGIC + bytes([protocol])
 
 
-def esp_record_header(esp_len: int) -> bytes:
-    """The 2-byte length in front of an ESP packet of ``esp_len`` bytes (for scatter I/O)."""
-    length = LENGTH_BYTES + esp_len
-    if esp_len < ESP_MIN or length > MAX_LENGTH_FIELD:
-        raise ValueError(f"ESP packet of {esp_len} bytes cannot be framed (8..65533 bytes)")
-    return length.to_bytes(2, "big")
+ESP_TRAILER = _trailer(0, 0, PROTO_ESP) + TRAILER_TAIL
+
+
+def ike_trailer(seq: int, from_client: bool) -> bytes:
+    flags = FLAG_CLIENT_TO_SERVER if from_client else 0
+    return _trailer(seq, flags, PROTO_IKE_UDP) + TRAILER_TAIL
+
+
+def frame_ike(
+    message: bytes | bytearray | memoryview, *, seq: int = 0, from_client: bool = False
+) -> bytes:
+    """One IKE message as a record: UDP header 500 -> 500 (checksum 0), message, trailer."""
+    if len(message) > MAX_UDP_PAYLOAD:
+        raise ValueError(f"IKE message of {len(message)} bytes does not fit a UDP header")
+    udp = struct.pack("!HHHH", IKE_PORT, IKE_PORT, UDP_HEADER_LEN + len(message), 0)
+    return udp + bytes(message) + ike_trailer(seq, from_client)
 
 
 def frame_esp(esp: bytes | bytearray | memoryview) -> bytes:
-    """One ESP packet as a record. An SPI of 0 would read back as IKE: refused."""
-    if len(esp) >= 4 and bytes(esp[:4]) == NON_ESP_MARKER:
-        raise ValueError("ESP packet with SPI 0 would be read as IKE")
-    return esp_record_header(len(esp)) + bytes(esp)
+    """One ESP packet as a record (the trailer is constant: ``ESP_TRAILER``)."""
+    if len(esp) < ESP_MIN or bytes(esp[:4]) == NON_ESP_MARKER:
+        raise ValueError(f"ESP packet of {len(esp)} bytes (SPI 0 or too short) cannot be framed")
+    return bytes(esp) + ESP_TRAILER
 
 
 class StreamDeframer:
     """Turns the bytes of one direction of a connection back into (Kind, payload) records.
 
-    ``expect_prefix``: this is the accepting side and the stream must open with "IKETCP".
-    IKE payloads come without the marker; ESP payloads are whole ESP packets.
+    IKE payloads come without their UDP header; ESP payloads are whole ESP packets.
     """
 
     __slots__ = (
         "_buf",
-        "_need_prefix",
         "_offset",
-        "_skip",
+        "_resume",
         "bytes_in",
         "errors",
         "fatal",
@@ -83,13 +101,12 @@ class StreamDeframer:
         "records",
     )
 
-    def __init__(self, *, expect_prefix: bool, max_record: int = DEFAULT_MAX_RECORD) -> None:
-        if not LENGTH_BYTES + ESP_MIN <= max_record <= MAX_LENGTH_FIELD:
-            raise ValueError(f"max_record {max_record} outside 10..65535")
+    def __init__(self, *, max_record: int = DEFAULT_MAX_RECORD) -> None:
+        if not ESP_MIN <= max_record <= 0xFFFF:
+            raise ValueError(f"max_record {max_record} outside 8..65535")
         self._buf = bytearray()
-        self._need_prefix = expect_prefix
         self._offset = 0  # stream offset of _buf[0], for error messages
-        self._skip = 0  # bytes of an oversize record still to discard
+        self._resume = 0  # where to go on looking for a trailer (relative to _buf)
         self.max_record = max_record
         self.errors: dict[str, int] = {}
         self.fatal: str | None = None
@@ -104,78 +121,74 @@ class StreamDeframer:
     def _count(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
-    def _fail(self, reason: str, message: str) -> None:
-        self._count(reason)
-        self.fatal = message
-        self._buf.clear()
-
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[tuple[Kind, bytes]]:
         """Records completed by ``chunk`` (possibly none); never raises on stream content."""
         self.bytes_in += len(chunk)
         if self.fatal is not None:
             self._count("after_fatal")
             return []
-        data = memoryview(chunk)
-        if self._skip:
-            dropped = min(self._skip, len(data))
-            self._skip -= dropped
-            self._offset += dropped
-            data = data[dropped:]
         buf = self._buf
-        buf += data
+        buf += chunk
         out: list[tuple[Kind, bytes]] = []
         pos, end = 0, len(buf)
-        if self._need_prefix:
-            have = min(end, len(STREAM_PREFIX))
-            if buf[:have] != STREAM_PREFIX[:have]:
-                self._fail(
-                    "bad_prefix",
-                    f"stream does not start with 'IKETCP' (got {bytes(buf[:have]).hex()})",
-                )
-                return out
-            if have < len(STREAM_PREFIX):
-                return out
-            pos = len(STREAM_PREFIX)
-            self._need_prefix = False
-        while end - pos >= LENGTH_BYTES:
-            length = (buf[pos] << 8) | buf[pos + 1]
-            if length < LENGTH_BYTES:
-                self._fail(
-                    "bad_length",
-                    f"record length {length} at stream offset {self._offset + pos} is"
-                    " smaller than the 2-byte length field itself",
-                )
-                return out
-            if length > self.max_record:
-                self._count("oversize")
-                available = end - pos
-                if available >= length:
-                    pos += length
-                    continue
-                self._skip = length - available
-                pos = end
+        search = self._resume
+        while True:
+            # the magic sits 8 bytes into the trailer, after a payload of >= 8 bytes
+            m = buf.find(MAGIC, max(search, pos + _MIN_PAYLOAD + 8))
+            if m < 0 or m + 8 > end:
+                if end - pos > self.max_record + TRAILER_LEN:
+                    self._count("oversize")
+                    self.fatal = (
+                        f"no cTCP trailer within {self.max_record + TRAILER_LEN} bytes after"
+                        f" stream offset {self._offset + pos} (not IPsec over TCP, or a"
+                        " record too large)"
+                    )
+                    buf.clear()
+                    return out
+                search = m if m >= 0 else max(pos, end - len(MAGIC) + 1)
                 break
-            if end - pos < length:
-                break
-            body = pos + LENGTH_BYTES
-            pos += length
-            size = length - LENGTH_BYTES
-            if size < 4:
-                self._count("short_record")
-            elif buf[body : body + 4] == NON_ESP_MARKER:
-                if size == 4:
-                    self._count("empty_ike")
+            start = m - 8  # the trailer
+            if (
+                buf[start : start + 4] != b"\0\0\0\0"
+                or buf[start + 6] & 0x0F
+                or buf[start + 7]
+                or buf[m + 6 : m + 8] != TRAILER_TAIL
+                or buf[m + 5] not in (PROTO_IKE_UDP, PROTO_ESP, PROTO_AH)
+            ):
+                search = m + 1  # those bytes belong to a payload: look further
+                continue
+            protocol = buf[m + 5]
+            payload = bytes(buf[pos:start])
+            pos = search = m + 8
+            if len(payload) > self.max_record:
+                self._count("oversize_record")
+            elif protocol == PROTO_ESP:
+                if payload[:4] == NON_ESP_MARKER:
+                    self._count("esp_spi_zero")
                 else:
-                    out.append((Kind.IKE, bytes(buf[body + 4 : pos])))
-            elif size < ESP_MIN:
-                self._count("short_esp")
+                    out.append((Kind.ESP, payload))
+            elif protocol == PROTO_IKE_UDP:
+                self._ike(payload, out)
             else:
-                out.append((Kind.ESP, bytes(buf[body:pos])))
+                self._count("ah_unsupported")
         if pos:
             del buf[:pos]
             self._offset += pos
+        self._resume = max(0, search - pos)
         self.records += len(out)
         return out
+
+    def _ike(self, payload: bytes, out: list[tuple[Kind, bytes]]) -> None:
+        if len(payload) < UDP_HEADER_LEN + IKE_HEADER_LEN:
+            self._count("short_ike")
+            return
+        sport, dport, length = struct.unpack_from("!HHH", payload)
+        if length != len(payload):
+            self._count("bad_udp_length")
+        elif (sport, dport) != (IKE_PORT, IKE_PORT):
+            self._count("not_ike_ports")
+        else:
+            out.append((Kind.IKE, payload[UDP_HEADER_LEN:]))
 
     def stats(self) -> dict[str, object]:
         return {

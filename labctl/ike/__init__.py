@@ -10,7 +10,7 @@ Responder (the concentrator)
 ----------------------------
 ``Responder(policy: ResponderPolicy, hooks: ResponderHooks)`` -- many peers at once::
 
-    receive(data: bytes, remote: Endpoint, local: Endpoint, now: float) -> Output
+    receive(data: bytes, remote: Endpoint, local: Endpoint, now: float, *, tcp=False) -> Output
     tick(now: float) -> Output
     delete(handle: SaHandle, now: float) -> Output                 # log a client out
     delete_child(handle: SaHandle, inbound_spi: int, now: float) -> Output
@@ -27,6 +27,7 @@ AND peer IP (plain PSK: same group and same ip:port); a datagram identical to on
 answered gets the cached answer and changes nothing.  Policy switches: ``natt_enabled=False``
 (the seed's trouble case: NAT-T VIDs ignored, no NAT-D, quick mode in plain tunnel mode),
 ``cisco_udp_port`` (IPsec over UDP: Mode-Cfg 0x7005, IKE stays on 500, quick mode mode 1),
+``tcp_port`` (IPsec over TCP, below),
 ``modecfg_push``, ``main_mode_group``, ``natt_versions`` (``(NattVersion.DRAFT_02N,)`` sends
 the seed's VPN 3000 VID and NAT-D payload 130).
 
@@ -35,7 +36,7 @@ Initiator (the client)
 ``Initiator(config: InitiatorConfig)`` -- one connection to one gateway::
 
     start(now: float, local: Endpoint, remote: Endpoint) -> Output
-    receive(data: bytes, remote: Endpoint, local: Endpoint, now: float) -> Output
+    receive(data: bytes, remote: Endpoint, local: Endpoint, now: float, *, tcp=False) -> Output
     tick(now: float) -> Output
     delete(now: float) -> Output                  # disconnect (deletes children + phase 1)
     dpd(now: float) -> Output
@@ -55,6 +56,17 @@ everything is IKE.  With Cisco IPsec over UDP IKE stays on 500 and ESP travels w
 marker on the configured port; ``ChildSaEstablished.udp_port`` is then the configured port
 and the client's real (translated) source port must be learned from its first ESP packet.
 
+IPsec over TCP
+--------------
+The caller runs one TCP connection per client session (labctl.agent.tcp_transport frames
+it, RFC 8229 style) and feeds what arrives with ``receive(..., tcp=True)``; the initiator
+uses ``InitiatorConfig(natt="tcp")``.  Such SAs emit ``Datagram.tcp`` (send ``data`` on the
+connection to ``remote``; no marker), never float, ignore NAT-T and IPsec-over-UDP requests
+(TCP first, then NAT-T, then UDP), and their children have encapsulation ``"tcp"`` with
+``udp_port``/``local_port`` holding the TCP ports.  A message of a TCP SA arriving over UDP
+or on another connection is dropped (``stats["wrong_transport"]``); a TCP first message
+when ``ResponderPolicy.tcp_port`` is None is dropped (``stats["tcp_disabled"]``).
+
 Hooks (responder, synchronous, must not block)
 ----------------------------------------------
 ``authenticate(XauthRequest) -> bool``; ``assign_address(SessionContext) -> ModeConfig | None``
@@ -70,7 +82,7 @@ Events
 :class:`XauthResult`, :class:`ModeConfigApplied` (responder; style pull/push/inherited),
 :class:`ModeConfigReceived` (initiator), :class:`ChildSaEstablished` (SPIs, cipher and
 integrity with keys per direction, encapsulation tunnel / udp-tunnel / udp-tunnel-draft /
-cisco-udp, traffic selectors, lifetimes, ``rekey_of``), :class:`ChildSaDeleted`,
+cisco-udp / tcp, traffic selectors, lifetimes, ``rekey_of``), :class:`ChildSaDeleted`,
 :class:`Phase1Rekeyed`, :class:`Phase1Deleted` (``replaced_by`` after a rekey),
 :class:`PeerDead`, :class:`PeerEndpointChanged`, :class:`NotifyReceived`,
 :class:`ExchangeFailed` (stage + reason + notify), :class:`PacketDropped`.  Key material is

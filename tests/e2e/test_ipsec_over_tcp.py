@@ -1,6 +1,8 @@
 """IPsec over TCP end to end: `labctl test topologies/ipsec-over-tcp.yaml` passes every
-case, and a capture of the sessions' TCP connections dissects cleanly in tshark with our
-RFC 8229 Lua dissector (and decrypts with the concentrator's lab-only key export)."""
+case, and a capture of the sessions' TCP connections dissects cleanly with Wireshark's own
+Cisco "tcpencap" dissector, one cTCP record per segment, and decrypts (IKE and ESP) with
+the concentrator's lab-only key export through tools/wireshark/ctcp.lua (tcpencap cannot
+decrypt ESP: it leaves the trailer in the ESP's reported length)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from labctl.topology import load_lab
 from .conftest import ROOT, RunningLab, bring_up, labctl
 
 TOPOLOGY = ROOT / "topologies" / "ipsec-over-tcp.yaml"
-DISSECTOR = ROOT / "tools" / "wireshark" / "ipsec-tcp.lua"
-DECODE_AS = ["-X", f"lua_script:{DISSECTOR}", "-d", "tcp.port==10000,ipsectcp"]
+DECODE_AS = ["-d", "tcp.port==10000,tcpencap"]
+LUA = ["-X", f"lua_script:{ROOT / 'tools' / 'wireshark' / 'ctcp.lua'}"]
+DECODE_AS_LUA = [*LUA, "-d", "tcp.port==10000,ctcp"]
 CLIENTS = ("client1", "client2")
 
 
@@ -120,7 +123,9 @@ def test_capture_dissects_without_malformed_packets(captured: dict) -> None:
     pcap = str(captured["pcap"])
     verbose = tshark("-r", pcap, *DECODE_AS, "-V")
     assert "Malformed" not in verbose
-    assert verbose.count("Stream prefix: IKETCP") == 2  # one per connection
+    assert "Magic number: 21456c6910" in verbose and "Magic 2: 0100" in verbose
+    assert "ISAKMP traffic direction: Client to server (0x4000)" in verbose
+    assert "ISAKMP traffic direction: Server to client (0x0000)" in verbose
     assert "Exchange type: Aggressive (4)" in verbose
     assert "Exchange type: Transaction (Config Mode) (6)" in verbose
     assert "Exchange type: Quick Mode (32)" in verbose
@@ -129,15 +134,19 @@ def test_capture_dissects_without_malformed_packets(captured: dict) -> None:
     assert "Errors" not in expert, expert
     protocols = tshark("-r", pcap, *DECODE_AS, "-T", "fields", "-e", "frame.protocols")
     stacks = set(protocols.split())
-    assert "eth:ethertype:ip:tcp:ipsectcp:isakmp" in stacks
-    assert "eth:ethertype:ip:tcp:ipsectcp:esp" in stacks
-    # without our dissector the same bytes are not IKE at all (port 10000 is NDMP's)
+    assert "eth:ethertype:ip:tcp:tcpencap:udp:isakmp" in stacks
+    assert "eth:ethertype:ip:tcp:tcpencap:esp" in stacks
+    # one cTCP record per segment, as Cisco peers (and the dissector) expect: every
+    # segment with data is a whole record
+    loose = tshark("-r", pcap, *DECODE_AS, "-Y", "tcp.len > 0 && !tcpencap")
+    assert loose.strip() == "", loose
+    # Wireshark's heuristic finds the records without any decode-as, too
     plain = tshark("-r", pcap, "-T", "fields", "-e", "frame.protocols")
-    assert "isakmp" not in plain
+    assert set(plain.split()) == stacks
 
 
 def test_capture_decrypts_with_the_exported_keys(captured: dict) -> None:
-    args = ["-r", str(captured["pcap"]), *DECODE_AS]
+    args = ["-r", str(captured["pcap"]), *DECODE_AS_LUA]
     for line in captured["keys"]["ikev1_decryption_table"]:
         args += ["-o", f"uat:ikev1_decryption_table:{line}"]
     args += ["-o", "esp.enable_encryption_decode:TRUE"]

@@ -15,7 +15,7 @@ import pytest
 from labctl.agent.dataplane import Dataplane, Encap, UnknownSpi
 from labctl.agent.loop import EventLoop
 from labctl.agent.tcp_transport import StreamConnection, TcpConnector, TcpServer
-from labctl.esp import STREAM_PREFIX, frame_esp, frame_ike
+from labctl.esp import ESP_TRAILER, frame_esp, frame_ike
 from tests.unit.esp.esp_helpers import icmp_echo
 from tests.unit.esp.test_dataplane_local import CLIENT_IP, LAN_HOST, FakeTun, suite_sas
 
@@ -134,7 +134,7 @@ def loop_of(side: Side) -> EventLoop:
 def test_ike_then_esp_both_ways_over_one_connection(loop, sides) -> None:
     client, gateway, server = sides
     conn = connect(loop, client, server)
-    assert conn.peer == server.address and conn.bytes_tx == len(STREAM_PREFIX)
+    assert conn.peer == server.address and conn.bytes_tx == 0
     for n in range(3):
         assert conn.send_ike(b"ike-%d" % n + bytes(40))
     pump(loop, lambda: len(gateway.ike) == 3)
@@ -218,14 +218,14 @@ def raw_client(server: TcpServer) -> socket.socket:
     return s
 
 
-def test_garbage_without_prefix_closes_with_a_framing_error(loop, sides) -> None:
+def test_garbage_without_trailers_closes_with_a_framing_error(loop, sides) -> None:
     _, gateway, server = sides
     with raw_client(server) as s:
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n" + b"x" * 17000)
         pump(loop, lambda: gateway.closed)
         conn, reason = gateway.closed[0]
-        assert reason.startswith("framing error") and "IKETCP" in reason
-        assert conn.deframer.errors == {"bad_prefix": 1}
+        assert reason.startswith("framing error") and "no cTCP trailer" in reason
+        assert conn.deframer.errors == {"oversize": 1}
         assert s.recv(10) == b""  # the server hung up
     assert server.connections == {} and server.closed_reasons == {"framing error": 1}
 
@@ -242,7 +242,7 @@ def test_esp_of_another_connection_and_unknown_spis_are_dropped(loop, sides) -> 
     client.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 2))
     pump(loop, lambda: sealed)
     with raw_client(server) as s:
-        s.sendall(STREAM_PREFIX + frame_esp(sealed[0]) + frame_esp(b"\x99" * 40))
+        s.sendall(sealed[0] + ESP_TRAILER + frame_esp(b"\x99" * 40))
         pump(loop, lambda: gateway.dp.tunnel("client1").counters.drops.get("wrong_stream"))
         pump(loop, lambda: gateway.dp.drops.get("unknown_spi"))
     assert any(isinstance(e, UnknownSpi) and e.spi == 0x99999999 for e in gateway.events)
@@ -262,7 +262,7 @@ def test_silent_connection_times_out_and_limit_refuses(loop) -> None:
     )
     try:
         with raw_client(server) as first, raw_client(server) as second:
-            first.sendall(STREAM_PREFIX)  # prefix, but never an IKE message
+            first.sendall(frame_esp(b"\x99" * 40))  # ESP, but never an IKE message
             pump(loop, lambda: closed)
             assert closed == ["no IKE within 0s of connecting"]
             assert server.refused == 1 and second.recv(10) == b""
@@ -291,14 +291,23 @@ def test_connect_refused_is_reported_from_the_loop(loop) -> None:
     assert connector.state == "failed"
 
 
-def test_ike_records_are_framed_as_rfc8229(loop, sides) -> None:
+def test_ike_records_are_ctcp_records_on_the_wire(loop, sides) -> None:
     _, gateway, server = sides
     with raw_client(server) as s:
-        s.sendall(STREAM_PREFIX + frame_ike(b"A" * 28) + frame_ike(b"B" * 28)[:5])
+        s.sendall(frame_ike(b"A" * 28, seq=1, from_client=True) + frame_ike(b"B" * 28)[:5])
         pump(loop, lambda: gateway.ike)
         s.sendall(frame_ike(b"B" * 28)[5:])
         pump(loop, lambda: len(gateway.ike) == 2)
         conn = gateway.ike[0][1]
         assert [m for m, _ in gateway.ike] == [b"A" * 28, b"B" * 28]
         assert server.send_ike(b"C" * 28, conn.peer)
-        assert s.recv(100) == struct.pack("!H", 34) + bytes(4) + b"C" * 28
+        assert server.send_ike(b"D" * 28, conn.peer)
+        wire = b""
+        while len(wire) < 2 * (8 + 28 + 16):
+            wire += s.recv(200)
+        # server to client: UDP 500 -> 500, checksum 0; trailer seq 1, 2; flags 0
+        assert wire[:52] == struct.pack("!HHHH", 500, 500, 36, 0) + b"C" * 28 + bytes.fromhex(
+            "00000000 0001 0000 21456c6910 11 0100"
+        )
+        assert wire[52 + 8 : 52 + 36] == b"D" * 28
+        assert wire[52 + 36 + 4 : 52 + 36 + 6] == b"\x00\x02"  # the next IKE seq
