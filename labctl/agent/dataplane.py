@@ -16,7 +16,7 @@ IPsec over TCP: a tunnel with ``Encap.TCP`` is bound to one connection (``Packet
 that frames its ESP (labctl.agent.tcp_transport owns the sockets); ESP that connection
 deframes comes back through ``receive_stream_esp`` and must belong to a tunnel bound to
 that same connection. The peer endpoint of such a tunnel never moves, and no keepalives
-are sent on TCP (RFC 8229 has none; the connection is the session).
+are sent on TCP (the connection itself holds the NAT mapping; it is the session).
 
 Nothing a peer sends can stop the loop: every failure is a typed drop counted per tunnel
 (or globally when no tunnel is known yet) under a stable reason key.

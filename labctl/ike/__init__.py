@@ -59,7 +59,7 @@ and the client's real (translated) source port must be learned from its first ES
 IPsec over TCP
 --------------
 The caller runs one TCP connection per client session (labctl.agent.tcp_transport frames
-it, RFC 8229 style) and feeds what arrives with ``receive(..., tcp=True)``; the initiator
+it as Cisco cTCP records) and feeds what arrives with ``receive(..., tcp=True)``; the initiator
 uses ``InitiatorConfig(natt="tcp")``.  Such SAs emit ``Datagram.tcp`` (send ``data`` on the
 connection to ``remote``; no marker), never float, ignore NAT-T and IPsec-over-UDP requests
 (TCP first, then NAT-T, then UDP), and their children have encapsulation ``"tcp"`` with
