@@ -419,4 +419,7 @@ class ClientAgent:
 
     def stats(self) -> dict:
         engine = self.driver.engine
-        return {"ike": dict(engine.stats) if engine else {}, "dataplane": self.dataplane.stats()}
+        stats = {"ike": dict(engine.stats) if engine else {}, "dataplane": self.dataplane.stats()}
+        if self.stream is not None:
+            stats["tcp"] = {"connections": [self.stream.stats()]}
+        return stats
