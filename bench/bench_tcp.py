@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,11 +124,20 @@ def run_case(transport: str, suite: str, seconds: float, directory: Path) -> lis
         )
 
 
+def medians(rows: list[dict]) -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for row in rows:
+        key = f"{row['transport']} {row['suite']} {row['direction']}"
+        groups.setdefault(key, []).append(row["mbit_s"])
+    return {key: round(statistics.median(values), 1) for key, values in groups.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tcp.json")
     parser.add_argument("--seconds", type=float, default=5.0, help="each iperf3 run")
     parser.add_argument("--suite", choices=sorted(SUITES), action="append")
+    parser.add_argument("--repeat", type=int, default=1, help="labs per case (shared machine)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (labs)")
@@ -137,9 +147,14 @@ def main() -> int:
         "iperf3": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench-tcp-") as tmp:
-        for suite in args.suite or list(SUITES):
-            for transport in TRANSPORTS:
-                report["iperf3"] += run_case(transport, suite, args.seconds, Path(tmp))
+        for run in range(args.repeat):
+            for suite in args.suite or list(SUITES):
+                for transport in TRANSPORTS:
+                    for row in run_case(transport, suite, args.seconds, Path(tmp)):
+                        report["iperf3"].append({**row, "run": run})
+    report["median_mbit_s"] = medians(report["iperf3"])
+    for key, value in report["median_mbit_s"].items():
+        print(f"median {key:40s} {value:7.1f} Mbit/s")
     report["machine"]["loadavg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
