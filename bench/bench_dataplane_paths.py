@@ -86,8 +86,14 @@ def measure(path: str, size: int, rounds: int) -> list[float]:
         peer.bind(("127.0.0.1", 0))
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         dp = Dataplane(loop, tun, natt_socket=own)
-        dp.add_tunnel("t", encap=Encap.NATT, remote_networks=nets, peer=peer.getsockname(),
-                      outbound=out, inbound=[inb])  # fmt: skip
+        dp.add_tunnel(
+            "t",
+            encap=Encap.NATT,
+            remote_networks=nets,
+            peer=peer.getsockname(),
+            outbound=out,
+            inbound=[inb],
+        )
     else:
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -104,8 +110,9 @@ def measure(path: str, size: int, rounds: int) -> list[float]:
             on_esp=dp.receive_stream_esp,
             on_closed=lambda c, r: None,
         )
-        dp.add_tunnel("t", encap=Encap.TCP, remote_networks=nets, outbound=out,
-                      inbound=[inb], stream=conn)  # fmt: skip
+        dp.add_tunnel(
+            "t", encap=Encap.TCP, remote_networks=nets, outbound=out, inbound=[inb], stream=conn
+        )
     wire = [bytes(out.seal(packet)) for _ in range(BURST)] if path.startswith("rx") else []
     blob = b"".join(frame_esp(w) for w in wire)
     times = []
@@ -146,14 +153,18 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     for path in ("rx udp", "rx tcp", "tx udp", "tx tcp"):
         times = measure(path, args.size, args.rounds)
-        rows.append({
-            "path": path,
-            "packet_bytes": args.size,
-            "best_us": round(min(times), 2),
-            "median_us": round(statistics.median(times), 2),
-        })  # fmt: skip
-        print(f"{path}  {args.size} B  best {min(times):6.2f} us  median "
-              f"{statistics.median(times):6.2f} us")  # fmt: skip
+        rows.append(
+            {
+                "path": path,
+                "packet_bytes": args.size,
+                "best_us": round(min(times), 2),
+                "median_us": round(statistics.median(times), 2),
+            }
+        )
+        print(
+            f"{path}  {args.size} B  best {min(times):6.2f} us  median "
+            f"{statistics.median(times):6.2f} us"
+        )
     report = {
         "python": platform.python_version(),
         "cryptography": cryptography.__version__,
