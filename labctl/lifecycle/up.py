@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, summarize_address_range
 
 from ..mgmt.keys import KeyPair
 from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
@@ -163,15 +163,8 @@ def _lab_networks(lab: Lab) -> list[IPv4Network]:
     for node in lab.nodes.values():
         if isinstance(node, ConcentratorNode):
             for group in node.vpn.groups.values():
-                first, last = parse_pool(group.pool)
-                networks.extend(_summarize(first, last))
+                networks.extend(summarize_address_range(*parse_pool(group.pool)))
     return networks
-
-
-def _summarize(first, last) -> list[IPv4Network]:
-    from ipaddress import summarize_address_range
-
-    return list(summarize_address_range(first, last))
 
 
 def _node_spec(
