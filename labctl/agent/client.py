@@ -11,7 +11,6 @@ import contextlib
 import time
 from ipaddress import IPv4Network
 
-from ..esp import EspSa
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -26,7 +25,7 @@ from ..ike import (
 )
 from ..ike.constants import NATT_PORT, AuthMethod
 from . import naming
-from .concentrator import ENCAPS
+from .childsa import encap_of, esp_pair
 from .control import ControlError
 from .dataplane import Dataplane, Encap
 from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
@@ -247,14 +246,8 @@ class ClientAgent:
         self.status.split_networks = [str(n) for n in config.split_include]
 
     def _on_ChildSaEstablished(self, e: ChildSaEstablished) -> None:
-        now = self.loop.time()
-        inbound = EspSa.inbound(
-            e.inbound_spi, e.encryption, e.integrity, e.enc_key_in, e.auth_key_in, created_at=now
-        )
-        outbound = EspSa.outbound(
-            e.outbound_spi, e.encryption, e.integrity, e.enc_key_out, e.auth_key_out, created_at=now
-        )
-        encap = ENCAPS.get(e.encapsulation, Encap.ESP)
+        inbound, outbound = esp_pair(e, self.loop.time())
+        encap = encap_of(e)
         if e.rekey_of is not None and e.rekey_of in self.tunnels:
             name = self.tunnels[e.rekey_of]
             self.dataplane.install_sas(name, outbound=outbound, inbound=[inbound])
