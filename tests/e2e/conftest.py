@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "topologies" / "nat-t-two-clients.yaml"
-TEST_LAB_PREFIX = "e2e-"
+# Overridable so two checkouts testing on one machine can tell their labs apart at a glance.
+TEST_LAB_PREFIX = os.environ.get("LABCTL_E2E_PREFIX", "e2e-")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,18 +57,25 @@ def labctl(*args: str, check: bool = True, timeout: float = 600) -> CliResult:
     return result
 
 
+# Names this test session made: other sessions (other checkouts, CI jobs) may run their own
+# e2e labs on the same machine at the same time, and theirs are not ours to remove.
+SESSION_LABS: set[str] = set()
+
+
 def unique_lab_name(tag: str) -> str:
-    return f"{TEST_LAB_PREFIX}{tag}-{secrets.token_hex(3)}"[:24]
+    name = f"{TEST_LAB_PREFIX}{tag}-{secrets.token_hex(3)}"[:24]
+    SESSION_LABS.add(name)
+    return name
 
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_test_labs() -> Iterator[None]:
-    """After the session, remove any test lab a crashed test left (and say so)."""
+    """After the session, remove any lab of this session a crashed test left (and say so)."""
     yield
     client = docker.from_env()
     containers = client.containers.list(all=True, filters={"label": "labctl.lab"}, sparse=True)
     labs = {(c.attrs.get("Labels") or {}).get("labctl.lab", "") for c in containers}
-    leaked = sorted(name for name in labs if name.startswith(TEST_LAB_PREFIX))
+    leaked = sorted(labs & SESSION_LABS)
     for name in leaked:
         labctl("-q", "down", name, check=False)
     if leaked:
