@@ -48,6 +48,7 @@ e2e: images
 bench: images
 	@mkdir -p bench/results
 	$(PY) bench/bench_lab.py --out bench/results/lab.json
+	$(PY) bench/bench_vpn.py --out bench/results/vpn.json
 
 lint: install
 	$(VENV)/bin/ruff check labctl tests bench
