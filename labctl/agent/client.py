@@ -32,11 +32,12 @@ from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
 from .eventlog import EventLog
 from .ikeio import EngineDriver, local_address_towards, open_ike_socket
+from .kernel_routes import gateway_towards
 from .keylog import KeyLog
 from .loop import EventLoop, Timer
 from .records import ClientStatus
 from .settings import ClientSettings, SettingsError, phase1_proposal, phase2_proposal
-from .tun import TunDevice, run_ip
+from .tun import TunDevice, run_ip_batch
 
 NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp"}
 RECONNECT_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)
@@ -145,11 +146,13 @@ class ClientAgent:
             self.reconnect_timer.cancel()
             self.reconnect_timer = None
         engine = self.driver.engine
-        if engine is not None and self.status.state in ("connecting", "connected"):
+        active = self.status.state in ("connecting", "connected")
+        # Set first: the Phase1Deleted our own Delete produces is not a failure.
+        self.status.state = "disconnected"
+        if engine is not None and active:
             with contextlib.suppress(Exception):
                 self.driver.apply(engine.delete(self.loop.time()))
         self._teardown()
-        self.status.state = "disconnected"
         self.log.info("CM/12", "Connection terminated by the user")
         return self.status.state
 
@@ -178,16 +181,13 @@ class ClientAgent:
             with contextlib.suppress(KeyError):
                 self.dataplane.remove_tunnel(name)
         self.tunnels.clear()
-        for network in self.routes:
-            with contextlib.suppress(OSError):
-                self.tun.delete_route(network)
-        self.routes.clear()
-        with contextlib.suppress(OSError):
-            run_ip("addr", "flush", "dev", self.tun.name)
+        commands = [["route", "del", network, "dev", self.tun.name] for network in self.routes]
+        commands.append(["addr", "flush", "dev", self.tun.name])
         if self.host_route is not None:
-            with contextlib.suppress(OSError):
-                run_ip("route", "del", self.host_route)
-            self.host_route = None
+            commands.append(["route", "del", self.host_route])
+        run_ip_batch(commands, force=True)  # one process; what is already gone is fine
+        self.routes.clear()
+        self.host_route = None
         self.status.connected_at = None
 
     # --- inputs -----------------------------------------------------------------------------
@@ -231,18 +231,20 @@ class ClientAgent:
                 f"MODE_CFG_REPLY: Received and using NAT-T port number "
                 f"0x{config.udp_encap_port:08x}",
             )
-        run_ip("addr", "replace", f"{address}/32", "dev", self.tun.name)
-        networks = list(config.split_include) or list(HALF_INTERNET)
+        tun = self.tun.name
+        commands = [["addr", "replace", f"{address}/32", "dev", tun]]
+        networks = [str(n) for n in config.split_include] or [str(n) for n in HALF_INTERNET]
         if not config.split_include:
             # Everything goes into the tunnel but the concentrator itself.
             host = str(self.settings.host)
-            via = run_ip("-o", "route", "get", host).split()
-            if "via" in via:
+            gateway = gateway_towards(host)
+            if gateway is not None:
                 self.host_route = f"{host}/32"
-                run_ip("route", "replace", self.host_route, "via", via[via.index("via") + 1])
-        for network in networks:
-            self.tun.add_route(str(network), src=address)
-            self.routes.append(str(network))
+                commands.append(["route", "replace", self.host_route, "via", gateway])
+        commands += [["route", "replace", n, "dev", tun, "src", address] for n in networks]
+        self.routes = networks  # recorded first: a teardown after a partial failure cleans up
+        # One `ip` process for all of it: this runs between quick-mode messages.
+        run_ip_batch(commands)
         self.status.split_networks = [str(n) for n in config.split_include]
 
     def _on_ChildSaEstablished(self, e: ChildSaEstablished) -> None:

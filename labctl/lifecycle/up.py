@@ -16,7 +16,7 @@ from ..mgmt.keys import KeyPair
 from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
 from ..progress import Progress
 from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
-from ..topology import ConcentratorNode, Lab, VpnClientNode, parse_pool
+from ..topology import ConcentratorNode, HostNode, Lab, VpnClientNode, parse_pool
 from ..wiring import configure_node, connect_endpoints, create_fabric, list_named_netns
 from .down import down
 from .labstate import LabState
@@ -190,7 +190,8 @@ def _node_spec(
         labels=labels,
         env=dict(node.env),
         sysctls=sysctls,
-        needs_tun=isinstance(node, ConcentratorNode | VpnClientNode),
+        # Hosts too: they run third-party tunnel software (vpnc as a lab client needs a TUN).
+        needs_tun=isinstance(node, ConcentratorNode | VpnClientNode | HostNode),
         files=(
             InjectedFile(
                 "/etc/labctl/ssh/authorized_keys",
