@@ -46,6 +46,8 @@ def run_step(step: Step, handle: LabHandle, log: StepLog) -> None:
 
 
 def _brief(value: Any) -> str:
+    if isinstance(value, list) and value and hasattr(value[0], "title"):
+        return f"{len(value)} expectation(s)"
     if hasattr(value, "model_dump"):
         return str(value.model_dump(by_alias=True, exclude_defaults=True))
     return str(value)
@@ -55,7 +57,9 @@ def _check_expectations(expectations, handle: LabHandle, log: StepLog) -> None:
     probe = LabProbe(handle)
     for expectation in expectations:
         outcome, waited = wait_for(expectation, probe, handle.lab.name, saved=log.saved)
-        log.add(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.summary} ({waited:.1f}s)")
+        named = f"{expectation.name}: " if expectation.name else ""
+        verdict = "ok  " if outcome.ok else "FAIL"
+        log.add(f"  {verdict} {named}{outcome.summary} ({waited:.1f}s)")
         if not outcome.ok:
             raise StepFailed(f"{expectation.title()}: {outcome.summary}", outcome)
         log.saved.update(outcome.saved)
