@@ -241,7 +241,8 @@ def _wait(seconds, handle: LabHandle, log: StepLog) -> None:
 def _exec(commands, handle: LabHandle, log: StepLog) -> None:
     for node, command in commands.items():
         result = handle.session(node).run(command, timeout=120)
-        log.add(f"  {node}$ {command} -> {result.exit_status}")
+        last = result.stdout.strip().splitlines()[-1:] or [""]
+        log.add(f"  {node}$ {command} -> {result.exit_status} {last[0][:200]}".rstrip())
         if result.exit_status != 0:
             raise StepFailed(
                 f"{node}: '{command}' exited {result.exit_status}: "
