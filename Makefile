@@ -48,6 +48,8 @@ e2e: images
 bench: images
 	@mkdir -p bench/results
 	$(PY) bench/bench_lab.py --out bench/results/lab.json
+	$(PY) bench/bench_ike.py --out bench/results/ike.json
+	$(PY) bench/bench_esp.py --out bench/results/esp.json
 
 lint: install
 	$(VENV)/bin/ruff check labctl tests bench

@@ -56,18 +56,25 @@ def labctl(*args: str, check: bool = True, timeout: float = 600) -> CliResult:
     return result
 
 
+# Labs this test session named: only these are checked for leaks (other test runs, e.g. a
+# colleague's on the same machine, may have labs of their own up at the same time).
+SESSION_LABS: set[str] = set()
+
+
 def unique_lab_name(tag: str) -> str:
-    return f"{TEST_LAB_PREFIX}{tag}-{secrets.token_hex(3)}"[:24]
+    name = f"{TEST_LAB_PREFIX}{tag}-{secrets.token_hex(3)}"[:24]
+    SESSION_LABS.add(name)
+    return name
 
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_test_labs() -> Iterator[None]:
-    """After the session, remove any test lab a crashed test left (and say so)."""
+    """After the session, remove any lab of this session that a crashed test left (and fail)."""
     yield
     client = docker.from_env()
     containers = client.containers.list(all=True, filters={"label": "labctl.lab"}, sparse=True)
     labs = {(c.attrs.get("Labels") or {}).get("labctl.lab", "") for c in containers}
-    leaked = sorted(name for name in labs if name.startswith(TEST_LAB_PREFIX))
+    leaked = sorted(labs & SESSION_LABS)
     for name in leaked:
         labctl("-q", "down", name, check=False)
     if leaked:

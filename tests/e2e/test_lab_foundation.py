@@ -19,8 +19,19 @@ SEED_NODES = {"client1", "client2", "pix", "router", "vpn3000", "server"}
 
 
 def udp_probe_from_4500(lab: RunningLab, client: str) -> None:
-    """One datagram from the client's UDP 4500 to the concentrator's 4500 (NAT-T ports)."""
+    """One datagram from the client's UDP 4500 to the concentrator's 4500 (NAT-T ports).
+
+    The network alone is under test here: the client's VPN agent (which holds UDP 4500) is
+    stopped first, so the probe is the only traffic from that port."""
+    lab.exec(client, "vpn", "service", "stop")
     lab.exec(client, "sh", "-c", "printf probe | nc -u -w1 -p 4500 172.16.172.50 4500")
+
+
+def forget_translations(lab: RunningLab) -> None:
+    """Stop both clients' agents and flush the PIX's conntrack: no translation is left."""
+    for client in ("client1", "client2"):
+        lab.exec(client, "vpn", "service", "stop")
+    lab.exec("pix", "conntrack", "-F")
 
 
 def test_status_lists_every_node_running_with_a_mgmt_address(seed_lab: RunningLab) -> None:
@@ -46,6 +57,8 @@ def test_both_clients_reach_the_concentrator_through_the_pix(seed_lab: RunningLa
 def test_udp_4500_probes_give_two_pat_entries_one_global_address_two_ports(
     seed_lab: RunningLab,
 ) -> None:
+    forget_translations(seed_lab)
+    assert not [e for e in seed_lab.show_json("pix", "xlate") if e["protocol"] == "udp"]
     udp_probe_from_4500(seed_lab, "client1")
     udp_probe_from_4500(seed_lab, "client2")
     entries = [
@@ -129,6 +142,7 @@ def test_two_copies_side_by_side_and_down_leaves_nothing() -> None:
         first = bring_up(SEED, "twin-a")
         second = bring_up(SEED, "twin-b")
         for lab in (first, second):
+            forget_translations(lab)
             udp_probe_from_4500(lab, "client1")
             udp_probe_from_4500(lab, "client2")
             entries = [e for e in lab.show_json("pix", "xlate") if e["local_port"] == 4500]
