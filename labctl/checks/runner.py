@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,7 +171,8 @@ class TopologyRun:
                 False,
                 time.monotonic() - started,
                 f"error: {type(exc).__name__}: {exc}",
-                "",
+                # A bug, not a failed expectation: where it happened matters.
+                traceback.format_exc(limit=-8),
                 log.lines,
                 str(case_dir),
             )
