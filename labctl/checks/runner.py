@@ -49,8 +49,10 @@ def discover(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _lab_name(lab: Lab, tag: str) -> str:
-    return f"t-{lab.name[:12]}-{tag}-{secrets.token_hex(2)}"[:24].rstrip("-")
+def _lab_name(lab: Lab, tag: str, prefix: str = "t") -> str:
+    """A fresh lab's name: the prefix and a random part first (they must survive the
+    24-character limit: two cases must never share a lab), then what it is for."""
+    return f"{prefix}-{secrets.token_hex(2)}-{lab.name}-{tag}"[:24].rstrip("-")
 
 
 class TopologyRun:
@@ -63,6 +65,7 @@ class TopologyRun:
         keep: bool = False,
         lab_name: str | None = None,
         only: list[str] | None = None,
+        lab_prefix: str = "t",
     ):
         self.path = path
         self.runtime = runtime
@@ -71,6 +74,7 @@ class TopologyRun:
         self.keep = keep
         self.lab_name = lab_name
         self.only = only
+        self.lab_prefix = lab_prefix
         self.results: list[CaseResult] = []
 
     def run(self) -> list[CaseResult]:
@@ -104,7 +108,8 @@ class TopologyRun:
 
     def _run_on_fresh_lab(self, lab: Lab, case: str, steps: list[Step]) -> None:
         named = Lab(
-            spec=lab.spec.model_copy(update={"name": _lab_name(lab, case[:6])}), source=lab.source
+            spec=lab.spec.model_copy(update={"name": _lab_name(lab, case[:6], self.lab_prefix)}),
+            source=lab.source,
         )
         started = time.monotonic()
         handle = None
