@@ -187,6 +187,7 @@ class TopologyRun:
                 str(self.path), case, True, time.monotonic() - started, log=log.lines
             )
             _remove_if_empty(case_dir)
+            _remove_if_empty(case_dir.parent)  # no failure so far: no artifacts folder
         verdict = "PASS" if result.ok else "FAIL"
         self.progress.say(f"{self.path.name} :: {case} {verdict} ({result.seconds:.1f}s)")
         if not result.ok:
