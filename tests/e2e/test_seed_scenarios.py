@@ -24,7 +24,7 @@ TOPOLOGIES = ROOT / "topologies"
 # file -> the cases `labctl test` must report for it (the top-level expect is "expect").
 SCENARIOS = {
     "nat-t-two-clients.yaml": {"expect"},
-    "nat-t-disabled.yaml": {"expect", "turn-on-nat-t"},
+    "nat-t-disabled.yaml": {"expect", "enable-nat-t"},
     "keepalive-vs-pat-timeout.yaml": {"idle-past-the-timeout", "flush-conntrack"},
     "rekey-same-ports.yaml": {"rekey-under-traffic"},
     "ipsec-over-udp.yaml": {"expect", "both-on"},
@@ -158,7 +158,7 @@ def test_broken_ipsec_over_udp_expecting_nat_t_names_the_protocol_seen(
         "ipsec-over-udp.yaml",
         [
             ("        protocol: IPsec/UDP\n", "        protocol: IPsec/NAT-T\n"),
-            ("    within: 60\n    sessions:", "    within: 15\n    sessions:"),
+            ("    within: 60\n    sessions:", "    within: 10\n    sessions:"),
         ],
     )
     result = run_test(broken, tmp_path / "report", lab_prefix, "--scenario", "none")
