@@ -166,6 +166,8 @@ class ClientAgent:
     def _schedule_reconnect(self) -> None:
         if not (self.want_connected and self.settings.auto_connect):
             return
+        if self.reconnect_timer is not None:  # one pending reconnect at a time
+            self.reconnect_timer.cancel()
         delay = RECONNECT_DELAYS[min(self.failures, len(RECONNECT_DELAYS) - 1)]
         self.failures += 1
         self.reconnect_timer = self.loop.call_later(delay, self._reconnect)
@@ -300,7 +302,9 @@ class ClientAgent:
                 self.dataplane.remove_tunnel(name)
 
     def _on_Phase1Deleted(self, e: Phase1Deleted) -> None:
-        if e.replaced_by is not None or self.status.state == "disconnected":
+        # Already handled: a user's disconnect, or a failure (DPD's PeerDead comes first and
+        # the engine then deletes the SA; failing twice would start two reconnects).
+        if e.replaced_by is not None or self.status.state in ("disconnected", "failed"):
             return
         self._failed(f"the concentrator ended the session ({e.reason})")
 

@@ -193,6 +193,7 @@ def cmd_test(args) -> int:
             keep=args.keep,
             lab_name=args.lab,
             only=args.scenario,
+            lab_prefix=args.lab_prefix,
         ).run()
     junit = args.junit or args.report_dir / "junit.xml"
     write_junit(results, junit)
