@@ -30,7 +30,7 @@ class _Clock:
 
 @pytest.fixture
 def agent(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(client_module, "run_ip", lambda *args: "")
+    monkeypatch.setattr(client_module, "run_ip_batch", lambda *args, **kwargs: None)
     clock = _Clock()
     agent = ClientAgent.__new__(ClientAgent)
     agent.settings = SimpleNamespace(auto_connect=True)
