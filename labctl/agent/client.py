@@ -14,7 +14,6 @@ import contextlib
 import time
 from ipaddress import IPv4Network
 
-from ..esp import EspSa
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -29,19 +28,20 @@ from ..ike import (
 )
 from ..ike.constants import NATT_PORT, AuthMethod
 from . import naming
-from .concentrator import ENCAPS
+from .childsa import encap_of, esp_pair
 from .control import ControlError
 from .dataplane import Dataplane, Encap
 from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
 from .eventlog import EventLog
 from .ikeio import EngineDriver, local_address_towards, open_ike_socket
+from .kernel_routes import gateway_towards
 from .keylog import KeyLog
 from .loop import EventLoop, Timer
 from .records import ClientStatus
 from .settings import ClientSettings, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
-from .tun import TunDevice, run_ip
+from .tun import TunDevice, run_ip_batch
 
 NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp", "tcp": "tcp"}
 RECONNECT_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)
@@ -199,11 +199,13 @@ class ClientAgent:
             self.reconnect_timer.cancel()
             self.reconnect_timer = None
         engine = self.driver.engine
-        if engine is not None and self.status.state in ("connecting", "connected"):
+        active = self.status.state in ("connecting", "connected")
+        # Set first: the Phase1Deleted our own Delete produces is not a failure.
+        self.status.state = "disconnected"
+        if engine is not None and active:
             with contextlib.suppress(Exception):
                 self.driver.apply(engine.delete(self.loop.time()))
         self._teardown()
-        self.status.state = "disconnected"
         self.log.info("CM/12", "Connection terminated by the user")
         return self.status.state
 
@@ -217,6 +219,8 @@ class ClientAgent:
     def _schedule_reconnect(self) -> None:
         if not (self.want_connected and self.settings.auto_connect):
             return
+        if self.reconnect_timer is not None:  # one pending reconnect at a time
+            self.reconnect_timer.cancel()
         delay = RECONNECT_DELAYS[min(self.failures, len(RECONNECT_DELAYS) - 1)]
         self.failures += 1
         self.reconnect_timer = self.loop.call_later(delay, self._reconnect)
@@ -238,16 +242,13 @@ class ClientAgent:
             with contextlib.suppress(KeyError):
                 self.dataplane.remove_tunnel(name)
         self.tunnels.clear()
-        for network in self.routes:
-            with contextlib.suppress(OSError):
-                self.tun.delete_route(network)
-        self.routes.clear()
-        with contextlib.suppress(OSError):
-            run_ip("addr", "flush", "dev", self.tun.name)
+        commands = [["route", "del", network, "dev", self.tun.name] for network in self.routes]
+        commands.append(["addr", "flush", "dev", self.tun.name])
         if self.host_route is not None:
-            with contextlib.suppress(OSError):
-                run_ip("route", "del", self.host_route)
-            self.host_route = None
+            commands.append(["route", "del", self.host_route])
+        run_ip_batch(commands, force=True)  # one process; what is already gone is fine
+        self.routes.clear()
+        self.host_route = None
         self.status.connected_at = None
 
     # --- inputs -----------------------------------------------------------------------------
@@ -292,29 +293,25 @@ class ClientAgent:
                 f"MODE_CFG_REPLY: Received and using NAT-T port number "
                 f"0x{config.udp_encap_port:08x}",
             )
-        run_ip("addr", "replace", f"{address}/32", "dev", self.tun.name)
-        networks = list(config.split_include) or list(HALF_INTERNET)
+        tun = self.tun.name
+        commands = [["addr", "replace", f"{address}/32", "dev", tun]]
+        networks = [str(n) for n in config.split_include] or [str(n) for n in HALF_INTERNET]
         if not config.split_include:
             # Everything goes into the tunnel but the concentrator itself.
             host = str(self.settings.host)
-            via = run_ip("-o", "route", "get", host).split()
-            if "via" in via:
+            gateway = gateway_towards(host)
+            if gateway is not None:
                 self.host_route = f"{host}/32"
-                run_ip("route", "replace", self.host_route, "via", via[via.index("via") + 1])
-        for network in networks:
-            self.tun.add_route(str(network), src=address)
-            self.routes.append(str(network))
+                commands.append(["route", "replace", self.host_route, "via", gateway])
+        commands += [["route", "replace", n, "dev", tun, "src", address] for n in networks]
+        self.routes = networks  # recorded first: a teardown after a partial failure cleans up
+        # One `ip` process for all of it: this runs between quick-mode messages.
+        run_ip_batch(commands)
         self.status.split_networks = [str(n) for n in config.split_include]
 
     def _on_ChildSaEstablished(self, e: ChildSaEstablished) -> None:
-        now = self.loop.time()
-        inbound = EspSa.inbound(
-            e.inbound_spi, e.encryption, e.integrity, e.enc_key_in, e.auth_key_in, created_at=now
-        )
-        outbound = EspSa.outbound(
-            e.outbound_spi, e.encryption, e.integrity, e.enc_key_out, e.auth_key_out, created_at=now
-        )
-        encap = ENCAPS.get(e.encapsulation, Encap.ESP)
+        inbound, outbound = esp_pair(e, self.loop.time())
+        encap = encap_of(e)
         if e.rekey_of is not None and e.rekey_of in self.tunnels:
             name = self.tunnels[e.rekey_of]
             self.dataplane.install_sas(name, outbound=outbound, inbound=[inbound])
@@ -371,7 +368,9 @@ class ClientAgent:
                 self.dataplane.remove_tunnel(name)
 
     def _on_Phase1Deleted(self, e: Phase1Deleted) -> None:
-        if e.replaced_by is not None or self.status.state == "disconnected":
+        # Already handled: a user's disconnect, or a failure (DPD's PeerDead comes first and
+        # the engine then deletes the SA; failing twice would start two reconnects).
+        if e.replaced_by is not None or self.status.state in ("disconnected", "failed"):
             return
         self._failed(f"the concentrator ended the session ({e.reason})")
 

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, summarize_address_range
 
-from ..esp import EspSa
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -37,6 +36,7 @@ from ..ike.constants import NATT_PORT, AuthMethod
 from ..ike.events import Phase1Rekeyed
 from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
 from . import naming
+from .childsa import encap_of, esp_pair
 from .control import ControlError
 from .dataplane import Dataplane, Encap
 from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
@@ -51,13 +51,6 @@ from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
-ENCAPS = {
-    "tunnel": Encap.ESP,
-    "udp-tunnel": Encap.NATT,
-    "udp-tunnel-draft": Encap.NATT,
-    "cisco-udp": Encap.CISCO,
-    "tcp": Encap.TCP,
-}
 
 
 def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
@@ -352,14 +345,8 @@ class ConcentratorAgent:
         if session is None:
             self.log.warning("IPSEC/3", f"child SA for an unknown IKE SA {e.handle}")
             return
-        now = self.loop.time()
-        inbound = EspSa.inbound(
-            e.inbound_spi, e.encryption, e.integrity, e.enc_key_in, e.auth_key_in, created_at=now
-        )
-        outbound = EspSa.outbound(
-            e.outbound_spi, e.encryption, e.integrity, e.enc_key_out, e.auth_key_out, created_at=now
-        )
-        encap = ENCAPS.get(e.encapsulation, Encap.ESP)
+        inbound, outbound = esp_pair(e, self.loop.time())
+        encap = encap_of(e)
         peer = (e.peer[0], e.udp_port or 0)
         stream = self.tcp.connection(e.peer) if encap is Encap.TCP and self.tcp else None
         if encap is Encap.TCP and stream is None:

@@ -41,6 +41,9 @@ class Captures:
                         "exec",
                         fabric_netns(self.handle.lab.name),
                         "tcpdump",
+                        # Deliver each packet as it comes, or the last second of a case is
+                        # still in the kernel's buffer when the capture stops.
+                        "--immediate-mode",
                         "-i",
                         bridge_name(segment.index),
                         "-U",

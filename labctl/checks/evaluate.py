@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ class Outcome:
     details: list[str] = field(default_factory=list)
     observed: Any = None
     hint: str = ""
+    saved: dict[str, Any] = field(default_factory=dict)  # what the check's `save` captured
 
     def text(self) -> str:
         lines = [self.summary, *(f"  {d}" for d in self.details)]
@@ -38,13 +40,18 @@ class Outcome:
         return "\n".join(lines)
 
 
-def evaluate(expectation: Expectation, probe: Probe, lab_name: str) -> Outcome:
+def evaluate(
+    expectation: Expectation,
+    probe: Probe,
+    lab_name: str,
+    saved: Mapping[str, Any] | None = None,
+) -> Outcome:
     kind = expectation.kind
     check = expectation.check
     if kind in TABLE_SOURCES or kind == "show":
         what = check.what if kind == "show" else TABLE_SOURCES[kind]
         rows = probe.table(check.node, what)
-        outcome = evaluate_table(rows, check, f"{what} on {check.node}")
+        outcome = evaluate_table(rows, check, f"{what} on {check.node}", saved)
         outcome.hint = f"labctl show --lab {lab_name} {check.node} {what} --json"
         return outcome
     if kind == "ping":
@@ -54,8 +61,26 @@ def evaluate(expectation: Expectation, probe: Probe, lab_name: str) -> Outcome:
     raise AssertionError(kind)
 
 
+_MISSING = object()
+
+
+def field_value(row: Any, path: str, default: Any = None) -> Any:
+    """A field of a record; dotted paths walk nested records and lists (`ipsec.0.spi_in`)."""
+    if isinstance(row, dict) and path in row:
+        return row[path]
+    value = row
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return default
+    return value
+
+
 def _row_view(row: dict[str, Any], fields: list[str]) -> str:
-    shown = {f: row.get(f) for f in fields if f in row} or row
+    shown = {f: v for f in fields if (v := field_value(row, f, _MISSING)) is not _MISSING} or row
     return json.dumps(shown, default=str, sort_keys=False)
 
 
@@ -64,12 +89,18 @@ def _fields_of(check: TableCheck) -> list[str]:
     for group in (check.where, check.all, check.any):
         fields += [k for k in group if k not in fields]
     fields += [k for k in [*check.same, *check.distinct] if k not in fields]
+    fields += [k for k in check.save.values() if k not in fields]
     return fields
 
 
-def evaluate_table(rows: list[dict[str, Any]], check: TableCheck, label: str) -> Outcome:
-    where = {k: parse_matcher(v) for k, v in check.where.items()}
-    selected = [r for r in rows if all(m(r.get(k)) for k, m in where.items())]
+def evaluate_table(
+    rows: list[dict[str, Any]],
+    check: TableCheck,
+    label: str,
+    saved: Mapping[str, Any] | None = None,
+) -> Outcome:
+    where = {k: parse_matcher(v, saved) for k, v in check.where.items()}
+    selected = [r for r in rows if all(m(field_value(r, k)) for k, m in where.items())]
     fields = _fields_of(check)
     problems: list[str] = []
     scope = f"{len(selected)} of {len(rows)} rows" if where else f"{len(rows)} rows"
@@ -79,25 +110,25 @@ def evaluate_table(rows: list[dict[str, Any]], check: TableCheck, label: str) ->
         if not count(len(selected)):
             problems.append(f"count: expected {count}, observed {len(selected)}")
     for key, spec in check.all.items():
-        matcher = parse_matcher(spec)
+        matcher = parse_matcher(spec, saved)
         for row in selected:
-            if not matcher(row.get(key)):
+            if not matcher(field_value(row, key)):
                 problems.append(
-                    f"{key}: expected {matcher}, observed {row.get(key)!r} in "
+                    f"{key}: expected {matcher}, observed {field_value(row, key)!r} in "
                     f"{_row_view(row, fields)}"
                 )
     if check.any:
-        any_matchers = {k: parse_matcher(v) for k, v in check.any.items()}
-        if not any(all(m(r.get(k)) for k, m in any_matchers.items()) for r in selected):
+        any_matchers = {k: parse_matcher(v, saved) for k, v in check.any.items()}
+        if not any(all(m(field_value(r, k)) for k, m in any_matchers.items()) for r in selected):
             wanted = ", ".join(f"{k} {m}" for k, m in any_matchers.items())
             problems.append(f"no row has {wanted}")
     for key in check.same:
-        values = Counter(json.dumps(r.get(key), default=str) for r in selected)
+        values = Counter(json.dumps(field_value(r, key), default=str) for r in selected)
         if len(values) > 1:
             seen = ", ".join(f"{v} ({n} rows)" for v, n in values.items())
             problems.append(f"{key}: expected the same in every row, observed {seen}")
     for key in check.distinct:
-        values = Counter(json.dumps(r.get(key), default=str) for r in selected)
+        values = Counter(json.dumps(field_value(r, key), default=str) for r in selected)
         repeated = [f"{v} ({n} rows)" for v, n in values.items() if n > 1]
         if repeated:
             problems.append(
@@ -113,7 +144,13 @@ def evaluate_table(rows: list[dict[str, Any]], check: TableCheck, label: str) ->
         return Outcome(
             False, f"{label}: {scope}; {len(problems)} problem(s)", problems + observed, rows
         )
-    return Outcome(True, f"{label}: {scope}, as expected", observed=rows)
+    outcome = Outcome(True, f"{label}: {scope}, as expected", observed=rows)
+    for name, key in check.save.items():
+        values = [field_value(r, key) for r in selected]
+        outcome.saved[name] = values[0] if len(values) == 1 else values
+    if outcome.saved:
+        outcome.summary += "; saved " + ", ".join(f"${n}={v!r}" for n, v in outcome.saved.items())
+    return outcome
 
 
 def _evaluate_ping(check, probe: Probe, lab_name: str) -> Outcome:
@@ -133,33 +170,51 @@ def _evaluate_ping(check, probe: Probe, lab_name: str) -> Outcome:
 
 def _sa_transport(sa: dict[str, Any]) -> tuple[str, Any, Any]:
     """(protocol, client's translated port, concentrator port) of an IPsec SA record:
-    TCP for IPsec over TCP, else UDP (4500 unless the record names another port)."""
+    TCP for IPsec over TCP, else its UDP encapsulation (ports None for plain ESP)."""
     if sa.get("tcp_source_port") is not None:
         return "tcp", sa["tcp_source_port"], sa.get("tcp_destination_port")
-    return "udp", sa.get("udp_source_port"), sa.get("udp_destination_port") or 4500
+    return "udp", sa.get("udp_source_port"), sa.get("udp_destination_port")
 
 
 def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outcome:
+    """Every encapsulated SA of every session comes from a global (ip, port) that the PAT
+    holds right now for the SA's protocol and destination port (UDP 4500 for NAT-T, UDP
+    10000 for IPsec over UDP, TCP 10000 for IPsec over TCP): after a mapping changed, the
+    session must have moved to the new one."""
     xlate = probe.table(check.firewall, "xlate")
     sessions = probe.table(check.concentrator, "sessions")
-    matched: list[int] = []
+    translations: dict[tuple[str | None, int | None], set[tuple[str, int]]] = {}
+    for entry in xlate:
+        if entry.get("protocol") in ("udp", "tcp"):
+            key = (entry.get("protocol"), entry.get("remote_port"))
+            translations.setdefault(key, set()).add(
+                (entry.get("global_ip"), entry.get("global_port"))
+            )
     problems = []
+    followed = []
     for session in sessions:
-        for sa in session.get("ipsec") or []:
+        user = session.get("username")
+        sas = session.get("ipsec") or []
+        if not sas:
+            problems.append(f"session {user}: no IPsec SA")
+        for sa in sas:
             protocol, port, dport = _sa_transport(sa)
-            global_ports = {
-                e["global_port"]
-                for e in xlate
-                if e.get("protocol") == protocol and e.get("remote_port") == dport
-            }
-            if port in global_ports:
-                matched.append(port)
-            else:
+            if port is None:
                 problems.append(
-                    f"session {session.get('username')}: {protocol.upper()} source port {port}"
-                    f" is not a global port of the PAT's {protocol.upper()} {dport} "
-                    f"translations {sorted(global_ports)}"
+                    f"session {user}: SA {sa.get('spi_in')} is not UDP-encapsulated "
+                    f"(protocol {session.get('protocol')}): no translation to follow"
                 )
+                continue
+            held = translations.get((protocol, dport), set())
+            if (session.get("public_ip"), port) not in held:
+                shown = ", ".join(f"{ip}({p})" for ip, p in sorted(held)) or "none"
+                problems.append(
+                    f"session {user}: comes from {session.get('public_ip')}({port}), which is "
+                    f"not a global address of the PAT's {protocol.upper()} {dport} "
+                    f"translations: {shown}"
+                )
+            else:
+                followed.append(f"{user} {session.get('public_ip')}({port})")
     if not sessions:
         problems.append("no sessions on the concentrator")
     label = f"sessions on {check.concentrator} follow the xlate of {check.firewall}"
@@ -171,7 +226,7 @@ def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outco
             hint=f"labctl show --lab {lab_name} {check.firewall} xlate; "
             f"labctl show --lab {lab_name} {check.concentrator} sessions -v",
         )
-    return Outcome(True, f"{label}: ports {sorted(matched)}")
+    return Outcome(True, f"{label}: {', '.join(sorted(set(followed)))}")
 
 
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")

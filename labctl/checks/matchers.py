@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -12,7 +13,7 @@ _OPERATOR = re.compile(r"^\s*(>=|<=|!=|==|>|<|~|in\b|any\b)\s*(.*?)\s*$")
 
 @dataclass(frozen=True)
 class Matcher:
-    operator: str  # "==", "!=", ">", ">=", "<", "<=", "~", "in", "any", "one-of"
+    operator: str  # "==", "!=", ">", ">=", "<", "<=", "~", "in", "any", "one-of", "none-of"
     operand: Any
     text: str
 
@@ -22,6 +23,8 @@ class Matcher:
             return True
         if op == "one-of":
             return any(_equal(value, e) for e in expected)
+        if op == "none-of":
+            return not any(_equal(value, e) for e in expected)
         if op == "==":
             return _equal(value, expected)
         if op == "!=":
@@ -68,16 +71,47 @@ def _equal(value: Any, expected: Any) -> bool:
     return str(value) == str(expected)
 
 
-def parse_matcher(spec: Any) -> Matcher:
-    """A matcher from a topology value; raises ValueError naming what is wrong."""
+class UnknownSavedValue(ValueError):
+    """A matcher names a $value no earlier expectation of the case saved."""
+
+
+_SAVED = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _saved_value(name: str, saved: Mapping[str, Any] | None) -> Any:
+    if saved is None or name not in saved:
+        known = ", ".join(f"${n}" for n in sorted(saved or {})) or "none"
+        raise UnknownSavedValue(f"no saved value ${name} (saved so far: {known})")
+    return saved[name]
+
+
+def _against_saved(op: str, name: str, saved: Mapping[str, Any] | None) -> Matcher:
+    """'== $x' / '!= $x': equal to the saved value (one of them, when several were saved)."""
+    value = _saved_value(name, saved)
+    values = value if isinstance(value, list) else [value]
+    shown = values[0] if len(values) == 1 else values
+    if op == "==":
+        return Matcher("one-of", values, f"== ${name} ({shown!r})")
+    return Matcher("none-of", values, f"!= ${name} ({shown!r})")
+
+
+def parse_matcher(spec: Any, saved: Mapping[str, Any] | None = None) -> Matcher:
+    """A matcher from a topology value; raises ValueError naming what is wrong.
+    `saved` holds the values earlier expectations saved, for "== $name" / "!= $name"."""
     if isinstance(spec, list):
         return Matcher("one-of", spec, f"one of {spec}")
     if not isinstance(spec, str):
         return Matcher("==", spec, repr(spec))
+    reference = _SAVED.match(spec.strip())
+    if reference:
+        return _against_saved("==", reference.group(1), saved)
     match = _OPERATOR.match(spec)
     if not match:
         return Matcher("==", spec, repr(spec))
     op, operand = match.group(1), match.group(2)
+    reference = _SAVED.match(operand)
+    if reference and op in ("==", "!="):
+        return _against_saved(op, reference.group(1), saved)
     if op == "any":
         return Matcher("any", None, "any")
     if op == "~":

@@ -73,9 +73,10 @@ class LabSession:
                 {**spec, **({"within": within} if within is not None else {})}
             )
         )
-        outcome, _ = wait_for(expectation, self.probe, self.name)
+        outcome, _ = wait_for(expectation, self.probe, self.name, saved=self.log.saved)
         if not outcome.ok:
             raise AssertionError(outcome.text())
+        self.log.saved.update(outcome.saved)  # `save:` values for later "$name" matchers
         return outcome
 
     def step(self, spec: dict[str, Any]) -> None:

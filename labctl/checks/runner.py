@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def discover(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _lab_name(lab: Lab, tag: str) -> str:
-    return f"t-{lab.name[:12]}-{tag}-{secrets.token_hex(2)}"[:24].rstrip("-")
+def _lab_name(lab: Lab, tag: str, prefix: str = "t") -> str:
+    """A fresh lab's name: the prefix and a random part first (they must survive the
+    24-character limit: two cases must never share a lab), then what it is for."""
+    return f"{prefix}-{secrets.token_hex(2)}-{lab.name}-{tag}"[:24].rstrip("-")
 
 
 class TopologyRun:
@@ -62,6 +65,7 @@ class TopologyRun:
         keep: bool = False,
         lab_name: str | None = None,
         only: list[str] | None = None,
+        lab_prefix: str = "t",
     ):
         self.path = path
         self.runtime = runtime
@@ -70,6 +74,7 @@ class TopologyRun:
         self.keep = keep
         self.lab_name = lab_name
         self.only = only
+        self.lab_prefix = lab_prefix
         self.results: list[CaseResult] = []
 
     def run(self) -> list[CaseResult]:
@@ -103,7 +108,8 @@ class TopologyRun:
 
     def _run_on_fresh_lab(self, lab: Lab, case: str, steps: list[Step]) -> None:
         named = Lab(
-            spec=lab.spec.model_copy(update={"name": _lab_name(lab, case[:6])}), source=lab.source
+            spec=lab.spec.model_copy(update={"name": _lab_name(lab, case[:6], self.lab_prefix)}),
+            source=lab.source,
         )
         started = time.monotonic()
         handle = None
@@ -170,7 +176,8 @@ class TopologyRun:
                 False,
                 time.monotonic() - started,
                 f"error: {type(exc).__name__}: {exc}",
-                "",
+                # A bug, not a failed expectation: where it happened matters.
+                traceback.format_exc(limit=-8),
                 log.lines,
                 str(case_dir),
             )
@@ -180,6 +187,7 @@ class TopologyRun:
                 str(self.path), case, True, time.monotonic() - started, log=log.lines
             )
             _remove_if_empty(case_dir)
+            _remove_if_empty(case_dir.parent)  # no failure so far: no artifacts folder
         verdict = "PASS" if result.ok else "FAIL"
         self.progress.say(f"{self.path.name} :: {case} {verdict} ({result.seconds:.1f}s)")
         if not result.ok:

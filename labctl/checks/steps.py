@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..topology import Lab
 from ..topology.checks_model import Step, node_list
 from ..topology.model import LabFile
 from ..wiring import impair
-from .evaluate import Outcome
+from .evaluate import Outcome, parse_ping
 from .probe import LabProbe
 from .wait import wait_for
 
@@ -27,7 +28,10 @@ class StepFailed(Exception):
 
 @dataclass
 class StepLog:
+    """What a case leaves behind: its log lines and the values its expectations saved."""
+
     lines: list[str] = field(default_factory=list)
+    saved: dict[str, Any] = field(default_factory=dict)
 
     def add(self, text: str) -> None:
         self.lines.append(f"{time.strftime('%H:%M:%S')} {text}")
@@ -42,6 +46,8 @@ def run_step(step: Step, handle: LabHandle, log: StepLog) -> None:
 
 
 def _brief(value: Any) -> str:
+    if isinstance(value, list) and value and hasattr(value[0], "title"):
+        return f"{len(value)} expectation(s)"
     if hasattr(value, "model_dump"):
         return str(value.model_dump(by_alias=True, exclude_defaults=True))
     return str(value)
@@ -50,10 +56,13 @@ def _brief(value: Any) -> str:
 def _check_expectations(expectations, handle: LabHandle, log: StepLog) -> None:
     probe = LabProbe(handle)
     for expectation in expectations:
-        outcome, waited = wait_for(expectation, probe, handle.lab.name)
-        log.add(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.summary} ({waited:.1f}s)")
+        outcome, waited = wait_for(expectation, probe, handle.lab.name, saved=log.saved)
+        named = f"{expectation.name}: " if expectation.name else ""
+        verdict = "ok  " if outcome.ok else "FAIL"
+        log.add(f"  {verdict} {named}{outcome.summary} ({waited:.1f}s)")
         if not outcome.ok:
             raise StepFailed(f"{expectation.title()}: {outcome.summary}", outcome)
+        log.saved.update(outcome.saved)
 
 
 def _connect(nodes, handle: LabHandle, log: StepLog) -> None:
@@ -106,13 +115,11 @@ def _owner_of(lab: Lab, address: str) -> str | None:
 
 
 def _traffic(traffic, handle: LabHandle, log: StepLog) -> None:
-    source = handle.session(traffic.source)
     to = str(traffic.to)
     if traffic.kind == "ping":
-        count = max(1, int(traffic.seconds / 0.2))
-        result = source.run(f"ping -n -q -i 0.2 -W 1 -c {count} {to}", timeout=traffic.seconds + 15)
-        log.add("  " + " ".join(result.stdout.strip().splitlines()[-2:]))
+        _ping_traffic(traffic, handle, log)
         return
+    source = handle.session(traffic.source)
     server_node = _owner_of(handle.lab, to)
     if server_node is None:
         raise StepFailed(f"traffic: no node of the lab owns {to} to run the iperf3 server")
@@ -136,6 +143,57 @@ def _traffic(traffic, handle: LabHandle, log: StepLog) -> None:
         if match
         else "  done"
     )
+
+
+_REPLY_SEQ = re.compile(r"bytes from .*icmp_seq=(\d+)")
+
+
+def _ping_traffic(traffic, handle: LabHandle, log: StepLog) -> None:
+    """Echoes every `interval` seconds for `seconds`, from one node or several at once;
+    with max-loss, unanswered echoes beyond it fail the step (naming which ones)."""
+    sources = node_list(traffic.source)
+    count = max(1, int(traffic.seconds / traffic.interval))
+    command = f"ping -n -i {traffic.interval:g} -W 1 -c {count} {traffic.to}"
+    sessions = {node: handle.session(node) for node in sources}  # connect before threads
+
+    def run(node: str):
+        return sessions[node].run(command, timeout=traffic.seconds + 30)
+
+    with ThreadPoolExecutor(max_workers=min(len(sources), 32)) as pool:
+        results = dict(zip(sources, pool.map(run, sources), strict=True))
+    problems = []
+    for node, result in results.items():
+        sent, received = parse_ping(result.stdout)
+        answered = {int(m) for m in _REPLY_SEQ.findall(result.stdout)}
+        lost = [seq for seq in range(1, sent + 1) if seq not in answered]
+        loss = 100.0 * (sent - received) / sent if sent else 100.0
+        line = f"{node} -> {traffic.to}: {received}/{sent} answered ({loss:.1f}% loss)"
+        if lost:
+            line += f", unanswered icmp_seq {_ranges(lost)} (every {traffic.interval:g}s)"
+        log.add("  " + line)
+        if traffic.max_loss is not None and (
+            sent == 0 or loss > float(traffic.max_loss.rstrip("%"))
+        ):
+            problems.append(line if sent else f"{node}: ping did not run: {result.stderr.strip()}")
+    if problems:
+        wanted = f"at most {traffic.max_loss} loss"
+        raise StepFailed(
+            f"traffic ping -> {traffic.to}: expected {wanted}, observed: {'; '.join(problems)}",
+            Outcome(False, f"ping traffic: expected {wanted}", problems),
+        )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7' (lost echoes come in runs)."""
+    parts, start, previous = [], numbers[0], numbers[0]
+    for number in [*numbers[1:], None]:
+        if number is not None and number == previous + 1:
+            previous = number
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if number is not None:
+            start = previous = number
+    return ", ".join(parts)
 
 
 def _flush_conntrack(nodes, handle: LabHandle, log: StepLog) -> None:
@@ -183,7 +241,8 @@ def _wait(seconds, handle: LabHandle, log: StepLog) -> None:
 def _exec(commands, handle: LabHandle, log: StepLog) -> None:
     for node, command in commands.items():
         result = handle.session(node).run(command, timeout=120)
-        log.add(f"  {node}$ {command} -> {result.exit_status}")
+        last = result.stdout.strip().splitlines()[-1:] or [""]
+        log.add(f"  {node}$ {command} -> {result.exit_status} {last[0][:200]}".rstrip())
         if result.exit_status != 0:
             raise StepFailed(
                 f"{node}: '{command}' exited {result.exit_status}: "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..mgmt.ssh import MgmtError
 from ..state import ShowError
 from ..topology.checks_model import Expectation
 from .evaluate import Outcome, Probe, evaluate
+from .matchers import UnknownSavedValue
 
 POLL_INTERVAL = 1.0
 
@@ -19,13 +21,16 @@ def wait_for(
     lab_name: str,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    saved: Mapping[str, Any] | None = None,
 ) -> tuple[Outcome, float]:
     """(last outcome, seconds waited). Errors reading state count as 'not yet'."""
     start = clock()
     deadline = start + expectation.within
     while True:
         try:
-            outcome = evaluate(expectation, probe, lab_name)
+            outcome = evaluate(expectation, probe, lab_name, saved)
+        except UnknownSavedValue as exc:  # a mistake in the topology: waiting cannot help
+            return Outcome(False, f"{expectation.title()}: {exc}"), clock() - start
         except (MgmtError, ShowError, OSError, ValueError) as exc:
             outcome = Outcome(False, f"{expectation.title()}: could not read state: {exc}")
         if outcome.ok or clock() >= deadline:

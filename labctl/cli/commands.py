@@ -6,12 +6,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..lifecycle import LabState, down, known_state_labs, push_node, up
+from ..lifecycle import down, known_state_labs, push_node, up
 from ..naming import lab_from_fabric_netns
 from ..progress import Progress
 from ..runtime import DockerRuntime
 from ..state import SHOWS, collect
-from ..topology import load_lab
+from ..topology import TopologyError, load_lab
 from ..wiring import list_named_netns
 from .context import CliError, load_lab_as, open_running_lab, pick_lab_name
 from .main import print_json
@@ -20,8 +20,6 @@ from .main import print_json
 def cmd_validate(args) -> int:
     status = 0
     for file in args.files:
-        from ..topology import TopologyError
-
         try:
             lab = load_lab(file)
         except TopologyError as exc:
@@ -195,6 +193,7 @@ def cmd_test(args) -> int:
             keep=args.keep,
             lab_name=args.lab,
             only=args.scenario,
+            lab_prefix=args.lab_prefix,
         ).run()
     junit = args.junit or args.report_dir / "junit.xml"
     write_junit(results, junit)
@@ -227,6 +226,3 @@ def cmd_images(args) -> int:
         for removed in images.prune():
             print(f"removed {removed}")
     return 0
-
-
-__all__ = ["LabState"]

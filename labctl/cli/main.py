@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,15 @@ from ..runtime import LabRuntimeError
 from ..state import ShowError
 from ..topology import TopologyError
 from .context import CliError
+
+
+def _lab_prefix(value: str) -> str:
+    """Lab names are a-z, 0-9 and '-'; a prefix leaves room for the rest (24 at most)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,11}", value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: 1-12 characters a-z, 0-9 or '-', starting with a letter or digit"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
     p.add_argument("--report-dir", type=Path, default=Path("reports"))
     p.add_argument("--junit", type=Path, help="JUnit XML path (default REPORT_DIR/junit.xml)")
+    p.add_argument(
+        "--lab-prefix",
+        default="t",
+        type=_lab_prefix,
+        help="names of the labs made for the cases start with PREFIX- (default t)",
+    )
     p.set_defaults(func=commands.cmd_test)
 
     p = sub.add_parser("images", help="build, list or prune node images")

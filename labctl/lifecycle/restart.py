@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..wiring import configure_node, connect_endpoints
+import contextlib
+
+from ..wiring import configure_node, connect_endpoints, disconnect_node, interface_macs
 from .push import push_node
 from .session import LabHandle
 
@@ -12,10 +14,14 @@ def restart_node(handle: LabHandle, node: str) -> None:
     recreate them, re-address the node, re-pin its host key at its (maybe new) management
     address and push its configuration, which starts its services again."""
     handle.drop_session(node)
+    macs: dict[str, str] = {}
+    with contextlib.suppress(Exception):  # a node that is not running has none to keep
+        macs = interface_macs(handle.lab, node, handle.nodes[node].pid)
     info = handle.runtime.restart_node(handle.lab.name, node)
     handle.nodes[node] = info
+    disconnect_node(handle.lab, node)  # the old veths may not be gone yet
     connect_endpoints(handle.lab, {name: n.pid for name, n in handle.nodes.items()})
-    configure_node(handle.lab, node, info.pid)
+    configure_node(handle.lab, node, info.pid, macs)
     keys = handle.state.host_keys()
     handle.state.pin_host_keys({str(n.mgmt_ipv4): keys[name] for name, n in handle.nodes.items()})
     push_node(handle, node)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, summarize_address_range
 
 from ..mgmt.keys import KeyPair
 from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
 from ..progress import Progress
 from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
-from ..topology import ConcentratorNode, Lab, VpnClientNode, parse_pool
+from ..topology import ConcentratorNode, HostNode, Lab, VpnClientNode, parse_pool
 from ..wiring import configure_node, connect_endpoints, create_fabric, list_named_netns
 from .down import down
 from .labstate import LabState
@@ -116,8 +116,9 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
         handle.connect_all()
 
     with progress.stage("configuration push"):
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda n: push_node(handle, n), lab.nodes))
+        for batch in push_order(lab):
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda n: push_node(handle, n), batch))
         for name, node in lab.nodes.items():
             for command in node.exec:
                 handle.session(name).run(command).check()
@@ -135,6 +136,17 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
     )
     progress.say(f"lab {lab.name} is up: {len(infos)} nodes in {time.monotonic() - started:.2f}s")
     return handle
+
+
+def push_order(lab: Lab) -> list[list[str]]:
+    """Batches of nodes to configure, one after the other: the network first, VPN clients
+    last. A client's agent connects as soon as it starts; before the PAT's rules are loaded
+    its first IKE packets would be forwarded untranslated (and conntrack would keep that
+    flow untranslated), and before the concentrator's agent runs nobody answers them --
+    either way the client times out and backs off, which with many clients took a minute."""
+    clients = [n for n, node in lab.nodes.items() if isinstance(node, VpnClientNode)]
+    others = [n for n in lab.nodes if n not in clients]
+    return [batch for batch in (others, clients) if batch]
 
 
 def _resolve_images(lab: Lab, progress: Progress) -> dict[str, str]:
@@ -163,15 +175,8 @@ def _lab_networks(lab: Lab) -> list[IPv4Network]:
     for node in lab.nodes.values():
         if isinstance(node, ConcentratorNode):
             for group in node.vpn.groups.values():
-                first, last = parse_pool(group.pool)
-                networks.extend(_summarize(first, last))
+                networks.extend(summarize_address_range(*parse_pool(group.pool)))
     return networks
-
-
-def _summarize(first, last) -> list[IPv4Network]:
-    from ipaddress import summarize_address_range
-
-    return list(summarize_address_range(first, last))
 
 
 def _node_spec(
@@ -197,7 +202,8 @@ def _node_spec(
         labels=labels,
         env=dict(node.env),
         sysctls=sysctls,
-        needs_tun=isinstance(node, ConcentratorNode | VpnClientNode),
+        # Hosts too: they run third-party tunnel software (vpnc as a lab client needs a TUN).
+        needs_tun=isinstance(node, ConcentratorNode | VpnClientNode | HostNode),
         files=(
             InjectedFile(
                 "/etc/labctl/ssh/authorized_keys",

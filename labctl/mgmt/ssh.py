@@ -32,6 +32,40 @@ class CommandResult:
         return self
 
 
+EOF_GRACE = 1.0  # seconds to wait for the end of output once the command has exited
+
+
+def _drain(channel, out, err, timeout: float | None, flush: bool = False) -> None:
+    """Copy a channel's stdout/stderr until the remote end closed them AND reported an exit
+    status. sshd may send the exit status before the last output (they travel separately),
+    so stopping at the exit status alone loses the tail of the output."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    exited_at = None
+    while True:
+        moved = False
+        if channel.recv_ready():
+            out.write(channel.recv(65536))
+            moved = True
+        if channel.recv_stderr_ready():
+            err.write(channel.recv_stderr(65536))
+            moved = True
+        if moved:
+            if flush:
+                out.flush()
+                err.flush()
+            continue
+        if channel.exit_status_ready():
+            if channel.eof_received or channel.closed:
+                return
+            # A background child may hold the output open for good: wait a moment, no more.
+            exited_at = exited_at or time.monotonic()
+            if time.monotonic() - exited_at > EOF_GRACE:
+                return
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(0.002)
+
+
 class NodeSession:
     """One SSH connection to one node; use as a context manager."""
 
@@ -110,19 +144,7 @@ class NodeSession:
         channel.shutdown_write()
         stdout, stderr = io.BytesIO(), io.BytesIO()
         try:
-            while True:
-                if channel.recv_ready():
-                    stdout.write(channel.recv(65536))
-                elif channel.recv_stderr_ready():
-                    stderr.write(channel.recv_stderr(65536))
-                elif channel.exit_status_ready() and not (
-                    channel.recv_ready() or channel.recv_stderr_ready()
-                ):
-                    break
-                else:
-                    channel.status_event.wait(0.05)
-                    if channel.closed and not channel.recv_ready():
-                        break
+            _drain(channel, stdout, stderr, timeout)
             status = channel.recv_exit_status()
         except TimeoutError:
             raise MgmtError(f"{self.node}: '{command}' did not finish in {timeout:.0f}s") from None
@@ -143,18 +165,7 @@ class NodeSession:
             channel.get_pty()
         channel.exec_command(command)
         channel.shutdown_write()
-        while True:
-            if channel.recv_ready():
-                out.write(channel.recv(65536))
-                out.flush()
-            elif channel.recv_stderr_ready():
-                err.write(channel.recv_stderr(65536))
-                err.flush()
-            elif channel.exit_status_ready():
-                if not (channel.recv_ready() or channel.recv_stderr_ready()):
-                    break
-            else:
-                channel.status_event.wait(0.05)
+        _drain(channel, out, err, None, flush=True)
         return channel.recv_exit_status()
 
     def put_file(self, path: str, content: bytes, mode: int = 0o644) -> None:

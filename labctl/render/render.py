@@ -76,6 +76,7 @@ def _render_pat(
         outside_address=outside_address.ip if outside_address else "?",
         timeouts=pat.timeouts,
         allow_inbound=pat.allow_inbound,
+        port_allocation=pat.port_allocation,
     )
     # Per-flow packet/byte counters, so xlate records show what crossed the PAT.
     sysctls = {"net.netfilter.nf_conntrack_acct": "1"}

@@ -59,6 +59,40 @@ def collect_conntrack(handle, node: str, verbose: bool = False):
     return [asdict(f) for f in flows], _run(handle, node, "conntrack -L 2>/dev/null")
 
 
+PAT_TABLE = "labctl_pat"
+
+
+def nft_counters(ruleset: dict[str, Any], table: str = PAT_TABLE) -> list[dict[str, Any]]:
+    """One row per counted rule of the PAT's table: chain, comment, packets, bytes."""
+    rows = []
+    for item in ruleset.get("nftables", []):
+        rule = item.get("rule")
+        if not rule or rule.get("table") != table:
+            continue
+        counter = next((e["counter"] for e in rule.get("expr", []) if "counter" in e), None)
+        if not isinstance(counter, dict):
+            continue
+        rows.append(
+            {
+                "chain": rule.get("chain"),
+                "comment": rule.get("comment", ""),
+                "packets": counter.get("packets", 0),
+                "bytes": counter.get("bytes", 0),
+                "handle": rule.get("handle"),
+            }
+        )
+    return rows
+
+
+def collect_counters(handle, node: str, verbose: bool = False):
+    rows = nft_counters(json.loads(_run(handle, node, "nft -j list table ip " + PAT_TABLE)))
+    lines = [f"{'CHAIN':<12} {'PACKETS':>9} {'BYTES':>11}  RULE"]
+    lines += [
+        f"{r['chain']:<12} {r['packets']:>9} {r['bytes']:>11}  {r['comment'] or '-'}" for r in rows
+    ]
+    return rows, "\n".join(lines) + "\n"
+
+
 def _json_and_text(json_command: str, text_command: str):
     def collect(handle, node: str, verbose: bool = False):
         return json.loads(_run(handle, node, json_command) or "null"), _run(
@@ -106,6 +140,12 @@ SHOWS: dict[str, Show] = {
             "the nftables ruleset with counters",
             ("pat-firewall",),
             _json_and_text("nft -j list ruleset", "nft list ruleset"),
+        ),
+        Show(
+            "counters",
+            "packet counters of the PAT's rules (e.g. 'no PAT for this protocol' drops)",
+            ("pat-firewall",),
+            collect_counters,
         ),
         Show(
             "sessions",

@@ -4,18 +4,24 @@ Each expectation names one kind of check by its key (xlate, sessions, client, sh
 session-follows-xlate) and waits up to `within` seconds for it to hold. Values in `where`,
 `all` and `any` are matchers: a plain value (equal), or a string with an operator:
 "> 0", ">= 2", "< 5", "!= IPsec", "~ ^40\\.1\\.", "in 40.1.1.0/24", "any".
+
+Fields may be dotted paths into nested records (`ike.responder_cookie`, `ipsec.0.spi_in`).
+A table check may `save` fields of the rows it matched under a name; later expectations of
+the same case compare with them: "== $name", "!= $name" (a name that saved several rows'
+values: one of them / none of them).
 """
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from .model import Strict
 
 Matcher = str | int | float | bool | None | list[str | int | float | bool]
+SAVED_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class TableCheck(Strict):
@@ -28,6 +34,11 @@ class TableCheck(Strict):
     any: dict[str, Matcher] = Field({}, description="at least one selected row matches")
     same: list[str] = Field([], description="fields equal across the selected rows")
     distinct: list[str] = Field([], description="fields different in every selected row")
+    save: dict[Annotated[str, Field(pattern=SAVED_NAME)], str] = Field(
+        {},
+        description="{name: field}: remember the selected rows' values once the check holds; "
+        "later matchers use them as $name",
+    )
 
 
 class ShowCheck(TableCheck):
@@ -98,11 +109,27 @@ class SetValue(Strict):
 
 
 class TrafficStep(Strict):
-    source: str = Field(alias="from")
+    source: str | list[str] = Field(
+        alias="from", description="a node, or several (ping only) sending at the same time"
+    )
     to: IPv4Address
     kind: Literal["ping", "udp", "tcp", "iperf3"] = "ping"
-    seconds: float = Field(3.0, gt=0, le=120)
+    seconds: float = Field(3.0, gt=0, le=300)
     rate: str | None = Field(None, description="iperf3 -b, e.g. 10M")
+    interval: float = Field(0.2, ge=0.01, le=10, description="ping: seconds between echoes")
+    max_loss: str | None = Field(
+        None,
+        pattern=r"^\d+(\.\d+)?%$",
+        description="ping: fail the step when more echoes than this went unanswered, e.g. 0%",
+    )
+
+    @model_validator(mode="after")
+    def _lists_are_pings(self) -> TrafficStep:
+        if isinstance(self.source, list) and self.kind != "ping":
+            raise ValueError("traffic from several nodes at once is only supported for ping")
+        if self.max_loss is not None and self.kind != "ping":
+            raise ValueError("max-loss applies to ping traffic (iperf3 reports its own)")
+        return self
 
 
 class ImpairStep(Strict):

@@ -178,6 +178,12 @@ class PatSettings(Strict):
     allow_inbound: bool = Field(
         False, description="forward new connections from outside to inside (default: deny)"
     )
+    port_allocation: Literal["preserve", "random"] = Field(
+        "preserve",
+        description="global ports of new translations: 'preserve' keeps the local port when "
+        "it is free (Linux masquerade); 'random' always picks a fresh one (nftables "
+        "fully-random), as a PIX does, so a mapping that expired and comes back gets a new port",
+    )
 
 
 Proposal = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]

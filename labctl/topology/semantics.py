@@ -283,7 +283,8 @@ def _check_step(c: _Collector, lab: Lab, step, path: tuple) -> None:
     elif kind in ("set", "pause"):
         _need_node(c, lab, (*path, key, "node"), value.node)
     elif kind == "traffic":
-        _need_node(c, lab, (*path, key, "from"), value.source)
+        for name in node_list(value.source):
+            _need_node(c, lab, (*path, key, "from"), name)
     elif kind == "exec":
         for name in value:
             _need_node(c, lab, (*path, key), name)

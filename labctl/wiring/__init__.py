@@ -1,11 +1,12 @@
 """Wiring a lab: fabric namespace, segment bridges, veths, addresses, routes (netlink)."""
 
-from .addressing import configure_node
+from .addressing import configure_node, interface_macs
 from .fabric import (
     FabricPort,
     WiringError,
     connect_endpoints,
     create_fabric,
+    disconnect_node,
     fabric_ports,
     remove_fabric,
 )
@@ -17,7 +18,9 @@ __all__ = [
     "configure_node",
     "connect_endpoints",
     "create_fabric",
+    "disconnect_node",
     "fabric_ports",
+    "interface_macs",
     "list_named_netns",
     "pid_netns_path",
     "remove_fabric",

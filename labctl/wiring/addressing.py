@@ -10,11 +10,23 @@ from .netns import open_netns, pid_netns_path
 DEFAULT = IPv4Network("0.0.0.0/0")
 
 
-def configure_node(lab: Lab, node_name: str, pid: int) -> None:
+def interface_macs(lab: Lab, node_name: str, pid: int) -> dict[str, str]:
+    """The MAC address of each of the node's lab interfaces that exists now."""
+    macs = {}
+    with open_netns(pid_netns_path(pid)) as ns:
+        for if_name, _, _ in lab.interfaces_of(node_name):
+            for link in ns.get_links(*ns.link_lookup(ifname=if_name)):
+                macs[if_name] = link.get_attr("IFLA_ADDRESS")
+    return macs
+
+
+def configure_node(lab: Lab, node_name: str, pid: int, macs: dict[str, str] | None = None) -> None:
     """Apply interfaces and routes; drop the default route Docker gave the mgmt interface.
 
     The management interface keeps only its connected route, so lab traffic can never
-    follow a default route to the host.
+    follow a default route to the host. `macs` gives interfaces without a configured MAC
+    one (a restarted node keeps its old ones, as a rebooted device keeps its hardware
+    addresses, so its neighbours' ARP entries stay right).
     """
     node = lab.node(node_name)
     with open_netns(pid_netns_path(pid)) as ns:
@@ -27,6 +39,8 @@ def configure_node(lab: Lab, node_name: str, pid: int) -> None:
             settings: dict = {"state": "up"}
             if config is not None and config.mac:
                 settings["address"] = config.mac
+            elif macs and if_name in macs:
+                settings["address"] = macs[if_name]
             mtu = (config.mtu if config else None) or segment.link.mtu
             if mtu:
                 settings["mtu"] = mtu

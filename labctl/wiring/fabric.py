@@ -115,6 +115,27 @@ def connect_endpoints(lab: Lab, node_pids: dict[str, int]) -> list[FabricPort]:
     return ports
 
 
+def disconnect_node(lab: Lab, node: str) -> list[str]:
+    """Delete the fabric side of a node's veths; return the ports deleted.
+
+    When a node's namespace goes away (a container restart), the kernel deletes its veths
+    asynchronously: the fabric ends may still exist for a moment, and connect_endpoints
+    would take them for the node's live links and skip creating new ones. Deleting them
+    first makes a reconnect deterministic (deleting one end of a veth deletes both)."""
+    deleted = []
+    with open_netns(named_netns_path(fabric_netns(lab.name))) as fabric:
+        for segment in lab.segments:
+            for position, endpoint in enumerate(segment.endpoints):
+                if endpoint.node != node:
+                    continue
+                port = fabric_port_name(segment.index, position)
+                for index in fabric.link_lookup(ifname=port):
+                    with contextlib.suppress(Exception):  # vanished meanwhile: also fine
+                        fabric.link("del", index=index)
+                    deleted.append(port)
+    return deleted
+
+
 def fabric_ports(lab_name: str) -> list[dict]:
     """What the fabric holds now: bridges and their ports with aliases (for status/down)."""
     path = named_netns_path(fabric_netns(lab_name))

@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "topologies" / "nat-t-two-clients.yaml"
-TEST_LAB_PREFIX = "e2e-"
+# Overridable so two checkouts testing on one machine can tell their labs apart at a glance.
+TEST_LAB_PREFIX = os.environ.get("LABCTL_E2E_PREFIX", "e2e-")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,8 +57,8 @@ def labctl(*args: str, check: bool = True, timeout: float = 600) -> CliResult:
     return result
 
 
-# Labs this test session named: only these are checked for leaks (other test runs, e.g. a
-# colleague's on the same machine, may have labs of their own up at the same time).
+# Names this test session made: other sessions (other checkouts, CI jobs) may run their own
+# e2e labs on the same machine at the same time, and theirs are not ours to remove.
 SESSION_LABS: set[str] = set()
 
 
@@ -69,7 +70,7 @@ def unique_lab_name(tag: str) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_test_labs() -> Iterator[None]:
-    """After the session, remove any lab of this session that a crashed test left (and fail)."""
+    """After the session, remove any lab of this session a crashed test left (and say so)."""
     yield
     client = docker.from_env()
     containers = client.containers.list(all=True, filters={"label": "labctl.lab"}, sparse=True)

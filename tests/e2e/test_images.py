@@ -453,9 +453,13 @@ def test_debootstrap_failure_names_the_package_and_the_log(tmp_path: Path) -> No
 def test_interrupted_debootstrap_leaves_nothing_behind(tmp_path: Path) -> None:
     """Ctrl-C while dpkg runs in the chroot (/proc mounted there): all unmounted, deleted."""
     scratch = tmp_path / "scratch"
+    # The child restores Python's Ctrl-C handler: a process started from a background job of
+    # a non-interactive shell (as CI runners do) inherits SIGINT as ignored.
     script = f"""
+import signal
 import sys
 from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from labctl.images.recipes import load_base_config
 from labctl.images.rootfs import run_debootstrap, temporary_rootfs
 config = load_base_config(Path({str(PROJECT_ROOT)!r}))

@@ -142,3 +142,41 @@ def test_logout_frees_the_address_and_the_client_comes_back(seed_lab: RunningLab
     assert len({s["assigned_ip"] for s in sessions.values()}) == 2
     wait_until("client2 connected", lambda: connected(seed_lab))
     ping_through_tunnel(seed_lab, "client2")
+
+
+def test_secrets_appear_nowhere_a_user_can_read(seed_lab: RunningLab) -> None:
+    """PSK and passwords: not in logs, show output, host state, container metadata."""
+    import subprocess
+    from pathlib import Path
+
+    wait_until("both clients connected", lambda: connected(seed_lab))
+    secrets = ("cisco123", "vpnclient1pw", "vpnclient2pw")
+    texts = []
+    for node in ("vpn3000", "client1", "client2"):
+        texts.append(seed_lab.exec(node, "vpn", "log", "-n", "5000").stdout)
+        texts.append(seed_lab.exec(node, "sh", "-c", "cat /var/log/labctl/*.log").stdout)
+        texts.append(
+            subprocess.run(
+                ["docker", "logs", f"labctl-{seed_lab.name}-{node}"], capture_output=True, text=True
+            ).stdout
+        )
+        texts.append(
+            subprocess.run(
+                ["docker", "inspect", f"labctl-{seed_lab.name}-{node}"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+    for what in ("sessions",):
+        texts.append(str(seed_lab.show_json("vpn3000", what)))
+    texts.append(str(seed_lab.show_json("client1", "status")))
+    texts += [
+        p.read_text(errors="replace")
+        for p in Path(f"/var/lib/labctl/labs/{seed_lab.name}").rglob("*")
+        if p.is_file()
+    ]
+    # The rendered config holding them exists only inside the node, readable by root only.
+    mode = seed_lab.exec("vpn3000", "stat", "-c", "%a", "/etc/labctl/vpn.json").stdout.strip()
+    assert mode == "600"
+    for secret in secrets:
+        assert not any(secret in text for text in texts), f"{secret!r} leaked"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labctl.checks.evaluate import evaluate_table, parse_ping
-from labctl.checks.matchers import parse_matcher
+from labctl.checks.evaluate import evaluate, evaluate_table, parse_ping
+from labctl.checks.matchers import UnknownSavedValue, parse_matcher
 from labctl.topology.checks_model import Expectation, Step, TableCheck
 
 XLATE = [
@@ -121,38 +121,158 @@ def test_parse_ping_summary() -> None:
     assert parse_ping("garbage") == (0, 0)
 
 
-class RecordedProbe:
-    def __init__(self, tables: dict[str, list[dict]]) -> None:
-        self.tables = tables
+SESSIONS = [
+    {
+        "username": "vpnclient1",
+        "ike": {"responder_cookie": "aa" * 8},
+        "ipsec": [{"spi_in": "0x01020304", "udp_source_port": 4500}],
+    },
+    {
+        "username": "vpnclient2",
+        "ike": {"responder_cookie": "bb" * 8},
+        "ipsec": [{"spi_in": "0x0a0b0c0d", "udp_source_port": 1029}],
+    },
+]
 
-    def table(self, node: str, what: str) -> list[dict]:
+
+def test_dotted_fields_reach_into_nested_records() -> None:
+    check = TableCheck(
+        node="vpn3000",
+        where={"ipsec.0.udp_source_port": 1029},
+        count=1,
+        all={"ike.responder_cookie": "~ ^bb", "username": "vpnclient2"},
+    )
+    assert evaluate_table(SESSIONS, check, "sessions").ok
+    missing = TableCheck(node="vpn3000", all={"ipsec.3.spi_in": "any", "ike.nope": "x"})
+    text = evaluate_table(SESSIONS, missing, "sessions").text()
+    assert "ike.nope: expected 'x', observed None" in text
+
+
+def test_saved_values_compare_later_rows() -> None:
+    save = TableCheck(
+        node="pix",
+        where={"local_ip": "10.10.10.3", "protocol": "udp"},
+        save={"port": "global_port"},
+    )
+    first = evaluate_table(XLATE, save, "xlate")
+    assert first.ok and first.saved == {"port": 30342}
+    assert "$port=30342" in first.summary
+
+    moved = [dict(XLATE[1], global_port=1025)]
+    same = TableCheck(node="pix", all={"global_port": "== $port"})
+    changed = TableCheck(node="pix", all={"global_port": "!= $port"})
+    assert evaluate_table(XLATE[1:2], same, "xlate", first.saved).ok
+    assert evaluate_table(moved, changed, "xlate", first.saved).ok
+    failed = evaluate_table(moved, same, "xlate", first.saved)
+    assert not failed.ok
+    assert "global_port: expected == $port (30342), observed 1025" in failed.text()
+
+
+def test_a_name_saved_from_several_rows_means_one_of_them() -> None:
+    save = TableCheck(node="pix", where={"protocol": "udp"}, save={"ports": "global_port"})
+    saved = evaluate_table(XLATE, save, "xlate").saved
+    assert saved == {"ports": [4500, 30342]}
+    assert parse_matcher("== $ports", saved)(30342)
+    assert parse_matcher("$ports", saved)(4500)
+    assert not parse_matcher("!= $ports", saved)(4500)
+    assert parse_matcher("!= $ports", saved)(1025)
+
+
+def test_an_unknown_saved_name_is_an_error_naming_what_was_saved() -> None:
+    with pytest.raises(UnknownSavedValue, match=r"no saved value \$nope \(saved so far: \$a\)"):
+        parse_matcher("!= $nope", {"a": 1})
+
+
+def test_a_failed_check_saves_nothing() -> None:
+    check = TableCheck(node="pix", count=5, save={"ports": "global_port"})
+    assert evaluate_table(XLATE, check, "xlate").saved == {}
+
+
+def test_traffic_lists_and_loss_limits_are_for_ping() -> None:
+    step = Step.model_validate(
+        {"traffic": {"from": ["c1", "c2"], "to": "10.0.0.1", "max-loss": "0%", "seconds": 200}}
+    )
+    assert step.traffic.source == ["c1", "c2"] and step.traffic.max_loss == "0%"
+    with pytest.raises(ValueError, match="only supported for ping"):
+        Step.model_validate({"traffic": {"from": ["c1", "c2"], "to": "10.0.0.1", "kind": "tcp"}})
+    with pytest.raises(ValueError, match="max-loss applies to ping"):
+        Step.model_validate(
+            {"traffic": {"from": "c1", "to": "10.0.0.1", "kind": "udp", "max-loss": "1%"}}
+        )
+    with pytest.raises(ValueError, match="pattern"):
+        TableCheck.model_validate({"node": "pix", "save": {"1bad": "global_port"}})
+
+
+def test_lost_echoes_are_named_as_ranges() -> None:
+    from labctl.checks.steps import _ranges
+
+    assert _ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
+    assert _ranges([5]) == "5"
+
+
+class _FakeProbe:
+    def __init__(self, xlate, sessions):
+        self.tables = {"xlate": xlate, "sessions": sessions}
+
+    def table(self, node, what):
         return self.tables[what]
 
-    def ping(self, source, to, count, size):  # pragma: no cover - not used here
-        raise AssertionError
+
+def _session(user, port, dport=4500, protocol="IPsec/NAT-T"):
+    return {
+        "username": user,
+        "public_ip": "171.69.89.78",
+        "protocol": protocol,
+        "ipsec": [{"spi_in": "0x1", "udp_source_port": port, "udp_destination_port": dport}],
+    }
 
 
-def test_session_follows_xlate_knows_tcp_sessions() -> None:
-    from labctl.checks.evaluate import evaluate
+def _xlate(port, dport=4500):
+    return {
+        "protocol": "udp",
+        "global_ip": "171.69.89.78",
+        "global_port": port,
+        "remote_port": dport,
+    }
 
-    xlate = [
-        {"protocol": "tcp", "global_port": 41000, "remote_port": 10000},
-        {"protocol": "tcp", "global_port": 41001, "remote_port": 10000},
-        {"protocol": "udp", "global_port": 4500, "remote_port": 4500},
-    ]
-    sessions = [
-        {"username": "u1", "ipsec": [{"tcp_source_port": 41000, "tcp_destination_port": 10000}]},
-        {"username": "u2", "ipsec": [{"udp_source_port": 4500, "udp_destination_port": 4500}]},
-    ]
-    check = Expectation.model_validate(
+
+def test_sessions_follow_the_translation_of_their_own_destination_port() -> None:
+    expectation = Expectation.model_validate(
         {"session-follows-xlate": {"firewall": "pix", "concentrator": "vpn3000"}}
     )
-    probe = RecordedProbe({"xlate": xlate, "sessions": sessions})
-    outcome = evaluate(check, probe, "lab")
-    assert outcome.ok, outcome.text()
-    assert outcome.summary.endswith("ports [4500, 41000]")
-    sessions[0]["ipsec"][0]["tcp_source_port"] = 41002  # no such TCP translation
-    outcome = evaluate(check, RecordedProbe({"xlate": xlate, "sessions": sessions}), "lab")
+    probe = _FakeProbe(
+        [_xlate(4500), _xlate(1025, 10000)],
+        [_session("vpnclient1", 4500), _session("vpnclient2", 1025, 10000, "IPsec/UDP")],
+    )
+    assert evaluate(expectation, probe, "lab").ok
+    # The mapping moved to 1026; a session still on 1025 has not followed it.
+    probe = _FakeProbe([_xlate(1026)], [_session("vpnclient1", 1025)])
+    outcome = evaluate(expectation, probe, "lab")
     assert not outcome.ok
-    assert "TCP source port 41002 is not a global port of the PAT's TCP 10000" in outcome.text()
-    assert "[41000, 41001]" in outcome.text()
+    assert "comes from 171.69.89.78(1025)" in outcome.text()
+    assert "171.69.89.78(1026)" in outcome.text()
+    # Plain ESP has no port to follow.
+    probe = _FakeProbe([_xlate(4500)], [_session("vpnclient1", None, None, "IPsec")])
+    assert "not UDP-encapsulated (protocol IPsec)" in evaluate(expectation, probe, "lab").text()
+
+
+def test_tcp_sessions_follow_their_tcp_translations() -> None:
+    expectation = Expectation.model_validate(
+        {"session-follows-xlate": {"firewall": "pix", "concentrator": "vpn3000"}}
+    )
+    tcp_session = {
+        "username": "vpnclient1",
+        "public_ip": "171.69.89.78",
+        "protocol": "IPsec/TCP",
+        "ipsec": [{"spi_in": "0x1", "tcp_source_port": 41000, "tcp_destination_port": 10000}],
+    }
+    tcp_xlate = dict(_xlate(41000, 10000), protocol="tcp")
+    probe = _FakeProbe([tcp_xlate, _xlate(4500)], [tcp_session, _session("vpnclient2", 4500)])
+    outcome = evaluate(expectation, probe, "lab")
+    assert outcome.ok, outcome.text()
+    assert "vpnclient1 171.69.89.78(41000)" in outcome.summary
+    # a UDP translation with the same numbers is not the TCP session's
+    probe = _FakeProbe([_xlate(41000, 10000)], [tcp_session])
+    outcome = evaluate(expectation, probe, "lab")
+    assert not outcome.ok
+    assert "not a global address of the PAT's TCP 10000 translations: none" in outcome.text()
