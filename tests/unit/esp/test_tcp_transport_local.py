@@ -311,3 +311,35 @@ def test_ike_records_are_ctcp_records_on_the_wire(loop, sides) -> None:
         )
         assert wire[52 + 8 : 52 + 36] == b"D" * 28
         assert wire[52 + 36 + 4 : 52 + 36 + 6] == b"\x00\x02"  # the next IKE seq
+
+
+def test_a_tcp_tunnels_esp_arriving_in_a_datagram_is_dropped(loop, sides) -> None:
+    """An SA negotiated on a TCP connection is only good on that connection."""
+    from labctl.agent.esp_sockets import open_udp
+
+    client, _, server = sides
+    udp = open_udp("127.0.0.1", 0)
+    tun = DeepTun("c")
+    gateway = Dataplane(loop, tun, natt_socket=udp)
+    try:
+        conn = connect(loop, client, server)
+        a_out, _, b_out, b_in = suite_sas(0xA0000001, 0xB0000001, "tcp")
+        pump(loop, lambda: server.connection(conn.local))
+        gateway.add_tunnel(
+            "client1",
+            encap=Encap.TCP,
+            remote_networks=[f"{CLIENT_IP}/32"],
+            outbound=b_out,
+            inbound=[b_in],
+            stream=server.connection(conn.local),
+        )
+        esp = bytes(a_out.seal(icmp_echo(CLIENT_IP, LAN_HOST, 1)))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(esp, udp.getsockname())
+        pump(loop, lambda: gateway.tunnel("client1").counters.drops)
+        assert gateway.tunnel("client1").counters.drops == {"wrong_transport": 1}
+        assert tun.received() == []
+    finally:
+        gateway.close()
+        tun.close()
+        udp.close()
