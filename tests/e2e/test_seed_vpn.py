@@ -132,15 +132,24 @@ def test_each_session_uses_its_clients_global_port_from_the_xlate(seed_lab: Runn
 
 def test_logout_frees_the_address_and_the_client_comes_back(seed_lab: RunningLab) -> None:
     wait_until("both clients connected", lambda: connected(seed_lab))
-    address = sessions_by_user(seed_lab)["vpnclient2"]["assigned_ip"]
+    before = sessions_by_user(seed_lab)["vpnclient2"]
     seed_lab.exec("vpn3000", "vpn", "logout", "vpnclient2")
-    assert "vpnclient2" not in sessions_by_user(seed_lab)
-    # The client learns of the Delete, and with auto-connect on it reconnects.
-    wait_until("vpnclient2 back", lambda: "vpnclient2" in sessions_by_user(seed_lab), 60)
+    log = seed_lab.exec("vpn3000", "vpn", "log", "-n", "200").stdout
+    assert "User [vpnclient2] Session disconnected" in log and "Administrator logout" in log
+
+    # The client learns of the Delete and, with auto-connect on, comes back: a new session
+    # (new IKE SA), and the address the logout freed (the lowest free one) again.
+    def new_session():
+        session = sessions_by_user(seed_lab).get("vpnclient2")
+        fresh = session and session["ike"]["initiator_cookie"] != before["ike"]["initiator_cookie"]
+        return session if fresh else None
+
+    after = wait_until("vpnclient2 back with a new IKE SA", new_session, 60)
+    assert after["assigned_ip"] == before["assigned_ip"]
     sessions = sessions_by_user(seed_lab)
-    assert sessions["vpnclient2"]["assigned_ip"] == address  # the freed lowest address again
-    assert len({s["assigned_ip"] for s in sessions.values()}) == 2
-    wait_until("client2 connected", lambda: connected(seed_lab))
+    assert len({s["assigned_ip"] for s in sessions.values()}) == len(sessions) == 2
+    status = wait_until("client2 connected", lambda: connected(seed_lab))["client2"]
+    assert status["reconnects"] >= 1
     ping_through_tunnel(seed_lab, "client2")
 
 
