@@ -43,7 +43,7 @@ from .settings import ClientSettings, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
 
-NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp", "tcp": "tcp"}
+NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp", "auto": "auto", "tcp": "tcp"}
 RECONNECT_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)
 HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
 
@@ -78,7 +78,7 @@ class ClientAgent:
         self.log = log
         self.keylog = KeyLog() if settings.export_keys else None
         self.tun = TunDevice.create("vpn0", **({"mtu": TCP_TUNNEL_MTU} if self.tcp_mode else {}))
-        cisco_port = settings.tunneling_port if settings.tunneling_mode == "udp" else None
+        cisco_port = settings.tunneling_port if settings.tunneling_mode in ("udp", "auto") else None
         self.dataplane = Dataplane(
             loop,
             self.tun,

@@ -216,6 +216,8 @@ class InitiatorConfig:
     phase2: tuple[Phase2Proposal, ...] = field(default_factory=default_phase2)
     # "natt": announce NAT-T, float when a NAT is seen; "force": also claim to be behind NAT;
     # "none": no NAT-T at all; "cisco-udp": ask for the IPsec-over-UDP port (0x7005);
+    # "auto": both, as the Cisco VPN Client's "IPsec over UDP (NAT / PAT)" does -- NAT-T
+    # when the gateway floats, else its IPsec-over-UDP port when it gives one, else plain ESP;
     # "tcp": IPsec over TCP -- the caller carries every datagram (``Datagram.tcp``) on one
     # TCP connection; no NAT-T, quick mode in plain tunnel mode.
     natt: str = "natt"
@@ -250,7 +252,7 @@ class InitiatorConfig:
     def __post_init__(self) -> None:
         if self.exchange not in ("aggressive", "main"):
             raise IkeConfigError(f"exchange must be 'aggressive' or 'main', not {self.exchange!r}")
-        if self.natt not in ("natt", "force", "none", "cisco-udp", "tcp"):
+        if self.natt not in ("natt", "force", "none", "cisco-udp", "auto", "tcp"):
             raise IkeConfigError(f"unknown natt mode {self.natt!r}")
         if self.modecfg not in ("pull", "push", "none"):
             raise IkeConfigError(f"unknown modecfg style {self.modecfg!r}")

@@ -210,7 +210,7 @@ class Initiator(EngineBase):
 
     def _vendor_ids(self) -> list[VendorIdPayload]:
         cfg = self.config
-        natt = cfg.natt_versions if cfg.natt in ("natt", "force") else ()
+        natt = cfg.natt_versions if cfg.natt in ("natt", "force", "auto") else ()
         vids = leading_vids(cfg.vendor, natt)
         if cfg.dpd_idle is None:
             from .vendor import VID_DPD
@@ -304,7 +304,7 @@ class Initiator(EngineBase):
 
     def _peer_natt(self, sa: IkeSa, msg: Message) -> None:
         sa.peer_vendor = classify_vendor_ids([v.data for v in msg.find(VendorIdPayload)])
-        if self.config.natt in ("natt", "force"):
+        if self.config.natt in ("natt", "force", "auto"):
             sa.natt = sa.peer_vendor.best_natt(self.config.natt_versions)
         natds = [p for p in msg.payloads if isinstance(p, NatDPayload)]
         if natds and sa.natt is not None:
@@ -538,7 +538,7 @@ class Initiator(EngineBase):
                 self.config.modecfg_request,
                 app_version=self.config.app_version,
                 hostname=self.config.hostname,
-                cisco_udp=self.config.natt == "cisco-udp",
+                cisco_udp=self.config.natt in ("cisco-udp", "auto"),
             )
             mid = random_message_id()
             payload = AttributePayload(CfgType.REQUEST, 20, attrs)
@@ -692,7 +692,7 @@ class Initiator(EngineBase):
         sa.mode_config = config
         self.mode_config = config
         sa.modecfg_state = "done"
-        if self.config.natt == "cisco-udp" and config.udp_encap_port and not sa.floated:
+        if self.config.natt in ("cisco-udp", "auto") and config.udp_encap_port and not sa.floated:
             sa.cisco_udp_port = config.udp_encap_port
         out.event(ModeConfigReceived(sa.handle, config, style))
         self._start_quicks(out, sa, now)

@@ -256,7 +256,12 @@ class ConcentratorSettings(Strict):
 
 class TransparentTunneling(Strict):
     enabled: bool = True
-    mode: Literal["nat-t", "udp", "tcp"] = "nat-t"
+    mode: Literal["nat-t", "udp", "auto", "tcp"] = Field(
+        "nat-t",
+        description="nat-t: NAT-T only (as vpnc); udp: Cisco IPsec over UDP only; auto: the "
+        "Cisco VPN Client's 'IPsec over UDP (NAT / PAT)': NAT-T when the concentrator does "
+        "it, else its IPsec-over-UDP port, else plain ESP; tcp: IPsec over TCP",
+    )
     port: int = Field(10000, ge=1, le=65535)
 
 

@@ -380,3 +380,23 @@ def test_many_clients_behind_one_pat() -> None:
     for i in range(40):
         ((c, s),) = child_pairs(lab, f"c{i}")
         assert_keys_mirror(c, s)
+
+
+@pytest.mark.parametrize(
+    ("natt_enabled", "cisco_udp_port", "expected"),
+    [
+        (True, 10000, "udp-tunnel"),  # the seed's order: NAT-T before IPsec over UDP
+        (False, 10000, "cisco-udp"),  # NAT-T off: IPsec over UDP
+        (False, None, "tunnel"),  # neither: plain ESP (the seed's "no data passes" case)
+    ],
+)
+def test_auto_client_gets_the_concentrators_preferred_transport(
+    natt_enabled: bool, cisco_udp_port: int | None, expected: str
+) -> None:
+    lab = make_lab(natt_enabled=natt_enabled, cisco_udp_port=cisco_udp_port)
+    add_client(lab, natt="auto")
+    connect(lab)
+    ((c, s),) = child_pairs(lab, "c1")
+    assert c.encapsulation == s.encapsulation == expected
+    got = _only(lab, "c1", ModeConfigReceived).config
+    assert got.udp_encap_port == {"udp-tunnel": 4500, "cisco-udp": 10000, "tunnel": None}[expected]
