@@ -114,7 +114,7 @@ def collect_client_status(handle, node: str, verbose: bool = False):
 
 def collect_vpn_log(handle, node: str, verbose: bool = False):
     text = _run(handle, node, f"vpn log -n {1000 if verbose else 100}")
-    return text.splitlines(), text
+    return [{"line": line} for line in text.splitlines()], text
 
 
 SHOWS: dict[str, Show] = {

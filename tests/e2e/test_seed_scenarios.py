@@ -29,7 +29,8 @@ SCENARIOS = {
     "rekey-same-ports.yaml": {"rekey-under-traffic"},
     "ipsec-over-udp.yaml": {"expect", "both-on", "preference"},
     "many-clients.yaml": {"all-at-once"},
-    "concentrator-restart.yaml": {"restart-and-reconnect"},
+    "concentrator-restart.yaml": {"restart-and-reconnect", "client-vanishes"},
+    "no-nat-client.yaml": {"expect"},
 }
 
 
