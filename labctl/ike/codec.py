@@ -243,48 +243,38 @@ def _decode_sa(body: bytes, base: int) -> SaPayload:
 
 
 @dataclass(frozen=True)
-class KePayload:
+class _OpaquePayload:
+    """A payload whose whole body is opaque bytes (KE, HASH, SIG, NONCE, VID)."""
+
+    data: bytes
+
+    def encode_body(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True)
+class KePayload(_OpaquePayload):
     payload_type: ClassVar[int] = PayloadType.KE
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
 
 
 @dataclass(frozen=True)
-class HashPayload:
+class HashPayload(_OpaquePayload):
     payload_type: ClassVar[int] = PayloadType.HASH
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
 
 
 @dataclass(frozen=True)
-class SigPayload:
+class SigPayload(_OpaquePayload):
     payload_type: ClassVar[int] = PayloadType.SIG
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
 
 
 @dataclass(frozen=True)
-class NoncePayload:
+class NoncePayload(_OpaquePayload):
     payload_type: ClassVar[int] = PayloadType.NONCE
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
 
 
 @dataclass(frozen=True)
-class VendorIdPayload:
+class VendorIdPayload(_OpaquePayload):
     payload_type: ClassVar[int] = PayloadType.VID
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
 
 
 @dataclass(frozen=True)
