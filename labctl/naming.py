@@ -7,9 +7,29 @@ killed half-way, and two labs with identical addresses never share a name.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PREFIX = "labctl"
+
+# The one rule for lab names, for every command that takes one: the name becomes a path
+# component under the state root, a container/network/netns name prefix and a label value.
+LAB_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+LAB_NAME_RULE = "1-24 characters a-z, 0-9 or '-', starting with a letter or digit"
+# Written into every state directory labctl creates; `down` removes only directories with it.
+STATE_MARKER = ".labctl-lab"
+
+
+class LabNameError(ValueError):
+    """A string that is not a valid lab name (the message names it and the rule)."""
+
+
+def check_lab_name(name: object, what: str = "lab name") -> str:
+    """Return `name` if it is a valid lab name, else raise LabNameError naming `what`."""
+    if not isinstance(name, str) or not re.fullmatch(LAB_NAME_PATTERN, name):
+        raise LabNameError(f"{what} {name!r} is not a lab name ({LAB_NAME_RULE})")
+    return name
+
 
 LABEL_LAB = "labctl.lab"
 LABEL_NODE = "labctl.node"
@@ -29,12 +49,15 @@ def mgmt_network_name(lab: str) -> str:
 
 def fabric_netns(lab: str) -> str:
     """The lab-private namespace that holds the segment bridges."""
-    return f"{PREFIX}-{lab}"
+    return f"{PREFIX}-{check_lab_name(lab)}"
 
 
 def lab_from_fabric_netns(name: str) -> str | None:
     prefix = f"{PREFIX}-"
-    return name[len(prefix) :] if name.startswith(prefix) else None
+    if not name.startswith(prefix):
+        return None
+    lab = name[len(prefix) :]
+    return lab if re.fullmatch(LAB_NAME_PATTERN, lab) else None
 
 
 def state_root() -> Path:
@@ -43,7 +66,8 @@ def state_root() -> Path:
 
 
 def state_dir(lab: str) -> Path:
-    return state_root() / lab
+    """<state root>/labs/<lab>, for a valid lab name only (never '..', '', '/x' or 'a/b')."""
+    return state_root() / check_lab_name(lab)
 
 
 def bridge_name(segment_index: int) -> str:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from ..lifecycle import down, known_state_labs, push_node, up
-from ..naming import lab_from_fabric_netns
+from ..naming import (
+    LAB_NAME_PATTERN,
+    LAB_NAME_RULE,
+    LabNameError,
+    check_lab_name,
+    lab_from_fabric_netns,
+)
 from ..progress import Progress
 from ..runtime import DockerRuntime
 from ..state import SHOWS, collect
@@ -47,16 +54,13 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
+    names = None if args.all or args.target is None else [_down_target(args.target)]
     runtime = DockerRuntime()
     progress = Progress(quiet=args.quiet)
     if args.all:
         names = _all_lab_names(runtime)
-    elif args.target is None:
+    elif names is None:
         names = [pick_lab_name(runtime, None)]
-    elif args.target.endswith((".yaml", ".yml")) or Path(args.target).is_file():
-        names = [load_lab(args.target).name]
-    else:
-        names = [args.target]
     for name in names:
         removed = down(name, runtime, progress)
         if not removed:
@@ -66,13 +70,28 @@ def cmd_down(args) -> int:
     return 0
 
 
+def _down_target(target: str) -> str:
+    """The lab a `down TARGET` is about: a topology file's lab, or a lab name."""
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+        return load_lab(target).name
+    # Not a file: it must be a lab name. A path ('/some/dir', '..', '') never is one.
+    try:
+        return check_lab_name(target)
+    except LabNameError:
+        raise CliError(
+            f"down {target!r}: neither a topology file nor a lab name ({LAB_NAME_RULE})",
+            status=2,
+        ) from None
+
+
 def _all_lab_names(runtime) -> list[str]:
     names = set(runtime.labs()) | known_state_labs()
     for netns_name in list_named_netns():
         lab = lab_from_fabric_netns(netns_name)
         if lab:
             names.add(lab)
-    return sorted(names)
+    # A label someone else set on a container is not a lab name to turn into paths.
+    return sorted(name for name in names if re.fullmatch(LAB_NAME_PATTERN, name))
 
 
 def cmd_status(args) -> int:

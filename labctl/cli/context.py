@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from ..lifecycle import LabHandle, LabState
-from ..naming import LABEL_TOPOLOGY
+from ..naming import LABEL_TOPOLOGY, check_lab_name
 from ..runtime import Runtime
 from ..topology import Lab, load_lab
-from ..topology.model import NAME_PATTERN
 
 
 class CliError(Exception):
@@ -25,8 +23,7 @@ def load_lab_as(path: str | Path, name: str | None = None) -> Lab:
     """Load a topology, optionally under another lab name (to run two copies at once)."""
     lab = load_lab(path)
     if name and name != lab.name:
-        if not re.fullmatch(NAME_PATTERN, name):
-            raise CliError(f"--name {name!r}: a lab name is 1-24 of a-z, 0-9 and '-'")
+        check_lab_name(name, "--name")
         lab = Lab(spec=lab.spec.model_copy(update={"name": name}), source=lab.source)
     return lab
 
@@ -36,7 +33,8 @@ def running_lab_names(runtime: Runtime) -> list[str]:
 
 
 def pick_lab_name(runtime: Runtime, requested: str | None) -> str:
-    requested = requested or os.environ.get("LABCTL_LAB")
+    if not requested and os.environ.get("LABCTL_LAB"):
+        requested = check_lab_name(os.environ["LABCTL_LAB"], "LABCTL_LAB")
     labs = running_lab_names(runtime)
     if requested:
         if requested not in labs:

@@ -20,7 +20,9 @@ import re
 import sys
 from pathlib import Path
 
+from ..lifecycle import LabNotRunning, LabStateError, LabUpError
 from ..mgmt.ssh import MgmtError
+from ..naming import LAB_NAME_RULE, LabNameError, check_lab_name
 from ..runtime import LabRuntimeError
 from ..state import ShowError
 from ..topology import TopologyError
@@ -34,6 +36,14 @@ def _lab_prefix(value: str) -> str:
             f"{value!r}: 1-12 characters a-z, 0-9 or '-', starting with a letter or digit"
         )
     return value
+
+
+def _lab_name(value: str) -> str:
+    """Every command that takes a lab name checks it here, before anything else runs."""
+    try:
+        return check_lab_name(value)
+    except LabNameError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a lab name ({LAB_NAME_RULE})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="bring a lab up")
     p.add_argument("file", type=Path)
-    p.add_argument("--name", help="run under another lab name (two copies side by side)")
+    p.add_argument(
+        "--name", type=_lab_name, help="run under another lab name (two copies side by side)"
+    )
     p.add_argument(
         "--keep-on-failure",
         action="store_true",
@@ -70,28 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_down)
 
     p = sub.add_parser("status", help="labs and nodes that are up")
-    p.add_argument("lab", nargs="?")
+    p.add_argument("lab", nargs="?", type=_lab_name)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_status)
 
     p = sub.add_parser("exec", help="run a command in a node")
     p.add_argument("node")
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-    p.add_argument("--lab")
+    p.add_argument("--lab", type=_lab_name)
     p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
     p.set_defaults(func=commands.cmd_exec)
 
     p = sub.add_parser("show", help="show a node's state (xlate, arp, sessions, ...)")
     p.add_argument("node")
     p.add_argument("what", nargs="?", help="omit to list what the node can show")
-    p.add_argument("--lab")
+    p.add_argument("--lab", type=_lab_name)
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=commands.cmd_show)
 
     p = sub.add_parser("push", help="re-render a node's configuration and reload it")
     p.add_argument("nodes", nargs="+")
-    p.add_argument("--lab")
+    p.add_argument("--lab", type=_lab_name)
     p.set_defaults(func=commands.cmd_push)
 
     p = sub.add_parser("graph", help="draw a topology")
@@ -107,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run on the lab that is up (bring it up if not) and leave it up",
     )
-    p.add_argument("--lab", help="with --keep: the running lab's name")
+    p.add_argument("--lab", type=_lab_name, help="with --keep: the running lab's name")
     p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
     p.add_argument("--report-dir", type=Path, default=Path("reports"))
     p.add_argument("--junit", type=Path, help="JUnit XML path (default REPORT_DIR/junit.xml)")
@@ -138,7 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return exc.status
-    except (LabRuntimeError, MgmtError, ShowError) as exc:
+    except (
+        LabRuntimeError,
+        MgmtError,
+        ShowError,
+        LabNameError,
+        LabStateError,
+        LabUpError,
+        LabNotRunning,
+    ) as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

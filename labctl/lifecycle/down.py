@@ -6,6 +6,7 @@ killed half-way through `up`.
 
 from __future__ import annotations
 
+from ..naming import check_lab_name
 from ..progress import Progress
 from ..runtime import Runtime
 from ..wiring import remove_fabric
@@ -13,6 +14,7 @@ from .labstate import LabState
 
 
 def down(lab_name: str, runtime: Runtime, progress: Progress) -> list[str]:
+    check_lab_name(lab_name)  # a name that is not one never becomes a path to remove
     removed: list[str] = []
     with progress.stage(f"down {lab_name}"):
         # Containers first: their ends of the veths vanish with their namespaces.
@@ -22,4 +24,6 @@ def down(lab_name: str, runtime: Runtime, progress: Progress) -> list[str]:
         state = LabState.of(lab_name)
         if state.remove():
             removed.append(f"state {state.directory}")
+        elif state.exists():
+            progress.say(f"  left {state.directory} alone: labctl did not make it")
     return removed

@@ -6,12 +6,17 @@ Lives in state_dir(lab) (root-only, 0700) and is removed by `down`.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..mgmt.keys import KeyPair, write_private_key
-from ..naming import state_dir, state_root
+from ..naming import LAB_NAME_PATTERN, STATE_MARKER, state_dir, state_root
+
+
+class LabStateError(Exception):
+    """The lab's state directory cannot be used (it is not labctl's)."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,24 @@ class LabState:
     def of(cls, lab: str) -> LabState:
         return cls(lab, state_dir(lab))
 
-    def create_client_key(self) -> KeyPair:
-        pair = KeyPair.generate(f"labctl-{self.name}")
+    @property
+    def marker(self) -> Path:
+        return self.directory / STATE_MARKER
+
+    def create(self) -> None:
+        """Make the directory (root-only) and mark it as labctl's, so `down` may remove it."""
+        if self.directory.exists() and not self.is_ours():
+            raise LabStateError(
+                f"{self.directory} exists but labctl did not make it (no {STATE_MARKER}); "
+                "move it away or choose another lab name"
+            )
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory.chmod(0o700)
+        self.marker.write_text(f"labctl state of lab {self.name}\n")
+
+    def create_client_key(self) -> KeyPair:
+        pair = KeyPair.generate(f"labctl-{self.name}")
+        self.create()
         write_private_key(self.key_file, pair)
         return pair
 
@@ -73,13 +92,30 @@ class LabState:
     def exists(self) -> bool:
         return self.directory.exists()
 
+    def is_ours(self) -> bool:
+        """A real directory (not a symlink) directly under the state root, with our marker."""
+        return (
+            self.directory.parent == state_root()
+            and self.directory.is_dir()
+            and not self.directory.is_symlink()
+            and self.marker.is_file()
+        )
+
     def remove(self) -> bool:
-        if self.directory.exists():
-            shutil.rmtree(self.directory)
-            return True
-        return False
+        """Remove the lab's state directory if labctl made it; never anything else."""
+        if not self.is_ours():
+            return False
+        shutil.rmtree(self.directory)
+        return True
 
 
 def known_state_labs() -> set[str]:
+    """Labs with a state directory labctl made (other folders under the root are ignored)."""
     root = state_root()
-    return {p.name for p in root.iterdir() if p.is_dir()} if root.exists() else set()
+    if not root.is_dir():
+        return set()
+    return {
+        p.name
+        for p in root.iterdir()
+        if re.fullmatch(LAB_NAME_PATTERN, p.name) and LabState.of(p.name).is_ours()
+    }

@@ -22,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+from ..naming import LAB_NAME_PATTERN
+
+NAME_PATTERN = LAB_NAME_PATTERN
 NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 # Linux interface names are at most 15 bytes; eth0 is the management interface.
 IFNAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$"
