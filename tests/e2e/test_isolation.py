@@ -308,7 +308,7 @@ def test_management_links_live_in_the_lab_fabric_only(iso_lab: IsolationLab) -> 
         eth0 = json.loads(_exec(container, "ip", "-j", "-d", "link", "show", "eth0"))[0]
         port = by_index[eth0["link_index"]]
         assert port.get("master") == "mgmt", (node, port)
-        assert port.get("ifalias") == f"mgmt:{node}", (node, port)
+        assert port.get("ifalias") == f"{node}:eth0", (node, port)
         assert port["linkinfo"]["info_slave_data"]["isolated"] is True, (node, port)
         assert str(next(iso_lab.mgmt[node].network.hosts())) == bridge_addr
         routes = json.loads(_exec(container, "ip", "-j", "route", "show", "dev", "eth0"))
@@ -333,7 +333,9 @@ def test_up_after_a_killed_up_and_down_leave_nothing() -> None:
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if client.containers.list(all=True, filters={"label": f"labctl.lab={name}"}):
+            if client.containers.list(
+                all=True, filters={"label": f"labctl.lab={name}"}, sparse=True
+            ):
                 break
             time.sleep(0.05)
         assert process.poll() is None, "labctl up finished before it could be killed"
@@ -363,7 +365,7 @@ def test_up_after_a_killed_up_and_down_leave_nothing() -> None:
                 check=True,
             ).stdout
         )
-        assert sorted(p["ifalias"] for p in ports) == sorted(f"mgmt:{n}" for n in SEED_NODES)
+        assert sorted(p["ifalias"] for p in ports) == sorted(f"{n}:eth0" for n in SEED_NODES)
         for node in SEED_NODES:
             assert labctl("exec", "--lab", name, node, "--", "hostname").stdout.strip() == node
     finally:

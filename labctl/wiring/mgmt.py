@@ -1,0 +1,199 @@
+"""The management plane: a bridge in the lab's own fabric namespace, one veth per node.
+
+Nodes start with no network at all (Docker `--network none`). A node's `eth0` is a veth
+whose other end is a port of the `mgmt` bridge in the lab's fabric namespace; the bridge
+carries labctl's address on the management subnet, and labctl opens its SSH sockets inside
+that namespace (`socket_in_netns`). Nothing of the management plane exists on the host, so:
+
+- node to node: every node port is `isolated` (a bridge port flag): the bridge never
+  forwards a frame from one node port to another;
+- node to host: the fabric namespace has no link to the host at all, does not route
+  (ip_forward 0), and its nftables table drops whatever a node starts towards it: only
+  the replies to labctl's own connections pass. A route a node adds leads nowhere.
+
+The management subnet is private to the lab's namespace, so it only has to avoid the lab's
+own networks (a node has its lab interfaces and eth0 side by side), never the host's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network, summarize_address_range
+
+from ..naming import MGMT_BRIDGE, fabric_netns, mgmt_port_alias, mgmt_port_name
+from ..topology import ConcentratorNode, Lab, parse_pool
+from .netns import ensure_address, named_netns_path, open_netns, pid_netns_path, run_in_netns
+
+MGMT_INTERFACE = "eth0"  # the name every node sees (reserved in topologies)
+# Tried in order for a lab that names no subnet; the first that overlaps none of the lab's
+# own networks wins. The same lab gets the same addresses every time.
+_CANDIDATE_BLOCKS = (IPv4Network("172.30.0.0/16"), IPv4Network("10.254.0.0/16"))
+# What the fabric namespace accepts from the management bridge: replies to labctl's own
+# connections. Everything else a node sends towards it is counted and dropped before
+# routing, so it neither reaches a socket nor draws an ICMP error.
+_FIREWALL = f"""\
+table inet labctl_mgmt {{}}
+delete table inet labctl_mgmt
+table inet labctl_mgmt {{
+  counter mgmt_refused {{}}
+  chain prerouting {{
+    type filter hook prerouting priority filter; policy accept;
+    iifname != "{MGMT_BRIDGE}" accept
+    ct state established,related accept
+    counter name mgmt_refused drop
+  }}
+  chain input {{
+    type filter hook input priority filter; policy drop;
+    iifname "lo" accept
+    ct state established,related accept
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname "{MGMT_BRIDGE}" drop
+    oifname "{MGMT_BRIDGE}" drop
+  }}
+}}
+"""
+
+
+class MgmtPlanError(ValueError):
+    """The lab's management subnet cannot hold its nodes, or no default one is free."""
+
+
+@dataclass(frozen=True)
+class MgmtPlan:
+    """Who gets which management address, and the fabric port each node's eth0 pairs with."""
+
+    subnet: IPv4Network
+    bridge: IPv4Interface  # labctl's side: the address of the fabric's mgmt bridge
+    nodes: dict[str, IPv4Interface]
+    ports: dict[str, str]
+
+
+def plan_mgmt(lab: Lab) -> MgmtPlan:
+    """The bridge takes the subnet's first host address, the nodes the next ones in order."""
+    wanted = lab.spec.mgmt.ipv4_subnet
+    subnet = wanted or _free_subnet(lab)
+    clash = [n for n in lab_networks(lab) if n.overlaps(subnet)]
+    if clash:  # a node would have two routes to those addresses
+        raise MgmtPlanError(f"mgmt.ipv4-subnet {subnet} overlaps the lab's network {clash[0]}")
+    if _usable(subnet) < len(lab.nodes) + 1:
+        raise MgmtPlanError(
+            f"mgmt.ipv4-subnet {subnet} has room for {max(_usable(subnet) - 1, 0)} nodes "
+            f"besides labctl's own address; the lab has {len(lab.nodes)}"
+        )
+    hosts = subnet.hosts()
+    bridge = IPv4Interface(f"{next(hosts)}/{subnet.prefixlen}")
+    nodes = {name: IPv4Interface(f"{next(hosts)}/{subnet.prefixlen}") for name in lab.nodes}
+    ports = {name: mgmt_port_name(index) for index, name in enumerate(lab.nodes)}
+    return MgmtPlan(subnet, bridge, nodes, ports)
+
+
+def lab_networks(lab: Lab) -> list[IPv4Network]:
+    """What a management subnet must not overlap: the lab's links, routes and VPN networks."""
+    networks = list(lab.subnets().values())
+    for node in lab.nodes.values():
+        networks.extend(i.ipv4.network for i in node.interfaces.values() if i.ipv4 is not None)
+        networks.extend(route.dst for route in node.routes if route.dst.prefixlen > 0)
+        if isinstance(node, ConcentratorNode):
+            for group in node.vpn.groups.values():
+                networks.extend(summarize_address_range(*parse_pool(group.pool)))
+                networks.extend(group.split_tunnel)
+    return networks
+
+
+def _usable(subnet: IPv4Network) -> int:
+    return subnet.num_addresses - 2 if subnet.prefixlen < 31 else subnet.num_addresses
+
+
+def _free_subnet(lab: Lab) -> IPv4Network:
+    # A /24 unless the lab needs more: the nodes plus labctl's address, network, broadcast.
+    prefix = min(24, 32 - math.ceil(math.log2(len(lab.nodes) + 3)))
+    taken = lab_networks(lab)
+    for block in _CANDIDATE_BLOCKS:
+        for subnet in block.subnets(new_prefix=prefix):
+            if not any(subnet.overlaps(t) for t in taken):
+                return subnet
+    raise MgmtPlanError(
+        "no free management subnet: the lab's own networks cover 172.30.0.0/16 and "
+        "10.254.0.0/16; set mgmt: {ipv4-subnet: ...} to one they do not overlap"
+    )
+
+
+def mgmt_netns_path(lab_name: str) -> str:
+    """Where labctl's management sockets live: the lab's fabric namespace."""
+    return named_netns_path(fabric_netns(lab_name))
+
+
+def create_mgmt_bridge(lab_name: str, plan: MgmtPlan) -> None:
+    """The management bridge with labctl's address, and the fabric's firewall for it.
+
+    The fabric namespace must exist (create_fabric makes it, ip_forward 0)."""
+    path = mgmt_netns_path(lab_name)
+    with open_netns(path) as fabric:
+        if not fabric.link_lookup(ifname=MGMT_BRIDGE):
+            fabric.link(
+                "add",
+                ifname=MGMT_BRIDGE,
+                kind="bridge",
+                br_stp_state=0,
+                br_forward_delay=0,
+                br_mcast_snooping=0,
+            )
+        index = fabric.link_lookup(ifname=MGMT_BRIDGE)[0]
+        fabric.link("set", index=index, state="up", ifalias=f"{lab_name}:management")
+        ensure_address(fabric, index, plan.bridge)
+    _load_firewall(path)
+
+
+def _load_firewall(path: str) -> None:
+    def load() -> subprocess.CompletedProcess:
+        # A child forked by this thread inherits the namespace it joined.
+        return subprocess.run(
+            ["nft", "-f", "-"], input=_FIREWALL, capture_output=True, text=True, check=False
+        )
+
+    result = run_in_netns(path, load)
+    if result.returncode != 0:
+        raise MgmtPlanError(f"cannot load the management firewall: {result.stderr.strip()}")
+
+
+def attach_node(lab_name: str, node: str, port: str, pid: int, address: IPv4Interface) -> None:
+    """Give the node (by its process) an eth0 on the management bridge, isolated.
+
+    A port left from the node's previous namespace (a restart) is deleted first: the kernel
+    removes a dead namespace's veths asynchronously."""
+    detach_node(lab_name, node)
+    with open_netns(mgmt_netns_path(lab_name)) as fabric:
+        bridge = fabric.link_lookup(ifname=MGMT_BRIDGE)[0]
+        fabric.link(
+            "add",
+            ifname=port,
+            kind="veth",
+            peer={"ifname": MGMT_INTERFACE, "net_ns_pid": pid},
+        )
+        index = fabric.link_lookup(ifname=port)[0]
+        fabric.link("set", index=index, master=bridge, ifalias=mgmt_port_alias(node))
+        # Isolated before the port comes up: no frame of the node ever reaches another.
+        fabric.brport("set", index=index, isolated=1)
+        fabric.link("set", index=index, state="up")
+    with open_netns(pid_netns_path(pid)) as inside:
+        index = inside.link_lookup(ifname=MGMT_INTERFACE)[0]
+        ensure_address(inside, index, address)
+        inside.link("set", index=index, state="up")
+
+
+def detach_node(lab_name: str, node: str) -> list[str]:
+    """Delete the fabric end of the node's management veth(s); return the ports deleted."""
+    alias = mgmt_port_alias(node)
+    deleted = []
+    with open_netns(mgmt_netns_path(lab_name)) as fabric:
+        for link in fabric.get_links():
+            if link.get_attr("IFLA_IFALIAS") == alias:
+                with contextlib.suppress(Exception):  # vanished meanwhile: also fine
+                    fabric.link("del", index=link["index"])
+                deleted.append(link.get_attr("IFLA_IFNAME"))
+    return deleted
