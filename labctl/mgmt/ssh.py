@@ -130,6 +130,12 @@ class NodeSession:
                 )
                 self._client = client
                 return self
+            except FileNotFoundError:  # only the namespace can be missing here
+                client.close()
+                raise MgmtError(
+                    f"{self.node}: the lab's management namespace {self._netns} is gone; "
+                    "the lab is not whole ('labctl down' removes what is left)"
+                ) from None
             except paramiko.BadHostKeyException:
                 client.close()
                 raise MgmtError(

@@ -69,7 +69,11 @@ def run_in_netns(path: str, action: Callable[[], T]) -> T:
     result: dict[str, object] = {}
 
     def worker() -> None:
-        fd = os.open(path, os.O_RDONLY)
+        try:
+            fd = os.open(path, os.O_RDONLY)  # a missing namespace is the caller's error too
+        except OSError as exc:
+            result["error"] = exc
+            return
         try:
             if _libc.setns(fd, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
