@@ -59,6 +59,13 @@ table inet labctl_mgmt {{
 """
 
 
+# Netlink constants (linux/neighbour.h): a bridge FDB entry of the port's own ("master",
+# "static" in `bridge fdb`), and a neighbour entry ARP never changes.
+_NTF_MASTER = 0x04
+_NUD_NOARP = 0x40
+_NUD_PERMANENT = 0x80
+
+
 class MgmtPlanError(ValueError):
     """The lab's management subnet cannot hold its nodes, or no default one is free."""
 
@@ -164,6 +171,10 @@ def _load_firewall(path: str) -> None:
 def attach_node(lab_name: str, node: str, port: str, pid: int, address: IPv4Interface) -> None:
     """Give the node (by its process) an eth0 on the management bridge, isolated.
 
+    The bridge knows the node only by what labctl made: the port does not learn addresses
+    and floods no unknown unicast, the node's MAC is a static entry on its own port and
+    its address a permanent neighbour of the bridge. So another node that forges the
+    node's MAC or answers ARP for its address does not draw labctl's traffic to itself.
     A port left from the node's previous namespace (a restart) is deleted first: the kernel
     removes a dead namespace's veths asynchronously."""
     detach_node(lab_name, node)
@@ -178,12 +189,17 @@ def attach_node(lab_name: str, node: str, port: str, pid: int, address: IPv4Inte
         index = fabric.link_lookup(ifname=port)[0]
         fabric.link("set", index=index, master=bridge, ifalias=mgmt_port_alias(node))
         # Isolated before the port comes up: no frame of the node ever reaches another.
-        fabric.brport("set", index=index, isolated=1)
+        fabric.brport("set", index=index, isolated=1, learning=0, unicast_flood=0)
+        with open_netns(pid_netns_path(pid)) as inside:
+            eth0 = inside.link_lookup(ifname=MGMT_INTERFACE)[0]
+            mac = inside.get_links(eth0)[0].get_attr("IFLA_ADDRESS")
+            ensure_address(inside, eth0, address)
+            inside.link("set", index=eth0, state="up")
+        fabric.fdb("add", ifindex=index, lladdr=mac, flags=_NTF_MASTER, state=_NUD_NOARP)
+        fabric.neigh(
+            "replace", dst=str(address.ip), lladdr=mac, ifindex=bridge, state=_NUD_PERMANENT
+        )
         fabric.link("set", index=index, state="up")
-    with open_netns(pid_netns_path(pid)) as inside:
-        index = inside.link_lookup(ifname=MGMT_INTERFACE)[0]
-        ensure_address(inside, index, address)
-        inside.link("set", index=index, state="up")
 
 
 def detach_node(lab_name: str, node: str) -> list[str]:

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from labctl.wiring import (
     remove_fabric,
     socket_in_netns,
 )
+from labctl.wiring.netns import open_netns
 
 pytestmark = pytest.mark.integration
 PORT = 2222
@@ -216,3 +218,62 @@ def test_a_node_that_comes_back_in_a_new_namespace_is_reattached(fake_lab: FakeL
         assert _outcome(socket_in_netns(mgmt_netns_path(fake_lab.name)), "172.30.0.2") == "ok"
     finally:
         listener.close()
+
+
+def _mac(path: str) -> bytes:
+    with open_netns(path) as ns:
+        link = ns.get_links(ns.link_lookup(ifname="eth0")[0])[0]
+        return bytes.fromhex(link.get_attr("IFLA_ADDRESS").replace(":", ""))
+
+
+def _forged_arp(src_mac: bytes, sender_mac: bytes, claimed_ip: str) -> bytes:
+    """An ARP reply saying `claimed_ip` is at `sender_mac`, sent from `src_mac`."""
+    ip = socket.inet_aton(claimed_ip)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, sender_mac, ip, b"\xff" * 6, ip)
+    return b"\xff" * 6 + src_mac + struct.pack("!H", 0x0806) + arp
+
+
+def _accepted(listener: socket.socket) -> bool:
+    listener.settimeout(0.5)
+    try:
+        conn, _ = listener.accept()
+    except TimeoutError:
+        return False
+    conn.close()
+    return True
+
+
+def test_a_node_cannot_draw_another_nodes_management_traffic(fake_lab: FakeLab) -> None:
+    """b takes a's address, answers ARP for it and sends frames from a's MAC: labctl's
+    connections to a's address still reach a, never b."""
+    fabric = mgmt_netns_path(fake_lab.name)
+    a, b = fake_lab.node_path("a"), fake_lab.node_path("b")
+    listener_a, listener_b = _listen_in(a), _listen_in(b)
+    try:
+        assert _outcome(socket_in_netns(fabric), "172.30.0.2") == "ok"  # fabric knows a
+        assert _accepted(listener_a)
+        taken = fake_lab.in_node("b", "ip", "addr", "add", "172.30.0.2/32", "dev", "eth0")
+        assert taken.returncode == 0, taken.stderr
+        raw = socket_in_netns(b, socket.AF_PACKET, socket.SOCK_RAW)
+        try:
+            raw.bind(("eth0", 0))
+            mac_a, mac_b = _mac(a), _mac(b)
+            for _ in range(3):
+                raw.send(_forged_arp(mac_b, mac_b, "172.30.0.2"))  # ARP: .2 is at b
+                raw.send(_forged_arp(mac_a, mac_b, "172.30.0.2"))  # ... from a's MAC
+                threading.Event().wait(0.4)  # past the neighbour table's locktime
+        finally:
+            raw.close()
+        for _ in range(3):
+            assert _outcome(socket_in_netns(fabric), "172.30.0.2") == "ok"
+        assert _accepted(listener_a) and not _accepted(listener_b)
+        neigh = subprocess.run(
+            ["ip", "-n", f"labctl-{fake_lab.name}", "-j", "neigh", "show", "172.30.0.2"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert json.loads(neigh)[0]["lladdr"] == mac_a.hex(":")
+    finally:
+        listener_a.close()
+        listener_b.close()
