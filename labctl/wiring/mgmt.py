@@ -25,6 +25,7 @@ from ipaddress import IPv4Interface, IPv4Network, summarize_address_range
 
 from ..naming import MGMT_BRIDGE, fabric_netns, mgmt_port_alias, mgmt_port_name
 from ..topology import ConcentratorNode, Lab, parse_pool
+from .fabric import ensure_bridge
 from .netns import ensure_address, named_netns_path, open_netns, pid_netns_path, run_in_netns
 
 MGMT_INTERFACE = "eth0"  # the name every node sees (reserved in topologies)
@@ -141,17 +142,7 @@ def create_mgmt_bridge(lab_name: str, plan: MgmtPlan) -> None:
     The fabric namespace must exist (create_fabric makes it, ip_forward 0)."""
     path = mgmt_netns_path(lab_name)
     with open_netns(path) as fabric:
-        if not fabric.link_lookup(ifname=MGMT_BRIDGE):
-            fabric.link(
-                "add",
-                ifname=MGMT_BRIDGE,
-                kind="bridge",
-                br_stp_state=0,
-                br_forward_delay=0,
-                br_mcast_snooping=0,
-            )
-        index = fabric.link_lookup(ifname=MGMT_BRIDGE)[0]
-        fabric.link("set", index=index, state="up", ifalias=f"{lab_name}:management")
+        index = ensure_bridge(fabric, MGMT_BRIDGE, f"{lab_name}:management")
         ensure_address(fabric, index, plan.bridge)
     _load_firewall(path)
 

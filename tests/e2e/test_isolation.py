@@ -10,12 +10,10 @@ show the probes and listeners work, so a silent result means isolation, not a br
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .conftest import ROOT, SEED, RunningLab, labctl, unique_lab_name
+from .conftest import SEED, RunningLab, kill_up_half_way, labctl, unique_lab_name
 from .host_snapshot import host_ipv4_addresses, host_state_of, lab_footprint
 
 PROBE_SOURCE = (Path(__file__).parent / "isolation_probe.py").read_text()
@@ -174,17 +172,23 @@ def _targets_on(address: str, host_port: int | None = None) -> list[list]:
     ]
 
 
-def _fabric_refused_packets(lab: str) -> int | None:
-    """Packets the fabric's management firewall dropped (None: no such counter)."""
+def in_fabric(lab: str, *argv: str):
+    """A command's JSON output from inside the lab's fabric namespace (None if it failed)."""
     result = subprocess.run(
-        ["ip", "netns", "exec", f"labctl-{lab}", "nft", "-j", "list", "counters"],
+        ["ip", "netns", "exec", f"labctl-{lab}", *argv],
         capture_output=True,
         text=True,
         check=False,
     )
-    if result.returncode != 0:
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _fabric_refused_packets(lab: str) -> int | None:
+    """Packets the fabric's management firewall dropped (None: no such counter)."""
+    listing = in_fabric(lab, "nft", "-j", "list", "counters")
+    if listing is None:
         return None
-    for item in json.loads(result.stdout)["nftables"]:
+    for item in listing["nftables"]:
         counter = item.get("counter")
         if counter and counter["name"] == "mgmt_refused":
             return counter["packets"]
@@ -285,32 +289,17 @@ def test_management_links_live_in_the_lab_fabric_only(iso_lab: IsolationLab) -> 
     for container in iso_lab.containers.values():
         container.reload()
         assert container.attrs["HostConfig"]["NetworkMode"] == "none", container.name
-    fabric = json.loads(
-        subprocess.run(
-            ["ip", "netns", "exec", f"labctl-{name}", "ip", "-j", "-d", "link", "show"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    fabric = in_fabric(name, "ip", "-j", "-d", "link", "show")
     by_index = {link["ifindex"]: link for link in fabric}
-    bridge = [link for link in fabric if link["ifname"] == "mgmt"]
-    assert len(bridge) == 1
-    bridge_addr = json.loads(
-        subprocess.run(
-            ["ip", "netns", "exec", f"labctl-{name}", "ip", "-j", "-4", "addr", "show", "mgmt"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )[0]["addr_info"][0]["local"]
+    assert [link["ifname"] for link in fabric if link["ifname"] == "mgmt"] == ["mgmt"]
+    bridge_addr = in_fabric(name, "ip", "-j", "-4", "addr", "show", "mgmt")[0]["addr_info"][0]
     for node, container in iso_lab.containers.items():
         eth0 = json.loads(_exec(container, "ip", "-j", "-d", "link", "show", "eth0"))[0]
         port = by_index[eth0["link_index"]]
         assert port.get("master") == "mgmt", (node, port)
         assert port.get("ifalias") == f"{node}:eth0", (node, port)
         assert port["linkinfo"]["info_slave_data"]["isolated"] is True, (node, port)
-        assert str(next(iso_lab.mgmt[node].network.hosts())) == bridge_addr
+        assert str(next(iso_lab.mgmt[node].network.hosts())) == bridge_addr["local"]
         routes = json.loads(_exec(container, "ip", "-j", "route", "show", "dev", "eth0"))
         assert all("gateway" not in r and r["dst"] != "default" for r in routes), (node, routes)
 
@@ -323,55 +312,18 @@ def test_up_after_a_killed_up_and_down_leave_nothing() -> None:
     """`up` SIGKILLed half-way, then `up` again: a whole, isolated lab; `down` removes all."""
     name = unique_lab_name("iso-kill")
     before = host_state_of(name)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = docker.from_env()
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if client.containers.list(
-                all=True, filters={"label": f"labctl.lab={name}"}, sparse=True
-            ):
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "labctl up finished before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        kill_up_half_way(name)
         assert not lab_footprint(name).empty
         result = labctl("up", str(SEED), "--name", name)
         assert "leftovers" in result.stderr or "incomplete" in result.stderr, result.stderr
-        containers = client.containers.list(filters={"label": f"labctl.lab={name}"})
+        containers = docker.from_env().containers.list(filters={"label": f"labctl.lab={name}"})
         assert {c.labels["labctl.node"] for c in containers} == SEED_NODES
-        ports = json.loads(
-            subprocess.run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    f"labctl-{name}",
-                    "ip",
-                    "-j",
-                    "link",
-                    "show",
-                    "master",
-                    "mgmt",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
+        ports = in_fabric(name, "ip", "-j", "link", "show", "master", "mgmt")
         assert sorted(p["ifalias"] for p in ports) == sorted(f"{n}:eth0" for n in SEED_NODES)
         for node in SEED_NODES:
             assert labctl("exec", "--lab", name, node, "--", "hostname").stdout.strip() == node
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
         labctl("down", name, check=False)
     footprint = lab_footprint(name)
     assert footprint.empty, footprint
@@ -383,3 +335,30 @@ def test_down_leaves_nothing_of_the_lab(iso_lab: IsolationLab) -> None:
     footprint = lab_footprint(iso_lab.lab.name)
     assert footprint.empty, footprint
     assert host_state_of(iso_lab.lab.name) == iso_lab.before
+
+
+def test_down_removes_a_management_network_an_older_labctl_left() -> None:
+    """Labs made before the management plane moved into the fabric had a Docker network;
+    `down` still finds it by its labels (and touches no network of another lab)."""
+    client = docker.from_env()
+    name, other = unique_lab_name("iso-old"), unique_lab_name("iso-other")
+    networks = [
+        client.networks.create(
+            f"labctl-{lab}-mgmt",
+            driver="bridge",
+            internal=True,
+            labels={"labctl.lab": lab, "labctl.role": "mgmt"},
+        )
+        for lab in (name, other)
+    ]
+    try:
+        result = labctl("down", name)
+        assert f"network labctl-{name}-mgmt" in result.stderr, result.stderr
+        assert client.networks.list(filters={"label": f"labctl.lab={name}"}) == []
+        assert [n.name for n in client.networks.list(filters={"label": f"labctl.lab={other}"})] == [
+            f"labctl-{other}-mgmt"
+        ]
+    finally:
+        for network in networks:
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
