@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 
 from ..wiring import (
-    attach_node,
+    MgmtPort,
+    attach_nodes,
     configure_node,
     connect_endpoints,
     disconnect_node,
@@ -30,8 +31,8 @@ def restart_node(handle: LabHandle, node: str) -> None:
     disconnect_node(handle.lab, node)  # the old veths may not be gone yet
     connect_endpoints(handle.lab, {name: n.pid for name, n in handle.nodes.items()})
     port = plan_mgmt(handle.lab).ports[node]
-    attach_node(handle.lab.name, node, port, info.pid, info.mgmt)
-    configure_node(handle.lab, node, info.pid, macs)
+    attach_nodes(handle.lab.name, [MgmtPort(node, port, info.pid, info.mgmt)])
+    configure_node(handle.lab, node, info.pid, macs, mgmt=info.mgmt)
     keys = handle.state.host_keys()
     handle.state.pin_host_keys({str(n.mgmt_ipv4): keys[name] for name, n in handle.nodes.items()})
     push_node(handle, node)

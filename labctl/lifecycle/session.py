@@ -39,7 +39,10 @@ class LabHandle:
         if node not in self._sessions:
             info = self.nodes[node]
             if info.mgmt_ipv4 is None:
-                raise MgmtError(f"{node}: no management address (state {info.state})")
+                raise MgmtError(
+                    f"{node}: no management address (state {info.state}; a lab made by an "
+                    f"older labctl? 'labctl down {self.lab.name}' and 'up' it again)"
+                )
             self._sessions[node] = self._new_session(node).connect()
         return self._sessions[node]
 

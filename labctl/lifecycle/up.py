@@ -21,7 +21,7 @@ from ..topology import ConcentratorNode, HostNode, Lab, VpnClientNode
 from ..wiring import (
     MgmtPlan,
     MgmtPlanError,
-    attach_node,
+    attach_nodes,
     configure_node,
     connect_endpoints,
     create_fabric,
@@ -122,10 +122,11 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
                 infos[info.node] = info
 
     with progress.stage(f"links ({len(lab.segments)} segments)"):
-        connect_endpoints(lab, {name: info.pid for name, info in infos.items()})
+        pids = {name: info.pid for name, info in infos.items()}
+        connect_endpoints(lab, pids)
+        attach_nodes(lab.name, mgmt.attachments(pids))
         for name, info in infos.items():
-            attach_node(lab.name, name, mgmt.ports[name], info.pid, mgmt.nodes[name])
-            configure_node(lab, name, info.pid)
+            configure_node(lab, name, info.pid, mgmt=mgmt.nodes[name])
 
     with progress.stage("management plane (ssh)"):
         state.save_host_keys({n: host_keys[n].public_openssh for n in lab.nodes})

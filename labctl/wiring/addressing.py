@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Interface
+
 from ..topology import Lab
+from .mgmt import configure_mgmt_interface
 from .netns import ensure_address, open_netns, pid_netns_path
 
 
@@ -16,16 +19,24 @@ def interface_macs(lab: Lab, node_name: str, pid: int) -> dict[str, str]:
     return macs
 
 
-def configure_node(lab: Lab, node_name: str, pid: int, macs: dict[str, str] | None = None) -> None:
+def configure_node(
+    lab: Lab,
+    node_name: str,
+    pid: int,
+    macs: dict[str, str] | None = None,
+    mgmt: IPv4Interface | None = None,
+) -> None:
     """Apply the lab interfaces' settings and addresses, and the node's routes.
 
-    The node's only other interface is its management eth0 (wiring.mgmt), which has just
-    its connected route. `macs` gives interfaces without a configured MAC one (a restarted
-    node keeps its old ones, as a rebooted device keeps its hardware addresses, so its
-    neighbours' ARP entries stay right).
+    `mgmt`: the address of the node's management eth0 (attach_nodes made it), which gets
+    just its connected route. `macs` gives interfaces without a configured MAC one (a
+    restarted node keeps its old ones, as a rebooted device keeps its hardware addresses,
+    so its neighbours' ARP entries stay right).
     """
     node = lab.node(node_name)
     with open_netns(pid_netns_path(pid)) as ns:
+        if mgmt is not None:
+            configure_mgmt_interface(ns, mgmt)
         for if_name, address, segment in lab.interfaces_of(node_name):
             index = ns.link_lookup(ifname=if_name)[0]
             config = node.interfaces.get(if_name)

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import secrets
 import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network, summarize_address_range
 
+from pyroute2 import NetNS
+
 from ..naming import MGMT_BRIDGE, fabric_netns, mgmt_port_alias, mgmt_port_name
 from ..topology import ConcentratorNode, Lab, parse_pool
 from .fabric import ensure_bridge
-from .netns import ensure_address, named_netns_path, open_netns, pid_netns_path, run_in_netns
+from .netns import ensure_address, named_netns_path, open_netns, run_in_netns
 
 MGMT_INTERFACE = "eth0"  # the name every node sees (reserved in topologies)
 # Tried in order for a lab that names no subnet; the first that overlaps none of the lab's
@@ -79,6 +82,10 @@ class MgmtPlan:
     bridge: IPv4Interface  # labctl's side: the address of the fabric's mgmt bridge
     nodes: dict[str, IPv4Interface]
     ports: dict[str, str]
+
+    def attachments(self, pids: dict[str, int]) -> list[MgmtPort]:
+        """What attach_nodes needs for the nodes (by name) running as these processes."""
+        return [MgmtPort(n, self.ports[n], pid, self.nodes[n]) for n, pid in pids.items()]
 
 
 def plan_mgmt(lab: Lab) -> MgmtPlan:
@@ -159,48 +166,66 @@ def _load_firewall(path: str) -> None:
         raise MgmtPlanError(f"cannot load the management firewall: {result.stderr.strip()}")
 
 
-def attach_node(lab_name: str, node: str, port: str, pid: int, address: IPv4Interface) -> None:
-    """Give the node (by its process) an eth0 on the management bridge, isolated.
+@dataclass(frozen=True)
+class MgmtPort:
+    """One node's management link: the fabric port name and the node's process/address."""
 
-    The bridge knows the node only by what labctl made: the port does not learn addresses
-    and floods no unknown unicast, the node's MAC is a static entry on its own port and
-    its address a permanent neighbour of the bridge. So another node that forges the
-    node's MAC or answers ARP for its address does not draw labctl's traffic to itself.
-    A port left from the node's previous namespace (a restart) is deleted first: the kernel
-    removes a dead namespace's veths asynchronously."""
-    detach_node(lab_name, node)
+    node: str
+    port: str
+    pid: int
+    address: IPv4Interface
+
+
+def attach_nodes(lab_name: str, ports: list[MgmtPort]) -> None:
+    """Give each node (by its process) an eth0 on the management bridge, isolated.
+
+    The bridge knows a node only by what labctl made: its port does not learn addresses
+    and floods no unknown unicast, the MAC labctl gave the node's eth0 is a static entry
+    on that port and its address a permanent neighbour of the bridge. So another node that
+    forges the MAC or answers ARP for the address does not draw labctl's traffic to itself.
+    A port left from a node's previous namespace (a restart) is deleted first: the kernel
+    removes a dead namespace's veths asynchronously. The node's side is brought up with its
+    address by configure_node (one visit per node)."""
     with open_netns(mgmt_netns_path(lab_name)) as fabric:
-        bridge = fabric.link_lookup(ifname=MGMT_BRIDGE)[0]
-        fabric.link(
-            "add",
-            ifname=port,
-            kind="veth",
-            peer={"ifname": MGMT_INTERFACE, "net_ns_pid": pid},
-        )
-        index = fabric.link_lookup(ifname=port)[0]
-        fabric.link("set", index=index, master=bridge, ifalias=mgmt_port_alias(node))
-        # Isolated before the port comes up: no frame of the node ever reaches another.
-        fabric.brport("set", index=index, isolated=1, learning=0, unicast_flood=0)
-        with open_netns(pid_netns_path(pid)) as inside:
-            eth0 = inside.link_lookup(ifname=MGMT_INTERFACE)[0]
-            mac = inside.get_links(eth0)[0].get_attr("IFLA_ADDRESS")
-            ensure_address(inside, eth0, address)
-            inside.link("set", index=eth0, state="up")
-        fabric.fdb("add", ifindex=index, lladdr=mac, flags=_NTF_MASTER, state=_NUD_NOARP)
-        fabric.neigh(
-            "replace", dst=str(address.ip), lladdr=mac, ifindex=bridge, state=_NUD_PERMANENT
-        )
-        fabric.link("set", index=index, state="up")
-
-
-def detach_node(lab_name: str, node: str) -> list[str]:
-    """Delete the fabric end of the node's management veth(s); return the ports deleted."""
-    alias = mgmt_port_alias(node)
-    deleted = []
-    with open_netns(mgmt_netns_path(lab_name)) as fabric:
+        stale = {mgmt_port_alias(p.node) for p in ports}
         for link in fabric.get_links():
-            if link.get_attr("IFLA_IFALIAS") == alias:
+            if link.get_attr("IFLA_IFALIAS") in stale:
                 with contextlib.suppress(Exception):  # vanished meanwhile: also fine
                     fabric.link("del", index=link["index"])
-                deleted.append(link.get_attr("IFLA_IFNAME"))
-    return deleted
+        bridge = fabric.link_lookup(ifname=MGMT_BRIDGE)[0]
+        for port in ports:
+            mac = _new_mac()
+            fabric.link(
+                "add",
+                ifname=port.port,
+                kind="veth",
+                peer={"ifname": MGMT_INTERFACE, "net_ns_pid": port.pid, "address": mac},
+            )
+            index = fabric.link_lookup(ifname=port.port)[0]
+            fabric.link("set", index=index, master=bridge, ifalias=mgmt_port_alias(port.node))
+            # Isolated before the port comes up: no frame of the node ever reaches another.
+            fabric.brport("set", index=index, isolated=1, learning=0, unicast_flood=0)
+            fabric.fdb("add", ifindex=index, lladdr=mac, flags=_NTF_MASTER, state=_NUD_NOARP)
+            fabric.neigh(
+                "replace",
+                dst=str(port.address.ip),
+                lladdr=mac,
+                ifindex=bridge,
+                state=_NUD_PERMANENT,
+            )
+            fabric.link("set", index=index, state="up")
+
+
+def configure_mgmt_interface(node_ns: NetNS, address: IPv4Interface) -> None:
+    """Inside the node: its eth0 up with its management address (and only the connected
+    route that comes with it: no gateway, no default)."""
+    index = node_ns.link_lookup(ifname=MGMT_INTERFACE)[0]
+    ensure_address(node_ns, index, address)
+    node_ns.link("set", index=index, state="up")
+
+
+def _new_mac() -> str:
+    """A random unicast, locally administered MAC."""
+    octets = bytearray(secrets.token_bytes(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{o:02x}" for o in octets)

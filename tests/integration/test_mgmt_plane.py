@@ -22,11 +22,15 @@ from ipaddress import IPv4Interface
 
 import pytest
 
-from labctl.topology import load_lab_text
+from labctl.topology import Lab, load_lab_text
 from labctl.wiring import (
-    attach_node,
+    MgmtPort,
+    attach_nodes,
+    configure_node,
+    connect_endpoints,
     create_fabric,
     create_mgmt_bridge,
+    disconnect_node,
     mgmt_netns_path,
     pid_netns_path,
     plan_mgmt,
@@ -98,8 +102,12 @@ def test_a_missing_namespace_is_an_error_not_the_callers_namespace() -> None:
 
 @dataclass
 class FakeLab:
-    name: str
+    lab: Lab
     nodes: dict[str, subprocess.Popen]
+
+    @property
+    def name(self) -> str:
+        return self.lab.name
 
     def node_path(self, node: str) -> str:
         return pid_netns_path(self.nodes[node].pid)
@@ -135,13 +143,17 @@ def fake_lab() -> Iterator[FakeLab]:
         "  links:\n    - endpoints: [a:eth1, b:eth1]\n"
     )
     nodes = {"a": _spawn_node(), "b": _spawn_node()}
-    fake = FakeLab(name, nodes)
+    fake = FakeLab(lab, nodes)
     try:
+        # What `labctl up` does once the nodes' processes exist.
         create_fabric(lab)
         plan = plan_mgmt(lab)
         create_mgmt_bridge(name, plan)
-        for node, process in nodes.items():
-            attach_node(name, node, plan.ports[node], process.pid, plan.nodes[node])
+        pids = {node: process.pid for node, process in nodes.items()}
+        connect_endpoints(lab, pids)
+        attach_nodes(name, plan.attachments(pids))
+        for node, pid in pids.items():
+            configure_node(lab, node, pid, mgmt=plan.nodes[node])
         yield fake
     finally:
         for process in fake.nodes.values():
@@ -203,7 +215,11 @@ def test_a_node_that_comes_back_in_a_new_namespace_is_reattached(fake_lab: FakeL
     old.kill()
     old.wait()
     fake_lab.nodes["a"] = _spawn_node()
-    attach_node(fake_lab.name, "a", "m0", fake_lab.nodes["a"].pid, IPv4Interface("172.30.0.2/24"))
+    pid, address = fake_lab.nodes["a"].pid, IPv4Interface("172.30.0.2/24")
+    attach_nodes(fake_lab.name, [MgmtPort("a", "m0", pid, address)])
+    disconnect_node(fake_lab.lab, "a")
+    connect_endpoints(fake_lab.lab, {n: p.pid for n, p in fake_lab.nodes.items()})
+    configure_node(fake_lab.lab, "a", pid, mgmt=address)
     ports = subprocess.run(
         ["ip", "-n", f"labctl-{fake_lab.name}", "-j", "-d", "link", "show", "master", "mgmt"],
         capture_output=True,
