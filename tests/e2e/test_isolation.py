@@ -25,6 +25,11 @@ from pathlib import Path
 import docker
 import pytest
 
+from labctl.lifecycle import LabHandle
+from labctl.lifecycle.restart import restart_node
+from labctl.runtime import DockerRuntime
+from labctl.topology import load_lab_text
+
 from .conftest import SEED, RunningLab, kill_up_half_way, labctl, unique_lab_name
 from .host_snapshot import host_ipv4_addresses, host_state_of, lab_footprint
 
@@ -302,6 +307,29 @@ def test_management_links_live_in_the_lab_fabric_only(iso_lab: IsolationLab) -> 
         assert str(next(iso_lab.mgmt[node].network.hosts())) == bridge_addr["local"]
         routes = json.loads(_exec(container, "ip", "-j", "route", "show", "dev", "eth0"))
         assert all("gateway" not in r and r["dst"] != "default" for r in routes), (node, routes)
+
+
+def test_a_restarted_node_comes_back_isolated_at_its_address(iso_lab: IsolationLab) -> None:
+    """A restart gives the node a new namespace: labctl makes its eth0 again, same address,
+    one isolated port per node, and the node still reaches no other."""
+    name = iso_lab.lab.name
+    lab = load_lab_text(SEED.read_text().replace("name: nat-t-two-clients", f"name: {name}"))
+    with LabHandle.open(lab, DockerRuntime()) as handle:
+        restart_node(handle, "server")
+    server = docker.from_env().containers.get(f"labctl-{name}-server")
+    assert (
+        server.attrs["State"]["StartedAt"]
+        != iso_lab.container("server").attrs["State"]["StartedAt"]
+    )
+    assert _mgmt_interface(server) == iso_lab.mgmt["server"]
+    ports = in_fabric(name, "ip", "-j", "-d", "link", "show", "master", "mgmt")
+    assert sorted(p["ifalias"] for p in ports) == sorted(f"{n}:eth0" for n in SEED_NODES)
+    slave = {p["ifalias"]: p["linkinfo"]["info_slave_data"] for p in ports}["server:eth0"]
+    assert slave["isolated"] is True and slave["learning"] is False, slave
+    others = [str(iso_lab.mgmt[n].ip) for n in SEED_NODES - {"server"}]
+    out = _probe(server, {"targets": [t for a in others for t in _targets_on(a)]})
+    assert set(out["results"].values()) == NOTHING, out
+    assert iso_lab.lab.exec("server", "hostname").stdout.strip() == "server"
 
 
 def test_a_running_lab_changes_nothing_on_the_host(iso_lab: IsolationLab) -> None:
