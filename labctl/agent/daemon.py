@@ -18,7 +18,7 @@ from .concentrator import ConcentratorAgent
 from .control import ControlError, ControlServer
 from .eventlog import EventLog
 from .loop import EventLoop
-from .settings import CONFIG_PATH, ClientSettings, SettingsError, load_settings
+from .settings import CONFIG_PATH, ClientSettings, SettingsError, listeners, load_settings
 from .tables import render_client_status, render_sessions
 
 
@@ -46,6 +46,8 @@ class Daemon:
             "ping": lambda args: {
                 "kind": type(self.agent).__name__,
                 "uptime": time.time() - self.started,
+                # What `vpn service check` must not mistake for another program's sockets.
+                "listeners": [list(w.key) for w in listeners(self.agent.settings)],
             },
             "reload": self._reload,
             "stats": lambda args: self.agent.stats(),
@@ -84,7 +86,10 @@ class Daemon:
             raise ControlError(str(exc)) from None
         if type(settings) is not type(self.agent.settings):
             return {"result": "restart"}
-        return {"result": self.agent.reload(settings)}
+        try:
+            return {"result": self.agent.reload(settings)}
+        except SettingsError as exc:  # e.g. a proposal the policy cannot use: refuse it
+            raise ControlError(str(exc)) from None
 
     def _shutdown(self, args: dict) -> dict:
         self.loop.call_later(0.05, self.loop.stop)
