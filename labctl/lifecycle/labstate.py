@@ -17,7 +17,7 @@ from pathlib import Path
 from ..mgmt.keys import KeyPair, write_private_key
 from ..naming import LAB_NAME_PATTERN, STATE_MARKER, state_dir, state_root
 
-_record_guard = threading.Lock()
+_record_guard = threading.RLock()
 
 
 class LabStateError(Exception):
@@ -107,15 +107,16 @@ class LabState:
 
     def digest_key(self) -> bytes:
         """The lab's random key for configuration digests (made on first use, root-only)."""
-        try:
-            return bytes.fromhex(self.digest_key_file.read_text().strip())
-        except (OSError, ValueError):
-            pass
-        key = secrets.token_bytes(32)
-        fd = os.open(self.digest_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key.hex() + "\n")
-        return key
+        with _record_guard:  # nodes are pushed from several threads: one key for all
+            try:
+                return bytes.fromhex(self.digest_key_file.read_text().strip())
+            except (OSError, ValueError):
+                pass
+            key = secrets.token_bytes(32)
+            fd = os.open(self.digest_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key.hex() + "\n")
+            return key
 
     def read_record(self) -> dict | None:
         try:

@@ -104,6 +104,12 @@ class FakeSession:
         target.write_bytes(content)
         target.chmod(mode)
 
+    def stream(self, command: str, out, err, get_pty: bool = False) -> int:
+        result = self.run(command)
+        out.write(result.stdout.encode())
+        err.write(result.stderr.encode())
+        return result.exit_status
+
     def run(self, command: str, timeout: float = 60.0, stdin: bytes | None = None):
         self.commands.append(command)
         if command.startswith(SCRIPTED):
