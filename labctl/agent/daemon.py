@@ -18,6 +18,7 @@ from .concentrator import ConcentratorAgent
 from .control import ControlError, ControlServer
 from .eventlog import EventLog
 from .loop import EventLoop
+from .preflight import PreflightError, check_settings_file
 from .settings import CONFIG_PATH, ClientSettings, SettingsError, listeners, load_settings
 from .tables import render_client_status, render_sessions
 
@@ -46,10 +47,9 @@ class Daemon:
             "ping": lambda args: {
                 "kind": type(self.agent).__name__,
                 "uptime": time.time() - self.started,
-                # What `vpn service check` must not mistake for another program's sockets.
-                "listeners": [list(w.key) for w in listeners(self.agent.settings)],
             },
             "reload": self._reload,
+            "check": self._check,
             "stats": lambda args: self.agent.stats(),
             "shutdown": self._shutdown,
         }
@@ -89,6 +89,15 @@ class Daemon:
         try:
             return {"result": self.agent.reload(settings)}
         except SettingsError as exc:  # e.g. a proposal the policy cannot use: refuse it
+            raise ControlError(str(exc)) from None
+
+    def _check(self, args: dict) -> str:
+        """`vpn service check FILE` while running: the sockets this agent holds are no
+        conflict for the file's settings."""
+        held = {listener.key for listener in listeners(self.agent.settings)}
+        try:
+            return check_settings_file(str(args.get("path")), held)
+        except PreflightError as exc:
             raise ControlError(str(exc)) from None
 
     def _shutdown(self, args: dict) -> dict:

@@ -15,8 +15,7 @@ from typing import Any
 
 from ..ike.config import Phase1Proposal, Phase2Proposal
 from ..ike.constants import AuthMethod, EspAuth, EspTransform, P1Encryption, P1Hash
-
-CONFIG_PATH = "/etc/labctl/vpn.json"
+from .control import CONFIG_PATH
 
 _P1_CIPHERS = {
     "3des": (P1Encryption.TRIPLE_DES_CBC, None),

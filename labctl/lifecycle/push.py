@@ -24,24 +24,28 @@ STAGED = ".labctl-new"
 PREVIOUS = ".labctl-prev"
 
 
-def push_node(handle: LabHandle, node: str) -> list[str]:
-    """Install the node's rendered files and run its reload commands; return what ran."""
+def push_node(handle: LabHandle, node: str, initial: bool = False) -> list[str]:
+    """Install the node's rendered files and run its reload commands; return what ran.
+
+    initial: the node runs nothing of ours yet (`up` is building the lab): there is no
+    configuration to keep, so no check and no rollback (a failure removes the lab anyway);
+    this keeps `up` as fast as it was (a check costs ~0.3 s of a fresh interpreter)."""
     with lab_lock(handle.lab.name, "labctl push"):
         handle.require_secrets()
         config = render_node(handle.lab, node)
         digest = config_digest(config, handle.state.digest_key())
-        _apply(handle, node, config)
+        _apply(handle, node, config, initial)
         handle.pushed(node, digest)
     return [f.path for f in config.files] + list(config.reload_commands)
 
 
-def _apply(handle: LabHandle, node: str, config: NodeConfig) -> None:
+def _apply(handle: LabHandle, node: str, config: NodeConfig, initial: bool) -> None:
     session = handle.session(node)
     paths = [f.path for f in config.files]
     for rendered in config.files:
         session.put_file(rendered.path + STAGED, rendered.content, rendered.mode)
     try:
-        for rendered in config.files:
+        for rendered in config.files if not initial else ():
             _check(session, node, rendered)
     except PushError:
         session.run(_discard_staged_command(paths))
@@ -57,6 +61,8 @@ def _apply(handle: LabHandle, node: str, config: NodeConfig) -> None:
     if failed is None:
         session.run(_forget_previous_command(paths))
         return
+    if initial:
+        raise PushError(f"push {node}: {failed}")
     raise PushError(f"push {node}: {failed}; {_roll_back(session, config, paths)}")
 
 

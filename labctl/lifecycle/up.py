@@ -125,12 +125,12 @@ def _push_changed(handle: LabHandle, recorded: dict[str, str], progress: Progres
     progress.say(f"lab {lab.name} is up; re-pushed {', '.join(changed)} (configuration changed)")
 
 
-def push_nodes(handle: LabHandle, nodes: list[str]) -> None:
+def push_nodes(handle: LabHandle, nodes: list[str], initial: bool = False) -> None:
     """Push nodes in push_order batches, a batch in parallel; stop after a failed batch."""
     for index, batch in enumerate(push_order(handle.lab)):
         wanted = [n for n in batch if n in nodes]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            futures = {n: pool.submit(push_node, handle, n) for n in wanted}
+            futures = {n: pool.submit(push_node, handle, n, initial) for n in wanted}
         failures = [str(f.exception()) for f in futures.values() if f.exception() is not None]
         if failures:
             later = [n for b in push_order(handle.lab)[index + 1 :] for n in b if n in nodes]
@@ -178,7 +178,7 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
         handle.connect_all()
 
     with progress.stage("configuration push"):
-        push_nodes(handle, list(lab.nodes))
+        push_nodes(handle, list(lab.nodes), initial=True)
         for name, node in lab.nodes.items():
             for command in node.exec:
                 handle.session(name).run(command).check()

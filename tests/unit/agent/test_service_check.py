@@ -12,6 +12,8 @@ import pytest
 
 from labctl.agent import service
 from labctl.agent.cli import main as vpn_main
+from labctl.agent.control import ControlError
+from labctl.agent.preflight import PreflightError, check_settings_file
 from labctl.render import vpn_agent_config
 from labctl.topology import load_lab
 
@@ -31,10 +33,29 @@ def concentrator_file(tmp_path: Path, public: str, **nat: object) -> Path:
 
 @pytest.fixture
 def agent_holds(monkeypatch: pytest.MonkeyPatch) -> Iterator[set]:
-    """The sockets the running agent reports it holds (none unless a test adds some)."""
+    """A running agent holding these sockets answers `vpn service check` (the daemon's
+    handler, called in-process here); none unless a test adds some."""
     held: set[tuple[str, str, int]] = set()
-    monkeypatch.setattr(service, "_held_listeners", lambda: held)
+
+    def request(command: str, args: dict, timeout: float) -> str:
+        assert command == "check"
+        try:
+            return check_settings_file(args["path"], held)
+        except PreflightError as exc:  # what the control server sends back
+            raise ControlError(str(exc)) from None
+
+    monkeypatch.setattr(service, "running", lambda: True)
+    monkeypatch.setattr(service, "request", request)
     yield held
+
+
+def test_without_a_running_agent_the_command_line_checks_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(service, "running", lambda: False)
+    path = concentrator_file(tmp_path, NOT_HERE)
+    code, _, err = run_check(path, capsys)
+    assert code == 1 and f"{NOT_HERE} is not an address of this node" in err
 
 
 @pytest.fixture

@@ -146,3 +146,12 @@ def test_a_lab_opened_from_its_record_cannot_push(fake_lab: FakeLab, running) ->
     with handle, pytest.raises(RuntimeError, match="needs the topology file"):
         push_node(handle, "vpn3000")
     assert fake_lab.commands("vpn3000") == []
+
+
+def test_building_a_lab_skips_the_checks_there_is_nothing_to_keep(
+    fake_lab: FakeLab, tmp_path: Path
+) -> None:
+    fake_lab.up(seed_variant(tmp_path, "u-first"))
+    commands = [c for node in fake_lab.sessions for c in fake_lab.commands(node)]
+    assert [c for c in commands if c.startswith("vpn service reload")]
+    assert not [c for c in commands if c.startswith(("vpn service check", "nft -c"))]
