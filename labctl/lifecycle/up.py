@@ -116,7 +116,12 @@ def _push_changed(handle: LabHandle, recorded: dict[str, str], progress: Progres
     """Push the nodes whose rendered configuration differs from what was last pushed."""
     lab = handle.lab
     key = handle.state.digest_key()
-    changed = [n for n in lab.nodes if config_digest(render_node(lab, n), key) != recorded.get(n)]
+    changed = [  # in the order they are pushed
+        n
+        for batch in push_order(lab)
+        for n in batch
+        if config_digest(render_node(lab, n), key) != recorded.get(n)
+    ]
     if not changed:
         progress.say(f"lab {lab.name} is already up ({len(lab.nodes)} nodes); nothing to do")
         return
