@@ -2,10 +2,11 @@
 
 Without it a second `labctl up` of a lab being built saw it "incomplete" and tore it down.
 The lock files live in <state root>/locks/ (beside the labs' state dirs, never inside the
-directory `down` removes) and are never deleted: removing a lock file while another process
-waits on it would let two holders exist. The holder writes its pid and operation into the
-file so a waiting command can say who is busy. Re-entrant within one process: `up` calls
-`down` and `push_node`, which take the same lock.
+directory `down` removes). The last holder removes the file when the lab is gone (no state
+dir), still holding the lock; a waiter that then gets the lock on the removed file notices
+(its inode is no longer the path's) and starts over, so two holders never exist. The holder
+writes its pid and operation into the file so a waiting command can say who is busy.
+Re-entrant within one process: `up` calls `down` and `push_node`, which take the same lock.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..naming import check_lab_name, lock_root
+from ..naming import check_lab_name, lock_root, state_dir
 from .errors import LabBusy
 
 DEFAULT_WAIT = 5.0  # seconds; LABCTL_LOCK_WAIT overrides
@@ -78,18 +79,21 @@ def lab_lock(lab: str, operation: str, wait: float | None = None) -> Iterator[No
         return
     path = lock_file(lab)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + (_wait_seconds() if wait is None else wait)
     while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
         except BlockingIOError:
+            os.close(fd)
             if time.monotonic() >= deadline:
-                os.close(fd)
                 holder = _read_holder(path)
                 raise LabBusy(f"lab {lab} is busy: {holder.describe()}") from None
             time.sleep(0.1)
+            continue
+        if _is_current(fd, path):
+            break
+        os.close(fd)  # the holder before us removed this file: lock the new one
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()} {operation}\n".encode(), 0)
     with _held_guard:
@@ -108,8 +112,18 @@ def _release(lab: str) -> None:
             return
         del _held[lab]
     os.ftruncate(held.fd, 0)
+    if not state_dir(lab).exists():  # the lab is gone: so is its lock file (still held)
+        with contextlib.suppress(FileNotFoundError):
+            lock_file(lab).unlink()
     fcntl.flock(held.fd, fcntl.LOCK_UN)
     os.close(held.fd)
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def lock_holder(lab: str) -> LockHolder | None:

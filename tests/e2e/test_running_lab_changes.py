@@ -16,8 +16,6 @@ from pathlib import Path
 import docker
 import pytest
 
-from labctl.lifecycle.lock import lock_holder
-
 from .conftest import ROOT, SEED, CliResult, labctl, unique_lab_name
 from .host_snapshot import lab_footprint
 
@@ -167,6 +165,8 @@ def test_commands_on_the_running_lab_use_what_up_recorded(restored: FileLab, bre
 
 
 def test_a_second_up_of_a_lab_being_built_is_refused() -> None:
+    from labctl.lifecycle.lock import lock_holder
+
     name = unique_lab_name("busy")
     first = subprocess.Popen(
         [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from labctl.progress import Progress
 from .fakes import FakeLab, seed_variant
 
 ROOT = Path(__file__).resolve().parents[3]
+lock_module = importlib.import_module("labctl.lifecycle.lock")
 
 HOLDER = """
 import sys, time
@@ -88,13 +90,64 @@ def test_the_lock_is_re_entrant_within_one_process(fake_lab: FakeLab) -> None:
     assert lock_holder("u-nest") is None
 
 
-def test_the_lock_file_survives_down_outside_the_state_dir(
+def test_the_lock_file_lives_outside_the_state_dir_and_goes_with_the_lab(
     fake_lab: FakeLab, tmp_path: Path
 ) -> None:
     lab = seed_variant(tmp_path, "u-lockdir")
     fake_lab.up(lab)
     state = LabState.of("u-lockdir")
     assert state.directory not in lock_file("u-lockdir").parents
+    assert lock_file("u-lockdir").exists(), "kept while the lab exists"
     down("u-lockdir", fake_lab.runtime, Progress(quiet=True))
     assert not state.exists()
-    assert lock_file("u-lockdir").exists()
+    assert not lock_file("u-lockdir").exists()
+
+
+TRY_LOCK = """
+import sys
+from labctl.lifecycle import LabBusy, lab_lock
+try:
+    with lab_lock(sys.argv[1], "labctl up", wait=0):
+        print("got it")
+except LabBusy as exc:
+    print(exc)
+"""
+
+
+class _RemovedAfterOpen:
+    """`os` for the lock module, where the first lock file opened is removed right after
+    (as by a holder that released a lab that is gone, between our open and our flock)."""
+
+    def __init__(self) -> None:
+        self.removed = False
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    def open(self, path, flags, mode=0o777):
+        fd = os.open(path, flags, mode)
+        if not self.removed and flags & os.O_CREAT:
+            self.removed = True
+            os.unlink(path)
+        return fd
+
+
+def test_a_lock_on_a_removed_lock_file_is_not_a_lock(
+    fake_lab: FakeLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """We must end up holding the file at the path, or a third labctl could lock that one
+    at the same time."""
+    fake_os = _RemovedAfterOpen()
+    monkeypatch.setattr(lock_module, "os", fake_os)
+    with lab_lock("u-gone", "labctl up", wait=1):
+        assert fake_os.removed
+        third = subprocess.run(
+            [sys.executable, "-c", TRY_LOCK, "u-gone"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert third.stdout.strip() == (
+            f"lab u-gone is busy: `labctl up` (pid {os.getpid()}) is running"
+        ), third
