@@ -164,6 +164,32 @@ def test_commands_on_the_running_lab_use_what_up_recorded(restored: FileLab, bre
     assert pushed.stderr.startswith(f"{lab.topology}:"), pushed.stderr
 
 
+def test_test_keep_runs_changed_checks_on_the_running_lab(
+    restored: FileLab, tmp_path: Path
+) -> None:
+    """Only `expect` changed: the lab that is up is the same topology (it used to be
+    "running with a different topology")."""
+    lab = restored
+    containers = lab.cli("status", lab.name, "--json").stdout
+    text = lab.topology.read_text()
+    lab.topology.write_text(
+        text[: text.index("expect:")] + "expect:\n  - ping: {from: client1, to: 172.16.172.50}\n"
+    )
+    result = lab.cli(
+        "test",
+        str(lab.topology),
+        "--keep",
+        "--lab",
+        lab.name,
+        "--report-dir",
+        str(tmp_path),
+        check=False,
+    )
+    assert result.returncode == 0, result
+    assert "1/1 passed" in result.stdout, result
+    assert lab.cli("status", lab.name, "--json").stdout == containers
+
+
 def test_a_second_up_of_a_lab_being_built_is_refused() -> None:
     from labctl.lifecycle.lock import lock_holder
 
