@@ -200,7 +200,7 @@ def cmd_push(args) -> int:
                 print(
                     f"labctl: note: the topology's structure changed since up "
                     f"({summarize(differences)}); push applies configuration only "
-                    f"(labctl up FILE --name {name} --recreate applies the rest)",
+                    f"(labctl up {handle.lab.source} --name {name} --recreate applies the rest)",
                     file=sys.stderr,
                 )
             for node in args.nodes:
