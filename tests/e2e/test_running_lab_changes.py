@@ -89,6 +89,17 @@ def restored(file_lab: FileLab) -> Iterator[FileLab]:
     file_lab.up()  # re-pushes whatever a test changed
 
 
+def up_in_background(name: str) -> subprocess.Popen:
+    """`labctl up` of the seed lab as another process (its stderr kept for a failure)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def connected(lab: FileLab, client: str, timeout: int = 60) -> CliResult:
     lab.exec(client, "vpn", "disconnect", check=False)
     return lab.exec(client, "vpn", "connect", "--wait", "--timeout", str(timeout), check=False)
@@ -194,13 +205,7 @@ def test_a_second_up_of_a_lab_being_built_is_refused() -> None:
     from labctl.lifecycle.lock import lock_holder
 
     name = unique_lab_name("busy")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = up_in_background(name)
     try:
         deadline = time.monotonic() + 60
         while lock_holder(name) is None and time.monotonic() < deadline:
@@ -256,12 +261,7 @@ def test_status_says_when_a_lab_is_not_whole() -> None:
 
 def test_status_says_when_up_did_not_finish() -> None:
     name = unique_lab_name("killed")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = up_in_background(name)
     try:
         deadline = time.monotonic() + 120
         client = docker.from_env()
