@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..lifecycle import LabHandle, down, up
+from ..lifecycle import LabHandle, down, lab_lock, up
 from ..progress import Progress
 from ..runtime import Runtime
 from ..topology import Lab, TopologyError, load_lab
@@ -137,12 +137,15 @@ class TopologyRun:
     def _run_on_running_lab(self, lab: Lab, cases) -> None:
         name = self.lab_name or lab.name
         named = Lab(spec=lab.spec.model_copy(update={"name": name}), source=lab.source)
-        handle = up(named, self.runtime, Progress(self.progress.stream, quiet=True))
-        try:
-            for case, steps in cases:
-                self._run_case(handle, case, steps, time.monotonic())
-        finally:
-            handle.close()
+        # Held through the scenarios too: their pushes and restarts must not interleave
+        # with another labctl's up or down of this lab.
+        with lab_lock(name, "labctl test --keep"):
+            handle = up(named, self.runtime, Progress(self.progress.stream, quiet=True))
+            try:
+                for case, steps in cases:
+                    self._run_case(handle, case, steps, time.monotonic())
+            finally:
+                handle.close()
 
     def _run_case(self, handle: LabHandle, case: str, steps: list[Step], started: float) -> None:
         log = StepLog()

@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..lifecycle import LabNotRunning, LabStateError, LabUpError
+from ..lifecycle import LabError, LabNotRunning, LabStateError
 from ..mgmt.ssh import MgmtError
 from ..naming import LAB_NAME_RULE, LabNameError, check_lab_name
 from ..runtime import LabRuntimeError
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-on-failure",
         action="store_true",
         help="leave a failed lab for inspection instead of removing it",
+    )
+    p.add_argument(
+        "--recreate",
+        action="store_true",
+        help="if the lab runs with another structure (nodes, links, addresses), rebuild it",
     )
     p.set_defaults(func=commands.cmd_up)
 
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ShowError,
         LabNameError,
         LabStateError,
-        LabUpError,
+        LabError,
         LabNotRunning,
     ) as exc:
         print(f"labctl: {exc}", file=sys.stderr)

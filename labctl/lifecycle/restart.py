@@ -5,11 +5,17 @@ from __future__ import annotations
 import contextlib
 
 from ..wiring import configure_node, connect_endpoints, disconnect_node, interface_macs
+from .lock import lab_lock
 from .push import push_node
 from .session import LabHandle
 
 
 def restart_node(handle: LabHandle, node: str) -> None:
+    with lab_lock(handle.lab.name, "labctl restart"):
+        _restart_node(handle, node)
+
+
+def _restart_node(handle: LabHandle, node: str) -> None:
     """The node's namespace is new after a restart, and its veths died with the old one;
     recreate them, re-address the node, re-pin its host key at its (maybe new) management
     address and push its configuration, which starts its services again."""
