@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# A file with a million unknown keys must not print a million lines.
+MAX_SHOWN_ISSUES = 10
+
 
 @dataclass(frozen=True)
 class TopologyIssue:
@@ -24,8 +27,14 @@ class TopologyIssue:
 
 
 class TopologyError(Exception):
-    """Raised when a topology cannot be loaded; carries every issue found, one per line."""
+    """Raised when a topology cannot be loaded: the first issues found, one per line, and
+    how many more there were (`more`: issues found but not even built into messages)."""
 
-    def __init__(self, issues: list[TopologyIssue]):
-        self.issues = sorted(issues, key=lambda i: (i.line or 0, i.field))
-        super().__init__("\n".join(str(i) for i in self.issues))
+    def __init__(self, issues: list[TopologyIssue], more: int = 0):
+        ordered = sorted(issues, key=lambda i: (i.line or 0, i.field))
+        self.issues = ordered[:MAX_SHOWN_ISSUES]
+        self.hidden = len(ordered) - len(self.issues) + more
+        lines = [str(i) for i in self.issues]
+        if self.hidden:
+            lines.append(f"... and {self.hidden:,} more error{'s' if self.hidden > 1 else ''}")
+        super().__init__("\n".join(lines))
