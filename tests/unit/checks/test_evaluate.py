@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labctl.checks.evaluate import evaluate, evaluate_table, parse_ping
-from labctl.checks.matchers import UnknownSavedValue, parse_matcher
+from labctl.topology.matchers import UnknownSavedValue, parse_matcher
 from labctl.topology.checks_model import Expectation, Step, TableCheck
 
 XLATE = [
