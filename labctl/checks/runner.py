@@ -19,6 +19,8 @@ from ..progress import Progress
 from ..runtime import Runtime
 from ..topology import Lab, TopologyError, load_lab
 from ..topology.checks_model import Step
+from ..topology.files import MAX_TOPOLOGY_BYTES, FileReadError, decode_text, read_limited
+from ..topology.secrets import redact
 from .artifacts import Captures, save_failure_artifacts
 from .steps import StepFailed, StepLog, run_step
 
@@ -41,7 +43,11 @@ def discover(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             for candidate in sorted(path.glob("*.yaml")):
-                text = candidate.read_text()
+                try:
+                    text = decode_text(read_limited(candidate, MAX_TOPOLOGY_BYTES))
+                except FileReadError:
+                    found.append(candidate)  # its case reports why it cannot be read
+                    continue
                 if re.search(r"^(expect|scenarios):", text, re.MULTILINE):
                     found.append(candidate)
         else:
@@ -191,7 +197,7 @@ class TopologyRun:
         verdict = "PASS" if result.ok else "FAIL"
         self.progress.say(f"{self.path.name} :: {case} {verdict} ({result.seconds:.1f}s)")
         if not result.ok:
-            for line in (result.message + "\n" + result.details).strip().splitlines():
+            for line in redact(result.message + "\n" + result.details).strip().splitlines():
                 self.progress.say(f"    {line}")
             if result.artifacts:
                 self.progress.say(f"    artifacts: {result.artifacts}")

@@ -312,7 +312,7 @@ class NodeBase(Strict):
     interfaces: dict[IfName, InterfaceConfig] = {}
     routes: list[Route] = []
     sysctls: dict[Annotated[str, Field(pattern=r"^net\.[a-z0-9_.\-]+$")], str | int] = {}
-    env: dict[str, str] = {}
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
     labels: dict[str, str] = {}
     exec: list[str] = Field([], description="commands run in the node once it is configured")
 
@@ -363,11 +363,27 @@ class Endpoint(BaseModel):
         return f"{self.node}:{self.interface}"
 
 
+def _endpoint(text: str) -> str:
+    """'node:interface' where the interface is a name the kernel accepts (it becomes a
+    veth's name inside the node: '/', ';', '$(...)' or 16 bytes fail only at `up`)."""
+    _node, interface = text.split(":", 1)
+    if not re.fullmatch(IFNAME_PATTERN, interface):
+        raise ValueError(
+            f"interface {interface[:40]!r} is not a Linux interface name (1-15 characters: "
+            "letters, digits, '_', '.', '-', starting with a letter)"
+        )
+    _not_reserved(interface)
+    return text
+
+
+EndpointText = Annotated[str, Field(pattern=r"^[^:\s]+:[^:\s]+$"), AfterValidator(_endpoint)]
+
+
 class Link(Strict):
     """Two endpoints make a point-to-point link; more make a LAN segment."""
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] | None = None
-    endpoints: list[Annotated[str, Field(pattern=r"^[^:\s]+:[^:\s]+$")]] = Field(min_length=2)
+    endpoints: list[EndpointText] = Field(min_length=2)
     mtu: int | None = Field(None, ge=576, le=9000)
 
     def resolved_endpoints(self) -> list[Endpoint]:
