@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import MAX_SHOWN_ISSUES, TopologyError, TopologyIssue
+from .errors import MAX_SHOWN_ISSUES, TopologyError, TopologyIssue, type_name
 from .loader import dotted, line_of
 from .model import KINDS, LabFile, Secret
 
@@ -81,6 +81,9 @@ def describe_error(error: dict[str, Any], secret: bool = False) -> str:
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
         return f"unknown kind {shown(tag)} (kinds: {', '.join(KINDS)})"
+    if kind == "union_tag_not_found" and not isinstance(error.get("input"), dict):
+        got = type_name(error.get("input"))
+        return f"a node is a mapping with a 'kind' (kinds: {', '.join(KINDS)}), not {got}"
     if kind == "union_tag_not_found":
         return f"missing 'kind' (kinds: {', '.join(KINDS)})"
     if kind == "missing":
@@ -104,7 +107,7 @@ def validation_error(exc: ValidationError, document: Any, file: Path | None) -> 
     located = []
     for error in exc.errors(include_url=False):
         loc = yaml_path(error["loc"])
-        if error["type"].startswith("union_tag"):
+        if error["type"].startswith("union_tag") and isinstance(error.get("input"), dict):
             loc = (*loc, "kind")
         located.append((line_of(document, loc) or 0, dotted(loc), loc, error))
     located.sort(key=lambda item: item[:2])

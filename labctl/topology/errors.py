@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # A file with a million unknown keys must not print a million lines.
 MAX_SHOWN_ISSUES = 10
+
+
+def type_name(value: Any) -> str:
+    """What kind of YAML value this is, for messages that must not show the value."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True)

@@ -69,21 +69,14 @@ def _file_type(mode: int) -> str:
 def decode_text(data: bytes) -> str:
     """UTF-8 text without NUL bytes, or FileReadError naming the line of the first bad byte."""
     nul = data.find(b"\0")
+    if nul >= 0:  # no text file has one, whatever else it has
+        line = data.count(b"\n", 0, nul) + 1
+        raise FileReadError(f"a binary file, not text: a NUL byte on line {line}", line)
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if 0 <= nul < exc.start:
-            raise _binary(data, nul) from None
         line = data.count(b"\n", 0, exc.start) + 1
         raise FileReadError(
             f"not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line} (is it a binary file?)",
             line,
         ) from None
-    if nul >= 0:
-        raise _binary(data, nul)
-    return text
-
-
-def _binary(data: bytes, nul: int) -> FileReadError:
-    line = data.count(b"\n", 0, nul) + 1
-    return FileReadError(f"a binary file, not text: a NUL byte on line {line}", line)

@@ -20,13 +20,9 @@ def load_lab_text(text: str, file: Path | None = None) -> Lab:
     """Validate topology text; ``file`` is used for messages and relative secret files."""
     document = load_located_yaml(text, file)
     if not isinstance(document, dict):
-        raise TopologyError(
-            [
-                TopologyIssue(
-                    file, 1, "", "a topology file is a YAML mapping with 'name' and 'topology'"
-                )
-            ]
-        )
+        line = getattr(document, "line", None) or _first_content_line(text)
+        message = "a topology file is a YAML mapping with 'name' and 'topology'"
+        raise TopologyError([TopologyIssue(file, line, "", message)])
     document, issues = apply_inheritance(document, file)
     if issues:
         raise TopologyError(issues)
@@ -40,6 +36,13 @@ def load_lab_text(text: str, file: Path | None = None) -> Lab:
     if issues:
         raise TopologyError(issues)
     return lab
+
+
+def _first_content_line(text: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            return number
+    return 1
 
 
 def load_lab(path: str | Path) -> Lab:

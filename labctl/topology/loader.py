@@ -192,6 +192,8 @@ def load_located_yaml(text: str, file: Path | None) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or str(exc)
+        if exc.context and exc.context_mark and exc.problem_mark:
+            problem += f" ({exc.context} on line {exc.context_mark.line + 1})"
         raise TopologyError([TopologyIssue(file, line, "", f"YAML syntax: {problem}")]) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1

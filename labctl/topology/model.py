@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..naming import LAB_NAME_PATTERN
+from .errors import type_name
 from .files import MAX_SECRET_BYTES, FileReadError, decode_text, read_limited
 from .secrets import remember_secret
 
@@ -79,19 +80,9 @@ def _secret_input(value: Any, info: ValidationInfo) -> Any:
         return remember_secret(_resolve_secret(value, info))
     raise PydanticCustomError(
         "secret_type",
-        f"expected a string, {{env: NAME}} or {{file: PATH}}, got {_type_name(value)} "
+        f"expected a string, {{env: NAME}} or {{file: PATH}}, got {type_name(value)} "
         "(the value is not shown: it is a secret; quote it to make it a string)",
     )
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def _resolve_secret(value: dict, info: ValidationInfo) -> str:
