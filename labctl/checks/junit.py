@@ -42,7 +42,9 @@ def write_junit(results: list[CaseResult], path: Path) -> None:
             if not case.ok:
                 failure = ET.SubElement(element, "failure", message=redact(case.message[:500]))
                 failure.text = redact(
-                    case.details + (f"\nartifacts: {case.artifacts}" if case.artifacts else "")
+                    case.details
+                    + (f"\nartifacts: {case.artifacts}" if case.artifacts else "")
+                    + (f"\n{case.traceback}" if case.traceback else "")
                 )
             if case.log:
                 ET.SubElement(element, "system-out").text = redact("\n".join(case.log))

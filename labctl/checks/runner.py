@@ -35,6 +35,7 @@ class CaseResult:
     details: str = ""
     log: list[str] = field(default_factory=list)
     artifacts: str | None = None
+    traceback: str = ""  # a labctl bug's traceback (JUnit carries it; the terminal does not)
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -176,16 +177,21 @@ class TopologyRun:
         except Exception as exc:
             captures.stop()
             save_failure_artifacts(handle, case_dir)
+            # A bug, not a failed expectation: where it happened matters, in a file (and in
+            # JUnit for CI), not on the terminal.
+            trace = case_dir / "traceback.txt"
+            case_dir.mkdir(parents=True, exist_ok=True)
+            trace.write_text(redact(traceback.format_exc()))
             result = CaseResult(
                 str(self.path),
                 case,
                 False,
                 time.monotonic() - started,
                 f"error: {type(exc).__name__}: {exc}",
-                # A bug, not a failed expectation: where it happened matters.
-                traceback.format_exc(limit=-8),
+                f"traceback: {trace}",
                 log.lines,
                 str(case_dir),
+                traceback=trace.read_text(),
             )
         else:
             captures.discard()
