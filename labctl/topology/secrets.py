@@ -18,7 +18,7 @@ _known: set[str] = set()
 
 def remember_secret(value: str) -> str:
     """Note a secret value so redact() can find it later; returns the value."""
-    if len(value) >= MIN_REDACTED_LENGTH:
+    if len(value) >= MIN_REDACTED_LENGTH and value.strip("*"):  # a dumped mask is no secret
         _known.add(value)
         # A secret often shows up quoted by repr() (escapes included).
         _known.add(repr(value)[1:-1])
