@@ -148,7 +148,7 @@ def cmd_exec(args) -> int:
 
 def cmd_show(args) -> int:
     with open_running_lab(DockerRuntime(), args.lab) as handle:
-        kind = _known_node(handle, args.node).kind
+        kind = handle.lab.node(args.node).kind
         if args.what is None:
             for name, show in sorted(SHOWS.items()):
                 if show.kinds is None or kind in show.kinds:
@@ -162,23 +162,11 @@ def cmd_show(args) -> int:
     return 0
 
 
-def _known_node(handle, name: str):
-    """The topology's node `name`, or a one-line error listing the lab's nodes."""
-    node = handle.lab.nodes.get(name)
-    if node is None:
-        raise CliError(
-            f"lab {handle.lab.name} has no node {name!r} (nodes: {', '.join(handle.lab.nodes)})",
-            status=2,
-        )
-    return node
-
-
 def cmd_push(args) -> int:
     progress = Progress(quiet=args.quiet)
     with open_running_lab(DockerRuntime(), args.lab) as handle:
-        for node in args.nodes:  # every name first: no push at all if one is wrong
-            _known_node(handle, node)
         for node in args.nodes:
+            handle.lab.node(node)
             with progress.stage(f"push {node}"):
                 for item in push_node(handle, node):
                     progress.say(f"  {item}")

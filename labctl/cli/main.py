@@ -24,13 +24,12 @@ import time
 import traceback
 from pathlib import Path
 
-from ..images.errors import ImageError
 from ..lifecycle import LabNotRunning, LabStateError, LabUpError
 from ..mgmt.ssh import MgmtError
 from ..naming import LAB_NAME_RULE, LabNameError, check_lab_name
 from ..runtime import LabRuntimeError
 from ..state import ShowError
-from ..topology import TopologyError
+from ..topology import TopologyError, UnknownNodeError
 from ..topology.secrets import redact
 from .context import CliError
 
@@ -157,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return exc.status
+    except UnknownNodeError as exc:  # show/push/exec NODE: the message lists the nodes
+        print(f"labctl: {exc}", file=sys.stderr)
+        return 2
     except (
         LabRuntimeError,
         MgmtError,
@@ -165,7 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         LabStateError,
         LabUpError,
         LabNotRunning,
-        ImageError,
     ) as exc:
         print(f"labctl: {redact(str(exc))}", file=sys.stderr)
         return 1
@@ -175,8 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `labctl show ... | head`: the reader is gone, so are we
         sys.stderr.close()
         return 141
-    except Exception as exc:  # a bug: one line for the user, the traceback in a file
-        return internal_error(exc, args.command)
+    except Exception as exc:
+        if _is_image_error(exc):
+            print(f"labctl: {redact(str(exc))}", file=sys.stderr)
+            return 1
+        return internal_error(exc, args.command)  # a bug: one line, the traceback in a file
+
+
+def _is_image_error(exc: Exception) -> bool:
+    """labctl.images' errors are the user's to fix (Docker down, a recipe, a build step).
+    Looked up only if `images` was imported: importing it costs every command ~0.1 s."""
+    errors = sys.modules.get("labctl.images.errors")
+    return errors is not None and isinstance(exc, errors.ImageError)
 
 
 # What needs root: namespaces, veths and containers are made and removed; the lab's SSH

@@ -54,3 +54,10 @@ class TopologyError(Exception):
         if self.hidden:
             lines.append(f"... and {self.hidden:,} more error{'s' if self.hidden > 1 else ''}")
         super().__init__("\n".join(lines))
+
+
+class UnknownNodeError(KeyError):
+    """A node name the lab does not have; the message lists the ones it has."""
+
+    def __str__(self) -> str:  # KeyError's own str() is the repr of its argument
+        return str(self.args[0])
