@@ -299,7 +299,11 @@ class VpnClientSettings(Strict):
 class NodeBase(Strict):
     kind: str
     group: str | None = Field(None, description="a key of topology.groups to inherit from")
-    image: str | None = Field(None, description="override the image (default: per kind)")
+    image: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$",
+        description="override the image (default: per kind)",
+    )
     interfaces: dict[IfName, InterfaceConfig] = {}
     routes: list[Route] = []
     sysctls: dict[Annotated[str, Field(pattern=r"^net\.[a-z0-9_.\-]+$")], str | int] = {}

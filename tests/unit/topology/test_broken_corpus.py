@@ -246,3 +246,20 @@ def test_an_alias_bomb_is_refused_within_a_small_memory_budget(tmp_path: Path) -
     assert time.monotonic() - started < 10
     assert peak_kb - baseline_kb < 100_000, (baseline_kb, peak_kb)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0  # the measure is real
+
+
+def test_labctl_test_on_a_folder_of_broken_files_reports_each_without_a_traceback(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`labctl test DIR` finds topologies by reading them: a binary one must not stop it."""
+    monkeypatch.setattr(commands, "DockerRuntime", lambda: object())  # never used: all broken
+    folder = sandbox / "lab"
+    (folder / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x01\x00" + os.urandom(512))
+    shutil.copyfile(HERE / "broken" / "091-check-count-word.yaml", folder / "count.yaml")
+    reports = sandbox / "reports"
+    status, output, _ = run_cli(["test", str(folder), "--report-dir", str(reports)], capsys)
+    junit = (reports / "junit.xml").read_text()
+    assert status == 1 and "Traceback" not in output
+    assert junit.count("<testcase") == 2 and junit.count("invalid topology") == 2
+    assert "a binary file, not text: a NUL byte on line 1" in junit
+    assert "expect.1.sessions.count: a count is a whole number" in junit
