@@ -112,13 +112,50 @@ def validation_error(exc: ValidationError, document: Any, file: Path | None) -> 
         located.append((line_of(document, loc) or 0, dotted(loc), loc, error))
     located.sort(key=lambda item: item[:2])
     issues: list[TopologyIssue] = []
+    alternatives: dict[tuple[int, str], list[str]] = {}  # a union's failed alternatives
+    for line, _, loc, error in located:
+        if _maybe_union_member(document, loc, error):
+            wanted = error["msg"].removeprefix("Input should be ").split(",")[0]
+            alternatives.setdefault((line, dotted(loc[:-1])), []).append(wanted)
     for considered, (line, field, loc, error) in enumerate(located, start=1):
-        issue = TopologyIssue(file, line or None, field, describe_error(error, is_secret_loc(loc)))
+        message = describe_error(error, is_secret_loc(loc))
+        union = alternatives.get((line, dotted(loc[:-1])), [])
+        if len(union) > 1 and _maybe_union_member(document, loc, error):
+            # One line for the value, not one per type it could have been.
+            field = dotted(loc[:-1])
+            wanted = list(dict.fromkeys(union))
+            got = type_name(error.get("input"))
+            message = f"expected {', '.join(wanted[:-1])} or {wanted[-1]}, not {got}"
+        issue = TopologyIssue(file, line or None, field, message)
         if issue not in issues:
             issues.append(issue)
         if len(issues) == MAX_SHOWN_ISSUES:
             return TopologyError(issues, more=len(located) - considered)
     return TopologyError(issues)
+
+
+def _maybe_union_member(document: Any, loc: tuple[Any, ...], error: dict[str, Any]) -> bool:
+    """pydantic names each failed alternative of a union (str | list[str]) in the error's
+    path: a last element that is not a key of the file, shared by several errors."""
+    if len(loc) < 2 or not isinstance(loc[-1], str):
+        return False
+    if error["type"] == "missing" or error["type"].startswith("union_tag"):
+        return False
+    parent = _value_at(document, loc[:-1])
+    return parent is not _ABSENT and not (isinstance(parent, dict) and loc[-1] in parent)
+
+
+_ABSENT = object()
+
+
+def _value_at(document: Any, path: tuple[Any, ...]) -> Any:
+    value = document
+    for element in path:
+        in_list = isinstance(value, list) and isinstance(element, int) and element < len(value)
+        if not (in_list or (isinstance(value, dict) and element in value)):
+            return _ABSENT
+        value = value[element]
+    return value
 
 
 def yaml_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:

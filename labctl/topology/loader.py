@@ -146,7 +146,9 @@ def _construct_mapping(loader: _LocatingLoader, node: yaml.MappingNode) -> Locat
     result.key_lines = {}
     path = loader._node_paths.get(id(node), ())
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
+        # Every key of a topology is a name: `1:` or `yes:` is the text, not an int or
+        # True (which would even collide: 1 == True).
+        key = key_node.value if isinstance(key_node, ScalarNode) else None
         line = key_node.start_mark.line + 1
         if key in result.key_lines:
             loader.duplicate_issues.append(
