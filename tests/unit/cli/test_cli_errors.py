@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def _can_run_as_nobody() -> bool:
 def test_as_a_real_unprivileged_user(tmp_path: Path) -> None:
     """`nobody` runs labctl from this checkout (the venv's interpreter lives in root's home,
     so the system python of the same version with the venv's packages)."""
-    site = next(p for p in sys.path if p.endswith("site-packages") and "venv" in p)
+    site = sysconfig.get_paths()["purelib"]  # this interpreter's packages (pydantic, ...)
     os.chmod(tmp_path, 0o755)
     env = {
         "PATH": "/usr/bin:/bin",
