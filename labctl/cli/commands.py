@@ -203,8 +203,9 @@ def cmd_push(args) -> int:
                     f"(labctl up {handle.lab.source} --name {name} --recreate applies the rest)",
                     file=sys.stderr,
                 )
-            for node in args.nodes:
+            for node in args.nodes:  # every name checked before the first push
                 handle.lab.node(node)
+            for node in args.nodes:
                 try:
                     with progress.stage(f"push {node}"):
                         for item in push_node(handle, node):
