@@ -61,6 +61,11 @@ def state_root() -> Path:
     return Path(os.environ.get("LABCTL_STATE_DIR", "/var/lib/labctl")) / "labs"
 
 
+def lock_root() -> Path:
+    """Per-lab lock files: beside the labs' state dirs, never inside one `down` removes."""
+    return state_root().parent / "locks"
+
+
 def state_dir(lab: str) -> Path:
     """<state root>/labs/<lab>, for a valid lab name only (never '..', '', '/x' or 'a/b')."""
     return state_root() / check_lab_name(lab)

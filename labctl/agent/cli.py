@@ -1,6 +1,7 @@
 """`vpn`: the command line of a VPN node (runs inside the node, talks to the agent daemon).
 
 vpn service start|stop|restart|reload|status
+vpn service check FILE                   (can the agent run with FILE? changes nothing)
 vpn show sessions [--json] [-v]          (concentrator)
 vpn logout USER                          (concentrator)
 vpn connect [--wait] [--timeout S]       (client)
@@ -37,6 +38,11 @@ def cmd_service(args) -> int:
         print(service.start())
     elif action == "reload":
         print(service.reload())
+    elif action == "check":
+        if not args.file:
+            print("vpn: usage: vpn service check FILE", file=sys.stderr)
+            return 2
+        print(service.check(args.file))
     else:
         print("running" if service.running() else "stopped")
         return 0 if service.running() else 3
@@ -115,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpn", description="VPN node control")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("service")
-    p.add_argument("action", choices=("start", "stop", "restart", "reload", "status"))
+    p.add_argument("action", choices=("start", "stop", "restart", "reload", "status", "check"))
+    p.add_argument("file", nargs="?", help="check: the settings file to check")
     p.set_defaults(func=cmd_service)
     p = sub.add_parser("show")
     p.add_argument("what", choices=("sessions",))

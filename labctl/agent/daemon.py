@@ -18,7 +18,8 @@ from .concentrator import ConcentratorAgent
 from .control import ControlError, ControlServer
 from .eventlog import EventLog
 from .loop import EventLoop
-from .settings import CONFIG_PATH, ClientSettings, SettingsError, load_settings
+from .preflight import PreflightError, check_settings_file
+from .settings import CONFIG_PATH, ClientSettings, SettingsError, listeners, load_settings
 from .tables import render_client_status, render_sessions
 
 
@@ -48,6 +49,7 @@ class Daemon:
                 "uptime": time.time() - self.started,
             },
             "reload": self._reload,
+            "check": self._check,
             "stats": lambda args: self.agent.stats(),
             "shutdown": self._shutdown,
         }
@@ -84,7 +86,19 @@ class Daemon:
             raise ControlError(str(exc)) from None
         if type(settings) is not type(self.agent.settings):
             return {"result": "restart"}
-        return {"result": self.agent.reload(settings)}
+        try:
+            return {"result": self.agent.reload(settings)}
+        except SettingsError as exc:  # e.g. a proposal the policy cannot use: refuse it
+            raise ControlError(str(exc)) from None
+
+    def _check(self, args: dict) -> str:
+        """`vpn service check FILE` while running: the sockets this agent holds are no
+        conflict for the file's settings."""
+        held = {listener.key for listener in listeners(self.agent.settings)}
+        try:
+            return check_settings_file(str(args.get("path")), held)
+        except PreflightError as exc:
+            raise ControlError(str(exc)) from None
 
     def _shutdown(self, args: dict) -> dict:
         self.loop.call_later(0.05, self.loop.stop)

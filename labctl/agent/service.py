@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .control import SOCKET_PATH, ControlError, request
-from .settings import CONFIG_PATH
+from .control import CONFIG_PATH, SOCKET_PATH, ControlError, request
 
 PID_FILE = Path("/run/labctl/vpn-agent.pid")
 LOG_FILE = Path("/var/log/labctl/vpn.log")
@@ -107,3 +106,21 @@ def reload(config: str = CONFIG_PATH) -> str:
         stop()
         return "restarted: " + start(config)
     return result
+
+
+def check(path: str) -> str:
+    """Can the agent run with the settings in `path`? Changes nothing; ServiceError if not.
+
+    A running agent answers itself: it knows which sockets it holds and has the IKE code
+    loaded (this command line does not import it: ~0.2 s saved per `vpn` call)."""
+    if running():
+        try:
+            return request("check", {"path": path}, timeout=10.0)
+        except ControlError as exc:
+            raise ServiceError(str(exc)) from None
+    from .preflight import PreflightError, check_settings_file
+
+    try:
+        return check_settings_file(path, held=set())
+    except PreflightError as exc:
+        raise ServiceError(str(exc)) from None

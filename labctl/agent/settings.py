@@ -15,8 +15,7 @@ from typing import Any
 
 from ..ike.config import Phase1Proposal, Phase2Proposal
 from ..ike.constants import AuthMethod, EspAuth, EspTransform, P1Encryption, P1Hash
-
-CONFIG_PATH = "/etc/labctl/vpn.json"
+from .control import CONFIG_PATH
 
 _P1_CIPHERS = {
     "3des": (P1Encryption.TRIPLE_DES_CBC, None),
@@ -241,3 +240,46 @@ def parse_settings(data: dict[str, Any]) -> ConcentratorSettings | ClientSetting
             interfaces={n: IPv4Interface(a) for n, a in interfaces.items()},
         )
     raise SettingsError(f"kind {data['kind']!r} has no VPN agent")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A socket the agent binds for these settings (what `vpn service check` probes)."""
+
+    protocol: str  # "udp" | "tcp"
+    address: str
+    port: int
+    purpose: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.protocol, self.address, self.port)
+
+
+def listeners(settings: ConcentratorSettings | ClientSettings) -> list[Listener]:
+    """The sockets the agent opens for these settings (mirrors the agents' constructors)."""
+    if isinstance(settings, ConcentratorSettings):
+        address = str(settings.public_address)
+        found = [
+            Listener("udp", address, 500, "IKE"),
+            Listener("udp", address, 4500, "NAT-T"),
+        ]
+        if settings.ipsec_over_udp:
+            found.append(Listener("udp", address, settings.ipsec_over_udp, "IPsec over UDP"))
+        if settings.ipsec_over_tcp:
+            found.append(Listener("tcp", address, settings.ipsec_over_tcp, "IPsec over TCP"))
+        return found
+    found = [Listener("udp", "0.0.0.0", 500, "IKE"), Listener("udp", "0.0.0.0", 4500, "NAT-T")]
+    if settings.tunneling_mode in ("udp", "auto"):
+        found.append(Listener("udp", "0.0.0.0", settings.tunneling_port, "IPsec over UDP"))
+    return found
+
+
+def check_proposals(settings: ConcentratorSettings | ClientSettings) -> None:
+    """Parse every proposal string (the agent does so only when it builds its policy)."""
+    groups = settings.groups.values() if isinstance(settings, ConcentratorSettings) else [settings]
+    for group in groups:
+        for text in group.ike_proposals:
+            phase1_proposal(text, AuthMethod.PSK, 86400)
+        for text in group.ipsec_proposals:
+            phase2_proposal(text, 28800)

@@ -1,8 +1,8 @@
 """Expectations and scenarios: evaluating, waiting, running, reporting (JUnit)."""
 
+from ..topology.matchers import Matcher, parse_matcher
 from .evaluate import Outcome, Probe, evaluate, evaluate_table
 from .junit import summary_table, write_junit
-from .matchers import Matcher, parse_matcher
 from .probe import LabProbe
 from .runner import CaseResult, TopologyRun, discover
 from .wait import wait_for

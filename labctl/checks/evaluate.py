@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..topology.checks_model import Expectation, TableCheck
-from .matchers import parse_matcher
+from ..topology.matchers import parse_count, parse_matcher
 
 # Which `labctl show` table each sugar key reads, and the node kind it needs.
 TABLE_SOURCES = {"xlate": "xlate", "sessions": "sessions", "client": "status"}
@@ -106,7 +106,7 @@ def evaluate_table(
     scope = f"{len(selected)} of {len(rows)} rows" if where else f"{len(rows)} rows"
 
     if check.count is not None:
-        count = parse_matcher(check.count)
+        count = parse_count(check.count)
         if not count(len(selected)):
             problems.append(f"count: expected {count}, observed {len(selected)}")
     for key, spec in check.all.items():

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
+from ..topology.secrets import redact
 from .runner import CaseResult
 
 
@@ -37,13 +38,16 @@ def write_junit(results: list[CaseResult], path: Path) -> None:
                 name=case.name,
                 time=f"{case.seconds:.3f}",
             )
+            # Messages may quote anything a step or an exception said: no secret leaves.
             if not case.ok:
-                failure = ET.SubElement(element, "failure", message=case.message[:500])
-                failure.text = case.details + (
-                    f"\nartifacts: {case.artifacts}" if case.artifacts else ""
+                failure = ET.SubElement(element, "failure", message=redact(case.message[:500]))
+                failure.text = redact(
+                    case.details
+                    + (f"\nartifacts: {case.artifacts}" if case.artifacts else "")
+                    + (f"\n{case.traceback}" if case.traceback else "")
                 )
             if case.log:
-                ET.SubElement(element, "system-out").text = "\n".join(case.log)
+                ET.SubElement(element, "system-out").text = redact("\n".join(case.log))
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 

@@ -14,11 +14,13 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..lifecycle import LabHandle, down, up
+from ..lifecycle import LabHandle, down, lab_lock, up
 from ..progress import Progress
 from ..runtime import Runtime
 from ..topology import Lab, TopologyError, load_lab
 from ..topology.checks_model import Step
+from ..topology.files import MAX_TOPOLOGY_BYTES, FileReadError, decode_text, read_limited
+from ..topology.secrets import redact
 from .artifacts import Captures, save_failure_artifacts
 from .steps import StepFailed, StepLog, run_step
 
@@ -33,6 +35,7 @@ class CaseResult:
     details: str = ""
     log: list[str] = field(default_factory=list)
     artifacts: str | None = None
+    traceback: str = ""  # a labctl bug's traceback (JUnit carries it; the terminal does not)
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -41,7 +44,11 @@ def discover(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             for candidate in sorted(path.glob("*.yaml")):
-                text = candidate.read_text()
+                try:
+                    text = decode_text(read_limited(candidate, MAX_TOPOLOGY_BYTES))
+                except FileReadError:
+                    found.append(candidate)  # its case reports why it cannot be read
+                    continue
                 if re.search(r"^(expect|scenarios):", text, re.MULTILINE):
                     found.append(candidate)
         else:
@@ -137,12 +144,15 @@ class TopologyRun:
     def _run_on_running_lab(self, lab: Lab, cases) -> None:
         name = self.lab_name or lab.name
         named = Lab(spec=lab.spec.model_copy(update={"name": name}), source=lab.source)
-        handle = up(named, self.runtime, Progress(self.progress.stream, quiet=True))
-        try:
-            for case, steps in cases:
-                self._run_case(handle, case, steps, time.monotonic())
-        finally:
-            handle.close()
+        # Held through the scenarios too: their pushes and restarts must not interleave
+        # with another labctl's up or down of this lab.
+        with lab_lock(name, "labctl test --keep"):
+            handle = up(named, self.runtime, Progress(self.progress.stream, quiet=True))
+            try:
+                for case, steps in cases:
+                    self._run_case(handle, case, steps, time.monotonic())
+            finally:
+                handle.close()
 
     def _run_case(self, handle: LabHandle, case: str, steps: list[Step], started: float) -> None:
         log = StepLog()
@@ -170,16 +180,21 @@ class TopologyRun:
         except Exception as exc:
             captures.stop()
             save_failure_artifacts(handle, case_dir)
+            # A bug, not a failed expectation: where it happened matters, in a file (and in
+            # JUnit for CI), not on the terminal.
+            trace = case_dir / "traceback.txt"
+            case_dir.mkdir(parents=True, exist_ok=True)
+            trace.write_text(redact(traceback.format_exc()))
             result = CaseResult(
                 str(self.path),
                 case,
                 False,
                 time.monotonic() - started,
                 f"error: {type(exc).__name__}: {exc}",
-                # A bug, not a failed expectation: where it happened matters.
-                traceback.format_exc(limit=-8),
+                f"traceback: {trace}",
                 log.lines,
                 str(case_dir),
+                traceback=trace.read_text(),
             )
         else:
             captures.discard()
@@ -191,7 +206,7 @@ class TopologyRun:
         verdict = "PASS" if result.ok else "FAIL"
         self.progress.say(f"{self.path.name} :: {case} {verdict} ({result.seconds:.1f}s)")
         if not result.ok:
-            for line in (result.message + "\n" + result.details).strip().splitlines():
+            for line in redact(result.message + "\n" + result.details).strip().splitlines():
                 self.progress.say(f"    {line}")
             if result.artifacts:
                 self.progress.say(f"    artifacts: {result.artifacts}")

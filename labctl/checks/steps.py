@@ -12,8 +12,10 @@ from typing import Any
 from ..lifecycle import LabHandle, push_node
 from ..lifecycle.restart import restart_node
 from ..topology import Lab
-from ..topology.checks_model import Step, node_list
-from ..topology.model import LabFile
+from ..topology.changes import SetError, apply_set, is_secret_setting
+from ..topology.checks_model import SetValue, Step, node_list
+from ..topology.describe import shown as shown_value
+from ..topology.secrets import MASK
 from ..wiring import impair
 from .evaluate import Outcome, parse_ping
 from .probe import LabProbe
@@ -48,6 +50,9 @@ def run_step(step: Step, handle: LabHandle, log: StepLog) -> None:
 def _brief(value: Any) -> str:
     if isinstance(value, list) and value and hasattr(value[0], "title"):
         return f"{len(value)} expectation(s)"
+    if isinstance(value, SetValue):  # the value may be a new PSK: never in a log or JUnit
+        secret = is_secret_setting(value.node, value.path, value.value)
+        return f"{value.node}.{value.path} = {MASK if secret else shown_value(value.value)}"
     if hasattr(value, "model_dump"):
         return str(value.model_dump(by_alias=True, exclude_defaults=True))
     return str(value)
@@ -81,23 +86,21 @@ def _disconnect(nodes, handle: LabHandle, log: StepLog) -> None:
 
 def _set(change, handle: LabHandle, log: StepLog) -> None:
     """Change one setting of a node in the lab's model (a later `push` applies it)."""
-    data = handle.lab.spec.model_dump(by_alias=True, mode="python")
-    node = data["topology"]["nodes"].get(change.node)
-    if node is None:
-        raise StepFailed(f"set: no node {change.node!r}")
-    target = node
-    parts = change.path.split(".")
-    for part in parts[:-1]:
-        if not isinstance(target, dict) or part not in target:
-            raise StepFailed(f"set: {change.node} has no setting {change.path!r}")
-        target = target[part]
-    if not isinstance(target, dict) or parts[-1] not in target:
-        raise StepFailed(f"set: {change.node} has no setting {change.path!r}")
-    old = target[parts[-1]]
-    target[parts[-1]] = change.value
-    spec = LabFile.model_validate(data, context={})
-    handle.lab = Lab(spec=spec, source=handle.lab.source)
-    log.add(f"  {change.node}.{change.path}: {old!r} -> {change.value!r}")
+    source = handle.lab.source
+    try:
+        result = apply_set(
+            handle.lab.spec,
+            change.node,
+            change.path,
+            change.value,
+            source.parent if source else None,
+        )
+    except SetError as exc:
+        raise StepFailed(f"set: {exc}") from None
+    handle.lab = Lab(spec=result.spec, source=source)
+    log.add(
+        f"  {change.node}.{change.path}: {result.shown(result.old)} -> {result.shown(change.value)}"
+    )
 
 
 def _push(nodes, handle: LabHandle, log: StepLog) -> None:

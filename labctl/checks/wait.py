@@ -9,8 +9,8 @@ from typing import Any
 from ..mgmt.ssh import MgmtError
 from ..state import ShowError
 from ..topology.checks_model import Expectation
+from ..topology.matchers import UnknownSavedValue
 from .evaluate import Outcome, Probe, evaluate
-from .matchers import UnknownSavedValue
 
 POLL_INTERVAL = 1.0
 

@@ -7,7 +7,16 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..lifecycle import down, known_state_labs, push_node, up
+from ..lifecycle import (
+    PushError,
+    down,
+    known_state_labs,
+    lab_health,
+    lab_lock,
+    push_node,
+    summarize,
+    up,
+)
 from ..naming import (
     LAB_NAME_PATTERN,
     LAB_NAME_RULE,
@@ -20,7 +29,7 @@ from ..runtime import DockerRuntime
 from ..state import SHOWS, collect
 from ..topology import TopologyError, load_lab
 from ..wiring import list_named_netns
-from .context import CliError, load_lab_as, open_running_lab, pick_lab_name
+from .context import CliError, load_lab_as, open_lab_for_push, open_running_lab, pick_lab_name
 from .main import print_json
 
 
@@ -48,7 +57,9 @@ def cmd_up(args) -> int:
     lab = load_lab_as(args.file, args.name)
     progress = Progress(quiet=args.quiet)
     runtime = DockerRuntime()
-    with up(lab, runtime, progress, keep_on_failure=args.keep_on_failure) as handle:
+    with up(
+        lab, runtime, progress, keep_on_failure=args.keep_on_failure, recreate=args.recreate
+    ) as handle:
         _print_status_table([(lab.name, info) for info in handle.nodes.values()])
     return 0
 
@@ -84,9 +95,9 @@ def _down_target(target: str) -> str:
         ) from None
 
 
-def _all_lab_names(runtime) -> list[str]:
+def _all_lab_names(runtime, named_netns: list[str] | None = None) -> list[str]:
     names = set(runtime.labs()) | known_state_labs()
-    for netns_name in list_named_netns():
+    for netns_name in list_named_netns() if named_netns is None else named_netns:
         lab = lab_from_fabric_netns(netns_name)
         if lab:
             names.add(lab)
@@ -97,27 +108,41 @@ def _all_lab_names(runtime) -> list[str]:
 def cmd_status(args) -> int:
     runtime = DockerRuntime()
     nodes = [n for n in runtime.nodes(args.lab) if n.lab]
+    netns = list_named_netns()
+    # Labs with containers, and labs of which only leftovers remain (netns, state dir).
+    labs = [lab for lab in _all_lab_names(runtime, netns) if args.lab in (None, lab)]
+    health = {lab: lab_health(lab, [n for n in nodes if n.lab == lab], netns) for lab in labs}
     if args.json:
-        print_json(
-            [
-                {
-                    "lab": n.lab,
-                    "node": n.node,
-                    "kind": n.kind,
-                    "state": n.state,
-                    "mgmt_ipv4": str(n.mgmt_ipv4) if n.mgmt_ipv4 else None,
-                    "container": n.name,
-                    "image": n.image,
-                }
-                for n in nodes
-            ]
-        )
+        rows = [_status_row(n.lab, n, health[n.lab].text()) for n in nodes]
+        rows += [
+            _status_row(lab, None, state.text())
+            for lab, state in health.items()
+            if not any(n.lab == lab for n in nodes)
+        ]
+        print_json(rows)
         return 0
-    if not nodes:
+    if not health:
         print("no labs are up" + (f" named {args.lab}" if args.lab else ""))
         return 0
-    _print_status_table([(n.lab, n) for n in nodes])
+    if nodes:
+        _print_status_table([(n.lab, n) for n in nodes])
+    for lab, state in health.items():
+        count = sum(1 for n in nodes if n.lab == lab)
+        print(f"lab {lab}: {state.text()}" + (f" ({count} nodes)" if state.ok else ""))
     return 0
+
+
+def _status_row(lab: str, node, lab_state: str) -> dict:
+    return {
+        "lab": lab,
+        "lab_state": lab_state,
+        "node": node.node if node else None,
+        "kind": node.kind if node else None,
+        "state": node.state if node else None,
+        "mgmt_ipv4": str(node.mgmt_ipv4) if node and node.mgmt_ipv4 else None,
+        "container": node.name if node else None,
+        "image": node.image if node else None,
+    }
 
 
 def _print_status_table(rows) -> None:
@@ -164,13 +189,32 @@ def cmd_show(args) -> int:
 
 def cmd_push(args) -> int:
     progress = Progress(quiet=args.quiet)
-    with open_running_lab(DockerRuntime(), args.lab) as handle:
-        for node in args.nodes:
-            handle.lab.node(node)
-            with progress.stage(f"push {node}"):
-                for item in push_node(handle, node):
-                    progress.say(f"  {item}")
-    return 0
+    runtime = DockerRuntime()
+    name = pick_lab_name(runtime, args.lab)
+    failures: list[str] = []
+    # One lock for reading the file, pushing and recording: no up/down in between.
+    with lab_lock(name, "labctl push"):
+        handle, differences = open_lab_for_push(runtime, name)
+        with handle:
+            if differences:
+                print(
+                    f"labctl: note: the topology's structure changed since up "
+                    f"({summarize(differences)}); push applies configuration only "
+                    f"(labctl up {handle.lab.source} --name {name} --recreate applies the rest)",
+                    file=sys.stderr,
+                )
+            for node in args.nodes:  # every name checked before the first push
+                handle.lab.node(node)
+            for node in args.nodes:
+                try:
+                    with progress.stage(f"push {node}"):
+                        for item in push_node(handle, node):
+                            progress.say(f"  {item}")
+                except PushError as exc:
+                    failures.append(str(exc))
+    for failure in failures:
+        print(f"labctl: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_graph(args) -> int:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..lifecycle import LabHandle, LabState
+from ..lifecycle import (
+    LabHandle,
+    LabState,
+    RecordError,
+    lab_from_model,
+    recorded_model,
+    structure_differences,
+)
 from ..naming import LABEL_TOPOLOGY, check_lab_name
 from ..runtime import Runtime
 from ..topology import Lab, load_lab
@@ -50,8 +57,36 @@ def pick_lab_name(runtime: Runtime, requested: str | None) -> str:
 
 
 def open_running_lab(runtime: Runtime, requested: str | None) -> LabHandle:
+    """A running lab as `up` recorded it: the topology file is not read, so exec, show and
+    status work while it is broken or an {env:} secret is unset. Its secrets are masked."""
     name = pick_lab_name(runtime, requested)
+    record = LabState.of(name).read_record()
+    if record is None or "model" not in record:
+        # `up` never finished (or an older labctl made the lab): only the file describes it.
+        return LabHandle.open(
+            load_lab_as(_topology_file(runtime, name, record or {}), name), runtime
+        )
+    try:
+        lab = lab_from_model(
+            record["model"], Path(record["topology"]) if record.get("topology") else None
+        )
+    except RecordError as exc:
+        raise CliError(f"lab {name}: {exc}; 'labctl down {name}' still works") from None
+    return LabHandle.open(lab, runtime, secrets=False)
+
+
+def open_lab_for_push(runtime: Runtime, name: str) -> tuple[LabHandle, list[str]]:
+    """The running lab with its topology file read again (a push needs the file's
+    secrets), and how the file's structure differs from what `up` built."""
     record = LabState.of(name).read_record() or {}
+    lab = load_lab_as(_topology_file(runtime, name, record), name)
+    differences = (
+        structure_differences(record["model"], recorded_model(lab)) if "model" in record else []
+    )
+    return LabHandle.open(lab, runtime), differences
+
+
+def _topology_file(runtime: Runtime, name: str, record: dict) -> str:
     topology = record.get("topology")
     if not topology:
         nodes = runtime.nodes(name)
@@ -61,4 +96,4 @@ def open_running_lab(runtime: Runtime, requested: str | None) -> LabHandle:
             f"lab {name}: its topology file {topology or '(unknown)'} is gone; "
             f"'labctl down {name}' still works"
         )
-    return LabHandle.open(load_lab_as(topology, name), runtime)
+    return topology

@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
-from ..lifecycle import LabNotRunning, LabStateError, LabUpError
+from ..lifecycle import LabError, LabNotRunning, LabStateError
 from ..mgmt.ssh import MgmtError
 from ..naming import LAB_NAME_RULE, LabNameError, check_lab_name
 from ..runtime import LabRuntimeError
 from ..state import ShowError
-from ..topology import TopologyError
+from ..topology import TopologyError, UnknownNodeError
+from ..topology.secrets import redact
 from .context import CliError
 
 
@@ -73,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-on-failure",
         action="store_true",
         help="leave a failed lab for inspection instead of removing it",
+    )
+    p.add_argument(
+        "--recreate",
+        action="store_true",
+        help="if the lab runs with another structure (nodes, links, addresses), rebuild it",
     )
     p.set_defaults(func=commands.cmd_up)
 
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_privileges(args)
         return int(args.func(args) or 0)
     except TopologyError as exc:
         print(str(exc), file=sys.stderr)
@@ -150,20 +161,104 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return exc.status
+    except UnknownNodeError as exc:  # show/push/exec NODE: the message lists the nodes
+        print(f"labctl: {exc}", file=sys.stderr)
+        return 2
     except (
         LabRuntimeError,
         MgmtError,
         ShowError,
         LabNameError,
         LabStateError,
-        LabUpError,
+        LabError,
         LabNotRunning,
     ) as exc:
-        print(f"labctl: {exc}", file=sys.stderr)
+        print(f"labctl: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("labctl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `labctl show ... | head`: the reader is gone, so are we
+        sys.stderr.close()
+        return 141
+    except Exception as exc:
+        if _is_image_error(exc):
+            print(f"labctl: {redact(str(exc))}", file=sys.stderr)
+            return 1
+        return internal_error(exc, args.command)  # a bug: one line, the traceback in a file
+
+
+def _is_image_error(exc: Exception) -> bool:
+    """labctl.images' errors are the user's to fix (Docker down, a recipe, a build step).
+    Looked up only if `images` was imported: importing it costs every command ~0.1 s."""
+    errors = sys.modules.get("labctl.images.errors")
+    return errors is not None and isinstance(exc, errors.ImageError)
+
+
+# What needs root: namespaces, veths and containers are made and removed; the lab's SSH
+# key and host state are root's. validate, schema and graph read files only.
+_NEEDS_ROOT = {
+    "up": "it creates network namespaces, veth pairs and containers",
+    "down": "it removes network namespaces, veth pairs and containers",
+    "test": "it brings labs up and down",
+    "exec": "it uses the lab's SSH key, readable by root only",
+    "show": "it uses the lab's SSH key, readable by root only",
+    "push": "it uses the lab's SSH key, readable by root only",
+}
+_NEEDS_DOCKER = {"status", "images"}
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+
+def check_privileges(args: argparse.Namespace) -> None:
+    """Refuse early, with the reason, what would otherwise fail half-way as non-root."""
+    command = args.command
+    if command == "images" and args.action == "build":
+        reason = "debootstrap builds the base image as root"
+    else:
+        reason = _NEEDS_ROOT.get(command)
+    if reason and os.geteuid() != 0:
+        raise CliError(f"labctl {command} needs root ({reason}); run it as root", status=77)
+    if (
+        command in _NEEDS_DOCKER
+        and not os.environ.get("DOCKER_HOST")
+        and DOCKER_SOCKET.exists()
+        and not os.access(DOCKER_SOCKET, os.R_OK | os.W_OK)
+    ):
+        raise CliError(
+            f"permission denied on the Docker socket {DOCKER_SOCKET}: run labctl {command} "
+            "as root (or as a member of the docker group)",
+            status=77,
+        )
+
+
+EX_SOFTWARE = 70  # sysexits.h: internal software error
+
+
+def internal_error(exc: BaseException, command: str) -> int:
+    """Print one line naming the error and where its traceback went; never a secret.
+    (The report names the command only: arguments may carry anything.)"""
+    report = f"labctl {command} at {time.ctime()}\n" + "".join(traceback.format_exception(exc))
+    saved = _save_crash_report(redact(report))
+    summary = redact(f"{type(exc).__name__}: {exc}").strip().splitlines() or [""]
+    line = summary[0][:300]
+    print(f"labctl: internal error: {line}; {saved}", file=sys.stderr)
+    return EX_SOFTWARE
+
+
+def _save_crash_report(report: str) -> str:
+    """Write the traceback to <state dir>/crash/ (or the temp dir); say where it went."""
+    state_base = Path(os.environ.get("LABCTL_STATE_DIR", "/var/lib/labctl"))
+    problems = []
+    for directory in (state_base / "crash", Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix="labctl-crash-", suffix=".txt", dir=directory)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(report)
+            return f"details in {path}"
+        except OSError as error:
+            problems.append(f"{directory}: {error.strerror}")
+    return "details not saved (" + "; ".join(problems) + ")"
 
 
 def print_json(value) -> None:

@@ -1,20 +1,41 @@
 """Lab lifecycle: up, down, push, and handles on running labs."""
 
 from .down import down
+from .errors import LabBusy, LabError, LabUpError, PushError
+from .health import LabHealth, lab_health
 from .labstate import LabState, LabStateError, known_state_labs
+from .lock import lab_lock
 from .push import push_node
+from .record import (
+    RecordError,
+    lab_from_model,
+    recorded_model,
+    structure_differences,
+    summarize,
+)
 from .session import LabHandle, LabNotRunning
-from .up import LabUpError, topology_hash, up
+from .up import structure_hash, up
 
 __all__ = [
+    "LabBusy",
+    "LabError",
     "LabHandle",
+    "LabHealth",
     "LabNotRunning",
     "LabState",
     "LabStateError",
     "LabUpError",
+    "PushError",
+    "RecordError",
     "down",
     "known_state_labs",
+    "lab_from_model",
+    "lab_health",
+    "lab_lock",
     "push_node",
-    "topology_hash",
+    "recorded_model",
+    "structure_differences",
+    "structure_hash",
+    "summarize",
     "up",
 ]

@@ -11,10 +11,16 @@ from ..progress import Progress
 from ..runtime import Runtime
 from ..wiring import remove_fabric
 from .labstate import LabState
+from .lock import lab_lock
 
 
 def down(lab_name: str, runtime: Runtime, progress: Progress) -> list[str]:
     check_lab_name(lab_name)  # a name that is not one never becomes a path to remove
+    with lab_lock(lab_name, "labctl down"):
+        return _down(lab_name, runtime, progress)
+
+
+def _down(lab_name: str, runtime: Runtime, progress: Progress) -> list[str]:
     removed: list[str] = []
     with progress.stage(f"down {lab_name}"):
         # Containers first: their ends of the veths vanish with their namespaces.

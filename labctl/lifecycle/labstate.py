@@ -6,13 +6,18 @@ Lives in state_dir(lab) (root-only, 0700) and is removed by `down`.
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..mgmt.keys import KeyPair, write_private_key
 from ..naming import LAB_NAME_PATTERN, STATE_MARKER, state_dir, state_root
+
+_record_guard = threading.RLock()
 
 
 class LabStateError(Exception):
@@ -81,7 +86,37 @@ class LabState:
         return json.loads(self.host_keys_file.read_text())
 
     def write_record(self, record: dict) -> None:
-        self.record_file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        """Replace the record atomically: a reader never sees half a file, and a record
+        present means `up` finished."""
+        temporary = self.record_file.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, self.record_file)
+
+    def record_pushed(self, digests: dict[str, str]) -> None:
+        """Note the configuration digests of nodes just pushed (if `up` recorded the lab)."""
+        with _record_guard:  # up pushes nodes from several threads
+            record = self.read_record()
+            if record is None:
+                return
+            record["config_digests"] = {**record.get("config_digests", {}), **digests}
+            self.write_record(record)
+
+    @property
+    def digest_key_file(self) -> Path:
+        return self.directory / "digest.key"
+
+    def digest_key(self) -> bytes:
+        """The lab's random key for configuration digests (made on first use, root-only)."""
+        with _record_guard:  # nodes are pushed from several threads: one key for all
+            try:
+                return bytes.fromhex(self.digest_key_file.read_text().strip())
+            except (OSError, ValueError):
+                pass
+            key = secrets.token_bytes(32)
+            fd = os.open(self.digest_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key.hex() + "\n")
+            return key
 
     def read_record(self) -> dict | None:
         try:

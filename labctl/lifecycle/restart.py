@@ -13,11 +13,17 @@ from ..wiring import (
     interface_macs,
     plan_mgmt,
 )
+from .lock import lab_lock
 from .push import push_node
 from .session import LabHandle
 
 
 def restart_node(handle: LabHandle, node: str) -> None:
+    with lab_lock(handle.lab.name, "labctl restart"):
+        _restart_node(handle, node)
+
+
+def _restart_node(handle: LabHandle, node: str) -> None:
     """The node's namespace is new after a restart, and its veths died with the old one;
     recreate them (its management eth0 too, at the address the node was created with),
     re-address the node, re-pin its host key and push its configuration, which starts its

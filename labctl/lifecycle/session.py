@@ -16,20 +16,44 @@ class LabNotRunning(Exception):
 
 
 class LabHandle:
-    def __init__(self, lab: Lab, runtime: Runtime, state: LabState, nodes: dict[str, NodeInfo]):
+    """`lab` is the topology file's model (with its secrets), or, with secrets=False, the
+    model `up` recorded (secrets masked): enough to exec, show and test, never to push."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        runtime: Runtime,
+        state: LabState,
+        nodes: dict[str, NodeInfo],
+        secrets: bool = True,
+    ):
         self.lab = lab
         self.runtime = runtime
         self.state = state
         self.nodes = nodes
+        self.secrets = secrets
+        self.config_digests: dict[str, str] = {}  # node -> digest of what was pushed
         self._sessions: dict[str, NodeSession] = {}
 
     @classmethod
-    def open(cls, lab: Lab, runtime: Runtime) -> LabHandle:
+    def open(cls, lab: Lab, runtime: Runtime, secrets: bool = True) -> LabHandle:
         state = LabState.of(lab.name)
         nodes = {info.node: info for info in runtime.nodes(lab.name)}
         if not nodes or not state.key_file.exists():
             raise LabNotRunning(f"lab {lab.name} is not up (labctl status lists running labs)")
-        return cls(lab, runtime, state, nodes)
+        return cls(lab, runtime, state, nodes, secrets)
+
+    def require_secrets(self) -> None:
+        if not self.secrets:  # a bug in labctl, not a user error
+            raise RuntimeError(
+                f"lab {self.lab.name}: a push needs the topology file's model; "
+                "this handle holds the recorded one (secrets masked)"
+            )
+
+    def pushed(self, node: str, digest: str) -> None:
+        """Remember what a node now runs (and in the record, once `up` has written it)."""
+        self.config_digests[node] = digest
+        self.state.record_pushed({node: digest})
 
     def session(self, node: str) -> NodeSession:
         if node not in self.nodes:

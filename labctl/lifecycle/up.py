@@ -9,6 +9,7 @@ half-built.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
@@ -16,6 +17,7 @@ from ipaddress import IPv4Interface
 from ..mgmt.keys import KeyPair
 from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
 from ..progress import Progress
+from ..render import render_node
 from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
 from ..topology import ConcentratorNode, HostNode, Lab, VpnClientNode
 from ..wiring import (
@@ -30,30 +32,46 @@ from ..wiring import (
     plan_mgmt,
 )
 from .down import down
+from .errors import LabUpError, PushError
+from .health import assess
 from .labstate import LabState
+from .lock import lab_lock
 from .push import push_node
+from .record import config_digest, recorded_model, structure, structure_differences, summarize
 from .session import LabHandle
 
 FORWARDING_KINDS = ("router", "pat-firewall", "concentrator")
 
 
-class LabUpError(Exception):
-    pass
+def structure_hash(lab: Lab) -> str:
+    """Identity of what only a rebuild changes (not secrets, configuration or checks)."""
+    text = json.dumps(structure(recorded_model(lab)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def topology_hash(lab: Lab) -> str:
-    """Identity of the lab's model (secrets masked), to tell 'already up' from 'changed'."""
-    return hashlib.sha256(lab.spec.model_dump_json().encode()).hexdigest()[:16]
+def up(
+    lab: Lab,
+    runtime: Runtime,
+    progress: Progress,
+    keep_on_failure: bool = False,
+    recreate: bool = False,
+) -> LabHandle:
+    """Bring the lab up; on a running lab, push the nodes whose configuration changed
+    (or, with recreate, rebuild a lab whose structure changed)."""
+    with lab_lock(lab.name, "labctl up"):
+        return _up(lab, runtime, progress, keep_on_failure, recreate)
 
 
-def up(lab: Lab, runtime: Runtime, progress: Progress, keep_on_failure: bool = False) -> LabHandle:
+def _up(
+    lab: Lab, runtime: Runtime, progress: Progress, keep_on_failure: bool, recreate: bool
+) -> LabHandle:
     try:
         mgmt = plan_mgmt(lab)  # before anything exists: a subnet too small creates nothing
     except MgmtPlanError as exc:
         raise LabUpError(f"lab {lab.name}: {exc}") from None
     existing = runtime.nodes(lab.name)
     if existing:
-        handle = _already_up(lab, runtime, existing, progress)
+        handle = _already_up(lab, runtime, existing, progress, recreate)
         if handle is not None:
             return handle
     elif fabric_netns(lab.name) in list_named_netns() or LabState.of(lab.name).exists():
@@ -70,26 +88,75 @@ def up(lab: Lab, runtime: Runtime, progress: Progress, keep_on_failure: bool = F
         raise
 
 
-def _already_up(lab: Lab, runtime: Runtime, existing: list[NodeInfo], progress: Progress):
-    wanted = topology_hash(lab)
-    hashes = {n.labels.get(LABEL_TOPOLOGY_HASH) for n in existing}
-    complete = (
-        {n.node for n in existing} == set(lab.nodes)
-        and all(n.state == "running" for n in existing)
-        and fabric_netns(lab.name) in list_named_netns()
-        and LabState.of(lab.name).record_file.exists()
-    )
-    if hashes == {wanted} and complete:
-        progress.say(f"lab {lab.name} is already up ({len(existing)} nodes); nothing to do")
-        return LabHandle.open(lab, runtime)
-    if hashes != {wanted} and complete:
+def _already_up(
+    lab: Lab, runtime: Runtime, existing: list[NodeInfo], progress: Progress, recreate: bool
+) -> LabHandle | None:
+    """A handle on the running lab brought in line with `lab`, or None after removing a
+    lab that must be rebuilt (incomplete, or recreate with another structure)."""
+    state = LabState.of(lab.name)
+    record = state.read_record()
+    health = assess(lab.name, existing, record, fabric_netns(lab.name) in list_named_netns())
+    if not health.ok:
+        progress.say(f"lab {lab.name} is {health.text()}; rebuilding it")
+        down(lab.name, runtime, progress)
+        return None
+    assert record is not None  # a healthy lab has its record
+    model = recorded_model(lab)
+    if "model" in record:
+        differences = structure_differences(record["model"], model)
+    else:
+        differences = ["it was brought up by an older labctl that recorded no model"]
+    if differences:
+        if recreate:
+            progress.say(f"lab {lab.name}: recreating it ({summarize(differences)})")
+            down(lab.name, runtime, progress)
+            return None
+        source = str(lab.source) if lab.source else "FILE"
         raise LabUpError(
-            f"lab {lab.name} is running with a different topology; "
-            f"run 'labctl down {lab.name}' first (or choose another lab name)"
+            f"lab {lab.name} is running with a different topology: {summarize(differences)}. "
+            f"To apply it: labctl up {source} --name {lab.name} --recreate "
+            f"(or labctl down {lab.name}, then labctl up again)"
         )
-    progress.say(f"lab {lab.name} is incomplete (interrupted earlier?); rebuilding it")
-    down(lab.name, runtime, progress)
-    return None
+    handle = LabHandle.open(lab, runtime)
+    try:
+        _push_changed(handle, record.get("config_digests", {}), progress)
+    except BaseException:
+        handle.close()
+        raise
+    state.write_record({**(state.read_record() or record), "model": model})
+    return handle
+
+
+def _push_changed(handle: LabHandle, recorded: dict[str, str], progress: Progress) -> None:
+    """Push the nodes whose rendered configuration differs from what was last pushed."""
+    lab = handle.lab
+    key = handle.state.digest_key()
+    changed = [  # in the order they are pushed
+        n
+        for batch in push_order(lab)
+        for n in batch
+        if config_digest(render_node(lab, n), key) != recorded.get(n)
+    ]
+    if not changed:
+        progress.say(f"lab {lab.name} is already up ({len(lab.nodes)} nodes); nothing to do")
+        return
+    with progress.stage(f"configuration push ({', '.join(changed)}: changed)"):
+        push_nodes(handle, changed)
+    progress.say(f"lab {lab.name} is up; re-pushed {', '.join(changed)} (configuration changed)")
+
+
+def push_nodes(handle: LabHandle, nodes: list[str], initial: bool = False) -> None:
+    """Push nodes in push_order batches, a batch in parallel; stop after a failed batch."""
+    for index, batch in enumerate(push_order(handle.lab)):
+        wanted = [n for n in batch if n in nodes]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = {n: pool.submit(push_node, handle, n, initial) for n in wanted}
+        failures = [str(f.exception()) for f in futures.values() if f.exception() is not None]
+        if failures:
+            later = [n for b in push_order(handle.lab)[index + 1 :] for n in b if n in nodes]
+            raise PushError(
+                "; ".join(failures) + (f" (not pushed: {', '.join(later)})" if later else "")
+            )
 
 
 def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> LabHandle:
@@ -137,9 +204,7 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
         handle.connect_all()
 
     with progress.stage("configuration push"):
-        for batch in push_order(lab):
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda n: push_node(handle, n), batch))
+        push_nodes(handle, list(lab.nodes), initial=True)
         for name, node in lab.nodes.items():
             for command in node.exec:
                 handle.session(name).run(command).check()
@@ -148,11 +213,15 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
         {
             "name": lab.name,
             "topology": str(lab.source.resolve()) if lab.source else None,
-            "topology_hash": topology_hash(lab),
+            "structure_hash": structure_hash(lab),
             "mgmt_subnet": str(mgmt.subnet),
             "mgmt_netns": fabric_netns(lab.name),
             "nodes": {n: {"mgmt_ipv4": str(i.mgmt_ipv4), "kind": i.kind} for n, i in infos.items()},
             "up_seconds": round(time.monotonic() - started, 3),
+            # Secrets masked, checks left out: what exec/show/status open the lab from.
+            "model": recorded_model(lab),
+            # Keyed digests of what each node runs, never the values: `up` re-pushes changes.
+            "config_digests": dict(handle.config_digests),
         }
     )
     progress.say(f"lab {lab.name} is up: {len(infos)} nodes in {time.monotonic() - started:.2f}s")
@@ -208,7 +277,7 @@ def _node_spec(
     labels = {
         **node.labels,
         LABEL_TOPOLOGY: str(lab.source.resolve()) if lab.source else "",
-        LABEL_TOPOLOGY_HASH: topology_hash(lab),
+        LABEL_TOPOLOGY_HASH: structure_hash(lab),
     }
     return NodeSpec(
         lab=lab.name,

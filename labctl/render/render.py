@@ -36,6 +36,8 @@ class RenderedFile:
     path: str
     content: bytes = field(repr=False)
     mode: int = 0o644
+    # Command that validates a staged copy before it replaces the file ({path}: the copy).
+    check: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def _render_pat(
         sysctls["net.netfilter.nf_conntrack_icmp_timeout"] = str(pat.timeouts.icmp)
     return NodeConfig(
         name,
-        (description, RenderedFile(NFT_PATH, text.encode())),
+        (description, RenderedFile(NFT_PATH, text.encode(), check="nft -c -f {path}")),
         (f"nft -f {NFT_PATH}",),
         sysctls,
     )
@@ -95,7 +97,10 @@ def _render_vpn(lab: Lab, name: str, node, description: RenderedFile) -> NodeCon
     content = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     return NodeConfig(
         name,
-        (description, RenderedFile(VPN_CONFIG_PATH, content, 0o600)),
+        (
+            description,
+            RenderedFile(VPN_CONFIG_PATH, content, 0o600, check="vpn service check {path}"),
+        ),
         # Starts the agent, or applies the new file to the running one.
         ("vpn service reload",),
     )

@@ -4,7 +4,7 @@ lab = load_lab("topologies/nat-t-two-clients.yaml")   # raises TopologyError
 lab.nodes["pix"].pat.outside, lab.segments, lab.interfaces_of("pix")
 """
 
-from .errors import TopologyError, TopologyIssue
+from .errors import TopologyError, TopologyIssue, UnknownNodeError
 from .lab import Lab, Segment
 from .load import load_lab, load_lab_text
 from .model import (
@@ -33,6 +33,7 @@ __all__ = [
     "Segment",
     "TopologyError",
     "TopologyIssue",
+    "UnknownNodeError",
     "VpnClientNode",
     "load_lab",
     "load_lab_text",

@@ -16,9 +16,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_serializer, model_validator
 
 from .model import Strict
+from .secrets import MASK
 
 Matcher = str | int | float | bool | None | list[str | int | float | bool]
 SAVED_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -105,7 +106,14 @@ NodeList = str | list[str]
 class SetValue(Strict):
     node: str
     path: str = Field(description="dotted path in the node, e.g. vpn.nat-transparency.nat-t")
-    value: Any
+    # The new value may be a secret (a new PSK): not in repr, masked in JSON dumps.
+    value: Any = Field(repr=False)
+
+    @field_serializer("value", when_used="json")
+    def _mask_secrets(self, value: Any) -> Any:
+        from .changes import is_secret_setting  # changes needs the whole model
+
+        return MASK if is_secret_setting(self.node, self.path, value) else value
 
 
 class TrafficStep(Strict):

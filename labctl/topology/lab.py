@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
+from .errors import UnknownNodeError
 from .model import Endpoint, LabFile, Link, NodeBase
 
 
@@ -50,8 +51,8 @@ class Lab:
         try:
             return self.nodes[name]
         except KeyError:
-            raise KeyError(
-                f"lab {self.name!r} has no node {name!r} (nodes: {', '.join(self.nodes)})"
+            raise UnknownNodeError(
+                f"lab {self.name} has no node {name!r} (nodes: {', '.join(self.nodes)})"
             ) from None
 
     def segment_of(self, node: str, interface: str) -> Segment | None:

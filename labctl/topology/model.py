@@ -6,6 +6,7 @@ forbids unknown keys so a typo is an error, not a silently ignored setting.
 
 from __future__ import annotations
 
+import os
 import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -21,8 +23,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from ..naming import LAB_NAME_PATTERN
+from .errors import type_name
+from .files import MAX_SECRET_BYTES, FileReadError, decode_text, read_limited
+from .secrets import remember_secret
 
 NAME_PATTERN = LAB_NAME_PATTERN
 NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -63,48 +69,48 @@ class Secret(SecretStr):
     """A secret given inline, or as ``{env: NAME}`` / ``{file: path}``; never printed."""
 
 
-def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
-    """Turn the ``env``/``file`` forms into the secret's text at load time."""
-    if not isinstance(value, dict):
+def _secret_input(value: Any, info: ValidationInfo) -> Any:
+    """Resolve the ``env``/``file`` forms at load time; remember every value for redact().
+    Errors name what was expected, never the value (pydantic's would echo it)."""
+    if isinstance(value, SecretStr):  # re-validating a dumped model (a scenario `set`)
         return value
+    if isinstance(value, str):
+        return remember_secret(value)
+    if isinstance(value, dict):
+        return remember_secret(_resolve_secret(value, info))
+    raise PydanticCustomError(
+        "secret_type",
+        f"expected a string, {{env: NAME}} or {{file: PATH}}, got {type_name(value)} "
+        "(the value is not shown: it is a secret; quote it to make it a string)",
+    )
+
+
+def _resolve_secret(value: dict, info: ValidationInfo) -> str:
     keys = set(value)
     if keys == {"env"}:
-        import os
-
         name = value["env"]
+        if not isinstance(name, str) or not name or "=" in name:
+            raise PydanticCustomError("secret_form", "env: the name of an environment variable")
         if name not in os.environ:
-            raise ValueError(f"environment variable {name!r} is not set")
+            raise PydanticCustomError("secret_form", f"environment variable {name!r} is not set")
         return os.environ[name]
     if keys == {"file"}:
+        if not isinstance(value["file"], str) or not value["file"]:
+            raise PydanticCustomError("secret_form", "file: the path of a file")
         base = (info.context or {}).get("base_dir", Path("."))
-        path = (Path(base) / str(value["file"])).resolve()
+        path = Path(base) / value["file"]
         try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-    raise ValueError("a secret is a string, {env: NAME} or {file: PATH}")
+            return decode_text(read_limited(path, MAX_SECRET_BYTES)).strip()
+        except FileReadError as exc:
+            raise PydanticCustomError(
+                "secret_form", f"secret file {path.resolve()}: {exc}"
+            ) from None
+    raise PydanticCustomError("secret_form", "a secret is a string, {env: NAME} or {file: PATH}")
 
 
-SecretValue = Annotated[Secret, Field(json_schema_extra={"format": "password"})]
-
-
-class SecretHolder(Strict):
-    """Mixin: resolve every secret-typed field's env/file form before validation."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _resolve_secrets(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, dict):
-            return data
-        secret_fields = {
-            (f.alias or n)
-            for n, f in cls.model_fields.items()
-            if f.annotation is Secret or f.annotation == Secret | None
-        }
-        return {
-            key: _resolve_secret(value, info) if key in secret_fields else value
-            for key, value in data.items()
-        }
+SecretValue = Annotated[
+    Secret, BeforeValidator(_secret_input), Field(json_schema_extra={"format": "password"})
+]
 
 
 # --- interfaces and routes -------------------------------------------------------------
@@ -204,8 +210,8 @@ class NatTransparency(Strict):
     ipsec_over_tcp: PortToggle = PortToggle()
 
 
-class VpnGroup(SecretHolder):
-    psk: Secret
+class VpnGroup(Strict):
+    psk: SecretValue
     pool: str = Field(description="address pool: 'FIRST-LAST' or a network")
     netmask: IPv4Address | None = None
     dns: list[IPv4Address] = []
@@ -222,8 +228,8 @@ class VpnGroup(SecretHolder):
     pfs: bool = False
 
 
-class VpnUser(SecretHolder):
-    password: Secret
+class VpnUser(Strict):
+    password: SecretValue
     group: str
 
 
@@ -267,12 +273,12 @@ class TransparentTunneling(Strict):
     port: int = Field(10000, ge=1, le=65535)
 
 
-class VpnClientSettings(SecretHolder):
+class VpnClientSettings(Strict):
     host: IPv4Address
     group: str
-    group_password: Secret
+    group_password: SecretValue
     user: str
-    password: Secret
+    password: SecretValue
     transparent_tunneling: TransparentTunneling = TransparentTunneling()
     local_lan_access: bool = False
     peer_response_timeout: int = Field(90, ge=5)
@@ -293,11 +299,15 @@ class VpnClientSettings(SecretHolder):
 class NodeBase(Strict):
     kind: str
     group: str | None = Field(None, description="a key of topology.groups to inherit from")
-    image: str | None = Field(None, description="override the image (default: per kind)")
+    image: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$",
+        description="override the image (default: per kind)",
+    )
     interfaces: dict[IfName, InterfaceConfig] = {}
     routes: list[Route] = []
     sysctls: dict[Annotated[str, Field(pattern=r"^net\.[a-z0-9_.\-]+$")], str | int] = {}
-    env: dict[str, str] = {}
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
     labels: dict[str, str] = {}
     exec: list[str] = Field([], description="commands run in the node once it is configured")
 
@@ -348,11 +358,27 @@ class Endpoint(BaseModel):
         return f"{self.node}:{self.interface}"
 
 
+def _endpoint(text: str) -> str:
+    """'node:interface' where the interface is a name the kernel accepts (it becomes a
+    veth's name inside the node: '/', ';', '$(...)' or 16 bytes fail only at `up`)."""
+    _node, interface = text.split(":", 1)
+    if not re.fullmatch(IFNAME_PATTERN, interface):
+        raise ValueError(
+            f"interface {interface[:40]!r} is not a Linux interface name (1-15 characters: "
+            "letters, digits, '_', '.', '-', starting with a letter)"
+        )
+    _not_reserved(interface)
+    return text
+
+
+EndpointText = Annotated[str, Field(pattern=r"^[^:\s]+:[^:\s]+$"), AfterValidator(_endpoint)]
+
+
 class Link(Strict):
     """Two endpoints make a point-to-point link; more make a LAN segment."""
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] | None = None
-    endpoints: list[Annotated[str, Field(pattern=r"^[^:\s]+:[^:\s]+$")]] = Field(min_length=2)
+    endpoints: list[EndpointText] = Field(min_length=2)
     mtu: int | None = Field(None, ge=576, le=9000)
 
     def resolved_endpoints(self) -> list[Endpoint]:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from .changes import SetError, apply_set
+from .checks_model import ShowCheck, TableCheck, node_list
 from .errors import TopologyIssue
 from .lab import Lab
 from .loader import line_of
-from .model import ConcentratorNode, PatFirewallNode, VpnClientNode
+from .matchers import UnknownSavedValue, parse_count, parse_matcher
+from .model import ConcentratorNode, LabFile, PatFirewallNode, VpnClientNode
 
 
 class _Collector:
@@ -151,10 +155,13 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
                     f"{mgmt} overlaps lab subnet {subnet} of link {lab.segments[index].name!r}",
                 )
 
-    _check_expectations(c, lab, lab.spec.expect, ("expect",))
+    # Each case (the top-level expect, each scenario) starts with nothing saved and the
+    # lab as the file describes it; its steps run in order.
+    _check_expectations(c, lab, lab.spec.expect, ("expect",), set())
     for name, scenario in lab.spec.scenarios.items():
+        case = _Case(saved=set(), spec=lab.spec)
         for index, step in enumerate(scenario.steps):
-            _check_step(c, lab, step, ("scenarios", name, "steps", index))
+            _check_step(c, lab, step, ("scenarios", name, "steps", index), case)
 
     for node_name, node in nodes.items():
         base = ("topology", "nodes", node_name)
@@ -261,12 +268,15 @@ def _need_node(
         c.add(path, f"{name} is a {node.kind}; this needs a {' or '.join(kinds)}")
 
 
-def _check_expectations(c: _Collector, lab: Lab, expectations, base: tuple) -> None:
+def _check_expectations(
+    c: _Collector, lab: Lab, expectations, base: tuple, saved: set[str]
+) -> None:
     for index, expectation in enumerate(expectations):
         path = (*base, index, expectation.kind.replace("_", "-"))
         check = expectation.check
         if expectation.kind in _CHECK_KINDS or expectation.kind == "show":
             _need_node(c, lab, (*path, "node"), check.node, _CHECK_KINDS.get(expectation.kind))
+            _check_table(c, lab, check, path, saved)
         elif expectation.kind == "ping":
             _need_node(c, lab, (*path, "from"), check.source)
         elif expectation.kind == "session_follows_xlate":
@@ -274,21 +284,71 @@ def _check_expectations(c: _Collector, lab: Lab, expectations, base: tuple) -> N
             _need_node(c, lab, (*path, "concentrator"), check.concentrator, ("concentrator",))
 
 
-def _check_step(c: _Collector, lab: Lab, step, path: tuple) -> None:
-    from .checks_model import node_list
+def _check_table(c: _Collector, lab: Lab, check: TableCheck, path: tuple, saved: set[str]) -> None:
+    """Every matcher parses, names only values saved earlier in the case, and a `show`
+    reads a table the node's kind has; what the check saves is known from here on."""
+    if check.count is not None:
+        try:
+            parse_count(check.count)
+        except ValueError as exc:
+            c.add((*path, "count"), str(exc))
+    known = dict.fromkeys(saved)  # the names are known here, the values only at test time
+    for group in ("where", "all", "any"):
+        for key, spec in getattr(check, group).items():
+            try:
+                parse_matcher(spec, known)
+            except UnknownSavedValue:
+                names = ", ".join(f"${n}" for n in sorted(saved)) or "none"
+                c.add(
+                    (*path, group, key),
+                    f"{spec!r} names a value no earlier expectation of this case saves "
+                    f"(saved before this point: {names})",
+                )
+            except ValueError as exc:
+                c.add((*path, group, key), str(exc))
+    if isinstance(check, ShowCheck) and check.node in lab.nodes:
+        from ..state.shows import SHOWS  # the registry of tables, filled by labctl.state
 
+        kind = lab.nodes[check.node].kind
+        available = sorted(n for n, s in SHOWS.items() if s.kinds is None or kind in s.kinds)
+        if check.what not in available:
+            c.add(
+                (*path, "what"),
+                f"{check.node} ({kind}) has no table {check.what!r} (available: "
+                f"{', '.join(available)})",
+            )
+    saved.update(check.save)
+
+
+@dataclass
+class _Case:
+    """What a scenario's steps have done so far: values saved, settings changed."""
+
+    saved: set[str]
+    spec: LabFile
+
+
+def _check_step(c: _Collector, lab: Lab, step, path: tuple, case: _Case) -> None:
     kind = step.kind
     value = getattr(step, kind)
     key = kind.replace("_", "-")
     if kind == "expect":
-        _check_expectations(c, lab, value, (*path, "expect"))
+        _check_expectations(c, lab, value, (*path, "expect"), case.saved)
     elif kind in ("connect", "disconnect"):
         for name in node_list(value):
             _need_node(c, lab, (*path, key), name, ("vpn-client",))
     elif kind in ("push", "flush_conntrack", "restart"):
         for name in node_list(value):
             _need_node(c, lab, (*path, key), name)
-    elif kind in ("set", "pause"):
+    elif kind == "set":
+        _need_node(c, lab, (*path, key, "node"), value.node)
+        if value.node in lab.nodes:
+            base_dir = lab.source.parent if lab.source else None
+            try:
+                case.spec = apply_set(case.spec, value.node, value.path, value.value, base_dir).spec
+            except SetError as exc:
+                c.add((*path, key, exc.field), str(exc))
+    elif kind == "pause":
         _need_node(c, lab, (*path, key, "node"), value.node)
     elif kind == "traffic":
         for name in node_list(value.source):

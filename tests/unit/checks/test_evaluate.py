@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from labctl.checks.evaluate import evaluate, evaluate_table, parse_ping
-from labctl.checks.matchers import UnknownSavedValue, parse_matcher
 from labctl.topology.checks_model import Expectation, Step, TableCheck
+from labctl.topology.matchers import UnknownSavedValue, parse_matcher
 
 XLATE = [
     {

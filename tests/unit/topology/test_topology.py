@@ -181,7 +181,7 @@ MISTAKES = [
         "missing secret variable",
         "psk: cisco123",
         "psk: {env: LABCTL_TEST_UNSET_VAR}",
-        "ciscovpn:",
+        "psk: {env: LABCTL_TEST_UNSET_VAR}",
         "LABCTL_TEST_UNSET_VAR",
     ),
 ]

@@ -132,3 +132,20 @@ def parse_matcher(spec: Any, saved: Mapping[str, Any] | None = None) -> Matcher:
     if number is None:
         raise ValueError(f"{op} needs a number (got {operand!r})")
     return Matcher(op, number, spec.strip())
+
+
+_COUNT_OPERATORS = ("==", "!=", ">", ">=", "<", "<=")
+
+
+def parse_count(spec: Any) -> Matcher:
+    """A row count: a whole number (2) or a comparison with one ('>= 1', '!= 0')."""
+    if isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
+        return Matcher("==", spec, str(spec))
+    if isinstance(spec, str):
+        match = _OPERATOR.match(spec)
+        operand = match.group(2) if match else spec.strip()
+        if re.fullmatch(r"\d+", operand) and (match is None or match.group(1) in _COUNT_OPERATORS):
+            return parse_matcher(spec if match else f"== {operand}")
+    raise ValueError(
+        f"a count is a whole number or a comparison with one, e.g. 2 or '>= 1' (got {spec!r})"
+    )
