@@ -71,9 +71,10 @@ def _decode_acl(data: bytes, attr: int) -> tuple[IPv4Network, ...]:
 
 
 def _text(value: int | bytes) -> str:
+    """A text attribute; C-string NULs at the end (some gateways count them) dropped."""
     if isinstance(value, int):
         return str(value)
-    return value.decode("utf-8", errors="replace")
+    return value.rstrip(b"\x00").decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)

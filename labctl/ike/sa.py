@@ -323,7 +323,17 @@ class IkeSa:
             )
         iv = self._iv_for(header.exchange, header.message_id)
         plaintext = cbc_decrypt(self.cipher, self.keys.enc_key, iv, msg.ciphertext)
-        message = decode_plaintext_body(header, plaintext)
+        try:
+            message = decode_plaintext_body(header, plaintext)
+        except IkeDecodeError as exc:
+            # Garbage after decryption: wrong keys or IV, or a corrupted body.
+            raise IkeDecodeError(
+                exc.offset,
+                f"after decryption: {exc.reason}",
+                notify=exc.notify,
+                payload=exc.payload,
+                category="undecryptable",
+            ) from None
         return message, msg.ciphertext[-bs:]
 
     def commit_iv(self, message: Message, last_block: bytes) -> None:
