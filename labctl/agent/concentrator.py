@@ -189,6 +189,7 @@ class ConcentratorAgent:
                 on_esp=self.dataplane.receive_stream_esp,
                 on_closed=self._on_tcp_closed,
                 max_connections=2 * CONCURRENT_LIMIT,
+                max_pending_per_address=self.engine.policy.max_half_open_per_peer_ip,
             )
         self.driver = EngineDriver(
             loop,
@@ -359,6 +360,8 @@ class ConcentratorAgent:
         if encap is Encap.TCP and stream is None:
             self.log.warning("IPSEC/3", f"{self._prefix(session)} TCP connection already gone")
             return
+        if stream is not None and self.tcp is not None:
+            self.tcp.bind(e.peer, session.handle)  # a session now: never evicted as idle
         if session.tunnel is None:
             session.tunnel = f"s{session.session_id}"
             self.dataplane.add_tunnel(
