@@ -326,10 +326,13 @@ class IkeSa:
         try:
             message = decode_plaintext_body(header, plaintext)
         except IkeDecodeError as exc:
-            # Garbage after decryption: wrong keys or IV, or a corrupted body.
+            if exc.offset >= HEADER_LEN + 4:
+                raise  # the chain started well: a malformed message from a keyed peer
+            # The very first payload header is garbage: wrong keys or IV (CBC garbles the
+            # first block then), or a corrupted body.
             raise IkeDecodeError(
                 exc.offset,
-                f"after decryption: {exc.reason}",
+                f"garbage after decryption ({exc.reason})",
                 notify=exc.notify,
                 payload=exc.payload,
                 category="undecryptable",
