@@ -46,13 +46,13 @@ class IkeReport:
         self.log.warning("IKE/0", describe_drop(e), e.peer[0], limit=f"drop {e.category}")
 
     def retransmitted(self, e: RequestRetransmitted) -> None:
+        # Not rate-limited: a few per exchange, and only once phase 1 authenticated the peer.
         tries = "retransmit" if e.retransmits == 1 else "retransmits"
         self.log.warning(
             "IKE/100",
             f"waiting for {e.waiting_for} from {e.peer[0]}:{e.peer[1]} "
             f"({e.retransmits} {tries}, {e.waited:.0f} s)",
             e.peer[0],
-            limit=f"waiting {e.stage}",
         )
 
     def peer_vendor(self, e: Phase1Established) -> None:
