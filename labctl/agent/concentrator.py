@@ -604,6 +604,10 @@ class ConcentratorAgent:
     def stats(self) -> dict:
         stats = {
             "ike": dict(self.engine.stats),
+            "ike_sas": {
+                "total": len(self.engine.sas),
+                "established": len(self.engine.established()),
+            },
             "drops": self.report.counts(),
             "log": {"suppressed": self.log.suppressed, "rotations": self.log.rotations},
             "dataplane": self.dataplane.stats(),
