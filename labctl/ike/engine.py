@@ -312,6 +312,23 @@ class EngineBase:
         reason = "SA removed a moment ago" if stale else "unknown cookies"
         self._drop(out, remote, reason, exchange=header.exchange, stale=stale)
 
+    def _wrong_transport(self, out: Collector, remote: Endpoint, sa: IkeSa, header: Header):
+        """IPsec over TCP: an SA's messages come on its connection, nowhere else."""
+        self.stats["wrong_transport"] += 1
+        self._drop(
+            out,
+            remote,
+            "message of an SA on another transport",
+            sa=sa,
+            exchange=header.exchange,
+        )
+
+    def _answer_again(self, out: Collector, sa: IkeSa, data: bytes) -> None:
+        """A message answered before (a retransmission): the same answer, nothing else."""
+        self.stats["duplicates"] += 1
+        for reply in sa.reply_cache[data]:
+            self._send(out, sa, reply)
+
     def _remember_removed(self, key: tuple[bytes, bytes]) -> None:
         self._recently_removed[key] = None
         while len(self._recently_removed) > RECENTLY_REMOVED:

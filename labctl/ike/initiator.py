@@ -129,18 +129,9 @@ class Initiator(EngineBase):
                 if sa is None:
                     self._unknown_sa(out, remote, header)
                 elif sa.tcp != tcp:
-                    self.stats["wrong_transport"] += 1
-                    self._drop(
-                        out,
-                        remote,
-                        "message of an SA on another transport",
-                        sa=sa,
-                        exchange=header.exchange,
-                    )
+                    self._wrong_transport(out, remote, sa, header)
                 elif data in sa.reply_cache:
-                    self.stats["duplicates"] += 1
-                    for reply in sa.reply_cache[data]:
-                        self._send(out, sa, reply)
+                    self._answer_again(out, sa, data)
                 else:
                     self._dispatch(out, sa, data, remote, local, now)
         except IkeError as exc:

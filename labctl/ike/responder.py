@@ -133,18 +133,9 @@ class Responder(EngineBase):
                 if sa is None:
                     self._unknown_sa(out, remote, header)
                 elif sa.tcp != tcp or (tcp and remote != sa.remote):
-                    self.stats["wrong_transport"] += 1
-                    self._drop(
-                        out,
-                        remote,
-                        "message of an SA on another transport",
-                        sa=sa,
-                        exchange=header.exchange,
-                    )
+                    self._wrong_transport(out, remote, sa, header)
                 elif bytes(data) in sa.reply_cache:
-                    self.stats["duplicates"] += 1
-                    for reply in sa.reply_cache[bytes(data)]:
-                        self._send(out, sa, reply)
+                    self._answer_again(out, sa, bytes(data))
                 else:
                     self._dispatch(out, sa, bytes(data), remote, local, now)
         except IkeError as exc:

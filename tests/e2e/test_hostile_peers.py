@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from .conftest import ROOT, RunningLab, bring_up, labctl
+from .test_seed_vpn import wait_until
 
 TOPOLOGY = ROOT / "tests" / "e2e" / "topologies" / "hostile-peers.yaml"
 SCRIPT = ROOT / "tests" / "e2e" / "hostile" / "hostile_peer.py"
@@ -54,17 +55,6 @@ def agent_facts(lab: RunningLab) -> AgentFacts:
         "cat /var/log/labctl/vpn.log* | wc -l; cat /var/log/labctl/vpn.log* | wc -c",
     ).stdout.split()
     return AgentFacts(*(int(x) for x in out))
-
-
-def wait_until(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not true after {timeout:.0f}s (last: {last!r})")
 
 
 def connected(lab: RunningLab, node: str) -> bool:

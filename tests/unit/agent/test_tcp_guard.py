@@ -14,16 +14,9 @@ import pytest
 from labctl.agent.loop import EventLoop
 from labctl.agent.tcp_transport import StreamConnection, TcpServer
 from labctl.esp import frame_ike
+from tests.unit.esp.test_tcp_transport_local import pump
 
 HOSTILE, OTHER = "127.0.0.1", "127.0.0.2"
-
-
-def pump(loop: EventLoop, until: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within the timeout")
-        loop.run(0.01)
 
 
 @pytest.fixture
