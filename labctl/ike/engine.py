@@ -323,6 +323,20 @@ class EngineBase:
             exchange=header.exchange,
         )
 
+    def _plain_informational(
+        self, out: Collector, sa: IkeSa, msg: Message, remote: Endpoint
+    ) -> None:
+        """An unencrypted informational is unauthenticated: report it, never act on it."""
+        for n in msg.find(NotifyPayload):
+            out.event(NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, False))
+        self._drop(
+            out,
+            remote,
+            "unencrypted informational: reported, not acted on",
+            sa=sa,
+            exchange=msg.exchange,
+        )
+
     def _answer_again(self, out: Collector, sa: IkeSa, data: bytes) -> None:
         """A message answered before (a retransmission): the same answer, nothing else."""
         self.stats["duplicates"] += 1

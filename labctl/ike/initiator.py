@@ -587,17 +587,7 @@ class Initiator(EngineBase):
             if sa.state == Phase1State.MM_SENT3 and msg.exchange == ExchangeType.MAIN:
                 self._mm4(out, sa, msg, data, now)
             elif msg.exchange == ExchangeType.INFORMATIONAL:
-                for n in msg.find(NotifyPayload):
-                    out.event(
-                        NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, False)
-                    )
-                self._drop(
-                    out,
-                    remote,
-                    "unencrypted informational: reported, not acted on",
-                    sa=sa,
-                    exchange=msg.exchange,
-                )
+                self._plain_informational(out, sa, msg, remote)
             else:
                 raise IkeProtocolError("unexpected unencrypted message", notify=8)
             return

@@ -61,7 +61,6 @@ from .events import (
     Endpoint,
     ExchangeFailed,
     ModeConfigApplied,
-    NotifyReceived,
     Output,
     PeerEndpointChanged,
     Phase1Established,
@@ -429,18 +428,7 @@ class Responder(EngineBase):
             if sa.state == Phase1State.MM_SENT2 and msg.exchange == ExchangeType.MAIN:
                 self._mm3(out, sa, msg, data, remote, local, now)
             elif msg.exchange == ExchangeType.INFORMATIONAL:
-                # Unauthenticated: report, never act on it.
-                for n in msg.find(NotifyPayload):
-                    out.event(
-                        NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, False)
-                    )
-                self._drop(
-                    out,
-                    remote,
-                    "unencrypted informational: reported, not acted on",
-                    sa=sa,
-                    exchange=msg.exchange,
-                )
+                self._plain_informational(out, sa, msg, remote)
             else:
                 raise IkeProtocolError("unexpected unencrypted message", notify=8)
             return
