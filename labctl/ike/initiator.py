@@ -652,7 +652,7 @@ class Initiator(EngineBase):
         answer = []
         for a in attr.attributes:
             if a.type == CfgAttr.XAUTH_TYPE:
-                if a.as_int() != 0:
+                if _number(a) != 0:
                     raise IkeProtocolError("only generic XAUTH is supported", notify=13)
                 answer.append(Attribute(a.type, 0))
             elif a.type == CfgAttr.XAUTH_USER_NAME:
@@ -669,7 +669,7 @@ class Initiator(EngineBase):
 
     def _xauth_set(self, out, sa: IkeSa, attr: AttributePayload, data, mid, now) -> None:
         status = attr.attr(CfgAttr.XAUTH_STATUS)
-        ok = status is not None and status.as_int() == 1
+        ok = status is not None and _number(status) == 1
         ack = AttributePayload(
             CfgType.ACK, attr.identifier, (Attribute(CfgAttr.XAUTH_STATUS, 1 if ok else 0),)
         )
@@ -875,6 +875,14 @@ class Initiator(EngineBase):
         n = NotifyPayload(NotifyType.ALTIGA_KEEPALIVE, ProtocolId.ISAKMP, sa.icookie + sa.rcookie)
         self._send_informational(out, sa, [n])
         sa.next_heartbeat = now + (self.config.altiga_keepalive_interval or 20.0)
+
+
+def _number(a: Attribute) -> int:
+    """A numeric attribute of the gateway's; an empty one is malformed, not a crash."""
+    try:
+        return a.as_int()
+    except ValueError as exc:
+        raise IkeProtocolError(str(exc), notify=16) from None
 
 
 def _notify_name(value: int) -> str:

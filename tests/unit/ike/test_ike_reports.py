@@ -180,3 +180,39 @@ def test_gateway_reports_an_unanswered_xauth_request() -> None:
     waits = lab.events_of("server", RequestRetransmitted)
     assert waits and waits[0].waiting_for == "XAUTH reply" and waits[0].stage == "xauth"
     assert lab.responder.waiting()[0].waiting_for == "XAUTH reply"
+
+
+# ---------------------------------------------------------------------------------------------
+# A keyed gateway's odd numbers are malformed messages, never exceptions
+
+
+def test_an_empty_xauth_type_from_the_gateway_is_dropped_not_raised(monkeypatch) -> None:
+    from labctl.ike import Attribute
+    from labctl.ike import responder as responder_module
+
+    def xauth_request(self, out, sa, now):
+        attrs = [
+            Attribute(CfgAttr.XAUTH_TYPE, b""),
+            Attribute(CfgAttr.XAUTH_USER_NAME, b""),
+            Attribute(CfgAttr.XAUTH_USER_PASSWORD, b""),
+        ]
+        return self._start_transaction(out, sa, CfgType.REQUEST, attrs, "xauth", now)
+
+    monkeypatch.setattr(responder_module.Responder, "_xauth_request", xauth_request)
+    lab = make_lab()
+    add_client(lab)
+    connect(lab, duration=3)  # raised ValueError out of Initiator.receive before
+    drops = lab.events_of("c1", PacketDropped)
+    assert drops and drops[0].category == "malformed" and drops[0].exchange == "transaction"
+    assert "empty value is not a number" in drops[0].reason
+
+
+def test_a_mode_config_port_out_of_range_is_malformed() -> None:
+    import pytest
+
+    from labctl.ike import Attribute, IkeProtocolError, ModeConfig
+
+    with pytest.raises(IkeProtocolError, match="port 65536"):
+        ModeConfig.from_attributes(
+            (Attribute(CfgAttr.UNITY_NATT_PORT, (65536).to_bytes(3, "big")),)
+        )
