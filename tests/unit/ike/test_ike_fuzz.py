@@ -31,7 +31,7 @@ from labctl.ike import (
     encode_chain,
 )
 from labctl.ike.codec import decode_attributes, encode_attributes
-from labctl.ike.constants import PayloadType
+from labctl.ike.constants import CfgAttr, PayloadType
 from tests.unit.ike.builders import add_client, connect, make_lab
 
 # IKE_FUZZ_EXAMPLES=5000 for a deeper local run; the default keeps the suite fast.
@@ -345,3 +345,66 @@ def test_random_attribute_areas_decode_equivalently_or_raise_decode_errors(data:
     except IkeDecodeError:
         return
     assert decode_attributes(encode_attributes(attrs)) == attrs
+
+
+# ---------------------------------------------------------------------------------------------
+# Behind the encryption: a keyed peer's odd contents (correct HASH, random attributes) are
+# dropped or answered, never raised. Own labs: these messages may legitimately end the SA.
+
+
+_CFG_TYPES = st.one_of(st.sampled_from([int(a) for a in CfgAttr]), st.integers(0, 0x7FFF))
+_CFG_ATTRS = st.lists(
+    st.one_of(
+        st.builds(Attribute, _CFG_TYPES, st.integers(0, 0xFFFF)),
+        st.builds(Attribute, _CFG_TYPES, st.binary(max_size=24)),
+    ),
+    max_size=6,
+).map(tuple)
+
+
+@pytest.fixture(scope="module")
+def keyed_lab():
+    lab = make_lab(dpd_idle=None)
+    add_client(lab, dpd_idle=None)
+    connect(lab)
+    return lab
+
+
+@FAST
+@given(
+    st.sampled_from([6, 32, 5]),
+    st.sampled_from([1, 2, 3, 4, 0, 200]),
+    st.integers(0, 0xFFFF),
+    _CFG_ATTRS,
+    st.integers(1, 2**32 - 1),
+)
+def test_keyed_client_contents_never_raise_in_the_gateway(
+    keyed_lab, exchange: int, cfg_type: int, ident: int, attrs, mid: int
+) -> None:
+    lab = keyed_lab
+    sa = lab.clients["c1"].engine.current
+    if sa is None:
+        return
+    data = sa.protected(exchange, mid, [AttributePayload(cfg_type, ident, attrs)])
+    remote = lab.responder.established()[0].remote
+    out = lab.responder.receive(data, remote, ("172.16.172.50", 4500), lab.now)  # no raise
+    assert isinstance(out.events, tuple)
+
+
+@FAST
+@given(
+    st.sampled_from([6, 32, 5]),
+    st.sampled_from([1, 2, 3, 4, 0, 200]),
+    st.integers(0, 0xFFFF),
+    _CFG_ATTRS,
+    st.integers(1, 2**32 - 1),
+)
+def test_keyed_gateway_contents_never_raise_in_the_client(
+    exchange: int, cfg_type: int, ident: int, attrs, mid: int
+) -> None:
+    lab = make_lab(dpd_idle=None)
+    ini = add_client(lab, dpd_idle=None)
+    connect(lab)
+    (sa,) = lab.responder.established()
+    data = sa.protected(exchange, mid, [AttributePayload(cfg_type, ident, attrs)])
+    ini.receive(data, ("172.16.172.50", 4500), ("10.10.10.2", 4500), lab.now)  # no raise
