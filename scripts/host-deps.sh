@@ -5,6 +5,7 @@ packages=(
   debootstrap          # base image root file system
   nftables conntrack   # host-side checks of lab rules and flows
   iproute2 tcpdump     # namespaces, captures of lab segments
+  iputils-ping         # pings between test namespaces (tests/integration)
   tshark               # dissecting captures (IKE, ESP)
   vpnc                 # an independent IKEv1 client for interop tests
   iperf3               # throughput benchmarks

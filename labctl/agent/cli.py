@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from . import service
 from .control import ControlError, request
@@ -107,13 +108,36 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def log_tail(path: Path, count: int) -> list[str] | None:
+    """The last ``count`` lines of the event log, reaching into the rotated files
+    (``vpn.log.1``, ``.2`` ...) when the current one is shorter; None if there is no log."""
+    lines: list[str] = []
+    found = False
+    for index in range(0, 10):
+        part = path if index == 0 else path.with_name(f"{path.name}.{index}")
+        try:
+            text = part.read_text(errors="replace")
+        except FileNotFoundError:
+            if index:
+                break
+            continue
+        except OSError:
+            break
+        found = True
+        lines = text.splitlines() + lines
+        if len(lines) >= count:
+            break
+    if not found:
+        return None
+    return lines[-count:] if count > 0 else []
+
+
 def cmd_log(args) -> int:
-    try:
-        lines = service.LOG_FILE.read_text(errors="replace").splitlines()
-    except OSError:
+    lines = log_tail(service.LOG_FILE, args.lines)
+    if lines is None:
         print("no log yet", file=sys.stderr)
         return 1
-    print("\n".join(lines[-args.lines :]))
+    print("\n".join(lines))
     return 0
 
 

@@ -22,9 +22,11 @@ from ..ike import (
     Initiator,
     InitiatorConfig,
     ModeConfigReceived,
+    PacketDropped,
     PeerDead,
     Phase1Deleted,
     Phase1Established,
+    RequestRetransmitted,
 )
 from ..ike.constants import NATT_PORT, AuthMethod
 from . import naming
@@ -35,6 +37,7 @@ from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
 from .eventlog import EventLog
 from .ikeio import EngineDriver, local_address_towards, open_ike_socket
+from .ikereport import IkeReport
 from .kernel_routes import gateway_towards
 from .keylog import KeyLog
 from .loop import EventLoop, Timer
@@ -77,6 +80,8 @@ class ClientAgent:
         self.loop = loop
         self.log = log
         self.keylog = KeyLog() if settings.export_keys else None
+        self.report = IkeReport(log)
+        loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
         self.tun = TunDevice.create("vpn0", **({"mtu": TCP_TUNNEL_MTU} if self.tcp_mode else {}))
         cisco_port = settings.tunneling_port if settings.tunneling_mode in ("udp", "auto") else None
         self.dataplane = Dataplane(
@@ -264,6 +269,7 @@ class ClientAgent:
 
     def _on_Phase1Established(self, e: Phase1Established) -> None:
         self.last_phase1 = e
+        self.report.peer_vendor(e)
         if self.keylog:
             self.keylog.phase1(e)
         nat = e.nat
@@ -279,9 +285,10 @@ class ClientAgent:
 
     def _on_ModeConfigReceived(self, e: ModeConfigReceived) -> None:
         config = e.config
-        if config.address is None:
-            self._failed("the concentrator assigned no address")
+        if config.address is None:  # the engine fails such a reply itself; never tunnel
+            self._failed("no address available from the concentrator's pool")
             return
+        self.report.unknown_attributes(config, str(self.settings.host))
         address = str(config.address)
         self.status.assigned_ip = address
         self.status.netmask = str(config.netmask) if config.netmask else None
@@ -383,6 +390,12 @@ class ClientAgent:
         else:
             self.log.warning("IKE/167", f"{e.stage} failed: {e.reason}")
 
+    def _on_PacketDropped(self, e: PacketDropped) -> None:
+        self.report.dropped(e)
+
+    def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
+        self.report.retransmitted(e)
+
     def _on_dataplane_event(self, event) -> None:
         if isinstance(event, DataplaneEndpointChanged):
             self.log.info(
@@ -400,6 +413,10 @@ class ClientAgent:
         status.bytes_received = sum(t.counters.rx_bytes for t in tunnels)
         status.packets_discarded = sum(sum(t.counters.drops.values()) for t in tunnels)
         status.packets_bypassed = sum(self.dataplane.drops.values())
+        status.ike_dropped = self.report.counts()
+        engine = self.driver.engine
+        waiting = engine.waiting() if engine is not None else []
+        status.waiting_for = waiting[0].describe(self.loop.time()) if waiting else None
         return status
 
     def reload(self, settings: ClientSettings) -> str:
@@ -418,7 +435,12 @@ class ClientAgent:
 
     def stats(self) -> dict:
         engine = self.driver.engine
-        stats = {"ike": dict(engine.stats) if engine else {}, "dataplane": self.dataplane.stats()}
+        stats = {
+            "ike": dict(engine.stats) if engine else {},
+            "drops": self.report.counts(),
+            "log": {"suppressed": self.log.suppressed, "rotations": self.log.rotations},
+            "dataplane": self.dataplane.stats(),
+        }
         if self.stream is not None:
             stats["tcp"] = {"connections": [self.stream.stats()]}
         return stats

@@ -33,7 +33,7 @@ from ..ike import (
     XauthResult,
 )
 from ..ike.constants import NATT_PORT, AuthMethod
-from ..ike.events import Phase1Rekeyed
+from ..ike.events import Phase1Rekeyed, RequestRetransmitted
 from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
 from . import naming
 from .childsa import encap_of, esp_pair
@@ -43,6 +43,7 @@ from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
 from .eventlog import EventLog
 from .ikeio import EngineDriver, open_ike_socket
+from .ikereport import IkeReport
 from .keylog import KeyLog
 from .loop import EventLoop
 from .records import IkeSaRecord, IpsecSaRecord, SessionRecord, SessionSummary
@@ -157,6 +158,7 @@ class ConcentratorAgent:
         self.loop = loop
         self.log = log
         self.keylog = KeyLog() if settings.export_keys else None
+        self.report = IkeReport(log)
         bind = str(settings.public_address)
         self.tun = TunDevice.create("vpn0")
         for group in settings.groups.values():
@@ -187,6 +189,7 @@ class ConcentratorAgent:
                 on_esp=self.dataplane.receive_stream_esp,
                 on_closed=self._on_tcp_closed,
                 max_connections=2 * CONCURRENT_LIMIT,
+                max_pending_per_address=self.engine.policy.max_half_open_per_peer_ip,
             )
         self.driver = EngineDriver(
             loop,
@@ -202,6 +205,7 @@ class ConcentratorAgent:
         self.total_sessions = 0
         self.peak_sessions = 0
         loop.call_every(1.0, self._note_traffic)
+        loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
         transparency = [
             name
             for name, on in (
@@ -242,6 +246,8 @@ class ConcentratorAgent:
             f"TCP connection from {conn.peer[0]}:{conn.peer[1]} closed: {reason}"
             + (f" ({len(gone)} session(s) end)" if gone else ""),
             conn.peer[0],
+            # a connection that carried no session: what a flood of them looks like
+            limit=None if gone else "tcp closed",
         )
         for handle in gone:
             self._end_session(handle, f"TCP connection lost ({reason})")
@@ -273,6 +279,7 @@ class ConcentratorAgent:
         return f"Group [{session.group or '?'}] User [{session.user or '?'}]"
 
     def _on_Phase1Established(self, e: Phase1Established) -> None:
+        self.report.peer_vendor(e)
         session = Session(self.next_session_id, e.handle, e, group=e.group)
         self.next_session_id += 1
         self.sessions[e.handle] = session
@@ -305,6 +312,7 @@ class ConcentratorAgent:
                 "AUTH/9",
                 f"User [{e.user}] authentication rejected ({e.reason}, attempt {e.attempts})",
                 self._peer(e.handle),
+                limit="auth rejected",
             )
 
     def _on_ModeConfigApplied(self, e: ModeConfigApplied) -> None:
@@ -352,6 +360,8 @@ class ConcentratorAgent:
         if encap is Encap.TCP and stream is None:
             self.log.warning("IPSEC/3", f"{self._prefix(session)} TCP connection already gone")
             return
+        if stream is not None and self.tcp is not None:
+            self.tcp.bind(e.peer, session.handle)  # a session now: never evicted as idle
         if session.tunnel is None:
             session.tunnel = f"s{session.session_id}"
             self.dataplane.add_tunnel(
@@ -433,14 +443,27 @@ class ConcentratorAgent:
         )
 
     def _on_ExchangeFailed(self, e: ExchangeFailed) -> None:
+        session = self.sessions.get(e.handle) if e.handle is not None else None
+        who = f"{self._prefix(session)} " if session is not None else ""
+        if e.stage == "modecfg":  # an authenticated client left without an address
+            self.log.warning(
+                "IKE/184",
+                f"{who}Mode-Config with {e.peer[0]}:{e.peer[1]} failed: {e.reason}; IKE SA deleted",
+                e.peer[0],
+            )
+            return
         self.log.warning(
-            "IKE/167", f"{e.stage} with {e.peer[0]}:{e.peer[1]} failed: {e.reason}", e.peer[0]
+            "IKE/167",
+            f"{who}{e.stage} with {e.peer[0]}:{e.peer[1]} failed: {e.reason}",
+            e.peer[0],
+            limit=f"failed {e.stage}",
         )
 
     def _on_PacketDropped(self, e: PacketDropped) -> None:
-        self.log.debug(
-            "IKE/0", f"dropped a packet from {e.peer[0]}:{e.peer[1]}: {e.reason}", e.peer[0]
-        )
+        self.report.dropped(e)
+
+    def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
+        self.report.retransmitted(e)
 
     def _on_dataplane_event(self, event) -> None:
         if isinstance(event, DataplaneEndpointChanged):
@@ -579,7 +602,16 @@ class ConcentratorAgent:
         return "reloaded"
 
     def stats(self) -> dict:
-        stats = {"ike": dict(self.engine.stats), "dataplane": self.dataplane.stats()}
+        stats = {
+            "ike": dict(self.engine.stats),
+            "ike_sas": {
+                "total": len(self.engine.sas),
+                "established": len(self.engine.established()),
+            },
+            "drops": self.report.counts(),
+            "log": {"suppressed": self.log.suppressed, "rotations": self.log.rotations},
+            "dataplane": self.dataplane.stats(),
+        }
         if self.tcp is not None:
             stats["tcp"] = self.tcp.stats()
         return stats

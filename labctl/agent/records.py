@@ -149,6 +149,12 @@ class ClientStatus:
     banner: str | None = None
     last_error: str | None = None
     reconnects: int = 0
+    # the request an unfinished exchange waits for: "waiting for Mode-Config reply
+    # (3 retransmits, 12 s)"; None when nothing is outstanding
+    waiting_for: str | None = None
+    # IKE messages dropped per category (malformed, undecryptable, unauthenticated,
+    # unexpected, refused; "stale" = late ones for SAs just removed), since the agent started
+    ike_dropped: dict[str, int] = field(default_factory=dict)
 
     def nat_lines(self) -> list[str]:
         """The VPN Client's log line 66 wording."""

@@ -199,6 +199,12 @@ def render_client_status(status: ClientStatus, now: float) -> str:
     nat = status.nat_lines()
     if nat:
         lines += ["", *nat]
+    if status.waiting_for:
+        lines += ["", f"Waiting: {status.waiting_for}"]
+    dropped = {k: v for k, v in status.ike_dropped.items() if v}
+    if dropped:
+        counts = ", ".join(f"{k} {v}" for k, v in dropped.items())
+        lines += ["", f"IKE messages dropped: {counts}"]
     if status.last_error:
         lines += ["", f"Last error: {status.last_error}"]
     return "\n".join(lines) + "\n"

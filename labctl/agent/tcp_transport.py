@@ -15,7 +15,15 @@ cTCP records (labctl.esp.tcp_framing, with the sources), on a real TCP connectio
   dead connection (EOF, reset, framing damage, send error) is closed once and reported
   through ``on_closed(conn, reason)``.
 - ``TcpServer``: the concentrator's listening socket, many connections keyed by the
-  client's (translated) address and port, each bound to the session negotiated on it.
+  client's (translated) address and port, each bound to the session negotiated on it
+  (``conn.owner``, set by the agent once the session's tunnel is up). Guarded like the UDP
+  side's half-open limit: at most ``max_pending_per_address`` connections without a
+  session per source address; a connection without a session is closed after
+  ``handshake_idle`` seconds without data or ``handshake_timeout`` seconds in all, one with
+  a session after ``established_idle`` seconds without data (a VPN 3000's default idle
+  timeout is 30 minutes; DPD keeps a live session busier than that); when the global
+  limit is reached the oldest idle connection without a session makes room. Refusals,
+  evictions and idle closes are counted in ``stats()``.
 - ``TcpConnector``: the client's non-blocking connect with a deadline.
 
 No NAT-keepalives are sent on TCP: the TCP session holds the PAT mapping, and DPD (plus
@@ -49,7 +57,12 @@ DEFAULT_MAX_PENDING = 256 * 1024  # bytes queued in user space beyond the kernel
 RECV_CHUNK = 64 * 1024
 READ_BUDGET = 2
 DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_MAX_PENDING_PER_ADDRESS = 64  # like the UDP side's half-open SAs per peer address
 FIRST_RECORD_TIMEOUT = 30.0  # an accepted connection must carry IKE by then
+HANDSHAKE_IDLE = 30.0  # no session yet and nothing received for this long: closed
+HANDSHAKE_TIMEOUT = 120.0  # no session this long after connecting: closed
+ESTABLISHED_IDLE = 1800.0  # a session's connection with nothing received for this long
+SWEEP_INTERVAL = 1.0
 CONNECT_TIMEOUT = 20.0
 TCP_KEEPALIVE = (30, 10, 3)  # idle s, interval s, probes: a vanished peer's socket errors out
 
@@ -301,7 +314,8 @@ class StreamConnection:
 
 
 class TcpServer:
-    """The concentrator's IPsec-over-TCP port: accepts clients, one connection each."""
+    """The concentrator's IPsec-over-TCP port: accepts clients, one connection each (see
+    the module docstring for the limits that keep idle or hostile connections out)."""
 
     def __init__(
         self,
@@ -313,7 +327,11 @@ class TcpServer:
         on_esp: EspHandler,
         on_closed: ClosedHandler,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_pending_per_address: int = DEFAULT_MAX_PENDING_PER_ADDRESS,
         first_record_timeout: float = FIRST_RECORD_TIMEOUT,
+        handshake_idle: float = HANDSHAKE_IDLE,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        established_idle: float = ESTABLISHED_IDLE,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self._loop = loop
@@ -321,11 +339,16 @@ class TcpServer:
         self._on_esp = on_esp
         self._on_closed = on_closed
         self.max_connections = max_connections
+        self.max_pending_per_address = max_pending_per_address
         self.first_record_timeout = first_record_timeout
+        self.handshake_idle = handshake_idle
+        self.handshake_timeout = handshake_timeout
+        self.established_idle = established_idle
         self.max_pending = max_pending
         self.connections: dict[Endpoint, StreamConnection] = {}
-        self._deadlines: dict[Endpoint, Timer] = {}
-        self.accepted = self.refused = 0
+        self.accepted = 0
+        self.refused: dict[str, int] = {"per_address": 0, "full": 0}
+        self.evicted = 0
         self.closed_reasons: dict[str, int] = {}
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -341,20 +364,19 @@ class TcpServer:
         self._listener = sock
         self.address: Endpoint = sock.getsockname()
         loop.add_reader(sock, self._accept)
+        shortest = min(first_record_timeout, handshake_idle, handshake_timeout, established_idle)
+        self._sweeper = loop.call_every(min(SWEEP_INTERVAL, shortest / 4), self._sweep)
 
     def _accept(self) -> None:
         for _ in range(64):
             try:
-                sock, _ = self._listener.accept()
+                sock, source = self._listener.accept()
             except BlockingIOError:
                 return
             except OSError as exc:  # e.g. EMFILE: keep serving the ones we have
-                self.closed_reasons[f"accept_{_errname(exc).lower()}"] = (
-                    self.closed_reasons.get(f"accept_{_errname(exc).lower()}", 0) + 1
-                )
+                self._count_closed(f"accept_{_errname(exc).lower()}")
                 return
-            if len(self.connections) >= self.max_connections:
-                self.refused += 1
+            if not self._room_for(source[0]):
                 sock.close()
                 continue
             try:
@@ -373,24 +395,62 @@ class TcpServer:
                 continue
             self.accepted += 1
             self.connections[conn.peer] = conn
-            self._deadlines[conn.peer] = self._loop.call_later(
-                self.first_record_timeout, self._check_started, conn
-            )
 
-    def _check_started(self, conn: StreamConnection) -> None:
-        self._deadlines.pop(conn.peer, None)
-        if not conn.closed and conn.ike_rx == 0:
-            conn.close(f"no IKE within {self.first_record_timeout:.0f}s of connecting")
+    def _room_for(self, address: str) -> bool:
+        """Whether a new connection from ``address`` may stay; makes room if it can."""
+        pending = sum(
+            1 for c in self.connections.values() if c.owner is None and c.peer[0] == address
+        )
+        if pending >= self.max_pending_per_address:
+            self.refused["per_address"] += 1
+            return False
+        if len(self.connections) < self.max_connections:
+            return True
+        idle = [c for c in self.connections.values() if c.owner is None]
+        if not idle:  # every slot carries a session: those are never pushed out
+            self.refused["full"] += 1
+            return False
+        oldest = min(idle, key=lambda c: c.last_rx or c.opened_at)
+        self.evicted += 1
+        oldest.close("evicted: connection limit reached, oldest idle one without a session")
+        return True
+
+    def _sweep(self) -> None:
+        """Close connections that sat idle too long (see the module docstring)."""
+        now = self._loop.time()
+        for conn in list(self.connections.values()):
+            quiet = now - (conn.last_rx if conn.last_rx is not None else conn.opened_at)
+            if conn.owner is not None:
+                if quiet >= self.established_idle:
+                    conn.close(f"idle: nothing received for {quiet:.0f} s")
+            elif conn.ike_rx == 0 and now - conn.opened_at >= self.first_record_timeout:
+                conn.close(f"no IKE: none within {self.first_record_timeout:g} s of connecting")
+            elif quiet >= self.handshake_idle:
+                conn.close(
+                    f"handshake idle: nothing received for {quiet:.0f} s before IKE completed"
+                )
+            elif now - conn.opened_at >= self.handshake_timeout:
+                conn.close(
+                    f"handshake timeout: IKE not completed within {self.handshake_timeout:g} s"
+                )
 
     def _closed(self, conn: StreamConnection, reason: str) -> None:
         if self.connections.get(conn.peer) is conn:
             del self.connections[conn.peer]
-        timer = self._deadlines.pop(conn.peer, None)
-        if timer is not None:
-            timer.cancel()
-        key = reason.split(":")[0]
-        self.closed_reasons[key] = self.closed_reasons.get(key, 0) + 1
+        self._count_closed(reason.split(":")[0])
         self._on_closed(conn, reason)
+
+    def _count_closed(self, key: str) -> None:
+        self.closed_reasons[key] = self.closed_reasons.get(key, 0) + 1
+
+    def bind(self, peer: Endpoint, owner: Any) -> bool:
+        """The session negotiated on ``peer``'s connection is up: from now on the connection
+        counts as established (never evicted; the long idle timeout applies)."""
+        conn = self.connection(peer)
+        if conn is None:
+            return False
+        conn.owner = owner
+        return True
 
     def connection(self, peer: Endpoint) -> StreamConnection | None:
         conn = self.connections.get((peer[0], int(peer[1])))
@@ -402,19 +462,19 @@ class TcpServer:
         return conn is not None and conn.send_ike(message)
 
     def close(self) -> None:
+        self._sweeper.cancel()
         self._loop.remove_reader(self._listener)
         self._listener.close()
         for conn in list(self.connections.values()):
             conn.close("server shut down")
-        for timer in self._deadlines.values():
-            timer.cancel()
-        self._deadlines.clear()
 
     def stats(self) -> dict[str, Any]:
         return {
             "listening": f"{self.address[0]}:{self.address[1]}",
             "accepted": self.accepted,
-            "refused": self.refused,
+            "refused": sum(self.refused.values()),
+            "refused_by_reason": dict(self.refused),
+            "evicted": self.evicted,
             "closed": dict(self.closed_reasons),
             "connections": [c.stats() for c in self.connections.values()],
         }

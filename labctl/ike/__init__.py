@@ -85,7 +85,11 @@ integrity with keys per direction, encapsulation tunnel / udp-tunnel / udp-tunne
 cisco-udp / tcp, traffic selectors, lifetimes, ``rekey_of``), :class:`ChildSaDeleted`,
 :class:`Phase1Rekeyed`, :class:`Phase1Deleted` (``replaced_by`` after a rekey),
 :class:`PeerDead`, :class:`PeerEndpointChanged`, :class:`NotifyReceived`,
-:class:`ExchangeFailed` (stage + reason + notify), :class:`PacketDropped`.  Key material is
+:class:`ExchangeFailed` (stage + reason + notify), :class:`PacketDropped` (category, exchange,
+payload, reason; ``stale`` for late messages of an SA removed a moment ago),
+:class:`RequestRetransmitted` (a request still unanswered: what it waits for, how long).
+``engine.waiting()`` lists the unanswered requests (:class:`Waiting`) for status displays.
+Key material is
 ``bytes`` in fields excluded from repr(); so are PSKs and passwords in the config classes.
 
 Children (ESP SAs) belong to their phase-1 SA: they move to the SA that replaced it (phase-1
@@ -163,8 +167,10 @@ from .events import (
     Phase1Deleted,
     Phase1Established,
     Phase1Rekeyed,
+    RequestRetransmitted,
     SaHandle,
     SessionInfo,
+    Waiting,
     XauthResult,
 )
 from .hooks import (
@@ -227,6 +233,7 @@ __all__ = [
     "Phase2Proposal",
     "Proposal",
     "RawPayload",
+    "RequestRetransmitted",
     "Responder",
     "ResponderHooks",
     "ResponderPolicy",
@@ -239,6 +246,7 @@ __all__ = [
     "Transform",
     "VendorIdPayload",
     "VendorIdentity",
+    "Waiting",
     "XauthRequest",
     "XauthResult",
     "decode_chain",

@@ -1,12 +1,25 @@
 """ISAKMP (RFC 2408) message and payload codec, with the NAT-T payloads of RFC 3947.
 
-Encoding and decoding are exact inverses: ``decode(encode(x)) == x`` for every value the
-encoder accepts, and ``encode(decode(b)) == b`` for every byte string the decoder accepts.
-To keep the second promise the decoder is strict: reserved fields must be zero, lengths must
-add up, and trailing bytes are refused except after the last payload of a decrypted body
-(the encryption padding).  Every problem raises :class:`IkeDecodeError` with the offset of the
-offending byte, counted from the start of the buffer the caller passed in (or from
-``base_offset`` when the caller decodes a slice of a bigger buffer).
+The encoder writes the canonical form.  The decoder is liberal where deployed
+implementations differ and the meaning stays unambiguous, and strict everywhere else:
+
+* tolerated: 1..3 zero bytes of padding after the last data attribute of a transform, an
+  attribute payload (Mode-Config / XAUTH) or notify data (a gateway that pads its
+  Mode-Config reply to a multiple of 4); numbers of any width in variable-length attributes
+  (lifetimes in 1..8+ bytes, leading zeros); unknown payload types after the last known one
+  (kept as :class:`RawPayload`); trailing bytes after the last payload of a decrypted body
+  (the encryption padding);
+* refused with :class:`IkeDecodeError`: lengths that run past their enclosing structure,
+  non-zero reserved fields, counts that do not add up, non-zero bytes after the last
+  attribute, any other trailing bytes.
+
+So ``decode(encode(x)) == x`` for every value the encoder accepts, and for every byte string
+the decoder accepts, ``decode(encode(decode(b))) == decode(b)``: the re-encoded message means
+the same (the tolerated padding is not kept).  Hashes are computed over the bytes as received
+(:attr:`Message.raw`, :meth:`Message.raw_payload`), never over a re-encoding.  Every problem
+raises :class:`IkeDecodeError` with the offset of the offending byte, counted from the start
+of the buffer the caller passed in (or from ``base_offset`` when the caller decodes a slice
+of a bigger buffer), and the payload type being decoded there.
 
 The codec knows nothing about encryption: an encrypted message is a header plus ciphertext
 (:class:`EncryptedMessage`); the security-association layer decrypts it and calls
@@ -67,19 +80,21 @@ class Attribute:
         return isinstance(self.value, int)
 
     def as_int(self) -> int:
-        """Numeric value of a TV attribute or of a 1..8 byte TLV attribute."""
+        """Numeric value of a TV attribute or of a TLV attribute of any width (big-endian;
+        leading zero bytes are fine: some implementations send lifetimes in 8 bytes)."""
         if isinstance(self.value, int):
             return self.value
-        if not 1 <= len(self.value) <= 8:
-            raise ValueError(f"attribute {self.type}: {len(self.value)}-byte value is not a number")
+        if not self.value:
+            raise ValueError(f"attribute {self.type}: empty value is not a number")
         return int.from_bytes(self.value, "big")
 
     @staticmethod
     def number(attr_type: int, value: int) -> Attribute:
-        """TV when the value fits in 16 bits, otherwise a 4-byte TLV (e.g. lifetimes)."""
+        """TV when the value fits in 16 bits, otherwise a TLV of 4 bytes (e.g. lifetimes),
+        or as many as the value needs."""
         if 0 <= value <= 0xFFFF:
             return Attribute(attr_type, value)
-        return Attribute(attr_type, value.to_bytes(4, "big"))
+        return Attribute(attr_type, value.to_bytes(max(4, (value.bit_length() + 7) // 8), "big"))
 
     def encode(self) -> bytes:
         if isinstance(self.value, int):
@@ -92,12 +107,16 @@ def encode_attributes(attributes: Iterable[Attribute]) -> bytes:
 
 
 def decode_attributes(data: bytes, base_offset: int = 0) -> tuple[Attribute, ...]:
+    """Data attributes filling ``data``; 1..3 zero bytes after the last one are padding."""
     attrs: list[Attribute] = []
     pos = 0
     while pos < len(data):
         if len(data) - pos < 4:
+            if not any(data[pos:]):
+                break  # zero padding shorter than an attribute header (deployed gateways)
             raise IkeDecodeError(
-                base_offset + pos, f"attribute header truncated ({len(data) - pos} bytes left)"
+                base_offset + pos,
+                f"attribute header truncated ({len(data) - pos} bytes left, not zero padding)",
             )
         raw_type, value = struct.unpack_from("!HH", data, pos)
         if raw_type & 0x8000:
@@ -600,22 +619,25 @@ def decode_chain(
     ptype = first_type
     while ptype != PayloadType.NONE:
         if len(data) - pos < 4:
-            raise IkeDecodeError(
-                base_offset + pos, f"payload type {ptype}: generic header truncated"
-            )
+            raise IkeDecodeError(base_offset + pos, "generic header truncated", payload=ptype)
         nxt, reserved, length = _GEN.unpack_from(data, pos)
         if reserved:
-            raise IkeDecodeError(base_offset + pos + 1, f"payload type {ptype}: reserved not zero")
+            raise IkeDecodeError(base_offset + pos + 1, "reserved byte not zero", payload=ptype)
         if length < 4:
-            raise IkeDecodeError(base_offset + pos + 2, f"payload type {ptype}: length {length}")
+            raise IkeDecodeError(base_offset + pos + 2, f"length {length}", payload=ptype)
         if pos + length > len(data):
             raise IkeDecodeError(
                 base_offset + pos + 2,
-                f"payload type {ptype}: length {length} runs past the end "
-                f"({len(data) - pos} bytes left)",
+                f"length {length} runs past the end ({len(data) - pos} bytes left)",
+                payload=ptype,
             )
         body = bytes(data[pos + 4 : pos + length])
-        payloads.append(_decode_body(ptype, body, base_offset + pos + 4))
+        try:
+            payloads.append(_decode_body(ptype, body, base_offset + pos + 4))
+        except IkeDecodeError as exc:
+            if exc.payload is None:
+                exc.payload = ptype  # which payload the problem is in, for the drop report
+            raise
         spans.append((pos, pos + length))
         pos += length
         ptype = nxt

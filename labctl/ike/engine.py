@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import struct
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from .codec import (
@@ -14,8 +14,10 @@ from .codec import (
     DeletePayload,
     EncryptedMessage,
     HashPayload,
+    Header,
     Message,
     NotifyPayload,
+    decode_attributes,
 )
 from .constants import (
     ExchangeType,
@@ -23,7 +25,9 @@ from .constants import (
     NotifyType,
     P1Attr,
     P2Attr,
+    PayloadType,
     ProtocolId,
+    name_of,
 )
 from .crypto import ESP_INTEGRITY, esp_cipher, random_bytes
 from .errors import IkeDecodeError, IkeError, IkeProtocolError
@@ -39,11 +43,59 @@ from .events import (
     PacketDropped,
     PeerDead,
     Phase1Deleted,
+    RequestRetransmitted,
+    Waiting,
 )
 from .keys import keymat
+from .proposals import lifetime_pairs
 from .sa import ChildSa, IkeSa, Phase1State, Retransmit
 
 ENCAP_NAMES = {1: "tunnel", 3: "udp-tunnel", 61443: "udp-tunnel-draft"}
+EXCHANGE_NAMES = {
+    ExchangeType.MAIN: "main mode",
+    ExchangeType.AGGRESSIVE: "aggressive mode",
+    ExchangeType.INFORMATIONAL: "informational",
+    ExchangeType.TRANSACTION: "transaction",
+    ExchangeType.QUICK: "quick mode",
+}
+# How many removed SAs to remember, so late messages for them read as stale, not hostile.
+RECENTLY_REMOVED = 256
+# What an unanswered request waits for, by the key of its retransmission (prefix).
+_WAITING_FOR = {
+    "am1": "aggressive mode message 2",
+    "am3": "XAUTH request (after aggressive mode message 3)",
+    "mm1": "main mode message 2",
+    "mm3": "main mode message 4",
+    "mm5": "main mode message 6",
+    "qm": "quick mode reply",
+    "xauth": "XAUTH reply",
+    "xauth-ok": "XAUTH acknowledgement",
+    "xauth-fail": "XAUTH acknowledgement",
+}
+
+
+def responder_lifetime_seconds(n: NotifyPayload) -> int | None:
+    """The lifetime in seconds a RESPONDER-LIFETIME notify announces (its data is phase-1
+    or ESP life attributes by the notify's protocol), None when it carries none we can use:
+    a notify we cannot read only means we keep our own lifetime."""
+    if n.protocol == ProtocolId.ISAKMP:
+        attrs = (P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION)
+    else:
+        attrs = (P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
+    try:
+        pairs = lifetime_pairs(decode_attributes(n.data), *attrs)
+    except (IkeError, ValueError):
+        return None
+    seconds = [value for life_type, value in pairs if life_type == LifeType.SECONDS]
+    return seconds[-1] if seconds else None
+
+
+def exchange_name(exchange: int) -> str:
+    return EXCHANGE_NAMES.get(exchange) or f"exchange {name_of(ExchangeType, exchange)}"
+
+
+def payload_name(payload: int) -> str:
+    return name_of(PayloadType, payload)
 
 
 @dataclass
@@ -84,6 +136,7 @@ class EngineBase:
         self._seq = itertools.count()
         self._retransmit_interval = retransmit_interval
         self._retransmit_max = retransmit_max
+        self._recently_removed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
 
     # -- output and timers ---------------------------------------------------------------------
 
@@ -176,25 +229,124 @@ class EngineBase:
     def _answered(self, sa: IkeSa, key: str) -> None:
         sa.retransmits.pop(key, None)
 
+    def _waiting_for(self, key: str) -> str:
+        """What the request with retransmission key ``key`` ("modecfg-1a2b3c4d") awaits."""
+        prefix = key.rsplit("-", 1)[0] if "-" in key else key
+        if prefix == "modecfg":  # a client's REQUEST, or a gateway's pushed SET
+            return (
+                "Mode-Config reply" if self.role == "initiator" else "Mode-Config acknowledgement"
+            )
+        return _WAITING_FOR.get(prefix, key)
+
+    def waiting(self) -> list[Waiting]:
+        """Every request still unanswered (oldest first): what a stuck exchange waits for."""
+        pending = [
+            Waiting(r.stage, self._waiting_for(r.key), self._retransmit_max - r.left, r.started)
+            for sa in self.sas.values()
+            for r in sa.retransmits.values()
+        ]
+        return sorted(pending, key=lambda w: w.since)
+
     def _drop(
         self,
         out: Collector,
         remote: Endpoint,
         reason: str,
         *,
+        category: str = "unexpected",
         offset: int | None = None,
         sa: IkeSa | None = None,
+        exchange: int | None = None,
+        payload: int | None = None,
+        stale: bool = False,
     ) -> None:
         self.stats["dropped"] += 1
-        out.event(PacketDropped(remote, reason, offset, sa.handle if sa else None))
+        self.stats[f"dropped_{category}"] += 1
+        out.event(
+            PacketDropped(
+                remote,
+                reason,
+                offset,
+                sa.handle if sa else None,
+                category,
+                exchange_name(exchange) if exchange is not None else None,
+                payload_name(payload) if payload is not None else None,
+                stale,
+            )
+        )
 
-    def _handle_error(self, out: Collector, remote: Endpoint, exc: IkeError, sa: IkeSa | None):
+    def _handle_error(
+        self,
+        out: Collector,
+        remote: Endpoint,
+        exc: IkeError,
+        sa: IkeSa | None,
+        header: Header | None = None,
+    ):
+        payload = getattr(exc, "payload", None)
         if isinstance(exc, IkeDecodeError):
             self.stats["malformed"] += 1
-            self._drop(out, remote, f"malformed: {exc.reason}", offset=exc.offset, sa=sa)
+            offset: int | None = exc.offset
         else:
             self.stats["rejected"] += 1
-            self._drop(out, remote, str(exc), sa=sa)
+            offset = None
+        reason = getattr(exc, "reason", str(exc))
+        self._drop(
+            out,
+            remote,
+            reason,
+            category=exc.category,
+            offset=offset,
+            sa=sa,
+            exchange=header.exchange if header is not None else None,
+            payload=payload,
+        )
+
+    def _unknown_sa(self, out: Collector, remote: Endpoint, header: Header) -> None:
+        """A message for no SA we hold: stale if we removed that SA a moment ago."""
+        stale = (header.icookie, header.rcookie) in self._recently_removed or (
+            header.icookie,
+            bytes(8),
+        ) in self._recently_removed
+        self.stats["unknown_cookies"] += 1
+        reason = "SA removed a moment ago" if stale else "unknown cookies"
+        self._drop(out, remote, reason, exchange=header.exchange, stale=stale)
+
+    def _wrong_transport(self, out: Collector, remote: Endpoint, sa: IkeSa, header: Header):
+        """IPsec over TCP: an SA's messages come on its connection, nowhere else."""
+        self.stats["wrong_transport"] += 1
+        self._drop(
+            out,
+            remote,
+            "message of an SA on another transport",
+            sa=sa,
+            exchange=header.exchange,
+        )
+
+    def _plain_informational(
+        self, out: Collector, sa: IkeSa, msg: Message, remote: Endpoint
+    ) -> None:
+        """An unencrypted informational is unauthenticated: report it, never act on it."""
+        for n in msg.find(NotifyPayload):
+            out.event(NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, False))
+        self._drop(
+            out,
+            remote,
+            "unencrypted informational: reported, not acted on",
+            sa=sa,
+            exchange=msg.exchange,
+        )
+
+    def _answer_again(self, out: Collector, sa: IkeSa, data: bytes) -> None:
+        """A message answered before (a retransmission): the same answer, nothing else."""
+        self.stats["duplicates"] += 1
+        for reply in sa.reply_cache[data]:
+            self._send(out, sa, reply)
+
+    def _remember_removed(self, key: tuple[bytes, bytes]) -> None:
+        self._recently_removed[key] = None
+        while len(self._recently_removed) > RECENTLY_REMOVED:
+            self._recently_removed.popitem(last=False)
 
     # -- informational exchanges ---------------------------------------------------------------
 
@@ -269,25 +421,7 @@ class EngineBase:
 
     def _on_responder_lifetime(self, sa: IkeSa, n: NotifyPayload, now: float) -> None:
         """Initiator side: shorten lifetimes as the responder asks."""
-        try:
-            from .codec import decode_attributes
-
-            attrs = decode_attributes(n.data)
-        except IkeDecodeError:
-            return
-        seconds = None
-        pending = None
-        for a in attrs:
-            if a.type in (P1Attr.LIFE_TYPE, P2Attr.LIFE_TYPE) and a.is_tv:
-                pending = a.value
-            elif a.type in (P1Attr.LIFE_DURATION, P2Attr.LIFE_DURATION) and pending is not None:
-                try:
-                    value = a.as_int()
-                except ValueError:
-                    return
-                if pending == LifeType.SECONDS:
-                    seconds = value
-                pending = None
+        seconds = responder_lifetime_seconds(n)
         if not seconds:
             return
         if n.protocol == ProtocolId.ISAKMP and sa.established_at is not None:
@@ -510,6 +644,7 @@ class EngineBase:
         sa.state = Phase1State.DELETED
         sa.retransmits.clear()
         del self.sas[sa.key]
+        self._remember_removed(sa.key)
         self._forget(sa)
         if failed_stage is not None:
             out.event(ExchangeFailed(sa.handle, sa.remote, failed_stage, reason))
@@ -543,6 +678,16 @@ class EngineBase:
             r.next_at = now + r.interval
             self.stats["retransmits"] += 1
             self._send(out, sa, r.data)
+            out.event(
+                RequestRetransmitted(
+                    sa.handle,
+                    sa.remote,
+                    r.stage,
+                    self._waiting_for(r.key),
+                    self._retransmit_max - r.left,
+                    now - r.started,
+                )
+            )
         if sa.deadline_for_msg is not None and sa.deadline_for_msg <= now:
             sa.deadline_for_msg = None
             reason = sa.last_error or "peer stopped answering"
@@ -558,7 +703,12 @@ class EngineBase:
         for mid, q in list(sa.quick.items()):
             if q.deadline is not None and q.deadline <= now:
                 del sa.quick[mid]
-                out.event(ExchangeFailed(sa.handle, sa.remote, "quick", "timeout"))
+                waited = now - q.started
+                out.event(
+                    ExchangeFailed(
+                        sa.handle, sa.remote, "quick", f"no quick mode HASH(3) in {waited:.0f} s"
+                    )
+                )
                 self._quick_timed_out(out, sa, q, now)
         for child in list(sa.children.values()):
             if child.delete_at is not None and child.delete_at <= now:
@@ -587,8 +737,13 @@ class EngineBase:
 
     def _retransmit_failed(self, out: Collector, sa: IkeSa, r: Retransmit, now: float) -> None:
         self._remove_sa(
-            out, sa, f"no answer to {r.key}", now, notify_peer=False, failed_stage=r.stage
+            out, sa, self._unanswered(r, now), now, notify_peer=False, failed_stage=r.stage
         )
+
+    def _unanswered(self, r: Retransmit, now: float) -> str:
+        """Why an exchange gave up: "no Mode-Config reply after 5 retransmits (62 s)"."""
+        sent = self._retransmit_max - r.left
+        return f"no {self._waiting_for(r.key)} after {sent} retransmits ({now - r.started:.0f} s)"
 
     def _quick_timed_out(self, out: Collector, sa: IkeSa, q, now: float) -> None:
         """Role hook."""

@@ -3,39 +3,83 @@
 Only these types ever leave the codec when it is fed untrusted bytes; the engine's packet
 entry points catch them, count them and turn them into events.  Messages never contain key
 material, passwords or pre-shared keys.
+
+Every error carries a ``category``: why the message was dropped, in words an operator can
+count (``vpn stats``) and a flood can be summarised by (the agent's event log rate-limits per
+peer and category):
+
+* ``malformed``        -- the bytes are not a well-formed ISAKMP message (or a mandatory
+  payload is missing);
+* ``undecryptable``    -- an encrypted body that does not decrypt to a payload chain (wrong
+  keys or IV, corruption);
+* ``unauthenticated``  -- a HASH / authentication check failed;
+* ``unexpected``       -- well formed, but not expected now (unknown SA, wrong state,
+  replay, another transport);
+* ``refused``          -- refused by policy (too many half-open SAs, a disabled transport).
 """
 
 from __future__ import annotations
 
+DROP_CATEGORIES = ("malformed", "undecryptable", "unauthenticated", "unexpected", "refused")
+
+# RFC 2408 notify types that say which category an IkeProtocolError belongs to.
+_PAYLOAD_MALFORMED = 16
+_HASH_OR_AUTH = (23, 24)  # INVALID-HASH-INFORMATION, AUTHENTICATION-FAILED
+
 
 class IkeError(Exception):
     """Base class of every error the IKE engine raises on purpose."""
+
+    category = "unexpected"
 
 
 class IkeDecodeError(IkeError):
     """Bytes that are not a well-formed ISAKMP message (or part of one).
 
     ``offset`` is the byte offset, relative to the start of the buffer handed to the decoder
-    (the ISAKMP header for a whole message), where the problem was found.
+    (the ISAKMP header for a whole message), where the problem was found; ``payload`` the
+    payload type being decoded there, when known.
     """
 
-    def __init__(self, offset: int, reason: str, *, notify: int = 16) -> None:
+    def __init__(
+        self,
+        offset: int,
+        reason: str,
+        *,
+        notify: int = _PAYLOAD_MALFORMED,
+        payload: int | None = None,
+        category: str = "malformed",
+    ) -> None:
         self.offset = offset
         self.reason = reason
         # The RFC 2408 notify type that best describes the problem (16 = PAYLOAD-MALFORMED).
         self.notify = notify
+        self.payload = payload
+        self.category = category
         super().__init__(f"offset {offset}: {reason}")
 
 
 class IkeProtocolError(IkeError):
     """A well-formed message that breaks the protocol (wrong state, bad hash, no proposal...).
 
-    ``notify`` is the RFC 2408 notify message type a peer would be told, when one applies.
+    ``notify`` is the RFC 2408 notify message type a peer would be told, when one applies;
+    the category follows from it unless given (PAYLOAD-MALFORMED: a mandatory payload is
+    missing or unusable -> malformed; a hash or authentication failure -> unauthenticated).
     """
 
-    def __init__(self, reason: str, *, notify: int | None = None) -> None:
+    def __init__(
+        self, reason: str, *, notify: int | None = None, category: str | None = None
+    ) -> None:
         self.reason = reason
         self.notify = notify
+        if category is None:
+            if notify == _PAYLOAD_MALFORMED:
+                category = "malformed"
+            elif notify in _HASH_OR_AUTH:
+                category = "unauthenticated"
+            else:
+                category = "unexpected"
+        self.category = category
         super().__init__(reason)
 
 

@@ -271,12 +271,53 @@ class ExchangeFailed(Event):
 
 @dataclass(frozen=True)
 class PacketDropped(Event):
-    """A datagram that was malformed, unauthenticated, replayed or unexpected."""
+    """A message that was not acted on: malformed, undecryptable, unauthenticated,
+    unexpected or refused (``category``, see :mod:`labctl.ike.errors`).
+
+    ``exchange`` and ``payload`` say where, when known ("aggressive", "ATTR"); ``stale``
+    marks a message for an SA this engine removed a moment ago (a late retransmission or
+    a Delete crossing ours): harmless, reported at debug level.  ``reason`` is text for
+    people; parts of it may come from the wire, so log it through the event log's escaping.
+    """
 
     peer: Endpoint
     reason: str
     offset: int | None = None
     handle: SaHandle | None = None
+    category: str = "unexpected"
+    exchange: str | None = None
+    payload: str | None = None
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class RequestRetransmitted(Event):
+    """A request of ours is still unanswered and was sent again: the exchange is stuck
+    ``waited`` seconds at ``waiting_for`` ("Mode-Config reply", "quick mode reply", ...)."""
+
+    handle: SaHandle
+    peer: Endpoint
+    stage: str  # "phase1", "xauth", "modecfg", "quick"
+    waiting_for: str
+    retransmits: int
+    waited: float
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """An unanswered request (initiator status: "waiting for Mode-Config reply")."""
+
+    stage: str
+    waiting_for: str
+    retransmits: int
+    since: float  # engine time the request was first sent
+
+    def describe(self, now: float) -> str:
+        tries = "retransmit" if self.retransmits == 1 else "retransmits"
+        return (
+            f"waiting for {self.waiting_for} ({self.retransmits} {tries}, "
+            f"{max(0.0, now - self.since):.0f} s)"
+        )
 
 
 @dataclass(frozen=True)

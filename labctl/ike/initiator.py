@@ -11,6 +11,7 @@ from .codec import (
     AttributePayload,
     EncryptedMessage,
     HashPayload,
+    Header,
     IdPayload,
     KePayload,
     Message,
@@ -33,7 +34,13 @@ from .constants import (
     ProtocolId,
 )
 from .crypto import modp_exchange, modp_length, random_bytes
-from .engine import Collector, EngineBase, random_cookie, random_message_id
+from .engine import (
+    Collector,
+    EngineBase,
+    random_cookie,
+    random_message_id,
+    responder_lifetime_seconds,
+)
 from .errors import IkeError, IkeProtocolError
 from .events import (
     Endpoint,
@@ -96,6 +103,7 @@ class Initiator(EngineBase):
         """Feed one IKE message; ``tcp``: it came on the IPsec-over-TCP connection."""
         out = Collector()
         sa: IkeSa | None = None
+        header: Header | None = None
         self.stats["received"] += 1
         data = bytes(data)
         try:
@@ -103,7 +111,13 @@ class Initiator(EngineBase):
             connecting = self._connecting.get(header.icookie)
             if connecting is not None and connecting.tcp != tcp:
                 self.stats["wrong_transport"] += 1
-                self._drop(out, remote, "reply on another transport", sa=connecting)
+                self._drop(
+                    out,
+                    remote,
+                    "reply on another transport",
+                    sa=connecting,
+                    exchange=header.exchange,
+                )
             elif connecting is not None:
                 sa = connecting
                 if data in sa.reply_cache:
@@ -113,19 +127,15 @@ class Initiator(EngineBase):
             else:
                 sa = self.sas.get((header.icookie, header.rcookie))
                 if sa is None:
-                    self.stats["unknown_cookies"] += 1
-                    self._drop(out, remote, "unknown cookies")
+                    self._unknown_sa(out, remote, header)
                 elif sa.tcp != tcp:
-                    self.stats["wrong_transport"] += 1
-                    self._drop(out, remote, "message of an SA on another transport", sa=sa)
+                    self._wrong_transport(out, remote, sa, header)
                 elif data in sa.reply_cache:
-                    self.stats["duplicates"] += 1
-                    for reply in sa.reply_cache[data]:
-                        self._send(out, sa, reply)
+                    self._answer_again(out, sa, data)
                 else:
                     self._dispatch(out, sa, data, remote, local, now)
         except IkeError as exc:
-            self._handle_error(out, remote, exc, sa)
+            self._handle_error(out, remote, exc, sa, header)
         if sa is not None:
             self._schedule_connecting(sa)
         return self._finish(out)
@@ -290,6 +300,7 @@ class Initiator(EngineBase):
     def _fail_connecting(self, out, sa: IkeSa, reason: str, now, notify=None) -> None:
         self._connecting.pop(sa.icookie, None)
         self.sas.pop(sa.key, None)
+        self._remember_removed(sa.key)
         sa.retransmits.clear()
         if self.current is sa:
             self.current = None
@@ -576,11 +587,7 @@ class Initiator(EngineBase):
             if sa.state == Phase1State.MM_SENT3 and msg.exchange == ExchangeType.MAIN:
                 self._mm4(out, sa, msg, data, now)
             elif msg.exchange == ExchangeType.INFORMATIONAL:
-                for n in msg.find(NotifyPayload):
-                    out.event(
-                        NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, False)
-                    )
-                self._drop(out, remote, "unencrypted informational: reported, not acted on", sa=sa)
+                self._plain_informational(out, sa, msg, remote)
             else:
                 raise IkeProtocolError("unexpected unencrypted message", notify=8)
             return
@@ -645,7 +652,7 @@ class Initiator(EngineBase):
         answer = []
         for a in attr.attributes:
             if a.type == CfgAttr.XAUTH_TYPE:
-                if a.as_int() != 0:
+                if _number(a) != 0:
                     raise IkeProtocolError("only generic XAUTH is supported", notify=13)
                 answer.append(Attribute(a.type, 0))
             elif a.type == CfgAttr.XAUTH_USER_NAME:
@@ -662,7 +669,7 @@ class Initiator(EngineBase):
 
     def _xauth_set(self, out, sa: IkeSa, attr: AttributePayload, data, mid, now) -> None:
         status = attr.attr(CfgAttr.XAUTH_STATUS)
-        ok = status is not None and status.as_int() == 1
+        ok = status is not None and _number(status) == 1
         ack = AttributePayload(
             CfgType.ACK, attr.identifier, (Attribute(CfgAttr.XAUTH_STATUS, 1 if ok else 0),)
         )
@@ -689,6 +696,17 @@ class Initiator(EngineBase):
 
     def _modecfg_reply(self, out, sa: IkeSa, attr: AttributePayload, style: str, now) -> None:
         config = ModeConfig.from_attributes(attr.attributes)
+        if config.address is None:
+            # Nothing to tunnel from: a VPN 3000 says so when its pool is empty. No quick
+            # mode, no half tunnel; the gateway is told (it may have deleted the SA already).
+            self.stats["modecfg_no_address"] += 1
+            message = "reply" if style == "pull" else "SET"
+            reason = (
+                f"no address available from the concentrator's pool "
+                f"(its Mode-Config {message} carried no address)"
+            )
+            self._remove_sa(out, sa, reason, now, notify_peer=True, failed_stage="modecfg")
+            return
         sa.mode_config = config
         self.mode_config = config
         sa.modecfg_state = "done"
@@ -809,23 +827,10 @@ class Initiator(EngineBase):
         self.stats["child_established"] += 1
 
     def _shorten_child(self, child: ChildSa, n: NotifyPayload) -> None:
-        from .codec import decode_attributes
-        from .constants import P2Attr
-
-        try:
-            attrs = decode_attributes(n.data)
-        except IkeError:
-            return
-        for i, a in enumerate(attrs[:-1]):
-            nxt = attrs[i + 1]
-            if a.type == P2Attr.LIFE_TYPE and a.value == 1 and nxt.type == P2Attr.LIFE_DURATION:
-                try:
-                    seconds = nxt.as_int()
-                except ValueError:
-                    return
-                if 0 < seconds < child.lifetime:
-                    child.lifetime = seconds
-                    child.expires_at = child.established + seconds
+        seconds = responder_lifetime_seconds(n)
+        if seconds and 0 < seconds < child.lifetime:
+            child.lifetime = seconds
+            child.expires_at = child.established + seconds
 
     def _rekey_child(self, out, sa: IkeSa, child: ChildSa, now) -> None:
         child.rekeying = True
@@ -843,7 +848,7 @@ class Initiator(EngineBase):
             out.event(ExchangeFailed(sa.handle, sa.remote, "quick", "no answer"))
             return
         if not sa.established and sa.icookie in self._connecting:
-            self._fail_connecting(out, sa, f"no answer to {r.key}", now)
+            self._fail_connecting(out, sa, self._unanswered(r, now), now)
             return
         super()._retransmit_failed(out, sa, r, now)
 
@@ -870,6 +875,14 @@ class Initiator(EngineBase):
         n = NotifyPayload(NotifyType.ALTIGA_KEEPALIVE, ProtocolId.ISAKMP, sa.icookie + sa.rcookie)
         self._send_informational(out, sa, [n])
         sa.next_heartbeat = now + (self.config.altiga_keepalive_interval or 20.0)
+
+
+def _number(a: Attribute) -> int:
+    """A numeric attribute of the gateway's; an empty one is malformed, not a crash."""
+    try:
+        return a.as_int()
+    except ValueError as exc:
+        raise IkeProtocolError(str(exc), notify=16) from None
 
 
 def _notify_name(value: int) -> str:

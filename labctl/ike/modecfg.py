@@ -71,9 +71,10 @@ def _decode_acl(data: bytes, attr: int) -> tuple[IPv4Network, ...]:
 
 
 def _text(value: int | bytes) -> str:
+    """A text attribute; C-string NULs at the end (some gateways count them) dropped."""
     if isinstance(value, int):
         return str(value)
-    return value.decode("utf-8", errors="replace")
+    return value.rstrip(b"\x00").decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ class ModeConfig:
                 elif t == CfgAttr.UNITY_PFS:
                     values["pfs"] = bool(a.as_int())
                 elif t == CfgAttr.UNITY_NATT_PORT:
-                    values["udp_encap_port"] = a.as_int()
+                    values["udp_encap_port"] = _port(a.as_int(), t)
                 elif t == CfgAttr.UNITY_BACKUP_SERVERS:
                     values["backup_servers"] = tuple(s for s in _text(v).split(",") if s)
                 elif t == CfgAttr.UNITY_DDNS_HOSTNAME:
@@ -208,6 +209,12 @@ class ModeConfig:
             except ValueError as exc:  # as_int() on an odd-sized value
                 raise IkeProtocolError(f"mode-config attribute {t}: {exc}", notify=16) from None
         return ModeConfig(dns=tuple(dns), nbns=tuple(nbns), unknown=tuple(unknown), **values)  # type: ignore[arg-type]
+
+
+def _port(value: int, attr: int) -> int:
+    if not 1 <= value <= 0xFFFF:
+        raise IkeProtocolError(f"mode-config attribute {attr}: port {value}", notify=16)
+    return value
 
 
 def _need_bytes(a: Attribute) -> bytes:

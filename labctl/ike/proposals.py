@@ -4,7 +4,14 @@ A responder takes the FIRST transform/proposal of the initiator (in the initiato
 that its policy accepts, and answers with exactly that transform, attributes echoed as sent
 (RFC 2409 section 5: the responder must not change them; shorter lifetimes are announced with
 RESPONDER-LIFETIME instead).  Transforms the engine cannot parse or does not implement
-(vpnc's Encryption=0 junk, DES, NULL, unknown attributes) are skipped, not fatal.
+(vpnc's Encryption=0 junk, DES, NULL, unknown attributes) are skipped, not fatal; when none
+is left, the refusal says why each offer was declined.
+
+Attributes may come in any order (vpnc sends Key-Length before the encryption algorithm in
+some builds; some gateways refuse that, we never do).  Life type and duration pair up in
+either order as long as the pairing is unambiguous.  An attribute this engine does not know
+declines its transform (it may change the transform's meaning: a PRF, a group description),
+and the next offer is considered.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from .constants import (
     P1Hash,
     P2Attr,
     ProtocolId,
+    name_of,
 )
 from .crypto import MODP_PRIMES, esp_cipher, ike_cipher
 from .errors import IkeConfigError, IkeProtocolError
@@ -66,6 +74,13 @@ class Phase1Offer:
     life_seconds: int | None
     life_kilobytes: int | None
 
+    def describe(self) -> str:
+        bits = f"-{self.key_bits}" if self.key_bits else ""
+        return (
+            f"{name_of(P1Encryption, self.encryption)}{bits}/{name_of(P1Hash, self.hash)}/"
+            f"group {self.group}/{name_of(AuthMethod, self.auth)}"
+        ).lower()
+
     def matches(self, p: Phase1Proposal) -> bool:
         key_bits = self.key_bits
         if self.encryption == P1Encryption.TRIPLE_DES_CBC:
@@ -79,25 +94,70 @@ class Phase1Offer:
         )
 
 
+def lifetime_pairs(
+    attrs: tuple[Attribute, ...], type_attr: int, dur_attr: int
+) -> list[tuple[int, int]]:
+    """(life type, duration) pairs, each type next to its duration in either order
+    (type-duration is the norm; duration-type is unambiguous too).  Two types or two
+    durations in a row cannot be paired: BAD-PROPOSAL-SYNTAX.  Durations may be of any
+    width.  A type without a duration means nothing and is ignored."""
+    pairs: list[tuple[int, int]] = []
+    life_type: int | None = None
+    duration: int | None = None
+    for a in attrs:
+        if a.type == type_attr:
+            if life_type is not None:
+                raise IkeProtocolError("two life types without a duration between", notify=15)
+            life_type = a.as_int()
+        elif a.type == dur_attr:
+            if duration is not None:
+                raise IkeProtocolError("two life durations without a type between", notify=15)
+            duration = a.as_int()
+        else:
+            continue
+        if life_type is not None and duration is not None:
+            pairs.append((life_type, duration))
+            life_type = duration = None
+    if duration is not None:
+        raise IkeProtocolError("life duration without a life type", notify=15)
+    return pairs
+
+
 def _lifetimes(attrs: tuple[Attribute, ...], type_attr: int, dur_attr: int):
     """LIFE_TYPE/LIFE_DURATION pairs -> (seconds, kilobytes)."""
     seconds = kilobytes = None
-    pending: int | None = None
-    for a in attrs:
-        if a.type == type_attr:
-            pending = a.as_int()
-        elif a.type == dur_attr:
-            if pending is None:
-                raise IkeProtocolError("life duration without a life type", notify=15)
-            value = a.as_int()
-            if pending == LifeType.SECONDS:
-                seconds = value
-            elif pending == LifeType.KILOBYTES:
-                kilobytes = value
-            else:
-                raise IkeProtocolError(f"unknown life type {pending}", notify=13)
-            pending = None
+    for life_type, value in lifetime_pairs(attrs, type_attr, dur_attr):
+        if life_type == LifeType.SECONDS:
+            seconds = value
+        elif life_type == LifeType.KILOBYTES:
+            kilobytes = value
+        else:
+            raise IkeProtocolError(f"unknown life type {life_type}", notify=13)
     return seconds, kilobytes
+
+
+def _single_values(t: Transform, known: set[int], what: str) -> dict[int, int]:
+    """Every attribute but the lifetimes as a number, in any order; an unknown attribute,
+    or one repeated with another value, declines the transform."""
+    values: dict[int, int] = {}
+    for a in t.attributes:
+        if a.type not in known:
+            raise IkeProtocolError(f"{what} attribute {a.type} not supported", notify=13)
+        if a.type in _LIFETIME_ATTRS[what]:
+            continue
+        try:
+            value = a.as_int()
+        except ValueError as exc:
+            raise IkeProtocolError(str(exc), notify=15) from None
+        if values.setdefault(a.type, value) != value:
+            raise IkeProtocolError(f"{what} attribute {a.type} given twice", notify=15)
+    return values
+
+
+_LIFETIME_ATTRS = {
+    "phase-1": (P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION),
+    "ESP": (P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION),
+}
 
 
 def parse_phase1_transform(t: Transform) -> Phase1Offer:
@@ -112,15 +172,7 @@ def parse_phase1_transform(t: Transform) -> Phase1Offer:
         P1Attr.LIFE_DURATION,
         P1Attr.KEY_LENGTH,
     }
-    values: dict[int, int] = {}
-    for a in t.attributes:
-        if a.type not in known:
-            raise IkeProtocolError(f"phase-1 attribute {a.type} not supported", notify=13)
-        if a.type not in (P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION):
-            try:
-                values[a.type] = a.as_int()
-            except ValueError as exc:
-                raise IkeProtocolError(str(exc), notify=15) from None
+    values = _single_values(t, known, "phase-1")
     for needed in (P1Attr.ENCRYPTION, P1Attr.HASH, P1Attr.AUTH_METHOD, P1Attr.GROUP):
         if needed not in values:
             raise IkeProtocolError(f"phase-1 transform lacks attribute {needed}", notify=15)
@@ -153,20 +205,25 @@ def choose_phase1(
     """First acceptable initiator transform (initiator's order)."""
     if not sa.proposals:
         raise IkeProtocolError("SA payload without proposals", notify=15)
+    declined = _Declined()
     for prop in sa.proposals:
         if prop.protocol != ProtocolId.ISAKMP:
+            declined.add(prop.number, None, f"protocol {prop.protocol}")
             continue
         for t in prop.transforms:
             try:
                 offer = parse_phase1_transform(t)
-            except IkeProtocolError:
-                continue  # junk / unsupported transform: try the next one
+            except IkeProtocolError as exc:
+                declined.add(prop.number, t.number, exc.reason)  # junk: try the next one
+                continue
             if ke_group is not None and offer.group != ke_group:
+                declined.add(prop.number, t.number, f"group {offer.group} but KE of another")
                 continue
             for p in policy:
                 if offer.matches(p):
                     return Phase1Choice(prop.number, t, offer, p)
-    raise IkeProtocolError("no acceptable phase-1 transform", notify=14)
+            declined.add(prop.number, t.number, f"{offer.describe()} not in policy")
+    raise IkeProtocolError(f"no acceptable phase-1 transform ({declined})", notify=14)
 
 
 def accept_phase1_reply(
@@ -240,15 +297,7 @@ def parse_esp_transform(t: Transform) -> EspOffer:
         P2Attr.AUTH_ALGORITHM,
         P2Attr.KEY_LENGTH,
     }
-    values: dict[int, int] = {}
-    for a in t.attributes:
-        if a.type not in known:
-            raise IkeProtocolError(f"ESP attribute {a.type} not supported", notify=13)
-        if a.type not in (P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION):
-            try:
-                values[a.type] = a.as_int()
-            except ValueError as exc:
-                raise IkeProtocolError(str(exc), notify=15) from None
+    values = _single_values(t, known, "ESP")
     if P2Attr.AUTH_ALGORITHM not in values:
         raise IkeProtocolError("ESP transform without authentication algorithm", notify=15)
     try:
@@ -293,23 +342,47 @@ def choose_esp(
     if not sa.proposals:
         raise IkeProtocolError("SA payload without proposals", notify=15)
     numbers = [p.number for p in sa.proposals]
+    declined = _Declined()
     for prop in sa.proposals:
         # Several proposals with one number form a bundle (ESP+AH, ESP+IPComp): unsupported.
         if numbers.count(prop.number) != 1 or prop.protocol != ProtocolId.ESP:
+            declined.add(prop.number, None, f"protocol {prop.protocol} or a bundle")
             continue
         if len(prop.spi) != 4 or prop.spi == bytes(4):
+            declined.add(prop.number, None, f"SPI of {len(prop.spi)} bytes")
             continue
         for t in prop.transforms:
             try:
                 offer = parse_esp_transform(t)
-            except IkeProtocolError:
+            except IkeProtocolError as exc:
+                declined.add(prop.number, t.number, exc.reason)
                 continue
             if offer.encapsulation not in encap_ok:
+                declined.add(prop.number, t.number, f"encapsulation {offer.encapsulation}")
                 continue
             for p in policy:
                 if offer.matches(p):
                     return EspChoice(prop, t, offer, p)
-    raise IkeProtocolError("no acceptable ESP proposal", notify=14)
+            declined.add(prop.number, t.number, "not in policy")
+    raise IkeProtocolError(f"no acceptable ESP proposal ({declined})", notify=14)
+
+
+class _Declined:
+    """Why each offer was declined, for the refusal's text (the first few, then a count)."""
+
+    SHOWN = 4
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def add(self, proposal: int, transform: int | None, reason: str) -> None:
+        where = f"#{proposal}" if transform is None else f"#{proposal}.{transform}"
+        self.reasons.append(f"{where}: {reason}")
+
+    def __str__(self) -> str:
+        shown = "; ".join(self.reasons[: self.SHOWN])
+        more = len(self.reasons) - self.SHOWN
+        return f"{shown}; {more} more" if more > 0 else shown or "nothing offered"
 
 
 def accept_esp_reply(

@@ -27,6 +27,7 @@ from .codec import (
     DeletePayload,
     EncryptedMessage,
     HashPayload,
+    Header,
     IdPayload,
     KePayload,
     Message,
@@ -60,7 +61,6 @@ from .events import (
     Endpoint,
     ExchangeFailed,
     ModeConfigApplied,
-    NotifyReceived,
     Output,
     PeerEndpointChanged,
     Phase1Established,
@@ -110,6 +110,7 @@ class Responder(EngineBase):
         IPsec-over-TCP connection from ``remote`` (replies carry ``Datagram.tcp``)."""
         out = Collector()
         sa: IkeSa | None = None
+        header: Header | None = None
         self.stats["received"] += 1
         self._rx_tcp = tcp
         try:
@@ -117,25 +118,27 @@ class Responder(EngineBase):
             if header.rcookie == bytes(8):
                 if tcp and self.policy.tcp_port is None:
                     self.stats["tcp_disabled"] += 1
-                    self._drop(out, remote, "IPsec over TCP is not enabled")
+                    self._drop(
+                        out,
+                        remote,
+                        "IPsec over TCP is not enabled",
+                        category="refused",
+                        exchange=header.exchange,
+                    )
                 else:
                     sa = self._phase1_start(out, bytes(data), header, remote, local, now)
             else:
                 sa = self.sas.get((header.icookie, header.rcookie))
                 if sa is None:
-                    self.stats["unknown_cookies"] += 1
-                    self._drop(out, remote, "unknown cookies")
+                    self._unknown_sa(out, remote, header)
                 elif sa.tcp != tcp or (tcp and remote != sa.remote):
-                    self.stats["wrong_transport"] += 1
-                    self._drop(out, remote, "message of an SA on another transport", sa=sa)
+                    self._wrong_transport(out, remote, sa, header)
                 elif bytes(data) in sa.reply_cache:
-                    self.stats["duplicates"] += 1
-                    for reply in sa.reply_cache[bytes(data)]:
-                        self._send(out, sa, reply)
+                    self._answer_again(out, sa, bytes(data))
                 else:
                     self._dispatch(out, sa, bytes(data), remote, local, now)
         except IkeError as exc:
-            self._handle_error(out, remote, exc, sa)
+            self._handle_error(out, remote, exc, sa, header)
         if sa is not None:
             self._schedule(sa)
         return self._finish(out)
@@ -246,7 +249,13 @@ class Responder(EngineBase):
                 for reply in existing.reply_cache[data]:
                     self._send(out, existing, reply)
             else:
-                self._drop(out, remote, "second first-message for a half-open SA", sa=existing)
+                self._drop(
+                    out,
+                    remote,
+                    "second first-message for a half-open SA",
+                    sa=existing,
+                    exchange=header.exchange,
+                )
             return existing
         msg = decode_message(data)
         if not isinstance(msg, Message):
@@ -255,7 +264,7 @@ class Responder(EngineBase):
             raise IkeProtocolError("phase-1 message with a message ID", notify=9)
         crowd = sum(1 for (_, ep) in self._half_open if ep[0] == remote[0])
         if crowd >= self.policy.max_half_open_per_peer_ip:
-            raise IkeProtocolError(f"too many half-open SAs from {remote[0]}")
+            raise IkeProtocolError(f"too many half-open SAs from {remote[0]}", category="refused")
         if msg.exchange == ExchangeType.AGGRESSIVE:
             return self._am1(out, msg, data, remote, local, now)
         if msg.exchange == ExchangeType.MAIN:
@@ -419,12 +428,7 @@ class Responder(EngineBase):
             if sa.state == Phase1State.MM_SENT2 and msg.exchange == ExchangeType.MAIN:
                 self._mm3(out, sa, msg, data, remote, local, now)
             elif msg.exchange == ExchangeType.INFORMATIONAL:
-                # Unauthenticated: report, never act on it.
-                for n in msg.find(NotifyPayload):
-                    out.event(
-                        NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, False)
-                    )
-                self._drop(out, remote, "unencrypted informational: reported, not acted on", sa=sa)
+                self._plain_informational(out, sa, msg, remote)
             else:
                 raise IkeProtocolError("unexpected unencrypted message", notify=8)
             return
@@ -591,7 +595,10 @@ class Responder(EngineBase):
             sa.xauth = "pending"
             replies.append(self._xauth_request(out, sa, now))
         elif self.policy.modecfg_push:
-            replies.append(self._modecfg_push(out, sa, now))
+            pushed = self._modecfg_push(out, sa, now)
+            if pushed is None:
+                return  # no address: the SA is gone
+            replies.append(pushed)
         sa.remember_reply(data, tuple(replies))
 
     # -- transaction exchanges: XAUTH and Mode-Config ------------------------------------------
@@ -756,8 +763,12 @@ class Responder(EngineBase):
             out, sa, cisco_udp_requested=CfgAttr.UNITY_NATT_PORT in requested
         )
         if config is None:
-            out.event(ExchangeFailed(sa.handle, sa.remote, "modecfg", "no address available"))
-            config = ModeConfig()
+            # As a VPN 3000: refuse (a REPLY without an address), then delete the IKE SA so
+            # no half tunnel stays behind.
+            refusal = AttributePayload(CfgType.REPLY, attr.identifier, ())
+            self._send(out, sa, sa.protected(ExchangeType.TRANSACTION, mid, [refusal]))
+            self._refuse_no_address(out, sa, now)
+            return
         reply_attr = AttributePayload(
             CfgType.REPLY, attr.identifier, config.to_attributes(requested)
         )
@@ -765,14 +776,16 @@ class Responder(EngineBase):
         sa.mark_done(mid)
         self._send(out, sa, reply)
         sa.remember_reply(data, (reply,))
-        if config.address is not None:
-            first = sa.modecfg_state != "done"
-            sa.modecfg_state = "done"
-            if first:
-                out.event(
-                    ModeConfigApplied(sa.handle, sa.user, config, sa.peer_app_version, "pull")
-                )
-            self._after_modecfg(out, sa, now)
+        first = sa.modecfg_state != "done"
+        sa.modecfg_state = "done"
+        if first:
+            out.event(ModeConfigApplied(sa.handle, sa.user, config, sa.peer_app_version, "pull"))
+        self._after_modecfg(out, sa, now)
+
+    def _refuse_no_address(self, out, sa: IkeSa, now) -> None:
+        self.stats["modecfg_no_address"] += 1
+        reason = f"no address available in the pool of group {sa.group_name}"
+        self._remove_sa(out, sa, reason, now, notify_peer=True, failed_stage="modecfg")
 
     def _session_config(self, out, sa: IkeSa, *, cisco_udp_requested: bool) -> ModeConfig | None:
         """The address (from the hook, once per session) merged with the group's settings."""
@@ -800,11 +813,12 @@ class Responder(EngineBase):
 
         return replace(config, app_version=self.policy.app_version, udp_encap_port=port)
 
-    def _modecfg_push(self, out, sa: IkeSa, now) -> bytes:
+    def _modecfg_push(self, out, sa: IkeSa, now) -> bytes | None:
+        """SET the client's settings; None (and the SA deleted) when no address is left."""
         config = self._session_config(out, sa, cisco_udp_requested=False)
         if config is None:
-            out.event(ExchangeFailed(sa.handle, sa.remote, "modecfg", "no address available"))
-            config = ModeConfig()
+            self._refuse_no_address(out, sa, now)
+            return None
         data = self._start_transaction(
             out, sa, CfgType.SET, list(config.to_attributes()), "modecfg", now
         )

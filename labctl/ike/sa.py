@@ -323,7 +323,20 @@ class IkeSa:
             )
         iv = self._iv_for(header.exchange, header.message_id)
         plaintext = cbc_decrypt(self.cipher, self.keys.enc_key, iv, msg.ciphertext)
-        message = decode_plaintext_body(header, plaintext)
+        try:
+            message = decode_plaintext_body(header, plaintext)
+        except IkeDecodeError as exc:
+            if exc.offset >= HEADER_LEN + 4:
+                raise  # the chain started well: a malformed message from a keyed peer
+            # The very first payload header is garbage: wrong keys or IV (CBC garbles the
+            # first block then), or a corrupted body.
+            raise IkeDecodeError(
+                exc.offset,
+                f"garbage after decryption ({exc.reason})",
+                notify=exc.notify,
+                payload=exc.payload,
+                category="undecryptable",
+            ) from None
         return message, msg.ciphertext[-bs:]
 
     def commit_iv(self, message: Message, last_block: bytes) -> None:

@@ -55,6 +55,11 @@ VID_VPNC_DWR = bytes.fromhex("2d7922c6b301d9b0e1342739e9cfbbd5")
 VID_VPNC_AM3 = bytes.fromhex("126e1f577291153b20485f7f155b4bc8")
 # "HeartBeat_Notify" + version bytes: announces support for the heartbeat notify
 VID_HEARTBEAT_NOTIFY = b"HeartBeat_Notify" + bytes.fromhex("386b0100")
+# Products that say who they are and nothing else we act on (recognised for the logs).
+VID_STRONGSWAN = _md5(b"strongSwan")
+VID_RACOON = _md5(b"KAME/racoon")
+_MICROSOFT_PREFIX = _md5(b"MS NT5 ISAKMPOAKLEY")  # + 4-byte version (2 = Windows 2000 ...)
+PRODUCT_VIDS = {VID_STRONGSWAN: "strongSwan", VID_RACOON: "KAME/racoon"}
 
 
 def vpn3000_vid(major: int = 3, minor: int = 6) -> bytes:
@@ -81,7 +86,27 @@ class PeerVendorInfo:
     vpn3000: tuple[int, int] | None = None
     cisco_client: bool = False
     heartbeat_notify: bool = False
+    products: tuple[str, ...] = ()  # "strongSwan", "Microsoft (version 9)", ...
     unknown: tuple[bytes, ...] = ()
+
+    def describe(self) -> str:
+        """One line for the logs: what was recognised, and the unknown IDs in hex."""
+        names = [f"NAT-T {v.value}" for v in self.natt_versions]
+        for flag, name in (
+            (self.xauth, "XAUTH"),
+            (self.dpd, "DPD"),
+            (self.unity, "Cisco Unity"),
+            (self.fragmentation, "IKE fragmentation"),
+            (self.cisco_client, "Cisco VPN Client"),
+            (self.heartbeat_notify, "heartbeat notify"),
+        ):
+            if flag:
+                names.append(name)
+        if self.vpn3000 is not None:
+            names.append(f"VPN 3000 {self.vpn3000[0]}.{self.vpn3000[1]}")
+        names += self.products
+        names += [f"unknown {vid.hex()[:32]}" for vid in self.unknown]
+        return ", ".join(names) or "none"
 
     def best_natt(self, preference: tuple[NattVersion, ...]) -> NattVersion | None:
         """The first of ``preference`` the peer also announced."""
@@ -96,6 +121,7 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
     unknown: list[bytes] = []
     xauth = dpd = unity = fragmentation = cisco_client = heartbeat = False
     vpn3000: tuple[int, int] | None = None
+    products: list[str] = []
     by_value = {value: version for version, value in NATT_VIDS.items()}
     for vid in vids:
         if vid in by_value:
@@ -116,6 +142,11 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
             fragmentation = True
         elif vid == VID_HEARTBEAT_NOTIFY:
             heartbeat = True
+        elif vid in PRODUCT_VIDS:
+            products.append(PRODUCT_VIDS[vid])
+        elif vid[:16] == _MICROSOFT_PREFIX:
+            version = int.from_bytes(vid[16:20], "big") if len(vid) == 20 else None
+            products.append("Microsoft" + (f" (version {version})" if version else ""))
         else:
             unknown.append(vid)
     return PeerVendorInfo(
@@ -127,5 +158,6 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
         vpn3000=vpn3000,
         cisco_client=cisco_client,
         heartbeat_notify=heartbeat,
+        products=tuple(products),
         unknown=tuple(unknown),
     )

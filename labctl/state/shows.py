@@ -112,6 +112,33 @@ def collect_client_status(handle, node: str, verbose: bool = False):
     return json.loads(_run(handle, node, "vpn status --json")), _run(handle, node, "vpn status")
 
 
+def render_vpn_stats(stats: dict[str, Any]) -> str:
+    """The counters an operator looks at first: what was dropped, what the log summarised,
+    what IPsec over TCP refused (the full record is the --json output)."""
+    drops = stats.get("drops") or {}
+    lines = ["IKE messages dropped: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "-")]
+    log = stats.get("log") or {}
+    lines.append(
+        f"Event log: {log.get('suppressed', 0)} lines summarised, "
+        f"{log.get('rotations', 0)} rotations"
+    )
+    tcp = stats.get("tcp")
+    if isinstance(tcp, dict) and "accepted" in tcp:
+        lines.append(
+            f"IPsec over TCP: {tcp.get('accepted', 0)} accepted, {tcp.get('refused', 0)} refused, "
+            f"{tcp.get('evicted', 0)} evicted, {len(tcp.get('connections') or [])} open"
+        )
+    ike = stats.get("ike") or {}
+    if ike:
+        lines.append("IKE: " + ", ".join(f"{k} {v}" for k, v in sorted(ike.items())))
+    return "\n".join(lines) + "\n"
+
+
+def collect_vpn_stats(handle, node: str, verbose: bool = False):
+    stats = json.loads(_run(handle, node, "vpn stats"))
+    return stats, render_vpn_stats(stats)
+
+
 def collect_vpn_log(handle, node: str, verbose: bool = False):
     text = _run(handle, node, f"vpn log -n {1000 if verbose else 100}")
     return [{"line": line} for line in text.splitlines()], text
@@ -159,6 +186,12 @@ SHOWS: dict[str, Show] = {
             "the VPN agent's event log (-v: more lines)",
             ("concentrator", "vpn-client"),
             collect_vpn_log,
+        ),
+        Show(
+            "stats",
+            "the VPN agent's counters: IKE messages dropped per reason, log, IPsec over TCP",
+            ("concentrator", "vpn-client"),
+            collect_vpn_stats,
         ),
     ]
 }

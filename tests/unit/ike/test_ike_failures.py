@@ -152,7 +152,7 @@ def test_truncated_and_garbage_first_messages() -> None:
     for cut in (0, 10, 27, 28, 60, len(msg1.data) - 1):
         out = lab.responder.receive(msg1.data[:cut], remote, local, lab.now)
         (drop,) = out.of_type(PacketDropped)
-        assert drop.reason.startswith("malformed") and drop.offset is not None
+        assert drop.category == "malformed" and drop.offset is not None
         assert not out.datagrams
     out = lab.responder.receive(b"\xff" * 200, remote, local, lab.now)
     assert out.of_type(PacketDropped) and not lab.responder.sas

@@ -5,12 +5,33 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labctl.ike import PacketDropped
+from labctl.ike import (
+    Attribute,
+    AttributePayload,
+    HashPayload,
+    IdPayload,
+    IkeDecodeError,
+    Message,
+    NatDPayload,
+    NoncePayload,
+    NotifyPayload,
+    PacketDropped,
+    Proposal,
+    SaPayload,
+    Transform,
+    VendorIdPayload,
+    decode_chain,
+    decode_message,
+    encode_chain,
+)
+from labctl.ike.codec import decode_attributes, encode_attributes
+from labctl.ike.constants import CfgAttr, PayloadType
 from tests.unit.ike.builders import add_client, connect, make_lab
 
 # IKE_FUZZ_EXAMPLES=5000 for a deeper local run; the default keeps the suite fast.
@@ -161,3 +182,229 @@ def test_fuzzing_left_the_session_working(session) -> None:
     lab.run(1)
     assert ini.current.dpd_pending is None
     assert lab.responder.stats["malformed"] + lab.responder.stats["rejected"] > 100
+
+
+# ---------------------------------------------------------------------------------------------
+# Liberal decoding stays honest (issue 15): whatever the decoder accepts -- canonical
+# messages, the tolerated variants (zero padding after the last attribute, attributes in any
+# order, numbers of any width), mutated real packets -- re-encodes to a message that decodes
+# to the same thing; whatever it refuses raises IkeDecodeError and nothing else.
+
+_ATTRS = st.one_of(
+    st.builds(Attribute, st.integers(0, 0x7FFF), st.integers(0, 0xFFFF)),
+    st.builds(Attribute, st.integers(0, 0x7FFF), st.binary(max_size=24)),
+)
+_ATTR_LISTS = st.lists(_ATTRS, max_size=6).map(tuple)
+_PADS = st.integers(0, 3)  # zero bytes a peer may put after the last attribute
+
+
+@dataclass(frozen=True)
+class _Padded:
+    """A payload plus the zero padding its sender puts after its last attribute(s)."""
+
+    payload: object
+    pad: int
+
+
+def _transforms():
+    return st.builds(
+        lambda n, tid, attrs, pad: _Padded(Transform(n, tid, attrs), pad),
+        st.integers(0, 255),
+        st.integers(0, 255),
+        _ATTR_LISTS,
+        _PADS,
+    )
+
+
+def _sa_payloads():
+    proposals = st.tuples(
+        st.integers(0, 255),
+        st.integers(0, 255),
+        st.binary(max_size=8),
+        st.lists(_transforms(), max_size=3),
+    )
+
+    def build(props, doi: int, situation: int) -> _Padded:
+        sa = SaPayload(
+            tuple(
+                Proposal(n, proto, spi, tuple(t.payload for t in ts)) for n, proto, spi, ts in props
+            ),
+            doi,
+            situation,
+        )
+        return _Padded((sa, tuple(tuple(t.pad for t in ts) for *_, ts in props)), 0)
+
+    u32 = st.integers(0, 2**32 - 1)
+    return st.builds(build, st.lists(proposals, max_size=3), u32, u32)
+
+
+def _payloads():
+    return st.one_of(
+        _sa_payloads(),
+        st.builds(
+            lambda t, i, attrs, pad: _Padded(AttributePayload(t, i, attrs), pad),
+            st.integers(0, 255),
+            st.integers(0, 0xFFFF),
+            _ATTR_LISTS,
+            _PADS,
+        ),
+        st.builds(
+            lambda t, proto, spi, attrs, pad: _Padded(
+                NotifyPayload(t, proto, spi, encode_attributes(attrs) + bytes(pad)), 0
+            ),
+            st.integers(0, 0xFFFF),
+            st.integers(0, 255),
+            st.binary(max_size=16),
+            _ATTR_LISTS,
+            _PADS,
+        ),
+        st.builds(lambda d: _Padded(VendorIdPayload(d), 0), st.binary(max_size=20)),
+        st.builds(lambda d: _Padded(NoncePayload(d), 0), st.binary(max_size=32)),
+        st.builds(
+            lambda t, d: _Padded(IdPayload(t, d, 17, 500), 0),
+            st.integers(0, 255),
+            st.binary(max_size=12),
+        ),
+        st.builds(lambda d: _Padded(HashPayload(d), 0), st.binary(max_size=20)),
+        st.builds(lambda d: _Padded(NatDPayload(d, draft=False), 0), st.binary(max_size=20)),
+    )
+
+
+def _encode_padded(item: _Padded) -> tuple[int, bytes]:
+    """(payload type, body) as the variant's sender writes it."""
+    payload = item.payload
+    if isinstance(payload, tuple):  # an SA with per-transform padding
+        sa, pads = payload
+        body = struct.pack("!II", sa.doi, sa.situation)
+        for i, (prop, tpads) in enumerate(zip(sa.proposals, pads, strict=True)):
+            tbytes = b""
+            for j, (t, pad) in enumerate(zip(prop.transforms, tpads, strict=True)):
+                tbody = struct.pack("!BBH", t.number, t.transform_id, 0)
+                tbody += encode_attributes(t.attributes) + bytes(pad)
+                nxt = 0 if j == len(prop.transforms) - 1 else PayloadType.TRANSFORM
+                tbytes += struct.pack("!BBH", nxt, 0, 4 + len(tbody)) + tbody
+            pbody = struct.pack("!BBBB", prop.number, prop.protocol, len(prop.spi), len(pads[i]))
+            pbody += prop.spi + tbytes
+            nxt = 0 if i == len(sa.proposals) - 1 else PayloadType.PROPOSAL
+            body += struct.pack("!BBH", nxt, 0, 4 + len(pbody)) + pbody
+        return PayloadType.SA, body
+    return payload.payload_type, payload.encode_body() + bytes(item.pad)
+
+
+def _canonical(item: _Padded):
+    return item.payload[0] if isinstance(item.payload, tuple) else item.payload
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(_payloads(), min_size=1, max_size=5), st.binary(min_size=8, max_size=8))
+def test_tolerated_variants_reencode_to_the_same_meaning(items, icookie: bytes) -> None:
+    icookie = icookie if any(icookie) else b"\x01" * 8
+    chain = b""
+    encoded = [_encode_padded(i) for i in items]
+    for k, (_, body) in enumerate(encoded):
+        nxt = encoded[k + 1][0] if k + 1 < len(encoded) else 0
+        chain += struct.pack("!BBH", nxt, 0, 4 + len(body)) + body
+    header = (
+        icookie + bytes(8) + struct.pack("!BBBBII", encoded[0][0], 0x10, 4, 0, 0, 28 + len(chain))
+    )
+    first = decode_message(header + chain)
+    assert first.payloads == tuple(_canonical(i) for i in items)
+    assert decode_message(first.encode()) == first  # decode(encode(decode(x))) == decode(x)
+
+
+@FAST
+@given(st.data())
+def test_every_accepted_mutation_reencodes_and_refusals_are_decode_errors(session, data) -> None:
+    _, client_packets, server_packets = session
+    f = data.draw(st.sampled_from(client_packets + server_packets))
+    mutated = _mutate(f.data, data.draw)
+    try:
+        message = decode_message(mutated)
+    except IkeDecodeError:
+        return
+    if isinstance(message, Message):
+        assert decode_message(message.encode()) == message
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([0, 1, 5, 8, 10, 11, 12, 13, 14, 20, 99]))
+def test_random_chains_decode_equivalently_or_raise_decode_errors(data: bytes, first: int) -> None:
+    try:
+        chain = decode_chain(first, data, allow_trailing=True)
+    except IkeDecodeError:
+        return
+    again = decode_chain(first, encode_chain(chain.payloads))
+    assert again.payloads == chain.payloads
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_attribute_areas_decode_equivalently_or_raise_decode_errors(data: bytes) -> None:
+    try:
+        attrs = decode_attributes(data)
+    except IkeDecodeError:
+        return
+    assert decode_attributes(encode_attributes(attrs)) == attrs
+
+
+# ---------------------------------------------------------------------------------------------
+# Behind the encryption: a keyed peer's odd contents (correct HASH, random attributes) are
+# dropped or answered, never raised. Own labs: these messages may legitimately end the SA.
+
+
+_CFG_TYPES = st.one_of(st.sampled_from([int(a) for a in CfgAttr]), st.integers(0, 0x7FFF))
+_CFG_ATTRS = st.lists(
+    st.one_of(
+        st.builds(Attribute, _CFG_TYPES, st.integers(0, 0xFFFF)),
+        st.builds(Attribute, _CFG_TYPES, st.binary(max_size=24)),
+    ),
+    max_size=6,
+).map(tuple)
+
+
+@pytest.fixture(scope="module")
+def keyed_lab():
+    lab = make_lab(dpd_idle=None)
+    add_client(lab, dpd_idle=None)
+    connect(lab)
+    return lab
+
+
+@FAST
+@given(
+    st.sampled_from([6, 32, 5]),
+    st.sampled_from([1, 2, 3, 4, 0, 200]),
+    st.integers(0, 0xFFFF),
+    _CFG_ATTRS,
+    st.integers(1, 2**32 - 1),
+)
+def test_keyed_client_contents_never_raise_in_the_gateway(
+    keyed_lab, exchange: int, cfg_type: int, ident: int, attrs, mid: int
+) -> None:
+    lab = keyed_lab
+    sa = lab.clients["c1"].engine.current
+    if sa is None:
+        return
+    data = sa.protected(exchange, mid, [AttributePayload(cfg_type, ident, attrs)])
+    remote = lab.responder.established()[0].remote
+    out = lab.responder.receive(data, remote, ("172.16.172.50", 4500), lab.now)  # no raise
+    assert isinstance(out.events, tuple)
+
+
+@FAST
+@given(
+    st.sampled_from([6, 32, 5]),
+    st.sampled_from([1, 2, 3, 4, 0, 200]),
+    st.integers(0, 0xFFFF),
+    _CFG_ATTRS,
+    st.integers(1, 2**32 - 1),
+)
+def test_keyed_gateway_contents_never_raise_in_the_client(
+    exchange: int, cfg_type: int, ident: int, attrs, mid: int
+) -> None:
+    lab = make_lab(dpd_idle=None)
+    ini = add_client(lab, dpd_idle=None)
+    connect(lab)
+    (sa,) = lab.responder.established()
+    data = sa.protected(exchange, mid, [AttributePayload(cfg_type, ident, attrs)])
+    ini.receive(data, ("172.16.172.50", 4500), ("10.10.10.2", 4500), lab.now)  # no raise
