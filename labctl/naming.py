@@ -36,15 +36,11 @@ LABEL_NODE = "labctl.node"
 LABEL_KIND = "labctl.kind"
 LABEL_TOPOLOGY = "labctl.topology"
 LABEL_TOPOLOGY_HASH = "labctl.topology-hash"
-LABEL_ROLE = "labctl.role"  # "node" or "mgmt"
+LABEL_ROLE = "labctl.role"  # "node" ("mgmt": Docker networks an older labctl made)
 
 
 def container_name(lab: str, node: str) -> str:
     return f"{PREFIX}-{lab}-{node}"
-
-
-def mgmt_network_name(lab: str) -> str:
-    return f"{PREFIX}-{lab}-mgmt"
 
 
 def fabric_netns(lab: str) -> str:
@@ -82,3 +78,17 @@ def bridge_name(segment_index: int) -> str:
 
 def fabric_port_name(segment_index: int, endpoint_index: int) -> str:
     return f"s{segment_index}p{endpoint_index}"
+
+
+# The management plane lives in the fabric namespace too: one bridge, a port per node.
+LABEL_MGMT_IPV4 = "labctl.mgmt-ipv4"  # the node's management address/prefix, set at create
+MGMT_BRIDGE = "mgmt"
+
+
+def mgmt_port_name(node_index: int) -> str:
+    return f"m{node_index}"
+
+
+def mgmt_port_alias(node: str) -> str:
+    # Like a link port's "node:interface"; eth0 is reserved, so no lab link has this alias.
+    return f"{node}:eth0"

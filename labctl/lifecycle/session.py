@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..mgmt.ssh import MgmtError, NodeSession
 from ..runtime import NodeInfo, Runtime
 from ..topology import Lab
+from ..wiring import mgmt_netns_path
 from .labstate import LabState
 
 
@@ -62,18 +63,26 @@ class LabHandle:
         if node not in self._sessions:
             info = self.nodes[node]
             if info.mgmt_ipv4 is None:
-                raise MgmtError(f"{node}: no management address (state {info.state})")
-            self._sessions[node] = NodeSession(
-                node, info.mgmt_ipv4, self.state.key_file, self.state.known_hosts
-            ).connect()
+                raise MgmtError(
+                    f"{node}: no management address (state {info.state}; a lab made by an "
+                    f"older labctl? 'labctl down {self.lab.name}' and 'up' it again)"
+                )
+            self._sessions[node] = self._new_session(node).connect()
         return self._sessions[node]
+
+    def _new_session(self, node: str) -> NodeSession:
+        """Management addresses exist only in the lab's fabric namespace: connect from there."""
+        return NodeSession(
+            node,
+            self.nodes[node].mgmt_ipv4,
+            self.state.key_file,
+            self.state.known_hosts,
+            netns=mgmt_netns_path(self.lab.name),
+        )
 
     def connect_all(self, timeout: float = 15.0) -> None:
         def connect(node: str) -> None:
-            info = self.nodes[node]
-            self._sessions[node] = NodeSession(
-                node, info.mgmt_ipv4, self.state.key_file, self.state.known_hosts
-            ).connect(timeout)
+            self._sessions[node] = self._new_session(node).connect(timeout)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(connect, list(self.nodes)))

@@ -1,8 +1,9 @@
 """`labctl up`: from a validated lab to running, wired, configured nodes.
 
-Stages: images -> keys -> management network -> nodes -> fabric and links -> addressing
--> management plane (SSH) -> configuration push -> node exec hooks. A failure part-way
-removes what was made (unless keep_on_failure), so nothing is left half-built.
+Stages: images -> keys -> fabric and management bridge -> nodes -> links, management
+ports and addressing -> management plane (SSH) -> configuration push -> node exec hooks.
+A failure part-way removes what was made (unless keep_on_failure), so nothing is left
+half-built.
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Network, summarize_address_range
+from ipaddress import IPv4Interface
 
 from ..mgmt.keys import KeyPair
 from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
 from ..progress import Progress
 from ..render import render_node
 from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
-from ..topology import ConcentratorNode, HostNode, Lab, VpnClientNode, parse_pool
-from ..wiring import configure_node, connect_endpoints, create_fabric, list_named_netns
+from ..topology import ConcentratorNode, HostNode, Lab, VpnClientNode
+from ..wiring import (
+    MgmtPlan,
+    MgmtPlanError,
+    attach_nodes,
+    configure_node,
+    connect_endpoints,
+    create_fabric,
+    create_mgmt_bridge,
+    list_named_netns,
+    plan_mgmt,
+)
 from .down import down
 from .errors import LabUpError, PushError
 from .health import assess
@@ -54,6 +65,10 @@ def up(
 def _up(
     lab: Lab, runtime: Runtime, progress: Progress, keep_on_failure: bool, recreate: bool
 ) -> LabHandle:
+    try:
+        mgmt = plan_mgmt(lab)  # before anything exists: a subnet too small creates nothing
+    except MgmtPlanError as exc:
+        raise LabUpError(f"lab {lab.name}: {exc}") from None
     existing = runtime.nodes(lab.name)
     if existing:
         handle = _already_up(lab, runtime, existing, progress, recreate)
@@ -63,7 +78,7 @@ def _up(
         progress.say(f"lab {lab.name}: removing leftovers of an interrupted run")
         down(lab.name, runtime, progress)
     try:
-        return _build(lab, runtime, progress)
+        return _build(lab, runtime, progress, mgmt)
     except BaseException:
         if keep_on_failure:
             progress.say(f"lab {lab.name}: left as it is for inspection (--keep-on-failure)")
@@ -144,7 +159,7 @@ def push_nodes(handle: LabHandle, nodes: list[str], initial: bool = False) -> No
             )
 
 
-def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
+def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> LabHandle:
     started = time.monotonic()
     images = {}
     with progress.stage("images"):
@@ -157,22 +172,28 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
         for node in lab.nodes:
             host_keys[node] = KeyPair.generate(f"{node}.{lab.name}")
 
-    with progress.stage("management network"):
-        mgmt = runtime.ensure_mgmt_network(lab.name, lab.spec.mgmt.ipv4_subnet, _lab_networks(lab))
-        progress.say(f"  {mgmt.name} {mgmt.subnet}")
+    with progress.stage("fabric and management bridge"):
+        # The fabric namespace first: it is what `down` finds a half-built lab by, too.
+        create_fabric(lab)
+        create_mgmt_bridge(lab.name, mgmt)
+        progress.say(f"  management {mgmt.subnet} in netns {fabric_netns(lab.name)}")
 
     infos: dict[str, NodeInfo] = {}
     with progress.stage(f"nodes ({len(lab.nodes)} containers)"):
-        specs = [_node_spec(lab, name, images, client_key, host_keys[name]) for name in lab.nodes]
+        specs = [
+            _node_spec(lab, name, images, client_key, host_keys[name], mgmt.nodes[name])
+            for name in lab.nodes
+        ]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for info in pool.map(lambda s: runtime.create_node(s, mgmt), specs):
+            for info in pool.map(runtime.create_node, specs):
                 infos[info.node] = info
 
     with progress.stage(f"links ({len(lab.segments)} segments)"):
-        create_fabric(lab)
-        connect_endpoints(lab, {name: info.pid for name, info in infos.items()})
+        pids = {name: info.pid for name, info in infos.items()}
+        connect_endpoints(lab, pids)
+        attach_nodes(lab.name, mgmt.attachments(pids))
         for name, info in infos.items():
-            configure_node(lab, name, info.pid)
+            configure_node(lab, name, info.pid, mgmt=mgmt.nodes[name])
 
     with progress.stage("management plane (ssh)"):
         state.save_host_keys({n: host_keys[n].public_openssh for n in lab.nodes})
@@ -193,8 +214,8 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress) -> LabHandle:
             "name": lab.name,
             "topology": str(lab.source.resolve()) if lab.source else None,
             "structure_hash": structure_hash(lab),
-            "mgmt_network": mgmt.name,
             "mgmt_subnet": str(mgmt.subnet),
+            "mgmt_netns": fabric_netns(lab.name),
             "nodes": {n: {"mgmt_ipv4": str(i.mgmt_ipv4), "kind": i.kind} for n, i in infos.items()},
             "up_seconds": round(time.monotonic() - started, 3),
             # Secrets masked, checks left out: what exec/show/status open the lab from.
@@ -238,18 +259,13 @@ def _image_for(kind: str, node_image: str | None, images: dict[str, str]) -> str
     return images[image_role_for_kind(kind)]
 
 
-def _lab_networks(lab: Lab) -> list[IPv4Network]:
-    """Subnets the management network must not overlap: links and VPN pools."""
-    networks = list(lab.subnets().values())
-    for node in lab.nodes.values():
-        if isinstance(node, ConcentratorNode):
-            for group in node.vpn.groups.values():
-                networks.extend(summarize_address_range(*parse_pool(group.pool)))
-    return networks
-
-
 def _node_spec(
-    lab: Lab, name: str, images: dict[str, str], client_key: KeyPair, host_key: KeyPair
+    lab: Lab,
+    name: str,
+    images: dict[str, str],
+    client_key: KeyPair,
+    host_key: KeyPair,
+    mgmt: IPv4Interface,
 ) -> NodeSpec:
     node = lab.node(name)
     sysctls = {key: str(value) for key, value in node.sysctls.items()}
@@ -273,6 +289,7 @@ def _node_spec(
         sysctls=sysctls,
         # Hosts too: they run third-party tunnel software (vpnc as a lab client needs a TUN).
         needs_tun=isinstance(node, ConcentratorNode | VpnClientNode | HostNode),
+        mgmt=mgmt,
         files=(
             InjectedFile(
                 "/etc/labctl/ssh/authorized_keys",

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import posixpath
+import socket
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import paramiko
+
+from ..wiring.netns import socket_in_netns
+
+SSH_PORT = 22
 
 
 class MgmtError(Exception):
@@ -66,14 +71,40 @@ def _drain(channel, out, err, timeout: float | None, flush: bool = False) -> Non
         time.sleep(0.002)
 
 
-class NodeSession:
-    """One SSH connection to one node; use as a context manager."""
+def dial(address: IPv4Address, netns: str | None, timeout: float) -> socket.socket:
+    """A TCP connection to the node's SSH port, from inside ``netns`` when given (the
+    lab's fabric namespace: the only place its management addresses exist)."""
+    if netns is None:
+        return socket.create_connection((str(address), SSH_PORT), timeout=timeout)
+    sock = socket_in_netns(netns)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((str(address), SSH_PORT))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
-    def __init__(self, node: str, address: IPv4Address, key_file: Path, known_hosts: Path):
+
+class NodeSession:
+    """One SSH connection to one node; use as a context manager.
+
+    ``netns``: the namespace the node's management address is reached from (the lab's
+    fabric); None connects from labctl's own namespace."""
+
+    def __init__(
+        self,
+        node: str,
+        address: IPv4Address,
+        key_file: Path,
+        known_hosts: Path,
+        netns: str | None = None,
+    ):
         self.node = node
         self.address = address
         self._key_file = key_file
         self._known_hosts = known_hosts
+        self._netns = netns
         self._client: paramiko.SSHClient | None = None
 
     def connect(self, timeout: float = 10.0) -> NodeSession:
@@ -88,6 +119,7 @@ class NodeSession:
             try:
                 client.connect(
                     str(self.address),
+                    sock=dial(self.address, self._netns, timeout=2.0),
                     username="root",
                     pkey=key,
                     allow_agent=False,
@@ -98,6 +130,12 @@ class NodeSession:
                 )
                 self._client = client
                 return self
+            except FileNotFoundError:  # only the namespace can be missing here
+                client.close()
+                raise MgmtError(
+                    f"{self.node}: the lab's management namespace {self._netns} is gone; "
+                    "the lab is not whole ('labctl down' removes what is left)"
+                ) from None
             except paramiko.BadHostKeyException:
                 client.close()
                 raise MgmtError(

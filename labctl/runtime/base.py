@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface
 
 
 class LabRuntimeError(Exception):
@@ -30,6 +30,7 @@ class NodeSpec:
     env: dict[str, str]
     sysctls: dict[str, str]
     needs_tun: bool
+    mgmt: IPv4Interface  # recorded on the node: its management address is not Docker's
     files: tuple[InjectedFile, ...] = ()
 
 
@@ -41,32 +42,24 @@ class NodeInfo:
     name: str
     state: str
     pid: int
-    mgmt_ipv4: IPv4Address | None
+    mgmt: IPv4Interface | None  # address/prefix of its eth0 on the lab's management bridge
     image: str
     labels: dict[str, str]
 
-
-@dataclass(frozen=True)
-class MgmtNetwork:
-    name: str
-    subnet: IPv4Network
-    gateway: IPv4Address | None
+    @property
+    def mgmt_ipv4(self) -> IPv4Address | None:
+        return self.mgmt.ip if self.mgmt is not None else None
 
 
 class Runtime(ABC):
-    @abstractmethod
-    def ensure_mgmt_network(
-        self, lab: str, wanted: IPv4Network | None, avoid: list[IPv4Network]
-    ) -> MgmtNetwork: ...
+    """Nodes come to exist with no network of the runtime's: labctl wires every interface,
+    the management one included (labctl.wiring)."""
 
     @abstractmethod
-    def create_node(self, spec: NodeSpec, mgmt: MgmtNetwork) -> NodeInfo: ...
+    def create_node(self, spec: NodeSpec) -> NodeInfo: ...
 
     @abstractmethod
     def nodes(self, lab: str | None = None) -> list[NodeInfo]: ...
-
-    @abstractmethod
-    def mgmt_network(self, lab: str) -> MgmtNetwork | None: ...
 
     @abstractmethod
     def labs(self) -> set[str]: ...

@@ -1,8 +1,10 @@
-"""Docker runtime: nodes are containers with only a management interface from Docker.
+"""Docker runtime: nodes are containers with no Docker network at all (``--network none``).
 
-Lab links never use Docker networks (see DESIGN.md: internal networks drop routed traffic,
-others leak to the uplink). The management network is a per-lab ``--internal`` network the
-host reaches; its default route is removed inside each node by the wiring step.
+No lab interface comes from Docker (see DESIGN.md: internal networks drop routed traffic,
+others leak to the uplink, and a Docker management network let nodes reach each other and
+the host). labctl wires every interface itself, the management eth0 included
+(labctl.wiring.mgmt). Older labctl versions made a per-lab Docker management network;
+`remove_lab` still removes such leftovers by their labels.
 """
 
 from __future__ import annotations
@@ -11,27 +13,20 @@ import io
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Address, IPv4Network, ip_network
+from ipaddress import IPv4Interface
 
 import docker
 import docker.errors
-from docker.types import IPAMConfig, IPAMPool
 
 from ..naming import (
     LABEL_KIND,
     LABEL_LAB,
+    LABEL_MGMT_IPV4,
     LABEL_NODE,
     LABEL_ROLE,
     container_name,
-    mgmt_network_name,
 )
-from .base import LabRuntimeError, MgmtNetwork, NodeInfo, NodeSpec, Runtime
-
-# Candidate management subnets, tried in order; the first that overlaps nothing wins.
-_MGMT_CANDIDATES = [
-    *(ip_network(f"172.30.{i}.0/24") for i in range(0, 256)),
-    *(ip_network(f"10.254.{i}.0/24") for i in range(0, 256)),
-]
+from .base import LabRuntimeError, NodeInfo, NodeSpec, Runtime
 
 
 def docker_client() -> docker.DockerClient:
@@ -49,66 +44,9 @@ class DockerRuntime(Runtime):
     def __init__(self, client: docker.DockerClient | None = None):
         self.client = client or docker_client()
 
-    # --- management network ------------------------------------------------------------
-
-    def mgmt_network(self, lab: str) -> MgmtNetwork | None:
-        try:
-            network = self.client.networks.get(mgmt_network_name(lab))
-        except docker.errors.NotFound:
-            return None
-        return _mgmt_from_attrs(network.attrs)
-
-    def ensure_mgmt_network(
-        self, lab: str, wanted: IPv4Network | None, avoid: list[IPv4Network]
-    ) -> MgmtNetwork:
-        existing = self.mgmt_network(lab)
-        if existing is not None:
-            return existing
-        taken = [*avoid, *self._used_subnets()]
-        candidates = [wanted] if wanted else _MGMT_CANDIDATES
-        last_error = "no candidate subnet is free"
-        for subnet in candidates:
-            if any(subnet.overlaps(t) for t in taken):
-                continue
-            gateway = next(subnet.hosts())
-            try:
-                network = self.client.networks.create(
-                    mgmt_network_name(lab),
-                    driver="bridge",
-                    internal=True,
-                    ipam=IPAMConfig(
-                        pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(gateway))]
-                    ),
-                    labels={LABEL_LAB: lab, LABEL_ROLE: "mgmt"},
-                    options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
-                )
-            except docker.errors.APIError as exc:
-                # Another lab may have taken it a moment ago: try the next one.
-                last_error = str(exc.explanation or exc)
-                if "already exists" in last_error:
-                    found = self.mgmt_network(lab)
-                    if found:
-                        return found
-                continue
-            network.reload()
-            return _mgmt_from_attrs(network.attrs)
-        raise LabRuntimeError(f"lab {lab}: cannot create a management network: {last_error}")
-
-    def _used_subnets(self) -> list[IPv4Network]:
-        used = []
-        for network in self.client.networks.list():
-            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
-                try:
-                    subnet = ip_network(config.get("Subnet", ""))
-                except ValueError:
-                    continue
-                if subnet.version == 4:
-                    used.append(subnet)
-        return used
-
     # --- nodes -------------------------------------------------------------------------
 
-    def create_node(self, spec: NodeSpec, mgmt: MgmtNetwork) -> NodeInfo:
+    def create_node(self, spec: NodeSpec) -> NodeInfo:
         name = container_name(spec.lab, spec.node)
         labels = {
             **spec.labels,
@@ -116,6 +54,7 @@ class DockerRuntime(Runtime):
             LABEL_NODE: spec.node,
             LABEL_KIND: spec.kind,
             LABEL_ROLE: "node",
+            LABEL_MGMT_IPV4: str(spec.mgmt),
         }
         try:
             container = self.client.containers.create(
@@ -124,7 +63,7 @@ class DockerRuntime(Runtime):
                 hostname=spec.node,
                 labels=labels,
                 environment=spec.env,
-                network=mgmt.name,
+                network_mode="none",
                 cap_add=["NET_ADMIN", "NET_RAW"],
                 devices=["/dev/net/tun:/dev/net/tun:rwm"] if spec.needs_tun else [],
                 sysctls=spec.sysctls,
@@ -188,6 +127,7 @@ class DockerRuntime(Runtime):
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             removed = [r for r in pool.map(remove, containers) if r]
+        # Management networks of labs made by an older labctl (none are made any more).
         for network in self.client.networks.list(filters={"label": f"{LABEL_LAB}={lab}"}):
             for attempt in range(20):
                 try:
@@ -236,24 +176,13 @@ def _tar_of(files: tuple) -> bytes:
     return buffer.getvalue()
 
 
-def _mgmt_from_attrs(attrs: dict) -> MgmtNetwork:
-    config = (attrs.get("IPAM") or {}).get("Config") or [{}]
-    gateway = config[0].get("Gateway")
-    return MgmtNetwork(
-        name=attrs["Name"],
-        subnet=ip_network(config[0]["Subnet"]),
-        gateway=IPv4Address(gateway) if gateway else None,
-    )
-
-
 def _info(container) -> NodeInfo:
     attrs = container.attrs
     labels = attrs["Config"].get("Labels") or {}
-    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    mgmt_ip = None
-    for network in networks.values():
-        if network.get("IPAddress"):
-            mgmt_ip = IPv4Address(network["IPAddress"])
+    try:
+        mgmt = IPv4Interface(labels[LABEL_MGMT_IPV4])
+    except (KeyError, ValueError):  # not labctl's own label: no management address known
+        mgmt = None
     return NodeInfo(
         lab=labels.get(LABEL_LAB, ""),
         node=labels.get(LABEL_NODE, ""),
@@ -261,7 +190,7 @@ def _info(container) -> NodeInfo:
         name=container.name,
         state=attrs["State"]["Status"],
         pid=attrs["State"].get("Pid") or 0,
-        mgmt_ipv4=mgmt_ip,
+        mgmt=mgmt,
         image=attrs["Config"].get("Image", ""),
         labels=labels,
     )

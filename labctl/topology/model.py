@@ -403,7 +403,12 @@ class Topology(Strict):
 
 class MgmtSettings(Strict):
     ipv4_subnet: IPv4Network | None = Field(
-        None, description="management subnet (default: chosen by Docker from its pools)"
+        None,
+        description=(
+            "management subnet; it exists only inside the lab's own fabric namespace, so it "
+            "must avoid the lab's networks, not the host's (default: the first /24 of "
+            "172.30.0.0/16, then 10.254.0.0/16, that overlaps none of them)"
+        ),
     )
 
 

@@ -140,6 +140,14 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
 
     mgmt = lab.spec.mgmt.ipv4_subnet
     if mgmt is not None:
+        # labctl's own address on the management bridge takes one host address too.
+        room = mgmt.num_addresses - 2 if mgmt.prefixlen < 31 else mgmt.num_addresses
+        if room < len(nodes) + 1:
+            c.add(
+                ("mgmt", "ipv4-subnet"),
+                f"{mgmt} has room for {max(room - 1, 0)} nodes besides labctl's own address; "
+                f"the lab has {len(nodes)}",
+            )
         for index, subnet in subnets.items():
             if subnet.overlaps(mgmt):
                 c.add(

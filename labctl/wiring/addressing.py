@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Interface
 
 from ..topology import Lab
-from .netns import open_netns, pid_netns_path
-
-DEFAULT = IPv4Network("0.0.0.0/0")
+from .mgmt import configure_mgmt_interface
+from .netns import ensure_address, open_netns, pid_netns_path
 
 
 def interface_macs(lab: Lab, node_name: str, pid: int) -> dict[str, str]:
@@ -20,19 +19,24 @@ def interface_macs(lab: Lab, node_name: str, pid: int) -> dict[str, str]:
     return macs
 
 
-def configure_node(lab: Lab, node_name: str, pid: int, macs: dict[str, str] | None = None) -> None:
-    """Apply interfaces and routes; drop the default route Docker gave the mgmt interface.
+def configure_node(
+    lab: Lab,
+    node_name: str,
+    pid: int,
+    macs: dict[str, str] | None = None,
+    mgmt: IPv4Interface | None = None,
+) -> None:
+    """Apply the lab interfaces' settings and addresses, and the node's routes.
 
-    The management interface keeps only its connected route, so lab traffic can never
-    follow a default route to the host. `macs` gives interfaces without a configured MAC
-    one (a restarted node keeps its old ones, as a rebooted device keeps its hardware
-    addresses, so its neighbours' ARP entries stay right).
+    `mgmt`: the address of the node's management eth0 (attach_nodes made it), which gets
+    just its connected route. `macs` gives interfaces without a configured MAC one (a
+    restarted node keeps its old ones, as a rebooted device keeps its hardware addresses,
+    so its neighbours' ARP entries stay right).
     """
     node = lab.node(node_name)
     with open_netns(pid_netns_path(pid)) as ns:
-        for route in ns.get_routes(family=2, table=254):
-            if route.get_attr("RTA_DST") is None and route["dst_len"] == 0:
-                ns.route("del", dst="0.0.0.0/0", gateway=route.get_attr("RTA_GATEWAY"))
+        if mgmt is not None:
+            configure_mgmt_interface(ns, mgmt)
         for if_name, address, segment in lab.interfaces_of(node_name):
             index = ns.link_lookup(ifname=if_name)[0]
             config = node.interfaces.get(if_name)
@@ -46,16 +50,6 @@ def configure_node(lab: Lab, node_name: str, pid: int, macs: dict[str, str] | No
                 settings["mtu"] = mtu
             ns.link("set", index=index, **settings)
             if address is not None:
-                existing = {
-                    (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                    for a in ns.get_addr(index=index, family=2)
-                }
-                if (str(address.ip), address.network.prefixlen) not in existing:
-                    ns.addr(
-                        "add",
-                        index=index,
-                        address=str(address.ip),
-                        prefixlen=address.network.prefixlen,
-                    )
+                ensure_address(ns, index, address)
         for route in node.routes:
             ns.route("replace", dst=str(route.dst), gateway=str(route.via))

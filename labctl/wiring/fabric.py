@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from pyroute2 import NetNS
+
 from ..naming import bridge_name, fabric_netns, fabric_port_name
 from ..topology import Lab
 from .netns import (
@@ -60,19 +62,24 @@ def create_fabric(lab: Lab) -> str:
         lo = fabric.link_lookup(ifname="lo")[0]
         fabric.link("set", index=lo, state="up")
         for segment in lab.segments:
-            bridge = bridge_name(segment.index)
-            if not fabric.link_lookup(ifname=bridge):
-                fabric.link(
-                    "add",
-                    ifname=bridge,
-                    kind="bridge",
-                    br_stp_state=0,
-                    br_forward_delay=0,
-                    br_mcast_snooping=0,
-                )
-            index = fabric.link_lookup(ifname=bridge)[0]
-            fabric.link("set", index=index, state="up", ifalias=f"{lab.name}:{segment.name}")
+            ensure_bridge(fabric, bridge_name(segment.index), f"{lab.name}:{segment.name}")
     return name
+
+
+def ensure_bridge(fabric: NetNS, name: str, alias: str) -> int:
+    """A plain bridge (no STP, no forward delay, no snooping), up; return its index."""
+    if not fabric.link_lookup(ifname=name):
+        fabric.link(
+            "add",
+            ifname=name,
+            kind="bridge",
+            br_stp_state=0,
+            br_forward_delay=0,
+            br_mcast_snooping=0,
+        )
+    index = fabric.link_lookup(ifname=name)[0]
+    fabric.link("set", index=index, state="up", ifalias=alias)
+    return index
 
 
 def connect_endpoints(lab: Lab, node_pids: dict[str, int]) -> list[FabricPort]:

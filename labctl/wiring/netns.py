@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socket
 import threading
 from collections.abc import Callable
+from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +33,15 @@ def named_netns_path(name: str) -> str:
 def open_netns(path: str) -> NetNS:
     """A netlink handle inside the namespace at ``path`` (a /proc or /run/netns path)."""
     return NetNS(path)
+
+
+def ensure_address(ns: NetNS, index: int, address: IPv4Interface) -> None:
+    """Add an IPv4 address to the link unless it already has it (re-runs are no-ops)."""
+    present = {
+        (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ns.get_addr(index=index, family=2)
+    }
+    if (str(address.ip), address.network.prefixlen) not in present:
+        ns.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
 
 
 def create_named_netns(name: str) -> None:
@@ -58,7 +69,11 @@ def run_in_netns(path: str, action: Callable[[], T]) -> T:
     result: dict[str, object] = {}
 
     def worker() -> None:
-        fd = os.open(path, os.O_RDONLY)
+        try:
+            fd = os.open(path, os.O_RDONLY)  # a missing namespace is the caller's error too
+        except OSError as exc:
+            result["error"] = exc
+            return
         try:
             if _libc.setns(fd, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
@@ -75,6 +90,17 @@ def run_in_netns(path: str, action: Callable[[], T]) -> T:
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     return result["value"]  # type: ignore[return-value]
+
+
+def socket_in_netns(
+    path: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+) -> socket.socket:
+    """A socket that lives in the namespace at ``path``, usable from any thread.
+
+    A socket belongs to the namespace its creating thread was in, for good; only that
+    thread has to join the namespace (setns is per thread), and run_in_netns makes a fresh
+    one that ends right after, so no thread of this process is ever left in it."""
+    return run_in_netns(path, lambda: socket.socket(family, kind))
 
 
 def write_sysctls(path: str, values: dict[str, str]) -> None:

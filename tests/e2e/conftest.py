@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +117,30 @@ def seed_lab() -> Iterator[RunningLab]:
         name = lab.name if lab else None
         if name:
             labctl("down", name, check=False)
+
+
+def kill_up_half_way(name: str) -> None:
+    """Start `labctl up` of the seed lab and SIGKILL it as soon as its first container
+    exists: a lab half-built, as a crash would leave it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = docker.from_env()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if client.containers.list(
+                all=True, filters={"label": f"labctl.lab={name}"}, sparse=True
+            ):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "labctl up finished before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

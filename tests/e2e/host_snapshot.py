@@ -79,6 +79,23 @@ def host_routes() -> list[str]:
     )
 
 
+def host_addresses() -> list[str]:
+    """The host's addresses (all families), minus those on Docker's own bridges."""
+    return sorted(
+        " ".join(line.split()[1:4])
+        for line in _run("ip", "-o", "addr", "show").splitlines()
+        if not re.search(r"^\d+: (br-[0-9a-f]+|docker0|veth\w+)[ @]", line)
+    )
+
+
+def host_ipv4_addresses() -> list[str]:
+    """Every IPv4 address the host has, Docker's bridge gateways included."""
+    addresses = []
+    for line in _run("ip", "-o", "-4", "addr", "show").splitlines():
+        addresses.append(line.split()[3].split("/")[0])
+    return addresses
+
+
 def host_firewall_rules() -> list[str]:
     """iptables and nftables rules outside Docker's own chains and bridges."""
     rules = []
@@ -88,3 +105,42 @@ def host_firewall_rules() -> list[str]:
         rules.append(re.sub(r"\[\d+:\d+\]", "", line))
     tables = [t for t in _run("nft", "list", "tables").splitlines()]
     return sorted(rules + tables)
+
+
+def _foreign_bridges(lab: str) -> set[str]:
+    """Host bridges of Docker networks that are not this lab's (other labs, Docker's own)."""
+    bridges = {"docker0"}
+    for network in docker.from_env().networks.list():
+        if (network.attrs.get("Labels") or {}).get("labctl.lab") != lab:
+            bridges.add(network.attrs["Options"].get("com.docker.network.bridge.name") or "")
+            bridges.add(f"br-{network.id[:12]}")
+    return bridges - {""}
+
+
+def host_state_of(lab: str) -> dict[str, list[str]]:
+    """Routes, addresses and firewall rules of the host, minus what belongs to Docker
+    networks that are not `lab`'s: other labs come and go on a shared machine, but anything
+    this lab adds on the host (a bridge of its own, an address, a route, a rule) shows."""
+    foreign = "|".join(re.escape(b) for b in sorted(_foreign_bridges(lab)))
+    on_foreign = re.compile(rf"(^\d+: |\bdev | -[io] )({foreign}|veth\w+)\b")
+    routes = [
+        line
+        for line in _run("ip", "route", "show", "table", "all").splitlines()
+        if not on_foreign.search(line)
+    ]
+    addresses = [
+        " ".join(line.split()[1:4])
+        for line in _run("ip", "-o", "addr", "show").splitlines()
+        if not on_foreign.search(line)
+    ]
+    rules = [
+        re.sub(r"\[\d+:\d+\]", "", line)
+        for line in _run("iptables-save").splitlines() + _run("ip6tables-save").splitlines()
+        if not line.startswith("#") and not on_foreign.search(line)
+    ]
+    tables = _run("nft", "list", "tables").splitlines()
+    return {
+        "routes": sorted(routes),
+        "addresses": sorted(addresses),
+        "firewall": sorted(rules + tables),
+    }

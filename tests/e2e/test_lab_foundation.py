@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import docker
 import pytest
 
-from .conftest import ROOT, SEED, RunningLab, bring_up, labctl, unique_lab_name
+from .conftest import SEED, RunningLab, bring_up, kill_up_half_way, labctl, unique_lab_name
 from .host_snapshot import host_firewall_rules, host_routes, lab_footprint
 
 SEED_NODES = {"client1", "client2", "pix", "router", "vpn3000", "server"}
@@ -168,31 +163,10 @@ def test_two_copies_side_by_side_and_down_leaves_nothing() -> None:
 
 def test_down_cleans_up_after_labctl_is_killed_during_up() -> None:
     name = unique_lab_name("killed")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    client = docker.from_env()
     try:
-        deadline = time.monotonic() + 120
-        # Kill it as soon as the first containers exist: a lab half-built.
-        while time.monotonic() < deadline and process.poll() is None:
-            if client.containers.list(
-                all=True, filters={"label": f"labctl.lab={name}"}, sparse=True
-            ):
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "labctl up finished before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        kill_up_half_way(name)
         assert not lab_footprint(name).empty, "nothing was left to clean: the test proves nothing"
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
         labctl("down", name)
     footprint = lab_footprint(name)
     assert footprint.empty, footprint

@@ -30,7 +30,9 @@ def fake_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeLab:
         up_module, "create_fabric", lambda lab_: lab.netns.add(fabric_netns(lab_.name))
     )
     monkeypatch.setattr(up_module, "connect_endpoints", lambda *args: [])
-    monkeypatch.setattr(up_module, "configure_node", lambda *args: None)
+    monkeypatch.setattr(up_module, "create_mgmt_bridge", lambda *args: None)
+    monkeypatch.setattr(up_module, "attach_nodes", lambda *args: None)
+    monkeypatch.setattr(up_module, "configure_node", lambda *args, **kwargs: None)
     monkeypatch.setattr(down_module, "remove_fabric", lambda name: _drop(lab.netns, name))
     monkeypatch.setattr(
         push_module, "write_sysctls", lambda path, values: lab.sysctls.append(values)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from labctl.lifecycle import up
 from labctl.mgmt.ssh import CommandResult
 from labctl.progress import Progress
-from labctl.runtime import MgmtNetwork, NodeInfo, NodeSpec, Runtime
+from labctl.runtime import NodeInfo, NodeSpec, Runtime
 from labctl.topology import Lab
 
 SCRIPTED = ("nft ", "vpn service ", "vpn connect", "vpn disconnect")
@@ -34,23 +33,19 @@ class FakeRuntime(Runtime):
     def __init__(self) -> None:
         self.containers: dict[tuple[str, str], NodeInfo] = {}
         self.calls: list[tuple[str, str]] = []
-        self._next_ip = 10
+        self._next_pid = 4010
 
-    def ensure_mgmt_network(self, lab, wanted, avoid) -> MgmtNetwork:
-        self.calls.append(("ensure_mgmt_network", lab))
-        return MgmtNetwork(f"labctl-{lab}-mgmt", IPv4Network("172.31.0.0/24"), None)
-
-    def create_node(self, spec: NodeSpec, mgmt: MgmtNetwork) -> NodeInfo:
+    def create_node(self, spec: NodeSpec) -> NodeInfo:
         self.calls.append(("create_node", f"{spec.lab}/{spec.node}"))
-        self._next_ip += 1
+        self._next_pid += 1
         info = NodeInfo(
             spec.lab,
             spec.node,
             spec.kind,
             f"labctl-{spec.lab}-{spec.node}",
             "running",
-            4000 + self._next_ip,
-            IPv4Address(f"172.31.0.{self._next_ip}"),
+            self._next_pid,
+            spec.mgmt,
             spec.image,
             spec.labels,
         )
@@ -59,9 +54,6 @@ class FakeRuntime(Runtime):
 
     def nodes(self, lab: str | None = None) -> list[NodeInfo]:
         return [i for (name, _), i in self.containers.items() if lab in (None, name)]
-
-    def mgmt_network(self, lab: str) -> MgmtNetwork | None:
-        return None
 
     def labs(self) -> set[str]:
         return {name for name, _ in self.containers}
@@ -135,7 +127,7 @@ class FakeLab:
     netns: set[str] = field(default_factory=set)
     sysctls: list[dict[str, str]] = field(default_factory=list)
 
-    def session_for(self, node: str, *_args) -> FakeSession:
+    def session_for(self, node: str, *_args, **_kwargs) -> FakeSession:
         if node not in self.sessions:
             self.sessions[node] = FakeSession(
                 node, self.root / "nodes" / node, self.answers.setdefault(node, {})
