@@ -7,7 +7,17 @@ import os
 
 import pytest
 
+from labctl.topology.secrets import forget_secrets
+
 pytest_plugins = ["labctl.checks.pytest_plugin"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry():
+    """Each test starts with no remembered secrets: one test's PSK ('other', say) must not
+    be masked out of the next test's messages."""
+    forget_secrets()
+    yield
 
 
 @pytest.hookimpl(hookwrapper=True)

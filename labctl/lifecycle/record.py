@@ -19,6 +19,7 @@ import hmac
 import json
 from typing import Any
 
+from ..errors import LabctlError
 from ..render import NodeConfig
 from ..topology import Lab
 from ..topology.model import LabFile
@@ -31,7 +32,7 @@ NOT_RECORDED = {"expect", "scenarios"}
 MAX_LISTED = 8
 
 
-class RecordError(Exception):
+class RecordError(LabctlError):
     """The lab's record cannot be read back into a lab model."""
 
 

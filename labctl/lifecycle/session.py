@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from ..errors import LabctlError
 from ..mgmt.ssh import MgmtError, NodeSession
 from ..runtime import NodeInfo, Runtime
 from ..topology import Lab
@@ -11,8 +12,8 @@ from ..wiring import mgmt_netns_path
 from .labstate import LabState
 
 
-class LabNotRunning(Exception):
-    pass
+class LabNotRunning(LabctlError):
+    """The lab a command is about is not up."""
 
 
 class LabHandle:

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
+from ..errors import LabctlError
 from ..topology import PatFirewallNode
 from .arp import ARP_COMMAND, parse_neigh_json, render_arp
 from .xlate import XLATE_COMMAND, parse_conntrack_xml, render_xlate, xlate_entries
 
 
-class ShowError(Exception):
-    pass
+class ShowError(LabctlError):
+    """A show cannot be collected or is unknown for the node."""
 
 
 @dataclass(frozen=True)

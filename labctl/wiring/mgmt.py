@@ -26,6 +26,7 @@ from ipaddress import IPv4Interface, IPv4Network, summarize_address_range
 
 from pyroute2 import NetNS
 
+from ..errors import LabctlError
 from ..naming import MGMT_BRIDGE, fabric_netns, mgmt_port_alias, mgmt_port_name
 from ..topology import ConcentratorNode, Lab, parse_pool
 from .fabric import ensure_bridge
@@ -70,7 +71,7 @@ _NUD_NOARP = 0x40
 _NUD_PERMANENT = 0x80
 
 
-class MgmtPlanError(ValueError):
+class MgmtPlanError(LabctlError, ValueError):
     """The lab's management subnet cannot hold its nodes, or no default one is free."""
 
 
