@@ -109,6 +109,14 @@ def collect_sessions(handle, node: str, verbose: bool = False):
     return records["sessions"], _run(handle, node, f"vpn show sessions{detail}")
 
 
+def collect_administer(handle, node: str, verbose: bool = False):
+    """The whole Administer Sessions screen: summary, remote-access sessions and the
+    management sessions (the web console's own)."""
+    records = json.loads(_run(handle, node, "vpn show sessions --json"))
+    records.setdefault("management", [])  # an agent from before management sessions
+    return records, _run(handle, node, "vpn show sessions" + (" -v" if verbose else ""))
+
+
 def collect_client_status(handle, node: str, verbose: bool = False):
     return json.loads(_run(handle, node, "vpn status --json")), _run(handle, node, "vpn status")
 
@@ -180,6 +188,13 @@ SHOWS: dict[str, Show] = {
             "VPN sessions (VPN 3000 'Administer Sessions'; -v: IKE/IPsec SAs)",
             ("concentrator",),
             collect_sessions,
+        ),
+        Show(
+            "administer",
+            "VPN 3000 'Administer Sessions': session summary, remote access and management "
+            "sessions",
+            ("concentrator",),
+            collect_administer,
         ),
         Show("status", "VPN client status and statistics", ("vpn-client",), collect_client_status),
         Show(
