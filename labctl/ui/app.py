@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -453,7 +454,9 @@ async def node_stream(console: Console, request: Request) -> Response:
 
 async def manager_logout(console: Console, request: Request) -> Response:
     lab, node = request.path_params["lab"], request.path_params["node"]
-    form = await request.form()
+    # The forms are url-encoded and small: parsed here rather than with python-multipart.
+    body = await request.body()
+    form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")[:4096]).items()}
     if not valid_csrf(console.token, str(form.get("csrf") or "")):
         raise HTTPException(403, "missing or wrong form token")
     user = str(form.get("user") or "")

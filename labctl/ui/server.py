@@ -27,6 +27,7 @@ def serve(
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections queue from now on: the URL printed works at once
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     hosts = sorted({host, "127.0.0.1", "localhost", "[::1]"})
