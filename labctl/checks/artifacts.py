@@ -36,19 +36,22 @@ def tcpdump_command(lab: str, interface: str, output: str, count: int | None = N
     # packets over in blocks with a 1 s timeout, and a capture stopped right after the
     # traffic, or piped into tshark live, misses the last second.
     command += ["--immediate-mode", "-U", "-n", "-s", "0", "-i", interface]
+    # Stay root: Debian's tcpdump otherwise switches to user tcpdump, and a change of
+    # credentials clears the parent-death signal that ends it with labctl.
+    command += ["-Z", "root"]
     if count is not None:
         command += ["-c", str(count)]
     return [*command, "-w", output]
 
 
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: no dlopen in a child
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when labctl dies, even by SIGKILL (tcpdump then
     flushes and exits; no capture outlives the command that started it)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-PR_SET_PDEATHSIG = 1
+    _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class Captures:

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from .conftest import ROOT, SEED, SESSION_LABS, RunningLab, labctl
+from .test_seed_vpn import wait_until
 from .vpn_support import tshark_rows
 
 SCREENSHOTS = ROOT / "reports" / "screenshots"
@@ -28,17 +29,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SERVER = "192.168.2.10"
 LABCTL = (sys.executable, "-m", "labctl")
-
-
-def wait_until(what: str, check, timeout: float = 30.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not true after {timeout:.0f}s (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from labctl.checks import runner, steps
+from labctl.checks import steps
 from labctl.checks.events import read_events
 from labctl.checks.shard import ShardError, parse_shard, shard_of
-from labctl.cli import commands
 from labctl.cli.main import main
 from labctl.ui.runs import live_view
 
-from .test_secrets_in_reports import FakeHandle, NoCaptures, seed_without_expect
+from .test_secrets_in_reports import fake_lab, seed_without_expect  # noqa: F401 (a fixture)
 
 SCENARIOS = """
 expect:
@@ -28,12 +27,9 @@ scenarios:
 
 
 @pytest.fixture
-def fake_lab(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands, "DockerRuntime", lambda: object())
-    monkeypatch.setattr(runner, "up", lambda lab, runtime, progress: FakeHandle(lab))
-    monkeypatch.setattr(runner, "down", lambda name, runtime, progress: [])
-    monkeypatch.setattr(runner, "Captures", NoCaptures)
-    monkeypatch.setattr(runner, "save_failure_artifacts", lambda handle, directory: [])
+def flaky_lab(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The faked lab of test_secrets_in_reports, with a probe whose client is flaky."""
+    request.getfixturevalue("fake_lab")
 
     class Probe:  # client1 is 'connected' in every other run: a flaky expectation
         runs = 0
@@ -61,7 +57,7 @@ def cases_in(junit: Path) -> list[str]:
     return [f"{s.get('name')}::{c.get('name')}" for s in root for c in s.findall("testcase")]
 
 
-def test_shards_split_every_case_once_the_same_way_each_time(fake_lab, tmp_path: Path) -> None:
+def test_shards_split_every_case_once_the_same_way_each_time(flaky_lab, tmp_path: Path) -> None:
     files = [str(topology(tmp_path, "alpha")), str(topology(tmp_path, "beta"))]
     seen: list[list[str]] = []
     for k in (1, 2, 3):
@@ -86,7 +82,7 @@ def test_shards_split_every_case_once_the_same_way_each_time(fake_lab, tmp_path:
     )
 
 
-def test_an_empty_shard_passes_and_bad_shards_are_refused(fake_lab, tmp_path, capsys) -> None:
+def test_an_empty_shard_passes_and_bad_shards_are_refused(flaky_lab, tmp_path, capsys) -> None:
     file = str(topology(tmp_path))
     assert main(["-q", "test", file, "--scenario", "s0", "--shard", "3/3"]) == 0
     assert "has no cases" in capsys.readouterr().out
@@ -104,7 +100,7 @@ def test_shard_of_is_round_robin_over_sorted_ids() -> None:
         shard_of([1, 2], ["a::x", "a::x"], 1, 2)
 
 
-def test_repeat_runs_each_case_n_times_and_names_flaky_ones(fake_lab, tmp_path, capsys) -> None:
+def test_repeat_runs_each_case_n_times_and_names_flaky_ones(flaky_lab, tmp_path, capsys) -> None:
     file = str(topology(tmp_path))
     reports = tmp_path / "reports"
     status = main(
@@ -121,7 +117,7 @@ def test_repeat_runs_each_case_n_times_and_names_flaky_ones(fake_lab, tmp_path, 
     assert "flaky: lab::expect passed 2 of 4 runs" in out
 
 
-def test_a_run_writes_live_events_the_console_follows(fake_lab, tmp_path) -> None:
+def test_a_run_writes_live_events_the_console_follows(flaky_lab, tmp_path) -> None:
     file = str(topology(tmp_path))
     reports = tmp_path / "reports"
     main(["-q", "test", file, "--scenario", "s1", "--report-dir", str(reports)])
