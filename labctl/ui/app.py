@@ -94,6 +94,7 @@ def create_app(runtime: Runtime, reports: Path, token: str, hosts: list[str]) ->
         autoescape=select_autoescape(["html"]),
     )
     env.filters["bytes"] = _human_bytes
+    env.filters["bits_per_second"] = lambda value: _human_bytes(value * 8)[:-1] + "bit/s"
     console = Console(LabRegistry(runtime), reports, token, env)
     routes = [
         Route("/", partial(index, console)),
