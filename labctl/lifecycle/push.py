@@ -46,12 +46,15 @@ def plan_push(handle: LabHandle, node: str) -> list[str]:
     handle.require_secrets()
     config = render_node(handle.lab, node)
     session = handle.session(node)
-    quoted = " ".join(shlex.quote(f.path) for f in config.files)
-    listing = session.run(f"sha256sum {quoted} 2>/dev/null; true").stdout
+    # One line per file, in order: its sha256, or "-" when the node has no such file.
+    listing = session.run(
+        _each([f.path for f in config.files], 'sha256sum < "$p" 2>/dev/null || echo -')
+    ).stdout.split("\n")
     on_node = {}
-    for line in listing.splitlines():
-        digest, _, path = line.partition("  ")
-        on_node[path] = digest
+    for rendered, line in zip(config.files, listing, strict=False):
+        digest = line.split()[0] if line.split() else "-"
+        if digest != "-":
+            on_node[rendered.path] = digest
     lines = []
     for rendered in config.files:
         current = on_node.get(rendered.path)

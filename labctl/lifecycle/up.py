@@ -93,7 +93,7 @@ class UpPlan:
             lines = [f"lab {lab.name} is up; would re-push (configuration changed):"]
             for node in self.changed:
                 config = render_node(lab, node)
-                lines.append(f"  change {node}: {', '.join(f.path for f in config.files)}")
+                lines.append(f"  push {node}: {', '.join(f.path for f in config.files)}")
                 lines += [f"    then run: {command}" for command in config.reload_commands]
             return lines
         lines = []
