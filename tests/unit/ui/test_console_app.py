@@ -150,3 +150,34 @@ def test_topology_picture_carries_node_and_link_ids() -> None:
     dot = to_dot(load_lab(SEED))
     assert 'id="node-pix", class="labnode"' in dot
     assert 'class="lablink link-public"' in dot
+
+
+def test_past_runs_show_junit_results_and_serve_only_their_artifacts(tmp_path: Path) -> None:
+    from labctl.checks.junit import write_junit
+    from labctl.checks.runner import CaseResult
+
+    run = tmp_path / "shard-2"
+    artifacts = run / "artifacts" / "seed.rekey" / "vpn3000"
+    artifacts.mkdir(parents=True)
+    (artifacts / "sessions.txt").write_text("Session Summary\n")
+    (tmp_path / "secret.txt").write_text("not an artifact")
+    write_junit(
+        [
+            CaseResult("topologies/seed.yaml", "expect", True, 3.0),
+            CaseResult(
+                "topologies/seed.yaml", "rekey", False, 9.5, "sessions: expected 2, observed 1"
+            ),
+        ],
+        run / "junit.xml",
+    )
+    app = console_app.create_app(runtime=None, reports=tmp_path, token="t0k", hosts=["testserver"])
+    client = TestClient(app, follow_redirects=False)
+    client.get("/?token=t0k")
+    page = client.get("/runs/shard-2").text
+    assert 'data-case="seed::rekey"' in page and "sessions: expected 2, observed 1" in page
+    link = "/runs/shard-2/file/artifacts/seed.rekey/vpn3000/sessions.txt"
+    assert f'href="{link}"' in page
+    assert client.get(link).text == "Session Summary\n"
+    for outside in ("/runs/shard-2/file/junit.xml", "/runs/shard-2/file/../secret.txt"):
+        assert client.get(outside).status_code == 404
+    assert client.get("/runs/nope").status_code == 404
