@@ -12,9 +12,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from html import escape
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -148,12 +149,11 @@ async def _lifespan(console: Console) -> AsyncIterator[None]:
 
 
 async def _unknown_lab(request: Request, exc: Exception) -> Response:
-    return HTMLResponse(f"<p>no lab named {request.path_params.get('lab')!r} is up</p>", 404)
+    name = escape(repr(request.path_params.get("lab")))
+    return HTMLResponse(f"<p>no lab named {name} is up</p>", 404)
 
 
 async def _labctl_error(request: Request, exc: Exception) -> Response:
-    from html import escape
-
     return HTMLResponse(f"<p class='error'>{escape(str(exc))}</p>", 400)
 
 
@@ -178,9 +178,13 @@ def stream(
 
     async def events() -> AsyncIterator[str]:
         try:
-            if on_open is not None:
-                await run_in_threadpool(on_open)
             sequence = 0
+            if on_open is not None:
+                try:
+                    await run_in_threadpool(on_open)
+                except (MgmtError, OSError, LabctlError, RuntimeError, ValueError) as exc:
+                    # e.g. the agent is not running: the page still updates, uncounted
+                    yield f"data: {json.dumps({'error': str(exc), 'sequence': 0})}\n\n"
             while True:
                 try:
                     data = await run_in_threadpool(produce)
@@ -470,8 +474,6 @@ async def manager_logout(console: Console, request: Request) -> Response:
         message = await run_in_threadpool(logout_user, console.labs, lab, node, user)
     else:
         raise HTTPException(400, "logout: no user or management session given")
-    from urllib.parse import quote
-
     return RedirectResponse(
         f"/labs/{lab}/nodes/{node}/admin/sessions?message={quote(message)}", status_code=303
     )
