@@ -6,7 +6,7 @@ shape (spec.py says what each is). `registry.py` maps kind names to specs.
     host.py, router.py           nothing rendered: the smallest kinds
     pat_firewall/                model.py, nftables.py (render + xlate tables), templates/
     concentrator/, vpn_client/   model.py, ours.py (our agent's vpn.json, tables)
-    agent.py                     what our agent's implementations share
+    vpn_agent.py                 what our agent's implementations share
     vpn_settings.py              settings both VPN kinds share
 
 Import rule (keeps `labctl validate` light and free of cycles): a kind module imports at

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from ..kinds.agent import VPN_CONFIG_PATH
 from ..kinds.registry import implementation_of
 from ..kinds.spec import NodeConfig, RenderedFile
+from ..kinds.vpn_agent import VPN_CONFIG_PATH
 from ..topology import Lab
 
 CONFIG_DIR = "/etc/labctl"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..agent import AGENT_SHOWS, agent_node_config, settings_json
 from ..collect import run
 from ..spec import Implementation, NodeConfig, ShowTable
+from ..vpn_agent import AGENT_SHOWS, agent_node_config, settings_json
 from .model import ConcentratorNode, parse_pool
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from labctl.kinds import kinds_with_show
-from labctl.kinds.agent import render_vpn_stats
+from labctl.kinds.vpn_agent import render_vpn_stats
 
 
 def test_stats_text_puts_drops_log_and_tcp_first() -> None:
