@@ -9,11 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..topology.checks_model import Expectation, TableCheck
+from ..topology.checks_model import TABLE_SOURCES, Expectation, TableCheck
 from ..topology.matchers import parse_count, parse_matcher
-
-# Which `labctl show` table each sugar key reads, and the node kind it needs.
-TABLE_SOURCES = {"xlate": "xlate", "sessions": "sessions", "client": "status"}
 
 
 class Probe(Protocol):
