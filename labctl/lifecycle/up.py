@@ -205,8 +205,8 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
 
     with progress.stage("configuration push"):
         push_nodes(handle, list(lab.nodes), initial=True)
-        for name, node in lab.nodes.items():
-            for command in node.exec:
+        for name, model in lab.nodes.items():
+            for command in model.exec:
                 handle.session(name).run(command).check()
 
     state.write_record(

@@ -104,7 +104,7 @@ class Topology(Strict):
     groups: dict[str, dict[str, Any]] = Field(
         {}, description="named setting sets a node joins with 'group:'", exclude=True, repr=False
     )
-    nodes: dict[NodeName, Node] = Field(min_length=1)
+    nodes: dict[NodeName, Node] = Field(min_length=1)  # type: ignore[valid-type]
     links: list[Link] = []
 
 

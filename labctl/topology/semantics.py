@@ -40,7 +40,7 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
     for segment in lab.segments:
         base = ("topology", "links", segment.index)
         for position, endpoint in enumerate(segment.endpoints):
-            path = (*base, "endpoints", position)
+            path: tuple[str | int, ...] = (*base, "endpoints", position)
             if endpoint.node not in nodes:
                 c.add(
                     path,
@@ -72,13 +72,13 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
             if (node_name, if_name) not in used:
                 c.add(path, f"interface {if_name} is not on any link")
             if config.ipv4 is not None:
-                address = config.ipv4
-                node_addresses[node_name].append(address)
-                if address.network.prefixlen < 31 and address.ip in (
-                    address.network.network_address,
-                    address.network.broadcast_address,
+                own = config.ipv4
+                node_addresses[node_name].append(own)
+                if own.network.prefixlen < 31 and own.ip in (
+                    own.network.network_address,
+                    own.network.broadcast_address,
                 ):
-                    c.add(path, f"{address} is the network or broadcast address of its subnet")
+                    c.add(path, f"{own} is the network or broadcast address of its subnet")
 
     subnets: dict[int, IPv4Network] = {}
     for segment in lab.segments:
