@@ -96,9 +96,17 @@ def link_targets(labs: Iterable[str]) -> list[str]:
 
 
 def show_names(kind: str) -> list[str]:
-    from ..state import SHOWS
+    """The kind's tables in any of its implementations (the record's node is not loaded)."""
+    from ..kinds.registry import UnknownKindError, spec_of
+    from ..state import COMMON_SHOWS
 
-    return sorted(n for n, s in SHOWS.items() if s.kinds is None or kind in s.kinds)
+    names = {show.name for show in COMMON_SHOWS}
+    try:
+        for implementation in spec_of(kind).implementations:
+            names |= {show.name for show in implementation.shows}
+    except UnknownKindError:
+        pass
+    return sorted(names)
 
 
 def options_of(command: str) -> list[str]:

@@ -270,6 +270,7 @@ DOCKER_SOCKET = Path("/var/run/docker.sock")
 def check_privileges(args: argparse.Namespace) -> None:
     """Refuse early, with the reason, what would otherwise fail half-way as non-root."""
     command = args.command
+    reason: str | None
     if command == "images" and args.action == "build":
         reason = "debootstrap builds the base image as root"
     else:

@@ -73,9 +73,12 @@ class LabHandle:
 
     def _new_session(self, node: str) -> NodeSession:
         """Management addresses exist only in the lab's fabric namespace: connect from there."""
+        address = self.nodes[node].mgmt_ipv4
+        if address is None:
+            raise MgmtError(f"{node}: no management address (state {self.nodes[node].state})")
         return NodeSession(
             node,
-            self.nodes[node].mgmt_ipv4,
+            address,
             self.state.key_file,
             self.state.known_hosts,
             netns=mgmt_netns_path(self.lab.name),

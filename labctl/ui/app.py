@@ -361,12 +361,18 @@ def _node_parts(console: Console, lab: str, node: str, view: str) -> dict[str, s
     return {"live": html}
 
 
+# The page a node opens on, by the tables its implementation has (a strongSwan
+# concentrator has no Administer Sessions, say): the first one that fits.
+NODE_VIEWS = (("administer", "manager"), ("xlate", "pix"), ("status", "client"))
+
+
 async def node_page(console: Console, request: Request) -> Response:
     lab, node = request.path_params["lab"], request.path_params["node"]
     kind = await run_in_threadpool(_node_kind, console, lab, node)
-    if kind == "concentrator":
+    shows = await run_in_threadpool(console.labs.shows_for, lab, node)
+    view = next((view for table, view in NODE_VIEWS if table in shows), None)
+    if view == "manager":
         return RedirectResponse(f"/labs/{lab}/nodes/{node}/admin/sessions", status_code=303)
-    view = {"pat-firewall": "pix", "vpn-client": "client"}.get(kind)
     if view is None:
         return RedirectResponse(f"/labs/{lab}/nodes/{node}/show/arp", status_code=303)
     return await _node_view_page(console, lab, node, kind, view)
@@ -407,8 +413,8 @@ MANAGER_TITLES = {
 async def manager_page(console: Console, request: Request, *, page: str) -> Response:
     lab, node = request.path_params["lab"], request.path_params["node"]
     kind = await run_in_threadpool(_node_kind, console, lab, node)
-    if kind != "concentrator":
-        raise HTTPException(404, f"{node} is a {kind}, not a concentrator")
+    if "administer" not in await run_in_threadpool(console.labs.shows_for, lab, node):
+        raise HTTPException(404, f"{node} ({kind}) has no VPN 3000 Manager pages")
     view = f"detail:{request.path_params['user']}" if page == "detail" else page
     parts = await run_in_threadpool(_node_parts, console, lab, node, view)
     return console.page(
@@ -433,8 +439,8 @@ def _public_address(console: Console, lab: str, node: str) -> str:
 async def node_stream(console: Console, request: Request) -> Response:
     lab, node = request.path_params["lab"], request.path_params["node"]
     view = request.path_params["view"]
-    kind = await run_in_threadpool(_node_kind, console, lab, node)
-    if kind != "concentrator":
+    shows = await run_in_threadpool(console.labs.shows_for, lab, node)
+    if "administer" not in shows or view.startswith(("show:", "pix", "client")):
         return stream(lambda: {"html": _node_parts(console, lab, node, view)})
     # A concentrator page open in a browser is a management session on the box.
     login = ConsoleLogin(console.labs, lab, node)

@@ -16,7 +16,7 @@ from ..lifecycle import LabHandle, LabState, known_state_labs, lab_health
 from ..mgmt.ssh import MgmtError
 from ..naming import LAB_NAME_PATTERN, bridge_name, fabric_netns
 from ..runtime import Runtime
-from ..state import SHOWS, collect
+from ..state import collect, shows_for
 from ..wiring import list_named_netns
 from ..wiring.netns import named_netns_path, open_netns
 
@@ -110,8 +110,7 @@ class LabRegistry:
         return result.exit_status, result.stdout, result.stderr
 
     def shows_for(self, lab: str, node: str) -> list[str]:
-        kind = self.lab(lab).handle.lab.node(node).kind
-        return sorted(n for n, s in SHOWS.items() if s.kinds is None or kind in s.kinds)
+        return sorted(shows_for(self.lab(lab).handle.lab.node(node)))
 
     def traffic(self, lab: str) -> dict[str, LinkTraffic]:
         """Per link: the frames its nodes sent into it and the rates since the last call."""
