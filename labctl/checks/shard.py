@@ -32,8 +32,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def shard_of(items: Sequence[T], ids: Sequence[str], k: int, n: int) -> list[T]:
     """The items of shard k of n, in their original order; `ids` names each item."""
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        duplicates = sorted({i for i in ids if i in seen or seen.add(i)})
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
         raise ShardError(
             "two cases share an id (same file name in two folders?): " + ", ".join(duplicates)
         )

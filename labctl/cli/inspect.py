@@ -70,8 +70,10 @@ def describe_lab(
                 ],
             }
         )
-    subnets = lab.subnets() if lab else {}
-    for segment in lab.segments if lab else []:
+    if lab is None:  # no record: what the runtime says is all there is
+        return result
+    subnets = lab.subnets()
+    for segment in lab.segments:
         result["links"].append(
             {
                 "name": segment.name,

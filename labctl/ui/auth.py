@@ -41,9 +41,9 @@ class TokenGate:
         if given is not None and hmac.compare_digest(given, self.token):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
-            response = RedirectResponse(target, status_code=303)
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
-            await response(scope, receive, send)
+            redirect = RedirectResponse(target, status_code=303)
+            redirect.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
+            await redirect(scope, receive, send)
             return
         cookie = request.cookies.get(COOKIE)
         if cookie is None or not hmac.compare_digest(cookie, self.token):
