@@ -239,6 +239,17 @@ def test_pix_page_shows_xlate_and_arp(browser, console, lab) -> None:
     shot(browser, "pix")
 
 
+def test_any_node_shows_every_table_of_its_kind(browser, console, lab) -> None:
+    browser.get(f"{console['base']}labs/{lab.name}/nodes/router")  # no special page: arp
+    assert browser.current_url.endswith("/nodes/router/show/arp")
+    tabs = [text for _, text, _ in rows_of(browser, "nav.tabs a", "href")]
+    assert {"arp", "route", "interfaces", "conntrack"} <= set(tabs), tabs
+    assert by_css(browser, "pre.screen")
+    click(browser, 'nav.tabs a[href$="/show/route"]')
+    wait_until("route table", lambda: "171.69.88.0/23 dev eth1" in text_of(browser, "pre.screen"))
+    shot(browser, "router-route")
+
+
 def test_client_page_shows_status_and_statistics(browser, console, lab) -> None:
     browser.get(f"{console['base']}labs/{lab.name}/nodes/client1")
     status = by_css(browser, "#client-status")[0]
