@@ -23,8 +23,10 @@ def to_dot(lab: Lab) -> str:
         '  edge [fontname="Helvetica", fontsize=9];',
     ]
     for name, node in lab.nodes.items():
+        # ids and classes survive into the SVG: the web console colours nodes and links
         lines.append(
-            f'  "{name}" [shape={spec_of(node.kind).graph.dot}, label="{name}\\n({node.kind})"];'
+            f'  "{name}" [shape={spec_of(node.kind).graph.dot}, label="{name}\\n({node.kind})", '
+            f'id="node-{name}", class="labnode"];'
         )
     subnets = lab.subnets()
     for segment in lab.segments:
@@ -32,17 +34,22 @@ def to_dot(lab: Lab) -> str:
         if segment.is_lan:
             hub = f"lan:{segment.name}"
             lines.append(
-                f'  "{hub}" [shape=point, width=0.15, xlabel="{segment.name}\\n{subnet}"];'
+                f'  "{hub}" [shape=point, width=0.15, xlabel="{segment.name}\\n{subnet}", '
+                f'id="link-{segment.name}", class="lablink link-{segment.name}"];'
             )
             for endpoint in segment.endpoints:
                 label = _endpoint_label(lab, endpoint.node, endpoint.interface)
-                lines.append(f'  "{endpoint.node}" -- "{hub}" [taillabel="{label}"];')
+                lines.append(
+                    f'  "{endpoint.node}" -- "{hub}" [taillabel="{label}", '
+                    f'class="lablink link-{segment.name}"];'
+                )
         else:
             a, b = segment.endpoints
             lines.append(
                 f'  "{a.node}" -- "{b.node}" [label="{segment.name}\\n{subnet}", '
                 f'taillabel="{_endpoint_label(lab, a.node, a.interface)}", '
-                f'headlabel="{_endpoint_label(lab, b.node, b.interface)}"];'
+                f'headlabel="{_endpoint_label(lab, b.node, b.interface)}", '
+                f'class="lablink link-{segment.name}"];'
             )
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,8 @@ packages=(
   tshark               # dissecting captures (IKE, ESP)
   vpnc                 # an independent IKEv1 client for interop tests
   iperf3               # throughput benchmarks
-  graphviz             # labctl graph --format svg
+  graphviz             # labctl graph --format svg (and the web console's topology)
+  chromium chromium-driver  # the web console's browser tests (selenium, headless)
   python3-venv
 )
 missing=()

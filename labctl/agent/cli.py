@@ -4,6 +4,8 @@ vpn service start|stop|restart|reload|status
 vpn service check FILE                   (can the agent run with FILE? changes nothing)
 vpn show sessions [--json] [-v]          (concentrator)
 vpn logout USER                          (concentrator)
+vpn admin login NAME [--protocol P] [--lease S] | touch ID | logout ID
+                                         (concentrator: management sessions)
 vpn connect [--wait] [--timeout S]       (client)
 vpn disconnect                           (client)
 vpn status [--json]                      (client)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,7 +56,13 @@ def cmd_service(args) -> int:
 def cmd_show(args) -> int:
     result = request("sessions", {"detail": args.verbose})
     if args.json:
-        _print_json({"summary": result["summary"], "sessions": result["sessions"]})
+        _print_json(
+            {
+                "summary": result["summary"],
+                "sessions": result["sessions"],
+                "management": result.get("management", []),
+            }
+        )
     else:
         sys.stdout.write(result["text"])
     return 0
@@ -62,6 +71,28 @@ def cmd_show(args) -> int:
 def cmd_logout(args) -> int:
     count = request("logout", {"user": args.user})["logged_out"]
     print(f"logged out {count} session(s) of {args.user}")
+    return 0
+
+
+def cmd_admin(args) -> int:
+    """Management sessions; the address is where this command was reached from (the SSH
+    client's address: labctl's end of the management plane)."""
+    if args.action == "login":
+        address = (os.environ.get("SSH_CLIENT") or "local").split()[0]
+        result = request(
+            "admin-login",
+            {
+                "administrator": args.target,
+                "address": address,
+                "protocol": args.protocol,
+                "lease": args.lease,
+            },
+        )
+    elif args.action == "touch":
+        result = request("admin-touch", {"id": args.target, "lease": args.lease})
+    else:
+        result = request("admin-logout", {"id": args.target})
+    _print_json(result)
     return 0
 
 
@@ -156,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logout")
     p.add_argument("user")
     p.set_defaults(func=cmd_logout)
+    p = sub.add_parser("admin")
+    p.add_argument("action", choices=("login", "touch", "logout"))
+    p.add_argument("target", help="login: the administrator's name; touch/logout: session id")
+    p.add_argument("--protocol", default="HTTP")
+    p.add_argument("--lease", type=float, help="seconds the session lives without a touch")
+    p.set_defaults(func=cmd_admin)
     p = sub.add_parser("connect")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0)

@@ -36,6 +36,7 @@ from ..ike.constants import NATT_PORT, AuthMethod
 from ..ike.events import Phase1Rekeyed, RequestRetransmitted
 from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
 from . import naming
+from .admin import AdminSessions
 from .childsa import encap_of, esp_pair
 from .control import ControlError
 from .dataplane import Dataplane, Encap
@@ -204,6 +205,7 @@ class ConcentratorAgent:
         self.next_session_id = 1
         self.total_sessions = 0
         self.peak_sessions = 0
+        self.admins = AdminSessions()  # management sessions (the web console's)
         loop.call_every(1.0, self._note_traffic)
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
         transparency = [
@@ -561,8 +563,15 @@ class ConcentratorAgent:
 
     def summary(self) -> SessionSummary:
         active = sum(s.active for s in self.sessions.values())
+        management = len(self.admins.active())
+        self.peak_sessions = max(self.peak_sessions, active + management)
         return SessionSummary(
-            0, active, 0, max(self.peak_sessions, active), CONCURRENT_LIMIT, self.total_sessions
+            0,
+            active,
+            management,
+            self.peak_sessions,
+            CONCURRENT_LIMIT,
+            self.total_sessions,
         )
 
     def logout(self, user: str) -> int:

@@ -57,6 +57,11 @@ class Daemon:
             handlers |= {
                 "sessions": self._sessions,
                 "logout": lambda args: {"logged_out": self.agent.logout(str(args.get("user")))},
+                "admin-login": self._admin_login,
+                "admin-touch": lambda args: self.agent.admins.touch(
+                    args.get("id"), args.get("lease")
+                ),
+                "admin-logout": self._admin_logout,
             }
         else:
             handlers |= {
@@ -69,11 +74,29 @@ class Daemon:
     def _sessions(self, args: dict) -> dict:
         records = self.agent.session_records()
         summary = self.agent.summary()
+        management = [m.to_json() for m in self.agent.admins.active()]
         return {
             "summary": summary.to_json(),
             "sessions": [r.to_json() for r in records],
-            "text": render_sessions(records, summary, time.time(), bool(args.get("detail"))),
+            "management": management,
+            "text": render_sessions(
+                records, summary, time.time(), bool(args.get("detail")), management
+            ),
         }
+
+    def _admin_login(self, args: dict) -> dict:
+        session = self.agent.admins.login(args)
+        self.log.info(
+            "ADMIN/1",
+            f"management session {session['session_id']}: {session['administrator']} "
+            f"from {session['address']} ({session['protocol']}) logged in",
+        )
+        return session
+
+    def _admin_logout(self, args: dict) -> dict:
+        count = self.agent.admins.logout(args.get("id"))
+        self.log.info("ADMIN/2", f"management session {args.get('id')} logged out")
+        return {"logged_out": count}
 
     def _status(self, args: dict) -> dict:
         status = self.agent.client_status()

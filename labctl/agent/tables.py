@@ -24,7 +24,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render_sessions(
-    sessions: list[SessionRecord], summary: SessionSummary, now: float, detail: bool = False
+    sessions: list[SessionRecord],
+    summary: SessionSummary,
+    now: float,
+    detail: bool = False,
+    management: list[dict] | None = None,
 ) -> str:
     lines = ["Session Summary", ""]
     lines += _table(
@@ -88,6 +92,24 @@ def render_sessions(
                 "Bytes Tx / Rx",
             ],
             rows,
+        )
+    lines += ["", "Management Sessions", ""]
+    if not management:
+        lines.append("No Management Sessions")
+    else:
+        lines += _table(
+            ["Administrator", "IP Address", "Protocol", "Encryption", "Login Time", "Duration"],
+            [
+                [
+                    m["administrator"],
+                    m["address"],
+                    m["protocol"],
+                    m["encryption"],
+                    _login(m["login_time"]),
+                    _duration(now - m["login_time"]),
+                ]
+                for m in management
+            ],
         )
     if detail:
         for s in sessions:

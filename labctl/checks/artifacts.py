@@ -8,17 +8,50 @@ on success they are deleted.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import LabctlError
 from ..lifecycle import LabHandle
-from ..naming import bridge_name, fabric_netns
+from ..naming import bridge_name, fabric_netns, fabric_port_name
 from ..state import collect, shows_for
+from ..topology import Lab
 
 MAX_PACKETS_PER_LINK = 200_000
+
+
+def tcpdump_command(lab: str, interface: str, output: str, count: int | None = None) -> list[str]:
+    """tcpdump on an interface of the lab's fabric namespace (a link's bridge, or one
+    endpoint's fabric port), writing pcap to `output` ('-': its standard output)."""
+    command = ["ip", "netns", "exec", fabric_netns(lab), "tcpdump"]
+    # Deliver each packet as it comes (-U flushes each one): without it libpcap hands
+    # packets over in blocks with a 1 s timeout, and a capture stopped right after the
+    # traffic, or piped into tshark live, misses the last second.
+    command += ["--immediate-mode", "-U", "-n", "-s", "0", "-i", interface]
+    # Stay root: Debian's tcpdump otherwise switches to user tcpdump, and a change of
+    # credentials clears the parent-death signal that ends it with labctl.
+    command += ["-Z", "root"]
+    if count is not None:
+        command += ["-c", str(count)]
+    return [*command, "-w", output]
+
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: no dlopen in a child
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when labctl dies, even by SIGKILL (tcpdump then
+    flushes and exits; no capture outlives the command that started it)."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class Captures:
@@ -33,30 +66,15 @@ class Captures:
         self.directory.mkdir(parents=True, exist_ok=True)
         for segment in self.handle.lab.segments:
             path = self.directory / f"{segment.name}.pcap"
+            command = tcpdump_command(
+                self.handle.lab.name, bridge_name(segment.index), str(path), MAX_PACKETS_PER_LINK
+            )
             self.processes.append(
                 subprocess.Popen(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        fabric_netns(self.handle.lab.name),
-                        "tcpdump",
-                        # Deliver each packet as it comes, or the last second of a case is
-                        # still in the kernel's buffer when the capture stops.
-                        "--immediate-mode",
-                        "-i",
-                        bridge_name(segment.index),
-                        "-U",
-                        "-n",
-                        "-s",
-                        "0",
-                        "-c",
-                        str(MAX_PACKETS_PER_LINK),
-                        "-w",
-                        str(path),
-                    ],
+                    command,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent,
                 )
             )
 
@@ -65,16 +83,170 @@ class Captures:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
         for process in self.processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _reap(process)
         self.processes.clear()
 
     def discard(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _reap(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class CaptureError(LabctlError):
+    """A capture could not start (unknown link, tcpdump refused)."""
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """What to capture: a whole link (its bridge) or one endpoint (its fabric port)."""
+
+    link: str
+    interface: str  # in the fabric namespace
+    endpoint: str | None = None  # "node:interface" for one side only
+
+    def describe(self, lab: str) -> str:
+        side = f" ({self.endpoint}'s side)" if self.endpoint else ""
+        return f"link {self.link}{side}: {self.interface} in netns {fabric_netns(lab)}"
+
+
+def capture_target(lab: Lab, text: str) -> CaptureTarget:
+    """A link name, or NODE:INTERFACE, resolved against the lab's links."""
+    for segment in lab.segments:
+        if segment.name == text:
+            return CaptureTarget(segment.name, bridge_name(segment.index))
+        for position, endpoint in enumerate(segment.endpoints):
+            if str(endpoint) == text:
+                return CaptureTarget(
+                    segment.name, fabric_port_name(segment.index, position), str(endpoint)
+                )
+    links = ", ".join(s.name for s in lab.segments)
+    raise CaptureError(
+        f"lab {lab.name} has no link or NODE:INTERFACE {text!r} (links: {links}; "
+        "labctl inspect lists the interfaces)",
+        status=2,
+    )
+
+
+class LinkCapture:
+    """One live tcpdump of a link, its pcap written to a file descriptor (a file, a pipe,
+    labctl's standard output). start() returns once tcpdump listens."""
+
+    def __init__(self, lab: str, target: CaptureTarget, out_fd: int, count: int | None = None):
+        self.lab = lab
+        self.target = target
+        self.out_fd = out_fd
+        self.count = count
+        self.process: subprocess.Popen | None = None
+        self.messages: list[str] = []  # tcpdump's stderr, for its summary and errors
+        self._reader: threading.Thread | None = None
+        self._listening = threading.Event()
+
+    def start(self, timeout: float = 10.0) -> LinkCapture:
+        command = tcpdump_command(self.lab, self.target.interface, "-", self.count)
+        self.process = subprocess.Popen(
+            command,
+            stdout=self.out_fd,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                said = " ".join(self.messages).strip() or "no message"
+                raise CaptureError(f"tcpdump on {self.target.describe(self.lab)} failed: {said}")
+        return self
+
+    def _read_stderr(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for raw in self.process.stderr:
+            line = raw.decode(errors="replace").strip()
+            self.messages.append(line)
+            if "listening on" in line:
+                self._listening.set()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """tcpdump's exit status once it ends (count reached, reader gone), or None."""
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        """SIGINT (tcpdump flushes and says how many packets), then reap; idempotent."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        _reap(self.process)
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+
+    def summary(self) -> str:
+        return "; ".join(m for m in self.messages if "packets" in m)
+
+
+KEY_TABLES = ("ikev1_decryption_table", "esp_sa")
+KEY_DIR = "/var/log/labctl/keys"  # where agents write them (labctl/agent/keylog.py)
+WIRESHARK_PREFERENCES = (
+    "esp.enable_encryption_decode: TRUE\nesp.enable_authentication_check: TRUE\n"
+)
+
+
+def key_exporting_nodes(lab: Lab) -> list[str]:
+    """VPN nodes with the lab-only `vpn.debug.export-keys` switch on."""
+    found = []
+    for name, node in lab.nodes.items():
+        debug = getattr(getattr(node, "vpn", None), "debug", None)
+        if debug is not None and getattr(debug, "export_keys", False):
+            found.append(name)
+    return found
+
+
+def read_key_tables(handle: LabHandle) -> dict[str, str]:
+    """The Wireshark key tables of every key-exporting node, joined (each line once)."""
+    tables: dict[str, list[str]] = {name: [] for name in KEY_TABLES}
+    for node in key_exporting_nodes(handle.lab):
+        paths = " ".join(f"{KEY_DIR}/{name}" for name in KEY_TABLES)
+        result = handle.session(node).run(
+            f'for f in {paths}; do echo "== $f"; cat "$f" 2>/dev/null; done', timeout=20
+        )
+        current = None
+        for line in result.stdout.splitlines():
+            if line.startswith("== "):
+                current = line.rsplit("/", 1)[-1]
+            elif current in tables and line.strip() and line not in tables[current]:
+                tables[current].append(line)
+    return {name: "".join(line + "\n" for line in lines) for name, lines in tables.items()}
+
+
+def write_wireshark_keys(directory: Path, tables: dict[str, str]) -> None:
+    """A Wireshark configuration folder (WIRESHARK_CONFIG_DIR) with the key tables as its
+    UAT files and ESP decryption switched on. Root-only: the files hold live keys."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for name, text in {**tables, "preferences": WIRESHARK_PREFERENCES}.items():
+        path = directory / name
+        tmp = directory / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)  # a reader never sees half a table
 
 
 def save_failure_artifacts(handle: LabHandle, directory: Path) -> list[Path]:

@@ -52,6 +52,61 @@ def write_junit(results: list[CaseResult], path: Path) -> None:
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
+class JunitMergeError(ValueError):
+    pass
+
+
+def merge_junit(paths: list[Path], out: Path) -> tuple[int, int]:
+    """One JUnit file from several (the shards of a run): suites of the same name are
+    joined, totals recomputed. Returns (tests, failures+errors)."""
+    suites: dict[str, ET.Element] = {}
+    for path in paths:
+        try:
+            root = ET.parse(path).getroot()
+        except (OSError, ET.ParseError) as exc:
+            raise JunitMergeError(f"{path}: not a JUnit XML file ({exc})") from None
+        found = [root] if root.tag == "testsuite" else root.findall("testsuite")
+        if root.tag not in ("testsuite", "testsuites"):
+            raise JunitMergeError(f"{path}: root element <{root.tag}>, not <testsuites>")
+        for suite in found:
+            name = suite.get("name", path.stem)
+            merged = suites.setdefault(name, ET.Element("testsuite", name=name))
+            merged.extend(suite.findall("testcase"))
+    root = ET.Element("testsuites", name="labctl")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0}
+    for suite in suites.values():
+        cases = suite.findall("testcase")
+        counts = {
+            "tests": len(cases),
+            "failures": sum(c.find("failure") is not None for c in cases),
+            "errors": sum(c.find("error") is not None for c in cases),
+            "skipped": sum(c.find("skipped") is not None for c in cases),
+            "time": sum(float(c.get("time") or 0) for c in cases),
+        }
+        for key, value in counts.items():
+            suite.set(key, f"{value:.3f}" if key == "time" else str(value))
+            totals[key] += value
+        root.append(suite)
+    for key, value in totals.items():
+        root.set(key, f"{value:.3f}" if key == "time" else str(value))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+    return int(totals["tests"]), int(totals["failures"] + totals["errors"])
+
+
+def flaky_cases(results: list[CaseResult]) -> dict[str, tuple[int, int]]:
+    """Cases run more than once (--repeat) that passed some times and failed others:
+    '<topology>::<case>' -> (passed, runs)."""
+    runs: dict[str, list[bool]] = defaultdict(list)
+    for result in results:
+        runs[f"{Path(result.topology).stem}::{result.name.split('#')[0]}"].append(result.ok)
+    return {
+        case: (sum(oks), len(oks))
+        for case, oks in runs.items()
+        if len(oks) > 1 and len(set(oks)) > 1
+    }
+
+
 def summary_table(results: list[CaseResult]) -> str:
     header = ("TOPOLOGY", "CASE", "RESULT", "SECONDS")
     rows = [header] + [
@@ -62,4 +117,6 @@ def summary_table(results: list[CaseResult]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     passed = sum(r.ok for r in results)
     lines.append(f"{passed}/{len(results)} passed in {sum(r.seconds for r in results):.1f}s")
+    for case, (ok, runs) in sorted(flaky_cases(results).items()):
+        lines.append(f"flaky: {case} passed {ok} of {runs} runs")
     return "\n".join(lines) + "\n"

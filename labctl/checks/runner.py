@@ -22,6 +22,7 @@ from ..topology.checks_model import Step
 from ..topology.files import MAX_TOPOLOGY_BYTES, FileReadError, decode_text, read_limited
 from ..topology.secrets import redact
 from .artifacts import Captures, save_failure_artifacts
+from .events import RunEvents
 from .steps import StepFailed, StepLog, run_step
 
 
@@ -59,7 +60,24 @@ def discover(paths: list[Path]) -> list[Path]:
 def _lab_name(lab: Lab, tag: str, prefix: str = "t") -> str:
     """A fresh lab's name: the prefix and a random part first (they must survive the
     24-character limit: two cases must never share a lab), then what it is for."""
+    tag = re.sub(r"[^a-z0-9-]", "", tag.lower())  # 'rekey#2': a repeat's mark is no name part
     return f"{prefix}-{secrets.token_hex(2)}-{lab.name}-{tag}"[:24].rstrip("-")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case of a topology: its top-level `expect`, or one scenario. A topology that
+    cannot be run (invalid, nothing to check) is one case too, carrying its problem."""
+
+    path: Path
+    name: str
+    steps: tuple[Step, ...] = ()
+    problem: tuple[str, str] | None = None  # (message, details)
+
+    @property
+    def id(self) -> str:
+        """Stable across machines and checkouts (no absolute path): what shards split."""
+        return f"{self.path.stem}::{self.name}"
 
 
 class TopologyRun:
@@ -73,6 +91,7 @@ class TopologyRun:
         lab_name: str | None = None,
         only: list[str] | None = None,
         lab_prefix: str = "t",
+        events: RunEvents | None = None,
     ):
         self.path = path
         self.runtime = runtime
@@ -82,35 +101,53 @@ class TopologyRun:
         self.lab_name = lab_name
         self.only = only
         self.lab_prefix = lab_prefix
+        self.events = events or RunEvents()
         self.results: list[CaseResult] = []
+        self._lab: Lab | None = None
 
-    def run(self) -> list[CaseResult]:
+    def cases(self) -> list[Case]:
+        """The cases this topology holds (after --scenario filtering), in file order."""
         try:
-            lab = load_lab(self.path)
+            self._lab = load_lab(self.path)
         except TopologyError as exc:
-            self.results.append(
-                CaseResult(str(self.path), "validate", False, 0.0, "invalid topology", str(exc))
-            )
-            return self.results
-        cases: list[tuple[str, list[Step]]] = []
+            return [Case(self.path, "validate", problem=("invalid topology", str(exc)))]
+        lab = self._lab
+        cases: list[Case] = []
         if lab.spec.expect:
-            cases.append(("expect", [Step(expect=lab.spec.expect)]))
+            cases.append(Case(self.path, "expect", (Step(expect=lab.spec.expect),)))
         for name, scenario in lab.spec.scenarios.items():
             if self.only and name not in self.only:
                 continue
-            cases.append((name, list(scenario.steps)))
+            cases.append(Case(self.path, name, tuple(scenario.steps)))
         if not cases:
-            self.results.append(
-                CaseResult(
-                    str(self.path), "checks", False, 0.0, "the topology has no expect or scenarios"
+            return [
+                Case(self.path, "checks", problem=("the topology has no expect or scenarios", ""))
+            ]
+        return cases
+
+    def run(self, selected: list[Case] | None = None, repeat: int = 1) -> list[CaseResult]:
+        """Run `selected` cases (default: all) `repeat` times each; a repeated case's
+        results are named 'case#2', 'case#3' ... (the first keeps its name)."""
+        cases = self.cases() if selected is None else selected
+        runnable = []
+        for case in cases:
+            if case.problem is not None:
+                message, details = case.problem
+                self.results.append(
+                    CaseResult(str(self.path), case.name, False, 0.0, message, details)
                 )
-            )
+            else:
+                runnable += [(case, attempt) for attempt in range(1, repeat + 1)]
+        if not runnable:
             return self.results
+        assert self._lab is not None
         if self.keep:
-            self._run_on_running_lab(lab, cases)
+            self._run_on_running_lab(self._lab, runnable)
         else:
-            for name, steps in cases:
-                self._run_on_fresh_lab(lab, name, steps)
+            for case, attempt in runnable:
+                self._run_on_fresh_lab(
+                    self._lab, _attempt_name(case.name, attempt), list(case.steps)
+                )
         return self.results
 
     def _run_on_fresh_lab(self, lab: Lab, case: str, steps: list[Step]) -> None:
@@ -141,7 +178,7 @@ class TopologyRun:
                 handle.close()
             down(named.name, self.runtime, Progress(self.progress.stream, quiet=True))
 
-    def _run_on_running_lab(self, lab: Lab, cases) -> None:
+    def _run_on_running_lab(self, lab: Lab, cases: list[tuple[Case, int]]) -> None:
         name = self.lab_name or lab.name
         named = Lab(spec=lab.spec.model_copy(update={"name": name}), source=lab.source)
         # Held through the scenarios too: their pushes and restarts must not interleave
@@ -149,17 +186,21 @@ class TopologyRun:
         with lab_lock(name, "labctl test --keep"):
             handle = up(named, self.runtime, Progress(self.progress.stream, quiet=True))
             try:
-                for case, steps in cases:
-                    self._run_case(handle, case, steps, time.monotonic())
+                for case, attempt in cases:
+                    name = _attempt_name(case.name, attempt)
+                    self._run_case(handle, name, list(case.steps), time.monotonic())
             finally:
                 handle.close()
 
     def _run_case(self, handle: LabHandle, case: str, steps: list[Step], started: float) -> None:
-        log = StepLog()
+        log = StepLog(events=self.events)
         case_dir = self.report_dir / "artifacts" / f"{self.path.stem}.{case}"
         captures = Captures(handle, case_dir / "captures")
         captures.start()
         self.progress.say(f"{self.path.name} :: {case} ...")
+        self.events.emit(
+            "case", topology=self.path.stem, case=case, lab=handle.lab.name, steps=len(steps)
+        )
         try:
             for step in steps:
                 run_step(step, handle, log)
@@ -204,6 +245,15 @@ class TopologyRun:
             _remove_if_empty(case_dir)
             _remove_if_empty(case_dir.parent)  # no failure so far: no artifacts folder
         verdict = "PASS" if result.ok else "FAIL"
+        self.events.emit(
+            "case-done",
+            topology=self.path.stem,
+            case=case,
+            ok=result.ok,
+            seconds=round(result.seconds, 1),
+            message=result.message,
+            artifacts=result.artifacts,
+        )
         self.progress.say(f"{self.path.name} :: {case} {verdict} ({result.seconds:.1f}s)")
         if not result.ok:
             for line in redact(result.message + "\n" + result.details).strip().splitlines():
@@ -211,6 +261,10 @@ class TopologyRun:
             if result.artifacts:
                 self.progress.say(f"    artifacts: {result.artifacts}")
         self.results.append(result)
+
+
+def _attempt_name(name: str, attempt: int) -> str:
+    return name if attempt == 1 else f"{name}#{attempt}"
 
 
 def _remove_if_empty(directory: Path) -> None:

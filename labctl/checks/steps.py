@@ -20,6 +20,7 @@ from ..topology.describe import shown as shown_value
 from ..topology.secrets import MASK
 from ..wiring import impair
 from .evaluate import Outcome, parse_ping
+from .events import RunEvents
 from .probe import LabProbe
 from .wait import wait_for
 
@@ -36,15 +37,19 @@ class StepLog:
 
     lines: list[str] = field(default_factory=list)
     saved: dict[str, Any] = field(default_factory=dict)
+    events: RunEvents = field(default_factory=RunEvents)  # live progress (the web console)
 
     def add(self, text: str) -> None:
         self.lines.append(f"{time.strftime('%H:%M:%S')} {text}")
+        self.events.emit("log", line=text)
 
 
 def run_step(step: Step, handle: LabHandle, log: StepLog) -> None:
     kind = step.kind
     value = getattr(step, kind)
-    log.add(f"step {kind}: {step.name or _brief(value)}")
+    title = step.name or _brief(value)
+    log.events.emit("step", kind=kind, title=title)
+    log.add(f"step {kind}: {title}")
     handler = _HANDLERS[kind]
     handler(value, handle, log)
 
@@ -63,13 +68,39 @@ def _brief(value: Any) -> str:
 def _check_expectations(expectations, handle: LabHandle, log: StepLog) -> None:
     probe = LabProbe(handle)
     for expectation in expectations:
-        outcome, waited = wait_for(expectation, probe, handle.lab.name, saved=log.saved)
+        title = expectation.title()
+        last: list[str] = []
+
+        def observed(outcome: Outcome, title: str = title, last: list[str] = last) -> None:
+            if last != [outcome.summary]:  # a poll that saw nothing new is not news
+                last[:] = [outcome.summary]
+                log.events.emit("observed", title=title, ok=outcome.ok, **_shown(outcome))
+
+        log.events.emit("expect", title=title, expected=_expected(expectation))
+        outcome, waited = wait_for(
+            expectation, probe, handle.lab.name, saved=log.saved, on_outcome=observed
+        )
+        log.events.emit(
+            "expect-done", title=title, ok=outcome.ok, seconds=round(waited, 1), **_shown(outcome)
+        )
         named = f"{expectation.name}: " if expectation.name else ""
         verdict = "ok  " if outcome.ok else "FAIL"
         log.add(f"  {verdict} {named}{outcome.summary} ({waited:.1f}s)")
         if not outcome.ok:
             raise StepFailed(f"{expectation.title()}: {outcome.summary}", outcome)
         log.saved.update(outcome.saved)
+
+
+def _expected(expectation) -> str:
+    """What an expectation asks for, in the topology's own words."""
+    check = expectation.check
+    if hasattr(check, "model_dump"):
+        return str(check.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+    return str(check)
+
+
+def _shown(outcome: Outcome) -> dict[str, Any]:
+    return {"observed": outcome.summary, "details": outcome.details[:20]}
 
 
 def _client_commands(handle: LabHandle, node: str) -> ClientCommands:

@@ -22,8 +22,10 @@ def wait_for(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     saved: Mapping[str, Any] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
 ) -> tuple[Outcome, float]:
-    """(last outcome, seconds waited). Errors reading state count as 'not yet'."""
+    """(last outcome, seconds waited). Errors reading state count as 'not yet'.
+    on_outcome sees every poll's outcome (live progress)."""
     start = clock()
     deadline = start + expectation.within
     while True:
@@ -33,6 +35,8 @@ def wait_for(
             return Outcome(False, f"{expectation.title()}: {exc}"), clock() - start
         except (MgmtError, ShowError, OSError, ValueError) as exc:
             outcome = Outcome(False, f"{expectation.title()}: could not read state: {exc}")
+        if on_outcome is not None:
+            on_outcome(outcome)
         if outcome.ok or clock() >= deadline:
             return outcome, clock() - start
         sleep(min(POLL_INTERVAL, max(0.0, deadline - clock())))

@@ -13,6 +13,9 @@ from ..lifecycle import (
     known_state_labs,
     lab_health,
     lab_lock,
+    plan_down,
+    plan_push,
+    plan_up,
     push_node,
     summarize,
     up,
@@ -57,6 +60,11 @@ def cmd_up(args) -> int:
     lab = load_lab_as(args.file, args.name)
     progress = Progress(quiet=args.quiet)
     runtime = DockerRuntime()
+    if args.dry_run:
+        plan = plan_up(lab, runtime, recreate=args.recreate)
+        print("\n".join(plan.describe()))
+        print("(dry run: nothing was changed)")
+        return 1 if plan.action == "refuse" else 0
     with up(
         lab, runtime, progress, keep_on_failure=args.keep_on_failure, recreate=args.recreate
     ) as handle:
@@ -72,6 +80,14 @@ def cmd_down(args) -> int:
         names = _all_lab_names(runtime)
     elif names is None:
         names = [pick_lab_name(runtime, None)]
+    if args.dry_run:
+        for name in names:
+            found = plan_down(name, runtime)
+            print(f"lab {name}: " + ("would remove:" if found else "nothing to remove"))
+            for item in found:
+                print(f"  {item}")
+        print("(dry run: nothing was changed)")
+        return 0
     for name in names:
         removed = down(name, runtime, progress)
         if not removed:
@@ -190,6 +206,8 @@ def cmd_push(args) -> int:
     runtime = DockerRuntime()
     name = pick_lab_name(runtime, args.lab)
     failures: list[str] = []
+    if args.dry_run:
+        return _push_dry_run(runtime, name, args.nodes)
     # One lock for reading the file, pushing and recording: no up/down in between.
     with lab_lock(name, "labctl push"):
         handle, differences = open_lab_for_push(runtime, name)
@@ -215,6 +233,70 @@ def cmd_push(args) -> int:
     return 1 if failures else 0
 
 
+def _push_dry_run(runtime, name: str, nodes: list[str]) -> int:
+    handle, differences = open_lab_for_push(runtime, name)
+    with handle:
+        for node in nodes:  # every name checked before the first is planned
+            handle.lab.node(node)
+        if differences:
+            print(f"note: the topology's structure changed since up ({summarize(differences)})")
+        for node in nodes:
+            print(f"push {node}:")
+            for line in plan_push(handle, node):
+                print(f"  {line}")
+    print("(dry run: nothing was changed)")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .inspect import inspect_labs, render_inspection
+
+    runtime = DockerRuntime()
+    labs = inspect_labs(runtime, _all_lab_names(runtime), args.lab)
+    if args.json:
+        print_json(labs)
+    else:
+        sys.stdout.write(render_inspection(labs))
+    return 0
+
+
+def cmd_capture(args) -> int:
+    from .capture import run_capture
+
+    return run_capture(args)
+
+
+def cmd_ui(args) -> int:
+    from ..ui.server import serve
+
+    return serve(
+        host=args.host,
+        port=args.port,
+        reports=args.reports,
+        token=args.token,
+        stop_after=args.stop_after,
+        quiet=args.quiet,
+    )
+
+
+def cmd_junit_merge(args) -> int:
+    from ..checks.junit import JunitMergeError, merge_junit
+
+    try:
+        tests, failed = merge_junit(args.files, args.output)
+    except JunitMergeError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.output}: {tests} tests, {failed} failed, from {len(args.files)} files")
+    return 0
+
+
+def cmd_completion(args) -> int:
+    from .complete import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
 def cmd_graph(args) -> int:
     from .. import graph
 
@@ -234,7 +316,13 @@ def cmd_graph(args) -> int:
 
 def cmd_test(args) -> int:
     from ..checks import TopologyRun, discover, summary_table, write_junit
+    from ..checks.events import EVENTS_FILE, RunEvents
+    from ..checks.shard import ShardError, parse_shard, shard_of
 
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ShardError as exc:
+        raise CliError(str(exc), status=2) from None
     files = discover(args.paths)
     if not files:
         raise CliError(
@@ -244,9 +332,9 @@ def cmd_test(args) -> int:
         raise CliError("--lab names one running lab; give one topology file with it")
     progress = Progress(quiet=args.quiet)
     runtime = DockerRuntime()
-    results = []
-    for file in files:
-        results += TopologyRun(
+    events = RunEvents(args.report_dir / EVENTS_FILE)
+    runs = [
+        TopologyRun(
             file,
             runtime,
             args.report_dir,
@@ -255,11 +343,40 @@ def cmd_test(args) -> int:
             lab_name=args.lab,
             only=args.scenario,
             lab_prefix=args.lab_prefix,
-        ).run()
+            events=events,
+        )
+        for file in files
+    ]
+    planned = [(run, case) for run in runs for case in run.cases()]
+    if shard is not None:
+        try:
+            chosen = shard_of(planned, [case.id for _, case in planned], *shard)
+        except ShardError as exc:
+            raise CliError(str(exc)) from None
+        progress.say(f"shard {shard[0]}/{shard[1]}: {len(chosen)} of {len(planned)} cases")
+        planned = chosen
+    events.emit(
+        "run",
+        cases=[case.id for _, case in planned],
+        repeat=args.repeat,
+        shard=args.shard,
+        keep=args.keep,
+    )
+    results = []
+    for run in runs:
+        selected = [case for owner, case in planned if owner is run]
+        if selected:
+            results += run.run(selected, repeat=args.repeat)
     junit = args.junit or args.report_dir / "junit.xml"
     write_junit(results, junit)
+    events.emit(
+        "run-done", passed=sum(r.ok for r in results), failed=sum(not r.ok for r in results)
+    )
     sys.stdout.write(summary_table(results))
     print(f"JUnit XML: {junit}")
+    if not planned:
+        print(f"shard {args.shard} has no cases: nothing to run")
+        return 0
     return 0 if results and all(r.ok for r in results) else 1
 
 

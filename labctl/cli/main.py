@@ -7,7 +7,13 @@ labctl status [--json]         labs and nodes that are up
 labctl exec NODE -- CMD        run a command in a node (over SSH)
 labctl show NODE WHAT          xlate, arp, route, sessions ... (--json)
 labctl push NODE               re-render and reload a node's configuration
+labctl inspect [LAB] [--json]  every lab, node, address and link
+labctl capture LINK|NODE:IF    live pcap of a link (-w FILE|-, --keys DIR for Wireshark)
+labctl ui                      the web console (127.0.0.1, a token in the URL)
 labctl graph FILE              DOT / SVG / Mermaid picture of a topology
+labctl test PATH... [--shard K/N] [--repeat N]
+labctl junit-merge -o OUT FILE...
+labctl completion bash|zsh     shell completion script
 labctl images build|list|prune
 labctl schema                  the topology JSON Schema, for editors
 """
@@ -29,6 +35,8 @@ from ..naming import LAB_NAME_RULE, LabNameError, check_lab_name
 from ..topology.secrets import redact
 from .context import CliError
 
+COMPLETE_COMMAND = "__complete"
+
 
 def _lab_prefix(value: str) -> str:
     """Lab names are a-z, 0-9 and '-'; a prefix leaves room for the rest (24 at most)."""
@@ -47,6 +55,20 @@ def _lab_name(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r} is not a lab name ({LAB_NAME_RULE})") from None
 
 
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    """-q and --debug, accepted before and after the subcommand (`labctl down X -q`).
+    On subcommands their default is SUPPRESS, so an absent flag keeps the global value."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if suppress else False
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="no progress lines"
+    )
+    common.add_argument(
+        "--debug", action="store_true", default=default, help="print the traceback of an error too"
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
@@ -54,19 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="labctl",
         description="Containerized VPN/NAT network labs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options(suppress=False)],
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common_options(suppress=True)]
 
-    p = sub.add_parser("validate", help="check topology files")
+    def command(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, parents=common)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("validate", "check topology files", commands.cmd_validate)
     p.add_argument("files", nargs="+", type=Path)
-    p.set_defaults(func=commands.cmd_validate)
 
-    p = sub.add_parser("schema", help="print the topology JSON Schema")
-    p.set_defaults(func=commands.cmd_schema)
+    command("schema", "print the topology JSON Schema", commands.cmd_schema)
 
-    p = sub.add_parser("up", help="bring a lab up")
+    p = command("up", "bring a lab up", commands.cmd_up)
     p.add_argument("file", type=Path)
     p.add_argument(
         "--name", type=_lab_name, help="run under another lab name (two copies side by side)"
@@ -81,45 +106,75 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="if the lab runs with another structure (nodes, links, addresses), rebuild it",
     )
-    p.set_defaults(func=commands.cmd_up)
+    p.add_argument("--dry-run", action="store_true", help="say what would be done; do nothing")
 
-    p = sub.add_parser("down", help="remove a lab and everything it made")
+    p = command("down", "remove a lab and everything it made", commands.cmd_down)
     p.add_argument("target", nargs="?", help="lab name or topology file")
     p.add_argument("--all", action="store_true", help="every labctl lab on this host")
-    p.set_defaults(func=commands.cmd_down)
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed")
 
-    p = sub.add_parser("status", help="labs and nodes that are up")
+    p = command("status", "labs and nodes that are up", commands.cmd_status)
     p.add_argument("lab", nargs="?", type=_lab_name)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_status)
 
-    p = sub.add_parser("exec", help="run a command in a node")
+    p = command("inspect", "every lab, node, address and link", commands.cmd_inspect)
+    p.add_argument("lab", nargs="?", type=_lab_name)
+    p.add_argument("--json", action="store_true")
+
+    p = command("exec", "run a command in a node", commands.cmd_exec)
     p.add_argument("node")
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     p.add_argument("--lab", type=_lab_name)
     p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
-    p.set_defaults(func=commands.cmd_exec)
 
-    p = sub.add_parser("show", help="show a node's state (xlate, arp, sessions, ...)")
+    p = command("show", "show a node's state (xlate, arp, sessions, ...)", commands.cmd_show)
     p.add_argument("node")
     p.add_argument("what", nargs="?", help="omit to list what the node can show")
     p.add_argument("--lab", type=_lab_name)
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=commands.cmd_show)
 
-    p = sub.add_parser("push", help="re-render a node's configuration and reload it")
+    p = command("push", "re-render a node's configuration and reload it", commands.cmd_push)
     p.add_argument("nodes", nargs="+")
     p.add_argument("--lab", type=_lab_name)
-    p.set_defaults(func=commands.cmd_push)
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the files that would change; do nothing"
+    )
 
-    p = sub.add_parser("graph", help="draw a topology")
+    p = command(
+        "capture", "stream a live pcap of a link (into tshark/Wireshark)", commands.cmd_capture
+    )
+    p.add_argument("target", help="a link name, or NODE:INTERFACE for one node's side")
+    p.add_argument("--lab", type=_lab_name)
+    p.add_argument(
+        "-w", "--write", default="-", help="pcap file, or - for standard output (the default)"
+    )
+    p.add_argument(
+        "--keys",
+        type=Path,
+        help="write the lab's IKE/ESP keys into this folder as Wireshark's "
+        "ikev1_decryption_table and esp_sa (use it as WIRESHARK_CONFIG_DIR)",
+    )
+    p.add_argument("-c", "--count", type=int, help="stop after this many packets")
+    p.add_argument("--seconds", type=float, help="stop after this many seconds")
+
+    p = command("ui", "serve the web console", commands.cmd_ui)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8047, help="port (default 8047; 0: any free one)")
+    p.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="where `labctl test` writes reports"
+    )
+    p.add_argument("--token", help="access token (default: a random one)")
+    p.add_argument(
+        "--stop-after", type=float, help="stop by itself after this many seconds (tests, demos)"
+    )
+
+    p = command("graph", "draw a topology", commands.cmd_graph)
     p.add_argument("file", type=Path)
     p.add_argument("--format", choices=("dot", "svg", "mermaid"), default="dot")
     p.add_argument("-o", "--output", type=Path)
-    p.set_defaults(func=commands.cmd_graph)
 
-    p = sub.add_parser("test", help="run the expectations and scenarios of topologies")
+    p = command("test", "run the expectations and scenarios of topologies", commands.cmd_test)
     p.add_argument("paths", nargs="+", type=Path, help="topology files or folders")
     p.add_argument(
         "--keep",
@@ -136,17 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
         type=_lab_prefix,
         help="names of the labs made for the cases start with PREFIX- (default t)",
     )
-    p.set_defaults(func=commands.cmd_test)
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only shard K of N (cases split round-robin over their sorted ids)",
+    )
+    p.add_argument(
+        "--repeat", type=_positive, default=1, metavar="N", help="run each case N times (flakes)"
+    )
 
-    p = sub.add_parser("images", help="build, list or prune node images")
+    p = command(
+        "junit-merge", "merge JUnit files (the shards of a run) into one", commands.cmd_junit_merge
+    )
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = command("completion", "print a shell completion script", commands.cmd_completion)
+    p.add_argument("shell", choices=("bash", "zsh"))
+
+    p = command("images", "build, list or prune node images", commands.cmd_images)
     p.add_argument("action", choices=("build", "list", "prune"))
     p.add_argument("--force", action="store_true", help="build: rebuild even if present")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_images)
     return parser
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: a whole number of 1 or more")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [COMPLETE_COMMAND]:  # every TAB runs this: skip the full parser
+        from .complete import complete
+
+        return complete(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -178,6 +259,9 @@ _NEEDS_ROOT = {
     "exec": "it uses the lab's SSH key, readable by root only",
     "show": "it uses the lab's SSH key, readable by root only",
     "push": "it uses the lab's SSH key, readable by root only",
+    "capture": "it captures inside the lab's network namespace",
+    "ui": "it reads labs with the lab's SSH key, readable by root only",
+    "inspect": "it reads the labs' records, readable by root only",
 }
 _NEEDS_DOCKER = {"status", "images"}
 DOCKER_SOCKET = Path("/var/run/docker.sock")

@@ -1,11 +1,11 @@
 """Lab lifecycle: up, down, push, and handles on running labs."""
 
-from .down import down
+from .down import down, plan_down
 from .errors import LabBusy, LabError, LabUpError, PushError
 from .health import LabHealth, lab_health
 from .labstate import LabState, LabStateError, known_state_labs
 from .lock import lab_lock
-from .push import push_node
+from .push import plan_push, push_node
 from .record import (
     RecordError,
     lab_from_model,
@@ -14,7 +14,7 @@ from .record import (
     summarize,
 )
 from .session import LabHandle, LabNotRunning
-from .up import structure_hash, up
+from .up import UpPlan, plan_up, structure_hash, up
 
 __all__ = [
     "LabBusy",
@@ -27,11 +27,15 @@ __all__ = [
     "LabUpError",
     "PushError",
     "RecordError",
+    "UpPlan",
     "down",
     "known_state_labs",
     "lab_from_model",
     "lab_health",
     "lab_lock",
+    "plan_down",
+    "plan_push",
+    "plan_up",
     "push_node",
     "recorded_model",
     "structure_differences",

@@ -10,6 +10,7 @@ tool's own error line.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 
 from ..mgmt.ssh import CommandResult, NodeSession
@@ -37,6 +38,36 @@ def push_node(handle: LabHandle, node: str, initial: bool = False) -> list[str]:
         _apply(handle, node, config, initial)
         handle.pushed(node, digest)
     return [f.path for f in config.files] + list(config.reload_commands)
+
+
+def plan_push(handle: LabHandle, node: str) -> list[str]:
+    """What push_node would install and run on the node, each file compared with the
+    node's copy (by hash, on the node; neither contents nor hashes are shown)."""
+    handle.require_secrets()
+    config = render_node(handle.lab, node)
+    session = handle.session(node)
+    # One line per file, in order: its sha256, or "-" when the node has no such file.
+    listing = session.run(
+        _each([f.path for f in config.files], 'sha256sum < "$p" 2>/dev/null || echo -')
+    ).stdout.split("\n")
+    on_node = {}
+    for rendered, line in zip(config.files, listing, strict=False):
+        digest = line.split()[0] if line.split() else "-"
+        if digest != "-":
+            on_node[rendered.path] = digest
+    lines = []
+    for rendered in config.files:
+        current = on_node.get(rendered.path)
+        if current is None:
+            lines.append(f"create {rendered.path}")
+        elif current != hashlib.sha256(rendered.content).hexdigest():
+            lines.append(f"change {rendered.path}")
+        else:
+            lines.append(f"unchanged {rendered.path}")
+        if rendered.check and current != hashlib.sha256(rendered.content).hexdigest():
+            lines.append(f"  check with: {rendered.check.format(path='FILE')}")
+    lines += [f"run {command}" for command in config.reload_commands]
+    return lines
 
 
 def _apply(handle: LabHandle, node: str, config: NodeConfig, initial: bool) -> None:

@@ -12,12 +12,20 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 
 from ..kinds.registry import implementation_of, spec_of
 from ..kinds.spec import PushStage
 from ..mgmt.keys import KeyPair
-from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
+from ..naming import (
+    LABEL_TOPOLOGY,
+    LABEL_TOPOLOGY_HASH,
+    MGMT_BRIDGE,
+    bridge_name,
+    container_name,
+    fabric_netns,
+)
 from ..progress import Progress
 from ..render import render_node
 from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
@@ -62,23 +70,124 @@ def up(
         return _up(lab, runtime, progress, keep_on_failure, recreate)
 
 
-def _up(
-    lab: Lab, runtime: Runtime, progress: Progress, keep_on_failure: bool, recreate: bool
-) -> LabHandle:
+@dataclass
+class UpPlan:
+    """What `up` will do to reach `lab`: decided before anything is touched. `up` acts on
+    it; `up --dry-run` prints it (describe)."""
+
+    lab: Lab
+    mgmt: MgmtPlan
+    action: str  # "build" | "rebuild" | "refuse" | "push" | "nothing"
+    reason: str = ""
+    leftovers: bool = False  # remnants of an interrupted run go first
+    differences: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # "push": nodes, in push order
+
+    def describe(self) -> list[str]:
+        lab = self.lab
+        if self.action == "refuse":
+            return [_refusal(lab, self.differences)]
+        if self.action == "nothing":
+            return [f"lab {lab.name} is already up ({len(lab.nodes)} nodes); nothing to do"]
+        if self.action == "push":
+            lines = [f"lab {lab.name} is up; would re-push (configuration changed):"]
+            for node in self.changed:
+                config = render_node(lab, node)
+                lines.append(f"  push {node}: {', '.join(f.path for f in config.files)}")
+                lines += [f"    then run: {command}" for command in config.reload_commands]
+            return lines
+        lines = []
+        if self.action == "rebuild":
+            lines.append(f"remove lab {lab.name} ({self.reason}), then build it again:")
+        elif self.leftovers:
+            lines.append(f"remove the leftovers of an interrupted run of {lab.name}, then:")
+        return lines + _build_outline(lab, self.mgmt)
+
+
+def plan_up(lab: Lab, runtime: Runtime, recreate: bool = False) -> UpPlan:
+    """Decide what `up` does; reads state, changes nothing."""
     try:
         mgmt = plan_mgmt(lab)  # before anything exists: a subnet too small creates nothing
     except MgmtPlanError as exc:
         raise LabUpError(f"lab {lab.name}: {exc}") from None
     existing = runtime.nodes(lab.name)
-    if existing:
-        handle = _already_up(lab, runtime, existing, progress, recreate)
-        if handle is not None:
-            return handle
-    elif fabric_netns(lab.name) in list_named_netns() or LabState.of(lab.name).exists():
+    if not existing:
+        leftovers = fabric_netns(lab.name) in list_named_netns() or LabState.of(lab.name).exists()
+        return UpPlan(lab, mgmt, "build", leftovers=leftovers)
+    state = LabState.of(lab.name)
+    record = state.read_record()
+    health = assess(lab.name, existing, record, fabric_netns(lab.name) in list_named_netns())
+    if not health.ok:
+        return UpPlan(lab, mgmt, "rebuild", reason=f"it is {health.text()}")
+    assert record is not None  # a healthy lab has its record
+    if "model" in record:
+        differences = structure_differences(record["model"], recorded_model(lab))
+    else:
+        differences = ["it was brought up by an older labctl that recorded no model"]
+    if differences:
+        if recreate:
+            return UpPlan(
+                lab, mgmt, "rebuild", reason=summarize(differences), differences=differences
+            )
+        return UpPlan(lab, mgmt, "refuse", differences=differences)
+    recorded = record.get("config_digests", {})
+    key = state.digest_key()
+    changed = [  # in the order they are pushed
+        n
+        for batch in push_order(lab)
+        for n in batch
+        if config_digest(render_node(lab, n), key) != recorded.get(n)
+    ]
+    return UpPlan(lab, mgmt, "push" if changed else "nothing", changed=changed)
+
+
+def _refusal(lab: Lab, differences: list[str]) -> str:
+    source = str(lab.source) if lab.source else "FILE"
+    return (
+        f"lab {lab.name} is running with a different topology: {summarize(differences)}. "
+        f"To apply it: labctl up {source} --name {lab.name} --recreate "
+        f"(or labctl down {lab.name}, then labctl up again)"
+    )
+
+
+def _build_outline(lab: Lab, mgmt: MgmtPlan) -> list[str]:
+    """What building the lab creates, in the order _build creates it."""
+    lines = [
+        f"create netns {fabric_netns(lab.name)} with bridge {MGMT_BRIDGE} ({mgmt.subnet})",
+        f"create state {LabState.of(lab.name).directory} (lab key, host keys, record)",
+    ]
+    for name, node in lab.nodes.items():
+        lines.append(
+            f"create container {container_name(lab.name, name)} ({node.kind}, "
+            f"management {mgmt.nodes[name]})"
+        )
+    for segment in lab.segments:
+        ends = ", ".join(str(e) for e in segment.endpoints)
+        lines.append(f"create link {segment.name}: bridge {bridge_name(segment.index)} [{ends}]")
+    for batch in push_order(lab):
+        for name in batch:
+            config = render_node(lab, name)
+            lines.append(f"push {name}: {', '.join(f.path for f in config.files) or '-'}")
+    return lines
+
+
+def _up(
+    lab: Lab, runtime: Runtime, progress: Progress, keep_on_failure: bool, recreate: bool
+) -> LabHandle:
+    plan = plan_up(lab, runtime, recreate)
+    if plan.action == "refuse":
+        raise LabUpError(_refusal(lab, plan.differences))
+    if plan.action in ("push", "nothing"):
+        return _bring_in_line(plan, runtime, progress)
+    if plan.action == "rebuild":
+        verb = "recreating" if plan.differences else "rebuilding"  # asked for, or needed
+        progress.say(f"lab {lab.name}: {verb} it ({plan.reason})")
+        down(lab.name, runtime, progress)
+    elif plan.leftovers:
         progress.say(f"lab {lab.name}: removing leftovers of an interrupted run")
         down(lab.name, runtime, progress)
     try:
-        return _build(lab, runtime, progress, mgmt)
+        return _build(lab, runtime, progress, plan.mgmt)
     except BaseException:
         if keep_on_failure:
             progress.say(f"lab {lab.name}: left as it is for inspection (--keep-on-failure)")
@@ -88,61 +197,25 @@ def _up(
         raise
 
 
-def _already_up(
-    lab: Lab, runtime: Runtime, existing: list[NodeInfo], progress: Progress, recreate: bool
-) -> LabHandle | None:
-    """A handle on the running lab brought in line with `lab`, or None after removing a
-    lab that must be rebuilt (incomplete, or recreate with another structure)."""
-    state = LabState.of(lab.name)
-    record = state.read_record()
-    health = assess(lab.name, existing, record, fabric_netns(lab.name) in list_named_netns())
-    if not health.ok:
-        progress.say(f"lab {lab.name} is {health.text()}; rebuilding it")
-        down(lab.name, runtime, progress)
-        return None
-    assert record is not None  # a healthy lab has its record
-    model = recorded_model(lab)
-    if "model" in record:
-        differences = structure_differences(record["model"], model)
-    else:
-        differences = ["it was brought up by an older labctl that recorded no model"]
-    if differences:
-        if recreate:
-            progress.say(f"lab {lab.name}: recreating it ({summarize(differences)})")
-            down(lab.name, runtime, progress)
-            return None
-        source = str(lab.source) if lab.source else "FILE"
-        raise LabUpError(
-            f"lab {lab.name} is running with a different topology: {summarize(differences)}. "
-            f"To apply it: labctl up {source} --name {lab.name} --recreate "
-            f"(or labctl down {lab.name}, then labctl up again)"
-        )
+def _bring_in_line(plan: UpPlan, runtime: Runtime, progress: Progress) -> LabHandle:
+    """A handle on the running lab with the changed nodes re-pushed."""
+    lab = plan.lab
     handle = LabHandle.open(lab, runtime)
     try:
-        _push_changed(handle, record.get("config_digests", {}), progress)
+        if plan.changed:
+            with progress.stage(f"configuration push ({', '.join(plan.changed)}: changed)"):
+                push_nodes(handle, plan.changed)
+            progress.say(
+                f"lab {lab.name} is up; re-pushed {', '.join(plan.changed)} (configuration changed)"
+            )
+        else:
+            progress.say(f"lab {lab.name} is already up ({len(lab.nodes)} nodes); nothing to do")
     except BaseException:
         handle.close()
         raise
-    state.write_record({**(state.read_record() or record), "model": model})
+    state = handle.state
+    state.write_record({**(state.read_record() or {}), "model": recorded_model(lab)})
     return handle
-
-
-def _push_changed(handle: LabHandle, recorded: dict[str, str], progress: Progress) -> None:
-    """Push the nodes whose rendered configuration differs from what was last pushed."""
-    lab = handle.lab
-    key = handle.state.digest_key()
-    changed = [  # in the order they are pushed
-        n
-        for batch in push_order(lab)
-        for n in batch
-        if config_digest(render_node(lab, n), key) != recorded.get(n)
-    ]
-    if not changed:
-        progress.say(f"lab {lab.name} is already up ({len(lab.nodes)} nodes); nothing to do")
-        return
-    with progress.stage(f"configuration push ({', '.join(changed)}: changed)"):
-        push_nodes(handle, changed)
-    progress.say(f"lab {lab.name} is up; re-pushed {', '.join(changed)} (configuration changed)")
 
 
 def push_nodes(handle: LabHandle, nodes: list[str], initial: bool = False) -> None:

@@ -30,6 +30,14 @@ def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any
     return records["sessions"], run(handle, node, f"vpn show sessions{detail}")
 
 
+def collect_administer(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    """The whole Administer Sessions screen: summary, remote-access sessions and the
+    management sessions (the web console's own)."""
+    records = json.loads(run(handle, node, "vpn show sessions --json"))
+    records.setdefault("management", [])  # an agent from before management sessions
+    return records, run(handle, node, "vpn show sessions" + (" -v" if verbose else ""))
+
+
 OURS = Implementation(
     "ours",
     image_role="vpn",
@@ -39,6 +47,11 @@ OURS = Implementation(
             "sessions",
             "VPN sessions (VPN 3000 'Administer Sessions'; -v: IKE/IPsec SAs)",
             collect_sessions,
+        ),
+        ShowTable(
+            "administer",
+            "VPN 3000 'Administer Sessions': summary, remote access and management sessions",
+            collect_administer,
         ),
         *AGENT_SHOWS,
     ),
