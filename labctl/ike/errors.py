@@ -20,11 +20,12 @@ peer and category):
 
 from __future__ import annotations
 
+from .constants import NotifyType
+
 DROP_CATEGORIES = ("malformed", "undecryptable", "unauthenticated", "unexpected", "refused")
 
 # RFC 2408 notify types that say which category an IkeProtocolError belongs to.
-_PAYLOAD_MALFORMED = 16
-_HASH_OR_AUTH = (23, 24)  # INVALID-HASH-INFORMATION, AUTHENTICATION-FAILED
+_HASH_OR_AUTH = (NotifyType.INVALID_HASH_INFORMATION, NotifyType.AUTHENTICATION_FAILED)
 
 
 class IkeError(Exception):
@@ -46,13 +47,13 @@ class IkeDecodeError(IkeError):
         offset: int,
         reason: str,
         *,
-        notify: int = _PAYLOAD_MALFORMED,
+        notify: int = NotifyType.PAYLOAD_MALFORMED,
         payload: int | None = None,
         category: str = "malformed",
     ) -> None:
         self.offset = offset
         self.reason = reason
-        # The RFC 2408 notify type that best describes the problem (16 = PAYLOAD-MALFORMED).
+        # The RFC 2408 notify type that best describes the problem.
         self.notify = notify
         self.payload = payload
         self.category = category
@@ -73,7 +74,7 @@ class IkeProtocolError(IkeError):
         self.reason = reason
         self.notify = notify
         if category is None:
-            if notify == _PAYLOAD_MALFORMED:
+            if notify == NotifyType.PAYLOAD_MALFORMED:
                 category = "malformed"
             elif notify in _HASH_OR_AUTH:
                 category = "unauthenticated"

@@ -280,7 +280,9 @@ class Initiator(EngineBase):
     def _phase1_reply(self, out, sa: IkeSa, data: bytes, remote, local, now) -> None:
         msg = decode_message(data)
         if not isinstance(msg, Message):
-            raise IkeProtocolError("phase-1 reply unexpectedly encrypted", notify=8)
+            raise IkeProtocolError(
+                "phase-1 reply unexpectedly encrypted", notify=NotifyType.INVALID_FLAGS
+            )
         if msg.exchange == ExchangeType.INFORMATIONAL:
             notes = msg.find(NotifyPayload)
             reason = ", ".join(_notify_name(n.notify_type) for n in notes) or "notify"
@@ -289,13 +291,18 @@ class Initiator(EngineBase):
             )
             return
         if msg.message_id != 0 or msg.flags != 0:
-            raise IkeProtocolError("phase-1 reply with flags or message ID", notify=8)
+            raise IkeProtocolError(
+                "phase-1 reply with flags or message ID", notify=NotifyType.INVALID_FLAGS
+            )
         if sa.state == Phase1State.AM_SENT1 and msg.exchange == ExchangeType.AGGRESSIVE:
             self._am2(out, sa, msg, data, remote, local, now)
         elif sa.state == Phase1State.MM_SENT1 and msg.exchange == ExchangeType.MAIN:
             self._mm2(out, sa, msg, data, now)
         else:
-            raise IkeProtocolError(f"unexpected exchange {msg.exchange} in {sa.state}", notify=7)
+            raise IkeProtocolError(
+                f"unexpected exchange {msg.exchange} in {sa.state}",
+                notify=NotifyType.INVALID_EXCHANGE_TYPE,
+            )
 
     def _fail_connecting(self, out, sa: IkeSa, reason: str, now, notify=None) -> None:
         self._connecting.pop(sa.icookie, None)
@@ -338,13 +345,17 @@ class Initiator(EngineBase):
         ident = msg.first(IdPayload)
         h = msg.first(HashPayload)
         if None in (sa_p, ke, nonce, ident, h):
-            raise IkeProtocolError("aggressive mode message 2 lacks a payload", notify=16)
+            raise IkeProtocolError(
+                "aggressive mode message 2 lacks a payload", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         for n in msg.find(NotifyPayload):
             if n.notify_type != NotifyType.RESPONDER_LIFETIME:
                 raise IkeProtocolError(f"unexpected notify {n.notify_type} in message 2")
         offer, chosen = accept_phase1_reply(sa_p, cfg.phase1)
         if len(ke.data) != modp_length(offer.group):
-            raise IkeProtocolError("responder KE has the wrong length", notify=17)
+            raise IkeProtocolError(
+                "responder KE has the wrong length", notify=NotifyType.INVALID_KEY_INFORMATION
+            )
         gxy = modp_exchange(offer.group, sa.dh, ke.data)
         idr_b = msg.raw_payload(self._payload_index(msg, IdPayload))[4:]
         trial = IkeSa("initiator", sa.icookie, msg.rcookie, sa.mode, sa.local, sa.remote, now)
@@ -426,7 +437,9 @@ class Initiator(EngineBase):
     def _mm2(self, out, sa: IkeSa, msg: Message, data, now) -> None:
         sa_p = msg.first(SaPayload)
         if sa_p is None:
-            raise IkeProtocolError("main mode message 2 without SA", notify=16)
+            raise IkeProtocolError(
+                "main mode message 2 without SA", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         offer, chosen = accept_phase1_reply(sa_p, self.config.phase1)
         self._answered(sa, "mm1")
         self._key_in(sa, msg.rcookie)
@@ -450,7 +463,9 @@ class Initiator(EngineBase):
         ke = msg.first(KePayload)
         nonce = msg.first(NoncePayload)
         if ke is None or nonce is None:
-            raise IkeProtocolError("main mode message 4 lacks KE or NONCE", notify=16)
+            raise IkeProtocolError(
+                "main mode message 4 lacks KE or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         gxy = modp_exchange(sa.offer.group, sa.dh, ke.data)
         self._answered(sa, "mm3")
         sa.gxr, sa.nr_b = ke.data, nonce.data
@@ -479,7 +494,9 @@ class Initiator(EngineBase):
         ident = msg.first(IdPayload)
         h = msg.first(HashPayload)
         if ident is None or h is None:
-            raise IkeProtocolError("main mode message 6 lacks ID or HASH", notify=16)
+            raise IkeProtocolError(
+                "main mode message 6 lacks ID or HASH", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         idr_b = msg.raw_payload(self._payload_index(msg, IdPayload))[4:]
         expected = hash_r(
             sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idr_b
@@ -589,7 +606,9 @@ class Initiator(EngineBase):
             elif msg.exchange == ExchangeType.INFORMATIONAL:
                 self._plain_informational(out, sa, msg, remote)
             else:
-                raise IkeProtocolError("unexpected unencrypted message", notify=8)
+                raise IkeProtocolError(
+                    "unexpected unencrypted message", notify=NotifyType.INVALID_FLAGS
+                )
             return
         ex, mid = msg.header.exchange, msg.header.message_id
         if sa.state == Phase1State.MM_SENT5 and ex == ExchangeType.MAIN and mid == 0:
@@ -597,7 +616,9 @@ class Initiator(EngineBase):
         elif not sa.established:
             raise IkeProtocolError(f"exchange {ex} before phase 1 completed")
         elif mid == 0:
-            raise IkeProtocolError("phase-2 message with M-ID 0", notify=9)
+            raise IkeProtocolError(
+                "phase-2 message with M-ID 0", notify=NotifyType.INVALID_MESSAGE_ID
+            )
         elif ex == ExchangeType.INFORMATIONAL:
             self._receive_informational(out, sa, msg, now)
         elif ex == ExchangeType.TRANSACTION:
@@ -605,7 +626,9 @@ class Initiator(EngineBase):
         elif ex == ExchangeType.QUICK:
             self._quick2(out, sa, msg, data, now)
         else:
-            raise IkeProtocolError(f"unsupported exchange type {ex}", notify=29)
+            raise IkeProtocolError(
+                f"unsupported exchange type {ex}", notify=NotifyType.UNSUPPORTED_EXCHANGE_TYPE
+            )
 
     def _transaction(self, out, sa: IkeSa, enc: EncryptedMessage, data, now) -> None:
         msg, last = sa.decrypt(enc)
@@ -615,13 +638,19 @@ class Initiator(EngineBase):
             raise IkeProtocolError(f"replayed transaction M-ID {mid:08x}")
         attr = msg.first(AttributePayload)
         if attr is None or len(msg.payloads) != 2:
-            raise IkeProtocolError("transaction message must be HASH + one ATTR", notify=16)
+            raise IkeProtocolError(
+                "transaction message must be HASH + one ATTR", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         pending = sa.transactions.get(mid)
         cfg_type = attr.cfg_type
         if pending is not None and cfg_type != CfgType.REPLY:
-            raise IkeProtocolError(f"expected REPLY, got cfg type {cfg_type}", notify=16)
+            raise IkeProtocolError(
+                f"expected REPLY, got cfg type {cfg_type}", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         if pending is None and cfg_type not in (CfgType.REQUEST, CfgType.SET):
-            raise IkeProtocolError(f"unexpected cfg type {cfg_type}", notify=16)
+            raise IkeProtocolError(
+                f"unexpected cfg type {cfg_type}", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         sa.commit_iv(msg, last)
         sa.last_rx = now
         self._answered(sa, "am3")  # any transaction means message 3 arrived
@@ -648,12 +677,17 @@ class Initiator(EngineBase):
 
     def _xauth_request(self, out, sa: IkeSa, attr: AttributePayload, data, mid) -> None:
         if sa.xauth not in ("pending", "requested"):
-            raise IkeProtocolError("XAUTH request outside XAUTH", notify=16)
+            raise IkeProtocolError(
+                "XAUTH request outside XAUTH", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         answer = []
         for a in attr.attributes:
             if a.type == CfgAttr.XAUTH_TYPE:
                 if _number(a) != 0:
-                    raise IkeProtocolError("only generic XAUTH is supported", notify=13)
+                    raise IkeProtocolError(
+                        "only generic XAUTH is supported",
+                        notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED,
+                    )
                 answer.append(Attribute(a.type, 0))
             elif a.type == CfgAttr.XAUTH_USER_NAME:
                 answer.append(Attribute(a.type, (self.config.user or "").encode()))
@@ -771,18 +805,24 @@ class Initiator(EngineBase):
         sa_p = msg.first(SaPayload)
         nonce = msg.first(NoncePayload)
         if sa_p is None or nonce is None:
-            raise IkeProtocolError("quick mode message 2 lacks SA or NONCE", notify=16)
+            raise IkeProtocolError(
+                "quick mode message 2 lacks SA or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         prop, offer, policy = accept_esp_reply(sa_p, q.offered, q.encap)
         ids = msg.find(IdPayload)
         if ids and (
             len(ids) != 2 or ids[0].as_network() != q.local_ts or ids[1].as_network() != q.remote_ts
         ):
-            raise IkeProtocolError("responder changed the quick mode IDs", notify=18)
+            raise IkeProtocolError(
+                "responder changed the quick mode IDs", notify=NotifyType.INVALID_ID_INFORMATION
+            )
         gqm = None
         if offer.pfs_group is not None:
             ke = msg.first(KePayload)
             if ke is None:
-                raise IkeProtocolError("PFS reply without KE", notify=17)
+                raise IkeProtocolError(
+                    "PFS reply without KE", notify=NotifyType.INVALID_KEY_INFORMATION
+                )
             gqm = modp_exchange(offer.pfs_group, q.dh, ke.data)
         sa.commit_iv(msg, last)
         sa.last_rx = now
@@ -882,7 +922,7 @@ def _number(a: Attribute) -> int:
     try:
         return a.as_int()
     except ValueError as exc:
-        raise IkeProtocolError(str(exc), notify=16) from None
+        raise IkeProtocolError(str(exc), notify=NotifyType.PAYLOAD_MALFORMED) from None
 
 
 def _notify_name(value: int) -> str:

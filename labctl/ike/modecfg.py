@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from .codec import Attribute
-from .constants import CfgAttr
+from .constants import CfgAttr, NotifyType
 from .errors import IkeProtocolError
 
 # vpnc's "firewall type" blob it sends in every request (Cisco Integrated Client).
@@ -41,7 +41,8 @@ DEFAULT_REQUEST = (
 def _ip(data: bytes, attr: int) -> IPv4Address:
     if len(data) != 4:
         raise IkeProtocolError(
-            f"mode-config attribute {attr}: address of {len(data)} bytes (need 4)", notify=13
+            f"mode-config attribute {attr}: address of {len(data)} bytes (need 4)",
+            notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED,
         )
     return IPv4Address(data)
 
@@ -55,7 +56,8 @@ def _encode_acl(networks: tuple[IPv4Network, ...]) -> bytes:
 def _decode_acl(data: bytes, attr: int) -> tuple[IPv4Network, ...]:
     if len(data) % 14:
         raise IkeProtocolError(
-            f"mode-config attribute {attr}: {len(data)} bytes is not a multiple of 14", notify=16
+            f"mode-config attribute {attr}: {len(data)} bytes is not a multiple of 14",
+            notify=NotifyType.PAYLOAD_MALFORMED,
         )
     nets = []
     for i in range(0, len(data), 14):
@@ -65,7 +67,8 @@ def _decode_acl(data: bytes, attr: int) -> tuple[IPv4Network, ...]:
             nets.append(IPv4Network(f"{addr}/{mask}", strict=False))
         except ValueError:
             raise IkeProtocolError(
-                f"mode-config attribute {attr}: {mask} is not a netmask", notify=16
+                f"mode-config attribute {attr}: {mask} is not a netmask",
+                notify=NotifyType.PAYLOAD_MALFORMED,
             ) from None
     return tuple(nets)
 
@@ -207,19 +210,26 @@ class ModeConfig:
                 else:
                     unknown.append(a)
             except ValueError as exc:  # as_int() on an odd-sized value
-                raise IkeProtocolError(f"mode-config attribute {t}: {exc}", notify=16) from None
+                raise IkeProtocolError(
+                    f"mode-config attribute {t}: {exc}", notify=NotifyType.PAYLOAD_MALFORMED
+                ) from None
         return ModeConfig(dns=tuple(dns), nbns=tuple(nbns), unknown=tuple(unknown), **values)  # type: ignore[arg-type]
 
 
 def _port(value: int, attr: int) -> int:
     if not 1 <= value <= 0xFFFF:
-        raise IkeProtocolError(f"mode-config attribute {attr}: port {value}", notify=16)
+        raise IkeProtocolError(
+            f"mode-config attribute {attr}: port {value}", notify=NotifyType.PAYLOAD_MALFORMED
+        )
     return value
 
 
 def _need_bytes(a: Attribute) -> bytes:
     if not isinstance(a.value, bytes):
-        raise IkeProtocolError(f"mode-config attribute {a.type} must be variable-length", notify=16)
+        raise IkeProtocolError(
+            f"mode-config attribute {a.type} must be variable-length",
+            notify=NotifyType.PAYLOAD_MALFORMED,
+        )
     return a.value
 
 

@@ -261,7 +261,9 @@ class Responder(EngineBase):
         if not isinstance(msg, Message):
             raise IkeProtocolError("first message is encrypted", notify=NotifyType.INVALID_FLAGS)
         if msg.message_id != 0:
-            raise IkeProtocolError("phase-1 message with a message ID", notify=9)
+            raise IkeProtocolError(
+                "phase-1 message with a message ID", notify=NotifyType.INVALID_MESSAGE_ID
+            )
         crowd = sum(1 for (_, ep) in self._half_open if ep[0] == remote[0])
         if crowd >= self.policy.max_half_open_per_peer_ip:
             raise IkeProtocolError(f"too many half-open SAs from {remote[0]}", category="refused")
@@ -269,7 +271,10 @@ class Responder(EngineBase):
             return self._am1(out, msg, data, remote, local, now)
         if msg.exchange == ExchangeType.MAIN:
             return self._mm1(out, msg, data, remote, local, now)
-        raise IkeProtocolError(f"exchange {msg.exchange} cannot start a phase-1 SA", notify=7)
+        raise IkeProtocolError(
+            f"exchange {msg.exchange} cannot start a phase-1 SA",
+            notify=NotifyType.INVALID_EXCHANGE_TYPE,
+        )
 
     def _plain_notify(
         self, out: Collector, msg: Message, remote: Endpoint, local: Endpoint, notify: int
@@ -318,12 +323,24 @@ class Responder(EngineBase):
         nonce = msg.first(NoncePayload)
         ident = msg.first(IdPayload)
         if sa_p is None or ke is None or nonce is None or ident is None:
-            raise IkeProtocolError("aggressive mode message 1 lacks SA, KE, NONCE or ID", notify=16)
+            raise IkeProtocolError(
+                "aggressive mode message 1 lacks SA, KE, NONCE or ID",
+                notify=NotifyType.PAYLOAD_MALFORMED,
+            )
         if not 8 <= len(nonce.data) <= 256:
-            raise IkeProtocolError(f"nonce of {len(nonce.data)} bytes", notify=16)
+            raise IkeProtocolError(
+                f"nonce of {len(nonce.data)} bytes", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         group = self._group_for(ident)
         if group is None:
-            self._reject_first(out, msg, remote, local, f"unknown group {ident.describe()}", 18)
+            self._reject_first(
+                out,
+                msg,
+                remote,
+                local,
+                f"unknown group {ident.describe()}",
+                NotifyType.INVALID_ID_INFORMATION,
+            )
             return None
         ke_groups = [g for g in (1, 2, 5, 14) if modp_length(g) == len(ke.data)]
         try:
@@ -381,14 +398,18 @@ class Responder(EngineBase):
     def _mm1(self, out, msg: Message, data, remote, local, now) -> IkeSa | None:
         sa_p = msg.first(SaPayload)
         if sa_p is None:
-            raise IkeProtocolError("main mode message 1 without SA", notify=16)
+            raise IkeProtocolError(
+                "main mode message 1 without SA", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         group = (
             self.policy.groups.get(self.policy.main_mode_group)
             if self.policy.main_mode_group
             else None
         )
         if group is None:
-            self._reject_first(out, msg, remote, local, "main mode not enabled", 14)
+            self._reject_first(
+                out, msg, remote, local, "main mode not enabled", NotifyType.NO_PROPOSAL_CHOSEN
+            )
             return None
         try:
             choice = choose_phase1(sa_p, self._policy_for_group(group))
@@ -430,7 +451,9 @@ class Responder(EngineBase):
             elif msg.exchange == ExchangeType.INFORMATIONAL:
                 self._plain_informational(out, sa, msg, remote)
             else:
-                raise IkeProtocolError("unexpected unencrypted message", notify=8)
+                raise IkeProtocolError(
+                    "unexpected unencrypted message", notify=NotifyType.INVALID_FLAGS
+                )
             return
         ex, mid = msg.header.exchange, msg.header.message_id
         if sa.state == Phase1State.AM_SENT2 and ex == ExchangeType.AGGRESSIVE and mid == 0:
@@ -440,7 +463,9 @@ class Responder(EngineBase):
         elif not sa.established:
             raise IkeProtocolError(f"exchange {ex} before phase 1 completed")
         elif mid == 0:
-            raise IkeProtocolError("phase-2 message with M-ID 0", notify=9)
+            raise IkeProtocolError(
+                "phase-2 message with M-ID 0", notify=NotifyType.INVALID_MESSAGE_ID
+            )
         elif ex == ExchangeType.INFORMATIONAL:
             self._receive_informational(
                 out, sa, msg, now, lambda: self._follow_peer(out, sa, remote, local)
@@ -450,7 +475,9 @@ class Responder(EngineBase):
         elif ex == ExchangeType.QUICK:
             self._quick(out, sa, msg, data, remote, local, now)
         else:
-            raise IkeProtocolError(f"unsupported exchange type {ex}", notify=29)
+            raise IkeProtocolError(
+                f"unsupported exchange type {ex}", notify=NotifyType.UNSUPPORTED_EXCHANGE_TYPE
+            )
 
     def _follow_peer(self, out: Collector, sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
         """After an authenticated message: answer where it came from from now on."""
@@ -470,7 +497,10 @@ class Responder(EngineBase):
         msg, last = sa.decrypt(enc)
         h = msg.first(HashPayload)
         if h is None:
-            raise IkeProtocolError("aggressive mode message 3 without HASH_I", notify=23)
+            raise IkeProtocolError(
+                "aggressive mode message 3 without HASH_I",
+                notify=NotifyType.INVALID_HASH_INFORMATION,
+            )
         expected = hash_i(
             sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
         )
@@ -485,9 +515,13 @@ class Responder(EngineBase):
         ke = msg.first(KePayload)
         nonce = msg.first(NoncePayload)
         if ke is None or nonce is None:
-            raise IkeProtocolError("main mode message 3 lacks KE or NONCE", notify=16)
+            raise IkeProtocolError(
+                "main mode message 3 lacks KE or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         if not 8 <= len(nonce.data) <= 256:
-            raise IkeProtocolError(f"nonce of {len(nonce.data)} bytes", notify=16)
+            raise IkeProtocolError(
+                f"nonce of {len(nonce.data)} bytes", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         dh = modp_exchange(sa.offer.group, None, None)
         gxy = modp_exchange(sa.offer.group, dh, ke.data)
         sa.gxi, sa.gxr = ke.data, dh.public
@@ -509,7 +543,9 @@ class Responder(EngineBase):
         ident = msg.first(IdPayload)
         h = msg.first(HashPayload)
         if ident is None or h is None:
-            raise IkeProtocolError("main mode message 5 lacks ID or HASH", notify=16)
+            raise IkeProtocolError(
+                "main mode message 5 lacks ID or HASH", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         idi_b = msg.raw_payload(self._payload_index(msg, IdPayload))[4:]
         expected = hash_i(
             sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
@@ -630,10 +666,14 @@ class Responder(EngineBase):
             raise IkeProtocolError(f"replayed transaction M-ID {mid:08x}")
         attr = msg.first(AttributePayload)
         if attr is None or len(msg.payloads) != 2:
-            raise IkeProtocolError("transaction message must be HASH + one ATTR", notify=16)
+            raise IkeProtocolError(
+                "transaction message must be HASH + one ATTR", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         pending = sa.transactions.get(mid)
         if pending is None and attr.cfg_type != CfgType.REQUEST:
-            raise IkeProtocolError(f"unexpected transaction type {attr.cfg_type}", notify=16)
+            raise IkeProtocolError(
+                f"unexpected transaction type {attr.cfg_type}", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         sa.commit_iv(msg, last)
         sa.last_rx = now
         self._follow_peer(out, sa, remote, local)
@@ -662,7 +702,8 @@ class Responder(EngineBase):
             self._after_modecfg(out, sa, now)
         else:
             raise IkeProtocolError(
-                f"transaction {what}: unexpected cfg type {attr.cfg_type}", notify=16
+                f"transaction {what}: unexpected cfg type {attr.cfg_type}",
+                notify=NotifyType.PAYLOAD_MALFORMED,
             )
 
     def _xauth_reply(self, out, sa: IkeSa, attr: AttributePayload, data, now) -> None:
@@ -884,15 +925,19 @@ class Responder(EngineBase):
         msg, last = sa.decrypt(enc)
         sa.check_hash(msg)
         if enc.header.flags & Flag.COMMIT:
-            raise IkeProtocolError("commit bit not supported", notify=8)
+            raise IkeProtocolError("commit bit not supported", notify=NotifyType.INVALID_FLAGS)
         if sa.offer.auth == AuthMethod.XAUTH_INIT_PSK and not sa.xauth_ok:
             raise IkeProtocolError("quick mode before XAUTH succeeded")
         sa_p = msg.first(SaPayload)
         nonce = msg.first(NoncePayload)
         if sa_p is None or nonce is None:
-            raise IkeProtocolError("quick mode message 1 lacks SA or NONCE", notify=16)
+            raise IkeProtocolError(
+                "quick mode message 1 lacks SA or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         if not 8 <= len(nonce.data) <= 256:
-            raise IkeProtocolError(f"nonce of {len(nonce.data)} bytes", notify=16)
+            raise IkeProtocolError(
+                f"nonce of {len(nonce.data)} bytes", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         ids = msg.find(IdPayload)
         try:
             remote_ts, local_ts = self._quick_selectors(sa, ids)
@@ -900,7 +945,8 @@ class Responder(EngineBase):
             choice = choose_esp(sa_p, self.policy.phase2, encap_ok)
         except IkeProtocolError as exc:
             # Authenticated but unacceptable: say why (vpnc and our initiator give up at once)
-            notify = exc.notify if exc.notify in (14, 18) else NotifyType.NO_PROPOSAL_CHOSEN
+            refusals = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.INVALID_ID_INFORMATION)
+            notify = exc.notify if exc.notify in refusals else NotifyType.NO_PROPOSAL_CHOSEN
             sa.commit_iv(msg, last)
             sa.mark_done(msg.message_id)
             self._send_error_notify(out, sa, notify)
@@ -912,11 +958,15 @@ class Responder(EngineBase):
         dh = None
         if choice.offer.pfs_group is not None:
             if ke is None:
-                raise IkeProtocolError("PFS proposal without KE", notify=17)
+                raise IkeProtocolError(
+                    "PFS proposal without KE", notify=NotifyType.INVALID_KEY_INFORMATION
+                )
             dh = modp_exchange(choice.offer.pfs_group, None, None)
             gqm = modp_exchange(choice.offer.pfs_group, dh, ke.data)
         elif ke is not None:
-            raise IkeProtocolError("KE without a PFS group", notify=17)
+            raise IkeProtocolError(
+                "KE without a PFS group", notify=NotifyType.INVALID_KEY_INFORMATION
+            )
         # -- everything checked: commit
         sa.commit_iv(msg, last)
         sa.last_rx = now
@@ -983,11 +1033,15 @@ class Responder(EngineBase):
     def _quick_selectors(self, sa: IkeSa, ids: list[IdPayload]):
         """(client network, our network) from IDci/IDcr, checked against the session."""
         if len(ids) not in (0, 2):
-            raise IkeProtocolError(f"quick mode with {len(ids)} ID payloads", notify=18)
+            raise IkeProtocolError(
+                f"quick mode with {len(ids)} ID payloads", notify=NotifyType.INVALID_ID_INFORMATION
+            )
         if ids:
             remote_ts, local_ts = ids[0].as_network(), ids[1].as_network()
             if remote_ts is None or local_ts is None:
-                raise IkeProtocolError("quick mode IDs are not IPv4 networks", notify=18)
+                raise IkeProtocolError(
+                    "quick mode IDs are not IPv4 networks", notify=NotifyType.INVALID_ID_INFORMATION
+                )
         else:
             remote_ts = IPv4Network(sa.remote[0])
             local_ts = IPv4Network(sa.local[0])
@@ -998,23 +1052,30 @@ class Responder(EngineBase):
         assigned = sa.mode_config.address if sa.mode_config is not None else None
         if assigned is not None and remote_ts != IPv4Network(assigned):
             raise IkeProtocolError(
-                f"client ID {remote_ts} is not its assigned address {assigned}", notify=18
+                f"client ID {remote_ts} is not its assigned address {assigned}",
+                notify=NotifyType.INVALID_ID_INFORMATION,
             )
         allowed = self.policy.allowed_remote_networks
         if sa.group is not None:
             allowed = allowed + sa.group.split_networks
         if not any(local_ts == n or local_ts.subnet_of(n) for n in allowed):
-            raise IkeProtocolError(f"responder ID {local_ts} not allowed", notify=18)
+            raise IkeProtocolError(
+                f"responder ID {local_ts} not allowed", notify=NotifyType.INVALID_ID_INFORMATION
+            )
 
     def _quick3(self, out, sa: IkeSa, enc: EncryptedMessage, remote, local, now) -> None:
         q = sa.quick[enc.header.message_id]
         msg, last = sa.decrypt(enc)
         h = msg.first(HashPayload)
         if h is None or len(msg.payloads) != 1:
-            raise IkeProtocolError("quick mode message 3 must be a lone HASH", notify=16)
+            raise IkeProtocolError(
+                "quick mode message 3 must be a lone HASH", notify=NotifyType.PAYLOAD_MALFORMED
+            )
         expected = qm_hash3(sa.hash_id, sa.keys.skeyid_a, msg.message_id, q.ni_b, q.nr_b)
         if not _same(expected, h.data):
-            raise IkeProtocolError("quick mode HASH(3) mismatch", notify=23)
+            raise IkeProtocolError(
+                "quick mode HASH(3) mismatch", notify=NotifyType.INVALID_HASH_INFORMATION
+            )
         sa.commit_iv(msg, last)
         sa.last_rx = now
         self._follow_peer(out, sa, remote, local)

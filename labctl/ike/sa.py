@@ -32,7 +32,7 @@ from .codec import (
     decode_plaintext_body,
     encode_chain,
 )
-from .constants import HEADER_LEN, ExchangeType, Flag
+from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
 from .crypto import CipherSpec, cbc_decrypt, cbc_encrypt, hash_len, prf
 from .errors import IkeDecodeError, IkeProtocolError
 from .events import Endpoint, SaHandle
@@ -314,7 +314,10 @@ class IkeSa:
             ExchangeType.TRANSACTION,
             ExchangeType.QUICK,
         ):
-            raise IkeProtocolError(f"unsupported exchange type {header.exchange}", notify=29)
+            raise IkeProtocolError(
+                f"unsupported exchange type {header.exchange}",
+                notify=NotifyType.UNSUPPORTED_EXCHANGE_TYPE,
+            )
         bs = self.cipher.block_size
         if len(msg.ciphertext) == 0 or len(msg.ciphertext) % bs:
             raise IkeDecodeError(
@@ -368,10 +371,15 @@ class IkeSa:
         """Verify HASH(1)/HASH(2)-style protection of a decrypted phase-2 message."""
         assert self.keys is not None
         if not message.payloads or not isinstance(message.payloads[0], HashPayload):
-            raise IkeProtocolError("phase-2 message does not start with HASH", notify=23)
+            raise IkeProtocolError(
+                "phase-2 message does not start with HASH",
+                notify=NotifyType.INVALID_HASH_INFORMATION,
+            )
         received = message.payloads[0].data
         if len(received) != hash_len(self.hash_id):
-            raise IkeProtocolError(f"HASH of {len(received)} bytes", notify=23)
+            raise IkeProtocolError(
+                f"HASH of {len(received)} bytes", notify=NotifyType.INVALID_HASH_INFORMATION
+            )
         mid = message.message_id.to_bytes(4, "big")
         if len(message.payloads) == 1:
             rest = b""
@@ -385,7 +393,7 @@ class IkeSa:
             alt = prf(self.hash_id, self.keys.skeyid_a, b"\x00", mid)
             if _equal(alt, received):
                 return
-        raise IkeProtocolError("phase-2 HASH mismatch", notify=23)
+        raise IkeProtocolError("phase-2 HASH mismatch", notify=NotifyType.INVALID_HASH_INFORMATION)
 
 
 def _equal(a: bytes, b: bytes) -> bool:
