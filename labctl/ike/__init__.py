@@ -137,6 +137,7 @@ from .codec import (
 from .config import (
     GroupPolicy,
     InitiatorConfig,
+    NattMode,
     Phase1Proposal,
     Phase2Proposal,
     ResponderPolicy,
@@ -146,7 +147,8 @@ from .config import (
     seed_phase1,
     seed_phase2,
 )
-from .errors import IkeConfigError, IkeDecodeError, IkeError, IkeProtocolError
+from .encapsulation import Encapsulation
+from .errors import DropCategory, IkeConfigError, IkeDecodeError, IkeError, IkeProtocolError
 from .events import (
     ChildInfo,
     ChildSaDeleted,
@@ -184,6 +186,7 @@ from .hooks import (
 from .initiator import Initiator
 from .modecfg import ModeConfig
 from .responder import Responder
+from .states import ModeCfgState, Phase1State, Role, XauthState
 from .vendor import NattVersion, PeerVendorInfo
 
 __all__ = [
@@ -195,6 +198,8 @@ __all__ = [
     "ChildSaEstablished",
     "Datagram",
     "DeletePayload",
+    "DropCategory",
+    "Encapsulation",
     "EncryptedMessage",
     "Endpoint",
     "Event",
@@ -210,12 +215,14 @@ __all__ = [
     "InitiatorConfig",
     "KePayload",
     "Message",
+    "ModeCfgState",
     "ModeConfig",
     "ModeConfigApplied",
     "ModeConfigReceived",
     "NatDPayload",
     "NatOaPayload",
     "NatStatus",
+    "NattMode",
     "NattVersion",
     "NoncePayload",
     "NotifyPayload",
@@ -230,6 +237,7 @@ __all__ = [
     "Phase1Established",
     "Phase1Proposal",
     "Phase1Rekeyed",
+    "Phase1State",
     "Phase2Proposal",
     "Proposal",
     "RawPayload",
@@ -237,6 +245,7 @@ __all__ = [
     "Responder",
     "ResponderHooks",
     "ResponderPolicy",
+    "Role",
     "SaHandle",
     "SaPayload",
     "SessionContext",
@@ -249,6 +258,7 @@ __all__ = [
     "Waiting",
     "XauthRequest",
     "XauthResult",
+    "XauthState",
     "decode_chain",
     "decode_header",
     "decode_message",

@@ -30,7 +30,8 @@ from .constants import (
     name_of,
 )
 from .crypto import ESP_INTEGRITY, esp_cipher, random_bytes
-from .errors import IkeDecodeError, IkeError, IkeProtocolError
+from .encapsulation import Encapsulation
+from .errors import DropCategory, IkeDecodeError, IkeError, IkeProtocolError
 from .events import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -48,9 +49,9 @@ from .events import (
 )
 from .keys import keymat
 from .proposals import lifetime_pairs
-from .sa import ChildSa, IkeSa, Phase1State, Retransmit
+from .sa import ChildSa, IkeSa, Retransmit
+from .states import Phase1State, Role
 
-ENCAP_NAMES = {1: "tunnel", 3: "udp-tunnel", 61443: "udp-tunnel-draft"}
 EXCHANGE_NAMES = {
     ExchangeType.MAIN: "main mode",
     ExchangeType.AGGRESSIVE: "aggressive mode",
@@ -126,7 +127,7 @@ def random_cookie() -> bytes:
 class EngineBase:
     """State and helpers common to :class:`Responder` and :class:`Initiator`."""
 
-    role = "?"
+    role: Role
 
     def __init__(self, retransmit_interval: float, retransmit_max: int) -> None:
         self.sas: dict[tuple[bytes, bytes], IkeSa] = {}
@@ -234,7 +235,9 @@ class EngineBase:
         prefix = key.rsplit("-", 1)[0] if "-" in key else key
         if prefix == "modecfg":  # a client's REQUEST, or a gateway's pushed SET
             return (
-                "Mode-Config reply" if self.role == "initiator" else "Mode-Config acknowledgement"
+                "Mode-Config reply"
+                if self.role is Role.INITIATOR
+                else "Mode-Config acknowledgement"
             )
         return _WAITING_FOR.get(prefix, key)
 
@@ -253,7 +256,7 @@ class EngineBase:
         remote: Endpoint,
         reason: str,
         *,
-        category: str = "unexpected",
+        category: DropCategory = DropCategory.UNEXPECTED,
         offset: int | None = None,
         sa: IkeSa | None = None,
         exchange: int | None = None,
@@ -530,12 +533,9 @@ class EngineBase:
         k_out = keymat(
             sa.hash_id, sa.keys.skeyid_d, ProtocolId.ESP, peer_spi, ni_b, nr_b, need, gqm
         )
-        if sa.tcp and offer.encapsulation == 1:
-            encap = "tcp"
-        elif sa.cisco_udp_port is not None and offer.encapsulation == 1:
-            encap = "cisco-udp"
-        else:
-            encap = ENCAP_NAMES.get(offer.encapsulation, str(offer.encapsulation))
+        encap = Encapsulation.negotiated(
+            offer.encapsulation, tcp=sa.tcp, cisco_udp=sa.cisco_udp_port is not None
+        )
         return ChildSa(
             inbound_spi=int.from_bytes(my_spi, "big"),
             outbound_spi=int.from_bytes(peer_spi, "big"),
@@ -559,9 +559,9 @@ class EngineBase:
         )
 
     def _child_event(self, sa: IkeSa, child: ChildSa, rekey_of: int | None) -> ChildSaEstablished:
-        if child.encapsulation == "cisco-udp":
+        if child.encapsulation is Encapsulation.CISCO_UDP:
             udp_port, local_port = sa.cisco_udp_port, sa.cisco_udp_port
-        elif child.encapsulation.startswith("udp") or child.encapsulation == "tcp":
+        elif child.encapsulation is not Encapsulation.TUNNEL:  # NAT-T or the TCP connection
             udp_port, local_port = sa.remote[1], sa.local[1]
         else:
             udp_port = local_port = None

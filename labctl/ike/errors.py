@@ -20,9 +20,20 @@ peer and category):
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from .constants import NotifyType
 
-DROP_CATEGORIES = ("malformed", "undecryptable", "unauthenticated", "unexpected", "refused")
+
+class DropCategory(StrEnum):
+    MALFORMED = "malformed"
+    UNDECRYPTABLE = "undecryptable"
+    UNAUTHENTICATED = "unauthenticated"
+    UNEXPECTED = "unexpected"
+    REFUSED = "refused"
+
+
+DROP_CATEGORIES = tuple(c.value for c in DropCategory)
 
 # RFC 2408 notify types that say which category an IkeProtocolError belongs to.
 _HASH_OR_AUTH = (NotifyType.INVALID_HASH_INFORMATION, NotifyType.AUTHENTICATION_FAILED)
@@ -31,7 +42,7 @@ _HASH_OR_AUTH = (NotifyType.INVALID_HASH_INFORMATION, NotifyType.AUTHENTICATION_
 class IkeError(Exception):
     """Base class of every error the IKE engine raises on purpose."""
 
-    category = "unexpected"
+    category = DropCategory.UNEXPECTED
 
 
 class IkeDecodeError(IkeError):
@@ -49,7 +60,7 @@ class IkeDecodeError(IkeError):
         *,
         notify: int = NotifyType.PAYLOAD_MALFORMED,
         payload: int | None = None,
-        category: str = "malformed",
+        category: DropCategory = DropCategory.MALFORMED,
     ) -> None:
         self.offset = offset
         self.reason = reason
@@ -69,17 +80,17 @@ class IkeProtocolError(IkeError):
     """
 
     def __init__(
-        self, reason: str, *, notify: int | None = None, category: str | None = None
+        self, reason: str, *, notify: int | None = None, category: DropCategory | None = None
     ) -> None:
         self.reason = reason
         self.notify = notify
         if category is None:
             if notify == NotifyType.PAYLOAD_MALFORMED:
-                category = "malformed"
+                category = DropCategory.MALFORMED
             elif notify in _HASH_OR_AUTH:
-                category = "unauthenticated"
+                category = DropCategory.UNAUTHENTICATED
             else:
-                category = "unexpected"
+                category = DropCategory.UNEXPECTED
         self.category = category
         super().__init__(reason)
 

@@ -23,7 +23,7 @@ from .codec import (
     decode_header,
     decode_message,
 )
-from .config import InitiatorConfig
+from .config import InitiatorConfig, NattMode
 from .constants import (
     AuthMethod,
     CfgAttr,
@@ -67,7 +67,8 @@ from .phase1 import (
     trailing_vids,
 )
 from .proposals import accept_esp_reply, accept_phase1_reply, phase1_sa, phase2_sa
-from .sa import ChildSa, IkeSa, Phase1State, QuickState
+from .sa import ChildSa, IkeSa, QuickState
+from .states import ModeCfgState, Phase1State, Role, XauthState
 from .vendor import VID_VPNC_AM3, classify_vendor_ids
 
 NONCE_LEN = 20
@@ -76,7 +77,7 @@ NONCE_LEN = 20
 class Initiator(EngineBase):
     """Sans-I/O IKEv1 initiator for one gateway.  See the package docstring."""
 
-    role = "initiator"
+    role = Role.INITIATOR
 
     def __init__(self, config: InitiatorConfig) -> None:
         super().__init__(config.retransmit_interval, config.retransmit_max)
@@ -220,7 +221,7 @@ class Initiator(EngineBase):
 
     def _vendor_ids(self) -> list[VendorIdPayload]:
         cfg = self.config
-        natt = cfg.natt_versions if cfg.natt in ("natt", "force", "auto") else ()
+        natt = cfg.natt_versions if cfg.natt.offers_natt else ()
         vids = leading_vids(cfg.vendor, natt)
         if cfg.dpd_idle is None:
             from .vendor import VID_DPD
@@ -237,10 +238,10 @@ class Initiator(EngineBase):
 
     def _begin_phase1(self, out: Collector, now: float, local: Endpoint, remote: Endpoint):
         cfg = self.config
-        sa = IkeSa("initiator", random_cookie(), bytes(8), cfg.exchange, local, remote, now)
+        sa = IkeSa(Role.INITIATOR, random_cookie(), bytes(8), cfg.exchange, local, remote, now)
         sa.dpd_idle = cfg.dpd_idle
         sa.dpd_retry = cfg.dpd_retry
-        sa.tcp = cfg.natt == "tcp"
+        sa.tcp = cfg.natt is NattMode.TCP
         sa.floated = local[1] == cfg.natt_port and not sa.tcp
         sa.group_name = cfg.group
         sa.user = cfg.user
@@ -322,7 +323,7 @@ class Initiator(EngineBase):
 
     def _peer_natt(self, sa: IkeSa, msg: Message) -> None:
         sa.peer_vendor = classify_vendor_ids([v.data for v in msg.find(VendorIdPayload)])
-        if self.config.natt in ("natt", "force", "auto"):
+        if self.config.natt.offers_natt:
             sa.natt = sa.peer_vendor.best_natt(self.config.natt_versions)
         natds = [p for p in msg.payloads if isinstance(p, NatDPayload)]
         if natds and sa.natt is not None:
@@ -334,7 +335,7 @@ class Initiator(EngineBase):
             sa.natt = None if not natds else sa.natt
             return
         sa.local_behind_nat, sa.remote_behind_nat = check_natd(sa, natds, me, peer)
-        if self.config.natt == "force":
+        if self.config.natt is NattMode.FORCE:
             sa.local_behind_nat = True
 
     def _am2(self, out, sa: IkeSa, msg: Message, data, remote, local, now) -> None:
@@ -358,7 +359,7 @@ class Initiator(EngineBase):
             )
         gxy = modp_exchange(offer.group, sa.dh, ke.data)
         idr_b = msg.raw_payload(self._payload_index(msg, IdPayload))[4:]
-        trial = IkeSa("initiator", sa.icookie, msg.rcookie, sa.mode, sa.local, sa.remote, now)
+        trial = IkeSa(Role.INITIATOR, sa.icookie, msg.rcookie, sa.mode, sa.local, sa.remote, now)
         trial.offer, trial.ni_b, trial.nr_b = offer, sa.ni_b, nonce.data
         trial.gxi, trial.gxr = sa.gxi, ke.data
         setup_keys(trial, cfg.psk, gxy)
@@ -411,7 +412,7 @@ class Initiator(EngineBase):
             )
         payloads.append(VendorIdPayload(VID_VPNC_AM3))
         if sa.natt is not None and sa.peer_vendor.natt_versions:
-            payloads += natd_payloads(sa, sa.remote, sa.local, fake_nat=cfg.natt == "force")
+            payloads += natd_payloads(sa, sa.remote, sa.local, fake_nat=cfg.natt is NattMode.FORCE)
         old_remote = sa.remote
         self._maybe_float(sa)
         msg3 = sa.encrypt(ExchangeType.AGGRESSIVE, 0, payloads)
@@ -453,7 +454,9 @@ class Initiator(EngineBase):
         payloads: list = [KePayload(sa.gxi), NoncePayload(sa.ni_b)]
         if sa.natt is not None:
             sa.natd_draft = not sa.natt.is_rfc
-            payloads += natd_payloads(sa, sa.remote, sa.local, fake_nat=self.config.natt == "force")
+            payloads += natd_payloads(
+                sa, sa.remote, sa.local, fake_nat=self.config.natt is NattMode.FORCE
+            )
         msg3 = Message(sa.icookie, sa.rcookie, ExchangeType.MAIN, tuple(payloads)).encode()
         sa.state = Phase1State.MM_SENT3
         sa.remember_reply(data, (msg3,))
@@ -528,7 +531,7 @@ class Initiator(EngineBase):
         sa.expires_at = now + sa.lifetime
         self._set_rekey(sa)
         xauth = sa.offer.auth == AuthMethod.XAUTH_INIT_PSK
-        sa.xauth = "pending" if xauth else "none"
+        sa.xauth = XauthState.PENDING if xauth else XauthState.NONE
         if self.config.altiga_keepalive_interval:
             sa.next_heartbeat = now + self.config.altiga_keepalive_interval
         if sa.replaces is None:
@@ -539,7 +542,7 @@ class Initiator(EngineBase):
         out.event(
             Phase1Established(
                 handle=sa.handle,
-                role="initiator",
+                role=Role.INITIATOR,
                 mode=sa.mode,
                 peer=sa.remote,
                 local=sa.local,
@@ -566,16 +569,16 @@ class Initiator(EngineBase):
                 self.config.modecfg_request,
                 app_version=self.config.app_version,
                 hostname=self.config.hostname,
-                cisco_udp=self.config.natt in ("cisco-udp", "auto"),
+                cisco_udp=self.config.natt.asks_cisco_udp,
             )
             mid = random_message_id()
             payload = AttributePayload(CfgType.REQUEST, 20, attrs)
             data = sa.protected(ExchangeType.TRANSACTION, mid, [payload])
             sa.transactions[mid] = {"what": "modecfg"}
-            sa.modecfg_state = "pending"
+            sa.modecfg_state = ModeCfgState.PENDING
             self._request(out, sa, f"modecfg-{mid:08x}", data, "modecfg", now)
         elif style == "push":
-            sa.modecfg_state = "pending"
+            sa.modecfg_state = ModeCfgState.PENDING
         else:
             self._start_quicks(out, sa, now)
 
@@ -676,7 +679,7 @@ class Initiator(EngineBase):
             self._modecfg_reply(out, sa, attr, "push", now)
 
     def _xauth_request(self, out, sa: IkeSa, attr: AttributePayload, data, mid) -> None:
-        if sa.xauth not in ("pending", "requested"):
+        if sa.xauth not in (XauthState.PENDING, XauthState.REQUESTED):
             raise IkeProtocolError(
                 "XAUTH request outside XAUTH", notify=NotifyType.PAYLOAD_MALFORMED
             )
@@ -693,7 +696,7 @@ class Initiator(EngineBase):
                 answer.append(Attribute(a.type, (self.config.user or "").encode()))
             elif a.type in (CfgAttr.XAUTH_USER_PASSWORD, CfgAttr.XAUTH_PASSCODE):
                 answer.append(Attribute(a.type, self.config.password))
-        sa.xauth = "requested"
+        sa.xauth = XauthState.REQUESTED
         sa.xauth_attempts += 1
         reply_attr = AttributePayload(CfgType.REPLY, attr.identifier, tuple(answer))
         reply = sa.protected(ExchangeType.TRANSACTION, mid, [reply_attr])
@@ -721,10 +724,10 @@ class Initiator(EngineBase):
             )
         )
         if not ok:
-            sa.xauth = "failed"
+            sa.xauth = XauthState.FAILED
             self._remove_sa(out, sa, "xauth-failed", now, notify_peer=False)
             return
-        sa.xauth = "done"
+        sa.xauth = XauthState.DONE
         sa.xauth_ok = True
         self._after_auth(out, sa, now)
 
@@ -743,8 +746,8 @@ class Initiator(EngineBase):
             return
         sa.mode_config = config
         self.mode_config = config
-        sa.modecfg_state = "done"
-        if self.config.natt in ("cisco-udp", "auto") and config.udp_encap_port and not sa.floated:
+        sa.modecfg_state = ModeCfgState.DONE
+        if self.config.natt.asks_cisco_udp and config.udp_encap_port and not sa.floated:
             sa.cisco_udp_port = config.udp_encap_port
         out.event(ModeConfigReceived(sa.handle, config, style))
         self._start_quicks(out, sa, now)

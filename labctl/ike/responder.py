@@ -55,7 +55,7 @@ from .constants import (
 )
 from .crypto import modp_exchange, modp_length, random_bytes
 from .engine import Collector, EngineBase, random_cookie, random_message_id
-from .errors import IkeError, IkeProtocolError
+from .errors import DropCategory, IkeError, IkeProtocolError
 from .events import (
     Datagram,
     Endpoint,
@@ -82,7 +82,8 @@ from .phase1 import (
     trailing_vids,
 )
 from .proposals import choose_esp, choose_phase1
-from .sa import IkeSa, Phase1State, QuickState
+from .sa import IkeSa, QuickState
+from .states import XAUTH_UNDER_WAY, ModeCfgState, Phase1State, Role, XauthState
 from .vendor import classify_vendor_ids
 
 NONCE_LEN = 20
@@ -91,7 +92,7 @@ NONCE_LEN = 20
 class Responder(EngineBase):
     """Sans-I/O IKEv1 responder.  See the package docstring for the calling convention."""
 
-    role = "responder"
+    role = Role.RESPONDER
 
     def __init__(self, policy: ResponderPolicy, hooks: ResponderHooks) -> None:
         super().__init__(policy.retransmit_interval, policy.retransmit_max)
@@ -122,7 +123,7 @@ class Responder(EngineBase):
                         out,
                         remote,
                         "IPsec over TCP is not enabled",
-                        category="refused",
+                        category=DropCategory.REFUSED,
                         exchange=header.exchange,
                     )
                 else:
@@ -214,7 +215,7 @@ class Responder(EngineBase):
         return DeletePayload(d.protocol, tuple(spis), d.spi_size, d.doi)
 
     def _on_removing(self, out: Collector, sa: IkeSa, reason: str) -> None:
-        abandoned = sa.xauth in ("pending", "requested", "set-sent")
+        abandoned = sa.xauth in XAUTH_UNDER_WAY
         if sa.established and abandoned and reason != "xauth-failed":
             # the client gave up (or vanished) in the middle of XAUTH
             out.event(
@@ -266,7 +267,9 @@ class Responder(EngineBase):
             )
         crowd = sum(1 for (_, ep) in self._half_open if ep[0] == remote[0])
         if crowd >= self.policy.max_half_open_per_peer_ip:
-            raise IkeProtocolError(f"too many half-open SAs from {remote[0]}", category="refused")
+            raise IkeProtocolError(
+                f"too many half-open SAs from {remote[0]}", category=DropCategory.REFUSED
+            )
         if msg.exchange == ExchangeType.AGGRESSIVE:
             return self._am1(out, msg, data, remote, local, now)
         if msg.exchange == ExchangeType.MAIN:
@@ -306,7 +309,7 @@ class Responder(EngineBase):
         return tuple(p for p in self.policy.phase1 if p.auth == wanted)
 
     def _new_sa(self, msg: Message, mode: str, remote, local, now) -> IkeSa:
-        sa = IkeSa("responder", msg.icookie, random_cookie(), mode, local, remote, now)
+        sa = IkeSa(Role.RESPONDER, msg.icookie, random_cookie(), mode, local, remote, now)
         sa.dpd_idle = self.policy.dpd_idle
         sa.dpd_retry = self.policy.dpd_retry
         sa.tcp = self._rx_tcp
@@ -611,7 +614,7 @@ class Responder(EngineBase):
         out.event(
             Phase1Established(
                 handle=sa.handle,
-                role="responder",
+                role=Role.RESPONDER,
                 mode=sa.mode,
                 peer=sa.remote,
                 local=sa.local,
@@ -628,7 +631,7 @@ class Responder(EngineBase):
         )
         replies: list[bytes] = [first_reply] if first_reply is not None else []
         if xauth:
-            sa.xauth = "pending"
+            sa.xauth = XauthState.PENDING
             replies.append(self._xauth_request(out, sa, now))
         elif self.policy.modecfg_push:
             pushed = self._modecfg_push(out, sa, now)
@@ -698,7 +701,7 @@ class Responder(EngineBase):
             self._answered(sa, f"modecfg-{mid:08x}")
             del sa.transactions[mid]
             sa.mark_done(mid)
-            sa.modecfg_state = "done"
+            sa.modecfg_state = ModeCfgState.DONE
             self._after_modecfg(out, sa, now)
         else:
             raise IkeProtocolError(
@@ -723,7 +726,7 @@ class Responder(EngineBase):
         )
         if ok:
             sa.user = user
-            sa.xauth = "set-sent"
+            sa.xauth = XauthState.SET_SENT
             reply = self._start_transaction(
                 out, sa, CfgType.SET, [Attribute(CfgAttr.XAUTH_STATUS, 1)], "xauth-ok", now
             )
@@ -733,7 +736,7 @@ class Responder(EngineBase):
             reply = self._xauth_request(out, sa, now)
         else:
             sa.user = user or None
-            sa.xauth = "set-sent"
+            sa.xauth = XauthState.SET_SENT
             reply = self._start_transaction(
                 out, sa, CfgType.SET, [Attribute(CfgAttr.XAUTH_STATUS, 0)], "xauth-fail", now
             )
@@ -741,7 +744,7 @@ class Responder(EngineBase):
 
     def _xauth_acked(self, out, sa: IkeSa, ok: bool, now) -> None:
         if not ok:
-            sa.xauth = "failed"
+            sa.xauth = XauthState.FAILED
             self.stats["xauth_failed"] += 1
             out.event(
                 XauthResult(
@@ -750,7 +753,7 @@ class Responder(EngineBase):
             )
             self._remove_sa(out, sa, "xauth-failed", now, notify_peer=True)
             return
-        sa.xauth = "done"
+        sa.xauth = XauthState.DONE
         sa.xauth_ok = True
         self.stats["xauth_ok"] += 1
         out.event(XauthResult(sa.handle, sa.user or "", True, sa.xauth_attempts))
@@ -770,7 +773,7 @@ class Responder(EngineBase):
         predecessor.replaced_by = sa.handle
         sa.mode_config = predecessor.mode_config
         sa.peer_app_version = predecessor.peer_app_version
-        sa.modecfg_state = "done"
+        sa.modecfg_state = ModeCfgState.DONE
         sa.cisco_udp_port = predecessor.cisco_udp_port
         out.event(Phase1Rekeyed(sa.handle, predecessor.handle, sa.user))
         out.event(
@@ -817,8 +820,8 @@ class Responder(EngineBase):
         sa.mark_done(mid)
         self._send(out, sa, reply)
         sa.remember_reply(data, (reply,))
-        first = sa.modecfg_state != "done"
-        sa.modecfg_state = "done"
+        first = sa.modecfg_state is not ModeCfgState.DONE
+        sa.modecfg_state = ModeCfgState.DONE
         if first:
             out.event(ModeConfigApplied(sa.handle, sa.user, config, sa.peer_app_version, "pull"))
         self._after_modecfg(out, sa, now)

@@ -16,7 +16,6 @@ commits it (:meth:`IkeSa.commit_iv`) only after the message authenticated.
 
 from __future__ import annotations
 
-import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -34,29 +33,16 @@ from .codec import (
 )
 from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
 from .crypto import CipherSpec, cbc_decrypt, cbc_encrypt, hash_len, prf
-from .errors import IkeDecodeError, IkeProtocolError
+from .encapsulation import Encapsulation
+from .errors import DropCategory, IkeDecodeError, IkeProtocolError
 from .events import Endpoint, SaHandle
 from .keys import Phase1Keys, exchange_iv
 from .modecfg import ModeConfig
+from .states import ModeCfgState, Phase1State, Role, XauthState
 from .vendor import NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
 DONE_MSGID_MEMORY = 512
-
-
-class Phase1State(enum.Enum):
-    # initiator
-    AM_SENT1 = "am-sent-1"
-    MM_SENT1 = "mm-sent-1"
-    MM_SENT3 = "mm-sent-3"
-    MM_SENT5 = "mm-sent-5"
-    # responder
-    AM_SENT2 = "am-sent-2"
-    MM_SENT2 = "mm-sent-2"
-    MM_SENT4 = "mm-sent-4"
-    # both
-    ESTABLISHED = "established"
-    DELETED = "deleted"
 
 
 @dataclass
@@ -81,7 +67,7 @@ class ChildSa:
     message_id: int
     encryption: str
     integrity: str
-    encapsulation: str
+    encapsulation: Encapsulation
     local_ts: IPv4Network
     remote_ts: IPv4Network
     lifetime: int
@@ -124,7 +110,7 @@ class IkeSa:
 
     def __init__(
         self,
-        role: str,
+        role: Role,
         icookie: bytes,
         rcookie: bytes,
         mode: str,
@@ -174,10 +160,10 @@ class IkeSa:
         self.group_name: str | None = None
         self.group = None  # GroupPolicy (responder)
         self.user: str | None = None
-        self.xauth = "none"  # none|pending|requested|set-sent|done|failed
+        self.xauth = XauthState.NONE
         self.xauth_attempts = 0
         self.xauth_ok = False
-        self.modecfg_state = "none"  # none|pending|done
+        self.modecfg_state = ModeCfgState.NONE
         self.mode_config: ModeConfig | None = None
         self.peer_app_version: str | None = None
         self.initial_contact = False
@@ -338,7 +324,7 @@ class IkeSa:
                 f"garbage after decryption ({exc.reason})",
                 notify=exc.notify,
                 payload=exc.payload,
-                category="undecryptable",
+                category=DropCategory.UNDECRYPTABLE,
             ) from None
         return message, msg.ciphertext[-bs:]
 
