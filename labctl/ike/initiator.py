@@ -68,7 +68,7 @@ from .phase1 import (
 )
 from .proposals import accept_esp_reply, accept_phase1_reply, phase1_sa, phase2_sa
 from .sa import ChildSa, IkeSa, QuickState
-from .states import ModeCfgState, Phase1State, Role, XauthState
+from .states import ModeCfgState, Phase1State, Role, TransactionKind, XauthState
 from .vendor import VID_VPNC_AM3, classify_vendor_ids
 
 NONCE_LEN = 20
@@ -574,7 +574,7 @@ class Initiator(EngineBase):
             mid = random_message_id()
             payload = AttributePayload(CfgType.REQUEST, 20, attrs)
             data = sa.protected(ExchangeType.TRANSACTION, mid, [payload])
-            sa.transactions[mid] = {"what": "modecfg"}
+            sa.transactions[mid] = TransactionKind.MODECFG
             sa.modecfg_state = ModeCfgState.PENDING
             self._request(out, sa, f"modecfg-{mid:08x}", data, "modecfg", now)
         elif style == "push":

@@ -83,7 +83,14 @@ from .phase1 import (
 )
 from .proposals import choose_esp, choose_phase1
 from .sa import IkeSa, QuickState
-from .states import XAUTH_UNDER_WAY, ModeCfgState, Phase1State, Role, XauthState
+from .states import (
+    XAUTH_UNDER_WAY,
+    ModeCfgState,
+    Phase1State,
+    Role,
+    TransactionKind,
+    XauthState,
+)
 from .vendor import classify_vendor_ids
 
 NONCE_LEN = 20
@@ -657,8 +664,9 @@ class Responder(EngineBase):
         ident = int.from_bytes(random_bytes(2), "big") or 1
         payload = AttributePayload(cfg_type, ident, tuple(attrs))
         data = sa.protected(ExchangeType.TRANSACTION, mid, [payload])
-        sa.transactions[mid] = {"what": what, "type": cfg_type, "id": ident, "attrs": attrs}
-        self._request(out, sa, f"{what}-{mid:08x}", data, what.split("-")[0], now)
+        kind = TransactionKind(what)
+        sa.transactions[mid] = kind
+        self._request(out, sa, f"{kind}-{mid:08x}", data, kind.stage, now)
         return data
 
     def _transaction(self, out, sa: IkeSa, enc: EncryptedMessage, data, remote, local, now):
@@ -685,8 +693,9 @@ class Responder(EngineBase):
         else:
             self._modecfg_request(out, sa, attr, data, now, mid)
 
-    def _transaction_answer(self, out, sa: IkeSa, pending: dict, attr, data, now, mid) -> None:
-        what = pending["what"]
+    def _transaction_answer(
+        self, out, sa: IkeSa, what: TransactionKind, attr, data, now, mid
+    ) -> None:
         if what == "xauth" and attr.cfg_type == CfgType.REPLY:
             self._answered(sa, f"xauth-{mid:08x}")
             del sa.transactions[mid]
@@ -784,7 +793,7 @@ class Responder(EngineBase):
     def _modecfg_request(self, out, sa: IkeSa, attr: AttributePayload, data, now, mid) -> None:
         # A REQUEST while our XAUTH SET(OK) is unacknowledged means the ACK got lost.
         for smid, pending in list(sa.transactions.items()):
-            if pending["what"] == "xauth-ok":
+            if pending is TransactionKind.XAUTH_OK:
                 self._answered(sa, f"xauth-ok-{smid:08x}")
                 del sa.transactions[smid]
                 sa.mark_done(smid)

@@ -31,14 +31,16 @@ from .codec import (
     decode_plaintext_body,
     encode_chain,
 )
+from .config import GroupPolicy, Phase1Proposal, Phase2Proposal
 from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
-from .crypto import CipherSpec, cbc_decrypt, cbc_encrypt, hash_len, prf
+from .crypto import CipherSpec, DhKeyPair, cbc_decrypt, cbc_encrypt, hash_len, prf
 from .encapsulation import Encapsulation
 from .errors import DropCategory, IkeDecodeError, IkeProtocolError
 from .events import Endpoint, SaHandle
 from .keys import Phase1Keys, exchange_iv
 from .modecfg import ModeConfig
-from .states import ModeCfgState, Phase1State, Role, XauthState
+from .proposals import Phase1Offer
+from .states import ModeCfgState, Phase1State, Role, TransactionKind, XauthState
 from .vendor import NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
@@ -76,7 +78,7 @@ class ChildSa:
     expires_at: float
     rekey_at: float | None
     pfs_group: int | None
-    proposal: object = field(repr=False, default=None)  # Phase2Proposal, for rekeys
+    proposal: Phase2Proposal | None = field(repr=False, default=None)  # for rekeys
     delete_at: float | None = None  # set when replaced: old SA lingers a grace period
     rekeying: bool = False
     enc_key_in: bytes = field(default=b"", repr=False)
@@ -92,7 +94,7 @@ class QuickState:
     message_id: int
     ni_b: bytes = field(repr=False)
     nr_b: bytes = field(default=b"", repr=False)
-    dh: object = field(default=None, repr=False)
+    dh: DhKeyPair | None = field(default=None, repr=False)
     my_spi: bytes = b""
     local_ts: IPv4Network | None = None
     remote_ts: IPv4Network | None = None
@@ -101,98 +103,101 @@ class QuickState:
     pending_child: ChildSa | None = None
     encap: int = 1
     rekey_of: int | None = None
-    offered: tuple = ()
+    offered: tuple[Phase2Proposal, ...] = ()
     deadline: float | None = None  # give up waiting for the peer at this time
 
 
+@dataclass(eq=False, repr=False, slots=True)
 class IkeSa:
-    """One phase-1 SA and everything hanging off it."""
+    """One phase-1 SA and everything hanging off it.  Compared by identity; no repr of its
+    keys (repr shows who and where only)."""
 
-    def __init__(
-        self,
-        role: Role,
-        icookie: bytes,
-        rcookie: bytes,
-        mode: str,
-        local: Endpoint,
-        remote: Endpoint,
-        now: float,
-    ) -> None:
-        self.role = role
-        self.icookie = icookie
-        self.rcookie = rcookie
-        self.mode = mode
-        self.local = local
-        self.remote = remote
-        self.first_local = local
-        self.first_remote = remote
-        self.created = now
-        self.last_rx = now
-        self.state: Phase1State | None = None
-        # negotiation material
-        self.sai_b = b""
-        self.hash_id = 0
-        self.cipher: CipherSpec | None = None
-        self.offer = None  # Phase1Offer
-        self.chosen = None  # Phase1Proposal
-        self.dh = None
-        self.gxi = b""
-        self.gxr = b""
-        self.ni_b = b""
-        self.nr_b = b""
-        self.idi_b = b""
-        self.idr_b = b""
-        self.peer_id = ""
-        self.keys: Phase1Keys | None = None
-        self.p1_iv = b""
-        self.p1_last = b""
-        self.ivs: dict[int, bytes] = {}
-        # NAT traversal
-        self.natt: NattVersion | None = None
-        self.natd_draft = False
-        self.local_behind_nat = False
-        self.remote_behind_nat = False
-        self.floated = False
-        self.peer_vendor = PeerVendorInfo()
-        self.cisco_udp_port: int | None = None
-        self.tcp = False  # IPsec over TCP: this SA and its children ride one TCP connection
-        # who and what
-        self.group_name: str | None = None
-        self.group = None  # GroupPolicy (responder)
-        self.user: str | None = None
-        self.xauth = XauthState.NONE
-        self.xauth_attempts = 0
-        self.xauth_ok = False
-        self.modecfg_state = ModeCfgState.NONE
-        self.mode_config: ModeConfig | None = None
-        self.peer_app_version: str | None = None
-        self.initial_contact = False
-        self.replaces: SaHandle | None = None
-        self.replaced_by: SaHandle | None = None
-        self.lifetime_notified = False
-        # lifetimes
-        self.lifetime = 0
-        self.established_at: float | None = None
-        self.expires_at: float | None = None
-        self.rekey_at: float | None = None
-        self.rekey_started = False
-        # children and exchanges
-        self.children: dict[int, ChildSa] = {}
-        self.quick: dict[int, QuickState] = {}
-        self.transactions: dict[int, dict] = {}
-        self.retransmits: dict[str, Retransmit] = {}
-        self.reply_cache: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
-        self.done_msgids: OrderedDict[int, None] = OrderedDict()
-        self.deadline_for_msg: float | None = None  # half-open / exchange timeout
-        # dead peer detection / keepalives
-        self.dpd_seq = 0
-        self.dpd_pending: int | None = None
-        self.dpd_sent_at = 0.0
-        self.dpd_tries = 0
-        self.next_heartbeat: float | None = None
-        self.dpd_idle: float | None = None
-        self.dpd_retry = 5.0
-        self.last_error: str | None = None
+    role: Role
+    icookie: bytes
+    rcookie: bytes
+    mode: str  # "aggressive" | "main"
+    local: Endpoint  # where we answer from / to: the latest authenticated endpoints
+    remote: Endpoint
+    created: float
+    first_local: Endpoint = field(init=False)  # where the first message went / came from
+    first_remote: Endpoint = field(init=False)
+    last_rx: float = field(init=False)
+    state: Phase1State | None = None
+    # negotiation material
+    sai_b: bytes = b""
+    hash_id: int = 0
+    cipher: CipherSpec | None = None
+    offer: Phase1Offer | None = None  # the transform as negotiated
+    chosen: Phase1Proposal | None = None  # our proposal it matched
+    dh: DhKeyPair | None = None
+    gxi: bytes = b""
+    gxr: bytes = b""
+    ni_b: bytes = b""
+    nr_b: bytes = b""
+    idi_b: bytes = b""
+    idr_b: bytes = b""
+    peer_id: str = ""
+    keys: Phase1Keys | None = None
+    p1_iv: bytes = b""
+    p1_last: bytes = b""
+    ivs: dict[int, bytes] = field(default_factory=dict)
+    # NAT traversal
+    natt: NattVersion | None = None
+    natd_draft: bool = False
+    local_behind_nat: bool = False
+    remote_behind_nat: bool = False
+    floated: bool = False
+    peer_vendor: PeerVendorInfo = field(default_factory=PeerVendorInfo)
+    cisco_udp_port: int | None = None
+    tcp: bool = False  # IPsec over TCP: this SA and its children ride one TCP connection
+    # who and what
+    group_name: str | None = None
+    group: GroupPolicy | None = None  # responder: the tunnel group it authenticated with
+    user: str | None = None
+    xauth: XauthState = XauthState.NONE
+    xauth_attempts: int = 0
+    xauth_ok: bool = False
+    modecfg_state: ModeCfgState = ModeCfgState.NONE
+    mode_config: ModeConfig | None = None
+    peer_app_version: str | None = None
+    initial_contact: bool = False
+    replaces: SaHandle | None = None
+    replaced_by: SaHandle | None = None
+    lifetime_notified: bool = False
+    # lifetimes
+    lifetime: int = 0
+    established_at: float | None = None
+    expires_at: float | None = None
+    rekey_at: float | None = None
+    rekey_started: bool = False
+    # children and exchanges
+    children: dict[int, ChildSa] = field(default_factory=dict)
+    quick: dict[int, QuickState] = field(default_factory=dict)
+    transactions: dict[int, TransactionKind] = field(default_factory=dict)  # by M-ID
+    retransmits: dict[str, Retransmit] = field(default_factory=dict)
+    reply_cache: OrderedDict[bytes, tuple[bytes, ...]] = field(default_factory=OrderedDict)
+    done_msgids: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    deadline_for_msg: float | None = None  # half-open / exchange timeout
+    # dead peer detection / keepalives
+    dpd_seq: int = 0
+    dpd_pending: int | None = None
+    dpd_sent_at: float = 0.0
+    dpd_tries: int = 0
+    next_heartbeat: float | None = None
+    dpd_idle: float | None = None
+    dpd_retry: float = 5.0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.first_local = self.local
+        self.first_remote = self.remote
+        self.last_rx = self.created
+
+    def __repr__(self) -> str:
+        return (
+            f"IkeSa({self.role}, {self.handle}, {self.mode}, {self.state}, "
+            f"{self.remote[0]}:{self.remote[1]})"
+        )
 
     # -- identity ------------------------------------------------------------------------------
 

@@ -55,3 +55,18 @@ class ModeCfgState(StrEnum):
     NONE = "none"  # not started (or not used)
     PENDING = "pending"  # request sent / waiting for the gateway's SET
     DONE = "done"
+
+
+class TransactionKind(StrEnum):
+    """What a transaction exchange we started waits for; also its retransmission key's
+    prefix ("xauth-ok-1a2b3c4d")."""
+
+    XAUTH = "xauth"  # our XAUTH request: the user's REPLY
+    XAUTH_OK = "xauth-ok"  # our SET status OK: the client's ACK
+    XAUTH_FAIL = "xauth-fail"  # our SET status FAIL: the client's ACK
+    MODECFG = "modecfg"  # a client's REQUEST (the REPLY) or a gateway's SET (the ACK)
+
+    @property
+    def stage(self) -> str:
+        """The exchange stage it belongs to ("xauth", "modecfg")."""
+        return "modecfg" if self is TransactionKind.MODECFG else "xauth"
