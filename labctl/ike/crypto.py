@@ -15,7 +15,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives import constant_time, hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..cryptocompat import TripleDES
@@ -138,6 +138,11 @@ def cbc_decrypt(cipher: CipherSpec, key: bytes, iv: bytes, ciphertext: bytes) ->
 
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
+
+
+def same_digest(a: bytes, b: bytes) -> bool:
+    """Compare a received hash with the expected one in constant time."""
+    return constant_time.bytes_eq(a, b)
 
 
 # ---------------------------------------------------------------------------------------------

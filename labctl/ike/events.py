@@ -323,6 +323,17 @@ class Waiting:
         )
 
 
+@dataclass
+class Collector:
+    """Accumulates one engine call's datagrams and events (frozen into an Output)."""
+
+    datagrams: list[Datagram] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def event(self, e: Event) -> None:
+        self.events.append(e)
+
+
 @dataclass(frozen=True)
 class Output:
     datagrams: tuple[Datagram, ...] = ()

@@ -20,8 +20,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
-from cryptography.hazmat.primitives.constant_time import bytes_eq
-
 from .codec import (
     EncryptedMessage,
     HashPayload,
@@ -33,7 +31,16 @@ from .codec import (
 )
 from .config import GroupPolicy, Phase1Proposal, Phase2Proposal
 from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
-from .crypto import CipherSpec, DhKeyPair, cbc_decrypt, cbc_encrypt, hash_len, prf
+from .crypto import (
+    CipherSpec,
+    DhKeyPair,
+    cbc_decrypt,
+    cbc_encrypt,
+    hash_len,
+    prf,
+    random_bytes,
+    same_digest,
+)
 from .encapsulation import Encapsulation
 from .errors import DropCategory, IkeDecodeError, IkeProtocolError
 from .events import Endpoint, SaHandle
@@ -47,17 +54,56 @@ REPLY_CACHE_SIZE = 6
 DONE_MSGID_MEMORY = 512
 
 
+def random_message_id() -> int:
+    """A fresh message ID for a phase-2 exchange (never 0: that is phase 1's)."""
+    while True:
+        mid = int.from_bytes(random_bytes(4), "big")
+        if mid:
+            return mid
+
+
+def random_cookie() -> bytes:
+    """A fresh cookie (never all zeros: that means "not known yet")."""
+    while True:
+        c = random_bytes(8)
+        if c != bytes(8):
+            return c
+
+
 @dataclass
 class Retransmit:
     """A request waiting for its answer; resent to the SA's current peer endpoint."""
 
-    key: str
+    key: str  # "am1", "qm-1a2b3c4d", "modecfg-1a2b3c4d", ...: the request and its M-ID
     data: bytes
     next_at: float
     interval: float
     left: int
     stage: str
     started: float
+
+    def waiting_for(self, role: Role) -> str:
+        """What it waits for, in words ("Mode-Config reply", "main mode message 4")."""
+        prefix = self.key.rsplit("-", 1)[0] if "-" in self.key else self.key
+        if prefix == TransactionKind.MODECFG:  # a client's REQUEST, or a gateway's SET
+            if role is Role.INITIATOR:
+                return "Mode-Config reply"
+            return "Mode-Config acknowledgement"
+        return _WAITING_FOR.get(prefix, self.key)
+
+
+# What an unanswered request waits for, by the key of its retransmission (prefix).
+_WAITING_FOR = {
+    "am1": "aggressive mode message 2",
+    "am3": "XAUTH request (after aggressive mode message 3)",
+    "mm1": "main mode message 2",
+    "mm3": "main mode message 4",
+    "mm5": "main mode message 6",
+    "qm": "quick mode reply",
+    TransactionKind.XAUTH: "XAUTH reply",
+    TransactionKind.XAUTH_OK: "XAUTH acknowledgement",
+    TransactionKind.XAUTH_FAIL: "XAUTH acknowledgement",
+}
 
 
 @dataclass
@@ -208,6 +254,11 @@ class IkeSa:
     @property
     def key(self) -> tuple[bytes, bytes]:
         return (self.icookie, self.rcookie)
+
+    @property
+    def isakmp_spi(self) -> bytes:
+        """This SA's SPI in notifies and deletes: both cookies."""
+        return self.icookie + self.rcookie
 
     @property
     def established(self) -> bool:
@@ -377,15 +428,11 @@ class IkeSa:
         else:
             rest = message.raw[message.spans[1][0] : message.spans[-1][1]]
         expected = prf(self.hash_id, self.keys.skeyid_a, mid, prefix, rest)
-        if _equal(expected, received):
+        if same_digest(expected, received):
             return
         if allow_empty and len(message.payloads) == 1:
             # vpnc's keepalive form: prf(SKEYID_a, 0x00 | M-ID)
             alt = prf(self.hash_id, self.keys.skeyid_a, b"\x00", mid)
-            if _equal(alt, received):
+            if same_digest(alt, received):
                 return
         raise IkeProtocolError("phase-2 HASH mismatch", notify=NotifyType.INVALID_HASH_INFORMATION)
-
-
-def _equal(a: bytes, b: bytes) -> bool:
-    return bytes_eq(a, b)
