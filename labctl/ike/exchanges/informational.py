@@ -111,7 +111,7 @@ def on_notify(engine: EngineBase, out: Collector, sa: IkeSa, n: NotifyPayload, n
         return
     out.event(NotifyReceived(sa.handle, kind, n.protocol, n.spi, n.data, True))
     if kind in _QUICK_REFUSALS and sa.quick and engine.role is Role.INITIATOR:
-        quick_mode.refused(engine, out, sa, n)  # type: ignore[arg-type]
+        quick_mode.refused(engine, out, sa, n)
 
 
 def on_delete(engine: EngineBase, out: Collector, sa: IkeSa, d: DeletePayload, now: float):
