@@ -31,7 +31,7 @@ from .events import (
     SessionInfo,
     Waiting,
 )
-from .exchanges import informational, quick_mode
+from .exchanges import children, informational, quick_mode
 from .exchanges.phase1 import session_info
 from .sa import ChildSa, IkeSa, Retransmit, random_cookie, random_message_id
 from .states import Phase1State, Role
@@ -312,7 +312,7 @@ class EngineBase:
     def _install_child(self, out: Collector, sa: IkeSa, child: ChildSa, rekey_of: int | None):
         sa.children[child.inbound_spi] = child
         self.inbound_spis[child.inbound_spi] = sa
-        out.event(quick_mode.child_event(sa, child, rekey_of))
+        out.event(children.child_event(sa, child, rekey_of))
 
     def _remove_child(
         self, out: Collector, sa: IkeSa, child: ChildSa, reason: str, *, notify_peer: bool

@@ -37,14 +37,13 @@ from ..constants import (
     ProtocolId,
     name_of,
 )
-from ..crypto import ESP_INTEGRITY, esp_cipher, modp_exchange, random_bytes, same_digest
-from ..encapsulation import Encapsulation
+from ..crypto import modp_exchange, random_bytes, same_digest
 from ..errors import IkeProtocolError
-from ..events import ChildSaEstablished, Collector, ExchangeFailed, NotifyReceived
-from ..keys import keymat, qm_hash3
+from ..events import Collector, ExchangeFailed, NotifyReceived
+from ..keys import qm_hash3
 from ..proposals import accept_esp_reply, choose_esp, phase2_sa
 from ..sa import ChildSa, IkeSa, QuickState, Retransmit, random_message_id
-from . import informational
+from . import children, informational
 
 if TYPE_CHECKING:
     from ..engine import EngineBase
@@ -165,7 +164,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
     del sa.quick[mid]
     sa.mark_done(mid)
     lifetime = min(offer.life_seconds or policy.lifetime, policy.lifetime)
-    child = make_child(
+    child = children.make_child(
         sa,
         message_id=mid,
         my_spi=q.my_spi,
@@ -300,7 +299,7 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     nr_b = random_bytes(NONCE_LEN)
     policy = resp.policy
     lifetime = min(choice.offer.life_seconds or policy.ipsec_lifetime, policy.ipsec_lifetime)
-    child = make_child(
+    child = children.make_child(
         sa,
         message_id=msg.message_id,
         my_spi=my_spi,
@@ -411,88 +410,3 @@ def _responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
                     rekey_of = old.inbound_spi
     resp._install_child(out, sa, child, rekey_of)
     resp.stats["child_established"] += 1
-
-
-# -- the child SA -----------------------------------------------------------------------------
-
-
-def make_child(
-    sa: IkeSa,
-    *,
-    message_id: int,
-    my_spi: bytes,
-    peer_spi: bytes,
-    offer,
-    policy,
-    ni_b: bytes,
-    nr_b: bytes,
-    gqm: bytes | None,
-    local_ts,
-    remote_ts,
-    lifetime: int,
-    now: float,
-) -> ChildSa:
-    """The ESP SA pair a quick mode negotiated, keyed per direction (RFC 2409 5.5)."""
-    assert sa.keys is not None
-    cipher = esp_cipher(offer.transform, offer.key_bits)
-    integ = ESP_INTEGRITY[offer.auth]
-    need = cipher.key_len + integ.key_len
-    k_in = keymat(sa.hash_id, sa.keys.skeyid_d, ProtocolId.ESP, my_spi, ni_b, nr_b, need, gqm)
-    k_out = keymat(sa.hash_id, sa.keys.skeyid_d, ProtocolId.ESP, peer_spi, ni_b, nr_b, need, gqm)
-    encap = Encapsulation.negotiated(
-        offer.encapsulation, tcp=sa.tcp, cisco_udp=sa.cisco_udp_port is not None
-    )
-    return ChildSa(
-        inbound_spi=int.from_bytes(my_spi, "big"),
-        outbound_spi=int.from_bytes(peer_spi, "big"),
-        message_id=message_id,
-        encryption=cipher.name,
-        integrity=integ.name,
-        encapsulation=encap,
-        local_ts=local_ts,
-        remote_ts=remote_ts,
-        lifetime=lifetime,
-        lifetime_kb=offer.life_kilobytes,
-        established=now,
-        expires_at=now + lifetime,
-        rekey_at=None,
-        pfs_group=offer.pfs_group,
-        proposal=policy,
-        enc_key_in=k_in[: cipher.key_len],
-        auth_key_in=k_in[cipher.key_len :],
-        enc_key_out=k_out[: cipher.key_len],
-        auth_key_out=k_out[cipher.key_len :],
-    )
-
-
-def child_event(sa: IkeSa, child: ChildSa, rekey_of: int | None) -> ChildSaEstablished:
-    if child.encapsulation is Encapsulation.CISCO_UDP:
-        udp_port, local_port = sa.cisco_udp_port, sa.cisco_udp_port
-    elif child.encapsulation is not Encapsulation.TUNNEL:  # NAT-T or the TCP connection
-        udp_port, local_port = sa.remote[1], sa.local[1]
-    else:
-        udp_port = local_port = None
-    return ChildSaEstablished(
-        handle=sa.handle,
-        message_id=child.message_id,
-        inbound_spi=child.inbound_spi,
-        outbound_spi=child.outbound_spi,
-        encryption=child.encryption,
-        integrity=child.integrity,
-        encapsulation=child.encapsulation,
-        udp_port=udp_port,
-        local_port=local_port,
-        local_ts=child.local_ts,
-        remote_ts=child.remote_ts,
-        lifetime_seconds=child.lifetime,
-        lifetime_kilobytes=child.lifetime_kb,
-        peer=sa.remote,
-        local=sa.local,
-        pfs_group=child.pfs_group,
-        rekey_of=rekey_of,
-        user=sa.user,
-        enc_key_in=child.enc_key_in,
-        auth_key_in=child.auth_key_in,
-        enc_key_out=child.enc_key_out,
-        auth_key_out=child.auth_key_out,
-    )
