@@ -1,19 +1,13 @@
-"""Pictures of a topology: Graphviz DOT (and SVG through `dot`) and Mermaid."""
+"""Pictures of a topology: Graphviz DOT (and SVG through `dot`) and Mermaid; each kind's
+shape is in its spec (`labctl.kinds`)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 
+from .kinds.registry import spec_of
 from .topology import Lab
-
-_SHAPES = {
-    "host": "box",
-    "router": "ellipse",
-    "pat-firewall": "hexagon",
-    "concentrator": "doubleoctagon",
-    "vpn-client": "component",
-}
 
 
 def _endpoint_label(lab: Lab, node: str, interface: str) -> str:
@@ -30,7 +24,7 @@ def to_dot(lab: Lab) -> str:
     ]
     for name, node in lab.nodes.items():
         lines.append(
-            f'  "{name}" [shape={_SHAPES.get(node.kind, "box")}, label="{name}\\n({node.kind})"];'
+            f'  "{name}" [shape={spec_of(node.kind).graph.dot}, label="{name}\\n({node.kind})"];'
         )
     subnets = lab.subnets()
     for segment in lab.segments:
@@ -55,17 +49,10 @@ def to_dot(lab: Lab) -> str:
 
 
 def to_mermaid(lab: Lab) -> str:
-    shapes = {
-        "host": ("[", "]"),
-        "router": ("((", "))"),
-        "pat-firewall": ("{{", "}}"),
-        "concentrator": ("[[", "]]"),
-        "vpn-client": ("[/", "/]"),
-    }
     lines = ["graph LR"]
     ids = {name: f"n{i}" for i, name in enumerate(lab.nodes)}
     for name, node in lab.nodes.items():
-        left, right = shapes.get(node.kind, ("[", "]"))
+        left, right = spec_of(node.kind).graph.mermaid
         lines.append(f'  {ids[name]}{left}"{name}<br/>{node.kind}"{right}')
     subnets = lab.subnets()
     for segment in lab.segments:

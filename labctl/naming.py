@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import LabctlError
+
 PREFIX = "labctl"
 
 # The one rule for lab names, for every command that takes one: the name becomes a path
@@ -20,8 +22,10 @@ LAB_NAME_RULE = "1-24 characters a-z, 0-9 or '-', starting with a letter or digi
 STATE_MARKER = ".labctl-lab"
 
 
-class LabNameError(ValueError):
+class LabNameError(LabctlError, ValueError):
     """A string that is not a valid lab name (the message names it and the rule)."""
+
+    status = 2
 
 
 def check_lab_name(name: object, what: str = "lab name") -> str:

@@ -7,7 +7,25 @@ import os
 
 import pytest
 
+from labctl.topology.secrets import forget_secrets
+
 pytest_plugins = ["labctl.checks.pytest_plugin"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/unit/render/golden/ from what labctl renders now (review the diff)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry():
+    """Each test starts with no remembered secrets: one test's PSK ('other', say) must not
+    be masked out of the next test's messages."""
+    forget_secrets()
+    yield
 
 
 @pytest.hookimpl(hookwrapper=True)

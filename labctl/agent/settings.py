@@ -75,9 +75,9 @@ def phase2_proposal(text: str, lifetime: int, pfs_group: int | None = None) -> P
 
 @dataclass(frozen=True)
 class Dpd:
-    interval: float = 30.0
-    retries: int = 3
-    retry_interval: float = 5.0
+    interval: float
+    retries: int
+    retry_interval: float
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,78 @@ class ClientSettings:
         return f"Cisco Systems VPN Client {self.client_version}:{self.client_os}"
 
 
-def _dpd(data: dict[str, Any]) -> Dpd:
+class _Section:
+    """One mapping of vpn.json, read strictly: labctl renders every setting from the
+    topology model (where the defaults live), so a missing or mistyped key is an error
+    naming it -- never a default made up here that could drift from the model's."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, dict):
+            raise SettingsError(f"setting {path}: expected a mapping, got {_type(data)}")
+        self.data = data
+        self.path = path
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str) -> Any:
+        if key not in self.data:
+            raise SettingsError(f"missing setting {self._name(key)}")
+        return self.data[key]
+
+    def _typed(self, key: str, types: type | tuple[type, ...], what: str) -> Any:
+        value = self.raw(key)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _all(types)):
+            raise SettingsError(f"setting {self._name(key)}: expected {what}, got {_type(value)}")
+        return value
+
+    def section(self, key: str) -> _Section:
+        return _Section(self.raw(key), self._name(key))
+
+    def sections(self, key: str) -> dict[str, _Section]:
+        """A mapping of named mappings (groups, users)."""
+        items = self.section(key)
+        return {name: items.section(name) for name in items.data}
+
+    def text(self, key: str) -> str:
+        return self._typed(key, str, "a string")
+
+    def optional_text(self, key: str) -> str | None:
+        return None if self.raw(key) is None else self.text(key)
+
+    def flag(self, key: str) -> bool:
+        return self._typed(key, bool, "true or false")
+
+    def integer(self, key: str) -> int:
+        return self._typed(key, int, "a whole number")
+
+    def number(self, key: str) -> float:
+        return float(self._typed(key, (int, float), "a number"))
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        values = self._typed(key, list, "a list")
+        if not all(isinstance(v, str) for v in values):
+            raise SettingsError(f"setting {self._name(key)}: expected a list of strings")
+        return tuple(values)
+
+
+def _all(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _dpd(section: _Section) -> Dpd:
     return Dpd(
-        float(data.get("interval", 30)),
-        int(data.get("retries", 3)),
-        float(data.get("retry_interval", 5)),
+        section.number("interval"), section.integer("retries"), section.number("retry_interval")
     )
+
+
+def _port_if_enabled(toggle: _Section) -> int | None:
+    port = toggle.integer("port")  # read either way: the file must be complete
+    return port if toggle.flag("enabled") else None
 
 
 def _interface_address(interfaces: dict[str, str], name: str | None) -> IPv4Address | None:
@@ -170,76 +236,97 @@ def load_settings(path: str | Path = CONFIG_PATH) -> ConcentratorSettings | Clie
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SettingsError):
             raise SettingsError(f"{path}: {exc}") from None
-        raise SettingsError(f"{path}: missing or bad setting: {exc}") from None
+        raise SettingsError(f"{path}: bad setting: {exc}") from None
 
 
-def parse_settings(data: dict[str, Any]) -> ConcentratorSettings | ClientSettings:
-    vpn = data["vpn"]
-    interfaces = data.get("interfaces", {})
-    debug = vpn.get("debug") or {}
-    if data["kind"] == "concentrator":
-        nat = vpn.get("nat_transparency") or {}
-        udp, tcp = nat.get("ipsec_over_udp") or {}, nat.get("ipsec_over_tcp") or {}
-        groups = {}
-        for name, g in vpn["groups"].items():
-            first, last = g["pool_range"]
-            groups[name] = Group(
-                name=name,
-                psk=g["psk"],
-                pool=(IPv4Address(first), IPv4Address(last)),
-                netmask=IPv4Address(g["netmask"]) if g.get("netmask") else None,
-                dns=tuple(IPv4Address(a) for a in g.get("dns") or []),
-                wins=tuple(IPv4Address(a) for a in g.get("wins") or []),
-                default_domain=g.get("default_domain"),
-                split_tunnel=tuple(IPv4Network(n) for n in g.get("split_tunnel") or []),
-                banner=g.get("banner"),
-                ike_proposals=tuple(g["ike_proposals"]),
-                ipsec_proposals=tuple(g["ipsec_proposals"]),
-                ike_lifetime=int(g["ike_lifetime"]),
-                ipsec_lifetime=int(g["ipsec_lifetime"]),
-                pfs=bool(g.get("pfs")),
-            )
-        return ConcentratorSettings(
-            node=data["node"],
-            public_address=_interface_address(interfaces, vpn["public_interface"]),
-            private_address=_interface_address(interfaces, vpn.get("private_interface")),
-            nat_t=bool(nat.get("nat_t")),
-            ipsec_over_udp=int(udp["port"]) if udp.get("enabled") else None,
-            ipsec_over_tcp=int(tcp["port"]) if tcp.get("enabled") else None,
-            groups=groups,
-            users={u: (v["password"], v["group"]) for u, v in (vpn.get("users") or {}).items()},
-            dpd=_dpd(vpn.get("dpd") or {}),
-            nat_keepalive=float(vpn.get("nat_keepalive", 20)),
-            log_level=vpn.get("log_level", "info"),
-            version_string=vpn.get("version_string", ""),
-            export_keys=bool(debug.get("export_keys")),
+def parse_settings(data: Any) -> ConcentratorSettings | ClientSettings:
+    top = _Section(data, "")
+    kind = top.text("kind")
+    if kind == "concentrator":
+        return _concentrator(top)
+    if kind == "vpn-client":
+        return _client(top)
+    raise SettingsError(f"kind {kind!r} has no VPN agent")
+
+
+def _interfaces(top: _Section) -> dict[str, str]:
+    interfaces = top.section("interfaces")
+    return {name: interfaces.text(name) for name in interfaces.data}
+
+
+def _concentrator(top: _Section) -> ConcentratorSettings:
+    vpn = top.section("vpn")
+    interfaces = _interfaces(top)
+    nat = vpn.section("nat_transparency")
+    udp, tcp = nat.section("ipsec_over_udp"), nat.section("ipsec_over_tcp")
+    groups = {}
+    for name, g in vpn.sections("groups").items():
+        pool = g.texts("pool_range")
+        if len(pool) != 2:
+            raise SettingsError(f"setting {g.path}.pool_range: expected [FIRST, LAST]")
+        netmask = g.optional_text("netmask")
+        groups[name] = Group(
+            name=name,
+            psk=g.text("psk"),
+            pool=(IPv4Address(pool[0]), IPv4Address(pool[1])),
+            netmask=IPv4Address(netmask) if netmask else None,
+            dns=tuple(IPv4Address(a) for a in g.texts("dns")),
+            wins=tuple(IPv4Address(a) for a in g.texts("wins")),
+            default_domain=g.optional_text("default_domain"),
+            split_tunnel=tuple(IPv4Network(n) for n in g.texts("split_tunnel")),
+            banner=g.optional_text("banner"),
+            ike_proposals=g.texts("ike_proposals"),
+            ipsec_proposals=g.texts("ipsec_proposals"),
+            ike_lifetime=g.integer("ike_lifetime"),
+            ipsec_lifetime=g.integer("ipsec_lifetime"),
+            pfs=g.flag("pfs"),
         )
-    if data["kind"] == "vpn-client":
-        tt = vpn.get("transparent_tunneling") or {}
-        return ClientSettings(
-            node=data["node"],
-            host=IPv4Address(vpn["host"]),
-            group=vpn["group"],
-            group_password=vpn["group_password"],
-            user=vpn["user"],
-            password=vpn["password"],
-            transparent_tunneling=bool(tt.get("enabled", True)),
-            tunneling_mode=tt.get("mode", "nat-t"),
-            tunneling_port=int(tt.get("port", 10000)),
-            local_lan_access=bool(vpn.get("local_lan_access")),
-            peer_response_timeout=float(vpn.get("peer_response_timeout", 90)),
-            nat_keepalive=float(vpn.get("nat_keepalive", 20)),
-            dpd=_dpd(vpn.get("dpd") or {}),
-            ike_proposals=tuple(vpn["ike_proposals"]),
-            ipsec_proposals=tuple(vpn["ipsec_proposals"]),
-            auto_connect=bool(vpn.get("auto_connect", True)),
-            client_version=vpn.get("client_version", "3.6.1 (Rel)"),
-            client_os=vpn.get("client_os", "WinNT"),
-            log_level=vpn.get("log_level", "info"),
-            export_keys=bool(debug.get("export_keys")),
-            interfaces={n: IPv4Interface(a) for n, a in interfaces.items()},
-        )
-    raise SettingsError(f"kind {data['kind']!r} has no VPN agent")
+    users = {
+        name: (u.text("password"), u.text("group")) for name, u in vpn.sections("users").items()
+    }
+    return ConcentratorSettings(
+        node=top.text("node"),
+        public_address=_interface_address(interfaces, vpn.text("public_interface")),
+        private_address=_interface_address(interfaces, vpn.optional_text("private_interface")),
+        nat_t=nat.flag("nat_t"),
+        ipsec_over_udp=_port_if_enabled(udp),
+        ipsec_over_tcp=_port_if_enabled(tcp),
+        groups=groups,
+        users=users,
+        dpd=_dpd(vpn.section("dpd")),
+        nat_keepalive=vpn.number("nat_keepalive"),
+        log_level=vpn.text("log_level"),
+        version_string=vpn.text("version_string"),
+        export_keys=vpn.section("debug").flag("export_keys"),
+    )
+
+
+def _client(top: _Section) -> ClientSettings:
+    vpn = top.section("vpn")
+    tt = vpn.section("transparent_tunneling")
+    return ClientSettings(
+        node=top.text("node"),
+        host=IPv4Address(vpn.text("host")),
+        group=vpn.text("group"),
+        group_password=vpn.text("group_password"),
+        user=vpn.text("user"),
+        password=vpn.text("password"),
+        transparent_tunneling=tt.flag("enabled"),
+        tunneling_mode=tt.text("mode"),
+        tunneling_port=tt.integer("port"),
+        local_lan_access=vpn.flag("local_lan_access"),
+        peer_response_timeout=vpn.number("peer_response_timeout"),
+        nat_keepalive=vpn.number("nat_keepalive"),
+        dpd=_dpd(vpn.section("dpd")),
+        ike_proposals=vpn.texts("ike_proposals"),
+        ipsec_proposals=vpn.texts("ipsec_proposals"),
+        auto_connect=vpn.flag("auto_connect"),
+        client_version=vpn.text("client_version"),
+        client_os=vpn.text("client_os"),
+        log_level=vpn.text("log_level"),
+        export_keys=vpn.section("debug").flag("export_keys"),
+        interfaces={n: IPv4Interface(a) for n, a in _interfaces(top).items()},
+    )
 
 
 @dataclass(frozen=True)

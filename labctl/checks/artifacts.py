@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..lifecycle import LabHandle
 from ..naming import bridge_name, fabric_netns
-from ..state import SHOWS, collect
+from ..state import collect, shows_for
 
 MAX_PACKETS_PER_LINK = 200_000
 
@@ -98,10 +98,9 @@ def save_failure_artifacts(handle: LabHandle, directory: Path) -> list[Path]:
             )
             (node_dir / "agent.log").write_text(result.stdout)
             saved.append(node_dir / "agent.log")
-        kind = handle.lab.node(name).kind
+        tables = shows_for(handle.lab.node(name))
         for what in ("xlate", "sessions", "status", "arp", "route"):
-            show = SHOWS.get(what)
-            if show is None or (show.kinds is not None and kind not in show.kinds):
+            if what not in tables:
                 continue
             with contextlib.suppress(Exception):
                 records, text = collect(handle, name, what, verbose=True)

@@ -9,11 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..topology.checks_model import Expectation, TableCheck
+from ..topology.checks_model import TABLE_SOURCES, Expectation, TableCheck
 from ..topology.matchers import parse_count, parse_matcher
-
-# Which `labctl show` table each sugar key reads, and the node kind it needs.
-TABLE_SOURCES = {"xlate": "xlate", "sessions": "sessions", "client": "status"}
 
 
 class Probe(Protocol):
@@ -146,8 +143,8 @@ def evaluate_table(
         )
     outcome = Outcome(True, f"{label}: {scope}, as expected", observed=rows)
     for name, key in check.save.items():
-        values = [field_value(r, key) for r in selected]
-        outcome.saved[name] = values[0] if len(values) == 1 else values
+        found = [field_value(r, key) for r in selected]
+        outcome.saved[name] = found[0] if len(found) == 1 else found
     if outcome.saved:
         outcome.summary += "; saved " + ", ".join(f"${n}={v!r}" for n, v in outcome.saved.items())
     return outcome
@@ -183,7 +180,7 @@ def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outco
     session must have moved to the new one."""
     xlate = probe.table(check.firewall, "xlate")
     sessions = probe.table(check.concentrator, "sessions")
-    translations: dict[tuple[str | None, int | None], set[tuple[str, int]]] = {}
+    translations: dict[tuple[str | None, int | None], set[tuple[str | None, int | None]]] = {}
     for entry in xlate:
         if entry.get("protocol") in ("udp", "tcp"):
             key = (entry.get("protocol"), entry.get("remote_port"))

@@ -142,7 +142,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[LabSession]:
         failed = [
             item
             for item in request.session.items
-            if item.module is request.module and item.stash.get(_FAILED, False)
+            if getattr(item, "module", None) is request.module and item.stash.get(_FAILED, False)
         ]
         if handle is not None:
             if captures is not None:

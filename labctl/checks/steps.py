@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..kinds.registry import implementation_of
+from ..kinds.spec import ClientCommands
 from ..lifecycle import LabHandle, push_node
 from ..lifecycle.restart import restart_node
 from ..topology import Lab
@@ -70,18 +72,32 @@ def _check_expectations(expectations, handle: LabHandle, log: StepLog) -> None:
         log.saved.update(outcome.saved)
 
 
+def _client_commands(handle: LabHandle, node: str) -> ClientCommands:
+    commands = implementation_of(handle.lab.node(node)).client
+    if commands is None:  # validate refuses this; a lab changed under the runner might not
+        raise StepFailed(f"{node} ({handle.lab.node(node).kind}) cannot connect or disconnect")
+    return commands
+
+
+def _without_options(command: str) -> str:
+    """How a failure names a command: "vpn connect --wait" -> "vpn connect"."""
+    return command.split(" -", 1)[0]
+
+
 def _connect(nodes, handle: LabHandle, log: StepLog) -> None:
     for node in node_list(nodes):
-        result = handle.session(node).run("vpn connect --wait --timeout 60", timeout=75)
+        commands = _client_commands(handle, node)
+        result = handle.session(node).run(commands.connect, timeout=commands.connect_timeout)
         log.add(f"  {node}: {(result.stdout or result.stderr).strip().splitlines()[-1:]}")
         if result.exit_status != 0:
             reason = (result.stderr or result.stdout).strip()
-            raise StepFailed(f"{node}: vpn connect failed: {reason}")
+            raise StepFailed(f"{node}: {_without_options(commands.connect)} failed: {reason}")
 
 
 def _disconnect(nodes, handle: LabHandle, log: StepLog) -> None:
     for node in node_list(nodes):
-        handle.session(node).run("vpn disconnect", timeout=30).check()
+        commands = _client_commands(handle, node)
+        handle.session(node).run(commands.disconnect, timeout=commands.disconnect_timeout).check()
 
 
 def _set(change, handle: LabHandle, log: StepLog) -> None:

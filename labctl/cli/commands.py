@@ -26,7 +26,7 @@ from ..naming import (
 )
 from ..progress import Progress
 from ..runtime import DockerRuntime
-from ..state import SHOWS, collect
+from ..state import collect, shows_for
 from ..topology import TopologyError, load_lab
 from ..wiring import list_named_netns
 from .context import CliError, load_lab_as, open_lab_for_push, open_running_lab, pick_lab_name
@@ -173,11 +173,9 @@ def cmd_exec(args) -> int:
 
 def cmd_show(args) -> int:
     with open_running_lab(DockerRuntime(), args.lab) as handle:
-        kind = handle.lab.node(args.node).kind
         if args.what is None:
-            for name, show in sorted(SHOWS.items()):
-                if show.kinds is None or kind in show.kinds:
-                    print(f"{name:12} {show.help}")
+            for name, show in sorted(shows_for(handle.lab.node(args.node)).items()):
+                print(f"{name:12} {show.help}")
             return 0
         records, text = collect(handle, args.node, args.what, args.verbose)
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import LabctlError
 from ..lifecycle import (
     LabHandle,
     LabState,
@@ -18,12 +19,8 @@ from ..runtime import Runtime
 from ..topology import Lab, load_lab
 
 
-class CliError(Exception):
+class CliError(LabctlError):
     """An error for the user: printed as one line, exit status 1 (or .status)."""
-
-    def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
 
 
 def load_lab_as(path: str | Path, name: str | None = None) -> Lab:

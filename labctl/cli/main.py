@@ -24,12 +24,8 @@ import time
 import traceback
 from pathlib import Path
 
-from ..lifecycle import LabError, LabNotRunning, LabStateError
-from ..mgmt.ssh import MgmtError
+from ..errors import LabctlError
 from ..naming import LAB_NAME_RULE, LabNameError, check_lab_name
-from ..runtime import LabRuntimeError
-from ..state import ShowError
-from ..topology import TopologyError, UnknownNodeError
 from ..topology.secrets import redact
 from .context import CliError
 
@@ -60,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check topology files")
@@ -155,26 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_privileges(args)
         return int(args.func(args) or 0)
-    except TopologyError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except CliError as exc:
-        print(f"labctl: {exc}", file=sys.stderr)
+    except LabctlError as exc:
+        if args.debug:
+            traceback.print_exception(exc)
+        print(redact(exc.user_message()), file=sys.stderr)
         return exc.status
-    except UnknownNodeError as exc:  # show/push/exec NODE: the message lists the nodes
-        print(f"labctl: {exc}", file=sys.stderr)
-        return 2
-    except (
-        LabRuntimeError,
-        MgmtError,
-        ShowError,
-        LabNameError,
-        LabStateError,
-        LabError,
-        LabNotRunning,
-    ) as exc:
-        print(f"labctl: {redact(str(exc))}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("labctl: interrupted", file=sys.stderr)
         return 130
@@ -182,17 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 141
     except Exception as exc:
-        if _is_image_error(exc):
-            print(f"labctl: {redact(str(exc))}", file=sys.stderr)
-            return 1
+        if args.debug:
+            traceback.print_exception(exc)
         return internal_error(exc, args.command)  # a bug: one line, the traceback in a file
-
-
-def _is_image_error(exc: Exception) -> bool:
-    """labctl.images' errors are the user's to fix (Docker down, a recipe, a build step).
-    Looked up only if `images` was imported: importing it costs every command ~0.1 s."""
-    errors = sys.modules.get("labctl.images.errors")
-    return errors is not None and isinstance(exc, errors.ImageError)
 
 
 # What needs root: namespaces, veths and containers are made and removed; the lab's SSH
@@ -212,6 +186,7 @@ DOCKER_SOCKET = Path("/var/run/docker.sock")
 def check_privileges(args: argparse.Namespace) -> None:
     """Refuse early, with the reason, what would otherwise fail half-way as non-root."""
     command = args.command
+    reason: str | None
     if command == "images" and args.action == "build":
         reason = "debootstrap builds the base image as root"
     else:

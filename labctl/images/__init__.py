@@ -9,8 +9,8 @@ Roles and how they are built (recipes are data in the project's top-level `image
     vpn   FROM node: labctl/__init__.py, ike/, esp/, agent/ under /opt/labctl/labctl/ and
           /usr/local/bin/vpn (python3 -m labctl.agent.cli with PYTHONPATH=/opt/labctl).
 
-Node kinds map to roles with `image_role_for_kind()`: host, router, pat-firewall -> node;
-concentrator, vpn-client -> vpn.
+Node kinds map to roles through their specs (labctl.kinds: each implementation names its
+image role): host, router, pat-firewall -> node; concentrator, vpn-client -> vpn.
 
 Tags are content hashes: `labctl/<role>:<12 hex>` over the recipe files, the normalized
 package list, the Debian suite/mirror/variant/arch, the parent's tag and (vpn) the copied

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -168,9 +169,9 @@ class ImageBuilder:
             started = time.monotonic()
             if build_once(
                 self._lock_path(planned.tag),
-                lambda p=planned, pid=parent_id: not force and self._is_built(p, pid),
-                lambda p=planned, pid=parent_id: self._build(p, pid, fresh=force),
-                on_wait=lambda p=planned: self._report_wait(p),
+                functools.partial(self._is_current, planned, parent_id, force),
+                functools.partial(self._build, planned, parent_id, fresh=force),
+                on_wait=functools.partial(self._report_wait, planned),
             ):
                 built.append(role)
                 seconds[role] = time.monotonic() - started
@@ -199,6 +200,10 @@ class ImageBuilder:
             self._build(planned, parent_id, fresh=True)
         self.progress(role, f"built {planned.tag} in {time.monotonic() - started:.1f} s")
         return planned.tag
+
+    def _is_current(self, planned: PlannedImage, parent_id: str | None, force: bool) -> bool:
+        """Built and not to be rebuilt (--force rebuilds whatever is there)."""
+        return not force and self._is_built(planned, parent_id)
 
     def _is_built(self, planned: PlannedImage, parent_id: str | None) -> bool:
         image = engine.find_image(self.client, planned.tag)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import LabctlError
 
-class ImageError(Exception):
+
+class ImageError(LabctlError):
     """Base class of labctl.images errors."""
 
 

@@ -21,15 +21,6 @@ from labctl.images.errors import RecipeError
 ROLES: tuple[str, ...] = ("base", "node", "vpn")
 PARENT_ROLE: dict[str, str | None] = {"base": None, "node": "base", "vpn": "node"}
 
-# Topology node kind -> image role.
-_KIND_ROLES: dict[str, str] = {
-    "host": "node",
-    "router": "node",
-    "pat-firewall": "node",
-    "concentrator": "vpn",
-    "vpn-client": "vpn",
-}
-
 # Node-side Python copied into the vpn image (whichever of these exist in the project).
 VPN_SOURCES: tuple[str, ...] = (
     "labctl/__init__.py",
@@ -47,12 +38,14 @@ _IGNORED_SUFFIXES = (".pyc", ".pyo")
 
 
 def image_role_for_kind(kind: str) -> str:
-    """The image role ("node" or "vpn") a topology node kind runs on."""
+    """The image role a topology node kind runs on by default (its spec's first
+    implementation's; a node naming another implementation may run on another)."""
+    from labctl.kinds.registry import UnknownKindError, spec_of  # the model: not for builds
+
     try:
-        return _KIND_ROLES[kind]
-    except KeyError:
-        known = ", ".join(sorted(_KIND_ROLES))
-        raise ValueError(f"unknown node kind {kind!r}: no image for it (known: {known})") from None
+        return spec_of(kind).implementations[0].image_role
+    except UnknownKindError as exc:
+        raise ValueError(f"{exc}: no image for it") from None
 
 
 @dataclass(frozen=True)

@@ -290,10 +290,11 @@ def tar_stream(root: Path, log_path: Path) -> Iterator[Iterator[bytes]]:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
-        assert proc.stdout is not None
+        stdout = proc.stdout
+        assert stdout is not None
 
         def chunks() -> Iterator[bytes]:
-            while chunk := proc.stdout.read(TAR_CHUNK):
+            while chunk := stdout.read(TAR_CHUNK):
                 yield chunk
 
         try:
@@ -302,7 +303,7 @@ def tar_stream(root: Path, log_path: Path) -> Iterator[Iterator[bytes]]:
             proc.kill()
             raise
         finally:
-            proc.stdout.close()
+            stdout.close()
             returncode = proc.wait()
         if returncode != 0:
             raise ImageBuildError("base: import", f"tar exited with status {returncode}", log_path)

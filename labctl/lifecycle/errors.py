@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import LabctlError
 
-class LabError(Exception):
+
+class LabError(LabctlError):
     """Base of the errors below; the CLI prints the message and exits 1."""
 
 

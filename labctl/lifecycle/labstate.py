@@ -14,13 +14,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import LabctlError
 from ..mgmt.keys import KeyPair, write_private_key
 from ..naming import LAB_NAME_PATTERN, STATE_MARKER, state_dir, state_root
 
 _record_guard = threading.RLock()
 
 
-class LabStateError(Exception):
+class LabStateError(LabctlError):
     """The lab's state directory cannot be used (it is not labctl's)."""
 
 

@@ -19,19 +19,21 @@ import hmac
 import json
 from typing import Any
 
+from ..errors import LabctlError
+from ..kinds.registry import settings_fields
 from ..render import NodeConfig
 from ..topology import Lab
 from ..topology.model import LabFile
 
-# Node fields a push applies (rendered into files); `group` is only where inherited
-# settings came from, already merged into the node.
-CONFIG_FIELDS = ("vpn", "pat", "group")
+# Node fields a push applies (rendered into files: each kind's settings); `group` is only
+# where inherited settings came from, already merged into the node.
+CONFIG_FIELDS = (*settings_fields(), "group")
 # Fields of the file that are neither structure nor configuration.
 NOT_RECORDED = {"expect", "scenarios"}
 MAX_LISTED = 8
 
 
-class RecordError(Exception):
+class RecordError(LabctlError):
     """The lab's record cannot be read back into a lab model."""
 
 

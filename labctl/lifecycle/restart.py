@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ..runtime import LabRuntimeError
 from ..wiring import (
     MgmtPort,
     attach_nodes,
@@ -37,6 +38,8 @@ def _restart_node(handle: LabHandle, node: str) -> None:
     disconnect_node(handle.lab, node)  # the old veths may not be gone yet
     connect_endpoints(handle.lab, {name: n.pid for name, n in handle.nodes.items()})
     port = plan_mgmt(handle.lab).ports[node]
+    if info.mgmt is None:
+        raise LabRuntimeError(f"{node}: restarted without its management address label")
     attach_nodes(handle.lab.name, [MgmtPort(node, port, info.pid, info.mgmt)])
     configure_node(handle.lab, node, info.pid, macs, mgmt=info.mgmt)
     keys = handle.state.host_keys()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from ..errors import LabctlError
 from ..mgmt.ssh import MgmtError, NodeSession
 from ..runtime import NodeInfo, Runtime
 from ..topology import Lab
@@ -11,8 +12,8 @@ from ..wiring import mgmt_netns_path
 from .labstate import LabState
 
 
-class LabNotRunning(Exception):
-    pass
+class LabNotRunning(LabctlError):
+    """The lab a command is about is not up."""
 
 
 class LabHandle:
@@ -72,9 +73,12 @@ class LabHandle:
 
     def _new_session(self, node: str) -> NodeSession:
         """Management addresses exist only in the lab's fabric namespace: connect from there."""
+        address = self.nodes[node].mgmt_ipv4
+        if address is None:
+            raise MgmtError(f"{node}: no management address (state {self.nodes[node].state})")
         return NodeSession(
             node,
-            self.nodes[node].mgmt_ipv4,
+            address,
             self.state.key_file,
             self.state.known_hosts,
             netns=mgmt_netns_path(self.lab.name),

@@ -14,12 +14,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
 
+from ..kinds.registry import implementation_of, spec_of
+from ..kinds.spec import PushStage
 from ..mgmt.keys import KeyPair
 from ..naming import LABEL_TOPOLOGY, LABEL_TOPOLOGY_HASH, fabric_netns
 from ..progress import Progress
 from ..render import render_node
 from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
-from ..topology import ConcentratorNode, HostNode, Lab, VpnClientNode
+from ..topology import Lab, NodeBase
 from ..wiring import (
     MgmtPlan,
     MgmtPlanError,
@@ -39,8 +41,6 @@ from .lock import lab_lock
 from .push import push_node
 from .record import config_digest, recorded_model, structure, structure_differences, summarize
 from .session import LabHandle
-
-FORWARDING_KINDS = ("router", "pat-firewall", "concentrator")
 
 
 def structure_hash(lab: Lab) -> str:
@@ -205,8 +205,8 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
 
     with progress.stage("configuration push"):
         push_nodes(handle, list(lab.nodes), initial=True)
-        for name, node in lab.nodes.items():
-            for command in node.exec:
+        for name, model in lab.nodes.items():
+            for command in model.exec:
                 handle.session(name).run(command).check()
 
     state.write_record(
@@ -229,14 +229,15 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
 
 
 def push_order(lab: Lab) -> list[list[str]]:
-    """Batches of nodes to configure, one after the other: the network first, VPN clients
-    last. A client's agent connects as soon as it starts; before the PAT's rules are loaded
-    its first IKE packets would be forwarded untranslated (and conntrack would keep that
-    flow untranslated), and before the concentrator's agent runs nobody answers them --
-    either way the client times out and backs off, which with many clients took a minute."""
-    clients = [n for n, node in lab.nodes.items() if isinstance(node, VpnClientNode)]
-    others = [n for n in lab.nodes if n not in clients]
-    return [batch for batch in (others, clients) if batch]
+    """Batches of nodes to configure, one after the other, by their kinds' push stages:
+    the network first, VPN clients last. A client's agent connects as soon as it starts;
+    before the PAT's rules are loaded its first IKE packets would be forwarded untranslated
+    (and conntrack would keep that flow untranslated), and before the concentrator's agent
+    runs nobody answers them -- either way the client times out and backs off, which with
+    many clients took a minute."""
+    stages = {name: spec_of(node.kind).push_stage for name, node in lab.nodes.items()}
+    batches = [[name for name in lab.nodes if stages[name] == stage] for stage in PushStage]
+    return [batch for batch in batches if batch]
 
 
 def _resolve_images(lab: Lab, progress: Progress) -> dict[str, str]:
@@ -251,12 +252,9 @@ def _resolve_images(lab: Lab, progress: Progress) -> dict[str, str]:
     return dict(image_set.tags)
 
 
-def _image_for(kind: str, node_image: str | None, images: dict[str, str]) -> str:
-    if node_image:
-        return node_image
-    from ..images import image_role_for_kind
-
-    return images[image_role_for_kind(kind)]
+def _image_for(node: NodeBase, images: dict[str, str]) -> str:
+    """The topology's image for the node, else the image of what its kind runs."""
+    return node.image or images[implementation_of(node).image_role]
 
 
 def _node_spec(
@@ -268,8 +266,9 @@ def _node_spec(
     mgmt: IPv4Interface,
 ) -> NodeSpec:
     node = lab.node(name)
+    kind = spec_of(node.kind)
     sysctls = {key: str(value) for key, value in node.sysctls.items()}
-    if node.kind in FORWARDING_KINDS:
+    if kind.forwarding:
         sysctls.setdefault("net.ipv4.ip_forward", "1")
     # Lab nodes never speak IPv6 on their links: no router solicitations or DAD noise.
     sysctls.setdefault("net.ipv6.conf.all.disable_ipv6", "1")
@@ -283,12 +282,11 @@ def _node_spec(
         lab=lab.name,
         node=name,
         kind=node.kind,
-        image=_image_for(node.kind, node.image, images),
+        image=_image_for(node, images),
         labels=labels,
         env=dict(node.env),
         sysctls=sysctls,
-        # Hosts too: they run third-party tunnel software (vpnc as a lab client needs a TUN).
-        needs_tun=isinstance(node, ConcentratorNode | VpnClientNode | HostNode),
+        needs_tun=kind.needs_tun,
         mgmt=mgmt,
         files=(
             InjectedFile(

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import paramiko
 
+from ..errors import LabctlError
 from ..wiring.netns import socket_in_netns
 
 SSH_PORT = 22
 
 
-class MgmtError(Exception):
+class MgmtError(LabctlError):
     """A management-plane operation failed; the message names the node and what to check."""
 
 

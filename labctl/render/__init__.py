@@ -1,4 +1,4 @@
-"""Rendering node configuration from the lab model (Jinja2 templates per kind)."""
+"""Rendering node configuration from the lab model (each kind renders its own files)."""
 
 from .render import CONFIG_DIR, NodeConfig, RenderedFile, render_node, vpn_agent_config
 

@@ -6,8 +6,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 
+from ..errors import LabctlError
 
-class LabRuntimeError(Exception):
+
+class LabRuntimeError(LabctlError):
     """A runtime operation failed; the message names the node/lab and what to check."""
 
 

@@ -11,11 +11,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from ..errors import LabctlError
+
 XLATE_COMMAND = "conntrack -L -o xml 2>/dev/null"
 
 
-class ConntrackParseError(ValueError):
-    pass
+class ConntrackParseError(LabctlError, ValueError):
+    """The firewall's `conntrack -o xml` output could not be read."""
 
 
 @dataclass(frozen=True)

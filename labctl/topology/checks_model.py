@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_serializer, model_validator
 
-from .model import Strict
+from .base import Strict
 from .secrets import MASK
 
 Matcher = str | int | float | bool | None | list[str | int | float | bool]
@@ -99,6 +99,9 @@ class Expectation(Strict):
 
 
 CHECK_KINDS = ("xlate", "sessions", "client", "show", "ping", "session_follows_xlate")
+# The `labctl show` table each shorthand expectation reads; a node it names must be of a
+# kind that has that table.
+TABLE_SOURCES = {"xlate": "xlate", "sessions": "sessions", "client": "status"}
 
 NodeList = str | list[str]
 

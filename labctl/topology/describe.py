@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import MAX_SHOWN_ISSUES, TopologyError, TopologyIssue, type_name
 from .loader import dotted, line_of
@@ -71,7 +72,7 @@ def shown(value: Any) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
-def describe_error(error: dict[str, Any], secret: bool = False) -> str:
+def describe_error(error: ErrorDetails, secret: bool = False) -> str:
     kind = error["type"]
     loc = error["loc"]
     if kind == "extra_forbidden":
@@ -123,9 +124,9 @@ def validation_error(exc: ValidationError, document: Any, file: Path | None) -> 
         if len(union) > 1 and _maybe_union_member(document, loc, error):
             # One line for the value, not one per type it could have been.
             field = dotted(loc[:-1])
-            wanted = list(dict.fromkeys(union))
+            types = list(dict.fromkeys(union))
             got = type_name(error.get("input"))
-            message = f"expected {', '.join(wanted[:-1])} or {wanted[-1]}, not {got}"
+            message = f"expected {', '.join(types[:-1])} or {types[-1]}, not {got}"
         issue = TopologyIssue(file, line or None, field, message)
         if issue not in issues:
             issues.append(issue)
@@ -134,7 +135,7 @@ def validation_error(exc: ValidationError, document: Any, file: Path | None) -> 
     return TopologyError(issues)
 
 
-def _maybe_union_member(document: Any, loc: tuple[Any, ...], error: dict[str, Any]) -> bool:
+def _maybe_union_member(document: Any, loc: tuple[Any, ...], error: ErrorDetails) -> bool:
     """pydantic names each failed alternative of a union (str | list[str]) in the error's
     path: a last element that is not a key of the file, shared by several errors."""
     if len(loc) < 2 or not isinstance(loc[-1], str):

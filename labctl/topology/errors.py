@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import LabctlError
+
 # A file with a million unknown keys must not print a million lines.
 MAX_SHOWN_ISSUES = 10
 
@@ -42,9 +44,11 @@ class TopologyIssue:
         return f"{where}:{field} {self.message}"
 
 
-class TopologyError(Exception):
+class TopologyError(LabctlError):
     """Raised when a topology cannot be loaded: the first issues found, one per line, and
     how many more there were (`more`: issues found but not even built into messages)."""
+
+    prefix = ""  # its lines start with file:line already
 
     def __init__(self, issues: list[TopologyIssue], more: int = 0):
         ordered = sorted(issues, key=lambda i: (i.line or 0, i.field))
@@ -56,8 +60,10 @@ class TopologyError(Exception):
         super().__init__("\n".join(lines))
 
 
-class UnknownNodeError(KeyError):
+class UnknownNodeError(LabctlError, KeyError):
     """A node name the lab does not have; the message lists the ones it has."""
+
+    status = 2
 
     def __str__(self) -> str:  # KeyError's own str() is the repr of its argument
         return str(self.args[0])

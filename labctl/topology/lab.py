@@ -45,7 +45,7 @@ class Lab:
 
     @property
     def nodes(self) -> dict[str, NodeBase]:
-        return self.spec.topology.nodes  # type: ignore[return-value]
+        return self.spec.topology.nodes
 
     def node(self, name: str) -> NodeBase:
         try:

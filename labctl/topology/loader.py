@@ -85,9 +85,10 @@ class _LocatingLoader(yaml.SafeLoader):
             alias = self.check_event(AliasEvent)
             node = super().compose_node(parent, index)
             if alias:
-                size = self._sizes.get(id(node))
-                if size is None:
+                known = self._sizes.get(id(node))
+                if known is None:
                     self._fail(mark, "an alias used inside its own anchor (a recursive value)")
+                size = known or 0
             else:
                 size = 1 + self._children_size(node)
                 self._sizes[id(node)] = size

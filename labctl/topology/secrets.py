@@ -31,3 +31,8 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def forget_secrets() -> None:
+    """Forget every remembered value (one process running many labs, e.g. a test session)."""
+    _known.clear()

@@ -8,13 +8,15 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from ..kinds.registry import client_kinds, kinds_with_show, spec_of
+from ..kinds.spec import NodeContext
 from .changes import SetError, apply_set
-from .checks_model import ShowCheck, TableCheck, node_list
+from .checks_model import TABLE_SOURCES, ShowCheck, TableCheck, node_list
 from .errors import TopologyIssue
 from .lab import Lab
 from .loader import line_of
 from .matchers import UnknownSavedValue, parse_count, parse_matcher
-from .model import ConcentratorNode, LabFile, PatFirewallNode, VpnClientNode
+from .model import LabFile
 
 
 class _Collector:
@@ -28,20 +30,6 @@ class _Collector:
         self.issues.append(TopologyIssue(self.file, line_of(self.document, path), dotted, message))
 
 
-def parse_pool(text: str) -> tuple[IPv4Address, IPv4Address]:
-    """'40.1.1.1-40.1.1.254' or '40.1.1.0/24' -> (first, last) usable addresses."""
-    if "-" in text:
-        first_text, last_text = (part.strip() for part in text.split("-", 1))
-        first, last = IPv4Address(first_text), IPv4Address(last_text)
-    else:
-        network = IPv4Network(text, strict=True)
-        hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
-        first, last = hosts[0], hosts[-1]
-    if int(last) < int(first):
-        raise ValueError(f"pool {text!r} ends before it starts")
-    return first, last
-
-
 def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
     c = _Collector(document, lab.source)
     nodes = lab.nodes
@@ -52,7 +40,7 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
     for segment in lab.segments:
         base = ("topology", "links", segment.index)
         for position, endpoint in enumerate(segment.endpoints):
-            path = (*base, "endpoints", position)
+            path: tuple[str | int, ...] = (*base, "endpoints", position)
             if endpoint.node not in nodes:
                 c.add(
                     path,
@@ -84,13 +72,13 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
             if (node_name, if_name) not in used:
                 c.add(path, f"interface {if_name} is not on any link")
             if config.ipv4 is not None:
-                address = config.ipv4
-                node_addresses[node_name].append(address)
-                if address.network.prefixlen < 31 and address.ip in (
-                    address.network.network_address,
-                    address.network.broadcast_address,
+                own = config.ipv4
+                node_addresses[node_name].append(own)
+                if own.network.prefixlen < 31 and own.ip in (
+                    own.network.network_address,
+                    own.network.broadcast_address,
                 ):
-                    c.add(path, f"{address} is the network or broadcast address of its subnet")
+                    c.add(path, f"{own} is the network or broadcast address of its subnet")
 
     subnets: dict[int, IPv4Network] = {}
     for segment in lab.segments:
@@ -163,99 +151,20 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
         for index, step in enumerate(scenario.steps):
             _check_step(c, lab, step, ("scenarios", name, "steps", index), case)
 
+    # What each kind checks beyond the model: its own settings against its interfaces,
+    # references to other nodes, what its implementation cannot express.
     for node_name, node in nodes.items():
-        base = ("topology", "nodes", node_name)
-        if isinstance(node, PatFirewallNode):
-            _check_pat(c, base, node)
-        if isinstance(node, ConcentratorNode):
-            _check_concentrator(c, base, node, subnets)
-        if isinstance(node, VpnClientNode):
-            _check_client(c, base, node, lab)
+        spec = spec_of(node.kind)
+        context = NodeContext(lab, node_name, node, subnets, c.add)
+        for check in (spec.check, spec.implementation(node).check):
+            if check is not None:
+                check(context)
     return c.issues
 
 
-def _check_pat(c: _Collector, base: tuple, node: PatFirewallNode) -> None:
-    pat = node.pat
-    for if_name in [*pat.inside, pat.outside]:
-        if if_name not in node.interfaces:
-            c.add((*base, "pat"), f"interface {if_name!r} is not an interface of this node")
-    if pat.outside in pat.inside:
-        c.add((*base, "pat", "outside"), f"{pat.outside!r} cannot be both inside and outside")
-    outside = node.interfaces.get(pat.outside)
-    if outside is not None and outside.ipv4 is None:
-        c.add(
-            (*base, "pat", "outside"),
-            f"outside interface {pat.outside!r} has no address to translate to",
-        )
-
-
-def _check_concentrator(
-    c: _Collector, base: tuple, node: ConcentratorNode, subnets: dict[int, IPv4Network]
-) -> None:
-    vpn = node.vpn
-    for field, if_name in (
-        ("public-interface", vpn.public_interface),
-        ("private-interface", vpn.private_interface),
-    ):
-        if if_name is None:
-            continue
-        config = node.interfaces.get(if_name)
-        if config is None or config.ipv4 is None:
-            c.add((*base, "vpn", field), f"{if_name!r} is not an addressed interface of this node")
-    pools: list[tuple[str, IPv4Address, IPv4Address]] = []
-    for group_name, group in vpn.groups.items():
-        path = (*base, "vpn", "groups", group_name, "pool")
-        try:
-            first, last = parse_pool(group.pool)
-        except ValueError as exc:
-            c.add(path, f"bad pool: {exc}")
-            continue
-        for subnet in subnets.values():
-            if first in subnet or last in subnet:
-                c.add(path, f"pool {group.pool} overlaps lab subnet {subnet}")
-                break
-        for other, o_first, o_last in pools:
-            if int(first) <= int(o_last) and int(o_first) <= int(last):
-                c.add(path, f"pool {group.pool} overlaps the pool of group {other!r}")
-        pools.append((group_name, first, last))
-    for user_name, user in vpn.users.items():
-        if user.group not in vpn.groups:
-            c.add(
-                (*base, "vpn", "users", user_name, "group"),
-                f"no group {user.group!r} on this concentrator (have: {', '.join(vpn.groups)})",
-            )
-
-
-def _check_client(c: _Collector, base: tuple, node: VpnClientNode, lab: Lab) -> None:
-    vpn = node.vpn
-    target = None
-    for name, other in lab.nodes.items():
-        if isinstance(other, ConcentratorNode):
-            addresses = [i.ipv4.ip for i in other.interfaces.values() if i.ipv4 is not None]
-            if vpn.host in addresses:
-                target = (name, other)
-    if target is None:
-        return  # a client may point at something outside the model (e.g. vpnc tests)
-    name, concentrator = target
-    group = concentrator.vpn.groups.get(vpn.group)
-    if group is None:
-        c.add((*base, "vpn", "group"), f"concentrator {name} has no group {vpn.group!r}")
-    user = concentrator.vpn.users.get(vpn.user)
-    if user is None:
-        c.add((*base, "vpn", "user"), f"concentrator {name} has no user {vpn.user!r}")
-    elif user.group != vpn.group:
-        c.add(
-            (*base, "vpn", "user"),
-            f"user {vpn.user!r} belongs to group {user.group!r} on {name}, not {vpn.group!r}",
-        )
-
-
-# Which node kinds each expectation / step may name.
-_CHECK_KINDS = {
-    "xlate": ("pat-firewall",),
-    "sessions": ("concentrator",),
-    "client": ("vpn-client",),
-}
+def _kinds_for(check: str) -> tuple[str, ...]:
+    """The node kinds an expectation may name: those that have the table it reads."""
+    return kinds_with_show(TABLE_SOURCES[check])
 
 
 def _need_node(
@@ -274,14 +183,15 @@ def _check_expectations(
     for index, expectation in enumerate(expectations):
         path = (*base, index, expectation.kind.replace("_", "-"))
         check = expectation.check
-        if expectation.kind in _CHECK_KINDS or expectation.kind == "show":
-            _need_node(c, lab, (*path, "node"), check.node, _CHECK_KINDS.get(expectation.kind))
+        if expectation.kind in TABLE_SOURCES or expectation.kind == "show":
+            kinds = _kinds_for(expectation.kind) if expectation.kind != "show" else None
+            _need_node(c, lab, (*path, "node"), check.node, kinds)
             _check_table(c, lab, check, path, saved)
         elif expectation.kind == "ping":
             _need_node(c, lab, (*path, "from"), check.source)
         elif expectation.kind == "session_follows_xlate":
-            _need_node(c, lab, (*path, "firewall"), check.firewall, ("pat-firewall",))
-            _need_node(c, lab, (*path, "concentrator"), check.concentrator, ("concentrator",))
+            _need_node(c, lab, (*path, "firewall"), check.firewall, _kinds_for("xlate"))
+            _need_node(c, lab, (*path, "concentrator"), check.concentrator, _kinds_for("sessions"))
 
 
 def _check_table(c: _Collector, lab: Lab, check: TableCheck, path: tuple, saved: set[str]) -> None:
@@ -307,10 +217,11 @@ def _check_table(c: _Collector, lab: Lab, check: TableCheck, path: tuple, saved:
             except ValueError as exc:
                 c.add((*path, group, key), str(exc))
     if isinstance(check, ShowCheck) and check.node in lab.nodes:
-        from ..state.shows import SHOWS  # the registry of tables, filled by labctl.state
+        from ..state.shows import shows_for  # the common tables and the node's kind's
 
-        kind = lab.nodes[check.node].kind
-        available = sorted(n for n, s in SHOWS.items() if s.kinds is None or kind in s.kinds)
+        node = lab.nodes[check.node]
+        kind = node.kind
+        available = sorted(shows_for(node))
         if check.what not in available:
             c.add(
                 (*path, "what"),
@@ -336,7 +247,7 @@ def _check_step(c: _Collector, lab: Lab, step, path: tuple, case: _Case) -> None
         _check_expectations(c, lab, value, (*path, "expect"), case.saved)
     elif kind in ("connect", "disconnect"):
         for name in node_list(value):
-            _need_node(c, lab, (*path, key), name, ("vpn-client",))
+            _need_node(c, lab, (*path, key), name, client_kinds())
     elif kind in ("push", "flush_conntrack", "restart"):
         for name in node_list(value):
             _need_node(c, lab, (*path, key), name)

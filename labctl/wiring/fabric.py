@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pyroute2 import NetNS
 
+from ..errors import LabctlError
 from ..naming import bridge_name, fabric_netns, fabric_port_name
 from ..topology import Lab
 from .netns import (
@@ -37,8 +38,8 @@ _BRIDGE_NF_SYSCTLS = {
 }
 
 
-class WiringError(Exception):
-    pass
+class WiringError(LabctlError):
+    """Links, bridges or addresses could not be set up; the message names them."""
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import subprocess
 
+from ..errors import LabctlError
 from ..naming import fabric_netns, fabric_port_name
 from ..topology import Segment
 
 
-class ImpairError(Exception):
-    pass
+class ImpairError(LabctlError):
+    """A link impairment could not be applied or removed."""
 
 
 def _in_fabric(lab: str, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -22,12 +22,14 @@ import math
 import secrets
 import subprocess
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network, summarize_address_range
+from ipaddress import IPv4Interface, IPv4Network
 
 from pyroute2 import NetNS
 
+from ..errors import LabctlError
+from ..kinds.registry import spec_of
 from ..naming import MGMT_BRIDGE, fabric_netns, mgmt_port_alias, mgmt_port_name
-from ..topology import ConcentratorNode, Lab, parse_pool
+from ..topology import Lab
 from .fabric import ensure_bridge
 from .netns import ensure_address, named_netns_path, open_netns, run_in_netns
 
@@ -70,7 +72,7 @@ _NUD_NOARP = 0x40
 _NUD_PERMANENT = 0x80
 
 
-class MgmtPlanError(ValueError):
+class MgmtPlanError(LabctlError, ValueError):
     """The lab's management subnet cannot hold its nodes, or no default one is free."""
 
 
@@ -113,10 +115,9 @@ def lab_networks(lab: Lab) -> list[IPv4Network]:
     for node in lab.nodes.values():
         networks.extend(i.ipv4.network for i in node.interfaces.values() if i.ipv4 is not None)
         networks.extend(route.dst for route in node.routes if route.dst.prefixlen > 0)
-        if isinstance(node, ConcentratorNode):
-            for group in node.vpn.groups.values():
-                networks.extend(summarize_address_range(*parse_pool(group.pool)))
-                networks.extend(group.split_tunnel)
+        claimed = spec_of(node.kind).networks
+        if claimed is not None:
+            networks.extend(claimed(node))
     return networks
 
 

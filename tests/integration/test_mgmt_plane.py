@@ -77,14 +77,15 @@ def test_a_socket_made_in_a_namespace_stays_there_and_the_caller_does_not_move(
     named_netns: str,
 ) -> None:
     before, threads = _thread_netns(), threading.active_count()
-    listener = socket_in_netns(named_netns)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
-    # The same port, bound but not listening, in the caller's own namespace: a connection
-    # made here is refused, one made in the namespace is accepted.
+    # A port bound but not listening in the caller's own namespace (taken from the host's
+    # free ports first: the host is busy, the new namespace is empty), and the same port
+    # listening in the namespace: a connection made here is refused, one made there accepted.
     local = socket.socket()
-    local.bind(("127.0.0.1", port))
+    local.bind(("127.0.0.1", 0))
+    port = local.getsockname()[1]
+    listener = socket_in_netns(named_netns)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1)
     try:
         assert _outcome(socket_in_netns(named_netns), "127.0.0.1", port) == "ok"
         assert _outcome(socket.socket(), "127.0.0.1", port) == "ECONNREFUSED"

@@ -14,7 +14,7 @@ import pytest
 from labctl.agent.loop import EventLoop
 from labctl.agent.tcp_transport import StreamConnection, TcpServer
 from labctl.esp import frame_ike
-from tests.unit.esp.test_tcp_transport_local import pump
+from tests.unit.agent.test_tcp_transport_local import pump
 
 HOSTILE, OTHER = "127.0.0.1", "127.0.0.2"
 

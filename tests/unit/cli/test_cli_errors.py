@@ -10,6 +10,8 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -138,15 +140,45 @@ def _can_run_as_nobody() -> bool:
     )
 
 
+def _readable_copy(source: Path, target: Path) -> Path:
+    """`source` under `target`, folders 0755, files hard-linked where possible (fast)."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy, dirs_exist_ok=True)
+    for folder, _, _ in os.walk(target):
+        os.chmod(folder, 0o755)
+    return target
+
+
+@pytest.fixture
+def nobody_dir() -> Iterator[Path]:
+    """A folder `nobody` can enter: pytest's own tmp folders are root-only (0700) and
+    shared with other pytest runs, so their modes are not ours to change."""
+    folder = Path(tempfile.mkdtemp(prefix="labctl-nobody-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.skipif(not _can_run_as_nobody(), reason="needs root, runuser and a system python")
-def test_as_a_real_unprivileged_user(tmp_path: Path) -> None:
+def test_as_a_real_unprivileged_user(nobody_dir: Path) -> None:
+    tmp_path = nobody_dir
     """`nobody` runs labctl from this checkout (the venv's interpreter lives in root's home,
     so the system python of the same version with the venv's packages)."""
-    site = sysconfig.get_paths()["purelib"]  # this interpreter's packages (pydantic, ...)
-    os.chmod(tmp_path, 0o755)
+    # The checkout and its venv may sit under a root-only folder (CI clones into a 0700
+    # temp dir): give `nobody` hard-linked copies in a folder it can enter.
+    code = _readable_copy(ROOT / "labctl", tmp_path / "code" / "labctl")
+    site = _readable_copy(Path(sysconfig.get_paths()["purelib"]), tmp_path / "site")
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT}:{site}",
+        "PYTHONPATH": f"{code.parent}:{site}",
         "LABCTL_STATE_DIR": str(tmp_path / "state"),
         "HOME": str(tmp_path),
     }

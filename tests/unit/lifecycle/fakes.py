@@ -5,6 +5,11 @@ the fabric is a set of names, and every command a push runs either gets a script
 (checks and reloads: `nft -c ...`, `vpn service ...`, `nft -f ...`) or really runs in a
 shell on the node's folder (the install / restore / cleanup commands of a push), so tests
 see real file outcomes.
+
+Everything the fakes are asked to do is also appended, in order, to one `timeline` of
+`(step, subject)` pairs -- containers, fabric, wiring, SSH, files, commands -- so tests can
+check what happens before what. `FakeRuntime.fail_create` makes a node's container fail to
+start (crash-recovery tests); a scripted answer with a non-zero status fails a command.
 """
 
 from __future__ import annotations
@@ -29,14 +34,24 @@ def ok(_command: str) -> tuple[int, str, str]:
     return (0, "ok\n", "")
 
 
+Timeline = list[tuple[str, str]]
+
+
 class FakeRuntime(Runtime):
-    def __init__(self) -> None:
+    def __init__(self, timeline: Timeline | None = None) -> None:
         self.containers: dict[tuple[str, str], NodeInfo] = {}
         self.calls: list[tuple[str, str]] = []
+        self.specs: dict[str, NodeSpec] = {}  # node -> the spec `up` created it from
+        self.fail_create: dict[str, Exception] = {}  # node -> what creating it raises
+        self.timeline: Timeline = timeline if timeline is not None else []
         self._next_pid = 4010
 
     def create_node(self, spec: NodeSpec) -> NodeInfo:
         self.calls.append(("create_node", f"{spec.lab}/{spec.node}"))
+        self.timeline.append(("create_node", spec.node))
+        self.specs[spec.node] = spec
+        if spec.node in self.fail_create:
+            raise self.fail_create[spec.node]
         self._next_pid += 1
         info = NodeInfo(
             spec.lab,
@@ -60,6 +75,7 @@ class FakeRuntime(Runtime):
 
     def remove_lab(self, lab: str) -> list[str]:
         self.calls.append(("remove_lab", lab))
+        self.timeline.append(("remove_lab", lab))
         gone = [key for key in self.containers if key[0] == lab]
         for key in gone:
             del self.containers[key]
@@ -75,13 +91,15 @@ class FakeRuntime(Runtime):
 class FakeSession:
     """A node's SSH session: files land under `root`, commands run there or are scripted."""
 
-    def __init__(self, node: str, root: Path, answers: dict[str, Answer]):
+    def __init__(self, node: str, root: Path, answers: dict[str, Answer], timeline: Timeline):
         self.node = node
         self.root = root
         self.answers = answers
+        self.timeline = timeline
         self.commands: list[str] = []
 
     def connect(self, timeout: float = 10.0) -> FakeSession:
+        self.timeline.append(("ssh", self.node))
         return self
 
     def close(self) -> None:
@@ -91,6 +109,7 @@ class FakeSession:
         return self.root / path.lstrip("/")
 
     def put_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
+        self.timeline.append(("put_file", f"{self.node}:{path}"))
         target = self.local(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
@@ -104,6 +123,7 @@ class FakeSession:
 
     def run(self, command: str, timeout: float = 60.0, stdin: bytes | None = None):
         self.commands.append(command)
+        self.timeline.append(("run", f"{self.node}: {command}"))
         if command.startswith(SCRIPTED):
             answer = next(
                 (a for prefix, a in self.answers.items() if command.startswith(prefix)), ok
@@ -121,16 +141,20 @@ class FakeLab:
     """The fake runtime, the node folders and the answers their commands get."""
 
     root: Path
-    runtime: FakeRuntime = field(default_factory=FakeRuntime)
+    timeline: Timeline = field(default_factory=list)
+    runtime: FakeRuntime = field(init=False)
     answers: dict[str, dict[str, Answer]] = field(default_factory=dict)  # node -> prefix -> fn
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     netns: set[str] = field(default_factory=set)
     sysctls: list[dict[str, str]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.runtime = FakeRuntime(self.timeline)
+
     def session_for(self, node: str, *_args, **_kwargs) -> FakeSession:
         if node not in self.sessions:
             self.sessions[node] = FakeSession(
-                node, self.root / "nodes" / node, self.answers.setdefault(node, {})
+                node, self.root / "nodes" / node, self.answers.setdefault(node, {}), self.timeline
             )
         return self.sessions[node]
 
@@ -152,6 +176,18 @@ class FakeLab:
     def forget_commands(self) -> None:
         for session in self.sessions.values():
             session.commands.clear()
+        self.timeline.clear()
+
+    def first(self, step: str, subject: str = "") -> int:
+        """Index in the timeline of the first `step` whose subject starts with `subject`."""
+        return next(
+            i for i, (s, what) in enumerate(self.timeline) if s == step and what.startswith(subject)
+        )
+
+    def last(self, step: str, subject: str = "") -> int:
+        return max(
+            i for i, (s, what) in enumerate(self.timeline) if s == step and what.startswith(subject)
+        )
 
 
 SEED = Path(__file__).resolve().parents[3] / "topologies" / "nat-t-two-clients.yaml"

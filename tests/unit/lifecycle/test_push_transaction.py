@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from labctl.kinds.pat_firewall.nftables import NFT_PATH
+from labctl.kinds.vpn_agent import VPN_CONFIG_PATH
 from labctl.lifecycle import LabHandle, LabState, PushError, push_node
-from labctl.render.render import NFT_PATH, VPN_CONFIG_PATH
 
 from .fakes import FakeLab, seed_variant
 

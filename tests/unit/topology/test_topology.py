@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from labctl.topology import PatFirewallNode, TopologyError, load_lab, load_lab_text
+from labctl.kinds.pat_firewall import PatFirewallNode
+from labctl.topology import TopologyError, load_lab, load_lab_text
 from labctl.topology.schema import topology_schema, topology_schema_text
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labctl.state.shows import nft_counters
+from labctl.kinds.pat_firewall.nftables import nft_counters
 
 RULESET = {
     "nftables": [

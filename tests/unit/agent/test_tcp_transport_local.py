@@ -16,8 +16,8 @@ from labctl.agent.dataplane import Dataplane, Encap, UnknownSpi
 from labctl.agent.loop import EventLoop
 from labctl.agent.tcp_transport import StreamConnection, TcpConnector, TcpServer
 from labctl.esp import ESP_TRAILER, frame_esp, frame_ike
+from tests.unit.agent.test_dataplane_local import CLIENT_IP, LAN_HOST, FakeTun, suite_sas
 from tests.unit.esp.esp_helpers import icmp_echo
-from tests.unit.esp.test_dataplane_local import CLIENT_IP, LAN_HOST, FakeTun, suite_sas
 
 
 def pump(loop: EventLoop, until: Callable[[], object], timeout: float = 3.0) -> None:

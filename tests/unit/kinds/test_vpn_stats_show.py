@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from labctl.state.shows import SHOWS, render_vpn_stats
+from labctl.kinds import kinds_with_show
+from labctl.kinds.vpn_agent import render_vpn_stats
 
 
 def test_stats_text_puts_drops_log_and_tcp_first() -> None:
@@ -26,4 +27,4 @@ def test_a_client_has_no_tcp_server_line() -> None:
 
 
 def test_stats_is_offered_for_both_vpn_kinds() -> None:
-    assert SHOWS["stats"].kinds == ("concentrator", "vpn-client")
+    assert kinds_with_show("stats") == ("concentrator", "vpn-client")

@@ -1,0 +1,81 @@
+"""The `concentrator` node model: a VPN 3000's groups, users, pools and NAT transparency."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from pydantic import Field
+
+from ...topology.base import IfName, NodeBase, SecretValue, Strict
+from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+
+
+class PortToggle(Strict):
+    enabled: bool = False
+    port: int = Field(10000, ge=1, le=65535)
+
+
+class NatTransparency(Strict):
+    """VPN 3000 'NAT Transparency' page; priority is TCP, then NAT-T, then UDP."""
+
+    nat_t: bool = Field(False, description="IPsec over NAT-T (off by default, as on a VPN 3000)")
+    ipsec_over_udp: PortToggle = PortToggle()
+    ipsec_over_tcp: PortToggle = PortToggle()
+
+
+class VpnGroup(Strict):
+    psk: SecretValue
+    pool: str = Field(description="address pool: 'FIRST-LAST' or a network")
+    netmask: IPv4Address | None = None
+    dns: list[IPv4Address] = []
+    wins: list[IPv4Address] = []
+    default_domain: str | None = None
+    split_tunnel: list[IPv4Network] = Field(
+        [], description="networks tunnelled to this group; empty = tunnel everything"
+    )
+    banner: str | None = None
+    ike_proposals: list[Proposal] = ["3des-md5-modp1024", "aes128-sha1-modp1024"]
+    ipsec_proposals: list[Proposal] = ["3des-md5", "aes128-sha1"]
+    ike_lifetime: int = Field(86400, ge=60)
+    ipsec_lifetime: int = Field(28800, ge=60)
+    pfs: bool = False
+
+
+class VpnUser(Strict):
+    password: SecretValue
+    group: str
+
+
+class ConcentratorSettings(Strict):
+    public_interface: IfName
+    private_interface: IfName | None = None
+    nat_transparency: NatTransparency = NatTransparency()
+    groups: dict[str, VpnGroup] = Field(min_length=1)
+    users: dict[str, VpnUser] = {}
+    dpd: DpdSettings = DpdSettings()
+    nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    debug: DebugSettings = DebugSettings()
+    version_string: str = (
+        "Cisco Systems, Inc./VPN 3000 Concentrator Version 4.0.1.B built by labctl"
+    )
+
+
+class ConcentratorNode(NodeBase):
+    kind: Literal["concentrator"]
+    vpn: ConcentratorSettings
+
+
+def parse_pool(text: str) -> tuple[IPv4Address, IPv4Address]:
+    """'40.1.1.1-40.1.1.254' or '40.1.1.0/24' -> (first, last) usable addresses."""
+    if "-" in text:
+        first_text, last_text = (part.strip() for part in text.split("-", 1))
+        first, last = IPv4Address(first_text), IPv4Address(last_text)
+    else:
+        network = IPv4Network(text, strict=True)
+        hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
+        first, last = hosts[0], hosts[-1]
+    if int(last) < int(first):
+        raise ValueError(f"pool {text!r} ends before it starts")
+    return first, last

@@ -1,0 +1,45 @@
+"""The `concentrator` running our agent (labctl/agent/concentrator.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..collect import run
+from ..spec import Implementation, NodeConfig, ShowTable
+from ..vpn_agent import AGENT_SHOWS, agent_node_config, settings_json
+from .model import ConcentratorNode, parse_pool
+
+if TYPE_CHECKING:
+    from ...topology.lab import Lab
+
+
+def render(lab: Lab, name: str) -> NodeConfig:
+    node = lab.node(name)
+    assert isinstance(node, ConcentratorNode)
+    settings = settings_json(node.vpn)
+    for group_name, group in node.vpn.groups.items():
+        first, last = parse_pool(group.pool)
+        settings["groups"][group_name]["pool_range"] = [str(first), str(last)]
+    return agent_node_config(lab, name, settings)
+
+
+def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    detail = " -v" if verbose else ""
+    records = json.loads(run(handle, node, "vpn show sessions --json"))
+    return records["sessions"], run(handle, node, f"vpn show sessions{detail}")
+
+
+OURS = Implementation(
+    "ours",
+    image_role="vpn",
+    render=render,
+    shows=(
+        ShowTable(
+            "sessions",
+            "VPN sessions (VPN 3000 'Administer Sessions'; -v: IKE/IPsec SAs)",
+            collect_sessions,
+        ),
+        *AGENT_SHOWS,
+    ),
+)

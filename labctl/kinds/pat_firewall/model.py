@@ -1,0 +1,40 @@
+"""The `pat-firewall` node model: PIX-style PAT settings (`pat:`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ...topology.base import IfName, NodeBase, Strict
+
+
+class PatTimeouts(Strict):
+    """Conntrack timeouts (seconds) the firewall applies to translated flows."""
+
+    udp: int | None = Field(None, ge=1, le=86400, description="UDP, unreplied and replied")
+    udp_stream: int | None = Field(None, ge=1, le=86400, description="UDP seen both ways")
+    tcp_established: int | None = Field(None, ge=1, le=432000)
+    icmp: int | None = Field(None, ge=1, le=3600)
+
+
+class PatSettings(Strict):
+    """PIX-style PAT: ``nat (inside) 1 0 0`` + ``global (outside) 1 interface``."""
+
+    inside: list[IfName] = Field(min_length=1)
+    outside: IfName
+    timeouts: PatTimeouts = PatTimeouts()
+    allow_inbound: bool = Field(
+        False, description="forward new connections from outside to inside (default: deny)"
+    )
+    port_allocation: Literal["preserve", "random"] = Field(
+        "preserve",
+        description="global ports of new translations: 'preserve' keeps the local port when "
+        "it is free (Linux masquerade); 'random' always picks a fresh one (nftables "
+        "fully-random), as a PIX does, so a mapping that expired and comes back gets a new port",
+    )
+
+
+class PatFirewallNode(NodeBase):
+    kind: Literal["pat-firewall"]
+    pat: PatSettings

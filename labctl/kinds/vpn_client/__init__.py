@@ -1,0 +1,54 @@
+"""`vpn-client`: a Cisco VPN Client 3.x/4.x -- connects to a concentrator with group PSK +
+XAUTH, gets its address by Mode-Config, transparent tunneling (NAT-T, IPsec over UDP/TCP).
+
+model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the status table, connect).
+"""
+
+from __future__ import annotations
+
+from ..concentrator import ConcentratorNode
+from ..spec import GraphShape, KindSpec, NodeContext, PushStage
+from .model import TransparentTunneling, VpnClientNode, VpnClientSettings
+from .ours import OURS
+
+__all__ = ["SPEC", "TransparentTunneling", "VpnClientNode", "VpnClientSettings"]
+
+
+def check(ctx: NodeContext[VpnClientNode]) -> None:
+    """The group and user exist on the concentrator the client points at."""
+    vpn = ctx.node.vpn
+    target = None
+    for name, other in ctx.lab.nodes.items():
+        if isinstance(other, ConcentratorNode):
+            addresses = [i.ipv4.ip for i in other.interfaces.values() if i.ipv4 is not None]
+            if vpn.host in addresses:
+                target = (name, other)
+    if target is None:
+        return  # a client may point at something outside the model (e.g. vpnc tests)
+    name, concentrator = target
+    group = concentrator.vpn.groups.get(vpn.group)
+    if group is None:
+        ctx.error(("vpn", "group"), f"concentrator {name} has no group {vpn.group!r}")
+    user = concentrator.vpn.users.get(vpn.user)
+    if user is None:
+        ctx.error(("vpn", "user"), f"concentrator {name} has no user {vpn.user!r}")
+    elif user.group != vpn.group:
+        ctx.error(
+            ("vpn", "user"),
+            f"user {vpn.user!r} belongs to group {user.group!r} on {name}, not {vpn.group!r}",
+        )
+
+
+SPEC = KindSpec(
+    name="vpn-client",
+    summary="a Cisco VPN Client: group PSK + XAUTH, Mode-Config, transparent tunneling",
+    model=VpnClientNode,
+    implementations=(OURS,),
+    graph=GraphShape(dot="component", mermaid=("[/", "/]")),
+    forwarding=False,
+    needs_tun=True,
+    # It connects the moment its agent starts: after the network is configured.
+    push_stage=PushStage.CLIENTS,
+    settings=("vpn",),
+    check=check,
+)

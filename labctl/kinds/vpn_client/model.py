@@ -1,0 +1,47 @@
+"""The `vpn-client` node model: a Cisco VPN Client's connection entry."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Literal
+
+from pydantic import Field
+
+from ...topology.base import NodeBase, SecretValue, Strict
+from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+
+
+class TransparentTunneling(Strict):
+    enabled: bool = True
+    mode: Literal["nat-t", "udp", "auto", "tcp"] = Field(
+        "nat-t",
+        description="nat-t: NAT-T only (as vpnc); udp: Cisco IPsec over UDP only; auto: the "
+        "Cisco VPN Client's 'IPsec over UDP (NAT / PAT)': NAT-T when the concentrator does "
+        "it, else its IPsec-over-UDP port, else plain ESP; tcp: IPsec over TCP",
+    )
+    port: int = Field(10000, ge=1, le=65535)
+
+
+class VpnClientSettings(Strict):
+    host: IPv4Address
+    group: str
+    group_password: SecretValue
+    user: str
+    password: SecretValue
+    transparent_tunneling: TransparentTunneling = TransparentTunneling()
+    local_lan_access: bool = False
+    peer_response_timeout: int = Field(90, ge=5)
+    nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
+    dpd: DpdSettings = DpdSettings()
+    ike_proposals: list[Proposal] = ["3des-md5-modp1024"]
+    ipsec_proposals: list[Proposal] = ["3des-md5"]
+    auto_connect: bool = True
+    client_version: str = Field("3.6.1 (Rel)", description="shown as 'Client Type/Version'")
+    client_os: str = "WinNT"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    debug: DebugSettings = DebugSettings()
+
+
+class VpnClientNode(NodeBase):
+    kind: Literal["vpn-client"]
+    vpn: VpnClientSettings

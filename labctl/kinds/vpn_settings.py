@@ -1,0 +1,26 @@
+"""Settings both VPN kinds share (concentrator and vpn-client): proposals, DPD, debugging."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from ..topology.base import Strict
+
+# strongSwan-like names: phase 1 "3des-md5-modp1024", phase 2 "aes128-sha1".
+Proposal = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+
+
+class DpdSettings(Strict):
+    interval: int = Field(30, ge=1, description="idle seconds before R-U-THERE")
+    retries: int = Field(3, ge=1)
+    retry_interval: int = Field(5, ge=1)
+
+
+class DebugSettings(Strict):
+    export_keys: bool = Field(
+        False,
+        description="LAB ONLY: write IKE and ESP keys in Wireshark's format inside the node "
+        "(/var/log/labctl/keys/) so captures can be decrypted",
+    )
