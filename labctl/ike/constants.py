@@ -276,7 +276,7 @@ def name_of(enum_type: type[IntEnum], value: int) -> str:
         return str(value)
 
 
-_EXCHANGE_NAMES = {
+_EXCHANGE_NAMES: dict[int, str] = {
     ExchangeType.MAIN: "main mode",
     ExchangeType.AGGRESSIVE: "aggressive mode",
     ExchangeType.INFORMATIONAL: "informational",

@@ -224,7 +224,7 @@ FIELDS = (
     _Field(CfgAttr.APPLICATION_VERSION, "app_version", _TEXT, volunteered=True),
     _Field(CfgAttr.UNITY_NATT_PORT, "udp_encap_port", _PORT, volunteered=True),
 )
-_BY_ATTR = {f.attr: f for f in FIELDS}
+_BY_ATTR: dict[int, _Field] = {f.attr: f for f in FIELDS}
 
 
 def request_attributes(

@@ -56,7 +56,7 @@ X = ExchangeType
 PLAIN, PHASE1, PHASE2 = MessageKind.PLAIN, MessageKind.PHASE1, MessageKind.PHASE2
 ANY_STATE = "any state"  # an entry for every SA this engine holds (never for a new one)
 
-TRANSITIONS: dict[tuple[Role, Phase1State | str | None, ExchangeType, MessageKind], Step] = {
+TRANSITIONS: dict[tuple[Role, Phase1State | str | None, int, MessageKind], Step] = {
     # aggressive mode
     (INI, S.AM_SENT1, X.AGGRESSIVE, PLAIN): aggressive.initiator_msg2,
     (RESP, None, X.AGGRESSIVE, PLAIN): aggressive.responder_msg1,
@@ -86,16 +86,16 @@ TRANSITIONS: dict[tuple[Role, Phase1State | str | None, ExchangeType, MessageKin
 _WAITING_FOR_MESSAGE_2 = (S.AM_SENT1, S.MM_SENT1)
 
 
-def kind_of(msg: Message | EncryptedMessage) -> MessageKind:
+def kind_of(msg: Message | EncryptedMessage) -> tuple[MessageKind, int]:
+    """What kind of message, and its exchange type."""
     if isinstance(msg, Message):
-        return PLAIN
-    return PHASE1 if msg.header.message_id == 0 else PHASE2
+        return PLAIN, msg.exchange
+    return (PHASE1 if msg.header.message_id == 0 else PHASE2), msg.header.exchange
 
 
 def step_for(role: Role, sa: IkeSa | None, msg: Message | EncryptedMessage) -> Step:
     """The step for ``msg`` on ``sa`` (None: a first message), or the refusal."""
-    kind = kind_of(msg)
-    exchange = msg.exchange if kind is PLAIN else msg.header.exchange
+    kind, exchange = kind_of(msg)
     state = sa.state if sa is not None else None
     step = TRANSITIONS.get((role, state, exchange, kind))
     if step is None and sa is not None:

@@ -10,7 +10,7 @@ per message ID.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..attributes import Attribute, decode_attributes
 from ..codec import DeletePayload, EncryptedMessage, Message, NotifyPayload
@@ -111,7 +111,7 @@ def on_notify(engine: EngineBase, out: Collector, sa: IkeSa, n: NotifyPayload, n
         return
     out.event(NotifyReceived(sa.handle, kind, n.protocol, n.spi, n.data, True))
     if kind in _QUICK_REFUSALS and sa.quick and engine.role is Role.INITIATOR:
-        quick_mode.refused(engine, out, sa, n)
+        quick_mode.refused(cast("Initiator", engine), out, sa, n)
 
 
 def on_delete(engine: EngineBase, out: Collector, sa: IkeSa, d: DeletePayload, now: float):
@@ -172,6 +172,7 @@ def responder_lifetime_seconds(n: NotifyPayload) -> int | None:
     """The lifetime in seconds a RESPONDER-LIFETIME notify announces (its data is phase-1
     or ESP life attributes by the notify's protocol), None when it carries none we can use:
     a notify we cannot read only means we keep our own lifetime."""
+    attrs: tuple[int, int]
     if n.protocol == ProtocolId.ISAKMP:
         attrs = (P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION)
     else:
