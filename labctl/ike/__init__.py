@@ -109,7 +109,7 @@ Layout: :mod:`labctl.ike.engine` (receive, timers, bookkeeping), one table
 :mod:`labctl.ike.transitions` ((role, state, exchange, kind) -> step), one module per
 exchange in :mod:`labctl.ike.exchanges` holding both roles' steps, the roles' policy and
 API in :mod:`.initiator` / :mod:`.responder`; the wire format in :mod:`.codec` and its
-payload-family modules; docs/NOTES.md has the map and the recipes.
+payload-family modules; docs/architecture.md has the map and the recipes.
 
 Crypto: only ``cryptography`` (38.0.4 in the containers, 46 on the host). The TripleDES
 compatibility import lives in :mod:`labctl.cryptocompat`; the single DH function
