@@ -6,15 +6,6 @@ from ..esp import EspSa
 from ..ike import ChildSaEstablished
 from .dataplane import Encap
 
-# The engine's quick-mode encapsulation -> the data plane's socket for it.
-ENCAPS = {
-    "tunnel": Encap.ESP,
-    "udp-tunnel": Encap.NATT,
-    "udp-tunnel-draft": Encap.NATT,
-    "cisco-udp": Encap.CISCO,
-    "tcp": Encap.TCP,  # IPsec over TCP: the session's connection (tcp_transport)
-}
-
 
 def esp_pair(event: ChildSaEstablished, now: float) -> tuple[EspSa, EspSa]:
     """(inbound, outbound) ESP SAs with the keys the quick mode derived."""
@@ -38,4 +29,6 @@ def esp_pair(event: ChildSaEstablished, now: float) -> tuple[EspSa, EspSa]:
 
 
 def encap_of(event: ChildSaEstablished) -> Encap:
-    return ENCAPS.get(event.encapsulation, Encap.ESP)
+    """The data-plane socket for the child's encapsulation (both NAT-T numbers: NATT; TCP:
+    the session's connection). A value the engine never sends is a ValueError."""
+    return Encap(event.encapsulation).transport

@@ -28,6 +28,7 @@ from ..ike import (
     Phase1Established,
     RequestRetransmitted,
 )
+from ..ike.config import NattMode
 from ..ike.constants import NATT_PORT, AuthMethod
 from . import naming
 from .childsa import encap_of, esp_pair
@@ -46,13 +47,18 @@ from .settings import ClientSettings, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
 
-NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp", "auto": "auto", "tcp": "tcp"}
+NATT_MODES = {  # the settings' transparent-tunneling mode -> the engine's
+    "nat-t": NattMode.NATT,
+    "udp": NattMode.CISCO_UDP,
+    "auto": NattMode.AUTO,
+    "tcp": NattMode.TCP,
+}
 RECONNECT_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)
 HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
 
 
 def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
-    natt = NATT_MODES[settings.tunneling_mode] if settings.transparent_tunneling else "none"
+    natt = NATT_MODES[settings.tunneling_mode] if settings.transparent_tunneling else NattMode.NONE
     phase1 = tuple(
         phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, 86400) for p in settings.ike_proposals
     )

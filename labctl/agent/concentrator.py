@@ -147,7 +147,7 @@ class Session:
     app_version: str | None = None
     active: bool = False  # Mode-Config done: counts as a remote-access session
     tunnel: str | None = None
-    encapsulation: str | None = None
+    encapsulation: Encap | None = None
     children: dict[int, ChildSaEstablished] = field(default_factory=dict)
     child_times: dict[int, float] = field(default_factory=dict)
     last_rx_seen: float | None = None
@@ -507,8 +507,8 @@ class ConcentratorAgent:
             for offset, (spi, child) in enumerate(session.children.items(), start=1):
                 inbound = tunnel.inbound.get(spi) if tunnel else None
                 outbound = tunnel.outbound if tunnel else None
-                encapsulated = child.encapsulation not in ("tunnel", "tcp")
-                on_tcp = child.encapsulation == "tcp"
+                encapsulated = child.encapsulation not in (Encap.TUNNEL, Encap.TCP)
+                on_tcp = child.encapsulation is Encap.TCP
                 ipsec.append(
                     IpsecSaRecord(
                         session_id=session.session_id * 100 + offset,
@@ -544,7 +544,7 @@ class ConcentratorAgent:
                     assigned_ip=str(session.assigned or "-"),
                     public_ip=(tunnel.peer[0] if tunnel and tunnel.peer else e.peer[0]),
                     public_port=peer_port,
-                    protocol=naming.protocol_name(session.encapsulation or "tunnel"),
+                    protocol=naming.protocol_name(session.encapsulation),
                     encryption=naming.encryption_name(
                         next(iter(session.children.values())).encryption
                         if session.children

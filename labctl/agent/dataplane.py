@@ -175,15 +175,17 @@ class Dataplane:
         ``Encap.TCP`` tunnels need their connection as ``stream`` (its peer is the peer)."""
         if name in self._tunnels:
             raise ValueError(f"tunnel {name!r} already exists")
-        encap = Encap(encap)
+        encap = Encap(encap).transport  # unknown: ValueError, never plain ESP
         if encap is Encap.TCP:
             if stream is None:
                 raise ValueError(f"tunnel {name!r} is IPsec over TCP but has no connection")
             peer, send_keepalives = stream.peer, False
         elif stream is not None:
-            raise ValueError(f"tunnel {name!r}: only {Encap.TCP.value} tunnels take a stream")
+            raise ValueError(f"tunnel {name!r}: only {Encap.TCP.socket_name} tunnels take a stream")
         elif encap not in self._sockets:
-            raise ValueError(f"tunnel {name!r} wants {encap.value} but no such socket is open")
+            raise ValueError(
+                f"tunnel {name!r} wants {encap.socket_name} but no such socket is open"
+            )
         nets = [ipaddress.IPv4Network(n) for n in remote_networks]
         if not nets:
             raise ValueError(f"tunnel {name!r} needs at least one remote network")
@@ -300,7 +302,7 @@ class Dataplane:
         ip = str(ipaddress.IPv4Address(peer[0]))
         port = 0 if encap is Encap.ESP else int(peer[1])
         if encap is not Encap.ESP and not 0 < port < 65536:
-            raise ValueError(f"peer port {peer[1]} out of range for {encap.value}")
+            raise ValueError(f"peer port {peer[1]} out of range for {encap.socket_name}")
         return (ip, port)
 
     # ------------------------------------------------------------------ IKE on 4500
@@ -565,7 +567,7 @@ class Dataplane:
         return {
             "tun": {"name": self.tun.name, "mtu": self.tun.mtu},
             "sockets": {
-                encap.value: "{}:{}".format(*sock.getsockname())
+                encap.socket_name: "{}:{}".format(*sock.getsockname())
                 for encap, sock in self._sockets.items()
             },
             "drops": dict(self.drops),

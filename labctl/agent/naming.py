@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..ike.encapsulation import Encapsulation
+
 _ENCRYPTION = {
     "3des-cbc": "3DES-168",
     "aes128-cbc": "AES-128",
@@ -26,11 +28,11 @@ _DH = {
 }
 _AUTH = {"psk": "Pre-Shared Keys", "xauth_init_psk": "Pre-Shared Keys (XAUTH)"}
 _PROTOCOL = {
-    "tunnel": "IPsec",
-    "udp-tunnel": "IPsec/NAT-T",
-    "udp-tunnel-draft": "IPsec/NAT-T",
-    "cisco-udp": "IPsec/UDP",
-    "tcp": "IPsec/TCP",
+    Encapsulation.TUNNEL: "IPsec",
+    Encapsulation.UDP_TUNNEL: "IPsec/NAT-T",
+    Encapsulation.UDP_TUNNEL_DRAFT: "IPsec/NAT-T",
+    Encapsulation.CISCO_UDP: "IPsec/UDP",
+    Encapsulation.TCP: "IPsec/TCP",
 }
 
 
@@ -50,8 +52,8 @@ def auth_mode_name(engine_name: str) -> str:
     return _AUTH.get(engine_name, engine_name)
 
 
-def protocol_name(encapsulation: str | None) -> str:
-    return _PROTOCOL.get(encapsulation or "tunnel", "IPsec")
+def protocol_name(encapsulation: Encapsulation | None) -> str:
+    return _PROTOCOL[Encapsulation(encapsulation or Encapsulation.TUNNEL)]
 
 
 def split_app_version(version: str | None) -> tuple[str, str]:

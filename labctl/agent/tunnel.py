@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 from labctl.esp.sa import EspSa
+from labctl.ike.encapsulation import Encapsulation
 
 Endpoint = tuple[str, int]
 
-
-class Encap(StrEnum):
-    ESP = "esp"  # raw IP protocol 50
-    NATT = "udp-natt"  # RFC 3948, port 4500
-    CISCO = "udp-cisco"  # Cisco IPsec over UDP, port 10000 by default
-    TCP = "tcp"  # IPsec over TCP: one connection per tunnel (labctl.agent.tcp_transport)
+# The engine's encapsulation type is the data plane's: a tunnel's ``encap`` is the member
+# whose socket carries it (Encap.ESP, NATT, CISCO, TCP; see Encapsulation.transport).
+Encap = Encapsulation
 
 
 class PacketStream(Protocol):
@@ -137,7 +134,7 @@ class Tunnel:
     def stats(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "encap": self.encap.value,
+            "encap": self.encap.socket_name,
             "peer": None if self.peer is None else {"ip": self.peer[0], "port": self.peer[1]},
             "remote_networks": [str(n) for n in self.remote_networks],
             "endpoint_changes": self.endpoint_changes,

@@ -105,6 +105,12 @@ Lab-only key export: :mod:`labctl.ike.keyexport` formats Wireshark ``ikev1_decry
 and ``esp_sa`` lines from :class:`Phase1Established` / :class:`ChildSaEstablished`; agents
 must keep writing them behind an off-by-default debug switch.
 
+Layout: :mod:`labctl.ike.engine` (receive, timers, bookkeeping), one table
+:mod:`labctl.ike.transitions` ((role, state, exchange, kind) -> step), one module per
+exchange in :mod:`labctl.ike.exchanges` holding both roles' steps, the roles' policy and
+API in :mod:`.initiator` / :mod:`.responder`; the wire format in :mod:`.codec` and its
+payload-family modules; docs/architecture.md has the map and the recipes.
+
 Crypto: only ``cryptography`` (38.0.4 in the containers, 46 on the host). The TripleDES
 compatibility import lives in :mod:`labctl.cryptocompat`; the single DH function
 (:func:`labctl.ike.crypto.modp_exchange`, with a ``pow()`` fallback one assignment away)
@@ -137,6 +143,7 @@ from .codec import (
 from .config import (
     GroupPolicy,
     InitiatorConfig,
+    NattMode,
     Phase1Proposal,
     Phase2Proposal,
     ResponderPolicy,
@@ -146,7 +153,8 @@ from .config import (
     seed_phase1,
     seed_phase2,
 )
-from .errors import IkeConfigError, IkeDecodeError, IkeError, IkeProtocolError
+from .encapsulation import Encapsulation
+from .errors import DropCategory, IkeConfigError, IkeDecodeError, IkeError, IkeProtocolError
 from .events import (
     ChildInfo,
     ChildSaDeleted,
@@ -184,6 +192,7 @@ from .hooks import (
 from .initiator import Initiator
 from .modecfg import ModeConfig
 from .responder import Responder
+from .states import ModeCfgState, Phase1State, Role, XauthState
 from .vendor import NattVersion, PeerVendorInfo
 
 __all__ = [
@@ -195,6 +204,8 @@ __all__ = [
     "ChildSaEstablished",
     "Datagram",
     "DeletePayload",
+    "DropCategory",
+    "Encapsulation",
     "EncryptedMessage",
     "Endpoint",
     "Event",
@@ -210,12 +221,14 @@ __all__ = [
     "InitiatorConfig",
     "KePayload",
     "Message",
+    "ModeCfgState",
     "ModeConfig",
     "ModeConfigApplied",
     "ModeConfigReceived",
     "NatDPayload",
     "NatOaPayload",
     "NatStatus",
+    "NattMode",
     "NattVersion",
     "NoncePayload",
     "NotifyPayload",
@@ -230,6 +243,7 @@ __all__ = [
     "Phase1Established",
     "Phase1Proposal",
     "Phase1Rekeyed",
+    "Phase1State",
     "Phase2Proposal",
     "Proposal",
     "RawPayload",
@@ -237,6 +251,7 @@ __all__ = [
     "Responder",
     "ResponderHooks",
     "ResponderPolicy",
+    "Role",
     "SaHandle",
     "SaPayload",
     "SessionContext",
@@ -249,6 +264,7 @@ __all__ = [
     "Waiting",
     "XauthRequest",
     "XauthResult",
+    "XauthState",
     "decode_chain",
     "decode_header",
     "decode_message",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from ipaddress import IPv4Network
 
 from .constants import (
@@ -22,6 +23,29 @@ from .modecfg import DEFAULT_REQUEST, ModeConfig
 from .vendor import NattVersion
 
 ALL_NETWORKS = IPv4Network("0.0.0.0/0")
+
+
+class NattMode(StrEnum):
+    """How the client gets ESP through NATs (``InitiatorConfig.natt``)."""
+
+    NATT = "natt"  # announce NAT-T, float to the NAT-T port when a NAT is seen
+    FORCE = "force"  # NAT-T, and claim to be behind a NAT (fake NAT-D)
+    NONE = "none"  # no NAT-T at all: plain ESP
+    CISCO_UDP = "cisco-udp"  # ask for the gateway's IPsec-over-UDP port (Mode-Config 0x7005)
+    # Both, as the Cisco VPN Client's "IPsec over UDP (NAT / PAT)": NAT-T when the gateway
+    # floats, else its IPsec-over-UDP port when it gives one, else plain ESP.
+    AUTO = "auto"
+    # IPsec over TCP: the caller carries every datagram (``Datagram.tcp``) on one TCP
+    # connection; no NAT-T, quick mode in plain tunnel mode.
+    TCP = "tcp"
+
+    @property
+    def offers_natt(self) -> bool:
+        return self in (NattMode.NATT, NattMode.FORCE, NattMode.AUTO)
+
+    @property
+    def asks_cisco_udp(self) -> bool:
+        return self in (NattMode.CISCO_UDP, NattMode.AUTO)
 
 
 @dataclass(frozen=True)
@@ -214,13 +238,7 @@ class InitiatorConfig:
     id_type: IdType = IdType.KEY_ID
     phase1: tuple[Phase1Proposal, ...] = field(default_factory=default_phase1)
     phase2: tuple[Phase2Proposal, ...] = field(default_factory=default_phase2)
-    # "natt": announce NAT-T, float when a NAT is seen; "force": also claim to be behind NAT;
-    # "none": no NAT-T at all; "cisco-udp": ask for the IPsec-over-UDP port (0x7005);
-    # "auto": both, as the Cisco VPN Client's "IPsec over UDP (NAT / PAT)" does -- NAT-T
-    # when the gateway floats, else its IPsec-over-UDP port when it gives one, else plain ESP;
-    # "tcp": IPsec over TCP -- the caller carries every datagram (``Datagram.tcp``) on one
-    # TCP connection; no NAT-T, quick mode in plain tunnel mode.
-    natt: str = "natt"
+    natt: NattMode = NattMode.NATT  # a NattMode or its value ("natt", "auto", ...)
     natt_versions: tuple[NattVersion, ...] = (
         NattVersion.RFC3947,
         NattVersion.DRAFT_03,
@@ -252,8 +270,10 @@ class InitiatorConfig:
     def __post_init__(self) -> None:
         if self.exchange not in ("aggressive", "main"):
             raise IkeConfigError(f"exchange must be 'aggressive' or 'main', not {self.exchange!r}")
-        if self.natt not in ("natt", "force", "none", "cisco-udp", "auto", "tcp"):
-            raise IkeConfigError(f"unknown natt mode {self.natt!r}")
+        try:
+            object.__setattr__(self, "natt", NattMode(self.natt))  # frozen: set once, here
+        except ValueError:
+            raise IkeConfigError(f"unknown natt mode {self.natt!r}") from None
         if self.modecfg not in ("pull", "push", "none"):
             raise IkeConfigError(f"unknown modecfg style {self.modecfg!r}")
         if not self.phase1 or not self.phase2:

@@ -18,6 +18,9 @@ CISCO_UDP_DEFAULT_PORT = 10000
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 DOI_IPSEC = 1
 SIT_IDENTITY_ONLY = 1
+NONCE_LEN = 20  # bytes in our nonces (vpnc's length)
+ISAKMP_SPI_LEN = 16  # an ISAKMP SA's SPI in notifies and deletes: both cookies
+IPPROTO_UDP = 17  # an identity's protocol: IKE runs over UDP
 
 
 class ExchangeType(IntEnum):
@@ -271,3 +274,17 @@ def name_of(enum_type: type[IntEnum], value: int) -> str:
         return enum_type(value).name
     except ValueError:
         return str(value)
+
+
+_EXCHANGE_NAMES: dict[int, str] = {
+    ExchangeType.MAIN: "main mode",
+    ExchangeType.AGGRESSIVE: "aggressive mode",
+    ExchangeType.INFORMATIONAL: "informational",
+    ExchangeType.TRANSACTION: "transaction",
+    ExchangeType.QUICK: "quick mode",
+}
+
+
+def exchange_name(exchange: int) -> str:
+    """An exchange as people name it ("aggressive mode"), for drop reports."""
+    return _EXCHANGE_NAMES.get(exchange) or f"exchange {name_of(ExchangeType, exchange)}"

@@ -15,11 +15,11 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives import constant_time, hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..cryptocompat import TripleDES
-from .constants import EspAuth, EspTransform, P1Encryption, P1Hash
+from .constants import EspAuth, EspTransform, NotifyType, P1Encryption, P1Hash
 from .errors import IkeConfigError, IkeProtocolError
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def cbc_decrypt(cipher: CipherSpec, key: bytes, iv: bytes, ciphertext: bytes) ->
         raise IkeProtocolError(
             f"ciphertext of {len(ciphertext)} bytes is not a multiple of the "
             f"{cipher.block_size}-byte block",
-            notify=16,
+            notify=NotifyType.PAYLOAD_MALFORMED,
         )
     dec = Cipher(_algorithm(cipher, key), modes.CBC(iv)).decryptor()
     return dec.update(ciphertext) + dec.finalize()
@@ -138,6 +138,11 @@ def cbc_decrypt(cipher: CipherSpec, key: bytes, iv: bytes, ciphertext: bytes) ->
 
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
+
+
+def same_digest(a: bytes, b: bytes) -> bool:
+    """Compare a received hash with the expected one in constant time."""
+    return constant_time.bytes_eq(a, b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,11 +221,14 @@ def modp_exchange(group: int, keypair: DhKeyPair | None, peer_public: bytes | No
         raise IkeProtocolError(
             f"DH group {group}: peer public value of "
             f"{0 if peer_public is None else len(peer_public)} bytes, expected {plen}",
-            notify=17,
+            notify=NotifyType.INVALID_KEY_INFORMATION,
         )
     y = int.from_bytes(peer_public, "big")
     if not 1 < y < p - 1:
-        raise IkeProtocolError(f"DH group {group}: degenerate peer public value", notify=17)
+        raise IkeProtocolError(
+            f"DH group {group}: degenerate peer public value",
+            notify=NotifyType.INVALID_KEY_INFORMATION,
+        )
     if keypair.group != group:
         raise IkeProtocolError(f"DH key of group {keypair.group} used with group {group}")
     if isinstance(keypair._private, int):

@@ -20,17 +20,29 @@ peer and category):
 
 from __future__ import annotations
 
-DROP_CATEGORIES = ("malformed", "undecryptable", "unauthenticated", "unexpected", "refused")
+from enum import StrEnum
+
+from .constants import NotifyType
+
+
+class DropCategory(StrEnum):
+    MALFORMED = "malformed"
+    UNDECRYPTABLE = "undecryptable"
+    UNAUTHENTICATED = "unauthenticated"
+    UNEXPECTED = "unexpected"
+    REFUSED = "refused"
+
+
+DROP_CATEGORIES = tuple(c.value for c in DropCategory)
 
 # RFC 2408 notify types that say which category an IkeProtocolError belongs to.
-_PAYLOAD_MALFORMED = 16
-_HASH_OR_AUTH = (23, 24)  # INVALID-HASH-INFORMATION, AUTHENTICATION-FAILED
+_HASH_OR_AUTH = (NotifyType.INVALID_HASH_INFORMATION, NotifyType.AUTHENTICATION_FAILED)
 
 
 class IkeError(Exception):
     """Base class of every error the IKE engine raises on purpose."""
 
-    category = "unexpected"
+    category = DropCategory.UNEXPECTED
 
 
 class IkeDecodeError(IkeError):
@@ -46,13 +58,13 @@ class IkeDecodeError(IkeError):
         offset: int,
         reason: str,
         *,
-        notify: int = _PAYLOAD_MALFORMED,
+        notify: int = NotifyType.PAYLOAD_MALFORMED,
         payload: int | None = None,
-        category: str = "malformed",
+        category: DropCategory = DropCategory.MALFORMED,
     ) -> None:
         self.offset = offset
         self.reason = reason
-        # The RFC 2408 notify type that best describes the problem (16 = PAYLOAD-MALFORMED).
+        # The RFC 2408 notify type that best describes the problem.
         self.notify = notify
         self.payload = payload
         self.category = category
@@ -68,17 +80,17 @@ class IkeProtocolError(IkeError):
     """
 
     def __init__(
-        self, reason: str, *, notify: int | None = None, category: str | None = None
+        self, reason: str, *, notify: int | None = None, category: DropCategory | None = None
     ) -> None:
         self.reason = reason
         self.notify = notify
         if category is None:
-            if notify == _PAYLOAD_MALFORMED:
-                category = "malformed"
+            if notify == NotifyType.PAYLOAD_MALFORMED:
+                category = DropCategory.MALFORMED
             elif notify in _HASH_OR_AUTH:
-                category = "unauthenticated"
+                category = DropCategory.UNAUTHENTICATED
             else:
-                category = "unexpected"
+                category = DropCategory.UNEXPECTED
         self.category = category
         super().__init__(reason)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
+from .encapsulation import Encapsulation
+from .errors import DropCategory
 from .modecfg import ModeConfig
+from .states import Role, XauthState
 from .vendor import PeerVendorInfo
 
 Endpoint = tuple[str, int]
@@ -92,7 +95,7 @@ class NatStatus:
 @dataclass(frozen=True)
 class Phase1Established(Event):
     handle: SaHandle
-    role: str  # "initiator" | "responder"
+    role: Role
     mode: str  # "aggressive" | "main"
     peer: Endpoint
     local: Endpoint
@@ -147,7 +150,7 @@ class ChildSaEstablished(Event):
     outbound_spi: int
     encryption: str  # "3des-cbc", "aes128-cbc", ...
     integrity: str  # "hmac-md5-96", "hmac-sha1-96", "hmac-sha2-256-128"
-    encapsulation: str  # "tunnel" | "udp-tunnel" | "udp-tunnel-draft" | "cisco-udp" | "tcp"
+    encapsulation: Encapsulation
     # Peer's port for encapsulated ESP: UDP for NAT-T / cisco-udp, the peer's (translated)
     # TCP port for "tcp"; None for plain ESP.
     udp_port: int | None
@@ -202,7 +205,7 @@ class ChildInfo:
     outbound_spi: int
     encryption: str
     integrity: str
-    encapsulation: str
+    encapsulation: Encapsulation
     local_ts: IPv4Network
     remote_ts: IPv4Network
     established: float
@@ -222,7 +225,7 @@ class SessionInfo:
     local: Endpoint
     algorithms: Phase1Algorithms
     nat: NatStatus
-    xauth: str  # "none" | "pending" | ... | "done" | "failed"
+    xauth: XauthState
     address: str | None
     peer_app_version: str | None
     established_at: float | None
@@ -284,7 +287,7 @@ class PacketDropped(Event):
     reason: str
     offset: int | None = None
     handle: SaHandle | None = None
-    category: str = "unexpected"
+    category: DropCategory = DropCategory.UNEXPECTED
     exchange: str | None = None
     payload: str | None = None
     stale: bool = False
@@ -318,6 +321,17 @@ class Waiting:
             f"waiting for {self.waiting_for} ({self.retransmits} {tries}, "
             f"{max(0.0, now - self.since):.0f} s)"
         )
+
+
+@dataclass
+class Collector:
+    """Accumulates one engine call's datagrams and events (frozen into an Output)."""
+
+    datagrams: list[Datagram] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def event(self, e: Event) -> None:
+        self.events.append(e)
 
 
 @dataclass(frozen=True)

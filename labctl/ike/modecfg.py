@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 from .codec import Attribute
-from .constants import CfgAttr
+from .constants import CfgAttr, NotifyType
 from .errors import IkeProtocolError
 
 # vpnc's "firewall type" blob it sends in every request (Cisco Integrated Client).
@@ -41,7 +43,8 @@ DEFAULT_REQUEST = (
 def _ip(data: bytes, attr: int) -> IPv4Address:
     if len(data) != 4:
         raise IkeProtocolError(
-            f"mode-config attribute {attr}: address of {len(data)} bytes (need 4)", notify=13
+            f"mode-config attribute {attr}: address of {len(data)} bytes (need 4)",
+            notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED,
         )
     return IPv4Address(data)
 
@@ -55,7 +58,8 @@ def _encode_acl(networks: tuple[IPv4Network, ...]) -> bytes:
 def _decode_acl(data: bytes, attr: int) -> tuple[IPv4Network, ...]:
     if len(data) % 14:
         raise IkeProtocolError(
-            f"mode-config attribute {attr}: {len(data)} bytes is not a multiple of 14", notify=16
+            f"mode-config attribute {attr}: {len(data)} bytes is not a multiple of 14",
+            notify=NotifyType.PAYLOAD_MALFORMED,
         )
     nets = []
     for i in range(0, len(data), 14):
@@ -65,7 +69,8 @@ def _decode_acl(data: bytes, attr: int) -> tuple[IPv4Network, ...]:
             nets.append(IPv4Network(f"{addr}/{mask}", strict=False))
         except ValueError:
             raise IkeProtocolError(
-                f"mode-config attribute {attr}: {mask} is not a netmask", notify=16
+                f"mode-config attribute {attr}: {mask} is not a netmask",
+                notify=NotifyType.PAYLOAD_MALFORMED,
             ) from None
     return tuple(nets)
 
@@ -110,117 +115,116 @@ class ModeConfig:
     # -- encoding ------------------------------------------------------------------------------
 
     def to_attributes(self, requested: set[int] | None = None) -> tuple[Attribute, ...]:
-        """Attributes for a REPLY / SET.  With ``requested``, only those the peer asked for
-        (plus APPLICATION_VERSION and the UDP port, which Cisco gateways always volunteer)."""
-
-        def want(attr: int) -> bool:
-            return requested is None or attr in requested
-
+        """Attributes for a REPLY / SET, in :data:`FIELDS` order.  With ``requested``, only
+        those the peer asked for (plus the volunteered ones: Cisco gateways always send
+        APPLICATION_VERSION and the UDP port)."""
         out: list[Attribute] = []
-        if self.address is not None and want(CfgAttr.INTERNAL_IP4_ADDRESS):
-            out.append(Attribute(CfgAttr.INTERNAL_IP4_ADDRESS, self.address.packed))
-        if self.netmask is not None and want(CfgAttr.INTERNAL_IP4_NETMASK):
-            out.append(Attribute(CfgAttr.INTERNAL_IP4_NETMASK, self.netmask.packed))
-        if want(CfgAttr.INTERNAL_IP4_DNS):
-            out += [Attribute(CfgAttr.INTERNAL_IP4_DNS, a.packed) for a in self.dns]
-        if want(CfgAttr.INTERNAL_IP4_NBNS):
-            out += [Attribute(CfgAttr.INTERNAL_IP4_NBNS, a.packed) for a in self.nbns]
-        if self.address_expiry is not None and want(CfgAttr.INTERNAL_ADDRESS_EXPIRY):
-            out.append(
-                Attribute(CfgAttr.INTERNAL_ADDRESS_EXPIRY, self.address_expiry.to_bytes(4, "big"))
-            )
-        if self.banner is not None and want(CfgAttr.UNITY_BANNER):
-            out.append(Attribute(CfgAttr.UNITY_BANNER, self.banner.encode()))
-        if self.save_password is not None and want(CfgAttr.UNITY_SAVE_PASSWD):
-            out.append(Attribute(CfgAttr.UNITY_SAVE_PASSWD, int(self.save_password)))
-        if self.default_domain is not None and want(CfgAttr.UNITY_DEF_DOMAIN):
-            out.append(Attribute(CfgAttr.UNITY_DEF_DOMAIN, self.default_domain.encode()))
-        if self.split_dns and want(CfgAttr.UNITY_SPLIT_DNS):
-            out.append(Attribute(CfgAttr.UNITY_SPLIT_DNS, ",".join(self.split_dns).encode()))
-        if self.split_include and want(CfgAttr.UNITY_SPLIT_INCLUDE):
-            out.append(Attribute(CfgAttr.UNITY_SPLIT_INCLUDE, _encode_acl(self.split_include)))
-        if self.local_lan and want(CfgAttr.UNITY_LOCAL_LAN):
-            out.append(Attribute(CfgAttr.UNITY_LOCAL_LAN, _encode_acl(self.local_lan)))
-        if self.pfs is not None and want(CfgAttr.UNITY_PFS):
-            out.append(Attribute(CfgAttr.UNITY_PFS, int(self.pfs)))
-        if self.backup_servers and want(CfgAttr.UNITY_BACKUP_SERVERS):
-            out.append(
-                Attribute(CfgAttr.UNITY_BACKUP_SERVERS, ",".join(self.backup_servers).encode())
-            )
-        if self.ddns_hostname is not None and want(CfgAttr.UNITY_DDNS_HOSTNAME):
-            out.append(Attribute(CfgAttr.UNITY_DDNS_HOSTNAME, self.ddns_hostname.encode()))
-        if self.fw_type is not None and want(CfgAttr.UNITY_FW_TYPE):
-            out.append(Attribute(CfgAttr.UNITY_FW_TYPE, self.fw_type))
-        if self.app_version is not None:
-            out.append(Attribute(CfgAttr.APPLICATION_VERSION, self.app_version.encode()))
-        if self.udp_encap_port is not None:
-            out.append(Attribute(CfgAttr.UNITY_NATT_PORT, self.udp_encap_port))
+        for f in FIELDS:
+            value = getattr(self, f.name)
+            if value is None or value == ():
+                continue  # not set: not sent
+            if requested is not None and f.attr not in requested and not f.volunteered:
+                continue
+            for one in value if f.repeated else (value,):
+                out.append(Attribute(f.attr, f.form.encode(one)))
         return tuple(out)
 
     @staticmethod
     def from_attributes(attributes: tuple[Attribute, ...]) -> ModeConfig:
-        """Parse a REPLY / SET.  Zero-length values (as in a REQUEST) are skipped."""
+        """Parse a REPLY / SET.  Zero-length values (as in a REQUEST) are skipped; attributes
+        not in :data:`FIELDS` are kept in ``unknown``."""
         values: dict[str, object] = {}
-        dns: list[IPv4Address] = []
-        nbns: list[IPv4Address] = []
+        repeated: dict[str, list[object]] = {f.name: [] for f in FIELDS if f.repeated}
         unknown: list[Attribute] = []
         for a in attributes:
-            v = a.value
-            if isinstance(v, bytes) and not v:
+            if isinstance(a.value, bytes) and not a.value:
                 continue
-            t = a.type
+            f = _BY_ATTR.get(a.type)
+            if f is None:
+                unknown.append(a)
+                continue
             try:
-                if t == CfgAttr.INTERNAL_IP4_ADDRESS:
-                    values["address"] = _ip(_need_bytes(a), t)
-                elif t == CfgAttr.INTERNAL_IP4_NETMASK:
-                    values["netmask"] = _ip(_need_bytes(a), t)
-                elif t == CfgAttr.INTERNAL_IP4_DNS:
-                    dns.append(_ip(_need_bytes(a), t))
-                elif t == CfgAttr.INTERNAL_IP4_NBNS:
-                    nbns.append(_ip(_need_bytes(a), t))
-                elif t == CfgAttr.INTERNAL_ADDRESS_EXPIRY:
-                    values["address_expiry"] = a.as_int()
-                elif t == CfgAttr.APPLICATION_VERSION:
-                    values["app_version"] = _text(v)
-                elif t == CfgAttr.UNITY_BANNER:
-                    values["banner"] = _text(v)
-                elif t == CfgAttr.UNITY_SAVE_PASSWD:
-                    values["save_password"] = bool(a.as_int())
-                elif t == CfgAttr.UNITY_DEF_DOMAIN:
-                    values["default_domain"] = _text(v)
-                elif t == CfgAttr.UNITY_SPLIT_DNS:
-                    values["split_dns"] = tuple(s for s in _text(v).split(",") if s)
-                elif t == CfgAttr.UNITY_SPLIT_INCLUDE:
-                    values["split_include"] = _decode_acl(_need_bytes(a), t)
-                elif t == CfgAttr.UNITY_LOCAL_LAN:
-                    values["local_lan"] = _decode_acl(_need_bytes(a), t)
-                elif t == CfgAttr.UNITY_PFS:
-                    values["pfs"] = bool(a.as_int())
-                elif t == CfgAttr.UNITY_NATT_PORT:
-                    values["udp_encap_port"] = _port(a.as_int(), t)
-                elif t == CfgAttr.UNITY_BACKUP_SERVERS:
-                    values["backup_servers"] = tuple(s for s in _text(v).split(",") if s)
-                elif t == CfgAttr.UNITY_DDNS_HOSTNAME:
-                    values["ddns_hostname"] = _text(v)
-                elif t == CfgAttr.UNITY_FW_TYPE:
-                    values["fw_type"] = _need_bytes(a)
-                else:
-                    unknown.append(a)
+                value = f.form.decode(a)
             except ValueError as exc:  # as_int() on an odd-sized value
-                raise IkeProtocolError(f"mode-config attribute {t}: {exc}", notify=16) from None
-        return ModeConfig(dns=tuple(dns), nbns=tuple(nbns), unknown=tuple(unknown), **values)  # type: ignore[arg-type]
+                raise IkeProtocolError(
+                    f"mode-config attribute {a.type}: {exc}", notify=NotifyType.PAYLOAD_MALFORMED
+                ) from None
+            if f.repeated:
+                repeated[f.name].append(value)
+            else:
+                values[f.name] = value  # the last one wins
+        for name, items in repeated.items():
+            values[name] = tuple(items)
+        return ModeConfig(unknown=tuple(unknown), **values)  # type: ignore[arg-type]
 
 
 def _port(value: int, attr: int) -> int:
     if not 1 <= value <= 0xFFFF:
-        raise IkeProtocolError(f"mode-config attribute {attr}: port {value}", notify=16)
+        raise IkeProtocolError(
+            f"mode-config attribute {attr}: port {value}", notify=NotifyType.PAYLOAD_MALFORMED
+        )
     return value
 
 
 def _need_bytes(a: Attribute) -> bytes:
     if not isinstance(a.value, bytes):
-        raise IkeProtocolError(f"mode-config attribute {a.type} must be variable-length", notify=16)
+        raise IkeProtocolError(
+            f"mode-config attribute {a.type} must be variable-length",
+            notify=NotifyType.PAYLOAD_MALFORMED,
+        )
     return a.value
+
+
+@dataclass(frozen=True)
+class _Form:
+    """How one kind of value travels in an attribute (vpnc insists on these forms)."""
+
+    encode: Callable[[Any], int | bytes]  # an int is sent TV, bytes TLV
+    decode: Callable[[Attribute], Any]
+
+
+_ADDRESS = _Form(lambda v: v.packed, lambda a: _ip(_need_bytes(a), a.type))  # 4-byte TLV
+_SECONDS = _Form(lambda v: v.to_bytes(4, "big"), lambda a: a.as_int())  # 4-byte TLV
+_TEXT = _Form(lambda v: v.encode(), lambda a: _text(a.value))
+_TEXT_LIST = _Form(  # comma-separated
+    lambda v: ",".join(v).encode(), lambda a: tuple(s for s in _text(a.value).split(",") if s)
+)
+_NETWORKS = _Form(_encode_acl, lambda a: _decode_acl(_need_bytes(a), a.type))  # n x 14 bytes
+_FLAG = _Form(int, lambda a: bool(a.as_int()))  # TV
+_PORT = _Form(lambda v: v, lambda a: _port(a.as_int(), a.type))  # TV
+_BLOB = _Form(lambda v: v, _need_bytes)
+
+
+@dataclass(frozen=True)
+class _Field:
+    attr: CfgAttr
+    name: str  # the ModeConfig field
+    form: _Form
+    repeated: bool = False  # one attribute per element (DNS, WINS servers)
+    volunteered: bool = False  # sent whether the client asked for it or not
+
+
+# THE table of Mode-Config attributes: both directions, and the order a REPLY / SET uses.
+FIELDS = (
+    _Field(CfgAttr.INTERNAL_IP4_ADDRESS, "address", _ADDRESS),
+    _Field(CfgAttr.INTERNAL_IP4_NETMASK, "netmask", _ADDRESS),
+    _Field(CfgAttr.INTERNAL_IP4_DNS, "dns", _ADDRESS, repeated=True),
+    _Field(CfgAttr.INTERNAL_IP4_NBNS, "nbns", _ADDRESS, repeated=True),
+    _Field(CfgAttr.INTERNAL_ADDRESS_EXPIRY, "address_expiry", _SECONDS),
+    _Field(CfgAttr.UNITY_BANNER, "banner", _TEXT),
+    _Field(CfgAttr.UNITY_SAVE_PASSWD, "save_password", _FLAG),
+    _Field(CfgAttr.UNITY_DEF_DOMAIN, "default_domain", _TEXT),
+    _Field(CfgAttr.UNITY_SPLIT_DNS, "split_dns", _TEXT_LIST),
+    _Field(CfgAttr.UNITY_SPLIT_INCLUDE, "split_include", _NETWORKS),
+    _Field(CfgAttr.UNITY_LOCAL_LAN, "local_lan", _NETWORKS),
+    _Field(CfgAttr.UNITY_PFS, "pfs", _FLAG),
+    _Field(CfgAttr.UNITY_BACKUP_SERVERS, "backup_servers", _TEXT_LIST),
+    _Field(CfgAttr.UNITY_DDNS_HOSTNAME, "ddns_hostname", _TEXT),
+    _Field(CfgAttr.UNITY_FW_TYPE, "fw_type", _BLOB),
+    _Field(CfgAttr.APPLICATION_VERSION, "app_version", _TEXT, volunteered=True),
+    _Field(CfgAttr.UNITY_NATT_PORT, "udp_encap_port", _PORT, volunteered=True),
+)
+_BY_ATTR: dict[int, _Field] = {f.attr: f for f in FIELDS}
 
 
 def request_attributes(

@@ -26,6 +26,7 @@ from .constants import (
     EspAuth,
     EspTransform,
     LifeType,
+    NotifyType,
     P1Attr,
     P1Encryption,
     P1Hash,
@@ -107,11 +108,17 @@ def lifetime_pairs(
     for a in attrs:
         if a.type == type_attr:
             if life_type is not None:
-                raise IkeProtocolError("two life types without a duration between", notify=15)
+                raise IkeProtocolError(
+                    "two life types without a duration between",
+                    notify=NotifyType.BAD_PROPOSAL_SYNTAX,
+                )
             life_type = a.as_int()
         elif a.type == dur_attr:
             if duration is not None:
-                raise IkeProtocolError("two life durations without a type between", notify=15)
+                raise IkeProtocolError(
+                    "two life durations without a type between",
+                    notify=NotifyType.BAD_PROPOSAL_SYNTAX,
+                )
             duration = a.as_int()
         else:
             continue
@@ -119,7 +126,9 @@ def lifetime_pairs(
             pairs.append((life_type, duration))
             life_type = duration = None
     if duration is not None:
-        raise IkeProtocolError("life duration without a life type", notify=15)
+        raise IkeProtocolError(
+            "life duration without a life type", notify=NotifyType.BAD_PROPOSAL_SYNTAX
+        )
     return pairs
 
 
@@ -132,7 +141,9 @@ def _lifetimes(attrs: tuple[Attribute, ...], type_attr: int, dur_attr: int):
         elif life_type == LifeType.KILOBYTES:
             kilobytes = value
         else:
-            raise IkeProtocolError(f"unknown life type {life_type}", notify=13)
+            raise IkeProtocolError(
+                f"unknown life type {life_type}", notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED
+            )
     return seconds, kilobytes
 
 
@@ -142,15 +153,20 @@ def _single_values(t: Transform, known: set[int], what: str) -> dict[int, int]:
     values: dict[int, int] = {}
     for a in t.attributes:
         if a.type not in known:
-            raise IkeProtocolError(f"{what} attribute {a.type} not supported", notify=13)
+            raise IkeProtocolError(
+                f"{what} attribute {a.type} not supported",
+                notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED,
+            )
         if a.type in _LIFETIME_ATTRS[what]:
             continue
         try:
             value = a.as_int()
         except ValueError as exc:
-            raise IkeProtocolError(str(exc), notify=15) from None
+            raise IkeProtocolError(str(exc), notify=NotifyType.BAD_PROPOSAL_SYNTAX) from None
         if values.setdefault(a.type, value) != value:
-            raise IkeProtocolError(f"{what} attribute {a.type} given twice", notify=15)
+            raise IkeProtocolError(
+                f"{what} attribute {a.type} given twice", notify=NotifyType.BAD_PROPOSAL_SYNTAX
+            )
     return values
 
 
@@ -162,7 +178,10 @@ _LIFETIME_ATTRS = {
 
 def parse_phase1_transform(t: Transform) -> Phase1Offer:
     if t.transform_id != KEY_IKE:
-        raise IkeProtocolError(f"phase-1 transform ID {t.transform_id} is not KEY_IKE", notify=12)
+        raise IkeProtocolError(
+            f"phase-1 transform ID {t.transform_id} is not KEY_IKE",
+            notify=NotifyType.INVALID_TRANSFORM_ID,
+        )
     known = {
         P1Attr.ENCRYPTION,
         P1Attr.HASH,
@@ -175,11 +194,13 @@ def parse_phase1_transform(t: Transform) -> Phase1Offer:
     values = _single_values(t, known, "phase-1")
     for needed in (P1Attr.ENCRYPTION, P1Attr.HASH, P1Attr.AUTH_METHOD, P1Attr.GROUP):
         if needed not in values:
-            raise IkeProtocolError(f"phase-1 transform lacks attribute {needed}", notify=15)
+            raise IkeProtocolError(
+                f"phase-1 transform lacks attribute {needed}", notify=NotifyType.BAD_PROPOSAL_SYNTAX
+            )
     try:
         seconds, kilobytes = _lifetimes(t.attributes, P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION)
     except ValueError as exc:
-        raise IkeProtocolError(str(exc), notify=15) from None
+        raise IkeProtocolError(str(exc), notify=NotifyType.BAD_PROPOSAL_SYNTAX) from None
     return Phase1Offer(
         values[P1Attr.ENCRYPTION],
         values.get(P1Attr.KEY_LENGTH),
@@ -204,7 +225,9 @@ def choose_phase1(
 ) -> Phase1Choice:
     """First acceptable initiator transform (initiator's order)."""
     if not sa.proposals:
-        raise IkeProtocolError("SA payload without proposals", notify=15)
+        raise IkeProtocolError(
+            "SA payload without proposals", notify=NotifyType.BAD_PROPOSAL_SYNTAX
+        )
     declined = _Declined()
     for prop in sa.proposals:
         if prop.protocol != ProtocolId.ISAKMP:
@@ -223,7 +246,9 @@ def choose_phase1(
                 if offer.matches(p):
                     return Phase1Choice(prop.number, t, offer, p)
             declined.add(prop.number, t.number, f"{offer.describe()} not in policy")
-    raise IkeProtocolError(f"no acceptable phase-1 transform ({declined})", notify=14)
+    raise IkeProtocolError(
+        f"no acceptable phase-1 transform ({declined})", notify=NotifyType.NO_PROPOSAL_CHOSEN
+    )
 
 
 def accept_phase1_reply(
@@ -231,12 +256,17 @@ def accept_phase1_reply(
 ) -> tuple[Phase1Offer, Phase1Proposal]:
     """Initiator: check the responder chose exactly one of our transforms."""
     if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
-        raise IkeProtocolError("responder SA must hold one proposal with one transform", notify=15)
+        raise IkeProtocolError(
+            "responder SA must hold one proposal with one transform",
+            notify=NotifyType.BAD_PROPOSAL_SYNTAX,
+        )
     offer = parse_phase1_transform(sa.proposals[0].transforms[0])
     for p in offered:
         if offer.matches(p):
             return offer, p
-    raise IkeProtocolError("responder chose a transform we did not offer", notify=14)
+    raise IkeProtocolError(
+        "responder chose a transform we did not offer", notify=NotifyType.NO_PROPOSAL_CHOSEN
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,24 +329,31 @@ def parse_esp_transform(t: Transform) -> EspOffer:
     }
     values = _single_values(t, known, "ESP")
     if P2Attr.AUTH_ALGORITHM not in values:
-        raise IkeProtocolError("ESP transform without authentication algorithm", notify=15)
+        raise IkeProtocolError(
+            "ESP transform without authentication algorithm", notify=NotifyType.BAD_PROPOSAL_SYNTAX
+        )
     try:
         esp_cipher(t.transform_id, values.get(P2Attr.KEY_LENGTH))
     except IkeConfigError as exc:
-        raise IkeProtocolError(str(exc), notify=12) from None
+        raise IkeProtocolError(str(exc), notify=NotifyType.INVALID_TRANSFORM_ID) from None
     if values[P2Attr.AUTH_ALGORITHM] not in (
         EspAuth.HMAC_MD5,
         EspAuth.HMAC_SHA1,
         EspAuth.HMAC_SHA2_256,
     ):
-        raise IkeProtocolError(f"ESP auth {values[P2Attr.AUTH_ALGORITHM]} unsupported", notify=13)
+        raise IkeProtocolError(
+            f"ESP auth {values[P2Attr.AUTH_ALGORITHM]} unsupported",
+            notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED,
+        )
     group = values.get(P2Attr.GROUP)
     if group is not None and group not in MODP_PRIMES:
-        raise IkeProtocolError(f"PFS group {group} unsupported", notify=13)
+        raise IkeProtocolError(
+            f"PFS group {group} unsupported", notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED
+        )
     try:
         seconds, kilobytes = _lifetimes(t.attributes, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
     except ValueError as exc:
-        raise IkeProtocolError(str(exc), notify=15) from None
+        raise IkeProtocolError(str(exc), notify=NotifyType.BAD_PROPOSAL_SYNTAX) from None
     return EspOffer(
         t.transform_id,
         values.get(P2Attr.KEY_LENGTH),
@@ -340,7 +377,9 @@ def choose_esp(
     sa: SaPayload, policy: tuple[Phase2Proposal, ...], encap_ok: tuple[int, ...]
 ) -> EspChoice:
     if not sa.proposals:
-        raise IkeProtocolError("SA payload without proposals", notify=15)
+        raise IkeProtocolError(
+            "SA payload without proposals", notify=NotifyType.BAD_PROPOSAL_SYNTAX
+        )
     numbers = [p.number for p in sa.proposals]
     declined = _Declined()
     for prop in sa.proposals:
@@ -364,7 +403,9 @@ def choose_esp(
                 if offer.matches(p):
                     return EspChoice(prop, t, offer, p)
             declined.add(prop.number, t.number, "not in policy")
-    raise IkeProtocolError(f"no acceptable ESP proposal ({declined})", notify=14)
+    raise IkeProtocolError(
+        f"no acceptable ESP proposal ({declined})", notify=NotifyType.NO_PROPOSAL_CHOSEN
+    )
 
 
 class _Declined:
@@ -389,19 +430,27 @@ def accept_esp_reply(
     sa: SaPayload, offered: tuple[Phase2Proposal, ...], encap: int
 ) -> tuple[Proposal, EspOffer, Phase2Proposal]:
     if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
-        raise IkeProtocolError("responder SA must hold one proposal with one transform", notify=15)
+        raise IkeProtocolError(
+            "responder SA must hold one proposal with one transform",
+            notify=NotifyType.BAD_PROPOSAL_SYNTAX,
+        )
     prop = sa.proposals[0]
     if prop.protocol != ProtocolId.ESP or len(prop.spi) != 4 or prop.spi == bytes(4):
-        raise IkeProtocolError("responder chose a non-ESP proposal or a bad SPI", notify=11)
+        raise IkeProtocolError(
+            "responder chose a non-ESP proposal or a bad SPI", notify=NotifyType.INVALID_SPI
+        )
     offer = parse_esp_transform(prop.transforms[0])
     if offer.encapsulation != encap:
         raise IkeProtocolError(
-            f"responder chose encapsulation {offer.encapsulation}, we offered {encap}", notify=14
+            f"responder chose encapsulation {offer.encapsulation}, we offered {encap}",
+            notify=NotifyType.NO_PROPOSAL_CHOSEN,
         )
     for p in offered:
         if offer.matches(p):
             return prop, offer, p
-    raise IkeProtocolError("responder chose an ESP transform we did not offer", notify=14)
+    raise IkeProtocolError(
+        "responder chose an ESP transform we did not offer", notify=NotifyType.NO_PROPOSAL_CHOSEN
+    )
 
 
 def auth_method_name(auth: int) -> str:

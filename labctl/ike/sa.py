@@ -16,12 +16,9 @@ commits it (:meth:`IkeSa.commit_iv`) only after the message authenticated.
 
 from __future__ import annotations
 
-import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
-
-from cryptography.hazmat.primitives.constant_time import bytes_eq
 
 from .codec import (
     EncryptedMessage,
@@ -32,44 +29,81 @@ from .codec import (
     decode_plaintext_body,
     encode_chain,
 )
-from .constants import HEADER_LEN, ExchangeType, Flag
-from .crypto import CipherSpec, cbc_decrypt, cbc_encrypt, hash_len, prf
-from .errors import IkeDecodeError, IkeProtocolError
+from .config import GroupPolicy, Phase1Proposal, Phase2Proposal
+from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
+from .crypto import (
+    CipherSpec,
+    DhKeyPair,
+    cbc_decrypt,
+    cbc_encrypt,
+    hash_len,
+    prf,
+    random_bytes,
+    same_digest,
+)
+from .encapsulation import Encapsulation
+from .errors import DropCategory, IkeDecodeError, IkeProtocolError
 from .events import Endpoint, SaHandle
 from .keys import Phase1Keys, exchange_iv
 from .modecfg import ModeConfig
+from .proposals import Phase1Offer
+from .states import ModeCfgState, Phase1State, Role, TransactionKind, XauthState
 from .vendor import NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
 DONE_MSGID_MEMORY = 512
 
 
-class Phase1State(enum.Enum):
-    # initiator
-    AM_SENT1 = "am-sent-1"
-    MM_SENT1 = "mm-sent-1"
-    MM_SENT3 = "mm-sent-3"
-    MM_SENT5 = "mm-sent-5"
-    # responder
-    AM_SENT2 = "am-sent-2"
-    MM_SENT2 = "mm-sent-2"
-    MM_SENT4 = "mm-sent-4"
-    # both
-    ESTABLISHED = "established"
-    DELETED = "deleted"
+def random_message_id() -> int:
+    """A fresh message ID for a phase-2 exchange (never 0: that is phase 1's)."""
+    while True:
+        mid = int.from_bytes(random_bytes(4), "big")
+        if mid:
+            return mid
+
+
+def random_cookie() -> bytes:
+    """A fresh cookie (never all zeros: that means "not known yet")."""
+    while True:
+        c = random_bytes(8)
+        if c != bytes(8):
+            return c
 
 
 @dataclass
 class Retransmit:
     """A request waiting for its answer; resent to the SA's current peer endpoint."""
 
-    key: str
+    key: str  # "am1", "qm-1a2b3c4d", "modecfg-1a2b3c4d", ...: the request and its M-ID
     data: bytes
     next_at: float
     interval: float
     left: int
     stage: str
     started: float
+
+    def waiting_for(self, role: Role) -> str:
+        """What it waits for, in words ("Mode-Config reply", "main mode message 4")."""
+        prefix = self.key.rsplit("-", 1)[0] if "-" in self.key else self.key
+        if prefix == TransactionKind.MODECFG:  # a client's REQUEST, or a gateway's SET
+            if role is Role.INITIATOR:
+                return "Mode-Config reply"
+            return "Mode-Config acknowledgement"
+        return _WAITING_FOR.get(prefix, self.key)
+
+
+# What an unanswered request waits for, by the key of its retransmission (prefix).
+_WAITING_FOR = {
+    "am1": "aggressive mode message 2",
+    "am3": "XAUTH request (after aggressive mode message 3)",
+    "mm1": "main mode message 2",
+    "mm3": "main mode message 4",
+    "mm5": "main mode message 6",
+    "qm": "quick mode reply",
+    TransactionKind.XAUTH: "XAUTH reply",
+    TransactionKind.XAUTH_OK: "XAUTH acknowledgement",
+    TransactionKind.XAUTH_FAIL: "XAUTH acknowledgement",
+}
 
 
 @dataclass
@@ -81,7 +115,7 @@ class ChildSa:
     message_id: int
     encryption: str
     integrity: str
-    encapsulation: str
+    encapsulation: Encapsulation
     local_ts: IPv4Network
     remote_ts: IPv4Network
     lifetime: int
@@ -90,7 +124,7 @@ class ChildSa:
     expires_at: float
     rekey_at: float | None
     pfs_group: int | None
-    proposal: object = field(repr=False, default=None)  # Phase2Proposal, for rekeys
+    proposal: Phase2Proposal | None = field(repr=False, default=None)  # for rekeys
     delete_at: float | None = None  # set when replaced: old SA lingers a grace period
     rekeying: bool = False
     enc_key_in: bytes = field(default=b"", repr=False)
@@ -106,7 +140,7 @@ class QuickState:
     message_id: int
     ni_b: bytes = field(repr=False)
     nr_b: bytes = field(default=b"", repr=False)
-    dh: object = field(default=None, repr=False)
+    dh: DhKeyPair | None = field(default=None, repr=False)
     my_spi: bytes = b""
     local_ts: IPv4Network | None = None
     remote_ts: IPv4Network | None = None
@@ -115,98 +149,101 @@ class QuickState:
     pending_child: ChildSa | None = None
     encap: int = 1
     rekey_of: int | None = None
-    offered: tuple = ()
+    offered: tuple[Phase2Proposal, ...] = ()
     deadline: float | None = None  # give up waiting for the peer at this time
 
 
+@dataclass(eq=False, repr=False, slots=True)
 class IkeSa:
-    """One phase-1 SA and everything hanging off it."""
+    """One phase-1 SA and everything hanging off it.  Compared by identity; no repr of its
+    keys (repr shows who and where only)."""
 
-    def __init__(
-        self,
-        role: str,
-        icookie: bytes,
-        rcookie: bytes,
-        mode: str,
-        local: Endpoint,
-        remote: Endpoint,
-        now: float,
-    ) -> None:
-        self.role = role
-        self.icookie = icookie
-        self.rcookie = rcookie
-        self.mode = mode
-        self.local = local
-        self.remote = remote
-        self.first_local = local
-        self.first_remote = remote
-        self.created = now
-        self.last_rx = now
-        self.state: Phase1State | None = None
-        # negotiation material
-        self.sai_b = b""
-        self.hash_id = 0
-        self.cipher: CipherSpec | None = None
-        self.offer = None  # Phase1Offer
-        self.chosen = None  # Phase1Proposal
-        self.dh = None
-        self.gxi = b""
-        self.gxr = b""
-        self.ni_b = b""
-        self.nr_b = b""
-        self.idi_b = b""
-        self.idr_b = b""
-        self.peer_id = ""
-        self.keys: Phase1Keys | None = None
-        self.p1_iv = b""
-        self.p1_last = b""
-        self.ivs: dict[int, bytes] = {}
-        # NAT traversal
-        self.natt: NattVersion | None = None
-        self.natd_draft = False
-        self.local_behind_nat = False
-        self.remote_behind_nat = False
-        self.floated = False
-        self.peer_vendor = PeerVendorInfo()
-        self.cisco_udp_port: int | None = None
-        self.tcp = False  # IPsec over TCP: this SA and its children ride one TCP connection
-        # who and what
-        self.group_name: str | None = None
-        self.group = None  # GroupPolicy (responder)
-        self.user: str | None = None
-        self.xauth = "none"  # none|pending|requested|set-sent|done|failed
-        self.xauth_attempts = 0
-        self.xauth_ok = False
-        self.modecfg_state = "none"  # none|pending|done
-        self.mode_config: ModeConfig | None = None
-        self.peer_app_version: str | None = None
-        self.initial_contact = False
-        self.replaces: SaHandle | None = None
-        self.replaced_by: SaHandle | None = None
-        self.lifetime_notified = False
-        # lifetimes
-        self.lifetime = 0
-        self.established_at: float | None = None
-        self.expires_at: float | None = None
-        self.rekey_at: float | None = None
-        self.rekey_started = False
-        # children and exchanges
-        self.children: dict[int, ChildSa] = {}
-        self.quick: dict[int, QuickState] = {}
-        self.transactions: dict[int, dict] = {}
-        self.retransmits: dict[str, Retransmit] = {}
-        self.reply_cache: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
-        self.done_msgids: OrderedDict[int, None] = OrderedDict()
-        self.deadline_for_msg: float | None = None  # half-open / exchange timeout
-        # dead peer detection / keepalives
-        self.dpd_seq = 0
-        self.dpd_pending: int | None = None
-        self.dpd_sent_at = 0.0
-        self.dpd_tries = 0
-        self.next_heartbeat: float | None = None
-        self.dpd_idle: float | None = None
-        self.dpd_retry = 5.0
-        self.last_error: str | None = None
+    role: Role
+    icookie: bytes
+    rcookie: bytes
+    mode: str  # "aggressive" | "main"
+    local: Endpoint  # where we answer from / to: the latest authenticated endpoints
+    remote: Endpoint
+    created: float
+    first_local: Endpoint = field(init=False)  # where the first message went / came from
+    first_remote: Endpoint = field(init=False)
+    last_rx: float = field(init=False)
+    state: Phase1State | None = None
+    # negotiation material
+    sai_b: bytes = b""
+    hash_id: int = 0
+    cipher: CipherSpec | None = None
+    offer: Phase1Offer | None = None  # the transform as negotiated
+    chosen: Phase1Proposal | None = None  # our proposal it matched
+    dh: DhKeyPair | None = None
+    gxi: bytes = b""
+    gxr: bytes = b""
+    ni_b: bytes = b""
+    nr_b: bytes = b""
+    idi_b: bytes = b""
+    idr_b: bytes = b""
+    peer_id: str = ""
+    keys: Phase1Keys | None = None
+    p1_iv: bytes = b""
+    p1_last: bytes = b""
+    ivs: dict[int, bytes] = field(default_factory=dict)
+    # NAT traversal
+    natt: NattVersion | None = None
+    natd_draft: bool = False
+    local_behind_nat: bool = False
+    remote_behind_nat: bool = False
+    floated: bool = False
+    peer_vendor: PeerVendorInfo = field(default_factory=PeerVendorInfo)
+    cisco_udp_port: int | None = None
+    tcp: bool = False  # IPsec over TCP: this SA and its children ride one TCP connection
+    # who and what
+    group_name: str | None = None
+    group: GroupPolicy | None = None  # responder: the tunnel group it authenticated with
+    user: str | None = None
+    xauth: XauthState = XauthState.NONE
+    xauth_attempts: int = 0
+    xauth_ok: bool = False
+    modecfg_state: ModeCfgState = ModeCfgState.NONE
+    mode_config: ModeConfig | None = None
+    peer_app_version: str | None = None
+    initial_contact: bool = False
+    replaces: SaHandle | None = None
+    replaced_by: SaHandle | None = None
+    lifetime_notified: bool = False
+    # lifetimes
+    lifetime: int = 0
+    established_at: float | None = None
+    expires_at: float | None = None
+    rekey_at: float | None = None
+    rekey_started: bool = False
+    # children and exchanges
+    children: dict[int, ChildSa] = field(default_factory=dict)
+    quick: dict[int, QuickState] = field(default_factory=dict)
+    transactions: dict[int, TransactionKind] = field(default_factory=dict)  # by M-ID
+    retransmits: dict[str, Retransmit] = field(default_factory=dict)
+    reply_cache: OrderedDict[bytes, tuple[bytes, ...]] = field(default_factory=OrderedDict)
+    done_msgids: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    deadline_for_msg: float | None = None  # half-open / exchange timeout
+    # dead peer detection / keepalives
+    dpd_seq: int = 0
+    dpd_pending: int | None = None
+    dpd_sent_at: float = 0.0
+    dpd_tries: int = 0
+    next_heartbeat: float | None = None
+    dpd_idle: float | None = None
+    dpd_retry: float = 5.0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.first_local = self.local
+        self.first_remote = self.remote
+        self.last_rx = self.created
+
+    def __repr__(self) -> str:
+        return (
+            f"IkeSa({self.role}, {self.handle}, {self.mode}, {self.state}, "
+            f"{self.remote[0]}:{self.remote[1]})"
+        )
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -217,6 +254,11 @@ class IkeSa:
     @property
     def key(self) -> tuple[bytes, bytes]:
         return (self.icookie, self.rcookie)
+
+    @property
+    def isakmp_spi(self) -> bytes:
+        """This SA's SPI in notifies and deletes: both cookies."""
+        return self.icookie + self.rcookie
 
     @property
     def established(self) -> bool:
@@ -314,7 +356,10 @@ class IkeSa:
             ExchangeType.TRANSACTION,
             ExchangeType.QUICK,
         ):
-            raise IkeProtocolError(f"unsupported exchange type {header.exchange}", notify=29)
+            raise IkeProtocolError(
+                f"unsupported exchange type {header.exchange}",
+                notify=NotifyType.UNSUPPORTED_EXCHANGE_TYPE,
+            )
         bs = self.cipher.block_size
         if len(msg.ciphertext) == 0 or len(msg.ciphertext) % bs:
             raise IkeDecodeError(
@@ -335,7 +380,7 @@ class IkeSa:
                 f"garbage after decryption ({exc.reason})",
                 notify=exc.notify,
                 payload=exc.payload,
-                category="undecryptable",
+                category=DropCategory.UNDECRYPTABLE,
             ) from None
         return message, msg.ciphertext[-bs:]
 
@@ -368,25 +413,26 @@ class IkeSa:
         """Verify HASH(1)/HASH(2)-style protection of a decrypted phase-2 message."""
         assert self.keys is not None
         if not message.payloads or not isinstance(message.payloads[0], HashPayload):
-            raise IkeProtocolError("phase-2 message does not start with HASH", notify=23)
+            raise IkeProtocolError(
+                "phase-2 message does not start with HASH",
+                notify=NotifyType.INVALID_HASH_INFORMATION,
+            )
         received = message.payloads[0].data
         if len(received) != hash_len(self.hash_id):
-            raise IkeProtocolError(f"HASH of {len(received)} bytes", notify=23)
+            raise IkeProtocolError(
+                f"HASH of {len(received)} bytes", notify=NotifyType.INVALID_HASH_INFORMATION
+            )
         mid = message.message_id.to_bytes(4, "big")
         if len(message.payloads) == 1:
             rest = b""
         else:
             rest = message.raw[message.spans[1][0] : message.spans[-1][1]]
         expected = prf(self.hash_id, self.keys.skeyid_a, mid, prefix, rest)
-        if _equal(expected, received):
+        if same_digest(expected, received):
             return
         if allow_empty and len(message.payloads) == 1:
             # vpnc's keepalive form: prf(SKEYID_a, 0x00 | M-ID)
             alt = prf(self.hash_id, self.keys.skeyid_a, b"\x00", mid)
-            if _equal(alt, received):
+            if same_digest(alt, received):
                 return
-        raise IkeProtocolError("phase-2 HASH mismatch", notify=23)
-
-
-def _equal(a: bytes, b: bytes) -> bool:
-    return bytes_eq(a, b)
+        raise IkeProtocolError("phase-2 HASH mismatch", notify=NotifyType.INVALID_HASH_INFORMATION)

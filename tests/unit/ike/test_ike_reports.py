@@ -188,17 +188,19 @@ def test_gateway_reports_an_unanswered_xauth_request() -> None:
 
 def test_an_empty_xauth_type_from_the_gateway_is_dropped_not_raised(monkeypatch) -> None:
     from labctl.ike import Attribute
-    from labctl.ike import responder as responder_module
+    from labctl.ike.exchanges import transaction, xauth
+    from labctl.ike.states import TransactionKind
 
-    def xauth_request(self, out, sa, now):
+    def xauth_request(engine, out, sa, now):
         attrs = [
             Attribute(CfgAttr.XAUTH_TYPE, b""),
             Attribute(CfgAttr.XAUTH_USER_NAME, b""),
             Attribute(CfgAttr.XAUTH_USER_PASSWORD, b""),
         ]
-        return self._start_transaction(out, sa, CfgType.REQUEST, attrs, "xauth", now)
+        kind = TransactionKind.XAUTH
+        return transaction.start(engine, out, sa, CfgType.REQUEST, attrs, kind, now)
 
-    monkeypatch.setattr(responder_module.Responder, "_xauth_request", xauth_request)
+    monkeypatch.setattr(xauth, "send_request", xauth_request)
     lab = make_lab()
     add_client(lab)
     connect(lab, duration=3)  # raised ValueError out of Initiator.receive before

@@ -31,7 +31,6 @@ from labctl.ike import (
     decode_message,
 )
 from labctl.ike import initiator as initiator_module
-from labctl.ike import responder as responder_module
 from labctl.ike.codec import (
     Proposal,
     SaPayload,
@@ -53,7 +52,7 @@ from labctl.ike.constants import (
     PayloadType,
     ProtocolId,
 )
-from labctl.ike.engine import EngineBase
+from labctl.ike.exchanges import aggressive, informational, quick_mode
 from labctl.ike.proposals import parse_esp_transform, parse_phase1_transform
 from labctl.ike.vendor import (
     NATT_VIDS,
@@ -231,7 +230,7 @@ def test_responder_accepts_and_echoes_transform_variants(
         return SaPayload((Proposal(1, ProtocolId.ESP, spi, (t,)),))
 
     monkeypatch.setattr(initiator_module, "phase1_sa", phase1_sa)
-    monkeypatch.setattr(initiator_module, "phase2_sa", phase2_sa)
+    monkeypatch.setattr(quick_mode, "phase2_sa", phase2_sa)
     lab = make_lab(phase1=p1, phase2=p2)
     add_client(lab, phase1=p1, phase2=p2)
     connect(lab)
@@ -311,7 +310,7 @@ def test_a_refusal_says_why_each_offer_was_declined() -> None:
 
 
 def test_client_honours_a_padded_duration_first_responder_lifetime(monkeypatch) -> None:
-    def lifetime_notify(self, sa):
+    def lifetime_notify(sa):
         data = (
             Attribute(P1Attr.LIFE_DURATION, (3600).to_bytes(8, "big")).encode()
             + Attribute(P1Attr.LIFE_TYPE, LifeType.SECONDS).encode()
@@ -323,7 +322,7 @@ def test_client_honours_a_padded_duration_first_responder_lifetime(monkeypatch) 
             NotifyType.RESPONDER_LIFETIME, ProtocolId.ISAKMP, sa.icookie + sa.rcookie, data
         )
 
-    monkeypatch.setattr(EngineBase, "_responder_lifetime_notify", lifetime_notify)
+    monkeypatch.setattr(informational, "responder_lifetime_notify", lifetime_notify)
     lab = make_lab()
     add_client(lab, phase1=(Phase1Proposal(lifetime=2147483),))
     connect(lab)
@@ -375,7 +374,7 @@ def test_cisco_strongswan_and_unknown_vendor_ids_are_recognised_or_ignored(monke
 
 def test_gateway_vendor_ids_of_a_vpn3000_4_7(monkeypatch) -> None:
     monkeypatch.setattr(
-        responder_module,
+        aggressive,
         "trailing_vids",
         lambda identity: [VendorIdPayload(vpn3000_vid(4, 7)), VendorIdPayload(VID_STRONGSWAN)],
     )

@@ -1,0 +1,221 @@
+"""Main mode (RFC 2409 section 5, identity protection, pre-shared key), both roles:
+
+1. I -> R  SA, vendor IDs            2. R -> I  SA, vendor IDs
+3. I -> R  KE, Ni, NAT-D             4. R -> I  KE, Nr, NAT-D
+5. I -> R  IDii, HASH_I (encrypted)  6. R -> I  IDir, HASH_R (encrypted)
+
+The pre-shared key must be known before the peer's identity is (message 5), so the
+responder uses one group's key for every main-mode peer (``ResponderPolicy.main_mode_group``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..codec import (
+    EncryptedMessage,
+    HashPayload,
+    IdPayload,
+    KePayload,
+    Message,
+    NoncePayload,
+    SaPayload,
+)
+from ..config import NattMode
+from ..constants import NONCE_LEN, AuthMethod, ExchangeType, NotifyType
+from ..crypto import modp_exchange, random_bytes, same_digest
+from ..errors import IkeProtocolError
+from ..events import Collector
+from ..keys import hash_i, hash_r
+from ..proposals import accept_phase1_reply, choose_phase1
+from ..sa import IkeSa
+from ..states import Phase1State
+from . import informational, phase1
+from .phase1 import check_natd, leading_vids, natd_payloads, setup_keys, trailing_vids
+
+if TYPE_CHECKING:
+    from ..initiator import Initiator
+    from ..responder import Responder
+    from ..transitions import Inbound
+
+
+# -- initiator --------------------------------------------------------------------------------
+
+
+def start(ini: Initiator, sa: IkeSa, sa_payload: SaPayload) -> bytes:
+    """Message 1 (the caller sends it and resends it until message 2 arrives)."""
+    sa.state = Phase1State.MM_SENT1
+    payloads = (sa_payload, *ini._vendor_ids())
+    return Message(sa.icookie, bytes(8), ExchangeType.MAIN, payloads).encode()
+
+
+def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: Inbound):
+    """Message 2 -> 3: the gateway's choice; our DH value and nonce."""
+    sa_p = msg.first(SaPayload)
+    if sa_p is None:
+        raise IkeProtocolError(
+            "main mode message 2 without SA", notify=NotifyType.PAYLOAD_MALFORMED
+        )
+    offer, chosen = accept_phase1_reply(sa_p, ini.config.phase1)
+    ini._answered(sa, "mm1")
+    ini._key_in(sa, msg.rcookie)
+    sa.offer, sa.chosen = offer, chosen
+    sa.hash_id = offer.hash
+    sa.lifetime = min(offer.life_seconds or chosen.lifetime, chosen.lifetime)
+    phase1.peer_natt(ini, sa, msg)
+    sa.dh = modp_exchange(offer.group, None, None)
+    sa.gxi = sa.dh.public
+    sa.ni_b = random_bytes(NONCE_LEN)
+    payloads: list = [KePayload(sa.gxi), NoncePayload(sa.ni_b)]
+    if sa.natt is not None:
+        sa.natd_draft = not sa.natt.is_rfc
+        fake_nat = ini.config.natt is NattMode.FORCE
+        payloads += natd_payloads(sa, sa.remote, sa.local, fake_nat=fake_nat)
+    msg3 = Message(sa.icookie, sa.rcookie, ExchangeType.MAIN, tuple(payloads)).encode()
+    sa.state = Phase1State.MM_SENT3
+    sa.remember_reply(rx.data, (msg3,))
+    ini._request(out, sa, "mm3", msg3, "phase1", rx.now)
+
+
+def initiator_msg4(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: Inbound):
+    """Message 4 -> 5: keys; our identity and HASH_I, encrypted (after a float, on 4500)."""
+    ke = msg.first(KePayload)
+    nonce = msg.first(NoncePayload)
+    if ke is None or nonce is None:
+        raise IkeProtocolError(
+            "main mode message 4 lacks KE or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
+        )
+    gxy = modp_exchange(sa.offer.group, sa.dh, ke.data)
+    ini._answered(sa, "mm3")
+    sa.gxr, sa.nr_b = ke.data, nonce.data
+    setup_keys(sa, ini.config.psk, gxy)
+    phase1.detect_nat(ini, sa, msg)
+    ident = ini._identity()
+    sa.idi_b = ident.encode_body()
+    digest = hash_i(
+        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+    )
+    payloads: list = [ident, HashPayload(digest), *phase1.initial_contact_notify(ini, sa)]
+    phase1.maybe_float(ini, sa)
+    msg5 = sa.encrypt(ExchangeType.MAIN, 0, payloads)
+    sa.state = Phase1State.MM_SENT5
+    sa.remember_reply(rx.data, (msg5,))
+    ini._request(out, sa, "mm5", msg5, "phase1", rx.now)
+
+
+def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx):
+    """Message 6: HASH_R proves the gateway knows the key; the SA is established."""
+    now = rx.now
+    msg, last = sa.decrypt(enc)
+    ident = msg.first(IdPayload)
+    h = msg.first(HashPayload)
+    if ident is None or h is None:
+        raise IkeProtocolError(
+            "main mode message 6 lacks ID or HASH", notify=NotifyType.PAYLOAD_MALFORMED
+        )
+    idr_b = phase1.body_as_received(msg, IdPayload)
+    expected = hash_r(
+        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idr_b
+    )
+    ini._answered(sa, "mm5")
+    if not same_digest(expected, h.data):
+        reason = "HASH_R mismatch (wrong pre-shared key?)"
+        ini._remove_sa(out, sa, reason, now, notify_peer=False, failed_stage="phase1")
+        return
+    sa.commit_iv(msg, last)
+    sa.p1_last = last
+    sa.idr_b = idr_b
+    sa.peer_id = ident.describe()
+    phase1.initiator_established(ini, out, sa, now, sa.first_remote)
+    if sa.offer.auth != AuthMethod.XAUTH_INIT_PSK:
+        ini._after_auth(out, sa, now)
+
+
+# -- responder --------------------------------------------------------------------------------
+
+
+def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: Inbound):
+    """Message 1 -> 2: choose a transform of the main-mode group's."""
+    sa_p = msg.first(SaPayload)
+    if sa_p is None:
+        raise IkeProtocolError(
+            "main mode message 1 without SA", notify=NotifyType.PAYLOAD_MALFORMED
+        )
+    policy = resp.policy
+    group = policy.groups.get(policy.main_mode_group) if policy.main_mode_group else None
+    if group is None:
+        reason = "main mode not enabled"
+        informational.reject_first(resp, out, msg, rx, reason, NotifyType.NO_PROPOSAL_CHOSEN)
+        return None
+    try:
+        choice = choose_phase1(sa_p, resp._policy_for_group(group))
+    except IkeProtocolError as exc:
+        informational.reject_first(resp, out, msg, rx, str(exc), NotifyType.NO_PROPOSAL_CHOSEN)
+        return None
+    sa = resp._new_sa(msg, "main", rx)
+    sa.offer, sa.chosen = choice.offer, choice.policy
+    sa.group, sa.group_name = group, group.name
+    sa.sai_b = phase1.body_as_received(msg, SaPayload)
+    sa.lifetime = resp._phase1_lifetime(choice.offer)
+    payloads: list = [phase1.reply_sa(choice, sa_p)]
+    payloads += leading_vids(policy.vendor, (sa.natt,) if sa.natt else ())
+    payloads += trailing_vids(policy.vendor)
+    reply = Message(sa.icookie, sa.rcookie, ExchangeType.MAIN, tuple(payloads)).encode()
+    resp._hold_half_open(out, sa, Phase1State.MM_SENT2, rx, reply)
+    resp.stats["mm1"] += 1
+    return sa
+
+
+def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, msg: Message, rx: Inbound):
+    """Message 3 -> 4: DH and nonces, NAT discovery."""
+    ke = msg.first(KePayload)
+    nonce = msg.first(NoncePayload)
+    if ke is None or nonce is None:
+        raise IkeProtocolError(
+            "main mode message 3 lacks KE or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
+        )
+    phase1.check_nonce(nonce.data)
+    dh = modp_exchange(sa.offer.group, None, None)
+    gxy = modp_exchange(sa.offer.group, dh, ke.data)
+    sa.gxi, sa.gxr = ke.data, dh.public
+    sa.ni_b, sa.nr_b = nonce.data, random_bytes(NONCE_LEN)
+    setup_keys(sa, sa.group.psk, gxy)
+    natds = phase1.natd_of(msg)
+    if sa.natt is not None and natds:
+        sa.local_behind_nat, sa.remote_behind_nat = check_natd(sa, natds, rx.local, rx.remote)
+    payloads: list = [KePayload(sa.gxr), NoncePayload(sa.nr_b)]
+    if sa.natt is not None:
+        payloads += natd_payloads(sa, rx.remote, rx.local)
+    reply = Message(sa.icookie, sa.rcookie, ExchangeType.MAIN, tuple(payloads)).encode()
+    sa.state = Phase1State.MM_SENT4
+    sa.remember_reply(rx.data, (reply,))
+    resp._send(out, sa, reply)
+
+
+def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx):
+    """Message 5 -> 6: HASH_I proves the client knows the key; the SA is established."""
+    msg, last = sa.decrypt(enc)
+    ident = msg.first(IdPayload)
+    h = msg.first(HashPayload)
+    if ident is None or h is None:
+        raise IkeProtocolError(
+            "main mode message 5 lacks ID or HASH", notify=NotifyType.PAYLOAD_MALFORMED
+        )
+    idi_b = phase1.body_as_received(msg, IdPayload)
+    expected = hash_i(
+        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
+    )
+    if not same_digest(expected, h.data):
+        sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
+        raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+    sa.commit_iv(msg, last)
+    sa.idi_b = idi_b
+    sa.peer_id = ident.describe()
+    id_r = phase1.responder_identity(rx.local)
+    sa.idr_b = id_r.encode_body()
+    digest = hash_r(
+        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
+    )
+    reply = sa.encrypt(ExchangeType.MAIN, 0, [id_r, HashPayload(digest)])
+    sa.p1_last = sa.p1_iv
+    phase1.responder_established(resp, out, sa, msg, rx, first_reply=reply)
