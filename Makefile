@@ -57,6 +57,7 @@ bench: images
 lint: install
 	$(VENV)/bin/ruff check labctl tests bench
 	$(VENV)/bin/ruff format --check labctl tests bench
+	$(VENV)/bin/mypy
 
 schema: install
 	$(PY) -m labctl schema > topologies/labctl.schema.json

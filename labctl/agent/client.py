@@ -88,7 +88,11 @@ class ClientAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
-        self.tun = TunDevice.create("vpn0", **({"mtu": TCP_TUNNEL_MTU} if self.tcp_mode else {}))
+        self.tun = (
+            TunDevice.create("vpn0", mtu=TCP_TUNNEL_MTU)
+            if self.tcp_mode
+            else TunDevice.create("vpn0")
+        )
         cisco_port = settings.tunneling_port if settings.tunneling_mode in ("udp", "auto") else None
         self.dataplane = Dataplane(
             loop,

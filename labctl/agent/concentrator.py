@@ -65,9 +65,9 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
                 if proposal not in phase1:
                     phase1.append(proposal)
         for text in group.ipsec_proposals:
-            proposal = phase2_proposal(text, group.ipsec_lifetime, 2 if group.pfs else None)
-            if proposal not in phase2:
-                phase2.append(proposal)
+            transform = phase2_proposal(text, group.ipsec_lifetime, 2 if group.pfs else None)
+            if transform not in phase2:
+                phase2.append(transform)
         groups[group.name] = GroupPolicy(
             group.name,
             group.psk.encode(),
@@ -125,7 +125,7 @@ class ConcentratorHooks:
     def assign_address(self, ctx: SessionContext) -> ModeConfig | None:
         pool = self.pools.get(ctx.group)
         address = pool.allocate(ctx.handle) if pool else None
-        if address is None:
+        if pool is None or address is None:
             return None
         return ModeConfig().with_address(address, str(pool.netmask))
 

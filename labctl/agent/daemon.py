@@ -38,7 +38,7 @@ class Daemon:
         self.control.attach(self.loop)
         self.loop.add_signal_handler(signal.SIGTERM, self.loop.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.loop.stop)
-        self.loop.add_signal_handler(signal.SIGHUP, lambda: self._reload({}))
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         if isinstance(settings, ClientSettings) and settings.auto_connect:
             self.loop.call_later(0.0, self.agent.connect)
 
@@ -101,6 +101,10 @@ class Daemon:
     def _status(self, args: dict) -> dict:
         status = self.agent.client_status()
         return {"status": status.to_json(), "text": render_client_status(status, time.time())}
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: re-read the settings file, as `vpn service reload` does."""
+        self._reload({})
 
     def _reload(self, args: dict) -> dict:
         try:

@@ -84,7 +84,11 @@ RECV_BUFFER = 65536
 
 
 _write = os.write  # a module global is found faster than os.write on the per-packet path
-_FRAMING = {Encap.ESP: RawEspFraming, Encap.NATT: NatTraversalFraming, Encap.CISCO: CiscoUdpFraming}
+_FRAMING: dict[Encap, type[RawEspFraming | NatTraversalFraming | CiscoUdpFraming]] = {
+    Encap.ESP: RawEspFraming,
+    Encap.NATT: NatTraversalFraming,
+    Encap.CISCO: CiscoUdpFraming,
+}
 
 
 class PacketDevice(Protocol):
@@ -452,6 +456,7 @@ class Dataplane:
         """Open ``esp`` with ``sa`` and write the inner packet to the TUN. True when the
         packet was authentic and allowed by the tunnel's inbound policy."""
         counters = tunnel.counters
+        inner: bytes | bytearray | memoryview  # a clamped SYN may come back as a copy
         try:
             next_header, inner = sa.open(esp, now)
         except EspError as exc:

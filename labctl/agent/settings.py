@@ -226,6 +226,12 @@ def _interface_address(interfaces: dict[str, str], name: str | None) -> IPv4Addr
     return IPv4Interface(interfaces[name]).ip
 
 
+def _required_address(interfaces: dict[str, str], name: str) -> IPv4Address:
+    address = _interface_address(interfaces, name)
+    assert address is not None  # _interface_address returns None only for no name
+    return address
+
+
 def load_settings(path: str | Path = CONFIG_PATH) -> ConcentratorSettings | ClientSettings:
     try:
         data = json.loads(Path(path).read_text())
@@ -286,7 +292,7 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
     }
     return ConcentratorSettings(
         node=top.text("node"),
-        public_address=_interface_address(interfaces, vpn.text("public_interface")),
+        public_address=_required_address(interfaces, vpn.text("public_interface")),
         private_address=_interface_address(interfaces, vpn.optional_text("private_interface")),
         nat_t=nat.flag("nat_t"),
         ipsec_over_udp=_port_if_enabled(udp),

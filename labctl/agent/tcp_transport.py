@@ -116,7 +116,7 @@ class StreamConnection:
         self.deframer = StreamDeframer()
         self._pending: deque[bytes] = deque()  # whole records (the head may be a tail end)
         self._pending_bytes = 0
-        self._eor = socket.MSG_EOR  # 0 if the kernel refuses it on TCP
+        self._eor: int = socket.MSG_EOR  # 0 if the kernel refuses it on TCP
         self._ike_seq = 0
         self._writer_armed = False
         self.closed = False

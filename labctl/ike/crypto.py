@@ -30,11 +30,11 @@ _HASHES: dict[int, type[hashes.HashAlgorithm]] = {
     P1Hash.SHA1: hashes.SHA1,
     P1Hash.SHA2_256: hashes.SHA256,
 }
-HASH_NAMES = {P1Hash.MD5: "md5", P1Hash.SHA1: "sha1", P1Hash.SHA2_256: "sha2-256"}
+HASH_NAMES: dict[int, str] = {P1Hash.MD5: "md5", P1Hash.SHA1: "sha1", P1Hash.SHA2_256: "sha2-256"}
 
 
 def hash_len(hash_id: int) -> int:
-    return _hash_cls(hash_id).digest_size
+    return _hash_cls(hash_id)().digest_size
 
 
 def _hash_cls(hash_id: int) -> type[hashes.HashAlgorithm]:

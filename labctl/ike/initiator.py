@@ -223,7 +223,8 @@ class Initiator(EngineBase):
 
     def _finish_rekey(self, out: Collector, sa: IkeSa, now: float) -> None:
         """Our phase-1 rekey is authenticated: the session moves over, the old SA goes."""
-        old = self.sas.get((sa.replaces.icookie, sa.replaces.rcookie))
+        replaced = sa.replaces
+        old = self.sas.get((replaced.icookie, replaced.rcookie)) if replaced else None
         self.current = sa
         if old is None:
             return

@@ -238,7 +238,7 @@ class Responder(EngineBase):
                 and other.replaced_by is None
                 and other.xauth_ok == sa.xauth_ok
                 and self._same_client(sa, other)
-                and (best is None or other.established_at > best.established_at)
+                and (best is None or (other.established_at or 0) > (best.established_at or 0))
             ):
                 best = other
         return best

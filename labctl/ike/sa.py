@@ -261,6 +261,20 @@ class IkeSa:
         return self.icookie + self.rcookie
 
     @property
+    def negotiated(self) -> Phase1Offer:
+        """The phase-1 transform once chosen; asked for earlier, the message is out of order."""
+        if self.offer is None:
+            raise IkeProtocolError("phase-1 transform not negotiated yet")
+        return self.offer
+
+    @property
+    def keyed(self) -> Phase1Keys:
+        """The phase-1 keys once derived; asked for earlier, the message is out of order."""
+        if self.keys is None:
+            raise IkeProtocolError("phase-1 keys not derived yet")
+        return self.keys
+
+    @property
     def established(self) -> bool:
         return self.state == Phase1State.ESTABLISHED
 

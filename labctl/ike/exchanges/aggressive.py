@@ -30,6 +30,7 @@ from ..crypto import modp_exchange, modp_length, random_bytes, same_digest
 from ..errors import IkeProtocolError
 from ..events import Collector
 from ..keys import hash_i, hash_r
+from ..payloads import Payload
 from ..proposals import accept_phase1_reply, choose_phase1
 from ..sa import IkeSa
 from ..states import Phase1State, Role
@@ -56,7 +57,7 @@ def start(ini: Initiator, sa: IkeSa, sa_payload: SaPayload) -> bytes:
     sa.ni_b = random_bytes(NONCE_LEN)
     ident = ini._identity()
     sa.idi_b = ident.encode_body()
-    payloads = [sa_payload, KePayload(sa.gxi), NoncePayload(sa.ni_b), ident]
+    payloads: list[Payload] = [sa_payload, KePayload(sa.gxi), NoncePayload(sa.ni_b), ident]
     payloads += ini._vendor_ids()
     sa.state = Phase1State.AM_SENT1
     return Message(sa.icookie, bytes(8), ExchangeType.AGGRESSIVE, tuple(payloads)).encode()
@@ -90,7 +91,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     trial.gxi, trial.gxr = sa.gxi, ke.data
     setup_keys(trial, cfg.psk, gxy)
     expected = hash_r(
-        trial.hash_id, trial.keys.skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
+        trial.hash_id, trial.keyed.skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
     )
     if not same_digest(expected, h.data):
         ini._fail_connecting(
@@ -111,7 +112,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     phase1.peer_natt(ini, sa, msg)
     phase1.detect_nat(ini, sa, msg)
     digest = hash_i(
-        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     payloads: list = [HashPayload(digest), *phase1.initial_contact_notify(ini, sa)]
     payloads.append(VendorIdPayload(VID_VPNC_AM3))
@@ -174,7 +175,7 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     id_r = phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
-        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
+        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
     payloads: list = [
         phase1.reply_sa(choice, sa_p),
@@ -202,7 +203,7 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
             "aggressive mode message 3 without HASH_I", notify=NotifyType.INVALID_HASH_INFORMATION
         )
     expected = hash_i(
-        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     if not same_digest(expected, h.data):
         sa.last_error = "HASH_I mismatch (wrong group password?)"

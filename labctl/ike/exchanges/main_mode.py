@@ -27,6 +27,7 @@ from ..crypto import modp_exchange, random_bytes, same_digest
 from ..errors import IkeProtocolError
 from ..events import Collector
 from ..keys import hash_i, hash_r
+from ..payloads import Payload
 from ..proposals import accept_phase1_reply, choose_phase1
 from ..sa import IkeSa
 from ..states import Phase1State
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 def start(ini: Initiator, sa: IkeSa, sa_payload: SaPayload) -> bytes:
     """Message 1 (the caller sends it and resends it until message 2 arrives)."""
     sa.state = Phase1State.MM_SENT1
-    payloads = (sa_payload, *ini._vendor_ids())
+    payloads: tuple[Payload, ...] = (sa_payload, *ini._vendor_ids())
     return Message(sa.icookie, bytes(8), ExchangeType.MAIN, payloads).encode()
 
 
@@ -85,7 +86,7 @@ def initiator_msg4(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
         raise IkeProtocolError(
             "main mode message 4 lacks KE or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
         )
-    gxy = modp_exchange(sa.offer.group, sa.dh, ke.data)
+    gxy = modp_exchange(sa.negotiated.group, sa.dh, ke.data)
     ini._answered(sa, "mm3")
     sa.gxr, sa.nr_b = ke.data, nonce.data
     setup_keys(sa, ini.config.psk, gxy)
@@ -93,7 +94,7 @@ def initiator_msg4(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     ident = ini._identity()
     sa.idi_b = ident.encode_body()
     digest = hash_i(
-        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     payloads: list = [ident, HashPayload(digest), *phase1.initial_contact_notify(ini, sa)]
     phase1.maybe_float(ini, sa)
@@ -115,7 +116,7 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
         )
     idr_b = phase1.body_as_received(msg, IdPayload)
     expected = hash_r(
-        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idr_b
+        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idr_b
     )
     ini._answered(sa, "mm5")
     if not same_digest(expected, h.data):
@@ -127,7 +128,7 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
     sa.idr_b = idr_b
     sa.peer_id = ident.describe()
     phase1.initiator_established(ini, out, sa, now, sa.first_remote)
-    if sa.offer.auth != AuthMethod.XAUTH_INIT_PSK:
+    if sa.negotiated.auth != AuthMethod.XAUTH_INIT_PSK:
         ini._after_auth(out, sa, now)
 
 
@@ -175,10 +176,12 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, msg: Message, rx:
             "main mode message 3 lacks KE or NONCE", notify=NotifyType.PAYLOAD_MALFORMED
         )
     phase1.check_nonce(nonce.data)
-    dh = modp_exchange(sa.offer.group, None, None)
-    gxy = modp_exchange(sa.offer.group, dh, ke.data)
+    dh = modp_exchange(sa.negotiated.group, None, None)
+    gxy = modp_exchange(sa.negotiated.group, dh, ke.data)
     sa.gxi, sa.gxr = ke.data, dh.public
     sa.ni_b, sa.nr_b = nonce.data, random_bytes(NONCE_LEN)
+    if sa.group is None:
+        raise IkeProtocolError("main mode key exchange before a tunnel group was chosen")
     setup_keys(sa, sa.group.psk, gxy)
     natds = phase1.natd_of(msg)
     if sa.natt is not None and natds:
@@ -203,7 +206,7 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
         )
     idi_b = phase1.body_as_received(msg, IdPayload)
     expected = hash_i(
-        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
+        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
     )
     if not same_digest(expected, h.data):
         sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
@@ -214,7 +217,7 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     id_r = phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
-        sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
+        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
     reply = sa.encrypt(ExchangeType.MAIN, 0, [id_r, HashPayload(digest)])
     sa.p1_last = sa.p1_iv

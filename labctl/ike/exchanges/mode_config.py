@@ -95,7 +95,7 @@ def responder_request(resp: Responder, out: Collector, sa: IkeSa, attr: Attribut
     xauth.settle_lost_ack(resp, out, sa, now)
     if sa.key not in resp.sas:
         return
-    if sa.offer.auth == AuthMethod.XAUTH_INIT_PSK and not sa.xauth_ok:
+    if sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK and not sa.xauth_ok:
         raise IkeProtocolError("Mode-Config request before XAUTH succeeded")
     requested = {a.type for a in attr.attributes}
     peer_info = ModeConfig.from_attributes(
@@ -139,7 +139,7 @@ def responder_set_acked(resp: Responder, out: Collector, sa: IkeSa, attr, rx: In
 
 def send_p1_lifetime(resp: Responder, out: Collector, sa: IkeSa) -> None:
     """Once the session is configured: RESPONDER-LIFETIME when the client offered longer."""
-    offered = sa.offer.life_seconds
+    offered = sa.negotiated.life_seconds
     if (
         resp.policy.send_responder_lifetime
         and not sa.lifetime_notified

@@ -105,16 +105,16 @@ def check_natd(sa: IkeSa, natds: list[NatDPayload], me: Endpoint, peer: Endpoint
 
 def setup_keys(sa: IkeSa, psk: bytes, gxy: bytes) -> None:
     """SKEYID... and the phase-1 IV, once nonces, DH values and cookies are known."""
-    cipher = cipher_for(sa.offer)
+    cipher = cipher_for(sa.negotiated)
     sa.cipher = cipher
-    sa.hash_id = sa.offer.hash
+    sa.hash_id = sa.negotiated.hash
     skeyid = skeyid_psk(sa.hash_id, psk, sa.ni_b, sa.nr_b)
     sa.keys = derive_phase1(sa.hash_id, cipher, skeyid, gxy, sa.icookie, sa.rcookie)
     sa.p1_iv = phase1_iv(sa.hash_id, sa.gxi, sa.gxr, cipher.block_size)
 
 
 def algorithms(sa: IkeSa) -> Phase1Algorithms:
-    offer = sa.offer
+    offer = sa.negotiated
     return Phase1Algorithms(
         encryption=sa.cipher.name if sa.cipher else "?",
         hash=HASH_NAMES.get(offer.hash, str(offer.hash)),
@@ -196,11 +196,11 @@ def established_event(sa: IkeSa, *, initial_contact: bool) -> Phase1Established:
         nat=nat_status(sa),
         group=sa.group_name,
         peer_id=sa.peer_id,
-        xauth_pending=sa.offer.auth == AuthMethod.XAUTH_INIT_PSK,
+        xauth_pending=sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK,
         peer_vendor=sa.peer_vendor,
         replaces=sa.replaces,
         initial_contact=initial_contact,
-        enc_key=sa.keys.enc_key,
+        enc_key=sa.keyed.enc_key,
     )
 
 
@@ -266,7 +266,7 @@ def initiator_established(
     sa.last_rx = now
     sa.expires_at = now + sa.lifetime
     ini._set_rekey(sa)
-    xauth_pending = sa.offer.auth == AuthMethod.XAUTH_INIT_PSK
+    xauth_pending = sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK
     sa.xauth = XauthState.PENDING if xauth_pending else XauthState.NONE
     if ini.config.altiga_keepalive_interval:
         sa.next_heartbeat = now + ini.config.altiga_keepalive_interval
@@ -329,7 +329,7 @@ def responder_established(
         out.event(PeerEndpointChanged(sa.handle, old_remote, rx.remote, rx.local[1]))
     if first_reply is not None:
         resp._send(out, sa, first_reply)
-    xauth_pending = sa.offer.auth == AuthMethod.XAUTH_INIT_PSK
+    xauth_pending = sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK
     if not xauth_pending:
         sa.user = None
         resp._apply_initial_contact(out, sa, now)

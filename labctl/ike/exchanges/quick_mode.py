@@ -126,6 +126,9 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
         raise IkeProtocolError(
             f"quick mode M-ID {mid:08x} not ours (responder rekeys are not supported)"
         )
+    if q.local_ts is None or q.remote_ts is None:
+        raise IkeProtocolError(f"quick mode M-ID {mid:08x} has no selectors of ours")
+    local_ts, remote_ts = q.local_ts, q.remote_ts
     msg, last = sa.decrypt(enc)
     sa.check_hash(msg, prefix=q.ni_b)
     sa_p = msg.first(SaPayload)
@@ -157,7 +160,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
     final = sa.encrypt(
         ExchangeType.QUICK,
         mid,
-        [HashPayload(qm_hash3(sa.hash_id, sa.keys.skeyid_a, mid, q.ni_b, q.nr_b))],
+        [HashPayload(qm_hash3(sa.hash_id, sa.keyed.skeyid_a, mid, q.ni_b, q.nr_b))],
     )
     ini._send(out, sa, final)
     sa.remember_reply(rx.data, (final,))
@@ -174,8 +177,8 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
         ni_b=q.ni_b,
         nr_b=q.nr_b,
         gqm=gqm,
-        local_ts=q.local_ts,
-        remote_ts=q.remote_ts,
+        local_ts=local_ts,
+        remote_ts=remote_ts,
         lifetime=lifetime,
         now=now,
     )
@@ -250,7 +253,7 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     sa.check_hash(msg)
     if enc.header.flags & Flag.COMMIT:
         raise IkeProtocolError("commit bit not supported", notify=NotifyType.INVALID_FLAGS)
-    if sa.offer.auth == AuthMethod.XAUTH_INIT_PSK and not sa.xauth_ok:
+    if sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK and not sa.xauth_ok:
         raise IkeProtocolError("quick mode before XAUTH succeeded")
     sa_p = msg.first(SaPayload)
     nonce = msg.first(NoncePayload)
@@ -265,6 +268,7 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     ids = msg.find(IdPayload)
     try:
         remote_ts, local_ts = _selectors(resp, sa, ids)
+        encap_ok: tuple[EncapMode, ...]
         if encapsulation_mode(sa) != EncapMode.TUNNEL:
             encap_ok = (EncapMode.UDP_TUNNEL, EncapMode.UDP_TUNNEL_DRAFT)
         else:
@@ -387,7 +391,7 @@ def _responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
         raise IkeProtocolError(
             "quick mode message 3 must be a lone HASH", notify=NotifyType.PAYLOAD_MALFORMED
         )
-    expected = qm_hash3(sa.hash_id, sa.keys.skeyid_a, msg.message_id, q.ni_b, q.nr_b)
+    expected = qm_hash3(sa.hash_id, sa.keyed.skeyid_a, msg.message_id, q.ni_b, q.nr_b)
     if not same_digest(expected, h.data):
         raise IkeProtocolError(
             "quick mode HASH(3) mismatch", notify=NotifyType.INVALID_HASH_INFORMATION
@@ -398,6 +402,10 @@ def _responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     del sa.quick[msg.message_id]
     sa.mark_done(msg.message_id)
     child = q.pending_child
+    if child is None:
+        raise IkeProtocolError(
+            f"quick mode M-ID {msg.message_id:08x}: no child SA waits for HASH(3)"
+        )
     rekey_of = None
     for old in sa.children.values():
         if old.local_ts == child.local_ts and old.remote_ts == child.remote_ts:
