@@ -36,7 +36,7 @@ down: install
 
 test: images
 	@mkdir -p reports
-	$(PY) -m pytest tests -ra --junitxml=reports/junit.xml $(PYTEST_ARGS)
+	$(PY) -m pytest tests -ra --durations=40 --junitxml=reports/junit.xml $(PYTEST_ARGS)
 
 unit: install
 	$(PY) -m pytest tests/unit -q
