@@ -4,12 +4,18 @@ Users enable it the same way in their conftest.py, or with `pytest -p labctl.che
 """
 
 import os
+import signal
 
 import pytest
 
 from labctl.topology.secrets import forget_secrets
 
 pytest_plugins = ["labctl.checks.pytest_plugin"]
+
+# A run started as a background job of a non-interactive shell (CI runners, nohup) inherits
+# SIGINT as ignored, and Python then keeps it ignored: .ci/run's time guard interrupts the
+# run with SIGINT so that pytest still reports what failed and the slowest tests.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
