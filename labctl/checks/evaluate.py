@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..state.records_common import unreported_field
 from ..topology.checks_model import TABLE_SOURCES, Expectation, TableCheck
 from ..topology.matchers import parse_count, parse_matcher
 
@@ -102,6 +103,17 @@ def evaluate_table(
     problems: list[str] = []
     scope = f"{len(selected)} of {len(rows)} rows" if where else f"{len(rows)} rows"
 
+    # A field the implementation cannot report is null; an expectation on it fails, saying
+    # so (rather than "expected X, observed None").
+    for key in fields:
+        for row in rows:
+            implementation = unreported_field(row, key)
+            if implementation is not None:
+                problems.append(
+                    f"{key}: {implementation} does not report this field (null in every "
+                    f"record it produces); this expectation cannot be checked on it"
+                )
+                break
     if check.count is not None:
         count = parse_count(check.count)
         if not count(len(selected)):

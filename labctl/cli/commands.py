@@ -385,9 +385,12 @@ def cmd_images(args) -> int:
 
     if args.action == "build":
         reporter = None if args.quiet else images.ConsoleProgress()
-        image_set = images.ensure_images(images.project_root(), progress=reporter, force=args.force)
+        roles = args.roles or images.DEFAULT_ROLES
+        image_set = images.ensure_images(
+            images.project_root(), progress=reporter, force=args.force, roles=roles
+        )
         for role, tag in image_set.tags.items():
-            print(f"{role:6} {tag}")
+            print(f"{role:10} {tag}")
     elif args.action == "list":
         found = images.list_images()
         if args.json:

@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("images", "build, list or prune node images", commands.cmd_images)
     p.add_argument("action", choices=("build", "list", "prune"))
+    p.add_argument(
+        "roles",
+        nargs="*",
+        metavar="ROLE",
+        help="build: these roles and their parents (default: base node vpn; strongswan is "
+        "built on demand by up, or when named here)",
+    )
     p.add_argument("--force", action="store_true", help="build: rebuild even if present")
     p.add_argument("--json", action="store_true")
     return parser

@@ -1,7 +1,8 @@
 """`vpn-client`: a Cisco VPN Client 3.x/4.x -- connects to a concentrator with group PSK +
 XAUTH, gets its address by Mode-Config, transparent tunneling (NAT-T, IPsec over UDP/TCP).
 
-model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the status table, connect).
+model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the status table, connect);
+strongswan.py: Debian's charon + swanctl; vpnc.py: Debian's vpnc (same status record).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from ..concentrator import ConcentratorNode
 from ..spec import GraphShape, KindSpec, NodeContext, PushStage
 from .model import TransparentTunneling, VpnClientNode, VpnClientSettings
 from .ours import OURS
+from .strongswan import STRONGSWAN
+from .vpnc import VPNC
 
 __all__ = ["SPEC", "TransparentTunneling", "VpnClientNode", "VpnClientSettings"]
 
@@ -43,7 +46,7 @@ SPEC = KindSpec(
     name="vpn-client",
     summary="a Cisco VPN Client: group PSK + XAUTH, Mode-Config, transparent tunneling",
     model=VpnClientNode,
-    implementations=(OURS,),
+    implementations=(OURS, STRONGSWAN, VPNC),
     graph=GraphShape(dot="component", mermaid=("[/", "/]")),
     forwarding=False,
     needs_tun=True,
