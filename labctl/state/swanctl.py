@@ -43,7 +43,16 @@ GATEWAY_UNREPORTED = (
     "ipsec.rekey_interval",
     "ipsec.dropped",
 )
-CLIENT_UNREPORTED = ("netmask", "packets_discarded", "packets_bypassed", "banner", "last_error")
+CLIENT_UNREPORTED = (
+    "netmask",
+    "packets_discarded",
+    "packets_bypassed",
+    "banner",
+    "last_error",
+    "reconnects",
+    "waiting_for",
+    "ike_dropped",
+)
 
 
 def parse_list_sas(text: str) -> list[dict[str, Any]]:
@@ -234,6 +243,9 @@ def client_status(sas: list[dict[str, Any]], vpn: Any, esp: str) -> dict[str, An
         "split_networks": [ts for ts in remote_ts if ts != "0.0.0.0/0"],
         "banner": None,
         "last_error": None,
+        "reconnects": None,
+        "waiting_for": None,
+        "ike_dropped": None,
     }
     return annotate(record, "strongswan", CLIENT_UNREPORTED, esp)
 

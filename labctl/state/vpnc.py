@@ -28,6 +28,9 @@ UNREPORTED = (
     "packets_bypassed",
     "last_error",
     "transparent_tunneling",
+    "reconnects",
+    "waiting_for",
+    "ike_dropped",
 )
 
 
@@ -91,6 +94,9 @@ def vpnc_status(state: dict[str, str], vpn: Any) -> dict[str, Any]:
         "split_networks": split_networks(state) if connected else [],
         "banner": state.get("CISCO_BANNER") if connected else None,
         "last_error": None,
+        "reconnects": None,
+        "waiting_for": None,
+        "ike_dropped": None,
     }
     # vpnc itself does the ESP (user space, through its TUN)
     return annotate(record, "vpnc", UNREPORTED, "vpnc")

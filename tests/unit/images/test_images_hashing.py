@@ -177,4 +177,4 @@ def test_default_roles_leave_strongswan_to_be_built_on_demand() -> None:
     from labctl.images.recipes import DEFAULT_ROLES, NETWORK_ROLES
 
     assert "strongswan" not in DEFAULT_ROLES
-    assert NETWORK_ROLES == {"strongswan"}  # the one build that runs apt-get
+    assert {"strongswan"} == NETWORK_ROLES  # the one build that runs apt-get
