@@ -4,14 +4,22 @@ PAT connects to a strongSwan concentrator (topologies/interop-strongswan-vpnc.ya
 
 Tunnels come up, pings go through each, the PAT shows the UDP 4500 translations, and the
 sessions/status tables have the same record shape whichever software produced them.
+State is read through one in-process lab handle (the show collectors `labctl show` runs):
+on a loaded machine each CLI call costs seconds; one `labctl show --json` checks the CLI.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from labctl.lifecycle import LabHandle
+from labctl.runtime import DockerRuntime
+from labctl.state import collect
+from labctl.topology import load_lab_text
 
 from .conftest import ROOT, RunningLab, bring_up, labctl
 
@@ -32,33 +40,50 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+class Lab:
+    """The running lab: the CLI for one check, a handle for reading state quickly."""
+
+    def __init__(self, running: RunningLab, handle: LabHandle) -> None:
+        self.running, self.handle = running, handle
+
+    def show(self, node: str, what: str) -> Any:
+        return collect(self.handle, node, what)[0]
+
+    def run(self, node: str, command: str) -> str:
+        result = self.handle.session(node).run(command)
+        assert result.exit_status == 0, f"{node}: {command}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+
 @pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
+def lab() -> Iterator[Lab]:
     running = None
     try:
         running = bring_up(TOPOLOGY, "swan-interop")
-        yield running
+        text = TOPOLOGY.read_text().replace(
+            "name: interop-strongswan-vpnc", f"name: {running.name}"
+        )
+        with LabHandle.open(load_lab_text(text), DockerRuntime()) as handle:
+            yield Lab(running, handle)
     finally:
         if running is not None:
             labctl("down", running.name, check=False)
 
 
 @pytest.fixture(scope="module")
-def connected(lab: RunningLab) -> dict[str, dict]:
+def connected(lab: Lab) -> dict[str, dict]:
     def all_connected() -> dict[str, dict] | None:
-        status = {name: lab.show_json(name, "status") for name in CLIENTS}
+        status = {name: lab.show(name, "status") for name in CLIENTS}
         return status if all(s["state"] == "connected" for s in status.values()) else None
 
     return wait_for(all_connected, 90, "every client connected")
 
 
-def sessions(lab: RunningLab, node: str) -> dict[str, dict]:
-    return {s["username"]: s for s in lab.show_json(node, "sessions")}
+def sessions(lab: Lab, node: str) -> dict[str, dict]:
+    return {s["username"]: s for s in lab.show(node, "sessions")}
 
 
-def test_every_implementation_connects_behind_the_pat(
-    lab: RunningLab, connected: dict[str, dict]
-) -> None:
+def test_every_implementation_connects_behind_the_pat(lab: Lab, connected: dict[str, dict]) -> None:
     for name, implementation in CLIENTS.items():
         assert connected[name]["implementation"] == implementation
     ours = sessions(lab, "vpn3000")
@@ -74,20 +99,20 @@ def test_every_implementation_connects_behind_the_pat(
     # the PAT kept the two tunnels to vpn3000 apart by their translated ports
     assert ours["swanuser"]["public_port"] != ours["vpncuser"]["public_port"]
     # strongSwan's charon uses the kernel's ESP when it has one, else kernel-libipsec
-    esp = lab.exec("swangw", "labctl-swan", "esp").stdout.strip()
+    esp = lab.run("swangw", "labctl-swan esp").strip()
     assert swan["vpnclient1"]["esp"] == esp and esp in ("kernel", "libipsec")
     if esp == "libipsec":
-        assert "ipsec0" in lab.exec("swangw", "ip", "-br", "link").stdout
+        assert "ipsec0" in lab.run("swangw", "ip -br link")
 
 
 def test_pings_go_through_every_tunnel_and_are_counted(
-    lab: RunningLab, connected: dict[str, dict]
+    lab: Lab, connected: dict[str, dict]
 ) -> None:
     before_ours = sessions(lab, "vpn3000")
     before_swan = sessions(lab, "swangw")["vpnclient1"]["ipsec"][0]["packets_rx"]
     for name, target in TARGETS.items():
-        ping = lab.exec(name, "ping", "-c", "3", "-i", "0.2", "-W", "2", target)
-        assert "3 received" in ping.stdout, f"{name} ({CLIENTS[name]}): {ping.stdout}"
+        ping = lab.run(name, f"ping -c 3 -i 0.2 -W 2 {target}")
+        assert "3 received" in ping, f"{name} ({CLIENTS[name]}): {ping}"
     after_ours = sessions(lab, "vpn3000")
     for user in ("swanuser", "vpncuser"):
         rx = (
@@ -97,17 +122,15 @@ def test_pings_go_through_every_tunnel_and_are_counted(
     after_swan = sessions(lab, "swangw")["vpnclient1"]["ipsec"][0]
     assert after_swan["packets_rx"] - before_swan >= 3 and after_swan["packets_tx"] >= 3
     # the clients count what went through them, each from its own state
-    status = {name: lab.show_json(name, "status") for name in CLIENTS}
+    status = {name: lab.show(name, "status") for name in CLIENTS}
     assert status["swanc"]["packets_encrypted"] >= 3  # charon's child SA counters
     assert status["vpncc"]["packets_encrypted"] >= 3  # vpnc's TUN counters
 
 
-def test_pat_xlate_shows_three_udp_4500_translations(
-    lab: RunningLab, connected: dict[str, dict]
-) -> None:
+def test_pat_xlate_shows_three_udp_4500_translations(lab: Lab, connected: dict[str, dict]) -> None:
     rows = [
         r
-        for r in lab.show_json("pix", "xlate")
+        for r in lab.show("pix", "xlate")
         if r["protocol"] == "udp" and r["local_port"] == 4500 and r["remote_port"] == 4500
     ]
     assert {r["local_ip"] for r in rows} == {"10.10.10.2", "10.10.10.3", "10.10.10.4"}, rows
@@ -117,10 +140,11 @@ def test_pat_xlate_shows_three_udp_4500_translations(
 
 
 def test_sessions_and_status_have_the_same_shape_for_every_implementation(
-    lab: RunningLab, connected: dict[str, dict]
+    lab: Lab, connected: dict[str, dict]
 ) -> None:
     ours = next(iter(sessions(lab, "vpn3000").values()))
-    swan = next(iter(sessions(lab, "swangw").values()))
+    # through the CLI too: what a user's `labctl show ... --json` prints
+    (swan,) = lab.running.show_json("swangw", "sessions")
     assert set(ours) == set(swan)
     assert set(ours["ike"]) == set(swan["ike"])
     assert set(ours["ipsec"][0]) == set(swan["ipsec"][0])
