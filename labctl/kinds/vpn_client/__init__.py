@@ -7,11 +7,11 @@ strongswan.py: Debian's charon + swanctl; vpnc.py: Debian's vpnc (same status re
 
 from __future__ import annotations
 
-from ..concentrator import ConcentratorNode
 from ..spec import GraphShape, KindSpec, NodeContext, PushStage
 from .model import TransparentTunneling, VpnClientNode, VpnClientSettings
 from .ours import OURS
 from .strongswan import STRONGSWAN
+from .target import target_concentrator
 from .vpnc import VPNC
 
 __all__ = ["SPEC", "TransparentTunneling", "VpnClientNode", "VpnClientSettings"]
@@ -20,12 +20,7 @@ __all__ = ["SPEC", "TransparentTunneling", "VpnClientNode", "VpnClientSettings"]
 def check(ctx: NodeContext[VpnClientNode]) -> None:
     """The group and user exist on the concentrator the client points at."""
     vpn = ctx.node.vpn
-    target = None
-    for name, other in ctx.lab.nodes.items():
-        if isinstance(other, ConcentratorNode):
-            addresses = [i.ipv4.ip for i in other.interfaces.values() if i.ipv4 is not None]
-            if vpn.host in addresses:
-                target = (name, other)
+    target = target_concentrator(ctx)
     if target is None:
         return  # a client may point at something outside the model (e.g. vpnc tests)
     name, concentrator = target

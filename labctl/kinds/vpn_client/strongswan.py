@@ -19,6 +19,7 @@ from ..third_party import (
     unexpressible,
 )
 from .model import VpnClientNode
+from .target import auto_is_nat_t
 
 if TYPE_CHECKING:
     from ...topology.lab import Lab
@@ -37,12 +38,13 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
             NAME,
             "charon always negotiates NAT-T when it detects a NAT",
         )
-    elif tt.mode != "nat-t":
+    elif tt.mode != "nat-t" and not (tt.mode == "auto" and auto_is_nat_t(ctx)):
         unexpressible(
             ctx,
             ("vpn", "transparent_tunneling", "mode"),
             NAME,
-            f"{tt.mode!r}: charon does NAT-T only (no Cisco IPsec over UDP or TCP)",
+            f"{tt.mode!r}: charon does NAT-T only (no Cisco IPsec over UDP or TCP; 'auto' "
+            "only toward a concentrator with NAT-T on)",
         )
     if vpn.local_lan_access:
         unexpressible(ctx, ("vpn", "local_lan_access"), NAME, "no Cisco local-LAN attribute")

@@ -16,6 +16,7 @@ from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, Rend
 from ..third_party import DH_GROUPS, SECRET_MODE, STRONGSWAN_IMAGE, explicit, parse_proposal
 from ..third_party import unexpressible as _unexpressible
 from .model import VpnClientNode
+from .target import auto_is_nat_t
 
 if TYPE_CHECKING:
     from ...topology.lab import Lab
@@ -39,13 +40,15 @@ def _dh_groups(texts: list[str]) -> set[str]:
 def check(ctx: NodeContext[VpnClientNode]) -> None:
     vpn = ctx.node.vpn
     tt = vpn.transparent_tunneling
-    if tt.enabled and tt.mode not in NATT_MODES:
+    auto_ok = tt.mode == "auto" and auto_is_nat_t(ctx)
+    if tt.enabled and tt.mode not in NATT_MODES and not auto_ok:
         _unexp(
             ctx,
             ("vpn", "transparent_tunneling", "mode"),
-            f"{tt.mode!r}: vpnc does natt or cisco-udp (no IPsec over TCP, no auto)",
+            f"{tt.mode!r}: vpnc does natt or cisco-udp (no IPsec over TCP; 'auto' only "
+            "toward a concentrator with NAT-T on)",
         )
-    if tt.enabled and explicit(tt, "port"):
+    if tt.enabled and tt.mode == "udp" and explicit(tt, "port"):
         _unexp(
             ctx,
             ("vpn", "transparent_tunneling", "port"),

@@ -164,3 +164,26 @@ def test_vpnc_weak_switches_and_groups_follow_the_proposals() -> None:
     assert values["weak_encryption"] and values["weak_authentication"]
     assert values["natt_mode"] == "natt"
     assert values["application_version"] == "Cisco Systems VPN Client 3.6.1 (Rel):WinNT"
+
+
+def test_auto_tunneling_is_nat_t_toward_a_concentrator_with_nat_t() -> None:
+    # vpn3000 has NAT-T on: 'auto' picks it, which strongSwan and vpnc do
+    load_lab_text(
+        edited(
+            swanc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+            vpncc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+        ),
+        INTEROP,
+    )
+    data = yaml.safe_load(
+        edited(
+            swanc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+            vpncc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+        )
+    )
+    vpn = data["topology"]["nodes"]["vpn3000"]["vpn"]
+    vpn["nat-transparency"] = {"nat-t": False, "ipsec-over-udp": {"enabled": True}}
+    errors = errors_of(yaml.safe_dump(data, sort_keys=False))
+    for node, implementation in (("swanc", "strongswan"), ("vpncc", "vpnc")):
+        expected = f"{node}.vpn.transparent_tunneling.mode: implementation {implementation}"
+        assert any(expected in e for e in errors), errors
