@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", type=_lab_name, help="with --keep: the running lab's name")
     p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="run every case for each gateway x client implementation (ours, strongswan, "
+        "vpnc); combinations an implementation cannot express are reported not applicable",
+    )
     p.add_argument("--report-dir", type=Path, default=Path("reports"))
     p.add_argument("--junit", type=Path, help="JUnit XML path (default REPORT_DIR/junit.xml)")
     p.add_argument(
