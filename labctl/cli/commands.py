@@ -353,7 +353,7 @@ def cmd_test(args) -> int:
 
     not_applicable = []
     if args.matrix:
-        runs, not_applicable = _matrix_runs(files, make_run)
+        runs, not_applicable = _matrix_runs(files, make_run, args.scenario)
     else:
         runs = [make_run(file) for file in files]
     planned = [(run, case) for run in runs for case in run.cases()]
@@ -389,7 +389,7 @@ def cmd_test(args) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
-def _matrix_runs(files, make_run):
+def _matrix_runs(files, make_run, only):
     """One run per applicable combination; a result per case of each one that is not."""
     from ..checks import CaseResult
     from ..checks.matrix import variants
@@ -407,7 +407,7 @@ def _matrix_runs(files, make_run):
             if variant.lab is not None:
                 runs.append(run)
                 continue
-            for name in _case_names(file):
+            for name in _case_names(file, only):
                 not_applicable.append(
                     CaseResult(
                         str(file),
@@ -420,9 +420,10 @@ def _matrix_runs(files, make_run):
     return runs, not_applicable
 
 
-def _case_names(file: Path) -> list[str]:
+def _case_names(file: Path, only: list[str] | None) -> list[str]:
     lab = load_lab(file)
-    return (["expect"] if lab.spec.expect else []) + list(lab.spec.scenarios)
+    scenarios = [name for name in lab.spec.scenarios if not only or name in only]
+    return (["expect"] if lab.spec.expect else []) + scenarios
 
 
 def cmd_images(args) -> int:
