@@ -19,6 +19,7 @@ def write_junit(results: list[CaseResult], path: Path) -> None:
         name="labctl",
         tests=str(len(results)),
         failures=str(sum(not r.ok for r in results)),
+        skipped=str(sum(r.not_applicable is not None for r in results)),
         time=f"{sum(r.seconds for r in results):.3f}",
     )
     for topology, cases in by_file.items():
@@ -28,6 +29,7 @@ def write_junit(results: list[CaseResult], path: Path) -> None:
             name=Path(topology).stem,
             tests=str(len(cases)),
             failures=str(sum(not c.ok for c in cases)),
+            skipped=str(sum(c.not_applicable is not None for c in cases)),
             time=f"{sum(c.seconds for c in cases):.3f}",
         )
         for case in cases:
@@ -38,6 +40,12 @@ def write_junit(results: list[CaseResult], path: Path) -> None:
                 name=case.name,
                 time=f"{case.seconds:.3f}",
             )
+            if case.not_applicable is not None:
+                ET.SubElement(
+                    element,
+                    "skipped",
+                    message=redact(f"not applicable: {case.not_applicable}"[:500]),
+                )
             # Messages may quote anything a step or an exception said: no secret leaves.
             if not case.ok:
                 failure = ET.SubElement(element, "failure", message=redact(case.message[:500]))
@@ -107,16 +115,26 @@ def flaky_cases(results: list[CaseResult]) -> dict[str, tuple[int, int]]:
     }
 
 
+def _verdict(result: CaseResult) -> str:
+    if result.not_applicable is not None:
+        return "n/a"
+    return "pass" if result.ok else "FAIL"
+
+
 def summary_table(results: list[CaseResult]) -> str:
     header = ("TOPOLOGY", "CASE", "RESULT", "SECONDS")
     rows = [header] + [
-        (Path(r.topology).stem, r.name, "pass" if r.ok else "FAIL", f"{r.seconds:.1f}")
-        for r in results
+        (Path(r.topology).stem, r.name, _verdict(r), f"{r.seconds:.1f}") for r in results
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    passed = sum(r.ok for r in results)
-    lines.append(f"{passed}/{len(results)} passed in {sum(r.seconds for r in results):.1f}s")
+    skipped = [r for r in results if r.not_applicable is not None]
+    ran = [r for r in results if r.not_applicable is None]
+    passed = sum(r.ok for r in ran)
+    lines.append(f"{passed}/{len(ran)} passed in {sum(r.seconds for r in results):.1f}s")
+    if skipped:
+        lines.append(f"{len(skipped)} not applicable (counted apart, not run):")
+        lines += [f"  {Path(r.topology).stem} :: {r.name}: {r.not_applicable}" for r in skipped]
     for case, (ok, runs) in sorted(flaky_cases(results).items()):
         lines.append(f"flaky: {case} passed {ok} of {runs} runs")
     return "\n".join(lines) + "\n"

@@ -37,6 +37,8 @@ class CaseResult:
     log: list[str] = field(default_factory=list)
     artifacts: str | None = None
     traceback: str = ""  # a labctl bug's traceback (JUnit carries it; the terminal does not)
+    # --matrix: why this combination of implementations cannot run (ok, never run)
+    not_applicable: str | None = None
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -92,6 +94,8 @@ class TopologyRun:
         only: list[str] | None = None,
         lab_prefix: str = "t",
         events: RunEvents | None = None,
+        lab: Lab | None = None,
+        label: str = "",
     ):
         self.path = path
         self.runtime = runtime
@@ -103,27 +107,33 @@ class TopologyRun:
         self.lab_prefix = lab_prefix
         self.events = events or RunEvents()
         self.results: list[CaseResult] = []
+        # --matrix: the lab of one combination of implementations, named in every case
+        self._preset = lab
+        self.label = label
         self._lab: Lab | None = None
 
     def cases(self) -> list[Case]:
         """The cases this topology holds (after --scenario filtering), in file order."""
         try:
-            self._lab = load_lab(self.path)
+            self._lab = self._preset or load_lab(self.path)
         except TopologyError as exc:
             return [Case(self.path, "validate", problem=("invalid topology", str(exc)))]
         lab = self._lab
         cases: list[Case] = []
         if lab.spec.expect:
-            cases.append(Case(self.path, "expect", (Step(expect=lab.spec.expect),)))
+            cases.append(Case(self.path, self.case_name("expect"), (Step(expect=lab.spec.expect),)))
         for name, scenario in lab.spec.scenarios.items():
             if self.only and name not in self.only:
                 continue
-            cases.append(Case(self.path, name, tuple(scenario.steps)))
+            cases.append(Case(self.path, self.case_name(name), tuple(scenario.steps)))
         if not cases:
             return [
                 Case(self.path, "checks", problem=("the topology has no expect or scenarios", ""))
             ]
         return cases
+
+    def case_name(self, name: str) -> str:
+        return f"{name} [{self.label}]" if self.label else name
 
     def run(self, selected: list[Case] | None = None, repeat: int = 1) -> list[CaseResult]:
         """Run `selected` cases (default: all) `repeat` times each; a repeated case's

@@ -330,11 +330,14 @@ def cmd_test(args) -> int:
         )
     if args.keep and args.lab and len(files) > 1:
         raise CliError("--lab names one running lab; give one topology file with it")
+    if args.matrix and args.keep:
+        raise CliError("--matrix brings up a lab per combination; it cannot use --keep")
     progress = Progress(quiet=args.quiet)
     runtime = DockerRuntime()
     events = RunEvents(args.report_dir / EVENTS_FILE)
-    runs = [
-        TopologyRun(
+
+    def make_run(file: Path, lab=None, label: str = "") -> TopologyRun:
+        return TopologyRun(
             file,
             runtime,
             args.report_dir,
@@ -344,9 +347,15 @@ def cmd_test(args) -> int:
             only=args.scenario,
             lab_prefix=args.lab_prefix,
             events=events,
+            lab=lab,
+            label=label,
         )
-        for file in files
-    ]
+
+    not_applicable = []
+    if args.matrix:
+        runs, not_applicable = _matrix_runs(files, make_run, args.scenario)
+    else:
+        runs = [make_run(file) for file in files]
     planned = [(run, case) for run in runs for case in run.cases()]
     if shard is not None:
         try:
@@ -362,7 +371,7 @@ def cmd_test(args) -> int:
         shard=args.shard,
         keep=args.keep,
     )
-    results = []
+    results = list(not_applicable)
     for run in runs:
         selected = [case for owner, case in planned if owner is run]
         if selected:
@@ -380,14 +389,54 @@ def cmd_test(args) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
+def _matrix_runs(files, make_run, only):
+    """One run per applicable combination; a result per case of each one that is not."""
+    from ..checks import CaseResult
+    from ..checks.matrix import variants
+
+    runs, not_applicable = [], []
+    for file in files:
+        try:
+            found = variants(file)
+        except (TopologyError, OSError, ValueError) as exc:
+            runs.append(make_run(file))  # its own case reports why the file cannot run
+            print(f"{file}: no matrix ({exc})", file=sys.stderr)
+            continue
+        for variant in found:
+            run = make_run(file, variant.lab, variant.label)
+            if variant.lab is not None:
+                runs.append(run)
+                continue
+            for name in _case_names(file, only):
+                not_applicable.append(
+                    CaseResult(
+                        str(file),
+                        run.case_name(name),
+                        True,
+                        0.0,
+                        not_applicable=variant.not_applicable,
+                    )
+                )
+    return runs, not_applicable
+
+
+def _case_names(file: Path, only: list[str] | None) -> list[str]:
+    lab = load_lab(file)
+    scenarios = [name for name in lab.spec.scenarios if not only or name in only]
+    return (["expect"] if lab.spec.expect else []) + scenarios
+
+
 def cmd_images(args) -> int:
     from .. import images
 
     if args.action == "build":
         reporter = None if args.quiet else images.ConsoleProgress()
-        image_set = images.ensure_images(images.project_root(), progress=reporter, force=args.force)
+        roles = args.roles or images.DEFAULT_ROLES
+        image_set = images.ensure_images(
+            images.project_root(), progress=reporter, force=args.force, roles=roles
+        )
         for role, tag in image_set.tags.items():
-            print(f"{role:6} {tag}")
+            print(f"{role:10} {tag}")
     elif args.action == "list":
         found = images.list_images()
         if args.json:

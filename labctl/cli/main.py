@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lab", type=_lab_name, help="with --keep: the running lab's name")
     p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="run every case for each gateway x client implementation (ours, strongswan, "
+        "vpnc); combinations an implementation cannot express are reported not applicable",
+    )
     p.add_argument("--report-dir", type=Path, default=Path("reports"))
     p.add_argument("--junit", type=Path, help="JUnit XML path (default REPORT_DIR/junit.xml)")
     p.add_argument(
@@ -211,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("images", "build, list or prune node images", commands.cmd_images)
     p.add_argument("action", choices=("build", "list", "prune"))
+    p.add_argument(
+        "roles",
+        nargs="*",
+        metavar="ROLE",
+        help="build: these roles and their parents (default: base node vpn; strongswan is "
+        "built on demand by up, or when named here)",
+    )
     p.add_argument("--force", action="store_true", help="build: rebuild even if present")
     p.add_argument("--json", action="store_true")
     return parser

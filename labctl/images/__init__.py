@@ -8,6 +8,9 @@ Roles and how they are built (recipes are data in the project's top-level `image
           key and authorized_keys labctl puts into /etc/labctl/ssh/ before start.
     vpn   FROM node: labctl/__init__.py, ike/, esp/, agent/ under /opt/labctl/labctl/ and
           /usr/local/bin/vpn (python3 -m labctl.agent.cli with PYTHONPATH=/opt/labctl).
+    strongswan  FROM node: Debian's charon-systemd, swanctl and extra plugins (apt-get, the
+          one build with a network), labctl's helper scripts for strongSwan and vpnc.
+          Built on demand only (not in DEFAULT_ROLES): `up` asks for the roles its nodes use.
 
 Node kinds map to roles through their specs (labctl.kinds: each implementation names its
 image role): host, router, pat-firewall -> node; concentrator, vpn-client -> vpn.
@@ -23,7 +26,7 @@ concurrent labctl processes build each image once.
 Public API:
 
     ensure_images(project_root: Path | None = None, progress: ProgressFn | None = None,
-                  *, force: bool = False)
+                  *, force: bool = False, roles=DEFAULT_ROLES)
         -> ImageSet                  # role -> tag (.tags, .ids, .built, .for_kind(kind))
     project_root() -> Path           # the checkout holding images/ (default everywhere)
     build(role: str, force: bool = False, *, project_root=None, progress=None) -> str
@@ -75,9 +78,10 @@ from labctl.images.errors import (
     RecipeError,
 )
 from labctl.images.progress import ConsoleProgress, ProgressFn
-from labctl.images.recipes import ROLES, image_role_for_kind
+from labctl.images.recipes import DEFAULT_ROLES, ROLES, image_role_for_kind
 
 __all__ = [
+    "DEFAULT_ROLES",
     "ROLES",
     "ConsoleProgress",
     "DockerUnavailableError",
@@ -106,9 +110,11 @@ def ensure_images(
     progress: ProgressFn | None = None,
     *,
     force: bool = False,
+    roles: Iterable[str] = DEFAULT_ROLES,
 ) -> ImageSet:
-    """Build whatever current image is missing (force: all); return role -> tag."""
-    return ImageBuilder(project_root, progress=progress).ensure(force=force)
+    """Build whatever current image of `roles` (and their parents) is missing (force: all);
+    return role -> tag for those roles and their parents."""
+    return ImageBuilder(project_root, progress=progress).ensure(roles, force=force)
 
 
 def project_root() -> Path:

@@ -22,6 +22,8 @@ from labctl.images.hashing import FORMAT_VERSION, content_hash, image_tag
 from labctl.images.locking import build_once, file_lock, lock_holder
 from labctl.images.progress import ProgressFn, no_progress
 from labctl.images.recipes import (
+    DEFAULT_ROLES,
+    NETWORK_ROLES,
     PARENT_ROLE,
     ROLES,
     BaseConfig,
@@ -149,7 +151,7 @@ class ImageBuilder:
 
     # -- building --------------------------------------------------------------------------
 
-    def ensure(self, roles: Iterable[str] = ROLES, *, force: bool = False) -> ImageSet:
+    def ensure(self, roles: Iterable[str] = DEFAULT_ROLES, *, force: bool = False) -> ImageSet:
         """Make sure the current images of `roles` (and their ancestors) exist.
 
         force=True rebuilds all of them even if their tags exist.
@@ -343,6 +345,7 @@ class ImageBuilder:
                 log_path=log_path,
                 report=lambda detail: self.progress(stage, detail),
                 nocache=fresh,
+                network=planned.role in NETWORK_ROLES,
             )
 
     # -- inventory -------------------------------------------------------------------------

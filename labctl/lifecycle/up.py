@@ -321,7 +321,10 @@ def _resolve_images(lab: Lab, progress: Progress) -> dict[str, str]:
     from ..images import project_root as images_project_root
 
     reporter = None if progress.quiet else ConsoleProgress(progress.stream)
-    image_set = ensure_images(images_project_root(), progress=reporter)
+    # Only the roles this lab runs on (and their parents): a lab without strongSwan nodes
+    # never builds the strongSwan image.
+    roles = sorted({implementation_of(n).image_role for n in lab.nodes.values() if not n.image})
+    image_set = ensure_images(images_project_root(), progress=reporter, roles=roles)
     return dict(image_set.tags)
 
 

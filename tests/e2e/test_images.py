@@ -30,7 +30,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from labctl.images import (
-    ROLES,
+    DEFAULT_ROLES,
     ConsoleProgress,
     ImageBuilder,
     ImageBuildError,
@@ -84,7 +84,7 @@ def cleanup(client: docker.DockerClient) -> Iterator[list]:
 
 def test_images_are_tagged_and_labelled(client: docker.DockerClient, images: ImageSet) -> None:
     planned = ImageBuilder(PROJECT_ROOT).plan()
-    for role in ROLES:
+    for role in DEFAULT_ROLES:
         tag = images[role]
         assert re.fullmatch(rf"labctl/{role}:[0-9a-f]{{12}}", tag)
         assert tag == planned[role].tag
@@ -338,7 +338,7 @@ def test_list_images_marks_current_and_users(
     )
     cleanup.append(container)
     infos = {info.tag: info for info in list_images(project_root=PROJECT_ROOT) if info.tag}
-    for role in ROLES:
+    for role in DEFAULT_ROLES:
         info = infos[images[role]]
         assert info.role == role and info.current and info.image_id == images.ids[role]
         assert info.size > 100e6
@@ -370,7 +370,7 @@ def test_prune_removes_unused_and_keeps_used(
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(made[0])
     assert client.images.get(made[1])  # a container uses it
-    for role_name in ROLES:
+    for role_name in DEFAULT_ROLES:
         assert client.images.get(images[role_name])  # current images untouched
 
 

@@ -1,7 +1,8 @@
 """`concentrator`: a Cisco VPN 3000 -- IKEv1 aggressive mode, PSK + XAUTH, Mode-Config
 pools, NAT transparency (NAT-T, IPsec over UDP, IPsec over TCP), DPD.
 
-model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the sessions table).
+model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the sessions table);
+strongswan.py: Debian's charon + swanctl (swanctl.conf, the same sessions records).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .model import (
     parse_pool,
 )
 from .ours import OURS
+from .strongswan import STRONGSWAN
 
 __all__ = [
     "SPEC",
@@ -79,7 +81,7 @@ SPEC = KindSpec(
     name="concentrator",
     summary="a VPN 3000 concentrator: IKEv1 + XAUTH + Mode-Config, NAT transparency",
     model=ConcentratorNode,
-    implementations=(OURS,),
+    implementations=(OURS, STRONGSWAN),
     graph=GraphShape(dot="doubleoctagon", mermaid=("[[", "]]")),
     forwarding=True,
     needs_tun=True,

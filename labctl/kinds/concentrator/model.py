@@ -64,6 +64,11 @@ class ConcentratorSettings(Strict):
 
 class ConcentratorNode(NodeBase):
     kind: Literal["concentrator"]
+    implementation: Literal["ours", "strongswan"] = Field(
+        "ours",
+        description="the software the node runs: ours (labctl's agent) or strongswan "
+        "(Debian's charon + swanctl)",
+    )
     vpn: ConcentratorSettings
 
 

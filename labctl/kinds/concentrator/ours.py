@@ -25,9 +25,13 @@ def render(lab: Lab, name: str) -> NodeConfig:
 
 
 def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    from ...state.records_common import annotate
+
     detail = " -v" if verbose else ""
     records = json.loads(run(handle, node, "vpn show sessions --json"))
-    return records["sessions"], run(handle, node, f"vpn show sessions{detail}")
+    # the same shape as the other implementations' records (our agent reports every field)
+    sessions = [annotate(r, "ours", (), "agent") for r in records["sessions"]]
+    return sessions, run(handle, node, f"vpn show sessions{detail}")
 
 
 def collect_administer(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:

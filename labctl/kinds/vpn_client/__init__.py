@@ -1,15 +1,18 @@
 """`vpn-client`: a Cisco VPN Client 3.x/4.x -- connects to a concentrator with group PSK +
 XAUTH, gets its address by Mode-Config, transparent tunneling (NAT-T, IPsec over UDP/TCP).
 
-model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the status table, connect).
+model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the status table, connect);
+strongswan.py: Debian's charon + swanctl; vpnc.py: Debian's vpnc (same status record).
 """
 
 from __future__ import annotations
 
-from ..concentrator import ConcentratorNode
 from ..spec import GraphShape, KindSpec, NodeContext, PushStage
 from .model import TransparentTunneling, VpnClientNode, VpnClientSettings
 from .ours import OURS
+from .strongswan import STRONGSWAN
+from .target import target_concentrator
+from .vpnc import VPNC
 
 __all__ = ["SPEC", "TransparentTunneling", "VpnClientNode", "VpnClientSettings"]
 
@@ -17,12 +20,7 @@ __all__ = ["SPEC", "TransparentTunneling", "VpnClientNode", "VpnClientSettings"]
 def check(ctx: NodeContext[VpnClientNode]) -> None:
     """The group and user exist on the concentrator the client points at."""
     vpn = ctx.node.vpn
-    target = None
-    for name, other in ctx.lab.nodes.items():
-        if isinstance(other, ConcentratorNode):
-            addresses = [i.ipv4.ip for i in other.interfaces.values() if i.ipv4 is not None]
-            if vpn.host in addresses:
-                target = (name, other)
+    target = target_concentrator(ctx)
     if target is None:
         return  # a client may point at something outside the model (e.g. vpnc tests)
     name, concentrator = target
@@ -43,7 +41,7 @@ SPEC = KindSpec(
     name="vpn-client",
     summary="a Cisco VPN Client: group PSK + XAUTH, Mode-Config, transparent tunneling",
     model=VpnClientNode,
-    implementations=(OURS,),
+    implementations=(OURS, STRONGSWAN, VPNC),
     graph=GraphShape(dot="component", mermaid=("[/", "/]")),
     forwarding=False,
     needs_tun=True,

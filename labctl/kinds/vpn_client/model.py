@@ -44,4 +44,9 @@ class VpnClientSettings(Strict):
 
 class VpnClientNode(NodeBase):
     kind: Literal["vpn-client"]
+    implementation: Literal["ours", "strongswan", "vpnc"] = Field(
+        "ours",
+        description="the software the node runs: ours (labctl's agent), strongswan "
+        "(Debian's charon + swanctl) or vpnc (Debian's vpnc)",
+    )
     vpn: VpnClientSettings

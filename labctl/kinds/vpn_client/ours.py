@@ -21,7 +21,11 @@ def render(lab: Lab, name: str) -> NodeConfig:
 
 
 def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    return json.loads(run(handle, node, "vpn status --json")), run(handle, node, "vpn status")
+    from ...state.records_common import annotate
+
+    # the same shape as the other implementations' records (our agent reports every field)
+    record = annotate(json.loads(run(handle, node, "vpn status --json")), "ours", (), "agent")
+    return record, run(handle, node, "vpn status")
 
 
 OURS = Implementation(

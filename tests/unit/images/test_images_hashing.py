@@ -13,7 +13,7 @@ from labctl.images.hashing import manifest
 from labctl.images.recipes import MIRROR_ENV, load_recipe, parse_package_list
 
 REAL_ROOT = Path(__file__).resolve().parents[3]
-TAG = re.compile(r"^labctl/(base|node|vpn):[0-9a-f]{12}$")
+TAG = re.compile(r"^labctl/(base|node|vpn|strongswan):[0-9a-f]{12}$")
 
 
 @pytest.fixture
@@ -47,29 +47,31 @@ def test_tags_are_stable_and_well_formed(project: Path) -> None:
 
 def test_real_project_recipes_load() -> None:
     planned = ImageBuilder(REAL_ROOT).plan()
-    assert list(planned) == ["base", "node", "vpn"]
+    assert list(planned) == ["base", "node", "vpn", "strongswan"]
     assert planned["node"].parent_tag == planned["base"].tag
     assert planned["vpn"].parent_tag == planned["node"].tag
+    # strongSwan's image does not embed labctl's sources: built FROM node, not vpn
+    assert planned["strongswan"].parent_tag == planned["node"].tag
 
 
 def test_node_recipe_change_propagates_to_vpn_only(project: Path) -> None:
     before = tags(project)
     sshd_config = project / "images/node/rootfs/etc/labctl/sshd_config"
     sshd_config.write_text(sshd_config.read_text() + "LogLevel VERBOSE\n")
-    assert changed(before, tags(project)) == {"node", "vpn"}
+    assert changed(before, tags(project)) == {"node", "vpn", "strongswan"}
 
 
 def test_base_change_propagates_to_every_image(project: Path) -> None:
     before = tags(project)
     cleanup = project / "images/base/cleanup.txt"
     cleanup.write_text(cleanup.read_text() + "usr/share/zoneinfo/right\n")
-    assert changed(before, tags(project)) == {"base", "node", "vpn"}
+    assert changed(before, tags(project)) == {"base", "node", "vpn", "strongswan"}
 
 
 def test_executable_bit_is_part_of_the_hash(project: Path) -> None:
     before = tags(project)
     (project / "images/node/rootfs/usr/local/sbin/labctl-init").chmod(0o644)
-    assert changed(before, tags(project)) == {"node", "vpn"}
+    assert changed(before, tags(project)) == {"node", "vpn", "strongswan"}
 
 
 def test_new_recipe_file_changes_the_tag(project: Path) -> None:
@@ -83,7 +85,7 @@ def test_package_list_change_rebuilds_everything(project: Path) -> None:
     before = tags(project)
     packages = project / "images/base/packages.txt"
     packages.write_text(packages.read_text() + "strace\n")
-    assert changed(before, tags(project)) == {"base", "node", "vpn"}
+    assert changed(before, tags(project)) == {"base", "node", "vpn", "strongswan"}
 
 
 def test_package_list_comments_and_order_do_not_matter(project: Path) -> None:
@@ -99,11 +101,11 @@ def test_debian_source_is_part_of_the_base_hash(
 ) -> None:
     before = tags(project)
     monkeypatch.setenv(MIRROR_ENV, "http://mirror.example.invalid/debian")
-    assert changed(before, tags(project)) == {"base", "node", "vpn"}
+    assert changed(before, tags(project)) == {"base", "node", "vpn", "strongswan"}
     monkeypatch.delenv(MIRROR_ENV)
     debian = project / "images/base/debian.toml"
     debian.write_text(debian.read_text().replace('"bookworm"', '"trixie"'))
-    assert changed(before, tags(project)) == {"base", "node", "vpn"}
+    assert changed(before, tags(project)) == {"base", "node", "vpn", "strongswan"}
 
 
 def test_vpn_sources_change_only_the_vpn_tag(project: Path) -> None:
@@ -162,3 +164,17 @@ def test_kind_to_role_mapping() -> None:
     assert image_role_for_kind("vpn-client") == "vpn"
     with pytest.raises(ValueError, match="unknown node kind 'switch'"):
         image_role_for_kind("switch")
+
+
+def test_strongswan_recipe_change_rebuilds_only_strongswan(project: Path) -> None:
+    before = tags(project)
+    script = project / "images/strongswan/rootfs/usr/local/sbin/labctl-swan"
+    script.write_text(script.read_text() + "# changed\n")
+    assert changed(before, tags(project)) == {"strongswan"}
+
+
+def test_default_roles_leave_strongswan_to_be_built_on_demand() -> None:
+    from labctl.images.recipes import DEFAULT_ROLES, NETWORK_ROLES
+
+    assert "strongswan" not in DEFAULT_ROLES
+    assert {"strongswan"} == NETWORK_ROLES  # the one build that runs apt-get

@@ -1,0 +1,189 @@
+"""The `concentrator` running strongSwan (Debian's charon-systemd + swanctl).
+
+The `vpn:` section renders to swanctl.conf (one IKEv1 aggressive-mode connection per group,
+PSK + XAUTH, a pool each) and strongswan.conf; `labctl-swan reload` (in the strongswan
+image) starts charon and loads them. What strongSwan cannot express is a validate error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..collect import run
+from ..spec import Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
+from ..third_party import (
+    SECRET_MODE,
+    STRONGSWAN_IMAGE,
+    SWANCTL_CONF,
+    b64_secret,
+    explicit,
+    join,
+    parse_proposal,
+    strongswan_conf,
+    unexpressible,
+)
+from .model import ConcentratorNode, ConcentratorSettings, parse_pool
+
+if TYPE_CHECKING:
+    from ...topology.lab import Lab
+
+NAME = "strongswan"
+
+
+def check(ctx: NodeContext[ConcentratorNode]) -> None:
+    vpn = ctx.node.vpn
+    nat = vpn.nat_transparency
+    if not nat.nat_t:
+        unexpressible(
+            ctx,
+            ("vpn", "nat_transparency", "nat_t"),
+            NAME,
+            "charon always negotiates NAT-T; set nat-t: true",
+        )
+    if nat.ipsec_over_udp.enabled:
+        unexpressible(
+            ctx,
+            ("vpn", "nat_transparency", "ipsec_over_udp"),
+            NAME,
+            "Cisco IPsec over UDP is proprietary; charon has no such encapsulation",
+        )
+    if nat.ipsec_over_tcp.enabled:
+        unexpressible(
+            ctx,
+            ("vpn", "nat_transparency", "ipsec_over_tcp"),
+            NAME,
+            "Cisco IPsec over TCP is proprietary; charon has no such transport",
+        )
+    if explicit(vpn, "version_string"):
+        unexpressible(ctx, ("vpn", "version_string"), NAME, "charon sends its own vendor IDs")
+    if vpn.debug.export_keys:
+        unexpressible(
+            ctx,
+            ("vpn", "debug", "export_keys"),
+            NAME,
+            "Debian builds charon without the save-keys plugin",
+        )
+    groups_with_users = {user.group for user in vpn.users.values()}
+    if len(groups_with_users) > 1:
+        unexpressible(
+            ctx,
+            ("vpn", "users"),
+            NAME,
+            "xauth-generic accepts any user's password under any group's PSK; users of "
+            f"several groups ({', '.join(sorted(groups_with_users))}) cannot be kept apart",
+        )
+    for name, group in vpn.groups.items():
+        for field in ("banner", "default_domain"):
+            if getattr(group, field):
+                unexpressible(
+                    ctx,
+                    ("vpn", "groups", name, field),
+                    NAME,
+                    "swanctl pools have no attribute for it",
+                )
+        for field in ("ike_proposals", "ipsec_proposals"):
+            for index, text in enumerate(getattr(group, field)):
+                if parse_proposal(text) is None:
+                    unexpressible(
+                        ctx,
+                        ("vpn", "groups", name, field, str(index)),
+                        NAME,
+                        f"{text!r} is not a cipher-hash[-modpN] labctl can translate",
+                    )
+
+
+def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
+    groups = []
+    for name, group in vpn.groups.items():
+        first, last = parse_pool(group.pool)
+        esp = group.ipsec_proposals
+        if group.pfs:  # PFS: the phase-1 DH group in quick mode too
+            parsed = [parse_proposal(p) for p in group.ike_proposals]
+            dh = next((p.dh for p in parsed if p is not None and p.dh), "modp1024")
+            esp = [f"{p}-{dh}" if dh and len(p.split("-")) == 2 else p for p in esp]
+        groups.append(
+            {
+                "name": name,
+                "psk": b64_secret(group.psk.get_secret_value()),
+                "pool": f"{first}-{last}",
+                "dns": join(group.dns),
+                "nbns": join(group.wins),
+                "netmask": str(group.netmask) if group.netmask else "",
+                "local_ts": join(group.split_tunnel) or "0.0.0.0/0",
+                "ike_proposals": join(group.ike_proposals),
+                "esp_proposals": join(esp),
+                "ike_lifetime": group.ike_lifetime,
+                "ipsec_lifetime": group.ipsec_lifetime,
+                # charon rekeys before the lifetime ends (a margin like the agent's)
+                "ipsec_rekey": group.ipsec_lifetime * 9 // 10,
+            }
+        )
+    return groups
+
+
+def render(lab: Lab, name: str) -> NodeConfig:
+    from ..templates import render_template
+
+    node = lab.node(name)
+    assert isinstance(node, ConcentratorNode)
+    vpn = node.vpn
+    public = node.interfaces[vpn.public_interface].ipv4
+    assert public is not None  # the kind's check requires an address
+    text = render_template(
+        "labctl.kinds.concentrator",
+        "swanctl-gateway.conf.j2",
+        node=name,
+        public_ip=str(public.ip),
+        groups=_groups(vpn),
+        users=[
+            {"name": user_name, "password": b64_secret(user.password.get_secret_value())}
+            for user_name, user in vpn.users.items()
+        ],
+        dpd_delay=vpn.dpd.interval,
+        # IKEv1: charon counts dpd_timeout from the last packet received, not from its
+        # R-U-THERE: the idle interval plus the retries
+        dpd_timeout=vpn.dpd.interval + vpn.dpd.retries * vpn.dpd.retry_interval,
+    )
+    return NodeConfig(
+        name,
+        (
+            RenderedFile(SWANCTL_CONF, text.encode(), SECRET_MODE),
+            strongswan_conf(
+                keep_alive=vpn.nat_keepalive,
+                log_level=vpn.log_level,
+                cisco_unity=True,
+                responder=True,
+            ),
+        ),
+        ("labctl-swan reload",),
+    )
+
+
+def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    from ...state.swanctl import gateway_sessions, parse_list_sas, render_sessions
+
+    raw = run(handle, node, "swanctl --list-sas --raw")
+    esp = run(handle, node, "labctl-swan esp").strip()
+    records = gateway_sessions(parse_list_sas(raw), esp)
+    return records, render_sessions(records)
+
+
+def collect_log(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    text = run(handle, node, f"tail -n {1000 if verbose else 100} /var/log/labctl/charon.log")
+    return [{"line": line} for line in text.splitlines()], text
+
+
+STRONGSWAN = Implementation(
+    NAME,
+    image_role=STRONGSWAN_IMAGE,
+    render=render,
+    shows=(
+        ShowTable(
+            "sessions",
+            "VPN sessions, the same records as ours (null: strongSwan does not report it)",
+            collect_sessions,
+        ),
+        ShowTable("log", "charon's log (-v: more lines)", collect_log),
+    ),
+    check=check,
+)

@@ -1,0 +1,151 @@
+"""The `vpn-client` running strongSwan (Debian's charon-systemd + swanctl): IKEv1
+aggressive mode with the group name as KEY_ID, PSK + XAUTH, Mode-Config, NAT-T."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..collect import run
+from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
+from ..third_party import (
+    SECRET_MODE,
+    STRONGSWAN_IMAGE,
+    SWANCTL_CONF,
+    b64_secret,
+    explicit,
+    join,
+    parse_proposal,
+    strongswan_conf,
+    unexpressible,
+)
+from .model import VpnClientNode
+from .target import auto_is_nat_t
+
+if TYPE_CHECKING:
+    from ...topology.lab import Lab
+
+NAME = "strongswan"
+CHILD = "labctl"
+
+
+def check(ctx: NodeContext[VpnClientNode]) -> None:
+    vpn = ctx.node.vpn
+    tt = vpn.transparent_tunneling
+    if not tt.enabled:
+        unexpressible(
+            ctx,
+            ("vpn", "transparent_tunneling", "enabled"),
+            NAME,
+            "charon always negotiates NAT-T when it detects a NAT",
+        )
+    elif tt.mode != "nat-t" and not (tt.mode == "auto" and auto_is_nat_t(ctx)):
+        unexpressible(
+            ctx,
+            ("vpn", "transparent_tunneling", "mode"),
+            NAME,
+            f"{tt.mode!r}: charon does NAT-T only (no Cisco IPsec over UDP or TCP; 'auto' "
+            "only toward a concentrator with NAT-T on)",
+        )
+    if vpn.local_lan_access:
+        unexpressible(ctx, ("vpn", "local_lan_access"), NAME, "no Cisco local-LAN attribute")
+    for field in ("client_version", "client_os"):
+        if explicit(vpn, field):
+            unexpressible(ctx, ("vpn", field), NAME, "charon sends no Cisco client version")
+    if explicit(vpn, "peer_response_timeout"):
+        unexpressible(
+            ctx,
+            ("vpn", "peer_response_timeout"),
+            NAME,
+            "charon's retransmission timers are global (strongswan.conf), not per peer",
+        )
+    if vpn.debug.export_keys:
+        unexpressible(
+            ctx,
+            ("vpn", "debug", "export_keys"),
+            NAME,
+            "Debian builds charon without the save-keys plugin",
+        )
+    for field in ("ike_proposals", "ipsec_proposals"):
+        for index, text in enumerate(getattr(vpn, field)):
+            if parse_proposal(text) is None:
+                unexpressible(
+                    ctx,
+                    ("vpn", field, str(index)),
+                    NAME,
+                    f"{text!r} is not a cipher-hash[-modpN] labctl can translate",
+                )
+
+
+def render(lab: Lab, name: str) -> NodeConfig:
+    from ..templates import render_template
+
+    node = lab.node(name)
+    assert isinstance(node, VpnClientNode)
+    vpn = node.vpn
+    text = render_template(
+        "labctl.kinds.vpn_client",
+        "swanctl-client.conf.j2",
+        node=name,
+        host=str(vpn.host),
+        group=vpn.group,
+        user=vpn.user,
+        group_password=b64_secret(vpn.group_password.get_secret_value()),
+        password=b64_secret(vpn.password.get_secret_value()),
+        ike_proposals=join(vpn.ike_proposals),
+        esp_proposals=join(vpn.ipsec_proposals),
+        dpd_delay=vpn.dpd.interval,
+        # IKEv1: charon counts dpd_timeout from the last packet received, not from its
+        # R-U-THERE: the idle interval plus the retries
+        dpd_timeout=vpn.dpd.interval + vpn.dpd.retries * vpn.dpd.retry_interval,
+        auto_connect=vpn.auto_connect,
+    )
+    return NodeConfig(
+        name,
+        (
+            RenderedFile(SWANCTL_CONF, text.encode(), SECRET_MODE),
+            strongswan_conf(
+                keep_alive=vpn.nat_keepalive,
+                log_level=vpn.log_level,
+                cisco_unity=True,
+                responder=False,
+            ),
+        ),
+        ("labctl-swan reload",),
+    )
+
+
+def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    from ...state.swanctl import client_status, parse_list_sas, render_status
+
+    raw = run(handle, node, "swanctl --list-sas --raw")
+    esp = run(handle, node, "labctl-swan esp").strip()
+    lab_node = handle.lab.node(node)
+    record = client_status(parse_list_sas(raw), lab_node.vpn, esp)
+    return record, render_status(record)
+
+
+def collect_log(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    text = run(handle, node, f"tail -n {1000 if verbose else 100} /var/log/labctl/charon.log")
+    return [{"line": line} for line in text.splitlines()], text
+
+
+STRONGSWAN = Implementation(
+    NAME,
+    image_role=STRONGSWAN_IMAGE,
+    render=render,
+    shows=(
+        ShowTable(
+            "status",
+            "VPN client status, the same record as ours (null: strongSwan does not report it)",
+            collect_status,
+        ),
+        ShowTable("log", "charon's log (-v: more lines)", collect_log),
+    ),
+    check=check,
+    client=ClientCommands(
+        connect=f"labctl-swan connect {CHILD} 60",
+        connect_timeout=75,
+        disconnect="labctl-swan disconnect",
+        disconnect_timeout=30,
+    ),
+)

@@ -1,0 +1,64 @@
+"""`labctl test --matrix`: combinations of implementations, and the not-applicable ones
+reported apart (never run, never failed) in the summary and the JUnit XML."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from labctl.checks import CaseResult
+from labctl.checks.junit import summary_table, write_junit
+from labctl.checks.matrix import variants
+from labctl.kinds import implementation_of
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def by_label(name: str) -> dict:
+    return {v.label: v for v in variants(ROOT / "topologies" / name)}
+
+
+def test_every_gateway_and_client_combination_is_listed() -> None:
+    found = by_label("interop-strongswan-vpnc.yaml")
+    assert list(found) == [
+        f"gw={gw} client={client}"
+        for gw in ("ours", "strongswan")
+        for client in ("ours", "strongswan", "vpnc")
+    ]
+    lab = found["gw=strongswan client=vpnc"].lab
+    assert lab is not None
+    chosen = {implementation_of(node).name for node in lab.nodes.values()}
+    assert {"strongswan", "vpnc"} <= chosen and "ours" not in chosen
+
+
+def test_a_combination_that_cannot_be_expressed_is_not_applicable_with_the_reason() -> None:
+    found = by_label("ipsec-over-tcp.yaml")
+    assert found["gw=ours client=ours"].lab is not None
+    gateway = found["gw=strongswan client=ours"]
+    assert gateway.lab is None
+    assert "ipsec_over_tcp: implementation strongswan cannot express" in gateway.not_applicable
+    client = found["gw=ours client=vpnc"]
+    assert client.lab is None and "implementation vpnc" in client.not_applicable
+
+
+def test_not_applicable_is_counted_apart_in_the_summary_and_junit(tmp_path: Path) -> None:
+    results = [
+        CaseResult("t/x.yaml", "expect [gw=ours client=ours]", True, 3.0),
+        CaseResult(
+            "t/x.yaml",
+            "expect [gw=strongswan client=ours]",
+            True,
+            0.0,
+            not_applicable="ipsec-over-tcp on strongswan",
+        ),
+    ]
+    text = summary_table(results)
+    assert "1/1 passed" in text and "1 not applicable" in text
+    assert "n/a" in text and "ipsec-over-tcp on strongswan" in text
+    write_junit(results, tmp_path / "junit.xml")
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert root.get("skipped") == "1" and root.get("failures") == "0"
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    skipped = cases["expect [gw=strongswan client=ours]"].find("skipped")
+    assert skipped is not None and "not applicable" in skipped.get("message", "")
+    assert cases["expect [gw=ours client=ours]"].find("skipped") is None

@@ -1,0 +1,189 @@
+"""strongSwan and vpnc as implementations: what each cannot express is a validate error
+naming the setting and the implementation; what they render (see also the golden files of
+topologies/interop-strongswan-vpnc.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labctl.kinds import implementation_of
+from labctl.kinds.vpn_client import VpnClientNode
+from labctl.kinds.vpn_client.vpnc import vpnc_values
+from labctl.render import render_node
+from labctl.topology import TopologyError, load_lab_text
+
+ROOT = Path(__file__).resolve().parents[3]
+INTEROP = ROOT / "topologies" / "interop-strongswan-vpnc.yaml"
+
+
+def edited(**edits: dict[str, Any]) -> str:
+    """The interop topology with node settings merged in (node -> {field: value})."""
+    data = yaml.safe_load(INTEROP.read_text())
+    nodes = data["topology"]["nodes"]
+    for node, fields in edits.items():
+        for key, value in fields.items():
+            if key == "vpn":
+                nodes[node]["vpn"].update(value)
+            else:
+                nodes[node][key] = value
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(TopologyError) as error:
+        load_lab_text(text, ROOT / "topologies" / "t.yaml")
+    return [f"{issue.field}: {issue.message}" for issue in error.value.issues]
+
+
+def test_the_interop_topology_validates_and_picks_implementations() -> None:
+    lab = load_lab_text(INTEROP.read_text(), INTEROP)
+    chosen = {name: implementation_of(node).name for name, node in lab.nodes.items()}
+    assert chosen["swangw"] == "strongswan" and chosen["swanc"] == "strongswan"
+    assert chosen["vpncc"] == "vpnc" and chosen["client1"] == "ours"
+    assert {implementation_of(lab.node(n)).image_role for n in ("swangw", "vpncc")} == {
+        "strongswan"
+    }
+
+
+@pytest.mark.parametrize(
+    ("edits", "expected"),
+    [
+        (
+            {"swangw": {"vpn": {"nat-transparency": {"nat-t": False}}}},
+            "topology.nodes.swangw.vpn.nat_transparency.nat_t: implementation strongswan "
+            "cannot express this setting: charon always negotiates NAT-T",
+        ),
+        (
+            {
+                "swangw": {
+                    "vpn": {
+                        "nat-transparency": {"nat-t": True, "ipsec-over-tcp": {"enabled": True}}
+                    }
+                }
+            },
+            "topology.nodes.swangw.vpn.nat_transparency.ipsec_over_tcp: implementation "
+            "strongswan cannot express this setting",
+        ),
+        (
+            {
+                "swangw": {
+                    "vpn": {
+                        "nat-transparency": {"nat-t": True, "ipsec-over-udp": {"enabled": True}}
+                    }
+                }
+            },
+            "topology.nodes.swangw.vpn.nat_transparency.ipsec_over_udp: implementation "
+            "strongswan cannot express this setting",
+        ),
+        (
+            {"swanc": {"vpn": {"transparent-tunneling": {"mode": "udp"}}}},
+            "topology.nodes.swanc.vpn.transparent_tunneling.mode: implementation strongswan "
+            "cannot express this setting: 'udp'",
+        ),
+        (
+            {"swanc": {"vpn": {"transparent-tunneling": {"enabled": False}}}},
+            "topology.nodes.swanc.vpn.transparent_tunneling.enabled: implementation strongswan",
+        ),
+        (
+            {"swanc": {"vpn": {"client-version": "4.0"}}},
+            "topology.nodes.swanc.vpn.client_version: implementation strongswan",
+        ),
+        (
+            {"vpncc": {"vpn": {"transparent-tunneling": {"mode": "tcp"}}}},
+            "topology.nodes.vpncc.vpn.transparent_tunneling.mode: implementation vpnc cannot "
+            "express this setting: 'tcp'",
+        ),
+        (
+            {"vpncc": {"vpn": {"nat-keepalive": 10}}},
+            "topology.nodes.vpncc.vpn.nat_keepalive: implementation vpnc",
+        ),
+        (
+            {"vpncc": {"vpn": {"ike-proposals": ["aes128-sha1-modp1024", "3des-md5-modp1536"]}}},
+            "topology.nodes.vpncc.vpn.ike_proposals: implementation vpnc cannot express this "
+            "setting: vpnc uses one DH group",
+        ),
+        (
+            {"vpncc": {"vpn": {"debug": {"export-keys": True}}}},
+            "topology.nodes.vpncc.vpn.debug.export_keys: implementation vpnc",
+        ),
+    ],
+)
+def test_a_setting_an_implementation_cannot_express_is_an_error(
+    edits: dict[str, Any], expected: str
+) -> None:
+    errors = errors_of(edited(**edits))
+    assert any(expected in error for error in errors), errors
+
+
+def test_users_of_several_groups_cannot_be_kept_apart_on_strongswan() -> None:
+    data = yaml.safe_load(INTEROP.read_text())
+    vpn = data["topology"]["nodes"]["swangw"]["vpn"]
+    vpn["groups"]["other"] = {"psk": "x", "pool": "50.2.1.1-50.2.1.9"}
+    vpn["users"]["someone"] = {"password": "y", "group": "other"}
+    errors = errors_of(yaml.safe_dump(data, sort_keys=False))
+    assert any("swangw.vpn.users: implementation strongswan" in e for e in errors), errors
+
+
+def test_an_implementation_a_kind_lacks_is_a_model_error() -> None:
+    errors = errors_of(edited(swangw={"implementation": "vpnc"}))
+    assert any("swangw" in e and "implementation" in e for e in errors), errors
+
+
+def test_rendered_third_party_files_are_secret_mode_and_hold_no_clear_psk_for_swanctl() -> None:
+    lab = load_lab_text(INTEROP.read_text(), INTEROP)
+    for node in ("swangw", "swanc", "vpncc"):
+        files = {f.path: f for f in render_node(lab, node).files}
+        for path, rendered in files.items():
+            if path.endswith((".conf",)):
+                assert rendered.mode == 0o600, path
+    swanctl = {f.path: f for f in render_node(lab, "swangw").files}["/etc/swanctl/swanctl.conf"]
+    # base64 ("0s..."): no quoting problem, and the PSK is not greppable in clear
+    assert b"swan123" not in swanctl.content and b"secret = 0s" in swanctl.content
+
+
+def test_vpnc_weak_switches_and_groups_follow_the_proposals() -> None:
+    lab = load_lab_text(
+        edited(
+            vpncc={
+                "vpn": {
+                    "ike-proposals": ["3des-md5-modp1536"],
+                    "ipsec-proposals": ["3des-md5-modp1536"],
+                }
+            }
+        ),
+        INTEROP,
+    )
+    node = lab.node("vpncc")
+    assert isinstance(node, VpnClientNode)
+    values = vpnc_values(node, "vpncc")
+    assert values["dh_group"] == "dh5" and values["pfs"] == "dh5"
+    assert values["weak_encryption"] and values["weak_authentication"]
+    assert values["natt_mode"] == "natt"
+    assert values["application_version"] == "Cisco Systems VPN Client 3.6.1 (Rel):WinNT"
+
+
+def test_auto_tunneling_is_nat_t_toward_a_concentrator_with_nat_t() -> None:
+    # vpn3000 has NAT-T on: 'auto' picks it, which strongSwan and vpnc do
+    load_lab_text(
+        edited(
+            swanc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+            vpncc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+        ),
+        INTEROP,
+    )
+    data = yaml.safe_load(
+        edited(
+            swanc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+            vpncc={"vpn": {"transparent-tunneling": {"mode": "auto"}}},
+        )
+    )
+    vpn = data["topology"]["nodes"]["vpn3000"]["vpn"]
+    vpn["nat-transparency"] = {"nat-t": False, "ipsec-over-udp": {"enabled": True}}
+    errors = errors_of(yaml.safe_dump(data, sort_keys=False))
+    for node, implementation in (("swanc", "strongswan"), ("vpncc", "vpnc")):
+        expected = f"{node}.vpn.transparent_tunneling.mode: implementation {implementation}"
+        assert any(expected in e for e in errors), errors
