@@ -1,0 +1,193 @@
+"""Benchmark: `labctl up` / `labctl down` of N single-client containers, and where the time goes.
+
+For each N (default 10 and 50) a topology of N VPN clients behind one PAT, a router and a
+concentrator is generated with patterns (client{1..N}) and brought up and down through the
+real CLI. Recorded per N: wall time of up and down, up's own stage timings (containers,
+links, SSH, push), the memory of the client containers (cgroup memory.current, the
+median), and whether every client got a session (the concentrator's `sessions`).
+
+Other programs load this machine: compare figures measured in one run (`--compare REF`
+runs a second labctl tree, e.g. a `git worktree` of main, right after ours, N by N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TOPOLOGY = """\
+name: {name}
+topology:
+  kinds:
+    vpn-client:
+      routes: [default via 10.10.8.1]
+      vpn:
+        host: 172.16.172.50
+        group: ciscovpn
+        group-password: cisco123
+        password: labpw
+        transparent-tunneling: {{enabled: true, mode: nat-t}}
+  nodes:
+    client{{1..{n}}}:
+      kind: vpn-client
+      interfaces: {{eth1: "{{10.10.8.2+i}}/22"}}
+      vpn: {{user: "vpnclient{{n}}"}}
+    pix:
+      kind: pat-firewall
+      interfaces: {{inside: 10.10.8.1/22, outside: 171.69.89.78/23}}
+      routes: [default via 171.69.88.1]
+      pat: {{inside: [inside], outside: outside}}
+    router:
+      kind: router
+      interfaces: {{eth1: 171.69.88.1/23, eth2: 172.16.172.1/24}}
+    vpn3000:
+      kind: concentrator
+      interfaces: {{public: 172.16.172.50/24}}
+      routes: [default via 172.16.172.1]
+      vpn:
+        public-interface: public
+        nat-transparency: {{nat-t: true}}
+        groups:
+          ciscovpn: {{psk: cisco123, pool: 40.1.0.1-40.1.3.254}}
+        users:
+          vpnclient{{1..{n}}}: {{password: labpw, group: ciscovpn}}
+  links:
+    - name: inside
+      endpoints: [pix:inside, "client{{1..{n}}}:eth1"]
+    - {{name: outside, endpoints: [pix:outside, router:eth1]}}
+    - {{name: public, endpoints: [router:eth2, vpn3000:public]}}
+"""
+
+_STAGE = re.compile(r"\] (.+?) done in ([0-9.]+)s$")
+
+
+def labctl(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    python = tree / ".venv" / "bin" / "python"
+    return subprocess.run(
+        [str(python if python.exists() else sys.executable), "-m", "labctl", *args],
+        cwd=tree,
+        check=check,
+        capture_output=True,
+        text=True,
+    )
+
+
+def stages_of(stderr: str) -> dict[str, float]:
+    """Up's stage timings from its progress lines ('nodes (53 containers)' -> 'nodes')."""
+    found = {}
+    for line in stderr.splitlines():
+        match = _STAGE.search(line)
+        if match:
+            found[match.group(1).split(" (")[0]] = float(match.group(2))
+    return found
+
+
+def client_memory_mib(lab: str) -> float | None:
+    """Median memory.current of the lab's client containers, MiB (cgroup v2)."""
+    listed = subprocess.run(
+        ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=labctl.lab={lab}",
+         "--filter", "label=labctl.kind=vpn-client"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    values = []
+    for container in listed:
+        for path in (
+            Path(f"/sys/fs/cgroup/system.slice/docker-{container}.scope/memory.current"),
+            Path(f"/sys/fs/cgroup/docker/{container}/memory.current"),
+        ):
+            if path.exists():
+                values.append(int(path.read_text()) / (1 << 20))
+                break
+    return round(statistics.median(values), 1) if values else None
+
+
+def sessions(tree: Path, lab: str, deadline: float) -> tuple[int, float]:
+    """(sessions on the concentrator, seconds waited) once all are up or the deadline passes."""
+    started = time.monotonic()
+    count = 0
+    while True:
+        shown = labctl(tree, "show", "--lab", lab, "vpn3000", "sessions", "--json", check=False)
+        try:
+            count = len(json.loads(shown.stdout))
+        except ValueError:
+            count = 0
+        if count >= expected_sessions(lab) or time.monotonic() - started > deadline:
+            return count, round(time.monotonic() - started, 2)
+        time.sleep(2)
+
+
+_EXPECTED: dict[str, int] = {}
+
+
+def expected_sessions(lab: str) -> int:
+    return _EXPECTED[lab]
+
+
+def one_run(tree: Path, n: int, folder: Path) -> dict:
+    lab = f"scale-{secrets.token_hex(2)}"
+    _EXPECTED[lab] = n
+    file = folder / f"{lab}.yaml"
+    file.write_text(TOPOLOGY.format(name=lab, n=n))
+    result: dict = {"clients": n, "lab": lab}
+    try:
+        started = time.monotonic()
+        shown = labctl(tree, "up", str(file), check=False)
+        result["up_seconds"] = round(time.monotonic() - started, 2)
+        if shown.returncode != 0:
+            result["error"] = shown.stderr.strip().splitlines()[-3:]
+            return result
+        result["up_stages"] = stages_of(shown.stderr)
+        result["sessions"], result["sessions_after_up_seconds"] = sessions(tree, lab, 60 + n)
+        result["client_memory_mib"] = client_memory_mib(lab)
+    finally:
+        started = time.monotonic()
+        labctl(tree, "-q", "down", lab, check=False)
+        result["down_seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
+    parser.add_argument(
+        "--compare", type=Path, help="another labctl tree (with its .venv) to run alongside"
+    )
+    args = parser.parse_args()
+    trees = {"ours": ROOT} | ({"reference": args.compare.resolve()} if args.compare else {})
+    for tree in trees.values():
+        labctl(tree, "-q", "images", "build")
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
+        for n in args.clients:
+            for name, tree in trees.items():  # interleaved: the same load for both
+                run = one_run(tree, n, Path(folder))
+                print(name, json.dumps(run), file=sys.stderr, flush=True)
+                runs[name].append(run)
+    results = {
+        "benchmark": "up/down of N single-client containers (images cached)",
+        "host": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": os.getloadavg(),
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
