@@ -1,7 +1,7 @@
 """Benchmark: `labctl up` / `labctl down` of N single-client containers, and where the time goes.
 
 For each N (default 10 and 50) a topology of N VPN clients behind one PAT, a router and a
-concentrator is generated with patterns (client{1..N}) and brought up and down through the
+concentrator is generated and brought up and down through the
 real CLI. Recorded per N: wall time of up and down, up's own stage timings (containers,
 links, SSH, push), the memory of the client containers (cgroup memory.current, the
 median), and whether every client got a session (the concentrator's `sessions`).
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from ipaddress import IPv4Address
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,10 +41,7 @@ topology:
         password: labpw
         transparent-tunneling: {{enabled: true, mode: nat-t}}
   nodes:
-    client{{1..{n}}}:
-      kind: vpn-client
-      interfaces: {{eth1: "{{10.10.8.2+i}}/22"}}
-      vpn: {{user: "vpnclient{{n}}"}}
+{clients}
     pix:
       kind: pat-firewall
       interfaces: {{inside: 10.10.8.1/22, outside: 171.69.89.78/23}}
@@ -62,13 +60,29 @@ topology:
         groups:
           ciscovpn: {{psk: cisco123, pool: 40.1.0.1-40.1.3.254}}
         users:
-          vpnclient{{1..{n}}}: {{password: labpw, group: ciscovpn}}
+{users}
   links:
     - name: inside
-      endpoints: [pix:inside, "client{{1..{n}}}:eth1"]
+      endpoints: [pix:inside, {endpoints}]
     - {{name: outside, endpoints: [pix:outside, router:eth1]}}
     - {{name: public, endpoints: [router:eth2, vpn3000:public]}}
 """
+
+
+def topology(name: str, n: int) -> str:
+    """Written out client by client (not with patterns), so an older labctl reads it too."""
+    first = IPv4Address("10.10.8.2")
+    clients = "\n".join(
+        f"    client{k}: {{kind: vpn-client, interfaces: {{eth1: {first + k - 1}/22}}, "
+        f"vpn: {{user: vpnclient{k}}}}}"
+        for k in range(1, n + 1)
+    )
+    users = "\n".join(
+        f"          vpnclient{k}: {{password: labpw, group: ciscovpn}}" for k in range(1, n + 1)
+    )
+    endpoints = ", ".join(f"client{k}:eth1" for k in range(1, n + 1))
+    return TOPOLOGY.format(name=name, clients=clients, users=users, endpoints=endpoints)
+
 
 _STAGE = re.compile(r"\] (.+?) done in ([0-9.]+)s$")
 
@@ -139,7 +153,7 @@ def one_run(tree: Path, n: int, folder: Path) -> dict:
     lab = f"scale-{secrets.token_hex(2)}"
     _EXPECTED[lab] = n
     file = folder / f"{lab}.yaml"
-    file.write_text(TOPOLOGY.format(name=lab, n=n))
+    file.write_text(topology(lab, n))
     result: dict = {"clients": n, "lab": lab}
     try:
         started = time.monotonic()
