@@ -4,7 +4,7 @@ For each N (default 10 and 50) a topology of N VPN clients behind one PAT, a rou
 concentrator is generated and brought up and down through the
 real CLI. Recorded per N: wall time of up and down, up's own stage timings (containers,
 links, SSH, push), the memory of the client containers (cgroup memory.current, the
-median), and whether every client got a session (the concentrator's `sessions`).
+median: resident memory), and whether every client got a session (the concentrator's `sessions`).
 
 Other programs load this machine: compare figures measured in one run (`--compare REF`
 runs a second labctl tree, e.g. a `git worktree` of main, right after ours, N by N).
@@ -109,22 +109,104 @@ def stages_of(stderr: str) -> dict[str, float]:
 
 
 def client_memory_mib(lab: str) -> float | None:
-    """Median memory.current of the lab's client containers, MiB (cgroup v2)."""
+    """Median memory of the lab's client containers, MiB."""
     listed = subprocess.run(
         ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=labctl.lab={lab}",
          "--filter", "label=labctl.kind=vpn-client"],
         capture_output=True, text=True, check=False,
     ).stdout.split()  # fmt: skip
-    values = []
-    for container in listed:
+    values = [v for v in (_container_memory(c) for c in listed) if v is not None]
+    return round(statistics.median(values) / (1 << 20), 1) if values else None
+
+
+def _container_memory(container: str) -> int | None:
+    """Bytes a container uses: cgroup v2 memory.current, or v1's resident set (rss +
+    mapped files; the page cache of the shared image files is not the container's)."""
+    for path in (
+        Path(f"/sys/fs/cgroup/system.slice/docker-{container}.scope/memory.current"),
+        Path(f"/sys/fs/cgroup/docker/{container}/memory.current"),
+    ):
+        if path.exists():
+            return int(path.read_text())
+    stat = Path(f"/sys/fs/cgroup/memory/docker/{container}/memory.stat")
+    if not stat.exists():
+        return None
+    fields = dict(line.split() for line in stat.read_text().splitlines())
+    return int(fields.get("total_rss", 0)) + int(fields.get("total_mapped_file", 0))
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_start(pid: int) -> float:
+    """When a process started, in clock ticks since boot."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) / _TICK
+    except OSError:
+        return 0.0
+
+
+def pids_of(name: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
+def uptime() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def container_cpu(lab: str) -> dict[str, float]:
+    """CPU seconds each of the lab's containers has used (cgroup cpuacct), by kind."""
+    listed = subprocess.run(
+        ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=labctl.lab={lab}",
+         "--format", '{{.ID}} {{.Label "labctl.kind"}}'],
+        capture_output=True, text=True, check=False,
+    ).stdout.splitlines()  # fmt: skip
+    used: dict[str, list[float]] = {}
+    for line in listed:
+        container, _, kind = line.partition(" ")
         for path in (
-            Path(f"/sys/fs/cgroup/system.slice/docker-{container}.scope/memory.current"),
-            Path(f"/sys/fs/cgroup/docker/{container}/memory.current"),
+            Path(f"/sys/fs/cgroup/cpuacct/docker/{container}/cpuacct.usage"),
+            Path(f"/sys/fs/cgroup/docker/{container}/cpu.stat"),
         ):
-            if path.exists():
-                values.append(int(path.read_text()) / (1 << 20))
+            if path.name == "cpuacct.usage" and path.exists():
+                used.setdefault(kind, []).append(int(path.read_text()) / 1e9)
                 break
-    return round(statistics.median(values), 1) if values else None
+            if path.exists():
+                usage = dict(line.split() for line in path.read_text().splitlines())
+                used.setdefault(kind, []).append(int(usage["usage_usec"]) / 1e6)
+                break
+    return {kind: round(sum(values), 2) for kind, values in used.items()}
+
+
+def cpu_during(action) -> tuple[object, dict[str, float]]:
+    """Run action(); CPU seconds it cost labctl, the Docker daemons and fuse-overlayfs
+    (the storage driver's per-container processes started meanwhile). The daemons serve
+    other work too: their share is approximate."""
+    daemons = [pid for name in ("dockerd", "containerd") for pid in pids_of(name)]
+    before = {pid: process_cpu(pid) for pid in daemons}
+    children = os.times()
+    started = uptime()
+    result = action()
+    after = os.times()
+    fuse = [pid for pid in pids_of("fuse-overlayfs") if process_start(pid) >= started - 0.5]
+    return result, {
+        "labctl": round(
+            after.children_user + after.children_system
+            - children.children_user - children.children_system, 2
+        ),
+        "docker_daemons": round(sum(process_cpu(p) - before[p] for p in daemons), 2),
+        "fuse_overlayfs": round(sum(process_cpu(p) for p in fuse), 2),
+    }  # fmt: skip
 
 
 def sessions(tree: Path, lab: str, deadline: float) -> tuple[int, float]:
@@ -157,12 +239,14 @@ def one_run(tree: Path, n: int, folder: Path) -> dict:
     result: dict = {"clients": n, "lab": lab}
     try:
         started = time.monotonic()
-        shown = labctl(tree, "up", str(file), check=False)
+        shown, cpu = cpu_during(lambda: labctl(tree, "up", str(file), check=False))
         result["up_seconds"] = round(time.monotonic() - started, 2)
+        assert isinstance(shown, subprocess.CompletedProcess)
         if shown.returncode != 0:
             result["error"] = shown.stderr.strip().splitlines()[-3:]
             return result
         result["up_stages"] = stages_of(shown.stderr)
+        result["up_cpu_seconds"] = {**cpu, **container_cpu(lab)}
         result["sessions"], result["sessions_after_up_seconds"] = sessions(tree, lab, 60 + n)
         result["client_memory_mib"] = client_memory_mib(lab)
     finally:
