@@ -167,7 +167,7 @@ def uptime() -> float:
 def container_cpu(lab: str) -> dict[str, float]:
     """CPU seconds each of the lab's containers has used (cgroup cpuacct), by kind."""
     listed = subprocess.run(
-        ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=labctl.lab={lab}",
+        ["docker", "ps", "--no-trunc", "--filter", f"label=labctl.lab={lab}",
          "--format", '{{.ID}} {{.Label "labctl.kind"}}'],
         capture_output=True, text=True, check=False,
     ).stdout.splitlines()  # fmt: skip
