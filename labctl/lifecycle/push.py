@@ -21,6 +21,10 @@ from .lock import lab_lock
 from .record import config_digest
 from .session import LabHandle
 
+# A reload may start a VPN agent, which waits up to 60 s for it to answer (agent
+# service.START_WAIT: a large lab's clients start together on a loaded machine); the
+# command gets that and some room to report why it failed.
+RELOAD_TIMEOUT = 90.0
 STAGED = ".labctl-new"
 PREVIOUS = ".labctl-prev"
 
@@ -123,7 +127,7 @@ def _reload(handle: LabHandle, session: NodeSession, node: str, config: NodeConf
         except (OSError, ValueError) as exc:
             return f"setting {', '.join(config.host_sysctls)} failed: {exc}"
     for command in config.reload_commands:
-        result = session.run(command)
+        result = session.run(command, timeout=RELOAD_TIMEOUT)
         if result.exit_status != 0:
             return f"'{command}' exited {result.exit_status}: {_error_line(result)}"
     return None
