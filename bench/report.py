@@ -74,17 +74,36 @@ def scale_rows(data: dict) -> list[Row]:
     rows = []
     for n, run in sorted(ours.items()):
         ref = reference.get(n, {})
+        for one in (run, ref):  # up's push stage: where a client's agent starts
+            if "up_stages" in one:
+                one["push_seconds"] = one["up_stages"].get("configuration push")
         label = "previous labctl (main)" if ref else ""
         for key, what, unit, better in (
             ("up_seconds", f"`up`, {n} VPN clients (+3 nodes)", "s", False),
+            ("push_seconds", f"`up`'s configuration push stage, {n} clients", "s", False),
             ("down_seconds", f"`down`, {n} VPN clients", "s", False),
             ("client_memory_mib", f"memory per client container, {n} clients", "MiB", False),
         ):
             if key == "up_seconds" and ("error" in run or run.get("sessions", n) < n):
                 what += " (FAILED: " + str(run.get("error", "not all connected"))[:60] + ")"
-            ref_value = ref.get(key) if "error" not in ref else None
+            if run.get(key) is None:
+                continue  # not measured in this run (e.g. no cgroup memory figures)
+            ref_value, ref_label = ref.get(key), label
+            if "error" in ref:  # nothing to compare with; say why for `up`
+                ref_value = None
+                ref_label = f"{label}: FAILED after {ref.get(key)} s" if key == "up_seconds" else ""
             rows.append(
-                Row(what, run.get(key), unit, ref_value, label, better, "scale", _when(data), load)
+                Row(
+                    what,
+                    run.get(key),
+                    unit,
+                    ref_value,
+                    ref_label,
+                    better,
+                    "scale",
+                    _when(data),
+                    load,
+                )
             )
     return rows
 
@@ -230,11 +249,10 @@ def table(rows: list[Row]) -> str:
     ]
     for row in rows:
         ratio = row.ratio()
-        reference = (
-            f"{_figure(row.reference, row.unit)} ({row.reference_is})"
-            if row.reference is not None
-            else "-"
-        )
+        if row.reference is not None:
+            reference = f"{_figure(row.reference, row.unit)} ({row.reference_is})"
+        else:
+            reference = row.reference_is or "-"
         when = f"{row.source} {row.when}" + (f" ({row.load})" if row.load is not None else "")
         lines.append(
             f"| {row.what} | {_figure(row.ours, row.unit)} | {reference} | "

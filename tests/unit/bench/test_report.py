@@ -44,8 +44,10 @@ def test_scale_rows_compare_with_the_reference_of_the_same_run() -> None:
     up10 = rows["`up`, 10 VPN clients (+3 nodes)"]
     assert up10.ratio() == pytest.approx(2.0) and up10.load == 7.5
     assert rows["`down`, 10 VPN clients"].ratio() == pytest.approx(1.0)
-    # a reference that failed is no reference: no ratio against it
-    assert rows["`up`, 50 VPN clients (+3 nodes)"].reference is None
+    # a reference that failed is no reference: no ratio against it, and the table says so
+    up50 = rows["`up`, 50 VPN clients (+3 nodes)"]
+    assert up50.reference is None and up50.ratio() is None
+    assert "FAILED after 90.0 s" in up50.reference_is
     text = report.table(list(rows.values()))
     assert (
         "| `up`, 10 VPN clients (+3 nodes) | 20 s | 40 s (previous labctl (main)) | 2.00x |" in text
