@@ -269,8 +269,11 @@ def main() -> int:
         labctl(tree, "-q", "images", "build")
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
-        for n in args.clients:
-            for name, tree in trees.items():  # interleaved: the same load for both
+        for index, n in enumerate(args.clients):
+            # Interleaved, and the order swapped for every N: load from other work comes
+            # and goes, and whoever runs second would otherwise always meet the same trend.
+            order = list(trees.items())
+            for name, tree in order if index % 2 == 0 else order[::-1]:
                 run = one_run(tree, n, Path(folder))
                 print(name, json.dumps(run), file=sys.stderr, flush=True)
                 runs[name].append(run)

@@ -74,14 +74,30 @@ def scale_rows(data: dict) -> list[Row]:
     rows = []
     for n, run in sorted(ours.items()):
         ref = reference.get(n, {})
-        for one in (run, ref):  # up's push stage: where a client's agent starts
-            if "up_stages" in one:
+        for one in (run, ref):
+            if "up_stages" in one:  # up's push stage: where a client's agent starts
                 one["push_seconds"] = one["up_stages"].get("configuration push")
+            cpu = one.get("up_cpu_seconds")
+            if cpu:  # CPU-seconds do not depend on the load the way wall time does
+                one["cpu_per_client"] = round(sum(cpu.values()) / n, 2)
+                one["client_cpu"] = round(cpu.get("vpn-client", 0) / n, 2) or None
         label = "previous labctl (main)" if ref else ""
         for key, what, unit, better in (
             ("up_seconds", f"`up`, {n} VPN clients (+3 nodes)", "s", False),
             ("push_seconds", f"`up`'s configuration push stage, {n} clients", "s", False),
             ("down_seconds", f"`down`, {n} VPN clients", "s", False),
+            (
+                "cpu_per_client",
+                f"CPU for `up` per client (labctl, Docker, containers), {n}",
+                "s",
+                False,
+            ),
+            (
+                "client_cpu",
+                f"CPU in a client container, boot to connected, {n} clients",
+                "s",
+                False,
+            ),
             ("client_memory_mib", f"memory per client container, {n} clients", "MiB", False),
         ):
             if key == "up_seconds" and ("error" in run or run.get("sessions", n) < n):
