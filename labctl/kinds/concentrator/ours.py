@@ -30,11 +30,21 @@ def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any
     return records["sessions"], run(handle, node, f"vpn show sessions{detail}")
 
 
+def collect_lan_to_lan(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    """LAN-to-LAN sessions (records with their IKE and IPsec SAs); the text is the whole
+    Administer Sessions screen, whose LAN-to-LAN table comes first."""
+    records = json.loads(run(handle, node, "vpn show sessions --json"))
+    return records.get("lan_to_lan", []), run(
+        handle, node, "vpn show sessions" + (" -v" if verbose else "")
+    )
+
+
 def collect_administer(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
     """The whole Administer Sessions screen: summary, remote-access sessions and the
     management sessions (the web console's own)."""
     records = json.loads(run(handle, node, "vpn show sessions --json"))
     records.setdefault("management", [])  # an agent from before management sessions
+    records.setdefault("lan_to_lan", [])  # an agent from before LAN-to-LAN
     return records, run(handle, node, "vpn show sessions" + (" -v" if verbose else ""))
 
 
@@ -49,8 +59,14 @@ OURS = Implementation(
             collect_sessions,
         ),
         ShowTable(
+            "lan-to-lan",
+            "LAN-to-LAN sessions (-v: IKE/IPsec SAs, NAT-T, UDP ports, bytes)",
+            collect_lan_to_lan,
+        ),
+        ShowTable(
             "administer",
-            "VPN 3000 'Administer Sessions': summary, remote access and management sessions",
+            "VPN 3000 'Administer Sessions': summary, LAN-to-LAN, remote access and "
+            "management sessions",
             collect_administer,
         ),
         *AGENT_SHOWS,
