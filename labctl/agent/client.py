@@ -14,6 +14,7 @@ import contextlib
 import time
 from ipaddress import IPv4Network
 
+from ..esp import DEFAULT_TUNNEL_MTU
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -88,11 +89,7 @@ class ClientAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
-        self.tun = (
-            TunDevice.create("vpn0", mtu=TCP_TUNNEL_MTU)
-            if self.tcp_mode
-            else TunDevice.create("vpn0")
-        )
+        self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
         cisco_port = self._cisco_port()
         self.dataplane = Dataplane(
             loop,
@@ -165,6 +162,12 @@ class ClientAgent:
 
     def _initiator_config(self) -> InitiatorConfig:
         return build_initiator_config(self.settings)
+
+    def _tun_mtu(self) -> int:
+        """The VPN adapter's MTU setting, else what fits one segment (TCP) or 1400."""
+        if self.settings.mtu is not None:
+            return self.settings.mtu
+        return TCP_TUNNEL_MTU if self.tcp_mode else DEFAULT_TUNNEL_MTU
 
     def _cisco_port(self) -> int | None:
         s = self.settings
@@ -443,8 +446,10 @@ class ClientAgent:
         return status
 
     def reload(self, settings: ClientSettings) -> str:
-        if settings.tunneling_mode != self.settings.tunneling_mode or (
-            settings.tunneling_port != self.settings.tunneling_port
+        if (
+            settings.tunneling_mode != self.settings.tunneling_mode
+            or settings.tunneling_port != self.settings.tunneling_port
+            or settings.mtu != self.settings.mtu
         ):
             return "restart"
         self.settings = settings

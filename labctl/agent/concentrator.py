@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, summarize_address_range
 
+from ..esp import DEFAULT_TUNNEL_MTU
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -56,6 +57,7 @@ from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
+ETHERNET_MTU = 1500
 
 
 def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
@@ -103,6 +105,17 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
     )
+
+
+def tun_mtu(settings: ConcentratorSettings) -> int:
+    """The Fragmentation Policy's agent half. 'fragment-encapsulated': whole packets up to the
+    Ethernet MTU go into the tunnel and the ESP packet is fragmented at the public interface;
+    otherwise the TUN is smaller than that minus ESP's overhead, so the kernel fragments
+    before encapsulation -- or, for a DF packet, answers ICMP 'fragmentation needed' (pmtud;
+    'clear-df' has cleared DF first, rendered nftables rules)."""
+    if settings.fragmentation_policy == "fragment-encapsulated":
+        return ETHERNET_MTU
+    return DEFAULT_TUNNEL_MTU
 
 
 def lan_to_lan_policy(entry: LanToLan) -> LanToLanPolicy:
@@ -183,7 +196,7 @@ class ConcentratorAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         bind = str(settings.public_address)
-        self.tun = TunDevice.create("vpn0")
+        self.tun = TunDevice.create("vpn0", mtu=tun_mtu(settings))
         for group in settings.groups.values():
             for network in summarize_address_range(*group.pool):
                 self.tun.add_route(str(network))
@@ -691,11 +704,15 @@ class ConcentratorAgent:
         }
         self.hooks.update(settings, kept)
         self._route_lan_to_lan(settings)
+        if tun_mtu(settings) != self.tun.mtu:
+            self.tun.set_mtu(tun_mtu(settings))
+            self.dataplane.mtu_changed(self.tun.mtu)
         self.settings = settings
         self.log.set_level(settings.log_level)
         self.log.info(
             "CONFIG/1",
-            f"configuration reloaded: NAT-T "
+            f"configuration reloaded: Fragmentation Policy {settings.fragmentation_policy} "
+            f"(TUN MTU {self.tun.mtu}), NAT-T "
             f"{'on' if settings.nat_t else 'off'}, IPsec over UDP "
             f"{settings.ipsec_over_udp or 'off'}, IPsec over TCP "
             f"{settings.ipsec_over_tcp or 'off'}"

@@ -119,6 +119,7 @@ class ConcentratorSettings:
     node: str
     public_address: IPv4Address
     private_address: IPv4Address | None
+    fragmentation_policy: str  # "fragment-encapsulated" | "pmtud" | "clear-df"
     nat_t: bool
     ipsec_over_udp: int | None  # port, or None when off
     ipsec_over_tcp: int | None
@@ -144,6 +145,7 @@ class ClientSettings:
     tunneling_mode: str  # "nat-t" | "udp" | "tcp"
     tunneling_port: int
     local_lan_access: bool
+    mtu: int | None
     peer_response_timeout: float
     nat_keepalive: float
     dpd: Dpd
@@ -361,6 +363,9 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         node=top.text("node"),
         public_address=_required_address(interfaces, vpn.text("public_interface")),
         private_address=_interface_address(interfaces, vpn.optional_text("private_interface")),
+        fragmentation_policy=_choice(
+            vpn, "fragmentation_policy", ("fragment-encapsulated", "pmtud", "clear-df")
+        ),
         nat_t=nat.flag("nat_t"),
         ipsec_over_udp=_port_if_enabled(udp),
         ipsec_over_tcp=_port_if_enabled(tcp),
@@ -389,6 +394,7 @@ def _client(top: _Section) -> ClientSettings:
         tunneling_mode=tt.text("mode"),
         tunneling_port=tt.integer("port"),
         local_lan_access=vpn.flag("local_lan_access"),
+        mtu=None if vpn.raw("mtu") is None else vpn.integer("mtu"),
         peer_response_timeout=vpn.number("peer_response_timeout"),
         nat_keepalive=vpn.number("nat_keepalive"),
         dpd=_dpd(vpn.section("dpd")),
@@ -401,6 +407,15 @@ def _client(top: _Section) -> ClientSettings:
         export_keys=vpn.section("debug").flag("export_keys"),
         interfaces={n: IPv4Interface(a) for n, a in _interfaces(top).items()},
     )
+
+
+def _choice(section: _Section, key: str, choices: tuple[str, ...]) -> str:
+    value = section.text(key)
+    if value not in choices:
+        raise SettingsError(
+            f"setting {section._name(key)}: {value!r} is not one of {', '.join(choices)}"
+        )
+    return value
 
 
 def _networks(section: _Section, key: str) -> tuple[IPv4Network, ...]:

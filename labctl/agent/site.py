@@ -10,6 +10,7 @@ remote LAN only through the tunnel.
 
 from __future__ import annotations
 
+from ..esp import DEFAULT_TUNNEL_MTU
 from ..ike import ChildSaEstablished, InitiatorConfig
 from ..ike.config import NattMode
 from ..ike.constants import AuthMethod, IdType
@@ -66,6 +67,9 @@ class SiteAgent(ClientAgent):
 
     def _cisco_port(self) -> int | None:
         return None
+
+    def _tun_mtu(self) -> int:
+        return DEFAULT_TUNNEL_MTU
 
     def _tunnel_up(self, e: ChildSaEstablished) -> None:
         """The remote network goes into the TUN, from our LAN address (the selector's side)."""

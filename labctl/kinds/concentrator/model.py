@@ -66,9 +66,20 @@ class LanToLan(Strict):
     )
 
 
+FragmentationPolicy = Literal["fragment-encapsulated", "pmtud", "clear-df"]
+
+
 class ConcentratorSettings(Strict):
     public_interface: IfName
     private_interface: IfName | None = None
+    fragmentation_policy: FragmentationPolicy = Field(
+        "fragment-encapsulated",
+        description="the public interface's Fragmentation Policy (VPN 3000): "
+        "'fragment-encapsulated' = do not fragment prior to IPsec encapsulation, fragment "
+        "the encapsulated packet at the interface (the default); 'pmtud' = fragment prior "
+        "to encapsulation with path MTU discovery (ICMP 'fragmentation needed' to a sender "
+        "that set DF); 'clear-df' = clear DF, then fragment prior to encapsulation",
+    )
     nat_transparency: NatTransparency = NatTransparency()
     groups: dict[str, VpnGroup] = {}
     users: dict[str, VpnUser] = {}

@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..collect import run
-from ..spec import Implementation, NodeConfig, ShowTable
+from ..spec import Implementation, NodeConfig, RenderedFile, ShowTable
 from ..vpn_agent import AGENT_SHOWS, agent_node_config, settings_json
 from .model import ConcentratorNode, parse_pool
 
@@ -21,7 +21,46 @@ def render(lab: Lab, name: str) -> NodeConfig:
     for group_name, group in node.vpn.groups.items():
         first, last = parse_pool(group.pool)
         settings["groups"][group_name]["pool_range"] = [str(first), str(last)]
-    return agent_node_config(lab, name, settings)
+    agent = agent_node_config(lab, name, settings)
+    fragments = RenderedFile(
+        FRAGMENT_NFT_PATH,
+        fragment_rules(name, node).encode(),
+        check="nft -c -f {path}",
+    )
+    # the rules first: the agent's TUN MTU and these rules make one policy
+    return NodeConfig(
+        name,
+        (fragments, *agent.files),
+        (f"nft -f {FRAGMENT_NFT_PATH}", *agent.reload_commands),
+        agent.host_sysctls,
+    )
+
+
+FRAGMENT_NFT_PATH = "/etc/labctl/fragmentation.nft"
+FRAGMENT_TABLE = "labctl_fragmentation"
+
+
+def fragment_rules(name: str, node: ConcentratorNode) -> str:
+    """The Fragmentation Policy's kernel half: 'clear-df' clears DF on what arrives from
+    anywhere but the public side and the tunnels, in prerouting -- before routing, where the
+    kernel refuses (ICMP) a DF packet too big for the TUN. The agent sets the TUN MTU."""
+    lines = [
+        f"# Rendered by labctl for {name}: Fragmentation Policy {node.vpn.fragmentation_policy}",
+        f"table ip {FRAGMENT_TABLE} {{}}",
+        f"delete table ip {FRAGMENT_TABLE}",
+        f"table ip {FRAGMENT_TABLE} {{",
+    ]
+    if node.vpn.fragmentation_policy == "clear-df":
+        public = json.dumps(node.vpn.public_interface)
+        lines += [
+            "\tchain clear_df {",
+            "\t\ttype filter hook prerouting priority -150; policy accept;",
+            f'\t\tiifname != {{ {public}, "vpn0" }} ip frag-off 0x4000 counter '
+            'ip frag-off set 0 comment "DF cleared"',
+            "\t}",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
