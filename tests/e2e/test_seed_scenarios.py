@@ -33,6 +33,7 @@ SCENARIOS = {
     "no-nat-client.yaml": {"expect"},
     "l2l-nat-t.yaml": {"expect"},
     "l2l-nat-t-off.yaml": {"repair-nat-t"},
+    "fragmentation-policy.yaml": {"three-policies"},
 }
 
 

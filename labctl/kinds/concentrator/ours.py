@@ -78,6 +78,20 @@ def collect_lan_to_lan(handle: Any, node: str, verbose: bool = False) -> tuple[A
     )
 
 
+def collect_fragmentation(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+    """The Fragmentation Policy's rule counters (clear-df: packets whose DF was cleared)."""
+    from ..pat_firewall.nftables import nft_counters
+
+    # what the node runs (a scenario may have pushed another policy than the file says)
+    policy = run(handle, node, f"head -n 1 {FRAGMENT_NFT_PATH}").rsplit(" ", 1)[-1].strip()
+    rows = nft_counters(
+        json.loads(run(handle, node, f"nft -j list table ip {FRAGMENT_TABLE}")), FRAGMENT_TABLE
+    )
+    lines = [f"Fragmentation Policy: {policy}", f"{'PACKETS':>9} {'BYTES':>11}  RULE"]
+    lines += [f"{r['packets']:>9} {r['bytes']:>11}  {r['comment'] or '-'}" for r in rows]
+    return rows, "\n".join(lines) + "\n"
+
+
 def collect_administer(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
     """The whole Administer Sessions screen: summary, remote-access sessions and the
     management sessions (the web console's own)."""
@@ -101,6 +115,11 @@ OURS = Implementation(
             "lan-to-lan",
             "LAN-to-LAN sessions (-v: IKE/IPsec SAs, NAT-T, UDP ports, bytes)",
             collect_lan_to_lan,
+        ),
+        ShowTable(
+            "fragmentation",
+            "the public interface's Fragmentation Policy and its rule counters (clear-df)",
+            collect_fragmentation,
         ),
         ShowTable(
             "administer",
