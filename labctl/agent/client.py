@@ -14,6 +14,7 @@ import contextlib
 import time
 from ipaddress import IPv4Network
 
+from ..esp import DEFAULT_TUNNEL_MTU
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -88,12 +89,8 @@ class ClientAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
-        self.tun = (
-            TunDevice.create("vpn0", mtu=TCP_TUNNEL_MTU)
-            if self.tcp_mode
-            else TunDevice.create("vpn0")
-        )
-        cisco_port = settings.tunneling_port if settings.tunneling_mode in ("udp", "auto") else None
+        self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
+        cisco_port = self._cisco_port()
         self.dataplane = Dataplane(
             loop,
             self.tun,
@@ -116,9 +113,7 @@ class ClientAgent:
         # IPsec over TCP: the connection being opened / the one the session rides
         self.connector: TcpConnector | None = None
         self.stream: StreamConnection | None = None
-        self.status = ClientStatus(
-            "disconnected", str(settings.host), settings.group, settings.user
-        )
+        self.status = self._new_status("disconnected")
         self.local_ip: str | None = None
         self.tunnels: dict[int, str] = {}  # inbound SPI -> data-plane tunnel name
         self.routes: list[str] = []
@@ -137,20 +132,15 @@ class ClientAgent:
         if self.reconnect_timer is not None:
             self.reconnect_timer.cancel()
             self.reconnect_timer = None
-        host = str(self.settings.host)
+        host = self._server()
         try:
             self.local_ip = local_address_towards(host)
         except OSError as exc:
             self._failed(f"no route to {host}: {exc.strerror}")
             return self.status.state
-        self.driver.engine = Initiator(build_initiator_config(self.settings))
-        self.status = ClientStatus(
-            "connecting",
-            host,
-            self.settings.group,
-            self.settings.user,
-            local_ip=self.local_ip,
-            reconnects=self.status.reconnects,
+        self.driver.engine = Initiator(self._initiator_config())
+        self.status = self._new_status(
+            "connecting", local_ip=self.local_ip, reconnects=self.status.reconnects
         )
         self.log.info("CM/26", f'Attempt connection with server "{host}"')
         if self.tcp_mode:
@@ -160,6 +150,28 @@ class ClientAgent:
             self.driver.engine.start(self.loop.time(), (self.local_ip, 500), (host, 500))
         )
         return self.status.state
+
+    # --- what differs between the kinds that run this agent (vpn-site overrides) ----------
+
+    def _server(self) -> str:
+        return str(self.settings.host)
+
+    def _new_status(self, state: str, **fields) -> ClientStatus:
+        s = self.settings
+        return ClientStatus(state, str(s.host), s.group, s.user, **fields)
+
+    def _initiator_config(self) -> InitiatorConfig:
+        return build_initiator_config(self.settings)
+
+    def _tun_mtu(self) -> int:
+        """The VPN adapter's MTU setting, else what fits one segment (TCP) or 1400."""
+        if self.settings.mtu is not None:
+            return self.settings.mtu
+        return TCP_TUNNEL_MTU if self.tcp_mode else DEFAULT_TUNNEL_MTU
+
+    def _cisco_port(self) -> int | None:
+        s = self.settings
+        return s.tunneling_port if s.tunneling_mode in ("udp", "auto") else None
 
     # --- IPsec over TCP ---------------------------------------------------------------------
 
@@ -357,6 +369,7 @@ class ClientAgent:
             f"0x{e.inbound_spi:08x}",
             f"0x{e.outbound_spi:08x}",
         )
+        self._tunnel_up(e)
         transport = "TCP" if encap is Encap.TCP else "UDP"
         self.status.transport = transport
         self.status.transparent_tunneling = (
@@ -375,6 +388,9 @@ class ClientAgent:
             f"SPI = 0x{e.outbound_spi:08X} INBOUND SPI = 0x{e.inbound_spi:08X})",
         )
         self.log.info("CM/1A", "One secure connection established")
+
+    def _tunnel_up(self, e: ChildSaEstablished) -> None:
+        """A child SA is installed (routes come from Mode-Config here; vpn-site adds its own)."""
 
     def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
         name = self.tunnels.pop(e.inbound_spi, None)
@@ -430,8 +446,10 @@ class ClientAgent:
         return status
 
     def reload(self, settings: ClientSettings) -> str:
-        if settings.tunneling_mode != self.settings.tunneling_mode or (
-            settings.tunneling_port != self.settings.tunneling_port
+        if (
+            settings.tunneling_mode != self.settings.tunneling_mode
+            or settings.tunneling_port != self.settings.tunneling_port
+            or settings.mtu != self.settings.mtu
         ):
             return "restart"
         self.settings = settings

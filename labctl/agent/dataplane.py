@@ -162,6 +162,11 @@ class Dataplane:
         self._housekeeping = loop.call_every(housekeeping_interval, self._tick)
 
     # ------------------------------------------------------------------ configuration
+    def mtu_changed(self, mtu: int) -> None:
+        """The TUN's MTU changed (a Fragmentation Policy change): the MSS clamp follows it."""
+        if self._max_mss:
+            self._max_mss = mss_for_mtu(mtu)
+
     def add_tunnel(
         self,
         name: str,

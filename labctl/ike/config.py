@@ -161,10 +161,46 @@ class GroupPolicy:
 
 
 @dataclass(frozen=True)
+class LanToLanPolicy:
+    """A LAN-to-LAN entry (VPN 3000): main mode from ``peer`` uses this PSK and these
+    proposals; its quick modes must select networks inside ``remote_networks`` (theirs) and
+    ``local_networks`` (ours); NAT-T by its own switch, not the remote-access one."""
+
+    name: str
+    peer: str  # the peer's address as the responder sees it (its PAT's outside address)
+    psk: bytes = field(repr=False)
+    local_networks: tuple[IPv4Network, ...]
+    remote_networks: tuple[IPv4Network, ...]
+    phase1: tuple[Phase1Proposal, ...]
+    phase2: tuple[Phase2Proposal, ...]
+    natt_enabled: bool = False
+    ike_lifetime: int = 86400
+    ipsec_lifetime: int = 28800
+
+    def __post_init__(self) -> None:
+        if not self.psk:
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: empty pre-shared key")
+        if not self.local_networks or not self.remote_networks:
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: needs local and remote networks")
+        if not self.phase1 or not self.phase2:
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: needs phase-1 and phase-2 proposals")
+        if any(p.auth != AuthMethod.PSK for p in self.phase1):
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: main mode with pre-shared keys only")
+
+    def covers(self, local_ts: IPv4Network, remote_ts: IPv4Network) -> bool:
+        """Quick-mode selectors inside this entry's networks."""
+        return any(local_ts.subnet_of(n) for n in self.local_networks) and any(
+            remote_ts.subnet_of(n) for n in self.remote_networks
+        )
+
+
+@dataclass(frozen=True)
 class ResponderPolicy:
     """How the concentrator (responder) behaves."""
 
     groups: dict[str, GroupPolicy]
+    # LAN-to-LAN peers, chosen by address in main mode (before any group)
+    lan_to_lan: tuple[LanToLanPolicy, ...] = ()
     # XAUTH and plain-PSK variants: each group's ``xauth`` flag picks which apply to it.
     phase1: tuple[Phase1Proposal, ...] = field(
         default_factory=lambda: default_phase1() + default_phase1(AuthMethod.PSK)
@@ -208,12 +244,15 @@ class ResponderPolicy:
     vpnc_rekey_delete_quirk: bool = True
 
     def __post_init__(self) -> None:
-        if not self.groups:
-            raise IkeConfigError("responder policy without any group")
+        if not self.groups and not self.lan_to_lan:
+            raise IkeConfigError("responder policy without any group or LAN-to-LAN entry")
+        peers = [entry.peer for entry in self.lan_to_lan]
+        if len(set(peers)) != len(peers):
+            raise IkeConfigError("two LAN-to-LAN entries for one peer address")
         for name, group in self.groups.items():
             if name != group.name:
                 raise IkeConfigError(f"group key {name!r} differs from its name {group.name!r}")
-        if not self.phase1 or not self.phase2:
+        if self.groups and (not self.phase1 or not self.phase2):
             raise IkeConfigError("responder policy needs phase-1 and phase-2 proposals")
         if self.main_mode_group is not None and self.main_mode_group not in self.groups:
             raise IkeConfigError(f"main_mode_group {self.main_mode_group!r} is not a group")
@@ -252,6 +291,9 @@ class InitiatorConfig:
     app_version: str = "Cisco Systems VPN Client 4.0.3 (Rel):Linux"
     hostname: str | None = None
     remote_networks: tuple[IPv4Network, ...] = (ALL_NETWORKS,)
+    # LAN-to-LAN: our own networks; one quick mode per (local, remote) pair, with these as
+    # our selector instead of our address.  Empty: a remote-access client.
+    local_networks: tuple[IPv4Network, ...] = ()
     use_split_networks: bool = False  # one quick mode per split-include network instead
     initial_contact: bool = True
     vendor: VendorIdentity = field(

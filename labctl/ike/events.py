@@ -107,6 +107,7 @@ class Phase1Established(Event):
     peer_vendor: PeerVendorInfo
     replaces: SaHandle | None = None
     initial_contact: bool = False
+    lan_to_lan: str | None = None  # responder: the LAN-to-LAN entry (then no XAUTH, no pool)
     # Lab-only export material (see keyexport.py); never logged.
     enc_key: bytes = field(default=b"", repr=False)
 

@@ -29,7 +29,7 @@ from .codec import (
     decode_plaintext_body,
     encode_chain,
 )
-from .config import GroupPolicy, Phase1Proposal, Phase2Proposal
+from .config import GroupPolicy, LanToLanPolicy, Phase1Proposal, Phase2Proposal
 from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
 from .crypto import (
     CipherSpec,
@@ -199,6 +199,7 @@ class IkeSa:
     # who and what
     group_name: str | None = None
     group: GroupPolicy | None = None  # responder: the tunnel group it authenticated with
+    lan_to_lan: LanToLanPolicy | None = None  # responder: the LAN-to-LAN entry of the peer
     user: str | None = None
     xauth: XauthState = XauthState.NONE
     xauth_attempts: int = 0

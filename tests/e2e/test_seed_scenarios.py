@@ -31,6 +31,9 @@ SCENARIOS = {
     "many-clients.yaml": {"all-at-once"},
     "concentrator-restart.yaml": {"restart-and-reconnect", "client-vanishes"},
     "no-nat-client.yaml": {"expect"},
+    "l2l-nat-t.yaml": {"expect"},
+    "l2l-nat-t-off.yaml": {"repair-nat-t"},
+    "fragmentation-policy.yaml": {"three-policies"},
 }
 
 

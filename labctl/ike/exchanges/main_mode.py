@@ -136,28 +136,35 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
 
 
 def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: Inbound):
-    """Message 1 -> 2: choose a transform of the main-mode group's."""
+    """Message 1 -> 2: choose a transform of the peer's LAN-to-LAN entry (by its address),
+    else of the main-mode group's."""
     sa_p = msg.first(SaPayload)
     if sa_p is None:
         raise IkeProtocolError(
             "main mode message 1 without SA", notify=NotifyType.PAYLOAD_MALFORMED
         )
     policy = resp.policy
+    l2l = None if rx.tcp else resp._lan_to_lan_for(rx.remote[0])
     group = policy.groups.get(policy.main_mode_group) if policy.main_mode_group else None
-    if group is None:
+    if group is None and l2l is None:
         reason = "main mode not enabled"
         informational.reject_first(resp, out, msg, rx, reason, NotifyType.NO_PROPOSAL_CHOSEN)
         return None
+    proposals = l2l.phase1 if l2l is not None else resp._policy_for_group(group)  # type: ignore[arg-type]
     try:
-        choice = choose_phase1(sa_p, resp._policy_for_group(group))
+        choice = choose_phase1(sa_p, proposals)
     except IkeProtocolError as exc:
         informational.reject_first(resp, out, msg, rx, str(exc), NotifyType.NO_PROPOSAL_CHOSEN)
         return None
     sa = resp._new_sa(msg, "main", rx)
     sa.offer, sa.chosen = choice.offer, choice.policy
-    sa.group, sa.group_name = group, group.name
+    if l2l is not None:
+        resp._bind_lan_to_lan(sa, l2l)
+    else:
+        assert group is not None
+        sa.group, sa.group_name = group, group.name
     sa.sai_b = phase1.body_as_received(msg, SaPayload)
-    sa.lifetime = resp._phase1_lifetime(choice.offer)
+    sa.lifetime = resp._phase1_lifetime(choice.offer, sa)
     payloads: list = [phase1.reply_sa(choice, sa_p)]
     payloads += leading_vids(policy.vendor, (sa.natt,) if sa.natt else ())
     payloads += trailing_vids(policy.vendor)
@@ -180,9 +187,10 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, msg: Message, rx:
     gxy = modp_exchange(sa.negotiated.group, dh, ke.data)
     sa.gxi, sa.gxr = ke.data, dh.public
     sa.ni_b, sa.nr_b = nonce.data, random_bytes(NONCE_LEN)
-    if sa.group is None:
+    psk = sa.lan_to_lan.psk if sa.lan_to_lan is not None else sa.group.psk if sa.group else None
+    if psk is None:
         raise IkeProtocolError("main mode key exchange before a tunnel group was chosen")
-    setup_keys(sa, sa.group.psk, gxy)
+    setup_keys(sa, psk, gxy)
     natds = phase1.natd_of(msg)
     if sa.natt is not None and natds:
         sa.local_behind_nat, sa.remote_behind_nat = check_natd(sa, natds, rx.local, rx.remote)

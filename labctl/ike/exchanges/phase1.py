@@ -200,6 +200,7 @@ def established_event(sa: IkeSa, *, initial_contact: bool) -> Phase1Established:
         peer_vendor=sa.peer_vendor,
         replaces=sa.replaces,
         initial_contact=initial_contact,
+        lan_to_lan=sa.lan_to_lan.name if sa.lan_to_lan is not None else None,
         enc_key=sa.keyed.enc_key,
     )
 

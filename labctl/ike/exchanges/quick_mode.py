@@ -78,14 +78,16 @@ def start(
     remote_ts: IPv4Network,
     now: float,
     rekey_of: int | None = None,
+    local_ts: IPv4Network | None = None,
 ) -> None:
-    """Message 1: offer our proposals for traffic between us and ``remote_ts``."""
+    """Message 1: offer our proposals for traffic between ``local_ts`` (default: us) and
+    ``remote_ts``."""
     cfg = ini.config
     mid = random_message_id()
     my_spi = ini.new_spi()
     ni_b = random_bytes(NONCE_LEN)
     encap = encapsulation_mode(sa)
-    local_ts = _local_ts(sa)
+    local_ts = local_ts or _local_ts(sa)
     payloads: list = [phase2_sa(cfg.phase2, my_spi, encap), NoncePayload(ni_b)]
     pfs = cfg.phase2[0].pfs_group
     dh = None
@@ -201,7 +203,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
 
 def rekey(ini: Initiator, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
     child.rekeying = True
-    start(ini, out, sa, child.remote_ts, now, rekey_of=child.inbound_spi)
+    start(ini, out, sa, child.remote_ts, now, rekey_of=child.inbound_spi, local_ts=child.local_ts)
 
 
 def refused(ini: Initiator, out: Collector, sa: IkeSa, n: NotifyPayload) -> None:
@@ -273,7 +275,7 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
             encap_ok = (EncapMode.UDP_TUNNEL, EncapMode.UDP_TUNNEL_DRAFT)
         else:
             encap_ok = (EncapMode.TUNNEL,)
-        choice = choose_esp(sa_p, resp.policy.phase2, encap_ok)
+        choice = choose_esp(sa_p, resp._phase2_for(sa), encap_ok)
     except IkeProtocolError as exc:
         # Authenticated but unacceptable: say why (vpnc and our initiator give up at once)
         notify = exc.notify if exc.notify in _REFUSALS else NotifyType.NO_PROPOSAL_CHOSEN
@@ -302,7 +304,8 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     my_spi = resp.new_spi()
     nr_b = random_bytes(NONCE_LEN)
     policy = resp.policy
-    lifetime = min(choice.offer.life_seconds or policy.ipsec_lifetime, policy.ipsec_lifetime)
+    ours = resp._ipsec_lifetime(sa)
+    lifetime = min(choice.offer.life_seconds or ours, ours)
     child = children.make_child(
         sa,
         message_id=msg.message_id,
@@ -366,9 +369,21 @@ def _selectors(resp: Responder, sa: IkeSa, ids: list[IdPayload]):
             raise IkeProtocolError(
                 "quick mode IDs are not IPv4 networks", notify=NotifyType.INVALID_ID_INFORMATION
             )
+    elif sa.lan_to_lan is not None:
+        raise IkeProtocolError(
+            "LAN-to-LAN quick mode without IDs", notify=NotifyType.INVALID_ID_INFORMATION
+        )
     else:
         remote_ts = IPv4Network(sa.remote[0])
         local_ts = IPv4Network(sa.local[0])
+    if sa.lan_to_lan is not None:  # network to network: inside the entry's lists
+        if not sa.lan_to_lan.covers(local_ts, remote_ts):
+            raise IkeProtocolError(
+                f"LAN-to-LAN {sa.lan_to_lan.name!r}: {remote_ts} <-> {local_ts} is outside "
+                "its network lists",
+                notify=NotifyType.INVALID_ID_INFORMATION,
+            )
+        return remote_ts, local_ts
     assigned = sa.mode_config.address if sa.mode_config is not None else None
     if assigned is not None and remote_ts != IPv4Network(assigned):
         raise IkeProtocolError(

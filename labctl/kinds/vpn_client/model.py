@@ -30,6 +30,14 @@ class VpnClientSettings(Strict):
     password: SecretValue
     transparent_tunneling: TransparentTunneling = TransparentTunneling()
     local_lan_access: bool = False
+    mtu: int | None = Field(
+        None,
+        ge=576,
+        le=1500,
+        description="the VPN adapter's MTU (the Cisco client's 'MTU' setting, 1300 on "
+        "theirs); packets are fragmented before encapsulation to fit it. None: 1400 (1300 "
+        "for IPsec over TCP)",
+    )
     peer_response_timeout: int = Field(90, ge=5)
     nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
     dpd: DpdSettings = DpdSettings()
