@@ -47,6 +47,12 @@ class NattMode(StrEnum):
     def asks_cisco_udp(self) -> bool:
         return self in (NattMode.CISCO_UDP, NattMode.AUTO)
 
+    @property
+    def asks_transport_port(self) -> bool:
+        """Ask for Mode-Config 0x7005 (the gateway's IPsec-over-UDP/TCP port): only modes
+        that can use it ask, and a gateway answers only what was asked."""
+        return self.asks_cisco_udp or self is NattMode.TCP
+
 
 @dataclass(frozen=True)
 class Phase1Proposal:
