@@ -60,9 +60,10 @@ HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
 def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
     natt = NATT_MODES[settings.tunneling_mode] if settings.transparent_tunneling else NattMode.NONE
     phase1 = tuple(
-        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, 86400) for p in settings.ike_proposals
+        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, settings.ike_lifetime)
+        for p in settings.ike_proposals
     )
-    phase2 = tuple(phase2_proposal(p, 28800) for p in settings.ipsec_proposals)
+    phase2 = tuple(phase2_proposal(p, settings.ipsec_lifetime) for p in settings.ipsec_proposals)
     return InitiatorConfig(
         group=settings.group,
         psk=settings.group_password.encode(),

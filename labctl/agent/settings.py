@@ -132,6 +132,8 @@ class ClientSettings:
     dpd: Dpd
     ike_proposals: tuple[str, ...]
     ipsec_proposals: tuple[str, ...]
+    ike_lifetime: int
+    ipsec_lifetime: int
     auto_connect: bool
     client_version: str
     client_os: str
@@ -326,6 +328,8 @@ def _client(top: _Section) -> ClientSettings:
         dpd=_dpd(vpn.section("dpd")),
         ike_proposals=vpn.texts("ike_proposals"),
         ipsec_proposals=vpn.texts("ipsec_proposals"),
+        ike_lifetime=vpn.integer("ike_lifetime"),
+        ipsec_lifetime=vpn.integer("ipsec_lifetime"),
         auto_connect=vpn.flag("auto_connect"),
         client_version=vpn.text("client_version"),
         client_os=vpn.text("client_os"),

@@ -35,6 +35,15 @@ class VpnClientSettings(Strict):
     dpd: DpdSettings = DpdSettings()
     ike_proposals: list[Proposal] = ["3des-md5-modp1024"]
     ipsec_proposals: list[Proposal] = ["3des-md5"]
+    ike_lifetime: int = Field(
+        86400,
+        ge=60,
+        description="phase-1 lifetime offered, seconds (a shorter one a "
+        "concentrator answers with RESPONDER-LIFETIME wins; the client rekeys before either ends)",
+    )
+    ipsec_lifetime: int = Field(
+        28800, ge=60, description="phase-2 lifetime offered, seconds (rekeyed before it ends)"
+    )
     auto_connect: bool = True
     client_version: str = Field("3.6.1 (Rel)", description="shown as 'Client Type/Version'")
     client_os: str = "WinNT"
