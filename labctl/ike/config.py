@@ -179,6 +179,11 @@ class ResponderPolicy:
     ike_lifetime: int = 86400
     ipsec_lifetime: int = 28800
     send_responder_lifetime: bool = True
+    # Start phase-2 rekeys on our own lifetime (rekey_margin before it ends), as strongSwan
+    # does; off: the client rekeys (a VPN 3000 leaves it to the client).
+    initiate_rekeys: bool = False
+    rekey_margin: float = 0.2  # earlier than the client's default 0.1: one end leads
+    child_rekey_grace: float = 5.0  # a child we rekeyed lingers this long
     # NAT transparency (the seed's check box).  Off: NAT-T VIDs ignored, no NAT-D, mode 1.
     natt_enabled: bool = True
     natt_versions: tuple[NattVersion, ...] = (
@@ -225,6 +230,8 @@ class ResponderPolicy:
             raise IkeConfigError(f"main_mode_group {self.main_mode_group!r} is not a group")
         if self.xauth_max_attempts < 1:
             raise IkeConfigError("xauth_max_attempts must be at least 1")
+        if not 0 < self.rekey_margin < 1:
+            raise IkeConfigError("rekey_margin must be between 0 and 1")
 
     @staticmethod
     def cisco_udp(port: int = CISCO_UDP_DEFAULT_PORT, **kwargs) -> ResponderPolicy:

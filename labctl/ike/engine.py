@@ -454,6 +454,9 @@ class EngineBase:
             self._heartbeat(out, sa, now)
 
     def _retransmit_failed(self, out: Collector, sa: IkeSa, r: Retransmit, now: float) -> None:
+        if r.stage == "quick":  # only that quick mode fails, either role
+            quick_mode.unanswered(self, out, sa, r)
+            return
         self._remove_sa(
             out, sa, self._unanswered(r, now), now, notify_peer=False, failed_stage=r.stage
         )

@@ -10,7 +10,7 @@ per message ID.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ..attributes import Attribute, decode_attributes
 from ..codec import DeletePayload, EncryptedMessage, Message, NotifyPayload
@@ -28,7 +28,6 @@ from ..errors import IkeError, IkeProtocolError
 from ..events import Collector, Datagram, ExchangeFailed, NotifyReceived
 from ..proposals import lifetime_pairs
 from ..sa import IkeSa
-from ..states import Role
 from . import quick_mode
 
 if TYPE_CHECKING:
@@ -110,8 +109,8 @@ def on_notify(engine: EngineBase, out: Collector, sa: IkeSa, n: NotifyPayload, n
     if kind == NotifyType.INITIAL_CONTACT:
         return
     out.event(NotifyReceived(sa.handle, kind, n.protocol, n.spi, n.data, True))
-    if kind in _QUICK_REFUSALS and sa.quick and engine.role is Role.INITIATOR:
-        quick_mode.refused(cast("Initiator", engine), out, sa, n)
+    if kind in _QUICK_REFUSALS and sa.quick:
+        quick_mode.refused(engine, out, sa, n)  # either end may have offered
 
 
 def on_delete(engine: EngineBase, out: Collector, sa: IkeSa, d: DeletePayload, now: float):
