@@ -376,6 +376,11 @@ class ClientAgent:
             f"SPI = 0x{e.outbound_spi:08X} INBOUND SPI = 0x{e.inbound_spi:08X})",
         )
         self.log.info("CM/1A", "One secure connection established")
+        if e.rekey_of is not None and e.started_by_peer:
+            self.log.info(
+                "IKE/59",
+                f"IPsec SA rekeyed by the concentrator (lifetime {e.lifetime_seconds} s)",
+            )
 
     def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
         name = self.tunnels.pop(e.inbound_spi, None)

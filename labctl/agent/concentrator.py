@@ -98,6 +98,7 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         dpd_idle=settings.dpd.interval,
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
+        initiate_rekeys=settings.initiate_rekeys,
     )
 
 
@@ -398,6 +399,13 @@ class ConcentratorAgent:
             f"({naming.protocol_name(e.encapsulation)}, {e.encryption}/{e.integrity})",
             e.peer[0],
         )
+        if e.rekey_of is not None and not e.started_by_peer:
+            self.log.info(
+                "IKE/122",
+                f"{self._prefix(session)} IPsec SA rekeyed by the concentrator "
+                f"(its lifetime {e.lifetime_seconds} s)",
+                e.peer[0],
+            )
 
     def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
         session = self.sessions.get(e.handle)

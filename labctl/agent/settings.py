@@ -110,6 +110,7 @@ class ConcentratorSettings:
     users: dict[str, tuple[str, str]] = field(repr=False)  # user -> (password, group)
     dpd: Dpd
     nat_keepalive: float
+    initiate_rekeys: bool
     log_level: str
     version_string: str
     export_keys: bool
@@ -303,6 +304,7 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         users=users,
         dpd=_dpd(vpn.section("dpd")),
         nat_keepalive=vpn.number("nat_keepalive"),
+        initiate_rekeys=vpn.flag("initiate_rekeys"),
         log_level=vpn.text("log_level"),
         version_string=vpn.text("version_string"),
         export_keys=vpn.section("debug").flag("export_keys"),

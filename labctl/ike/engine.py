@@ -309,10 +309,18 @@ class EngineBase:
             if value > 0xFF and value not in self.inbound_spis:
                 return raw
 
-    def _install_child(self, out: Collector, sa: IkeSa, child: ChildSa, rekey_of: int | None):
+    def _install_child(
+        self,
+        out: Collector,
+        sa: IkeSa,
+        child: ChildSa,
+        rekey_of: int | None,
+        *,
+        started_by_peer: bool = False,
+    ):
         sa.children[child.inbound_spi] = child
         self.inbound_spis[child.inbound_spi] = sa
-        out.event(children.child_event(sa, child, rekey_of))
+        out.event(children.child_event(sa, child, rekey_of, started_by_peer=started_by_peer))
 
     def _remove_child(
         self, out: Collector, sa: IkeSa, child: ChildSa, reason: str, *, notify_peer: bool

@@ -164,6 +164,7 @@ class ChildSaEstablished(Event):
     pfs_group: int | None
     rekey_of: int | None = None  # inbound SPI of the child this one replaces
     user: str | None = None
+    started_by_peer: bool = False  # the peer started its quick mode (e.g. a gateway's rekey)
     enc_key_in: bytes = field(default=b"", repr=False)
     auth_key_in: bytes = field(default=b"", repr=False)
     enc_key_out: bytes = field(default=b"", repr=False)

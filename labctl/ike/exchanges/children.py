@@ -65,7 +65,9 @@ def make_child(
     )
 
 
-def child_event(sa: IkeSa, child: ChildSa, rekey_of: int | None) -> ChildSaEstablished:
+def child_event(
+    sa: IkeSa, child: ChildSa, rekey_of: int | None, *, started_by_peer: bool = False
+) -> ChildSaEstablished:
     if child.encapsulation is Encapsulation.CISCO_UDP:
         udp_port, local_port = sa.cisco_udp_port, sa.cisco_udp_port
     elif child.encapsulation is not Encapsulation.TUNNEL:  # NAT-T or the TCP connection
@@ -91,6 +93,7 @@ def child_event(sa: IkeSa, child: ChildSa, rekey_of: int | None) -> ChildSaEstab
         pfs_group=child.pfs_group,
         rekey_of=rekey_of,
         user=sa.user,
+        started_by_peer=started_by_peer,
         enc_key_in=child.enc_key_in,
         auth_key_in=child.auth_key_in,
         enc_key_out=child.enc_key_out,

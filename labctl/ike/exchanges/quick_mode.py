@@ -418,7 +418,7 @@ def _answer_msg3(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMess
                 if old.local_ts == child.local_ts and old.remote_ts == child.remote_ts:
                     rekey_of = old.inbound_spi
     resp._set_child_rekey(child)
-    resp._install_child(out, sa, child, rekey_of)
+    resp._install_child(out, sa, child, rekey_of, started_by_peer=True)
     resp.stats["child_established"] += 1
     if rekey_of is not None:
         resp.stats["child_rekeys_answered"] += 1

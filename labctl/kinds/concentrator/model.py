@@ -55,6 +55,11 @@ class ConcentratorSettings(Strict):
     users: dict[str, VpnUser] = {}
     dpd: DpdSettings = DpdSettings()
     nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
+    initiate_rekeys: bool = Field(
+        False,
+        description="rekey phase 2 on the concentrator's own lifetime (at 80 %, before a "
+        "client's 90 %), as strongSwan does; off: clients rekey, as with a VPN 3000",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     debug: DebugSettings = DebugSettings()
     version_string: str = (

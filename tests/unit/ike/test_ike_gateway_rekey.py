@@ -49,6 +49,8 @@ def test_the_gateway_rekeys_on_its_shorter_lifetime_and_the_client_answers() -> 
     assert len(server) == len(client) == 2
     assert server[1].rekey_of == first_s.inbound_spi  # the gateway started it: its own SPI
     assert client[1].rekey_of == first_c.inbound_spi  # the client saw it as a rekey too
+    assert (client[0].started_by_peer, server[0].started_by_peer) == (False, True)
+    assert (client[1].started_by_peer, server[1].started_by_peer) == (True, False)
     for c, s in _pairs_by_spi(lab):
         assert_keys_mirror(c, s)
     assert lab.responder.stats["child_rekeys_started"] == 1
