@@ -46,6 +46,7 @@ from .records import ClientStatus
 from .settings import ClientSettings, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
+from .volume import report_volumes
 
 NATT_MODES = {  # the settings' transparent-tunneling mode -> the engine's
     "nat-t": NattMode.NATT,
@@ -63,7 +64,10 @@ def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
         phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, settings.ike_lifetime)
         for p in settings.ike_proposals
     )
-    phase2 = tuple(phase2_proposal(p, settings.ipsec_lifetime) for p in settings.ipsec_proposals)
+    phase2 = tuple(
+        phase2_proposal(p, settings.ipsec_lifetime, lifetime_kb=settings.ipsec_lifetime_kb)
+        for p in settings.ipsec_proposals
+    )
     return InitiatorConfig(
         group=settings.group,
         psk=settings.group_password.encode(),
@@ -89,6 +93,7 @@ class ClientAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
+        loop.call_every(1.0, self._note_volume)  # kilobyte lifetimes
         self.tun = (
             TunDevice.create("vpn0", mtu=TCP_TUNNEL_MTU)
             if self.tcp_mode
@@ -128,6 +133,10 @@ class ClientAgent:
         self.reconnect_timer: Timer | None = None
         self.failures = 0
         self.last_phase1: Phase1Established | None = None
+
+    def _note_volume(self) -> None:
+        if self.driver.engine is not None:
+            report_volumes(self.driver.engine, self.dataplane, self.driver.apply, self.loop.time())
 
     # --- connection lifecycle ---------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from .records import IkeSaRecord, IpsecSaRecord, SessionRecord, SessionSummary
 from .settings import ConcentratorSettings, phase1_proposal, phase2_proposal
 from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
+from .volume import report_volumes
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
 
@@ -65,7 +66,9 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
                 if proposal not in phase1:
                     phase1.append(proposal)
         for text in group.ipsec_proposals:
-            transform = phase2_proposal(text, group.ipsec_lifetime, 2 if group.pfs else None)
+            transform = phase2_proposal(
+                text, group.ipsec_lifetime, 2 if group.pfs else None, group.ipsec_lifetime_kb
+            )
             if transform not in phase2:
                 phase2.append(transform)
         groups[group.name] = GroupPolicy(
@@ -91,6 +94,7 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         phase2=tuple(phase2),
         ike_lifetime=first.ike_lifetime,
         ipsec_lifetime=first.ipsec_lifetime,
+        ipsec_lifetime_kb=first.ipsec_lifetime_kb,
         natt_enabled=settings.nat_t,
         cisco_udp_port=settings.ipsec_over_udp,
         tcp_port=settings.ipsec_over_tcp,
@@ -208,6 +212,9 @@ class ConcentratorAgent:
         self.peak_sessions = 0
         self.admins = AdminSessions()  # management sessions (the web console's)
         loop.call_every(1.0, self._note_traffic)
+        loop.call_every(
+            1.0, lambda: report_volumes(self.engine, self.dataplane, self.driver.apply, loop.time())
+        )  # kilobyte lifetimes
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
         transparency = [
             name

@@ -92,9 +92,12 @@ class Phase2Proposal:
     auth: EspAuth = EspAuth.HMAC_SHA1
     pfs_group: int | None = None
     lifetime: int = 28800
+    lifetime_kb: int | None = None  # kilobytes each direction may carry (None: no limit)
 
     def __post_init__(self) -> None:
         esp_cipher(self.transform, self.key_bits)
+        if self.lifetime_kb is not None and self.lifetime_kb <= 0:
+            raise IkeConfigError("phase-2 kilobyte lifetime must be positive")
         if self.auth not in (EspAuth.HMAC_MD5, EspAuth.HMAC_SHA1, EspAuth.HMAC_SHA2_256):
             raise IkeConfigError(f"unsupported ESP integrity {self.auth}")
         if self.pfs_group is not None and self.pfs_group not in MODP_PRIMES:
@@ -178,6 +181,7 @@ class ResponderPolicy:
     phase2: tuple[Phase2Proposal, ...] = field(default_factory=default_phase2)
     ike_lifetime: int = 86400
     ipsec_lifetime: int = 28800
+    ipsec_lifetime_kb: int | None = None  # kilobytes; the shorter of ours and the offer's
     send_responder_lifetime: bool = True
     # Start phase-2 rekeys on our own lifetime (rekey_margin before it ends), as strongSwan
     # does; off: the client rekeys (a VPN 3000 leaves it to the client).

@@ -31,7 +31,7 @@ from .events import (
     SessionInfo,
     Waiting,
 )
-from .exchanges import children, informational, quick_mode
+from .exchanges import children, informational, quick_mode, volume
 from .exchanges.phase1 import session_info
 from .sa import ChildSa, IkeSa, Retransmit, random_cookie, random_message_id
 from .states import Phase1State, Role
@@ -300,6 +300,18 @@ class EngineBase:
             self._recently_removed.popitem(last=False)
 
     # -- child SAs -----------------------------------------------------------------------------
+
+    def note_volume(self, inbound_spi: int, carried: int, now: float) -> Output:
+        """The agent's report: the child with ``inbound_spi`` has protected ``carried``
+        bytes (its busier direction).  A kilobyte lifetime near its end starts a rekey (by
+        the role's policy); one used up deletes the child."""
+        out = Collector()
+        sa = self.inbound_spis.get(inbound_spi)
+        child = sa.children.get(inbound_spi) if sa is not None else None
+        if sa is not None and child is not None:
+            volume.check(self, out, sa, child, carried, now)
+            self._schedule(sa)
+        return self._finish(out)
 
     def new_spi(self) -> bytes:
         """A fresh inbound SPI, unique in this engine and never in the reserved 1..255."""

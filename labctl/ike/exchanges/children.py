@@ -30,6 +30,7 @@ def make_child(
     local_ts: IPv4Network,
     remote_ts: IPv4Network,
     lifetime: int,
+    lifetime_kb: int | None,
     now: float,
 ) -> ChildSa:
     """The ESP SA pair a quick mode negotiated, keyed per direction (RFC 2409 5.5)."""
@@ -52,7 +53,7 @@ def make_child(
         local_ts=local_ts,
         remote_ts=remote_ts,
         lifetime=lifetime,
-        lifetime_kb=offer.life_kilobytes,
+        lifetime_kb=lifetime_kb,
         established=now,
         expires_at=now + lifetime,
         rekey_at=None,

@@ -48,6 +48,31 @@ def lifetime(engine: EngineBase) -> int:
     return _resp(engine).policy.ipsec_lifetime
 
 
+def lifetime_kb(engine: EngineBase) -> int | None:
+    """Our phase-2 kilobyte lifetime as the answering end (None: no volume limit)."""
+    ini = _ini(engine)
+    if ini is not None:
+        return shorter(*(p.lifetime_kb for p in ini.config.phase2))
+    return _resp(engine).policy.ipsec_lifetime_kb
+
+
+def shorter(*values: int | None) -> int | None:
+    """The smallest lifetime given; None (no limit) only when none is given."""
+    given = [v for v in values if v]
+    return min(given) if given else None
+
+
+def rekeys(engine: EngineBase) -> bool:
+    """Whether this end starts phase-2 rekeys itself (and how early: ``margin``)."""
+    ini = _ini(engine)
+    return ini.config.auto_rekey if ini is not None else _resp(engine).policy.initiate_rekeys
+
+
+def margin(engine: EngineBase) -> float:
+    ini = _ini(engine)
+    return ini.config.rekey_margin if ini is not None else _resp(engine).policy.rekey_margin
+
+
 def sends_responder_lifetime(engine: EngineBase) -> bool:
     ini = _ini(engine)
     return ini is None and _resp(engine).policy.send_responder_lifetime
@@ -77,7 +102,9 @@ def rekey_offer(engine: EngineBase, child: ChildSa) -> tuple[Phase2Proposal, ...
         return ini.config.phase2
     rows = (child.proposal,) if child.proposal is not None else _resp(engine).policy.phase2
     same_pfs = tuple(p for p in rows if p.pfs_group == child.pfs_group) or rows[:1]
-    return tuple(replace(p, lifetime=child.lifetime) for p in same_pfs)
+    return tuple(
+        replace(p, lifetime=child.lifetime, lifetime_kb=child.lifetime_kb) for p in same_pfs
+    )
 
 
 def selectors(engine: EngineBase, sa: IkeSa, ids: list[IdPayload]):

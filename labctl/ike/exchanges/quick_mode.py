@@ -195,6 +195,7 @@ def _started_msg2(
     del sa.quick[mid]
     sa.mark_done(mid)
     lifetime = min(offer.life_seconds or policy.lifetime, policy.lifetime)
+    lifetime_kb = qm_policy.shorter(offer.life_kilobytes, policy.lifetime_kb)
     child = children.make_child(
         sa,
         message_id=mid,
@@ -208,14 +209,12 @@ def _started_msg2(
         local_ts=local_ts,
         remote_ts=remote_ts,
         lifetime=lifetime,
+        lifetime_kb=lifetime_kb,
         now=now,
     )
     for n in msg.find(NotifyPayload):
         if n.notify_type == NotifyType.RESPONDER_LIFETIME:
-            seconds = informational.responder_lifetime_seconds(n)
-            if seconds and 0 < seconds < child.lifetime:
-                child.lifetime = seconds
-                child.expires_at = child.established + seconds
+            informational.shorten_child(child, n)
         else:
             out.event(NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, True))
     ini._set_child_rekey(child)
@@ -327,6 +326,8 @@ def _answer_msg1(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMess
     nr_b = random_bytes(NONCE_LEN)
     ours = qm_policy.lifetime(resp)
     lifetime = min(choice.offer.life_seconds or ours, ours)
+    offered_kb = choice.offer.life_kilobytes
+    lifetime_kb = qm_policy.shorter(offered_kb, qm_policy.lifetime_kb(resp))
     child = children.make_child(
         sa,
         message_id=msg.message_id,
@@ -340,6 +341,7 @@ def _answer_msg1(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMess
         local_ts=local_ts,
         remote_ts=remote_ts,
         lifetime=lifetime,
+        lifetime_kb=lifetime_kb,
         now=now,
     )
     payloads: list = [
@@ -355,13 +357,19 @@ def _answer_msg1(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMess
     payloads += ids
     payloads += [p for p in msg.payloads if isinstance(p, NatOaPayload)]
     offered_life = choice.offer.life_seconds
+    shorter_kb = lifetime_kb is not None and lifetime_kb != offered_kb
     if qm_policy.sends_responder_lifetime(resp) and (
-        offered_life is None or offered_life > lifetime
+        offered_life is None or offered_life > lifetime or shorter_kb
     ):
         life = (
             Attribute(P2Attr.LIFE_TYPE, LifeType.SECONDS).encode()
             + Attribute.number(P2Attr.LIFE_DURATION, lifetime).encode()
         )
+        if lifetime_kb is not None:
+            life += (
+                Attribute(P2Attr.LIFE_TYPE, LifeType.KILOBYTES).encode()
+                + Attribute.number(P2Attr.LIFE_DURATION, lifetime_kb).encode()
+            )
         payloads.append(NotifyPayload(NotifyType.RESPONDER_LIFETIME, ProtocolId.ESP, my_spi, life))
     reply = sa.protected(ExchangeType.QUICK, msg.message_id, payloads, prefix=nonce.data)
     resp.inbound_spis[child.inbound_spi] = sa  # reserve the SPI now

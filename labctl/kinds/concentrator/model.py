@@ -39,6 +39,9 @@ class VpnGroup(Strict):
     ipsec_proposals: list[Proposal] = ["3des-md5", "aes128-sha1"]
     ike_lifetime: int = Field(86400, ge=60)
     ipsec_lifetime: int = Field(28800, ge=60)
+    ipsec_lifetime_kb: int | None = Field(
+        None, ge=10, description="kilobytes an IPsec SA may carry each way; none: no limit"
+    )
     pfs: bool = False
 
 

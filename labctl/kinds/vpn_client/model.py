@@ -44,6 +44,12 @@ class VpnClientSettings(Strict):
     ipsec_lifetime: int = Field(
         28800, ge=60, description="phase-2 lifetime offered, seconds (rekeyed before it ends)"
     )
+    ipsec_lifetime_kb: int | None = Field(
+        None,
+        ge=10,
+        description="kilobytes an IPsec SA may carry each way (rekeyed at 90 %); "
+        "none: no limit (a concentrator's shorter limit still applies)",
+    )
     auto_connect: bool = True
     client_version: str = Field("3.6.1 (Rel)", description="shown as 'Client Type/Version'")
     client_os: str = "WinNT"
