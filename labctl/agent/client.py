@@ -28,8 +28,9 @@ from ..ike import (
     Phase1Established,
     RequestRetransmitted,
 )
-from ..ike.config import NattMode
+from ..ike.config import NattMode, VendorIdentity
 from ..ike.constants import NATT_PORT, AuthMethod
+from ..ike.events import IkeFragments
 from . import naming
 from .childsa import encap_of, esp_pair
 from .control import ControlError
@@ -82,6 +83,10 @@ def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
         dpd_idle=settings.dpd.interval,
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
+        vendor=VendorIdentity(
+            fragmentation=settings.fragmentation is not None, vpn3000_version=None
+        ),
+        fragment_size=settings.fragmentation or 576,
     )
 
 
@@ -417,6 +422,9 @@ class ClientAgent:
 
     def _on_PacketDropped(self, e: PacketDropped) -> None:
         self.report.dropped(e)
+
+    def _on_IkeFragments(self, e: IkeFragments) -> None:
+        self.report.fragments(e)
 
     def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
         self.report.retransmitted(e)

@@ -30,10 +30,11 @@ from ..ike import (
     Responder,
     ResponderPolicy,
     SaHandle,
+    VendorIdentity,
     XauthResult,
 )
 from ..ike.constants import NATT_PORT, AuthMethod
-from ..ike.events import Phase1Rekeyed, RequestRetransmitted
+from ..ike.events import IkeFragments, Phase1Rekeyed, RequestRetransmitted
 from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
 from . import naming
 from .admin import AdminSessions
@@ -103,6 +104,8 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
         initiate_rekeys=settings.initiate_rekeys,
+        vendor=VendorIdentity(fragmentation=settings.fragmentation is not None),
+        fragment_size=settings.fragmentation or 576,
     )
 
 
@@ -478,6 +481,9 @@ class ConcentratorAgent:
 
     def _on_PacketDropped(self, e: PacketDropped) -> None:
         self.report.dropped(e)
+
+    def _on_IkeFragments(self, e: IkeFragments) -> None:
+        self.report.fragments(e)
 
     def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
         self.report.retransmitted(e)

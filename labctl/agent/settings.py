@@ -113,6 +113,7 @@ class ConcentratorSettings:
     users: dict[str, tuple[str, str]] = field(repr=False)  # user -> (password, group)
     dpd: Dpd
     nat_keepalive: float
+    fragmentation: int | None  # Cisco IKE fragmentation: the size above which; None: off
     initiate_rekeys: bool
     log_level: str
     version_string: str
@@ -139,6 +140,7 @@ class ClientSettings:
     ike_lifetime: int
     ipsec_lifetime: int
     ipsec_lifetime_kb: int | None
+    fragmentation: int | None  # Cisco IKE fragmentation: the size above which; None: off
     auto_connect: bool
     client_version: str
     client_os: str
@@ -312,11 +314,17 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         users=users,
         dpd=_dpd(vpn.section("dpd")),
         nat_keepalive=vpn.number("nat_keepalive"),
+        fragmentation=_fragmentation(vpn.section("ike_fragmentation")),
         initiate_rekeys=vpn.flag("initiate_rekeys"),
         log_level=vpn.text("log_level"),
         version_string=vpn.text("version_string"),
         export_keys=vpn.section("debug").flag("export_keys"),
     )
+
+
+def _fragmentation(section: _Section) -> int | None:
+    size = section.integer("size")
+    return size if section.flag("enabled") else None
 
 
 def _client(top: _Section) -> ClientSettings:
@@ -341,6 +349,7 @@ def _client(top: _Section) -> ClientSettings:
         ike_lifetime=vpn.integer("ike_lifetime"),
         ipsec_lifetime=vpn.integer("ipsec_lifetime"),
         ipsec_lifetime_kb=vpn.optional_integer("ipsec_lifetime_kb"),
+        fragmentation=_fragmentation(vpn.section("ike_fragmentation")),
         auto_connect=vpn.flag("auto_connect"),
         client_version=vpn.text("client_version"),
         client_os=vpn.text("client_os"),

@@ -19,6 +19,7 @@ from .constants import (
 )
 from .crypto import MODP_PRIMES, esp_cipher, ike_cipher
 from .errors import IkeConfigError
+from .fragments import MIN_FRAGMENT_SIZE
 from .modecfg import DEFAULT_REQUEST, ModeConfig
 from .vendor import NattVersion
 
@@ -221,6 +222,9 @@ class ResponderPolicy:
     # Debian bookworm's vpnc deletes the new SA instead of the old one after a phase-1 rekey;
     # with this on, such a delete (on a just-rekeyed SA, naming itself) removes the old one.
     vpnc_rekey_delete_quirk: bool = True
+    # Cisco IKE fragmentation (vendor.fragmentation announces it): phase-1 messages longer
+    # than this go out as fragments to a peer that announced it too.
+    fragment_size: int = 576
 
     def __post_init__(self) -> None:
         if not self.groups:
@@ -236,6 +240,8 @@ class ResponderPolicy:
             raise IkeConfigError("xauth_max_attempts must be at least 1")
         if not 0 < self.rekey_margin < 1:
             raise IkeConfigError("rekey_margin must be between 0 and 1")
+        if self.fragment_size < MIN_FRAGMENT_SIZE:
+            raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")
 
     @staticmethod
     def cisco_udp(port: int = CISCO_UDP_DEFAULT_PORT, **kwargs) -> ResponderPolicy:
@@ -283,6 +289,7 @@ class InitiatorConfig:
     child_rekey_grace: float = 5.0  # old child stays this long after its successor is up
     retransmit_interval: float = 2.0
     retransmit_max: int = 5
+    fragment_size: int = 576  # see ResponderPolicy.fragment_size
 
     def __post_init__(self) -> None:
         if self.exchange not in ("aggressive", "main"):
@@ -308,3 +315,5 @@ class InitiatorConfig:
             raise IkeConfigError("XAUTH proposals need a user name")
         if not 0 < self.rekey_margin < 1:
             raise IkeConfigError("rekey_margin must be between 0 and 1")
+        if self.fragment_size < MIN_FRAGMENT_SIZE:
+            raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")

@@ -31,8 +31,9 @@ from .events import (
     SessionInfo,
     Waiting,
 )
-from .exchanges import children, informational, quick_mode, volume
+from .exchanges import children, fragmentation, informational, quick_mode, volume
 from .exchanges.phase1 import session_info
+from .fragments import FRAGMENT_PAYLOAD, Reassembler
 from .sa import ChildSa, IkeSa, Retransmit, random_cookie, random_message_id
 from .states import Phase1State, Role
 from .transitions import Inbound, dispatch
@@ -57,6 +58,7 @@ class EngineBase:
         self._retransmit_interval = retransmit_interval
         self._retransmit_max = retransmit_max
         self._recently_removed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self.fragments = Reassembler()  # Cisco IKE fragments being put together
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -70,7 +72,10 @@ class EngineBase:
         self.stats["received"] += 1
         try:
             rx.header = decode_header(rx.data)
-            self._route(out, rx)
+            if rx.header.next_payload != FRAGMENT_PAYLOAD or fragmentation.reassemble(
+                self, out, rx
+            ):
+                self._route(out, rx)
         except IkeError as exc:
             self._handle_error(out, remote, exc, rx.sa, rx.header)
         if rx.sa is not None:
@@ -169,16 +174,17 @@ class EngineBase:
         # IKE on the NAT-T port always carries the non-ESP marker (RFC 3948 section 2.2);
         # on TCP the stream framing brings its own.
         marker = sa.local[1] == self._natt_port() and not sa.tcp
-        out.datagrams.append(
-            Datagram(
-                data,
-                sa.remote,
-                sa.local[1],
-                non_esp_marker=marker,
-                local_ip=sa.local[0],
-                tcp=sa.tcp,
+        for piece in fragmentation.outbound(self, out, sa, data):
+            out.datagrams.append(
+                Datagram(
+                    piece,
+                    sa.remote,
+                    sa.local[1],
+                    non_esp_marker=marker,
+                    local_ip=sa.local[0],
+                    tcp=sa.tcp,
+                )
             )
-        )
 
     def _request(
         self, out: Collector, sa: IkeSa, key: str, data: bytes, stage: str, now: float

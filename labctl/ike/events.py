@@ -343,3 +343,16 @@ class Output:
 
     def of_type(self, cls: type) -> list:
         return [e for e in self.events if isinstance(e, cls)]
+
+
+@dataclass(frozen=True)
+class IkeFragments(Event):
+    """Cisco IKE fragmentation at work: a phase-1 message ``size`` bytes long went out as
+    (``sent``) or was reassembled from (not ``sent``) ``fragments`` fragment datagrams."""
+
+    handle: SaHandle | None
+    peer: Endpoint
+    exchange: str
+    size: int
+    fragments: int
+    sent: bool

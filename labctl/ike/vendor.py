@@ -83,6 +83,7 @@ class PeerVendorInfo:
     dpd: bool = False
     unity: bool = False
     fragmentation: bool = False
+    fragmentation_flags: int = 0  # the capability after the VID: 0x40000000 main, 0x80000000 aggr.
     vpn3000: tuple[int, int] | None = None
     cisco_client: bool = False
     heartbeat_notify: bool = False
@@ -120,6 +121,7 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
     natt: list[NattVersion] = []
     unknown: list[bytes] = []
     xauth = dpd = unity = fragmentation = cisco_client = heartbeat = False
+    fragmentation_flags = 0
     vpn3000: tuple[int, int] | None = None
     products: list[str] = []
     by_value = {value: version for version, value in NATT_VIDS.items()}
@@ -140,6 +142,8 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
             cisco_client = True
         elif vid[:16] == _FRAGMENTATION:
             fragmentation = True
+            if len(vid) == 20:
+                fragmentation_flags = int.from_bytes(vid[16:], "big")
         elif vid == VID_HEARTBEAT_NOTIFY:
             heartbeat = True
         elif vid in PRODUCT_VIDS:
@@ -155,6 +159,7 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
         dpd=dpd,
         unity=unity,
         fragmentation=fragmentation,
+        fragmentation_flags=fragmentation_flags,
         vpn3000=vpn3000,
         cisco_client=cisco_client,
         heartbeat_notify=heartbeat,

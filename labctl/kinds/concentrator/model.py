@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import IfName, NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class PortToggle(Strict):
@@ -58,6 +58,7 @@ class ConcentratorSettings(Strict):
     users: dict[str, VpnUser] = {}
     dpd: DpdSettings = DpdSettings()
     nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
+    ike_fragmentation: IkeFragmentation = IkeFragmentation()  # as the seed's VPN 3000: on
     initiate_rekeys: bool = Field(
         False,
         description="rekey phase 2 on the concentrator's own lifetime (at 80 %, before a "

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class TransparentTunneling(Strict):
@@ -50,6 +50,7 @@ class VpnClientSettings(Strict):
         description="kilobytes an IPsec SA may carry each way (rekeyed at 90 %); "
         "none: no limit (a concentrator's shorter limit still applies)",
     )
+    ike_fragmentation: IkeFragmentation = IkeFragmentation(enabled=False)  # as vpnc: off
     auto_connect: bool = True
     client_version: str = Field("3.6.1 (Rel)", description="shown as 'Client Type/Version'")
     client_os: str = "WinNT"

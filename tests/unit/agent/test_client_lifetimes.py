@@ -39,3 +39,20 @@ def test_a_group_kilobyte_lifetime_reaches_the_concentrators_policy() -> None:
     policy = build_policy(settings)
     assert policy.ipsec_lifetime_kb == 2000 and policy.initiate_rekeys
     assert {p.lifetime_kb for p in policy.phase2} == {2000}
+
+
+def test_ike_fragmentation_settings_reach_both_engines() -> None:
+    from labctl.agent.concentrator import build_policy
+
+    lab = load_lab(ROOT / "topologies" / "nat-t-two-clients.yaml")
+    client = vpn_agent_config(lab, "client1")
+    assert client["vpn"]["ike_fragmentation"] == {"enabled": False, "size": 576}
+    off = build_initiator_config(parse_settings(client))  # type: ignore[arg-type]
+    assert not off.vendor.fragmentation
+    client["vpn"]["ike_fragmentation"] = {"enabled": True, "size": 1200}
+    on = build_initiator_config(parse_settings(client))  # type: ignore[arg-type]
+    assert on.vendor.fragmentation and on.fragment_size == 1200
+    gateway = vpn_agent_config(lab, "vpn3000")
+    assert gateway["vpn"]["ike_fragmentation"] == {"enabled": True, "size": 576}
+    policy = build_policy(parse_settings(gateway))  # type: ignore[arg-type]
+    assert policy.vendor.fragmentation and policy.fragment_size == 576
