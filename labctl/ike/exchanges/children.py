@@ -41,7 +41,10 @@ def make_child(
     k_in = keymat(sa.hash_id, sa.keyed.skeyid_d, ProtocolId.ESP, my_spi, ni_b, nr_b, need, gqm)
     k_out = keymat(sa.hash_id, sa.keyed.skeyid_d, ProtocolId.ESP, peer_spi, ni_b, nr_b, need, gqm)
     encap = Encapsulation.negotiated(
-        offer.encapsulation, tcp=sa.tcp, cisco_udp=sa.cisco_udp_port is not None
+        offer.encapsulation,
+        tcp=sa.tcp,
+        cisco_udp=sa.cisco_udp_port is not None,
+        non_ike=sa.natt is not None and not sa.natt.floats,
     )
     return ChildSa(
         inbound_spi=int.from_bytes(my_spi, "big"),

@@ -251,7 +251,7 @@ def detect_nat(ini: Initiator, sa: IkeSa, msg: Message) -> None:
 def maybe_float(ini: Initiator, sa: IkeSa) -> None:
     """A NAT on the way and NAT-T agreed: IKE moves to the NAT-T port (RFC 3947 section 4)."""
     nat = sa.local_behind_nat or sa.remote_behind_nat
-    if sa.natt is not None and nat and not sa.floated:
+    if sa.natt is not None and sa.natt.floats and nat and not sa.floated:
         port = ini.config.natt_port
         sa.local = (sa.local[0], port)
         sa.remote = (sa.remote[0], port)
