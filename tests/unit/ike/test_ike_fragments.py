@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import struct
-import subprocess
 
 import pytest
 from hypothesis import given, settings
@@ -30,7 +28,6 @@ from labctl.ike.fragments import (
 )
 from labctl.ike.vendor import classify_vendor_ids, fragmentation_vid
 from tests.unit.ike.builders import add_client, connect, make_lab
-from tests.unit.ike.pcap import write_pcap
 
 EXAMPLES = int(os.environ.get("IKE_FUZZ_EXAMPLES", "250"))
 PEER = ("171.69.89.78", 500)
@@ -261,41 +258,3 @@ def test_a_lost_fragment_is_recovered_by_the_retransmission() -> None:
     lab.drop = lose_one
     connect(lab, duration=10)
     assert lost and lab.events_of("c1", ChildSaEstablished)
-
-
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
-def test_tshark_dissects_and_reassembles_our_fragments(tmp_path) -> None:
-    lab = _fragmenting_lab(client_fragments=True)
-    connect(lab)
-    (sent,) = [e for e in lab.events_of("server", IkeFragments) if e.sent]
-    pcap = tmp_path / "fragments.pcap"
-    write_pcap(lab, pcap)
-
-    def tshark(*args: str) -> str:
-        result = subprocess.run(
-            ["tshark", "-r", str(pcap), *args], capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    fields = tshark(
-        "-Y",
-        "isakmp.frag.seq",
-        "-T",
-        "fields",
-        "-e",
-        "isakmp.frag.seq",
-        "-e",
-        "isakmp.frag.last",
-        "-e",
-        "isakmp.frag.packetid",
-    )
-    rows = [line.split("\t") for line in fields.splitlines()]
-    assert [r[0] for r in rows] == [str(n) for n in range(1, sent.fragments + 1)]
-    assert [r[1] for r in rows] == ["0"] * (sent.fragments - 1) + ["1"]
-    assert len({r[2] for r in rows}) == 1
-    whole = tshark("-Y", "isakmp.reassembled.length", "-V")
-    assert f"[Reassembled ISAKMP length: {sent.size}]" in whole
-    for payload in ("Security Association (1)", "Key Exchange (4)", "Hash (8)"):
-        assert f"Payload: {payload}" in whole
-    assert tshark("-Y", "_ws.malformed || _ws.expert.severity >= error") == ""
