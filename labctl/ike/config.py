@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
 
 from .constants import (
     CISCO_UDP_DEFAULT_PORT,
@@ -19,6 +20,14 @@ from .constants import (
 )
 from .crypto import MODP_PRIMES, esp_cipher, ike_cipher
 from .errors import IkeConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from cryptography.x509 import Certificate
+
+    from .pki import Issued
 from .fragments import MIN_FRAGMENT_SIZE
 from .modecfg import DEFAULT_REQUEST, ModeConfig
 from .vendor import NattVersion
@@ -72,7 +81,7 @@ class Phase1Proposal:
             raise IkeConfigError(f"unsupported phase-1 hash {self.hash}")
         if self.group not in MODP_PRIMES:
             raise IkeConfigError(f"unsupported DH group {self.group}")
-        if self.auth not in (AuthMethod.PSK, AuthMethod.XAUTH_INIT_PSK):
+        if self.auth not in (AuthMethod.PSK, AuthMethod.XAUTH_INIT_PSK, AuthMethod.RSA_SIG):
             raise IkeConfigError(f"unsupported auth method {self.auth}")
         if self.lifetime <= 0:
             raise IkeConfigError("phase-1 lifetime must be positive")
@@ -222,6 +231,12 @@ class ResponderPolicy:
     # Debian bookworm's vpnc deletes the new SA instead of the old one after a phase-1 rekey;
     # with this on, such a delete (on a just-rekeyed SA, naming itself) removes the old one.
     vpnc_rekey_delete_quirk: bool = True
+    # RSA signature authentication (main mode): our certificate, the CA we trust, the group
+    # of a certificate peer whose OU names none, the wall clock (certificate validity).
+    certificate: Issued | None = field(default=None, repr=False)
+    ca: Certificate | None = field(default=None, repr=False)
+    certificate_group: str | None = None
+    clock: Callable[[], datetime] | None = field(default=None, repr=False)
     # Cisco IKE fragmentation (vendor.fragmentation announces it): phase-1 messages longer
     # than this go out as fragments to a peer that announced it too.
     fragment_size: int = 576
@@ -242,6 +257,9 @@ class ResponderPolicy:
             raise IkeConfigError("rekey_margin must be between 0 and 1")
         if self.fragment_size < MIN_FRAGMENT_SIZE:
             raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")
+        signs = any(p.auth == AuthMethod.RSA_SIG for p in self.phase1)
+        if signs and (self.certificate is None or self.ca is None):
+            raise IkeConfigError("RSA signature proposals need a certificate and a CA")
 
     @staticmethod
     def cisco_udp(port: int = CISCO_UDP_DEFAULT_PORT, **kwargs) -> ResponderPolicy:
@@ -290,6 +308,9 @@ class InitiatorConfig:
     retransmit_interval: float = 2.0
     retransmit_max: int = 5
     fragment_size: int = 576  # see ResponderPolicy.fragment_size
+    certificate: Issued | None = field(default=None, repr=False)  # see ResponderPolicy
+    ca: Certificate | None = field(default=None, repr=False)
+    clock: Callable[[], datetime] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.exchange not in ("aggressive", "main"):
@@ -317,3 +338,6 @@ class InitiatorConfig:
             raise IkeConfigError("rekey_margin must be between 0 and 1")
         if self.fragment_size < MIN_FRAGMENT_SIZE:
             raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")
+        signs = any(p.auth == AuthMethod.RSA_SIG for p in self.phase1)
+        if signs and (self.certificate is None or self.ca is None):
+            raise IkeConfigError("RSA signature proposals need a certificate and a CA")

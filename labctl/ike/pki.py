@@ -245,7 +245,7 @@ def check_peer_certificate(
         raise _refuse(f"certificate '{subject}' expired on {after:%Y-%m-%d %H:%M} UTC")
     if claimed_dn is not None and claimed_dn != cert.subject.public_bytes():
         try:
-            shown = _parse_dn(claimed_dn)
+            shown = parse_dn(claimed_dn)
         except (ValueError, IndexError):
             shown = claimed_dn.hex()
         raise _refuse(
@@ -258,7 +258,7 @@ def check_peer_certificate(
     return key
 
 
-def _parse_dn(der: bytes) -> str:
+def parse_dn(der: bytes) -> str:
     """A minimal DER walk of an X.501 Name (an ID_DER_ASN1_DN payload) for error messages:
     'CN=...,OU=...,O=...' (cryptography has no public DER Name parser)."""
     names = {b"\x55\x04\x03": "CN", b"\x55\x04\x0b": "OU", b"\x55\x04\x0a": "O"}
