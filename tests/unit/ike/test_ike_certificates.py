@@ -105,3 +105,47 @@ def test_the_client_refuses_a_gateway_certificate_of_another_ca(pki) -> None:
 def test_signature_proposals_need_a_certificate() -> None:
     with pytest.raises(IkeConfigError, match="need a certificate and a CA"):
         make_lab(phase1=RSA)
+
+
+def test_certificate_messages_cross_a_path_that_drops_big_datagrams_only_as_fragments(pki):
+    """The issue's ike-fragmentation case in process: certificates make messages 5 and 6
+    over a kilobyte; a path that drops every datagram over 576 bytes (a PAT dropping IP
+    fragments) lets phase 1 through only when both ends fragment."""
+    from labctl.ike.config import VendorIdentity
+    from labctl.ike.events import IkeFragments
+
+    def through_the_pat(fragments: bool):
+        lab = make_lab(
+            phase1=RSA,
+            phase2=seed_phase2(),
+            certificate=pki["gateway"],
+            ca=pki["ca"].certificate,
+            clock=lambda: NOW,
+        )
+        add_client(
+            lab,
+            exchange="main",
+            phase1=RSA,
+            phase2=seed_phase2(),
+            user=None,
+            certificate=pki["client"],
+            ca=pki["ca"].certificate,
+            clock=lambda: NOW,
+            vendor=VendorIdentity(fragmentation=fragments, vpn3000_version=None),
+        )
+        lost: list = []
+        lab.drop = lambda f: len(f.data) > 576 and not lost.append(len(f.data))
+        connect(lab, duration=120)
+        return lab, lost
+
+    lab, lost = through_the_pat(fragments=False)
+    assert lost and min(lost) > 1000  # the certificate messages, again and again
+    assert not lab.events_of("c1", Phase1Established)
+    lab, lost = through_the_pat(fragments=True)
+    assert not lost
+    assert lab.events_of("c1", Phase1Established) and lab.events_of("c1", ChildSaEstablished)
+    sent = {
+        (e.exchange, e.sent) for who in ("c1", "server") for e in lab.events_of(who, IkeFragments)
+    }
+    assert sent == {("main mode", True), ("main mode", False)}
+    assert len([e for e in lab.events_of("c1", IkeFragments) if e.sent]) == 1  # message 5
