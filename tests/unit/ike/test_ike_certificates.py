@@ -40,7 +40,7 @@ def pki():
     }  # fmt: skip
 
 
-def _lab(pki, client_cert: str = "client", gateway_ca=None):
+def _lab(pki, client_cert: str = "client", gateway_ca=None, exchange: str = "main"):
     lab = make_lab(
         phase1=RSA,
         phase2=seed_phase2(),
@@ -50,7 +50,7 @@ def _lab(pki, client_cert: str = "client", gateway_ca=None):
     )
     add_client(
         lab,
-        exchange="main",
+        exchange=exchange,
         phase1=RSA,
         phase2=seed_phase2(),
         user=None,
@@ -61,8 +61,9 @@ def _lab(pki, client_cert: str = "client", gateway_ca=None):
     return lab
 
 
-def test_main_mode_with_certificates_on_both_ends(pki) -> None:
-    lab = _lab(pki)
+@pytest.mark.parametrize("exchange", ["main", "aggressive"])
+def test_certificates_on_both_ends(pki, exchange) -> None:
+    lab = _lab(pki, exchange=exchange)
     connect(lab)
     (server,) = lab.events_of("server", Phase1Established)
     (client,) = lab.events_of("c1", Phase1Established)
@@ -92,14 +93,25 @@ def test_a_client_certificate_the_gateway_cannot_trust_is_refused(pki, which, re
     assert failed.stage == "phase1" and "no main mode message 6" in failed.reason
 
 
-def test_the_client_refuses_a_gateway_certificate_of_another_ca(pki) -> None:
+@pytest.mark.parametrize("exchange", ["main", "aggressive"])
+def test_the_client_refuses_a_gateway_certificate_of_another_ca(pki, exchange) -> None:
     other = LabCa.create("elsewhere", NOW).certificate
-    lab = _lab(pki, gateway_ca=other)
+    lab = _lab(pki, gateway_ca=other, exchange=exchange)
     connect(lab, duration=10)
     assert not lab.events_of("c1", Phase1Established)
     (failed,) = lab.events_of("c1", ExchangeFailed)
     assert failed.reason.startswith("gateway certificate refused: certificate 'CN=vpn3000")
     assert "not by the lab CA 'CN=labctl elsewhere CA,O=labctl' (untrusted)" in failed.reason
+
+
+def test_aggressive_mode_refuses_a_client_certificate_of_another_ca(pki) -> None:
+    lab = _lab(pki, client_cert="stranger", exchange="aggressive")
+    connect(lab, duration=10)
+    drops = [d.reason for d in lab.events_of("server", PacketDropped) if not d.stale]
+    assert drops and drops[0].startswith(
+        "client certificate refused: certificate 'CN=client9,OU=ciscovpn,O=labctl' is issued by"
+    )
+    assert not lab.responder.established()
 
 
 def test_signature_proposals_need_a_certificate() -> None:
