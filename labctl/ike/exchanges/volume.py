@@ -1,7 +1,8 @@
 """Kilobyte lifetimes (RFC 2407 4.5: SA Life Type 2): an ESP SA pair may carry so many
 kilobytes each way.  The engine sees no ESP, so the agent reports what each child's SAs
 carried (``EngineBase.note_volume``); the end that rekeys starts a quick mode once
-``margin`` of the volume is left, and a child whose volume is used up is deleted."""
+``margin`` of the volume is left (or at once, when a report jumps past the limit), and an
+end that does not rekey deletes a child whose volume is used up."""
 
 from __future__ import annotations
 
@@ -22,14 +23,12 @@ def check(
     if child.lifetime_kb is None or child.delete_at is not None:
         return
     limit = child.lifetime_kb * 1024
-    if carried >= limit:
-        engine.stats["child_volume_expired"] += 1
-        engine._remove_child(out, sa, child, "expired", notify_peer=True)
-    elif (
-        carried >= limit * (1 - qm_policy.margin(engine))
-        and not child.rekeying
-        and qm_policy.rekeys(engine)
-        and sa.established
-    ):
+    rekeys = qm_policy.rekeys(engine) and sa.established
+    if carried >= limit * (1 - qm_policy.margin(engine)) and rekeys and not child.rekeying:
+        # also when a report jumps past the limit (bytes are counted once a second): the
+        # successor takes over, the old pair goes after its grace
         engine.stats["child_volume_rekeys"] += 1
         engine._rekey_child(out, sa, child, now)
+    elif carried >= limit and not rekeys:
+        engine.stats["child_volume_expired"] += 1
+        engine._remove_child(out, sa, child, "expired", notify_peer=True)

@@ -83,3 +83,20 @@ def test_the_gateway_rekeys_on_volume_when_it_initiates_rekeys() -> None:
     assert second.started_by_peer and second.rekey_of is not None
     assert second.lifetime_kilobytes == 500
     assert len(ini.children()) == 1
+
+
+def test_a_report_that_jumps_past_the_limit_rekeys_instead_of_cutting_the_tunnel() -> None:
+    """Bytes are reported once a second: a busy tunnel can go from under 90 % to over 100 %
+    between two reports. The end that rekeys then rekeys; nothing is deleted unreplaced."""
+    lab = make_lab(dpd_idle=None)
+    ini = add_client(lab, phase2=(Phase2Proposal(lifetime_kb=10),), dpd_idle=None)
+    connect(lab)
+    child = _client_child(lab, ini)
+    lab.collect("c1", ini.note_volume(child.inbound_spi, 8 * 1024, lab.now))
+    lab.collect("c1", ini.note_volume(child.inbound_spi, 11 * 1024, lab.now))
+    lab.collect("c1", ini.note_volume(child.inbound_spi, 12 * 1024, lab.now))  # in flight
+    lab.run(10)
+    assert ini.stats["child_volume_rekeys"] == 1 and ini.stats["child_volume_expired"] == 0
+    assert [d.reason for d in lab.events_of("c1", ChildSaDeleted)] == ["rekeyed"]
+    (new,) = ini.children()
+    assert new.inbound_spi != child.inbound_spi
