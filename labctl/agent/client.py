@@ -29,8 +29,9 @@ from ..ike import (
     Phase1Established,
     RequestRetransmitted,
 )
-from ..ike.config import NattMode
+from ..ike.config import NattMode, VendorIdentity
 from ..ike.constants import NATT_PORT, AuthMethod
+from ..ike.events import IkeFragments
 from . import naming
 from .childsa import encap_of, esp_pair
 from .control import ControlError
@@ -47,6 +48,7 @@ from .records import ClientStatus
 from .settings import ClientSettings, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
+from .volume import report_volumes
 
 NATT_MODES = {  # the settings' transparent-tunneling mode -> the engine's
     "nat-t": NattMode.NATT,
@@ -61,9 +63,13 @@ HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
 def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
     natt = NATT_MODES[settings.tunneling_mode] if settings.transparent_tunneling else NattMode.NONE
     phase1 = tuple(
-        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, 86400) for p in settings.ike_proposals
+        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, settings.ike_lifetime)
+        for p in settings.ike_proposals
     )
-    phase2 = tuple(phase2_proposal(p, 28800) for p in settings.ipsec_proposals)
+    phase2 = tuple(
+        phase2_proposal(p, settings.ipsec_lifetime, lifetime_kb=settings.ipsec_lifetime_kb)
+        for p in settings.ipsec_proposals
+    )
     return InitiatorConfig(
         group=settings.group,
         psk=settings.group_password.encode(),
@@ -78,6 +84,10 @@ def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
         dpd_idle=settings.dpd.interval,
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
+        vendor=VendorIdentity(
+            fragmentation=settings.fragmentation is not None, vpn3000_version=None
+        ),
+        fragment_size=settings.fragmentation or 576,
     )
 
 
@@ -89,6 +99,7 @@ class ClientAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
+        loop.call_every(1.0, self._note_volume)  # kilobyte lifetimes
         self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
         cisco_port = self._cisco_port()
         self.dataplane = Dataplane(
@@ -122,6 +133,10 @@ class ClientAgent:
         self.reconnect_timer: Timer | None = None
         self.failures = 0
         self.last_phase1: Phase1Established | None = None
+
+    def _note_volume(self) -> None:
+        if self.driver.engine is not None:
+            report_volumes(self.driver.engine, self.dataplane, self.driver.apply, self.loop.time())
 
     # --- connection lifecycle ---------------------------------------------------------------
 
@@ -388,6 +403,11 @@ class ClientAgent:
             f"SPI = 0x{e.outbound_spi:08X} INBOUND SPI = 0x{e.inbound_spi:08X})",
         )
         self.log.info("CM/1A", "One secure connection established")
+        if e.rekey_of is not None and e.started_by_peer:
+            self.log.info(
+                "IKE/59",
+                f"IPsec SA rekeyed by the concentrator (lifetime {e.lifetime_seconds} s)",
+            )
 
     def _tunnel_up(self, e: ChildSaEstablished) -> None:
         """A child SA is installed (routes come from Mode-Config here; vpn-site adds its own)."""
@@ -418,6 +438,9 @@ class ClientAgent:
 
     def _on_PacketDropped(self, e: PacketDropped) -> None:
         self.report.dropped(e)
+
+    def _on_IkeFragments(self, e: IkeFragments) -> None:
+        self.report.fragments(e)
 
     def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
         self.report.retransmitted(e)

@@ -34,10 +34,11 @@ from ..ike import (
     Responder,
     ResponderPolicy,
     SaHandle,
+    VendorIdentity,
     XauthResult,
 )
 from ..ike.constants import NATT_PORT, AuthMethod
-from ..ike.events import Phase1Rekeyed, RequestRetransmitted
+from ..ike.events import IkeFragments, Phase1Rekeyed, RequestRetransmitted
 from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
 from . import naming
 from .admin import AdminSessions
@@ -55,6 +56,7 @@ from .records import IkeSaRecord, IpsecSaRecord, LanToLanRecord, SessionRecord, 
 from .settings import ConcentratorSettings, LanToLan, phase1_proposal, phase2_proposal
 from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
+from .volume import report_volumes
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
 ETHERNET_MTU = 1500
@@ -70,7 +72,9 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
                 if proposal not in phase1:
                     phase1.append(proposal)
         for text in group.ipsec_proposals:
-            transform = phase2_proposal(text, group.ipsec_lifetime, 2 if group.pfs else None)
+            transform = phase2_proposal(
+                text, group.ipsec_lifetime, 2 if group.pfs else None, group.ipsec_lifetime_kb
+            )
             if transform not in phase2:
                 phase2.append(transform)
         groups[group.name] = GroupPolicy(
@@ -97,6 +101,7 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         phase2=tuple(phase2),
         ike_lifetime=first.ike_lifetime if first else 86400,
         ipsec_lifetime=first.ipsec_lifetime if first else 28800,
+        ipsec_lifetime_kb=first.ipsec_lifetime_kb if first else None,
         natt_enabled=settings.nat_t,
         cisco_udp_port=settings.ipsec_over_udp,
         tcp_port=settings.ipsec_over_tcp,
@@ -104,6 +109,9 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         dpd_idle=settings.dpd.interval,
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
+        initiate_rekeys=settings.initiate_rekeys,
+        vendor=VendorIdentity(fragmentation=settings.fragmentation is not None),
+        fragment_size=settings.fragmentation or 576,
     )
 
 
@@ -244,6 +252,9 @@ class ConcentratorAgent:
         self.peak_sessions = 0
         self.admins = AdminSessions()  # management sessions (the web console's)
         loop.call_every(1.0, self._note_traffic)
+        loop.call_every(
+            1.0, lambda: report_volumes(self.engine, self.dataplane, self.driver.apply, loop.time())
+        )  # kilobyte lifetimes
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
         transparency = [
             name
@@ -457,6 +468,13 @@ class ConcentratorAgent:
             f"({naming.protocol_name(e.encapsulation)}, {e.encryption}/{e.integrity})",
             e.peer[0],
         )
+        if e.rekey_of is not None and not e.started_by_peer:
+            self.log.info(
+                "IKE/122",
+                f"{self._prefix(session)} IPsec SA rekeyed by the concentrator "
+                f"(its lifetime {e.lifetime_seconds} s)",
+                e.peer[0],
+            )
 
     def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
         session = self.sessions.get(e.handle)
@@ -522,6 +540,9 @@ class ConcentratorAgent:
 
     def _on_PacketDropped(self, e: PacketDropped) -> None:
         self.report.dropped(e)
+
+    def _on_IkeFragments(self, e: IkeFragments) -> None:
+        self.report.fragments(e)
 
     def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
         self.report.retransmitted(e)

@@ -285,6 +285,16 @@ class Dataplane:
                 if spi not in self._retire_timers:
                     self._retire_timers[spi] = self._loop.call_later(delay, self._retire, spi)
 
+    def carried(self, inbound_spi: int, outbound_spi: int) -> int | None:
+        """Inner bytes the busier direction of an SA pair has protected (kilobyte
+        lifetimes); None when its inbound SA is not installed."""
+        entry = self._inbound.get(inbound_spi)
+        if entry is None:
+            return None
+        sa_in, tunnel = entry
+        out = tunnel.outbound
+        return max(sa_in.bytes, out.bytes if out is not None and out.spi == outbound_spi else 0)
+
     def remove_inbound_sa(self, spi: int) -> None:
         """Forget an inbound SA now (e.g. the peer sent a Delete)."""
         self._drop_inbound(spi)

@@ -62,14 +62,16 @@ def phase1_proposal(text: str, auth: AuthMethod, lifetime: int) -> Phase1Proposa
     )
 
 
-def phase2_proposal(text: str, lifetime: int, pfs_group: int | None = None) -> Phase2Proposal:
+def phase2_proposal(
+    text: str, lifetime: int, pfs_group: int | None = None, lifetime_kb: int | None = None
+) -> Phase2Proposal:
     parts = text.lower().split("-")
     if len(parts) not in (2, 3):
         raise SettingsError(f"IPsec proposal {text!r}: expected CIPHER-HASH[-GROUP]")
     transform, bits = _pick(_P2_CIPHERS, parts[0], "cipher", text)
     group = _pick(_GROUPS, parts[2], "PFS group", text) if len(parts) == 3 else pfs_group
     return Phase2Proposal(
-        transform, bits, _pick(_P2_HASHES, parts[1], "hash", text), group, lifetime
+        transform, bits, _pick(_P2_HASHES, parts[1], "hash", text), group, lifetime, lifetime_kb
     )
 
 
@@ -95,6 +97,7 @@ class Group:
     ipsec_proposals: tuple[str, ...]
     ike_lifetime: int
     ipsec_lifetime: int
+    ipsec_lifetime_kb: int | None
     pfs: bool
 
 
@@ -128,6 +131,8 @@ class ConcentratorSettings:
     lan_to_lan: dict[str, LanToLan]
     dpd: Dpd
     nat_keepalive: float
+    fragmentation: int | None  # Cisco IKE fragmentation: the size above which; None: off
+    initiate_rekeys: bool
     log_level: str
     version_string: str
     export_keys: bool
@@ -151,6 +156,10 @@ class ClientSettings:
     dpd: Dpd
     ike_proposals: tuple[str, ...]
     ipsec_proposals: tuple[str, ...]
+    ike_lifetime: int
+    ipsec_lifetime: int
+    ipsec_lifetime_kb: int | None
+    fragmentation: int | None  # Cisco IKE fragmentation: the size above which; None: off
     auto_connect: bool
     client_version: str
     client_os: str
@@ -240,6 +249,9 @@ class _Section:
 
     def integer(self, key: str) -> int:
         return self._typed(key, int, "a whole number")
+
+    def optional_integer(self, key: str) -> int | None:
+        return None if self.raw(key) is None else self.integer(key)
 
     def number(self, key: str) -> float:
         return float(self._typed(key, (int, float), "a number"))
@@ -339,6 +351,7 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
             ipsec_proposals=g.texts("ipsec_proposals"),
             ike_lifetime=g.integer("ike_lifetime"),
             ipsec_lifetime=g.integer("ipsec_lifetime"),
+            ipsec_lifetime_kb=g.optional_integer("ipsec_lifetime_kb"),
             pfs=g.flag("pfs"),
         )
     users = {
@@ -374,10 +387,17 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         lan_to_lan=lan_to_lan,
         dpd=_dpd(vpn.section("dpd")),
         nat_keepalive=vpn.number("nat_keepalive"),
+        fragmentation=_fragmentation(vpn.section("ike_fragmentation")),
+        initiate_rekeys=vpn.flag("initiate_rekeys"),
         log_level=vpn.text("log_level"),
         version_string=vpn.text("version_string"),
         export_keys=vpn.section("debug").flag("export_keys"),
     )
+
+
+def _fragmentation(section: _Section) -> int | None:
+    size = section.integer("size")
+    return size if section.flag("enabled") else None
 
 
 def _client(top: _Section) -> ClientSettings:
@@ -400,6 +420,10 @@ def _client(top: _Section) -> ClientSettings:
         dpd=_dpd(vpn.section("dpd")),
         ike_proposals=vpn.texts("ike_proposals"),
         ipsec_proposals=vpn.texts("ipsec_proposals"),
+        ike_lifetime=vpn.integer("ike_lifetime"),
+        ipsec_lifetime=vpn.integer("ipsec_lifetime"),
+        ipsec_lifetime_kb=vpn.optional_integer("ipsec_lifetime_kb"),
+        fragmentation=_fragmentation(vpn.section("ike_fragmentation")),
         auto_connect=vpn.flag("auto_connect"),
         client_version=vpn.text("client_version"),
         client_os=vpn.text("client_os"),

@@ -165,6 +165,7 @@ class ChildSaEstablished(Event):
     pfs_group: int | None
     rekey_of: int | None = None  # inbound SPI of the child this one replaces
     user: str | None = None
+    started_by_peer: bool = False  # the peer started its quick mode (e.g. a gateway's rekey)
     enc_key_in: bytes = field(default=b"", repr=False)
     auth_key_in: bytes = field(default=b"", repr=False)
     enc_key_out: bytes = field(default=b"", repr=False)
@@ -343,3 +344,16 @@ class Output:
 
     def of_type(self, cls: type) -> list:
         return [e for e in self.events if isinstance(e, cls)]
+
+
+@dataclass(frozen=True)
+class IkeFragments(Event):
+    """Cisco IKE fragmentation at work: a phase-1 message ``size`` bytes long went out as
+    (``sent``) or was reassembled from (not ``sent``) ``fragments`` fragment datagrams."""
+
+    handle: SaHandle | None
+    peer: Endpoint
+    exchange: str
+    size: int
+    fragments: int
+    sent: bool

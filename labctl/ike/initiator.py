@@ -274,9 +274,6 @@ class Initiator(EngineBase):
         quick_mode.rekey(self, out, sa, child, now)
 
     def _retransmit_failed(self, out: Collector, sa: IkeSa, r: Retransmit, now: float) -> None:
-        if r.stage == "quick":
-            quick_mode.unanswered(self, out, sa, r)
-            return
         if not sa.established and sa.icookie in self._connecting:
             self._fail_connecting(out, sa, self._unanswered(r, now))
             return

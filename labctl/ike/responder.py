@@ -40,11 +40,11 @@ from .events import (
     SaHandle,
     XauthResult,
 )
-from .exchanges import informational
+from .exchanges import informational, quick_mode
 from .hooks import ResponderHooks, SessionContext
 from .modecfg import ModeConfig
 from .proposals import Phase1Offer
-from .sa import IkeSa, random_cookie
+from .sa import ChildSa, IkeSa, random_cookie
 from .states import XAUTH_UNDER_WAY, ModeCfgState, Phase1State, Role
 from .transitions import Inbound
 from .vendor import classify_vendor_ids
@@ -335,6 +335,17 @@ class Responder(EngineBase):
 
     def _dpd_max(self) -> int:
         return self.policy.dpd_max_retries
+
+    def _set_child_rekey(self, child: ChildSa) -> None:
+        """With ``initiate_rekeys``, the gateway rekeys phase 2 on its own lifetime."""
+        if self.policy.initiate_rekeys:
+            child.rekey_at = child.established + child.lifetime * (1 - self.policy.rekey_margin)
+
+    def _rekey_child(self, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
+        if sa.established and sa.replaced_by is None:
+            quick_mode.rekey(self, out, sa, child, now)
+        else:
+            child.rekeying = True  # its phase-1 SA is going: the successor's client rekeys
 
     def _on_removing(self, out: Collector, sa: IkeSa, reason: str) -> None:
         abandoned = sa.xauth in XAUTH_UNDER_WAY

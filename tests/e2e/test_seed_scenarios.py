@@ -27,6 +27,8 @@ SCENARIOS = {
     "nat-t-disabled.yaml": {"expect", "enable-nat-t"},
     "keepalive-vs-pat-timeout.yaml": {"idle-past-the-timeout", "flush-conntrack"},
     "rekey-same-ports.yaml": {"rekey-under-traffic"},
+    "gateway-starts-rekey.yaml": {"gateway-starts-rekey"},
+    "ike-fragments-and-volume.yaml": {"expect", "fragments-logged", "volume-rekey"},
     "ipsec-over-udp.yaml": {"expect", "both-on", "preference"},
     "many-clients.yaml": {"all-at-once"},
     "concentrator-restart.yaml": {"restart-and-reconnect", "client-vanishes"},

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import IfName, NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class PortToggle(Strict):
@@ -39,6 +39,9 @@ class VpnGroup(Strict):
     ipsec_proposals: list[Proposal] = ["3des-md5", "aes128-sha1"]
     ike_lifetime: int = Field(86400, ge=60)
     ipsec_lifetime: int = Field(28800, ge=60)
+    ipsec_lifetime_kb: int | None = Field(
+        None, ge=10, description="kilobytes an IPsec SA may carry each way; none: no limit"
+    )
     pfs: bool = False
 
 
@@ -88,6 +91,12 @@ class ConcentratorSettings(Strict):
     )
     dpd: DpdSettings = DpdSettings()
     nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
+    ike_fragmentation: IkeFragmentation = IkeFragmentation()  # as the seed's VPN 3000: on
+    initiate_rekeys: bool = Field(
+        False,
+        description="rekey phase 2 on the concentrator's own lifetime (at 80 %, before a "
+        "client's 90 %), as strongSwan does; off: clients rekey, as with a VPN 3000",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     debug: DebugSettings = DebugSettings()
     version_string: str = (

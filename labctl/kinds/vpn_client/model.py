@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class TransparentTunneling(Strict):
@@ -43,6 +43,22 @@ class VpnClientSettings(Strict):
     dpd: DpdSettings = DpdSettings()
     ike_proposals: list[Proposal] = ["3des-md5-modp1024"]
     ipsec_proposals: list[Proposal] = ["3des-md5"]
+    ike_lifetime: int = Field(
+        86400,
+        ge=60,
+        description="phase-1 lifetime offered, seconds (a shorter one a "
+        "concentrator answers with RESPONDER-LIFETIME wins; the client rekeys before either ends)",
+    )
+    ipsec_lifetime: int = Field(
+        28800, ge=60, description="phase-2 lifetime offered, seconds (rekeyed before it ends)"
+    )
+    ipsec_lifetime_kb: int | None = Field(
+        None,
+        ge=10,
+        description="kilobytes an IPsec SA may carry each way (rekeyed at 90 %); "
+        "none: no limit (a concentrator's shorter limit still applies)",
+    )
+    ike_fragmentation: IkeFragmentation = IkeFragmentation(enabled=False)  # as vpnc: off
     auto_connect: bool = True
     client_version: str = Field("3.6.1 (Rel)", description="shown as 'Client Type/Version'")
     client_os: str = "WinNT"
