@@ -3,8 +3,11 @@
 Users enable it the same way in their conftest.py, or with `pytest -p labctl.checks.pytest_plugin`.
 """
 
+import contextlib
 import os
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +46,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must not skip: {report.longrepr}"
+
+
+def _running_children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live child processes of ``pid``."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = task / "children"
+        for child in children.read_text().split() if children.exists() else ():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue  # ended meanwhile
+            found.append((int(child), cmdline.decode(errors="replace").strip()))
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may leave a process running (a capture that ignored its stop signal once
+    ran on for an hour after the suite): kill what is left and fail the run, naming it."""
+    leftovers = _running_children(os.getpid())
+    for pid, _ in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if leftovers:
+        names = "; ".join(f"{pid}: {command[:120]}" for pid, command in leftovers)
+        print(f"\nprocesses left running by the tests (killed): {names}", file=sys.stderr)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
