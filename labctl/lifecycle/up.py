@@ -167,7 +167,9 @@ def _build_outline(lab: Lab, mgmt: MgmtPlan) -> list[str]:
     for batch in push_order(lab):
         for name in batch:
             config = render_node(lab, name)
-            lines.append(f"push {name}: {', '.join(f.path for f in config.files) or '-'}")
+            files = ", ".join(f.path for f in config.files) or "-"
+            reload = "; ".join(config.reload_commands) or "nothing to reload"
+            lines.append(f"push {name}: {files} (copied in before it starts), then: {reload}")
     return lines
 
 

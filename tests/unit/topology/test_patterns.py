@@ -148,3 +148,17 @@ def test_the_schema_accepts_patterns() -> None:
     from labctl.topology.schema import topology_schema
 
     jsonschema.validate(yaml.safe_load(FLEET), topology_schema())
+
+
+def test_placeholders_in_inherited_settings_are_refused_not_taken_literally() -> None:
+    """`kinds`/`defaults`/`groups` are merged after the copies are made: a `{n}` there
+    would reach every node as the literal text, so it is an error at its line."""
+    text = FLEET.replace(
+        "vpn: {host: 172.16.172.50, group: g, group-password: gpw12345}",
+        'vpn: {host: 172.16.172.50, group: g, group-password: gpw12345, user: "u{n}"}',
+    )
+    with pytest.raises(TopologyError) as caught:
+        load_lab_text(text)
+    (issue,) = caught.value.issues
+    assert issue.field == "topology.kinds.vpn-client.vpn.user" and issue.line == 6
+    assert "only inside a pattern" in issue.message
