@@ -150,7 +150,11 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
         reason = "main mode not enabled"
         informational.reject_first(resp, out, msg, rx, reason, NotifyType.NO_PROPOSAL_CHOSEN)
         return None
-    proposals = l2l.phase1 if l2l is not None else resp._policy_for_group(group)  # type: ignore[arg-type]
+    if l2l is not None:
+        proposals = l2l.phase1
+    else:
+        assert group is not None
+        proposals = resp._policy_for_group(group)
     try:
         choice = choose_phase1(sa_p, proposals)
     except IkeProtocolError as exc:
@@ -160,8 +164,7 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     sa.offer, sa.chosen = choice.offer, choice.policy
     if l2l is not None:
         resp._bind_lan_to_lan(sa, l2l)
-    else:
-        assert group is not None
+    elif group is not None:
         sa.group, sa.group_name = group, group.name
     sa.sai_b = phase1.body_as_received(msg, SaPayload)
     sa.lifetime = resp._phase1_lifetime(choice.offer, sa)
