@@ -25,7 +25,7 @@ def _settings(topology: str, node: str):
 
 def test_concentrator_entry_becomes_a_lan_to_lan_policy() -> None:
     settings = _settings("l2l-nat-t.yaml", "vpn3000")
-    assert isinstance(settings, ConcentratorSettings) and not settings.groups
+    assert isinstance(settings, ConcentratorSettings)
     policy = build_policy(settings)
     (entry,) = policy.lan_to_lan
     assert (entry.name, entry.peer, entry.natt_enabled) == ("branch", "171.69.89.78", True)
@@ -33,9 +33,11 @@ def test_concentrator_entry_becomes_a_lan_to_lan_policy() -> None:
     assert entry.remote_networks == (IPv4Network("10.20.0.0/24"),)
     assert entry.psk == b"l2lsecret" and "l2lsecret" not in repr(entry)
     assert all(p.auth == AuthMethod.PSK for p in entry.phase1)
-    assert not policy.natt_enabled  # the remote-access box is another switch
-    off = build_policy(_settings("l2l-nat-t-off.yaml", "vpn3000"))
-    assert not off.lan_to_lan[0].natt_enabled
+    # LAN-to-LAN entries only (no group): the remote-access box stays off, the entry's on
+    off_settings = _settings("l2l-nat-t-off.yaml", "vpn3000")
+    assert isinstance(off_settings, ConcentratorSettings) and not off_settings.groups
+    off = build_policy(off_settings)
+    assert not off.groups and not off.natt_enabled and not off.lan_to_lan[0].natt_enabled
 
 
 def test_site_becomes_a_main_mode_network_to_network_initiator() -> None:
