@@ -13,6 +13,7 @@ import heapq
 import itertools
 from collections import Counter, OrderedDict
 
+from . import timers
 from .codec import DeletePayload, Header, decode_header, decode_message
 from .constants import ExchangeType, PayloadType, ProtocolId, exchange_name, name_of
 from .crypto import random_bytes
@@ -25,9 +26,7 @@ from .events import (
     ExchangeFailed,
     Output,
     PacketDropped,
-    PeerDead,
     Phase1Deleted,
-    RequestRetransmitted,
     SessionInfo,
     Waiting,
 )
@@ -408,76 +407,7 @@ class EngineBase:
     # -- timers --------------------------------------------------------------------------------
 
     def _tick_sa(self, out: Collector, sa: IkeSa, now: float) -> None:
-        for r in list(sa.retransmits.values()):
-            if r.next_at > now:
-                continue
-            if r.left <= 0:
-                sa.retransmits.pop(r.key, None)
-                self._retransmit_failed(out, sa, r, now)
-                if sa.key not in self.sas:
-                    return
-                continue
-            r.left -= 1
-            r.interval = min(r.interval * 2, 32.0)
-            r.next_at = now + r.interval
-            self.stats["retransmits"] += 1
-            self._send(out, sa, r.data)
-            out.event(
-                RequestRetransmitted(
-                    sa.handle,
-                    sa.remote,
-                    r.stage,
-                    r.waiting_for(self.role),
-                    self._retransmit_max - r.left,
-                    now - r.started,
-                )
-            )
-        if sa.deadline_for_msg is not None and sa.deadline_for_msg <= now:
-            sa.deadline_for_msg = None
-            reason = sa.last_error or "peer stopped answering"
-            self._remove_sa(
-                out,
-                sa,
-                f"timeout: {reason}",
-                now,
-                notify_peer=False,
-                failed_stage="phase1" if not sa.established else "exchange",
-            )
-            return
-        for mid, q in list(sa.quick.items()):
-            if q.deadline is not None and q.deadline <= now:
-                del sa.quick[mid]
-                waited = now - q.started
-                out.event(
-                    ExchangeFailed(
-                        sa.handle, sa.remote, "quick", f"no quick mode HASH(3) in {waited:.0f} s"
-                    )
-                )
-                quick_mode.abandon(self, sa, q)
-        for child in list(sa.children.values()):
-            if child.delete_at is not None and child.delete_at <= now:
-                self._remove_child(out, sa, child, "rekeyed", notify_peer=True)
-            elif child.expires_at <= now:
-                self._remove_child(out, sa, child, "expired", notify_peer=True)
-            elif child.rekey_at is not None and not child.rekeying and child.rekey_at <= now:
-                self._rekey_child(out, sa, child, now)
-        if sa.expires_at is not None and sa.expires_at <= now:
-            self._remove_sa(out, sa, "expired", now, notify_peer=True)
-            return
-        if sa.rekey_at is not None and not sa.rekey_started and sa.rekey_at <= now:
-            self._rekey_phase1(out, sa, now)
-        if sa.established and sa.dpd_idle is not None:
-            if sa.dpd_pending is not None:
-                if now >= sa.dpd_sent_at + sa.dpd_retry:
-                    if sa.dpd_tries >= self._dpd_max():
-                        out.event(PeerDead(sa.handle, sa.remote, sa.dpd_tries))
-                        self._remove_sa(out, sa, "dpd", now, notify_peer=False)
-                        return
-                    informational.send_dpd(self, out, sa, now)
-            elif now >= sa.last_rx + sa.dpd_idle:
-                informational.send_dpd(self, out, sa, now)
-        if sa.next_heartbeat is not None and sa.next_heartbeat <= now:
-            self._heartbeat(out, sa, now)
+        timers.tick_sa(self, out, sa, now)
 
     def _retransmit_failed(self, out: Collector, sa: IkeSa, r: Retransmit, now: float) -> None:
         if r.stage == "quick":  # only that quick mode fails, either role
