@@ -61,6 +61,7 @@ bench: images
 	$(PY) bench/bench_esp.py --out bench/results/esp.json
 	$(PY) bench/bench_vpn.py --out bench/results/vpn.json
 	$(PY) bench/bench_tcp.py --repeat 3 --out bench/results/tcp.json
+	$(PY) bench/bench_interop.py --out bench/results/interop.json
 	/usr/bin/python3 bench/bench_dataplane_paths.py --out bench/results/dataplane_paths.json
 
 lint: install
