@@ -4,14 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SEED := topologies/nat-t-two-clients.yaml
 PYTEST_ARGS ?=
+SCALE_CLIENTS ?= 10 50
+BENCH_REFERENCE ?=
 
-.PHONY: help deps install images lab down test unit e2e matrix bench lint schema clean
+.PHONY: help deps install images lab down test unit e2e matrix bench bench-report lint schema clean
 
 help:
 	@echo "make lab    install, build images, bring the seed lab up and show its state"
 	@echo "make test   unit + integration + end-to-end tests (JUnit XML in reports/)"
 	@echo "make matrix every scenario for each gateway x client implementation (slow; not in make test)"
-	@echo "make bench  benchmarks, results in bench/results/"
+	@echo "make bench  benchmarks, results in bench/results/, the README performance table"
 	@echo "make down   remove the seed lab"
 
 deps:
@@ -63,6 +65,11 @@ bench: images
 	$(PY) bench/bench_tcp.py --repeat 3 --out bench/results/tcp.json
 	$(PY) bench/bench_interop.py --out bench/results/interop.json
 	/usr/bin/python3 bench/bench_dataplane_paths.py --out bench/results/dataplane_paths.json
+	$(PY) bench/bench_scale.py --clients $(SCALE_CLIENTS) $(if $(BENCH_REFERENCE),--compare $(BENCH_REFERENCE)) --out bench/results/scale.json
+	$(PY) bench/report.py --readme README.md
+
+bench-report: install
+	$(PY) bench/report.py --readme README.md
 
 lint: install
 	$(VENV)/bin/ruff check labctl tests bench

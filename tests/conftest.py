@@ -3,13 +3,22 @@
 Users enable it the same way in their conftest.py, or with `pytest -p labctl.checks.pytest_plugin`.
 """
 
+import contextlib
 import os
+import signal
+import sys
+from pathlib import Path
 
 import pytest
 
 from labctl.topology.secrets import forget_secrets
 
 pytest_plugins = ["labctl.checks.pytest_plugin"]
+
+# A run started as a background job of a non-interactive shell (CI runners, nohup) inherits
+# SIGINT as ignored, and Python then keeps it ignored: .ci/run's time guard interrupts the
+# run with SIGINT so that pytest still reports what failed and the slowest tests.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,3 +46,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must not skip: {report.longrepr}"
+
+
+def _running_children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live child processes of ``pid``."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = task / "children"
+        for child in children.read_text().split() if children.exists() else ():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue  # ended meanwhile
+            found.append((int(child), cmdline.decode(errors="replace").strip()))
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may leave a process running (a capture that ignored its stop signal once
+    ran on for an hour after the suite): kill what is left and fail the run, naming it."""
+    leftovers = _running_children(os.getpid())
+    for pid, _ in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if leftovers:
+        names = "; ".join(f"{pid}: {command[:120]}" for pid, command in leftovers)
+        print(f"\nprocesses left running by the tests (killed): {names}", file=sys.stderr)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -59,6 +59,7 @@ def cmd_show(args) -> int:
         _print_json(
             {
                 "summary": result["summary"],
+                "lan_to_lan": result.get("lan_to_lan", []),
                 "sessions": result["sessions"],
                 "management": result.get("management", []),
             }

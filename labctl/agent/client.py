@@ -14,6 +14,7 @@ import contextlib
 import time
 from ipaddress import IPv4Network
 
+from ..esp import DEFAULT_TUNNEL_MTU
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -28,8 +29,9 @@ from ..ike import (
     Phase1Established,
     RequestRetransmitted,
 )
-from ..ike.config import NattMode
+from ..ike.config import NattMode, VendorIdentity
 from ..ike.constants import NATT_PORT, AuthMethod
+from ..ike.events import IkeFragments
 from . import naming
 from .childsa import encap_of, esp_pair
 from .control import ControlError
@@ -46,6 +48,7 @@ from .records import ClientStatus
 from .settings import ClientSettings, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
+from .volume import report_volumes
 
 NATT_MODES = {  # the settings' transparent-tunneling mode -> the engine's
     "nat-t": NattMode.NATT,
@@ -60,9 +63,13 @@ HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
 def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
     natt = NATT_MODES[settings.tunneling_mode] if settings.transparent_tunneling else NattMode.NONE
     phase1 = tuple(
-        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, 86400) for p in settings.ike_proposals
+        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, settings.ike_lifetime)
+        for p in settings.ike_proposals
     )
-    phase2 = tuple(phase2_proposal(p, 28800) for p in settings.ipsec_proposals)
+    phase2 = tuple(
+        phase2_proposal(p, settings.ipsec_lifetime, lifetime_kb=settings.ipsec_lifetime_kb)
+        for p in settings.ipsec_proposals
+    )
     return InitiatorConfig(
         group=settings.group,
         psk=settings.group_password.encode(),
@@ -77,6 +84,10 @@ def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
         dpd_idle=settings.dpd.interval,
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
+        vendor=VendorIdentity(
+            fragmentation=settings.fragmentation is not None, vpn3000_version=None
+        ),
+        fragment_size=settings.fragmentation or 576,
     )
 
 
@@ -88,12 +99,9 @@ class ClientAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
-        self.tun = (
-            TunDevice.create("vpn0", mtu=TCP_TUNNEL_MTU)
-            if self.tcp_mode
-            else TunDevice.create("vpn0")
-        )
-        cisco_port = settings.tunneling_port if settings.tunneling_mode in ("udp", "auto") else None
+        loop.call_every(1.0, self._note_volume)  # kilobyte lifetimes
+        self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
+        cisco_port = self._cisco_port()
         self.dataplane = Dataplane(
             loop,
             self.tun,
@@ -116,9 +124,7 @@ class ClientAgent:
         # IPsec over TCP: the connection being opened / the one the session rides
         self.connector: TcpConnector | None = None
         self.stream: StreamConnection | None = None
-        self.status = ClientStatus(
-            "disconnected", str(settings.host), settings.group, settings.user
-        )
+        self.status = self._new_status("disconnected")
         self.local_ip: str | None = None
         self.tunnels: dict[int, str] = {}  # inbound SPI -> data-plane tunnel name
         self.routes: list[str] = []
@@ -127,6 +133,10 @@ class ClientAgent:
         self.reconnect_timer: Timer | None = None
         self.failures = 0
         self.last_phase1: Phase1Established | None = None
+
+    def _note_volume(self) -> None:
+        if self.driver.engine is not None:
+            report_volumes(self.driver.engine, self.dataplane, self.driver.apply, self.loop.time())
 
     # --- connection lifecycle ---------------------------------------------------------------
 
@@ -137,20 +147,15 @@ class ClientAgent:
         if self.reconnect_timer is not None:
             self.reconnect_timer.cancel()
             self.reconnect_timer = None
-        host = str(self.settings.host)
+        host = self._server()
         try:
             self.local_ip = local_address_towards(host)
         except OSError as exc:
             self._failed(f"no route to {host}: {exc.strerror}")
             return self.status.state
-        self.driver.engine = Initiator(build_initiator_config(self.settings))
-        self.status = ClientStatus(
-            "connecting",
-            host,
-            self.settings.group,
-            self.settings.user,
-            local_ip=self.local_ip,
-            reconnects=self.status.reconnects,
+        self.driver.engine = Initiator(self._initiator_config())
+        self.status = self._new_status(
+            "connecting", local_ip=self.local_ip, reconnects=self.status.reconnects
         )
         self.log.info("CM/26", f'Attempt connection with server "{host}"')
         if self.tcp_mode:
@@ -160,6 +165,28 @@ class ClientAgent:
             self.driver.engine.start(self.loop.time(), (self.local_ip, 500), (host, 500))
         )
         return self.status.state
+
+    # --- what differs between the kinds that run this agent (vpn-site overrides) ----------
+
+    def _server(self) -> str:
+        return str(self.settings.host)
+
+    def _new_status(self, state: str, **fields) -> ClientStatus:
+        s = self.settings
+        return ClientStatus(state, str(s.host), s.group, s.user, **fields)
+
+    def _initiator_config(self) -> InitiatorConfig:
+        return build_initiator_config(self.settings)
+
+    def _tun_mtu(self) -> int:
+        """The VPN adapter's MTU setting, else what fits one segment (TCP) or 1400."""
+        if self.settings.mtu is not None:
+            return self.settings.mtu
+        return TCP_TUNNEL_MTU if self.tcp_mode else DEFAULT_TUNNEL_MTU
+
+    def _cisco_port(self) -> int | None:
+        s = self.settings
+        return s.tunneling_port if s.tunneling_mode in ("udp", "auto") else None
 
     # --- IPsec over TCP ---------------------------------------------------------------------
 
@@ -357,6 +384,7 @@ class ClientAgent:
             f"0x{e.inbound_spi:08x}",
             f"0x{e.outbound_spi:08x}",
         )
+        self._tunnel_up(e)
         transport = "TCP" if encap is Encap.TCP else "UDP"
         self.status.transport = transport
         self.status.transparent_tunneling = (
@@ -375,6 +403,14 @@ class ClientAgent:
             f"SPI = 0x{e.outbound_spi:08X} INBOUND SPI = 0x{e.inbound_spi:08X})",
         )
         self.log.info("CM/1A", "One secure connection established")
+        if e.rekey_of is not None and e.started_by_peer:
+            self.log.info(
+                "IKE/59",
+                f"IPsec SA rekeyed by the concentrator (lifetime {e.lifetime_seconds} s)",
+            )
+
+    def _tunnel_up(self, e: ChildSaEstablished) -> None:
+        """A child SA is installed (routes come from Mode-Config here; vpn-site adds its own)."""
 
     def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
         name = self.tunnels.pop(e.inbound_spi, None)
@@ -403,6 +439,9 @@ class ClientAgent:
     def _on_PacketDropped(self, e: PacketDropped) -> None:
         self.report.dropped(e)
 
+    def _on_IkeFragments(self, e: IkeFragments) -> None:
+        self.report.fragments(e)
+
     def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
         self.report.retransmitted(e)
 
@@ -430,8 +469,10 @@ class ClientAgent:
         return status
 
     def reload(self, settings: ClientSettings) -> str:
-        if settings.tunneling_mode != self.settings.tunneling_mode or (
-            settings.tunneling_port != self.settings.tunneling_port
+        if (
+            settings.tunneling_mode != self.settings.tunneling_mode
+            or settings.tunneling_port != self.settings.tunneling_port
+            or settings.mtu != self.settings.mtu
         ):
             return "restart"
         self.settings = settings

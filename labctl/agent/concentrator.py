@@ -6,6 +6,8 @@ IPsec over TCP (when enabled): a listening TCP port whose connections carry a se
 IKE and ESP (labctl.agent.tcp_transport); a session ends with its connection.
 Sessions are kept by phase-1 SA (cookies), never by address: clients behind one PAT share
 the public address and the group, and each keeps its own session, address and tunnel.
+LAN-to-LAN entries: main mode from the entry's peer address, its networks routed into the
+TUN; such a session counts as LAN-to-LAN once its first tunnel is up.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, summarize_address_range
 
+from ..esp import DEFAULT_TUNNEL_MTU
 from ..ike import (
     ChildSaDeleted,
     ChildSaEstablished,
     Event,
     ExchangeFailed,
     GroupPolicy,
+    LanToLanPolicy,
     ModeConfig,
     ModeConfigApplied,
     PacketDropped,
@@ -30,10 +34,11 @@ from ..ike import (
     Responder,
     ResponderPolicy,
     SaHandle,
+    VendorIdentity,
     XauthResult,
 )
 from ..ike.constants import NATT_PORT, AuthMethod
-from ..ike.events import Phase1Rekeyed, RequestRetransmitted
+from ..ike.events import IkeFragments, Phase1Rekeyed, RequestRetransmitted
 from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
 from . import naming
 from .admin import AdminSessions
@@ -47,12 +52,14 @@ from .ikeio import EngineDriver, open_ike_socket
 from .ikereport import IkeReport
 from .keylog import KeyLog
 from .loop import EventLoop
-from .records import IkeSaRecord, IpsecSaRecord, SessionRecord, SessionSummary
-from .settings import ConcentratorSettings, phase1_proposal, phase2_proposal
+from .records import IkeSaRecord, IpsecSaRecord, LanToLanRecord, SessionRecord, SessionSummary
+from .settings import ConcentratorSettings, LanToLan, phase1_proposal, phase2_proposal
 from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
+from .volume import report_volumes
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
+ETHERNET_MTU = 1500
 
 
 def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
@@ -65,7 +72,9 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
                 if proposal not in phase1:
                     phase1.append(proposal)
         for text in group.ipsec_proposals:
-            transform = phase2_proposal(text, group.ipsec_lifetime, 2 if group.pfs else None)
+            transform = phase2_proposal(
+                text, group.ipsec_lifetime, 2 if group.pfs else None, group.ipsec_lifetime_kb
+            )
             if transform not in phase2:
                 phase2.append(transform)
         groups[group.name] = GroupPolicy(
@@ -84,13 +93,15 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
             ),
             split_networks=group.split_tunnel,
         )
-    first = next(iter(settings.groups.values()))
+    first = next(iter(settings.groups.values()), None)
     return ResponderPolicy(
         groups=groups,
+        lan_to_lan=tuple(lan_to_lan_policy(e) for e in settings.lan_to_lan.values()),
         phase1=tuple(phase1),
         phase2=tuple(phase2),
-        ike_lifetime=first.ike_lifetime,
-        ipsec_lifetime=first.ipsec_lifetime,
+        ike_lifetime=first.ike_lifetime if first else 86400,
+        ipsec_lifetime=first.ipsec_lifetime if first else 28800,
+        ipsec_lifetime_kb=first.ipsec_lifetime_kb if first else None,
         natt_enabled=settings.nat_t,
         cisco_udp_port=settings.ipsec_over_udp,
         tcp_port=settings.ipsec_over_tcp,
@@ -98,6 +109,37 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         dpd_idle=settings.dpd.interval,
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
+        initiate_rekeys=settings.initiate_rekeys,
+        vendor=VendorIdentity(fragmentation=settings.fragmentation is not None),
+        fragment_size=settings.fragmentation or 576,
+    )
+
+
+def tun_mtu(settings: ConcentratorSettings) -> int:
+    """The Fragmentation Policy's agent half. 'fragment-encapsulated': whole packets up to the
+    Ethernet MTU go into the tunnel and the ESP packet is fragmented at the public interface;
+    otherwise the TUN is smaller than that minus ESP's overhead, so the kernel fragments
+    before encapsulation -- or, for a DF packet, answers ICMP 'fragmentation needed' (pmtud;
+    'clear-df' has cleared DF first, rendered nftables rules)."""
+    if settings.fragmentation_policy == "fragment-encapsulated":
+        return ETHERNET_MTU
+    return DEFAULT_TUNNEL_MTU
+
+
+def lan_to_lan_policy(entry: LanToLan) -> LanToLanPolicy:
+    return LanToLanPolicy(
+        name=entry.name,
+        peer=str(entry.peer),
+        psk=entry.psk.encode(),
+        local_networks=entry.local_networks,
+        remote_networks=entry.remote_networks,
+        phase1=tuple(
+            phase1_proposal(p, AuthMethod.PSK, entry.ike_lifetime) for p in entry.ike_proposals
+        ),
+        phase2=tuple(phase2_proposal(p, entry.ipsec_lifetime) for p in entry.ipsec_proposals),
+        natt_enabled=entry.nat_t,
+        ike_lifetime=entry.ike_lifetime,
+        ipsec_lifetime=entry.ipsec_lifetime,
     )
 
 
@@ -145,7 +187,8 @@ class Session:
     group: str | None = None
     assigned: IPv4Address | None = None
     app_version: str | None = None
-    active: bool = False  # Mode-Config done: counts as a remote-access session
+    active: bool = False  # Mode-Config done (LAN-to-LAN: a tunnel up): counts as a session
+    lan_to_lan: str | None = None  # the LAN-to-LAN entry's name; None: remote access
     tunnel: str | None = None
     encapsulation: Encap | None = None
     children: dict[int, ChildSaEstablished] = field(default_factory=dict)
@@ -161,10 +204,12 @@ class ConcentratorAgent:
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
         bind = str(settings.public_address)
-        self.tun = TunDevice.create("vpn0")
+        self.tun = TunDevice.create("vpn0", mtu=tun_mtu(settings))
         for group in settings.groups.values():
             for network in summarize_address_range(*group.pool):
                 self.tun.add_route(str(network))
+        self.l2l_routes: set[str] = set()
+        self._route_lan_to_lan(settings)
         self.dataplane = Dataplane(
             loop,
             self.tun,
@@ -207,6 +252,9 @@ class ConcentratorAgent:
         self.peak_sessions = 0
         self.admins = AdminSessions()  # management sessions (the web console's)
         loop.call_every(1.0, self._note_traffic)
+        loop.call_every(
+            1.0, lambda: report_volumes(self.engine, self.dataplane, self.driver.apply, loop.time())
+        )  # kilobyte lifetimes
         loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
         transparency = [
             name
@@ -226,6 +274,15 @@ class ConcentratorAgent:
         )
         if self.keylog:
             log.warning("IKE/2", f"LAB ONLY: exporting IKE/ESP keys to {self.keylog.directory}")
+
+    def _route_lan_to_lan(self, settings: ConcentratorSettings) -> None:
+        """The LAN-to-LAN entries' remote networks go into the TUN (from our private side)."""
+        src = str(settings.private_address) if settings.private_address else None
+        for entry in settings.lan_to_lan.values():
+            for network in entry.remote_networks:
+                if str(network) not in self.l2l_routes:
+                    self.tun.add_route(str(network), src=src)
+                    self.l2l_routes.add(str(network))
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -278,11 +335,13 @@ class ConcentratorAgent:
         return session.established.peer[0] if session else ""
 
     def _prefix(self, session: Session) -> str:
+        if session.lan_to_lan is not None:
+            return f"LAN-to-LAN [{session.lan_to_lan}]"
         return f"Group [{session.group or '?'}] User [{session.user or '?'}]"
 
     def _on_Phase1Established(self, e: Phase1Established) -> None:
         self.report.peer_vendor(e)
-        session = Session(self.next_session_id, e.handle, e, group=e.group)
+        session = Session(self.next_session_id, e.handle, e, group=e.group, lan_to_lan=e.lan_to_lan)
         self.next_session_id += 1
         self.sessions[e.handle] = session
         if self.keylog:
@@ -324,18 +383,22 @@ class ConcentratorAgent:
         session.user = e.user or session.user
         session.assigned = e.config.address
         session.app_version = e.peer_app_version
-        if not session.active:
-            session.active = True
-            session.login_time = time.time()
-            self.total_sessions += 1
-            active = sum(s.active for s in self.sessions.values())
-            self.peak_sessions = max(self.peak_sessions, active)
+        self._activate(session)
         self.log.info(
             "IKE/184",
             f"{self._prefix(session)} Mode-Config: assigned "
             f"{e.config.address} (client {e.peer_app_version or 'unknown'})",
             self._peer(e.handle),
         )
+
+    def _activate(self, session: Session) -> None:
+        """The session counts from now on (its login time starts)."""
+        if not session.active:
+            session.active = True
+            session.login_time = time.time()
+            self.total_sessions += 1
+            active = sum(s.active for s in self.sessions.values())
+            self.peak_sessions = max(self.peak_sessions, active)
 
     def _on_Phase1Rekeyed(self, e: Phase1Rekeyed) -> None:
         old = self.sessions.pop(e.replaces, None)
@@ -390,14 +453,28 @@ class ConcentratorAgent:
             session.children.pop(e.rekey_of, None)
         if self.keylog:
             self.keylog.child(e)
+        if session.lan_to_lan is not None:
+            self._activate(session)
+        who = (
+            f"LAN-to-LAN Group ({session.lan_to_lan})"
+            if session.lan_to_lan
+            else f"User ({session.user})"
+        )
         self.log.info(
             "IKE/120",
-            f"{self._prefix(session)} Security negotiation complete for "
-            f"User ({session.user}) Responder, Inbound SPI = 0x{e.inbound_spi:08x}, "
+            f"{self._prefix(session)} Security negotiation complete for {who} "
+            f"Responder, Inbound SPI = 0x{e.inbound_spi:08x}, "
             f"Outbound SPI = 0x{e.outbound_spi:08x} "
             f"({naming.protocol_name(e.encapsulation)}, {e.encryption}/{e.integrity})",
             e.peer[0],
         )
+        if e.rekey_of is not None and not e.started_by_peer:
+            self.log.info(
+                "IKE/122",
+                f"{self._prefix(session)} IPsec SA rekeyed by the concentrator "
+                f"(its lifetime {e.lifetime_seconds} s)",
+                e.peer[0],
+            )
 
     def _on_ChildSaDeleted(self, e: ChildSaDeleted) -> None:
         session = self.sessions.get(e.handle)
@@ -464,6 +541,9 @@ class ConcentratorAgent:
     def _on_PacketDropped(self, e: PacketDropped) -> None:
         self.report.dropped(e)
 
+    def _on_IkeFragments(self, e: IkeFragments) -> None:
+        self.report.fragments(e)
+
     def _on_RequestRetransmitted(self, e: RequestRetransmitted) -> None:
         self.report.retransmitted(e)
 
@@ -477,65 +557,86 @@ class ConcentratorAgent:
 
     # --- status and control ---------------------------------------------------------------
 
-    def session_records(self) -> list[SessionRecord]:
+    def _sa_records(self, session: Session) -> tuple[IkeSaRecord, list[IpsecSaRecord], int]:
+        """The session's IKE SA, its IPsec SAs and the peer's (translated) port."""
         now_wall, now = time.time(), self.loop.time()
+        e = session.established
+        tunnel = self.dataplane.tunnel(session.tunnel) if session.tunnel else None
+        # The translated UDP port the peer's ESP comes from (the IKE port for plain ESP).
+        peer_port = tunnel.peer[1] if tunnel and tunnel.peer and tunnel.peer[1] else e.peer[1]
+        ike = IkeSaRecord(
+            session_id=session.session_id,
+            encryption=naming.encryption_name(e.algorithms.encryption),
+            hashing=naming.hash_name(e.algorithms.hash),
+            dh_group=naming.dh_group_name(e.algorithms.dh_group),
+            auth_mode=naming.auth_mode_name(e.algorithms.auth_method),
+            negotiation_mode=e.mode.capitalize(),
+            rekey_interval=e.algorithms.lifetime,
+            initiator_cookie=e.handle.icookie.hex(),
+            responder_cookie=e.handle.rcookie.hex(),
+            established_at=now_wall,
+            nat_t=e.nat.natt_version or "",
+            local_behind_nat=e.nat.local_behind_nat,
+            remote_behind_nat=e.nat.remote_behind_nat,
+        )
+        ipsec = []
+        for offset, (spi, child) in enumerate(session.children.items(), start=1):
+            inbound = tunnel.inbound.get(spi) if tunnel else None
+            outbound = tunnel.outbound if tunnel else None
+            current = outbound is not None and outbound.spi == child.outbound_spi
+            encapsulated = child.encapsulation not in (Encap.TUNNEL, Encap.TCP)
+            on_tcp = child.encapsulation is Encap.TCP
+            ipsec.append(
+                IpsecSaRecord(
+                    session_id=session.session_id * 100 + offset,
+                    remote_address=naming.netmask_text(child.remote_ts),
+                    local_address=naming.netmask_text(child.local_ts),
+                    encryption=naming.encryption_name(child.encryption),
+                    hashing=naming.hash_name(child.integrity),
+                    encapsulation_mode="Tunnel",
+                    udp_source_port=peer_port if encapsulated else None,
+                    udp_destination_port=child.local_port if encapsulated else None,
+                    tcp_source_port=peer_port if on_tcp else None,
+                    tcp_destination_port=child.local_port if on_tcp else None,
+                    rekey_interval=child.lifetime_seconds,
+                    spi_in=f"0x{spi:08x}",
+                    spi_out=f"0x{child.outbound_spi:08x}",
+                    bytes_rx=inbound.bytes if inbound else 0,
+                    bytes_tx=outbound.bytes if outbound and current else 0,
+                    packets_rx=inbound.packets if inbound else 0,
+                    packets_tx=outbound.packets if outbound and current else 0,
+                    idle_seconds=now - (tunnel.last_rx or tunnel.created_at) if tunnel else 0.0,
+                    established_at=session.child_times.get(spi, now_wall),
+                )
+            )
+        return ike, ipsec, peer_port
+
+    def _encryption(self, session: Session) -> str:
+        children = session.children
+        return naming.encryption_name(
+            next(iter(children.values())).encryption
+            if children
+            else session.established.algorithms.encryption
+        )
+
+    def _active(self, lan_to_lan: bool) -> list[Session]:
+        return sorted(
+            (
+                s
+                for s in self.sessions.values()
+                if s.active and (s.lan_to_lan is not None) == lan_to_lan
+            ),
+            key=lambda s: s.session_id,
+        )
+
+    def session_records(self) -> list[SessionRecord]:
+        """Remote-access sessions (Administer Sessions' 'Remote Access Sessions')."""
         records = []
-        for session in sorted(self.sessions.values(), key=lambda s: s.session_id):
-            if not session.active:
-                continue
+        for session in self._active(lan_to_lan=False):
             e = session.established
             tunnel = self.dataplane.tunnel(session.tunnel) if session.tunnel else None
             client_type, client_version = naming.split_app_version(session.app_version)
-            # The translated UDP port the peer's ESP comes from (the IKE port for plain ESP).
-            peer_port = tunnel.peer[1] if tunnel and tunnel.peer and tunnel.peer[1] else e.peer[1]
-            ike = IkeSaRecord(
-                session_id=session.session_id,
-                encryption=naming.encryption_name(e.algorithms.encryption),
-                hashing=naming.hash_name(e.algorithms.hash),
-                dh_group=naming.dh_group_name(e.algorithms.dh_group),
-                auth_mode=naming.auth_mode_name(e.algorithms.auth_method),
-                negotiation_mode=e.mode.capitalize(),
-                rekey_interval=e.algorithms.lifetime,
-                initiator_cookie=e.handle.icookie.hex(),
-                responder_cookie=e.handle.rcookie.hex(),
-                established_at=now_wall,
-                nat_t=e.nat.natt_version or "",
-                local_behind_nat=e.nat.local_behind_nat,
-                remote_behind_nat=e.nat.remote_behind_nat,
-            )
-            ipsec = []
-            for offset, (spi, child) in enumerate(session.children.items(), start=1):
-                inbound = tunnel.inbound.get(spi) if tunnel else None
-                outbound = tunnel.outbound if tunnel else None
-                encapsulated = child.encapsulation not in (Encap.TUNNEL, Encap.TCP)
-                on_tcp = child.encapsulation is Encap.TCP
-                ipsec.append(
-                    IpsecSaRecord(
-                        session_id=session.session_id * 100 + offset,
-                        remote_address=naming.netmask_text(child.remote_ts),
-                        local_address=naming.netmask_text(child.local_ts),
-                        encryption=naming.encryption_name(child.encryption),
-                        hashing=naming.hash_name(child.integrity),
-                        encapsulation_mode="Tunnel",
-                        udp_source_port=peer_port if encapsulated else None,
-                        udp_destination_port=child.local_port if encapsulated else None,
-                        tcp_source_port=peer_port if on_tcp else None,
-                        tcp_destination_port=child.local_port if on_tcp else None,
-                        rekey_interval=child.lifetime_seconds,
-                        spi_in=f"0x{spi:08x}",
-                        spi_out=f"0x{child.outbound_spi:08x}",
-                        bytes_rx=inbound.bytes if inbound else 0,
-                        bytes_tx=outbound.bytes
-                        if outbound and outbound.spi == child.outbound_spi
-                        else 0,
-                        packets_rx=inbound.packets if inbound else 0,
-                        packets_tx=outbound.packets
-                        if outbound and outbound.spi == child.outbound_spi
-                        else 0,
-                        idle_seconds=now - (tunnel.last_rx or tunnel.created_at) if tunnel else 0.0,
-                        established_at=session.child_times.get(spi, now_wall),
-                    )
-                )
+            ike, ipsec, peer_port = self._sa_records(session)
             counters = tunnel.counters if tunnel else None
             records.append(
                 SessionRecord(
@@ -545,11 +646,7 @@ class ConcentratorAgent:
                     public_ip=(tunnel.peer[0] if tunnel and tunnel.peer else e.peer[0]),
                     public_port=peer_port,
                     protocol=naming.protocol_name(session.encapsulation),
-                    encryption=naming.encryption_name(
-                        next(iter(session.children.values())).encryption
-                        if session.children
-                        else e.algorithms.encryption
-                    ),
+                    encryption=self._encryption(session),
                     login_time=session.login_time,
                     client_type=client_type,
                     client_version=client_version,
@@ -561,12 +658,40 @@ class ConcentratorAgent:
             )
         return records
 
+    def lan_to_lan_records(self) -> list[LanToLanRecord]:
+        """LAN-to-LAN sessions (Administer Sessions' 'LAN-to-LAN Sessions')."""
+        records = []
+        for session in self._active(lan_to_lan=True):
+            e = session.established
+            tunnel = self.dataplane.tunnel(session.tunnel) if session.tunnel else None
+            ike, ipsec, peer_port = self._sa_records(session)
+            counters = tunnel.counters if tunnel else None
+            entry = self.settings.lan_to_lan.get(session.lan_to_lan or "")
+            records.append(
+                LanToLanRecord(
+                    connection_name=session.lan_to_lan or "-",
+                    ip_address=(tunnel.peer[0] if tunnel and tunnel.peer else e.peer[0]),
+                    public_port=peer_port,
+                    protocol=naming.protocol_name(session.encapsulation),
+                    encryption=self._encryption(session),
+                    login_time=session.login_time,
+                    bytes_tx=counters.tx_bytes if counters else 0,
+                    bytes_rx=counters.rx_bytes if counters else 0,
+                    local_networks=[str(n) for n in entry.local_networks] if entry else [],
+                    remote_networks=[str(n) for n in entry.remote_networks] if entry else [],
+                    ike=ike,
+                    ipsec=ipsec,
+                )
+            )
+        return records
+
     def summary(self) -> SessionSummary:
-        active = sum(s.active for s in self.sessions.values())
+        lan_to_lan = len(self._active(lan_to_lan=True))
+        active = len(self._active(lan_to_lan=False))
         management = len(self.admins.active())
-        self.peak_sessions = max(self.peak_sessions, active + management)
+        self.peak_sessions = max(self.peak_sessions, lan_to_lan + active + management)
         return SessionSummary(
-            0,
+            lan_to_lan,
             active,
             management,
             self.peak_sessions,
@@ -575,7 +700,7 @@ class ConcentratorAgent:
         )
 
     def logout(self, user: str) -> int:
-        handles = [s.handle for s in self.sessions.values() if s.user == user and s.active]
+        handles = [s.handle for s in self._active(lan_to_lan=False) if s.user == user]
         if not handles:
             raise ControlError(f"no session of user {user!r}")
         for handle in handles:
@@ -599,14 +724,23 @@ class ConcentratorAgent:
             if n in settings.groups and settings.groups[n].pool == self.settings.groups[n].pool
         }
         self.hooks.update(settings, kept)
+        self._route_lan_to_lan(settings)
+        if tun_mtu(settings) != self.tun.mtu:
+            self.tun.set_mtu(tun_mtu(settings))
+            self.dataplane.mtu_changed(self.tun.mtu)
         self.settings = settings
         self.log.set_level(settings.log_level)
         self.log.info(
             "CONFIG/1",
-            f"configuration reloaded: NAT-T "
+            f"configuration reloaded: Fragmentation Policy {settings.fragmentation_policy} "
+            f"(TUN MTU {self.tun.mtu}), NAT-T "
             f"{'on' if settings.nat_t else 'off'}, IPsec over UDP "
             f"{settings.ipsec_over_udp or 'off'}, IPsec over TCP "
-            f"{settings.ipsec_over_tcp or 'off'}",
+            f"{settings.ipsec_over_tcp or 'off'}"
+            + "".join(
+                f", LAN-to-LAN {e.name} NAT-T {'on' if e.nat_t else 'off'}"
+                for e in settings.lan_to_lan.values()
+            ),
         )
         return "reloaded"
 

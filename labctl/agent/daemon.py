@@ -19,7 +19,15 @@ from .control import ControlError, ControlServer
 from .eventlog import EventLog
 from .loop import EventLoop
 from .preflight import PreflightError, check_settings_file
-from .settings import CONFIG_PATH, ClientSettings, SettingsError, listeners, load_settings
+from .settings import (
+    CONFIG_PATH,
+    ClientSettings,
+    SettingsError,
+    SiteSettings,
+    listeners,
+    load_settings,
+)
+from .site import SiteAgent
 from .tables import render_client_status, render_sessions
 
 
@@ -31,6 +39,8 @@ class Daemon:
         self.loop = EventLoop()
         if isinstance(settings, ClientSettings):
             self.agent: Any = ClientAgent(settings, self.loop, self.log)
+        elif isinstance(settings, SiteSettings):
+            self.agent = SiteAgent(settings, self.loop, self.log)
         else:
             self.agent = ConcentratorAgent(settings, self.loop, self.log)
         self.started = time.time()
@@ -39,7 +49,7 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.loop.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.loop.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
-        if isinstance(settings, ClientSettings) and settings.auto_connect:
+        if isinstance(settings, ClientSettings | SiteSettings) and settings.auto_connect:
             self.loop.call_later(0.0, self.agent.connect)
 
     def _handlers(self) -> dict:
@@ -73,14 +83,16 @@ class Daemon:
 
     def _sessions(self, args: dict) -> dict:
         records = self.agent.session_records()
+        lan_to_lan = self.agent.lan_to_lan_records()
         summary = self.agent.summary()
         management = [m.to_json() for m in self.agent.admins.active()]
         return {
             "summary": summary.to_json(),
+            "lan_to_lan": [r.to_json() for r in lan_to_lan],
             "sessions": [r.to_json() for r in records],
             "management": management,
             "text": render_sessions(
-                records, summary, time.time(), bool(args.get("detail")), management
+                records, summary, time.time(), bool(args.get("detail")), management, lan_to_lan
             ),
         }
 

@@ -162,6 +162,11 @@ class Dataplane:
         self._housekeeping = loop.call_every(housekeeping_interval, self._tick)
 
     # ------------------------------------------------------------------ configuration
+    def mtu_changed(self, mtu: int) -> None:
+        """The TUN's MTU changed (a Fragmentation Policy change): the MSS clamp follows it."""
+        if self._max_mss:
+            self._max_mss = mss_for_mtu(mtu)
+
     def add_tunnel(
         self,
         name: str,
@@ -279,6 +284,16 @@ class Dataplane:
             for spi in old_spis:
                 if spi not in self._retire_timers:
                     self._retire_timers[spi] = self._loop.call_later(delay, self._retire, spi)
+
+    def carried(self, inbound_spi: int, outbound_spi: int) -> int | None:
+        """Inner bytes the busier direction of an SA pair has protected (kilobyte
+        lifetimes); None when its inbound SA is not installed."""
+        entry = self._inbound.get(inbound_spi)
+        if entry is None:
+            return None
+        sa_in, tunnel = entry
+        out = tunnel.outbound
+        return max(sa_in.bytes, out.bytes if out is not None and out.spi == outbound_spi else 0)
 
     def remove_inbound_sa(self, spi: int) -> None:
         """Forget an inbound SA now (e.g. the peer sent a Delete)."""

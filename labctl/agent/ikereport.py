@@ -13,7 +13,7 @@ from collections import Counter
 
 from ..ike import ModeConfig, PacketDropped, Phase1Established
 from ..ike.errors import DROP_CATEGORIES
-from ..ike.events import RequestRetransmitted
+from ..ike.events import IkeFragments, RequestRetransmitted
 from .eventlog import EventLog
 
 
@@ -54,6 +54,16 @@ class IkeReport:
             f"({e.retransmits} {tries}, {e.waited:.0f} s)",
             e.peer[0],
         )
+
+    def fragments(self, e: IkeFragments) -> None:
+        """One line per fragmented message: what Cisco's client logs as "Sending/Received
+        IKE fragment" (its lines per fragment would be too many)."""
+        message = f"{e.exchange} message of {e.size} bytes"
+        if e.sent:
+            what = f"sent {message} as {e.fragments} IKE fragments to"
+        else:
+            what = f"reassembled {message} from {e.fragments} IKE fragments from"
+        self.log.info("IKE/130", f"{what} {e.peer[0]}:{e.peer[1]}", e.peer[0])
 
     def peer_vendor(self, e: Phase1Established) -> None:
         self.log.debug("IKE/42", f"peer vendor IDs: {e.peer_vendor.describe()}", e.peer[0])

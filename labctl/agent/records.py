@@ -97,6 +97,34 @@ class SessionRecord:
 
 
 @dataclass
+class LanToLanRecord:
+    """One row of 'LAN-to-LAN Sessions' (and its detail: the IKE and IPsec SAs)."""
+
+    connection_name: str
+    ip_address: str  # the peer's public address (its PAT's)
+    public_port: int  # the peer's (translated) UDP port
+    protocol: str  # "IPsec", "IPsec/NAT-T"
+    encryption: str
+    login_time: float
+    bytes_tx: int = 0
+    bytes_rx: int = 0
+    local_networks: list[str] = field(default_factory=list)
+    remote_networks: list[str] = field(default_factory=list)
+    ike: IkeSaRecord | None = None
+    ipsec: list[IpsecSaRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LanToLanRecord:
+        record = _from_dict(cls, data)
+        record.ike = IkeSaRecord.from_json(data["ike"]) if data.get("ike") else None
+        record.ipsec = [IpsecSaRecord.from_json(i) for i in data.get("ipsec") or []]
+        return record
+
+
+@dataclass
 class SessionSummary:
     active_lan_to_lan: int
     active_remote_access: int

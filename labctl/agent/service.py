@@ -49,7 +49,13 @@ def _log_tail(lines: int = 15) -> str:
         return "(no log)"
 
 
-def start(config: str = CONFIG_PATH, wait: float = 15.0) -> str:
+# How long a start waits for the agent to answer. A lone agent answers in about a second;
+# `up` starts the clients of a large lab together on a shared 2-core machine, where each
+# one's interpreter start and imports take their turn (15 s failed ten clients there).
+START_WAIT = 60.0
+
+
+def start(config: str = CONFIG_PATH, wait: float = START_WAIT) -> str:
     if running():
         return "already running"
     LOG_FILE.parent.mkdir(parents=True, exist_ok=True)

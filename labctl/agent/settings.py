@@ -62,14 +62,16 @@ def phase1_proposal(text: str, auth: AuthMethod, lifetime: int) -> Phase1Proposa
     )
 
 
-def phase2_proposal(text: str, lifetime: int, pfs_group: int | None = None) -> Phase2Proposal:
+def phase2_proposal(
+    text: str, lifetime: int, pfs_group: int | None = None, lifetime_kb: int | None = None
+) -> Phase2Proposal:
     parts = text.lower().split("-")
     if len(parts) not in (2, 3):
         raise SettingsError(f"IPsec proposal {text!r}: expected CIPHER-HASH[-GROUP]")
     transform, bits = _pick(_P2_CIPHERS, parts[0], "cipher", text)
     group = _pick(_GROUPS, parts[2], "PFS group", text) if len(parts) == 3 else pfs_group
     return Phase2Proposal(
-        transform, bits, _pick(_P2_HASHES, parts[1], "hash", text), group, lifetime
+        transform, bits, _pick(_P2_HASHES, parts[1], "hash", text), group, lifetime, lifetime_kb
     )
 
 
@@ -95,7 +97,24 @@ class Group:
     ipsec_proposals: tuple[str, ...]
     ike_lifetime: int
     ipsec_lifetime: int
+    ipsec_lifetime_kb: int | None
     pfs: bool
+
+
+@dataclass(frozen=True)
+class LanToLan:
+    """A concentrator's LAN-to-LAN entry: the peer (by address) and its networks."""
+
+    name: str
+    peer: IPv4Address
+    psk: str = field(repr=False)
+    local_networks: tuple[IPv4Network, ...]
+    remote_networks: tuple[IPv4Network, ...]
+    ike_proposals: tuple[str, ...]
+    ipsec_proposals: tuple[str, ...]
+    ike_lifetime: int
+    ipsec_lifetime: int
+    nat_t: bool
 
 
 @dataclass(frozen=True)
@@ -103,13 +122,17 @@ class ConcentratorSettings:
     node: str
     public_address: IPv4Address
     private_address: IPv4Address | None
+    fragmentation_policy: str  # "fragment-encapsulated" | "pmtud" | "clear-df"
     nat_t: bool
     ipsec_over_udp: int | None  # port, or None when off
     ipsec_over_tcp: int | None
     groups: dict[str, Group]
     users: dict[str, tuple[str, str]] = field(repr=False)  # user -> (password, group)
+    lan_to_lan: dict[str, LanToLan]
     dpd: Dpd
     nat_keepalive: float
+    fragmentation: int | None  # Cisco IKE fragmentation: the size above which; None: off
+    initiate_rekeys: bool
     log_level: str
     version_string: str
     export_keys: bool
@@ -127,11 +150,16 @@ class ClientSettings:
     tunneling_mode: str  # "nat-t" | "udp" | "tcp"
     tunneling_port: int
     local_lan_access: bool
+    mtu: int | None
     peer_response_timeout: float
     nat_keepalive: float
     dpd: Dpd
     ike_proposals: tuple[str, ...]
     ipsec_proposals: tuple[str, ...]
+    ike_lifetime: int
+    ipsec_lifetime: int
+    ipsec_lifetime_kb: int | None
+    fragmentation: int | None  # Cisco IKE fragmentation: the size above which; None: off
     auto_connect: bool
     client_version: str
     client_os: str
@@ -142,6 +170,39 @@ class ClientSettings:
     @property
     def app_version(self) -> str:
         return f"Cisco Systems VPN Client {self.client_version}:{self.client_os}"
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """A `vpn-site`: the branch end of a LAN-to-LAN tunnel (our agent as initiator)."""
+
+    node: str
+    peer: IPv4Address
+    psk: str = field(repr=False)
+    local_networks: tuple[IPv4Network, ...]
+    remote_networks: tuple[IPv4Network, ...]
+    nat_t: bool
+    ike_proposals: tuple[str, ...]
+    ipsec_proposals: tuple[str, ...]
+    ike_lifetime: int
+    ipsec_lifetime: int
+    dpd: Dpd
+    nat_keepalive: float
+    auto_connect: bool
+    log_level: str
+    export_keys: bool
+    interfaces: dict[str, IPv4Interface]
+
+    @property
+    def lan_address(self) -> IPv4Address | None:
+        """Our address on a local network: the source of what the site itself sends."""
+        for interface in self.interfaces.values():
+            if any(interface.ip in n for n in self.local_networks):
+                return interface.ip
+        return None
+
+
+AgentSettings = ConcentratorSettings | ClientSettings | SiteSettings
 
 
 class _Section:
@@ -189,6 +250,9 @@ class _Section:
     def integer(self, key: str) -> int:
         return self._typed(key, int, "a whole number")
 
+    def optional_integer(self, key: str) -> int | None:
+        return None if self.raw(key) is None else self.integer(key)
+
     def number(self, key: str) -> float:
         return float(self._typed(key, (int, float), "a number"))
 
@@ -232,7 +296,7 @@ def _required_address(interfaces: dict[str, str], name: str) -> IPv4Address:
     return address
 
 
-def load_settings(path: str | Path = CONFIG_PATH) -> ConcentratorSettings | ClientSettings:
+def load_settings(path: str | Path = CONFIG_PATH) -> AgentSettings:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -245,13 +309,15 @@ def load_settings(path: str | Path = CONFIG_PATH) -> ConcentratorSettings | Clie
         raise SettingsError(f"{path}: bad setting: {exc}") from None
 
 
-def parse_settings(data: Any) -> ConcentratorSettings | ClientSettings:
+def parse_settings(data: Any) -> AgentSettings:
     top = _Section(data, "")
     kind = top.text("kind")
     if kind == "concentrator":
         return _concentrator(top)
     if kind == "vpn-client":
         return _client(top)
+    if kind == "vpn-site":
+        return _site(top)
     raise SettingsError(f"kind {kind!r} has no VPN agent")
 
 
@@ -285,26 +351,53 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
             ipsec_proposals=g.texts("ipsec_proposals"),
             ike_lifetime=g.integer("ike_lifetime"),
             ipsec_lifetime=g.integer("ipsec_lifetime"),
+            ipsec_lifetime_kb=g.optional_integer("ipsec_lifetime_kb"),
             pfs=g.flag("pfs"),
         )
     users = {
         name: (u.text("password"), u.text("group")) for name, u in vpn.sections("users").items()
     }
+    lan_to_lan = {
+        name: LanToLan(
+            name=name,
+            peer=IPv4Address(e.text("peer")),
+            psk=e.text("psk"),
+            local_networks=_networks(e, "local_networks"),
+            remote_networks=_networks(e, "remote_networks"),
+            ike_proposals=e.texts("ike_proposals"),
+            ipsec_proposals=e.texts("ipsec_proposals"),
+            ike_lifetime=e.integer("ike_lifetime"),
+            ipsec_lifetime=e.integer("ipsec_lifetime"),
+            nat_t=e.flag("nat_t"),
+        )
+        for name, e in vpn.sections("lan_to_lan").items()
+    }
     return ConcentratorSettings(
         node=top.text("node"),
         public_address=_required_address(interfaces, vpn.text("public_interface")),
         private_address=_interface_address(interfaces, vpn.optional_text("private_interface")),
+        fragmentation_policy=_choice(
+            vpn, "fragmentation_policy", ("fragment-encapsulated", "pmtud", "clear-df")
+        ),
         nat_t=nat.flag("nat_t"),
         ipsec_over_udp=_port_if_enabled(udp),
         ipsec_over_tcp=_port_if_enabled(tcp),
         groups=groups,
         users=users,
+        lan_to_lan=lan_to_lan,
         dpd=_dpd(vpn.section("dpd")),
         nat_keepalive=vpn.number("nat_keepalive"),
+        fragmentation=_fragmentation(vpn.section("ike_fragmentation")),
+        initiate_rekeys=vpn.flag("initiate_rekeys"),
         log_level=vpn.text("log_level"),
         version_string=vpn.text("version_string"),
         export_keys=vpn.section("debug").flag("export_keys"),
     )
+
+
+def _fragmentation(section: _Section) -> int | None:
+    size = section.integer("size")
+    return size if section.flag("enabled") else None
 
 
 def _client(top: _Section) -> ClientSettings:
@@ -321,14 +414,54 @@ def _client(top: _Section) -> ClientSettings:
         tunneling_mode=tt.text("mode"),
         tunneling_port=tt.integer("port"),
         local_lan_access=vpn.flag("local_lan_access"),
+        mtu=None if vpn.raw("mtu") is None else vpn.integer("mtu"),
         peer_response_timeout=vpn.number("peer_response_timeout"),
         nat_keepalive=vpn.number("nat_keepalive"),
         dpd=_dpd(vpn.section("dpd")),
         ike_proposals=vpn.texts("ike_proposals"),
         ipsec_proposals=vpn.texts("ipsec_proposals"),
+        ike_lifetime=vpn.integer("ike_lifetime"),
+        ipsec_lifetime=vpn.integer("ipsec_lifetime"),
+        ipsec_lifetime_kb=vpn.optional_integer("ipsec_lifetime_kb"),
+        fragmentation=_fragmentation(vpn.section("ike_fragmentation")),
         auto_connect=vpn.flag("auto_connect"),
         client_version=vpn.text("client_version"),
         client_os=vpn.text("client_os"),
+        log_level=vpn.text("log_level"),
+        export_keys=vpn.section("debug").flag("export_keys"),
+        interfaces={n: IPv4Interface(a) for n, a in _interfaces(top).items()},
+    )
+
+
+def _choice(section: _Section, key: str, choices: tuple[str, ...]) -> str:
+    value = section.text(key)
+    if value not in choices:
+        raise SettingsError(
+            f"setting {section._name(key)}: {value!r} is not one of {', '.join(choices)}"
+        )
+    return value
+
+
+def _networks(section: _Section, key: str) -> tuple[IPv4Network, ...]:
+    return tuple(IPv4Network(n) for n in section.texts(key))
+
+
+def _site(top: _Section) -> SiteSettings:
+    vpn = top.section("vpn")
+    return SiteSettings(
+        node=top.text("node"),
+        peer=IPv4Address(vpn.text("peer")),
+        psk=vpn.text("psk"),
+        local_networks=_networks(vpn, "local_networks"),
+        remote_networks=_networks(vpn, "remote_networks"),
+        nat_t=vpn.flag("nat_t"),
+        ike_proposals=vpn.texts("ike_proposals"),
+        ipsec_proposals=vpn.texts("ipsec_proposals"),
+        ike_lifetime=vpn.integer("ike_lifetime"),
+        ipsec_lifetime=vpn.integer("ipsec_lifetime"),
+        dpd=_dpd(vpn.section("dpd")),
+        nat_keepalive=vpn.number("nat_keepalive"),
+        auto_connect=vpn.flag("auto_connect"),
         log_level=vpn.text("log_level"),
         export_keys=vpn.section("debug").flag("export_keys"),
         interfaces={n: IPv4Interface(a) for n, a in _interfaces(top).items()},
@@ -349,7 +482,7 @@ class Listener:
         return (self.protocol, self.address, self.port)
 
 
-def listeners(settings: ConcentratorSettings | ClientSettings) -> list[Listener]:
+def listeners(settings: AgentSettings) -> list[Listener]:
     """The sockets the agent opens for these settings (mirrors the agents' constructors)."""
     if isinstance(settings, ConcentratorSettings):
         address = str(settings.public_address)
@@ -363,14 +496,16 @@ def listeners(settings: ConcentratorSettings | ClientSettings) -> list[Listener]
             found.append(Listener("tcp", address, settings.ipsec_over_tcp, "IPsec over TCP"))
         return found
     found = [Listener("udp", "0.0.0.0", 500, "IKE"), Listener("udp", "0.0.0.0", 4500, "NAT-T")]
-    if settings.tunneling_mode in ("udp", "auto"):
+    if isinstance(settings, ClientSettings) and settings.tunneling_mode in ("udp", "auto"):
         found.append(Listener("udp", "0.0.0.0", settings.tunneling_port, "IPsec over UDP"))
     return found
 
 
-def check_proposals(settings: ConcentratorSettings | ClientSettings) -> None:
+def check_proposals(settings: AgentSettings) -> None:
     """Parse every proposal string (the agent does so only when it builds its policy)."""
-    groups = settings.groups.values() if isinstance(settings, ConcentratorSettings) else [settings]
+    groups: list[Any] = [settings]
+    if isinstance(settings, ConcentratorSettings):
+        groups = [*settings.groups.values(), *settings.lan_to_lan.values()]
     for group in groups:
         for text in group.ike_proposals:
             phase1_proposal(text, AuthMethod.PSK, 86400)

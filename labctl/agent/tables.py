@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import time
 
-from .records import ClientStatus, SessionRecord, SessionSummary
+from .records import (
+    ClientStatus,
+    IkeSaRecord,
+    IpsecSaRecord,
+    LanToLanRecord,
+    SessionRecord,
+    SessionSummary,
+)
 
 
 def _duration(seconds: float) -> str:
@@ -29,6 +36,7 @@ def render_sessions(
     now: float,
     detail: bool = False,
     management: list[dict] | None = None,
+    lan_to_lan: list[LanToLanRecord] | None = None,
 ) -> str:
     lines = ["Session Summary", ""]
     lines += _table(
@@ -53,6 +61,35 @@ def render_sessions(
             ]
         ],
     )
+    lines += ["", "LAN-to-LAN Sessions", ""]
+    if not lan_to_lan:
+        lines.append("No LAN-to-LAN Sessions")
+    else:
+        lines += _table(
+            [
+                "Connection Name",
+                "IP Address",
+                "Protocol",
+                "Encryption",
+                "Login Time",
+                "Duration",
+                "Bytes Tx",
+                "Bytes Rx",
+            ],
+            [
+                [
+                    r.connection_name,
+                    r.ip_address,
+                    r.protocol,
+                    r.encryption,
+                    _login(r.login_time),
+                    _duration(now - r.login_time),
+                    str(r.bytes_tx),
+                    str(r.bytes_rx),
+                ]
+                for r in lan_to_lan
+            ],
+        )
     lines += ["", "Remote Access Sessions", ""]
     if not sessions:
         lines.append("No Remote Access Sessions")
@@ -112,6 +149,8 @@ def render_sessions(
             ],
         )
     if detail:
+        for r in lan_to_lan or []:
+            lines += ["", *render_lan_to_lan_detail(r).rstrip("\n").splitlines()]
         for s in sessions:
             lines += ["", *render_session_detail(s, now).rstrip("\n").splitlines()]
     return "\n".join(lines) + "\n"
@@ -122,8 +161,21 @@ def render_session_detail(session: SessionRecord, now: float) -> str:
         f"Session detail: {session.username} ({session.assigned_ip} via "
         f"{session.public_ip}:{session.public_port})"
     ]
-    if session.ike:
-        ike = session.ike
+    return "\n".join(lines + _sa_detail(session.ike, session.ipsec, session.protocol)) + "\n"
+
+
+def render_lan_to_lan_detail(record: LanToLanRecord) -> str:
+    lines = [
+        f"LAN-to-LAN detail: {record.connection_name} ({record.ip_address}:{record.public_port}; "
+        f"local {', '.join(record.local_networks) or '-'}, "
+        f"remote {', '.join(record.remote_networks) or '-'})"
+    ]
+    return "\n".join(lines + _sa_detail(record.ike, record.ipsec, record.protocol)) + "\n"
+
+
+def _sa_detail(ike: IkeSaRecord | None, ipsecs: list[IpsecSaRecord], protocol: str) -> list[str]:
+    lines: list[str] = []
+    if ike:
         lines += [
             "  IKE Session",
             *_pairs(
@@ -139,8 +191,8 @@ def render_session_detail(session: SessionRecord, now: float) -> str:
                 ]
             ),
         ]
-    for sa in session.ipsec:
-        title = session.protocol.replace("IPsec", "IPSec") + " Session"
+    for sa in ipsecs:
+        title = protocol.replace("IPsec", "IPSec") + " Session"
         if sa.tcp_source_port is not None:  # IPsec over TCP: the ports are TCP ports
             ports = [
                 ("TCP Source Port", str(sa.tcp_source_port)),
@@ -170,7 +222,7 @@ def render_session_detail(session: SessionRecord, now: float) -> str:
                 ]
             ),
         ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _pairs(items: list[tuple[str, str]]) -> list[str]:

@@ -195,7 +195,16 @@ def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outco
     10000 for IPsec over UDP, TCP 10000 for IPsec over TCP): after a mapping changed, the
     session must have moved to the new one."""
     xlate = probe.table(check.firewall, "xlate")
-    sessions = probe.table(check.concentrator, "sessions")
+    sessions = list(probe.table(check.concentrator, "sessions"))
+    for l2l in probe.table(check.concentrator, "lan-to-lan"):  # a branch behind the PAT too
+        sessions.append(
+            {
+                "username": f"LAN-to-LAN {l2l.get('connection_name')}",
+                "public_ip": l2l.get("ip_address"),
+                "protocol": l2l.get("protocol"),
+                "ipsec": l2l.get("ipsec"),
+            }
+        )
     translations: dict[tuple[str | None, int | None], set[tuple[str | None, int | None]]] = {}
     for entry in xlate:
         if entry.get("protocol") in ("udp", "tcp"):

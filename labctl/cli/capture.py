@@ -67,7 +67,10 @@ def _output(path: str):
 def _capture(handle: LabHandle, target, out_fd: int, args, keys: KeyWriter | None) -> int:
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     capture = LinkCapture(handle.lab.name, target, out_fd, args.count)
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: started from a script's background job, a process inherits SIGINT ignored,
+    # and `kill -INT` (or a test harness) would then never stop the capture.
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in stopping}
     try:
         capture.start()
         say(f"capturing {target.describe(handle.lab.name)}; Ctrl-C stops")

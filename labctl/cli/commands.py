@@ -45,8 +45,23 @@ def cmd_validate(args) -> int:
             print(str(exc), file=sys.stderr)
             status = 1
             continue
+        if getattr(args, "expand", False):
+            sys.stdout.write(expanded_text(lab))
+            continue
         print(f"{file}: ok: lab {lab.name}, {len(lab.nodes)} nodes, {len(lab.segments)} links")
     return status
+
+
+def expanded_text(lab) -> str:
+    """The topology as labctl sees it: patterns and inheritance expanded, secrets masked,
+    defaults left out; expect/scenarios are not repeated (a `set` may hold a secret)."""
+    import yaml
+
+    model = lab.spec.model_dump(
+        mode="json", by_alias=True, exclude_defaults=True, exclude={"expect", "scenarios"}
+    )
+    header = f"# {lab.source}: expanded ({len(lab.nodes)} nodes, {len(lab.segments)} links)\n"
+    return header + yaml.safe_dump(model, sort_keys=False, width=100)
 
 
 def cmd_schema(args) -> int:

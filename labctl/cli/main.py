@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("validate", "check topology files", commands.cmd_validate)
     p.add_argument("files", nargs="+", type=Path)
+    p.add_argument(
+        "--expand",
+        action="store_true",
+        help="print each topology with patterns and inherited settings expanded (secrets masked)",
+    )
 
     command("schema", "print the topology JSON Schema", commands.cmd_schema)
 

@@ -143,6 +143,7 @@ from .codec import (
 from .config import (
     GroupPolicy,
     InitiatorConfig,
+    LanToLanPolicy,
     NattMode,
     Phase1Proposal,
     Phase2Proposal,
@@ -220,6 +221,7 @@ __all__ = [
     "Initiator",
     "InitiatorConfig",
     "KePayload",
+    "LanToLanPolicy",
     "Message",
     "ModeCfgState",
     "ModeConfig",

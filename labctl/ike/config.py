@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
 
 from .constants import (
     CISCO_UDP_DEFAULT_PORT,
@@ -19,6 +20,15 @@ from .constants import (
 )
 from .crypto import MODP_PRIMES, esp_cipher, ike_cipher
 from .errors import IkeConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from cryptography.x509 import Certificate
+
+    from .pki import Issued
+from .fragments import MIN_FRAGMENT_SIZE
 from .modecfg import DEFAULT_REQUEST, ModeConfig
 from .vendor import NattVersion
 
@@ -47,6 +57,12 @@ class NattMode(StrEnum):
     def asks_cisco_udp(self) -> bool:
         return self in (NattMode.CISCO_UDP, NattMode.AUTO)
 
+    @property
+    def asks_transport_port(self) -> bool:
+        """Ask for Mode-Config 0x7005 (the gateway's IPsec-over-UDP/TCP port): only modes
+        that can use it ask, and a gateway answers only what was asked."""
+        return self.asks_cisco_udp or self is NattMode.TCP
+
 
 @dataclass(frozen=True)
 class Phase1Proposal:
@@ -65,7 +81,7 @@ class Phase1Proposal:
             raise IkeConfigError(f"unsupported phase-1 hash {self.hash}")
         if self.group not in MODP_PRIMES:
             raise IkeConfigError(f"unsupported DH group {self.group}")
-        if self.auth not in (AuthMethod.PSK, AuthMethod.XAUTH_INIT_PSK):
+        if self.auth not in (AuthMethod.PSK, AuthMethod.XAUTH_INIT_PSK, AuthMethod.RSA_SIG):
             raise IkeConfigError(f"unsupported auth method {self.auth}")
         if self.lifetime <= 0:
             raise IkeConfigError("phase-1 lifetime must be positive")
@@ -86,9 +102,12 @@ class Phase2Proposal:
     auth: EspAuth = EspAuth.HMAC_SHA1
     pfs_group: int | None = None
     lifetime: int = 28800
+    lifetime_kb: int | None = None  # kilobytes each direction may carry (None: no limit)
 
     def __post_init__(self) -> None:
         esp_cipher(self.transform, self.key_bits)
+        if self.lifetime_kb is not None and self.lifetime_kb <= 0:
+            raise IkeConfigError("phase-2 kilobyte lifetime must be positive")
         if self.auth not in (EspAuth.HMAC_MD5, EspAuth.HMAC_SHA1, EspAuth.HMAC_SHA2_256):
             raise IkeConfigError(f"unsupported ESP integrity {self.auth}")
         if self.pfs_group is not None and self.pfs_group not in MODP_PRIMES:
@@ -161,10 +180,46 @@ class GroupPolicy:
 
 
 @dataclass(frozen=True)
+class LanToLanPolicy:
+    """A LAN-to-LAN entry (VPN 3000): main mode from ``peer`` uses this PSK and these
+    proposals; its quick modes must select networks inside ``remote_networks`` (theirs) and
+    ``local_networks`` (ours); NAT-T by its own switch, not the remote-access one."""
+
+    name: str
+    peer: str  # the peer's address as the responder sees it (its PAT's outside address)
+    psk: bytes = field(repr=False)
+    local_networks: tuple[IPv4Network, ...]
+    remote_networks: tuple[IPv4Network, ...]
+    phase1: tuple[Phase1Proposal, ...]
+    phase2: tuple[Phase2Proposal, ...]
+    natt_enabled: bool = False
+    ike_lifetime: int = 86400
+    ipsec_lifetime: int = 28800
+
+    def __post_init__(self) -> None:
+        if not self.psk:
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: empty pre-shared key")
+        if not self.local_networks or not self.remote_networks:
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: needs local and remote networks")
+        if not self.phase1 or not self.phase2:
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: needs phase-1 and phase-2 proposals")
+        if any(p.auth != AuthMethod.PSK for p in self.phase1):
+            raise IkeConfigError(f"lan-to-lan {self.name!r}: main mode with pre-shared keys only")
+
+    def covers(self, local_ts: IPv4Network, remote_ts: IPv4Network) -> bool:
+        """Quick-mode selectors inside this entry's networks."""
+        return any(local_ts.subnet_of(n) for n in self.local_networks) and any(
+            remote_ts.subnet_of(n) for n in self.remote_networks
+        )
+
+
+@dataclass(frozen=True)
 class ResponderPolicy:
     """How the concentrator (responder) behaves."""
 
     groups: dict[str, GroupPolicy]
+    # LAN-to-LAN peers, chosen by address in main mode (before any group)
+    lan_to_lan: tuple[LanToLanPolicy, ...] = ()
     # XAUTH and plain-PSK variants: each group's ``xauth`` flag picks which apply to it.
     phase1: tuple[Phase1Proposal, ...] = field(
         default_factory=lambda: default_phase1() + default_phase1(AuthMethod.PSK)
@@ -172,7 +227,13 @@ class ResponderPolicy:
     phase2: tuple[Phase2Proposal, ...] = field(default_factory=default_phase2)
     ike_lifetime: int = 86400
     ipsec_lifetime: int = 28800
+    ipsec_lifetime_kb: int | None = None  # kilobytes; the shorter of ours and the offer's
     send_responder_lifetime: bool = True
+    # Start phase-2 rekeys on our own lifetime (rekey_margin before it ends), as strongSwan
+    # does; off: the client rekeys (a VPN 3000 leaves it to the client).
+    initiate_rekeys: bool = False
+    rekey_margin: float = 0.2  # earlier than the client's default 0.1: one end leads
+    child_rekey_grace: float = 5.0  # a child we rekeyed lingers this long
     # NAT transparency (the seed's check box).  Off: NAT-T VIDs ignored, no NAT-D, mode 1.
     natt_enabled: bool = True
     natt_versions: tuple[NattVersion, ...] = (
@@ -206,19 +267,38 @@ class ResponderPolicy:
     # Debian bookworm's vpnc deletes the new SA instead of the old one after a phase-1 rekey;
     # with this on, such a delete (on a just-rekeyed SA, naming itself) removes the old one.
     vpnc_rekey_delete_quirk: bool = True
+    # RSA signature authentication (main mode): our certificate, the CA we trust, the group
+    # of a certificate peer whose OU names none, the wall clock (certificate validity).
+    certificate: Issued | None = field(default=None, repr=False)
+    ca: Certificate | None = field(default=None, repr=False)
+    certificate_group: str | None = None
+    clock: Callable[[], datetime] | None = field(default=None, repr=False)
+    # Cisco IKE fragmentation (vendor.fragmentation announces it): phase-1 messages longer
+    # than this go out as fragments to a peer that announced it too.
+    fragment_size: int = 576
 
     def __post_init__(self) -> None:
-        if not self.groups:
-            raise IkeConfigError("responder policy without any group")
+        if not self.groups and not self.lan_to_lan:
+            raise IkeConfigError("responder policy without any group or LAN-to-LAN entry")
+        peers = [entry.peer for entry in self.lan_to_lan]
+        if len(set(peers)) != len(peers):
+            raise IkeConfigError("two LAN-to-LAN entries for one peer address")
         for name, group in self.groups.items():
             if name != group.name:
                 raise IkeConfigError(f"group key {name!r} differs from its name {group.name!r}")
-        if not self.phase1 or not self.phase2:
+        if self.groups and (not self.phase1 or not self.phase2):
             raise IkeConfigError("responder policy needs phase-1 and phase-2 proposals")
         if self.main_mode_group is not None and self.main_mode_group not in self.groups:
             raise IkeConfigError(f"main_mode_group {self.main_mode_group!r} is not a group")
         if self.xauth_max_attempts < 1:
             raise IkeConfigError("xauth_max_attempts must be at least 1")
+        if not 0 < self.rekey_margin < 1:
+            raise IkeConfigError("rekey_margin must be between 0 and 1")
+        if self.fragment_size < MIN_FRAGMENT_SIZE:
+            raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")
+        signs = any(p.auth == AuthMethod.RSA_SIG for p in self.phase1)
+        if signs and (self.certificate is None or self.ca is None):
+            raise IkeConfigError("RSA signature proposals need a certificate and a CA")
 
     @staticmethod
     def cisco_udp(port: int = CISCO_UDP_DEFAULT_PORT, **kwargs) -> ResponderPolicy:
@@ -252,6 +332,9 @@ class InitiatorConfig:
     app_version: str = "Cisco Systems VPN Client 4.0.3 (Rel):Linux"
     hostname: str | None = None
     remote_networks: tuple[IPv4Network, ...] = (ALL_NETWORKS,)
+    # LAN-to-LAN: our own networks; one quick mode per (local, remote) pair, with these as
+    # our selector instead of our address.  Empty: a remote-access client.
+    local_networks: tuple[IPv4Network, ...] = ()
     use_split_networks: bool = False  # one quick mode per split-include network instead
     initial_contact: bool = True
     vendor: VendorIdentity = field(
@@ -266,6 +349,10 @@ class InitiatorConfig:
     child_rekey_grace: float = 5.0  # old child stays this long after its successor is up
     retransmit_interval: float = 2.0
     retransmit_max: int = 5
+    fragment_size: int = 576  # see ResponderPolicy.fragment_size
+    certificate: Issued | None = field(default=None, repr=False)  # see ResponderPolicy
+    ca: Certificate | None = field(default=None, repr=False)
+    clock: Callable[[], datetime] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.exchange not in ("aggressive", "main"):
@@ -291,3 +378,8 @@ class InitiatorConfig:
             raise IkeConfigError("XAUTH proposals need a user name")
         if not 0 < self.rekey_margin < 1:
             raise IkeConfigError("rekey_margin must be between 0 and 1")
+        if self.fragment_size < MIN_FRAGMENT_SIZE:
+            raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")
+        signs = any(p.auth == AuthMethod.RSA_SIG for p in self.phase1)
+        if signs and (self.certificate is None or self.ca is None):
+            raise IkeConfigError("RSA signature proposals need a certificate and a CA")

@@ -21,6 +21,9 @@ class Encapsulation(StrEnum):
     UDP_TUNNEL_DRAFT = "udp-tunnel-draft"  # the same, NAT-T drafts' number (61443)
     CISCO_UDP = "cisco-udp"  # Cisco IPsec over UDP on a configured port (1 on the wire)
     TCP = "tcp"  # IPsec over TCP: the session's connection (1 on the wire)
+    # NAT-T drafts 00/01: UDP on the IKE port, 8-byte zero non-IKE marker (61443 on the
+    # wire); the engine negotiates it, the agents' data plane does not carry it (yet).
+    UDP_NON_IKE = "udp-non-ike"
     # The data plane's names for the same members (its sockets).
     ESP = "tunnel"
     NATT = "udp-tunnel"
@@ -44,9 +47,12 @@ class Encapsulation(StrEnum):
         return None  # Enum raises ValueError naming the value
 
     @staticmethod
-    def negotiated(mode: int, *, tcp: bool, cisco_udp: bool) -> Encapsulation:
+    def negotiated(
+        mode: int, *, tcp: bool, cisco_udp: bool, non_ike: bool = False
+    ) -> Encapsulation:
         """What a quick mode's encapsulation attribute means on this SA: mode 1 is plain ESP
-        unless the session rides IPsec over TCP or Cisco's IPsec over UDP."""
+        unless the session rides IPsec over TCP or Cisco's IPsec over UDP; 61443 on an SA
+        that speaks NAT-T draft 00/01 (``non_ike``) is ESP on the IKE port."""
         if mode == EncapMode.TUNNEL:
             if tcp:
                 return Encapsulation.TCP
@@ -54,7 +60,7 @@ class Encapsulation(StrEnum):
         if mode == EncapMode.UDP_TUNNEL:
             return Encapsulation.UDP_TUNNEL
         if mode == EncapMode.UDP_TUNNEL_DRAFT:
-            return Encapsulation.UDP_TUNNEL_DRAFT
+            return Encapsulation.UDP_NON_IKE if non_ike else Encapsulation.UDP_TUNNEL_DRAFT
         raise IkeProtocolError(
             f"ESP encapsulation mode {mode} is not supported", notify=NotifyType.NO_PROPOSAL_CHOSEN
         )

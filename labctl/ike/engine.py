@@ -31,8 +31,9 @@ from .events import (
     SessionInfo,
     Waiting,
 )
-from .exchanges import children, informational, quick_mode
+from .exchanges import children, fragmentation, informational, quick_mode, volume
 from .exchanges.phase1 import session_info
+from .fragments import FRAGMENT_PAYLOAD, Reassembler
 from .sa import ChildSa, IkeSa, Retransmit, random_cookie, random_message_id
 from .states import Phase1State, Role
 from .transitions import Inbound, dispatch
@@ -57,6 +58,7 @@ class EngineBase:
         self._retransmit_interval = retransmit_interval
         self._retransmit_max = retransmit_max
         self._recently_removed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self.fragments = Reassembler()  # Cisco IKE fragments being put together
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -70,7 +72,10 @@ class EngineBase:
         self.stats["received"] += 1
         try:
             rx.header = decode_header(rx.data)
-            self._route(out, rx)
+            if rx.header.next_payload != FRAGMENT_PAYLOAD or fragmentation.reassemble(
+                self, out, rx
+            ):
+                self._route(out, rx)
         except IkeError as exc:
             self._handle_error(out, remote, exc, rx.sa, rx.header)
         if rx.sa is not None:
@@ -169,16 +174,17 @@ class EngineBase:
         # IKE on the NAT-T port always carries the non-ESP marker (RFC 3948 section 2.2);
         # on TCP the stream framing brings its own.
         marker = sa.local[1] == self._natt_port() and not sa.tcp
-        out.datagrams.append(
-            Datagram(
-                data,
-                sa.remote,
-                sa.local[1],
-                non_esp_marker=marker,
-                local_ip=sa.local[0],
-                tcp=sa.tcp,
+        for piece in fragmentation.outbound(self, out, sa, data):
+            out.datagrams.append(
+                Datagram(
+                    piece,
+                    sa.remote,
+                    sa.local[1],
+                    non_esp_marker=marker,
+                    local_ip=sa.local[0],
+                    tcp=sa.tcp,
+                )
             )
-        )
 
     def _request(
         self, out: Collector, sa: IkeSa, key: str, data: bytes, stage: str, now: float
@@ -301,6 +307,18 @@ class EngineBase:
 
     # -- child SAs -----------------------------------------------------------------------------
 
+    def note_volume(self, inbound_spi: int, carried: int, now: float) -> Output:
+        """The agent's report: the child with ``inbound_spi`` has protected ``carried``
+        bytes (its busier direction).  A kilobyte lifetime near its end starts a rekey (by
+        the role's policy); one used up deletes the child."""
+        out = Collector()
+        sa = self.inbound_spis.get(inbound_spi)
+        child = sa.children.get(inbound_spi) if sa is not None else None
+        if sa is not None and child is not None:
+            volume.check(self, out, sa, child, carried, now)
+            self._schedule(sa)
+        return self._finish(out)
+
     def new_spi(self) -> bytes:
         """A fresh inbound SPI, unique in this engine and never in the reserved 1..255."""
         while True:
@@ -309,10 +327,18 @@ class EngineBase:
             if value > 0xFF and value not in self.inbound_spis:
                 return raw
 
-    def _install_child(self, out: Collector, sa: IkeSa, child: ChildSa, rekey_of: int | None):
+    def _install_child(
+        self,
+        out: Collector,
+        sa: IkeSa,
+        child: ChildSa,
+        rekey_of: int | None,
+        *,
+        started_by_peer: bool = False,
+    ):
         sa.children[child.inbound_spi] = child
         self.inbound_spis[child.inbound_spi] = sa
-        out.event(children.child_event(sa, child, rekey_of))
+        out.event(children.child_event(sa, child, rekey_of, started_by_peer=started_by_peer))
 
     def _remove_child(
         self, out: Collector, sa: IkeSa, child: ChildSa, reason: str, *, notify_peer: bool
@@ -454,6 +480,9 @@ class EngineBase:
             self._heartbeat(out, sa, now)
 
     def _retransmit_failed(self, out: Collector, sa: IkeSa, r: Retransmit, now: float) -> None:
+        if r.stage == "quick":  # only that quick mode fails, either role
+            quick_mode.unanswered(self, out, sa, r)
+            return
         self._remove_sa(
             out, sa, self._unanswered(r, now), now, notify_peer=False, failed_stage=r.stage
         )

@@ -107,6 +107,7 @@ class Phase1Established(Event):
     peer_vendor: PeerVendorInfo
     replaces: SaHandle | None = None
     initial_contact: bool = False
+    lan_to_lan: str | None = None  # responder: the LAN-to-LAN entry (then no XAUTH, no pool)
     # Lab-only export material (see keyexport.py); never logged.
     enc_key: bytes = field(default=b"", repr=False)
 
@@ -164,6 +165,7 @@ class ChildSaEstablished(Event):
     pfs_group: int | None
     rekey_of: int | None = None  # inbound SPI of the child this one replaces
     user: str | None = None
+    started_by_peer: bool = False  # the peer started its quick mode (e.g. a gateway's rekey)
     enc_key_in: bytes = field(default=b"", repr=False)
     auth_key_in: bytes = field(default=b"", repr=False)
     enc_key_out: bytes = field(default=b"", repr=False)
@@ -342,3 +344,16 @@ class Output:
 
     def of_type(self, cls: type) -> list:
         return [e for e in self.events if isinstance(e, cls)]
+
+
+@dataclass(frozen=True)
+class IkeFragments(Event):
+    """Cisco IKE fragmentation at work: a phase-1 message ``size`` bytes long went out as
+    (``sent``) or was reassembled from (not ``sent``) ``fragments`` fragment datagrams."""
+
+    handle: SaHandle | None
+    peer: Endpoint
+    exchange: str
+    size: int
+    fragments: int
+    sent: bool

@@ -170,6 +170,8 @@ class Initiator(EngineBase):
         return vids + trailing_vids(cfg.vendor)
 
     def _identity(self) -> IdPayload:
+        if self.config.id_type == IdType.IPV4_ADDR and self._local is not None:
+            return IdPayload.ipv4(self._local[0], IPPROTO_UDP, IKE_PORT)  # a LAN-to-LAN peer
         if self.config.id_type == IdType.FQDN:
             return IdPayload.fqdn(self.config.group)
         if self.config.id_type == IdType.USER_FQDN:
@@ -218,6 +220,11 @@ class Initiator(EngineBase):
         networks = self.config.remote_networks
         if self.config.use_split_networks and sa.mode_config and sa.mode_config.split_include:
             networks = sa.mode_config.split_include
+        if self.config.local_networks:  # LAN-to-LAN: network to network, every pair
+            for local in self.config.local_networks:
+                for net in networks:
+                    quick_mode.start(self, out, sa, net, now, local_ts=local)
+            return
         for net in networks:
             quick_mode.start(self, out, sa, net, now)
 
@@ -267,9 +274,6 @@ class Initiator(EngineBase):
         quick_mode.rekey(self, out, sa, child, now)
 
     def _retransmit_failed(self, out: Collector, sa: IkeSa, r: Retransmit, now: float) -> None:
-        if r.stage == "quick":
-            quick_mode.unanswered(self, out, sa, r)
-            return
         if not sa.established and sa.icookie in self._connecting:
             self._fail_connecting(out, sa, self._unanswered(r, now))
             return

@@ -115,15 +115,15 @@ class ModeConfig:
     # -- encoding ------------------------------------------------------------------------------
 
     def to_attributes(self, requested: set[int] | None = None) -> tuple[Attribute, ...]:
-        """Attributes for a REPLY / SET, in :data:`FIELDS` order.  With ``requested``, only
-        those the peer asked for (plus the volunteered ones: Cisco gateways always send
-        APPLICATION_VERSION and the UDP port)."""
+        """Attributes for a REPLY / SET, in :data:`FIELDS` order.  With ``requested`` (a
+        REPLY), only those the peer asked for: an unasked attribute is an error to some
+        clients (a strongSwan client logs a failure for each)."""
         out: list[Attribute] = []
         for f in FIELDS:
             value = getattr(self, f.name)
             if value is None or value == ():
                 continue  # not set: not sent
-            if requested is not None and f.attr not in requested and not f.volunteered:
+            if requested is not None and f.attr not in requested:
                 continue
             for one in value if f.repeated else (value,):
                 out.append(Attribute(f.attr, f.form.encode(one)))
@@ -201,7 +201,6 @@ class _Field:
     name: str  # the ModeConfig field
     form: _Form
     repeated: bool = False  # one attribute per element (DNS, WINS servers)
-    volunteered: bool = False  # sent whether the client asked for it or not
 
 
 # THE table of Mode-Config attributes: both directions, and the order a REPLY / SET uses.
@@ -221,8 +220,8 @@ FIELDS = (
     _Field(CfgAttr.UNITY_BACKUP_SERVERS, "backup_servers", _TEXT_LIST),
     _Field(CfgAttr.UNITY_DDNS_HOSTNAME, "ddns_hostname", _TEXT),
     _Field(CfgAttr.UNITY_FW_TYPE, "fw_type", _BLOB),
-    _Field(CfgAttr.APPLICATION_VERSION, "app_version", _TEXT, volunteered=True),
-    _Field(CfgAttr.UNITY_NATT_PORT, "udp_encap_port", _PORT, volunteered=True),
+    _Field(CfgAttr.APPLICATION_VERSION, "app_version", _TEXT),
+    _Field(CfgAttr.UNITY_NATT_PORT, "udp_encap_port", _PORT),
 )
 _BY_ATTR: dict[int, _Field] = {f.attr: f for f in FIELDS}
 

@@ -278,6 +278,9 @@ def esp_transform(number: int, p: Phase2Proposal, encap: int, lifetime: int | No
         Attribute(P2Attr.LIFE_TYPE, LifeType.SECONDS),
         Attribute.number(P2Attr.LIFE_DURATION, lifetime or p.lifetime),
     ]
+    if p.lifetime_kb is not None:
+        attrs.append(Attribute(P2Attr.LIFE_TYPE, LifeType.KILOBYTES))
+        attrs.append(Attribute.number(P2Attr.LIFE_DURATION, p.lifetime_kb))
     if p.pfs_group is not None:
         attrs.append(Attribute(P2Attr.GROUP, p.pfs_group))
     attrs.append(Attribute(P2Attr.ENCAPSULATION, encap))

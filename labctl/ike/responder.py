@@ -26,7 +26,7 @@ from dataclasses import fields, replace
 from ipaddress import IPv4Network
 
 from .codec import DeletePayload, IdPayload, Message, VendorIdPayload, decode_message
-from .config import GroupPolicy, Phase1Proposal, ResponderPolicy
+from .config import GroupPolicy, LanToLanPolicy, Phase1Proposal, Phase2Proposal, ResponderPolicy
 from .constants import AuthMethod, NotifyType, ProtocolId
 from .engine import EngineBase
 from .errors import DropCategory, IkeProtocolError
@@ -40,11 +40,11 @@ from .events import (
     SaHandle,
     XauthResult,
 )
-from .exchanges import informational
+from .exchanges import informational, quick_mode
 from .hooks import ResponderHooks, SessionContext
 from .modecfg import ModeConfig
 from .proposals import Phase1Offer
-from .sa import IkeSa, random_cookie
+from .sa import ChildSa, IkeSa, random_cookie
 from .states import XAUTH_UNDER_WAY, ModeCfgState, Phase1State, Role
 from .transitions import Inbound
 from .vendor import classify_vendor_ids
@@ -184,9 +184,36 @@ class Responder(EngineBase):
         wanted = AuthMethod.XAUTH_INIT_PSK if group.xauth else AuthMethod.PSK
         return tuple(p for p in self.policy.phase1 if p.auth == wanted)
 
-    def _phase1_lifetime(self, offer: Phase1Offer) -> int:
+    def _phase1_lifetime(self, offer: Phase1Offer, sa: IkeSa | None = None) -> int:
         """The client's lifetime, at most ours (a longer one is announced after Mode-Config)."""
-        return min(offer.life_seconds or self.policy.ike_lifetime, self.policy.ike_lifetime)
+        ours = self.policy.ike_lifetime
+        if sa is not None and sa.lan_to_lan is not None:
+            ours = sa.lan_to_lan.ike_lifetime
+        return min(offer.life_seconds or ours, ours)
+
+    # -- policy: LAN-to-LAN --------------------------------------------------------------------
+
+    def _lan_to_lan_for(self, address: str) -> LanToLanPolicy | None:
+        """The LAN-to-LAN entry of a peer address (main mode knows nothing else yet)."""
+        return next((e for e in self.policy.lan_to_lan if e.peer == address), None)
+
+    def _bind_lan_to_lan(self, sa: IkeSa, entry: LanToLanPolicy) -> None:
+        """The SA is this entry's: its name, and NAT-T by the entry's own switch."""
+        sa.lan_to_lan, sa.group_name = entry, entry.name
+        sa.natt = (
+            sa.peer_vendor.best_natt(self.policy.natt_versions) if entry.natt_enabled else None
+        )
+        sa.natd_draft = sa.natt is not None and not sa.natt.is_rfc
+
+    def _phase2_for(self, sa: IkeSa) -> tuple[Phase2Proposal, ...]:
+        return sa.lan_to_lan.phase2 if sa.lan_to_lan is not None else self.policy.phase2
+
+    def _ipsec_lifetime(self, sa: IkeSa) -> int:
+        return (
+            sa.lan_to_lan.ipsec_lifetime
+            if sa.lan_to_lan is not None
+            else self.policy.ipsec_lifetime
+        )
 
     def _new_sa(self, msg: Message, mode: str, rx: Inbound) -> IkeSa:
         local = rx.local
@@ -215,6 +242,8 @@ class Responder(EngineBase):
     # -- policy: sessions (INITIAL-CONTACT, rekeys, addresses) ---------------------------------
 
     def _same_client(self, a: IkeSa, b: IkeSa) -> bool:
+        if a.lan_to_lan is not None or b.lan_to_lan is not None:
+            return a.lan_to_lan is b.lan_to_lan  # one tunnel per entry, wherever it comes from
         if a.group_name != b.group_name:
             return False
         if a.user is not None or b.user is not None:
@@ -247,7 +276,14 @@ class Responder(EngineBase):
         """A new phase 1 from a client that already has a session is a phase-1 rekey
         (vpnc does XAUTH again, no Mode-Config): the session, address included, moves over."""
         predecessor = self._predecessor(sa)
-        if predecessor is None or predecessor.mode_config is None:
+        if predecessor is None:
+            return False
+        if predecessor.lan_to_lan is not None:  # a LAN-to-LAN peer's new phase 1: its rekey
+            sa.replaces = predecessor.handle
+            predecessor.replaced_by = sa.handle
+            out.event(Phase1Rekeyed(sa.handle, predecessor.handle, None))
+            return True
+        if predecessor.mode_config is None:
             return False
         sa.replaces = predecessor.handle
         predecessor.replaced_by = sa.handle
@@ -299,6 +335,17 @@ class Responder(EngineBase):
 
     def _dpd_max(self) -> int:
         return self.policy.dpd_max_retries
+
+    def _set_child_rekey(self, child: ChildSa) -> None:
+        """With ``initiate_rekeys``, the gateway rekeys phase 2 on its own lifetime."""
+        if self.policy.initiate_rekeys:
+            child.rekey_at = child.established + child.lifetime * (1 - self.policy.rekey_margin)
+
+    def _rekey_child(self, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
+        if sa.established and sa.replaced_by is None:
+            quick_mode.rekey(self, out, sa, child, now)
+        else:
+            child.rekeying = True  # its phase-1 SA is going: the successor's client rekeys
 
     def _on_removing(self, out: Collector, sa: IkeSa, reason: str) -> None:
         abandoned = sa.xauth in XAUTH_UNDER_WAY

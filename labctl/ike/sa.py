@@ -29,7 +29,7 @@ from .codec import (
     decode_plaintext_body,
     encode_chain,
 )
-from .config import GroupPolicy, Phase1Proposal, Phase2Proposal
+from .config import GroupPolicy, LanToLanPolicy, Phase1Proposal, Phase2Proposal
 from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
 from .crypto import (
     CipherSpec,
@@ -194,11 +194,14 @@ class IkeSa:
     remote_behind_nat: bool = False
     floated: bool = False
     peer_vendor: PeerVendorInfo = field(default_factory=PeerVendorInfo)
+    fragment_id: int = 0  # of the last message we sent as Cisco IKE fragments
+    peer_certificate: str | None = None  # subject of the certificate the peer proved
     cisco_udp_port: int | None = None
     tcp: bool = False  # IPsec over TCP: this SA and its children ride one TCP connection
     # who and what
     group_name: str | None = None
     group: GroupPolicy | None = None  # responder: the tunnel group it authenticated with
+    lan_to_lan: LanToLanPolicy | None = None  # responder: the LAN-to-LAN entry of the peer
     user: str | None = None
     xauth: XauthState = XauthState.NONE
     xauth_attempts: int = 0

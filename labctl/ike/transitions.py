@@ -72,8 +72,8 @@ TRANSITIONS: dict[tuple[Role, Phase1State | str | None, int, MessageKind], Step]
     (INI, S.ESTABLISHED, X.TRANSACTION, PHASE2): transaction.initiator_receive,
     (RESP, S.ESTABLISHED, X.TRANSACTION, PHASE2): transaction.responder_receive,
     # quick mode
-    (INI, S.ESTABLISHED, X.QUICK, PHASE2): quick_mode.initiator_msg2,
-    (RESP, S.ESTABLISHED, X.QUICK, PHASE2): quick_mode.responder_receive,
+    (INI, S.ESTABLISHED, X.QUICK, PHASE2): quick_mode.receive,  # either end may start one
+    (RESP, S.ESTABLISHED, X.QUICK, PHASE2): quick_mode.receive,
     # informational: DPD, delete, notify
     (INI, S.ESTABLISHED, X.INFORMATIONAL, PHASE2): informational.receive,
     (RESP, S.ESTABLISHED, X.INFORMATIONAL, PHASE2): informational.receive,

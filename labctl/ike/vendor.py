@@ -21,16 +21,25 @@ def _md5(text: bytes) -> bytes:
 
 
 class NattVersion(Enum):
-    """NAT traversal dialects, best first.  Drafts 00/01 (no float to 4500) are not offered."""
+    """NAT traversal dialects, best first.  Drafts 00/01 (old clients) are negotiated only
+    where configured: IKE does not float to 4500, NAT-D / NAT-OA are 130 / 131, ESP rides
+    UDP on the IKE port behind an 8-byte zero non-IKE marker, quick mode says 61443."""
 
     RFC3947 = "rfc3947"
     DRAFT_03 = "draft-03"
     DRAFT_02N = "draft-02n"  # "draft-ietf-ipsec-nat-t-ike-02\n" (the seed's VPN 3000 sends it)
     DRAFT_02 = "draft-02"
+    DRAFT_01 = "draft-01"
+    DRAFT_00 = "draft-00"
 
     @property
     def is_rfc(self) -> bool:
         return self is NattVersion.RFC3947
+
+    @property
+    def floats(self) -> bool:
+        """IKE moves to the NAT-T port once a NAT is seen (not in drafts 00 and 01)."""
+        return self not in (NattVersion.DRAFT_00, NattVersion.DRAFT_01)
 
 
 NATT_VIDS: dict[NattVersion, bytes] = {
@@ -38,10 +47,11 @@ NATT_VIDS: dict[NattVersion, bytes] = {
     NattVersion.DRAFT_03: _md5(b"draft-ietf-ipsec-nat-t-ike-03"),
     NattVersion.DRAFT_02N: _md5(b"draft-ietf-ipsec-nat-t-ike-02\n"),
     NattVersion.DRAFT_02: _md5(b"draft-ietf-ipsec-nat-t-ike-02"),
+    NattVersion.DRAFT_01: _md5(b"draft-ietf-ipsec-nat-t-ike-01"),
+    NattVersion.DRAFT_00: _md5(b"draft-ietf-ipsec-nat-t-ike-00"),
 }
-# Drafts 00/01: recognised (so they are not reported as unknown) but never negotiated.
-VID_NATT_DRAFT_01 = _md5(b"draft-ietf-ipsec-nat-t-ike-01")
-VID_NATT_DRAFT_00 = _md5(b"draft-ietf-ipsec-nat-t-ike-00")
+VID_NATT_DRAFT_01 = NATT_VIDS[NattVersion.DRAFT_01]
+VID_NATT_DRAFT_00 = NATT_VIDS[NattVersion.DRAFT_00]
 
 VID_XAUTH = _md5(b"draft-ietf-ipsra-isakmp-xauth-06.txt")[:8]
 VID_DPD = bytes.fromhex("afcad71368a1f1c96b8696fc77570100")  # RFC 3706, version 1.0
@@ -83,6 +93,7 @@ class PeerVendorInfo:
     dpd: bool = False
     unity: bool = False
     fragmentation: bool = False
+    fragmentation_flags: int = 0  # the capability after the VID: 0x40000000 main, 0x80000000 aggr.
     vpn3000: tuple[int, int] | None = None
     cisco_client: bool = False
     heartbeat_notify: bool = False
@@ -120,13 +131,14 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
     natt: list[NattVersion] = []
     unknown: list[bytes] = []
     xauth = dpd = unity = fragmentation = cisco_client = heartbeat = False
+    fragmentation_flags = 0
     vpn3000: tuple[int, int] | None = None
     products: list[str] = []
     by_value = {value: version for version, value in NATT_VIDS.items()}
     for vid in vids:
         if vid in by_value:
             natt.append(by_value[vid])
-        elif vid in (VID_NATT_DRAFT_00, VID_NATT_DRAFT_01, VID_VPNC_AM3, VID_VPNC_DWR):
+        elif vid in (VID_VPNC_AM3, VID_VPNC_DWR):
             continue
         elif vid == VID_XAUTH:
             xauth = True
@@ -140,6 +152,8 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
             cisco_client = True
         elif vid[:16] == _FRAGMENTATION:
             fragmentation = True
+            if len(vid) == 20:
+                fragmentation_flags = int.from_bytes(vid[16:], "big")
         elif vid == VID_HEARTBEAT_NOTIFY:
             heartbeat = True
         elif vid in PRODUCT_VIDS:
@@ -155,6 +169,7 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
         dpd=dpd,
         unity=unity,
         fragmentation=fragmentation,
+        fragmentation_flags=fragmentation_flags,
         vpn3000=vpn3000,
         cisco_client=cisco_client,
         heartbeat_notify=heartbeat,

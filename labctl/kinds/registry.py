@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import LabctlError
 from ..topology.base import NodeBase
-from . import concentrator, host, pat_firewall, router, vpn_client
+from . import concentrator, host, pat_firewall, router, vpn_client, vpn_site
 from .spec import Implementation, KindSpec
 
 SPECS: tuple[KindSpec, ...] = (
@@ -17,6 +17,7 @@ SPECS: tuple[KindSpec, ...] = (
     pat_firewall.SPEC,
     concentrator.SPEC,
     vpn_client.SPEC,
+    vpn_site.SPEC,
 )
 
 _BY_NAME = {spec.name: spec for spec in SPECS}

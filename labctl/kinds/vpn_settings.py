@@ -18,6 +18,14 @@ class DpdSettings(Strict):
     retry_interval: int = Field(5, ge=1)
 
 
+class IkeFragmentation(Strict):
+    """Cisco IKE fragmentation: announce it (vendor ID with capability c0000000) and send a
+    phase-1 message longer than ``size`` bytes as fragments to a peer that announced it."""
+
+    enabled: bool = True
+    size: int = Field(576, ge=100, le=65000, description="bytes: longer messages are fragmented")
+
+
 class DebugSettings(Strict):
     export_keys: bool = Field(
         False,

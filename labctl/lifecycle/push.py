@@ -21,6 +21,10 @@ from .lock import lab_lock
 from .record import config_digest
 from .session import LabHandle
 
+# A reload may start a VPN agent, which waits up to 60 s for it to answer (agent
+# service.START_WAIT: a large lab's clients start together on a loaded machine); the
+# command gets that and some room to report why it failed.
+RELOAD_TIMEOUT = 90.0
 STAGED = ".labctl-new"
 PREVIOUS = ".labctl-prev"
 
@@ -28,9 +32,10 @@ PREVIOUS = ".labctl-prev"
 def push_node(handle: LabHandle, node: str, initial: bool = False) -> list[str]:
     """Install the node's rendered files and run its reload commands; return what ran.
 
-    initial: the node runs nothing of ours yet (`up` is building the lab): there is no
-    configuration to keep, so no check and no rollback (a failure removes the lab anyway);
-    this keeps `up` as fast as it was (a check costs ~0.3 s of a fresh interpreter)."""
+    initial: the node runs nothing of ours yet (`up` is building the lab) and was created
+    with its rendered files in place (`up` puts them in with the SSH keys before the
+    container starts): nothing to copy, check, keep or roll back (a failure removes the lab
+    anyway), only the reload commands run -- one SSH command per node."""
     with lab_lock(handle.lab.name, "labctl push"):
         handle.require_secrets()
         config = render_node(handle.lab, node)
@@ -72,11 +77,16 @@ def plan_push(handle: LabHandle, node: str) -> list[str]:
 
 def _apply(handle: LabHandle, node: str, config: NodeConfig, initial: bool) -> None:
     session = handle.session(node)
+    if initial:
+        failed = _reload(handle, session, node, config)
+        if failed is not None:
+            raise PushError(f"push {node}: {failed}")
+        return
     paths = [f.path for f in config.files]
     for rendered in config.files:
         session.put_file(rendered.path + STAGED, rendered.content, rendered.mode)
     try:
-        for rendered in config.files if not initial else ():
+        for rendered in config.files:
             _check(session, node, rendered)
     except PushError:
         session.run(_discard_staged_command(paths))
@@ -92,8 +102,6 @@ def _apply(handle: LabHandle, node: str, config: NodeConfig, initial: bool) -> N
     if failed is None:
         session.run(_forget_previous_command(paths))
         return
-    if initial:
-        raise PushError(f"push {node}: {failed}")
     raise PushError(f"push {node}: {failed}; {_roll_back(session, config, paths)}")
 
 
@@ -119,7 +127,7 @@ def _reload(handle: LabHandle, session: NodeSession, node: str, config: NodeConf
         except (OSError, ValueError) as exc:
             return f"setting {', '.join(config.host_sysctls)} failed: {exc}"
     for command in config.reload_commands:
-        result = session.run(command)
+        result = session.run(command, timeout=RELOAD_TIMEOUT)
         if result.exit_status != 0:
             return f"'{command}' exited {result.exit_status}: {_error_line(result)}"
     return None

@@ -27,7 +27,7 @@ from ..naming import (
     fabric_netns,
 )
 from ..progress import Progress
-from ..render import render_node
+from ..render import NodeConfig, render_node
 from ..runtime import InjectedFile, NodeInfo, NodeSpec, Runtime
 from ..topology import Lab, NodeBase
 from ..wiring import (
@@ -167,7 +167,9 @@ def _build_outline(lab: Lab, mgmt: MgmtPlan) -> list[str]:
     for batch in push_order(lab):
         for name in batch:
             config = render_node(lab, name)
-            lines.append(f"push {name}: {', '.join(f.path for f in config.files) or '-'}")
+            files = ", ".join(f.path for f in config.files) or "-"
+            reload = "; ".join(config.reload_commands) or "nothing to reload"
+            lines.append(f"push {name}: {files} (copied in before it starts), then: {reload}")
     return lines
 
 
@@ -253,8 +255,19 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
 
     infos: dict[str, NodeInfo] = {}
     with progress.stage(f"nodes ({len(lab.nodes)} containers)"):
+        # Each node's configuration goes in with its SSH keys, in the one archive Docker
+        # copies in before the container starts: the first push then only reloads (one
+        # SSH command per node instead of an SFTP session and five commands).
         specs = [
-            _node_spec(lab, name, images, client_key, host_keys[name], mgmt.nodes[name])
+            _node_spec(
+                lab,
+                name,
+                images,
+                client_key,
+                host_keys[name],
+                mgmt.nodes[name],
+                render_node(lab, name),
+            )
             for name in lab.nodes
         ]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -340,6 +353,7 @@ def _node_spec(
     client_key: KeyPair,
     host_key: KeyPair,
     mgmt: IPv4Interface,
+    config: NodeConfig | None = None,
 ) -> NodeSpec:
     node = lab.node(name)
     kind = spec_of(node.kind)
@@ -376,5 +390,6 @@ def _node_spec(
                 (host_key.public_openssh + "\n").encode(),
                 0o644,
             ),
+            *(InjectedFile(f.path, f.content, f.mode) for f in (config.files if config else ())),
         ),
     )

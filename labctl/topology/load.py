@@ -13,6 +13,7 @@ from .lab import Lab
 from .loader import load_located_yaml
 from .merge import apply_inheritance
 from .model import LabFile
+from .patterns import expand_node_patterns, expand_user_patterns
 from .semantics import check_lab
 
 
@@ -23,7 +24,13 @@ def load_lab_text(text: str, file: Path | None = None) -> Lab:
         line = getattr(document, "line", None) or _first_content_line(text)
         message = "a topology file is a YAML mapping with 'name' and 'topology'"
         raise TopologyError([TopologyIssue(file, line, "", message)])
+    document, issues = expand_node_patterns(document, file)
+    if issues:
+        raise TopologyError(issues)
     document, issues = apply_inheritance(document, file)
+    if issues:
+        raise TopologyError(issues)
+    document, issues = expand_user_patterns(document, file)
     if issues:
         raise TopologyError(issues)
     base_dir = file.parent if file else Path.cwd()

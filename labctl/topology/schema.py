@@ -53,12 +53,33 @@ def _widen(node: Any) -> None:
             _widen(value)
 
 
+# A name with one range {FIRST..LAST} stands for one copy per number (topology/patterns.py).
+PATTERN_NAME = r"^[a-z0-9_{}+.-]*\{[0-9]+\.\.[0-9]+\}[a-z0-9_{}+.-]*$"
+_PATTERN_HELP = "a pattern: one copy per number of the range, e.g. client{1..200}"
+
+
+def _allow_patterns(schema: dict[str, Any]) -> None:
+    """Node names and link names may be patterns (expanded before validation)."""
+    definitions = schema.get("$defs", {})
+    nodes = definitions.get("Topology", {}).get("properties", {}).get("nodes", {})
+    named = nodes.get("patternProperties", {})
+    if len(named) == 1:
+        node_schema = next(iter(named.values()))
+        named[PATTERN_NAME] = {**node_schema, "description": _PATTERN_HELP}
+    link_name = definitions.get("Link", {}).get("properties", {}).get("name", {})
+    if "anyOf" in link_name:
+        link_name["anyOf"].insert(
+            0, {"type": "string", "pattern": PATTERN_NAME, "description": _PATTERN_HELP}
+        )
+
+
 def topology_schema() -> dict[str, Any]:
     schema = LabFile.model_json_schema(by_alias=True, mode="validation")
     for name, short in _SHORT_FORMS.items():
         if name in schema.get("$defs", {}):
             schema["$defs"][name] = {"anyOf": [short, schema["$defs"][name]]}
     _widen(schema)
+    _allow_patterns(schema)
     # A node may inherit any field from defaults/kinds/groups, so only the file-level
     # sections keep their required lists; labctl validate checks completeness after merging.
     for name, definition in schema.get("$defs", {}).items():

@@ -261,10 +261,12 @@ def _node_states(console: Console, lab: str, described: dict[str, Any]) -> dict[
             if node["kind"] == "concentrator":
                 records, _ = console.labs.collect(lab, node["name"], "administer")
                 summary = records.get("summary") or {}
+                l2l = summary.get("active_lan_to_lan", 0)
                 states[node["name"]] = {
-                    "vpn": f"{summary.get('active_remote_access', 0)} sessions",
+                    "vpn": f"{summary.get('active_remote_access', 0)} sessions"
+                    + (f", {l2l} LAN-to-LAN" if l2l else ""),
                 }
-            elif node["kind"] == "vpn-client":
+            elif node["kind"] in ("vpn-client", "vpn-site"):
                 status, _ = console.labs.collect(lab, node["name"], "status")
                 states[node["name"]] = {
                     "vpn": status.get("state", "?")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .labs import LabRegistry
@@ -49,6 +49,7 @@ class AdministerView:
     summary: list[tuple[str, int]]
     remote_access: list[dict[str, Any]]
     management: list[dict[str, Any]]
+    lan_to_lan: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def of(cls, records: dict[str, Any], now: float) -> AdministerView:
@@ -66,10 +67,15 @@ class AdministerView:
             {**m, "login": login_time(m["login_time"]), "duration": duration(now - m["login_time"])}
             for m in records.get("management") or []
         ]
+        lan_to_lan = [
+            {**r, "login": login_time(r["login_time"]), "duration": duration(now - r["login_time"])}
+            for r in records.get("lan_to_lan") or []
+        ]
         return cls(
             [(title, int(summary.get(key, 0))) for key, title in SUMMARY_COLUMNS],
             sessions,
             management,
+            lan_to_lan,
         )
 
 

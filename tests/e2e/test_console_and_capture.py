@@ -196,8 +196,9 @@ def test_without_the_token_nothing_is_served(console: dict) -> None:
 
 def test_index_lists_the_lab(browser, lab: RunningLab) -> None:
     browser.get(browser.current_url.split("?")[0])
-    row = wait_until("lab row", lambda: by_css(browser, f'#lab-table tr[data-lab="{lab.name}"]'))
-    assert "up" in row[0].text
+    # Read in one script: a pushed update may replace the row between a lookup and a read.
+    row = wait_until("lab row", lambda: text_of(browser, f'#lab-table tr[data-lab="{lab.name}"]'))
+    assert "up" in row
     shot(browser, "index")
 
 
@@ -437,6 +438,8 @@ def test_capture_pipes_pcap_and_keys_tshark_decrypts(lab, tmp_path) -> None:
                 "-",
                 "--keys",
                 str(keys),
+                "--seconds",
+                "180",  # stops by itself whatever happens to this test
             ],
             cwd=ROOT,
             stdout=out,
@@ -452,7 +455,10 @@ def test_capture_pipes_pcap_and_keys_tshark_decrypts(lab, tmp_path) -> None:
             time.sleep(3)  # the key refresh picks up the new SAs
         finally:
             capture.send_signal(signal.SIGINT)
-            capture.wait(timeout=15)
+            try:
+                capture.wait(timeout=15)
+            finally:
+                _kill_if_running(capture)
     assert capture.returncode == 0
     assert sorted(p.name for p in keys.iterdir()) == [
         "esp_sa",
@@ -468,7 +474,15 @@ def test_capture_pipes_pcap_and_keys_tshark_decrypts(lab, tmp_path) -> None:
     assert any(SERVER in dst for dst, _ in rows) and all(g == ["1"] for _, g in rows), rows[:5]
 
 
-def test_capture_stops_cleanly_on_ctrl_c_and_with_its_parent(lab, tmp_path) -> None:
+def _kill_if_running(process: subprocess.Popen) -> None:
+    """A capture that ignored its stop signal must not outlive the test (it would hold the
+    lab's bridge and any pipe it inherited; CI waits for its output pipe to close)."""
+    if process.poll() is None:
+        process.kill()  # its tcpdump follows (parent-death signal)
+        process.wait(timeout=10)
+
+
+def test_capture_stops_cleanly_on_ctrl_c_and_with_its_parent(lab, tmp_path, request) -> None:
     for ending in (signal.SIGINT, signal.SIGKILL):
         pcap = tmp_path / f"{ending.name}.pcap"
         capture = subprocess.Popen(
@@ -482,11 +496,15 @@ def test_capture_stops_cleanly_on_ctrl_c_and_with_its_parent(lab, tmp_path) -> N
                 "pix:inside",
                 "-w",
                 str(pcap),
+                "--seconds",
+                "120",  # stops by itself whatever happens to this test
             ],
             cwd=ROOT,
+            stdout=subprocess.DEVNULL,  # never hold pytest's (CI's) output open
             stderr=subprocess.PIPE,
             text=True,
         )
+        request.addfinalizer(lambda capture=capture: _kill_if_running(capture))
         assert capture.stderr is not None
         assert "pix:inside's side" in capture.stderr.readline()
         tcpdumps = tcpdump_children(capture.pid)

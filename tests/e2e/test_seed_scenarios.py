@@ -27,10 +27,15 @@ SCENARIOS = {
     "nat-t-disabled.yaml": {"expect", "enable-nat-t"},
     "keepalive-vs-pat-timeout.yaml": {"idle-past-the-timeout", "flush-conntrack"},
     "rekey-same-ports.yaml": {"rekey-under-traffic"},
+    "gateway-starts-rekey.yaml": {"gateway-starts-rekey"},
+    "ike-fragments-and-volume.yaml": {"expect", "fragments-logged", "volume-rekey"},
     "ipsec-over-udp.yaml": {"expect", "both-on", "preference"},
     "many-clients.yaml": {"all-at-once"},
     "concentrator-restart.yaml": {"restart-and-reconnect", "client-vanishes"},
     "no-nat-client.yaml": {"expect"},
+    "l2l-nat-t.yaml": {"expect"},
+    "l2l-nat-t-off.yaml": {"repair-nat-t"},
+    "fragmentation-policy.yaml": {"three-policies"},
 }
 
 

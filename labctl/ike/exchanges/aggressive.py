@@ -22,10 +22,11 @@ from ..codec import (
     NoncePayload,
     NotifyPayload,
     SaPayload,
+    SigPayload,
     VendorIdPayload,
 )
 from ..config import NattMode
-from ..constants import NONCE_LEN, AuthMethod, ExchangeType, NotifyType
+from ..constants import NONCE_LEN, AuthMethod, ExchangeType, IdType, NotifyType
 from ..crypto import modp_exchange, modp_length, random_bytes, same_digest
 from ..errors import IkeProtocolError
 from ..events import Collector
@@ -35,7 +36,7 @@ from ..proposals import accept_phase1_reply, choose_phase1
 from ..sa import IkeSa
 from ..states import Phase1State, Role
 from ..vendor import VID_VPNC_AM3
-from . import informational, phase1
+from . import informational, phase1, signature
 from .phase1 import leading_vids, natd_payloads, setup_keys, trailing_vids
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ def start(ini: Initiator, sa: IkeSa, sa_payload: SaPayload) -> bytes:
     sa.dh = modp_exchange(group, None, None)
     sa.gxi = sa.dh.public
     sa.ni_b = random_bytes(NONCE_LEN)
-    ident = ini._identity()
+    signs = all(p.auth == AuthMethod.RSA_SIG for p in ini.config.phase1)
+    ident = signature.identity(ini) if signs else ini._identity()
     sa.idi_b = ident.encode_body()
     payloads: list[Payload] = [sa_payload, KePayload(sa.gxi), NoncePayload(sa.ni_b), ident]
     payloads += ini._vendor_ids()
@@ -72,7 +74,8 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     nonce = msg.first(NoncePayload)
     ident = msg.first(IdPayload)
     h = msg.first(HashPayload)
-    if None in (sa_p, ke, nonce, ident, h):
+    signed = msg.first(SigPayload) is not None
+    if None in (sa_p, ke, nonce, ident) or (h is None and not signed):
         raise IkeProtocolError(
             "aggressive mode message 2 lacks a payload", notify=NotifyType.PAYLOAD_MALFORMED
         )
@@ -93,7 +96,16 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     expected = hash_r(
         trial.hash_id, trial.keyed.skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
     )
-    if not same_digest(expected, h.data):
+    signs = offer.auth == AuthMethod.RSA_SIG
+    if signs:
+        try:
+            signature.check(ini, trial, msg, ident, expected)
+        except IkeProtocolError as exc:
+            reason = f"gateway certificate refused: {exc.reason}"
+            ini._fail_connecting(out, sa, reason, exc.notify)
+            return
+        sa.peer_certificate = trial.peer_certificate
+    elif h is None or not same_digest(expected, h.data):
         ini._fail_connecting(
             out, sa, "HASH_R mismatch (wrong group password?)", NotifyType.AUTHENTICATION_FAILED
         )
@@ -105,7 +117,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     sa.nr_b, sa.gxr = nonce.data, ke.data
     sa.cipher, sa.hash_id, sa.keys, sa.p1_iv = trial.cipher, trial.hash_id, trial.keys, trial.p1_iv
     sa.idr_b = idr_b
-    sa.peer_id = ident.describe()
+    sa.peer_id = signature.describe(ident)
     sa.lifetime = min(offer.life_seconds or chosen.lifetime, chosen.lifetime)
     for n in msg.find(NotifyPayload):
         informational.on_responder_lifetime(ini, sa, n)
@@ -114,7 +126,8 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     digest = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
-    payloads: list = [HashPayload(digest), *phase1.initial_contact_notify(ini, sa)]
+    proof = signature.proof(ini, digest) if signs else [HashPayload(digest)]
+    payloads: list = [*proof, *phase1.initial_contact_notify(ini, sa)]
     payloads.append(VendorIdPayload(VID_VPNC_AM3))
     if sa.natt is not None and sa.peer_vendor.natt_versions:
         payloads += natd_payloads(sa, sa.remote, sa.local, fake_nat=cfg.natt is NattMode.FORCE)
@@ -147,16 +160,20 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
             notify=NotifyType.PAYLOAD_MALFORMED,
         )
     phase1.check_nonce(nonce.data)
-    group = resp._group_for(ident)
-    if group is None:
+    # a certificate peer names itself by its DN: its group comes from its certificate (msg 3)
+    signs = ident.id_type == IdType.DER_ASN1_DN and resp.policy.certificate is not None
+    group = None if signs else resp._group_for(ident)
+    if group is None and not signs:
         reason = f"unknown group {ident.describe()}"
         informational.reject_first(resp, out, msg, rx, reason, NotifyType.INVALID_ID_INFORMATION)
         return None
     ke_groups = [g for g in _MODP_GROUPS if modp_length(g) == len(ke.data)]
+    if group is not None:
+        acceptable = resp._policy_for_group(group)
+    else:
+        acceptable = tuple(p for p in resp.policy.phase1 if p.auth == AuthMethod.RSA_SIG)
     try:
-        choice = choose_phase1(
-            sa_p, resp._policy_for_group(group), ke_group=ke_groups[0] if ke_groups else -1
-        )
+        choice = choose_phase1(sa_p, acceptable, ke_group=ke_groups[0] if ke_groups else -1)
     except IkeProtocolError as exc:
         informational.reject_first(resp, out, msg, rx, str(exc), NotifyType.NO_PROPOSAL_CHOSEN)
         return None
@@ -164,25 +181,27 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     dh = modp_exchange(choice.offer.group, None, None)
     gxy = modp_exchange(choice.offer.group, dh, ke.data)  # validates the peer's value
     sa.offer, sa.chosen = choice.offer, choice.policy
-    sa.group, sa.group_name = group, group.name
-    sa.peer_id = ident.describe()
+    if group is not None:
+        sa.group, sa.group_name = group, group.name
+    sa.peer_id = signature.describe(ident)
     sa.gxi, sa.gxr = ke.data, dh.public
     sa.ni_b, sa.nr_b = nonce.data, random_bytes(NONCE_LEN)
     sa.sai_b = phase1.body_as_received(msg, SaPayload)
     sa.idi_b = phase1.body_as_received(msg, IdPayload)
     sa.lifetime = resp._phase1_lifetime(choice.offer)
-    setup_keys(sa, group.psk, gxy)
-    id_r = phase1.responder_identity(rx.local)
+    setup_keys(sa, group.psk if group is not None else b"", gxy)
+    id_r = signature.identity(resp) if signs else phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
+    proof = signature.proof(resp, digest) if signs else [HashPayload(digest)]
     payloads: list = [
         phase1.reply_sa(choice, sa_p),
         KePayload(sa.gxr),
         NoncePayload(sa.nr_b),
         id_r,
-        HashPayload(digest),
+        *proof,
     ]
     payloads += leading_vids(resp.policy.vendor, (sa.natt,) if sa.natt else ())
     if sa.natt is not None:
@@ -198,14 +217,24 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     """Message 3: HASH_I proves the group password; the SA is established."""
     msg, last = sa.decrypt(enc)
     h = msg.first(HashPayload)
-    if h is None:
+    signs = signature.uses_signature(sa)
+    if h is None and not signs:
         raise IkeProtocolError(
             "aggressive mode message 3 without HASH_I", notify=NotifyType.INVALID_HASH_INFORMATION
         )
     expected = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
-    if not same_digest(expected, h.data):
+    if signs:
+        ident = IdPayload.decode(sa.idi_b, 0)
+        try:
+            cert = signature.check(resp, sa, msg, ident, expected)
+            group = signature.group_for(resp, cert)
+        except IkeProtocolError as exc:
+            sa.last_error = f"client certificate refused: {exc.reason}"
+            raise IkeProtocolError(sa.last_error, notify=exc.notify) from None
+        sa.group, sa.group_name = group, group.name
+    elif h is None or not same_digest(expected, h.data):
         sa.last_error = "HASH_I mismatch (wrong group password?)"
         raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
     sa.commit_iv(msg, last)

@@ -30,6 +30,7 @@ def make_child(
     local_ts: IPv4Network,
     remote_ts: IPv4Network,
     lifetime: int,
+    lifetime_kb: int | None,
     now: float,
 ) -> ChildSa:
     """The ESP SA pair a quick mode negotiated, keyed per direction (RFC 2409 5.5)."""
@@ -40,7 +41,10 @@ def make_child(
     k_in = keymat(sa.hash_id, sa.keyed.skeyid_d, ProtocolId.ESP, my_spi, ni_b, nr_b, need, gqm)
     k_out = keymat(sa.hash_id, sa.keyed.skeyid_d, ProtocolId.ESP, peer_spi, ni_b, nr_b, need, gqm)
     encap = Encapsulation.negotiated(
-        offer.encapsulation, tcp=sa.tcp, cisco_udp=sa.cisco_udp_port is not None
+        offer.encapsulation,
+        tcp=sa.tcp,
+        cisco_udp=sa.cisco_udp_port is not None,
+        non_ike=sa.natt is not None and not sa.natt.floats,
     )
     return ChildSa(
         inbound_spi=int.from_bytes(my_spi, "big"),
@@ -52,7 +56,7 @@ def make_child(
         local_ts=local_ts,
         remote_ts=remote_ts,
         lifetime=lifetime,
-        lifetime_kb=offer.life_kilobytes,
+        lifetime_kb=lifetime_kb,
         established=now,
         expires_at=now + lifetime,
         rekey_at=None,
@@ -65,7 +69,9 @@ def make_child(
     )
 
 
-def child_event(sa: IkeSa, child: ChildSa, rekey_of: int | None) -> ChildSaEstablished:
+def child_event(
+    sa: IkeSa, child: ChildSa, rekey_of: int | None, *, started_by_peer: bool = False
+) -> ChildSaEstablished:
     if child.encapsulation is Encapsulation.CISCO_UDP:
         udp_port, local_port = sa.cisco_udp_port, sa.cisco_udp_port
     elif child.encapsulation is not Encapsulation.TUNNEL:  # NAT-T or the TCP connection
@@ -91,6 +97,7 @@ def child_event(sa: IkeSa, child: ChildSa, rekey_of: int | None) -> ChildSaEstab
         pfs_group=child.pfs_group,
         rekey_of=rekey_of,
         user=sa.user,
+        started_by_peer=started_by_peer,
         enc_key_in=child.enc_key_in,
         auth_key_in=child.auth_key_in,
         enc_key_out=child.enc_key_out,

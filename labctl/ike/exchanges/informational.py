@@ -10,7 +10,7 @@ per message ID.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ..attributes import Attribute, decode_attributes
 from ..codec import DeletePayload, EncryptedMessage, Message, NotifyPayload
@@ -27,8 +27,7 @@ from ..constants import (
 from ..errors import IkeError, IkeProtocolError
 from ..events import Collector, Datagram, ExchangeFailed, NotifyReceived
 from ..proposals import lifetime_pairs
-from ..sa import IkeSa
-from ..states import Role
+from ..sa import ChildSa, IkeSa
 from . import quick_mode
 
 if TYPE_CHECKING:
@@ -110,8 +109,8 @@ def on_notify(engine: EngineBase, out: Collector, sa: IkeSa, n: NotifyPayload, n
     if kind == NotifyType.INITIAL_CONTACT:
         return
     out.event(NotifyReceived(sa.handle, kind, n.protocol, n.spi, n.data, True))
-    if kind in _QUICK_REFUSALS and sa.quick and engine.role is Role.INITIATOR:
-        quick_mode.refused(cast("Initiator", engine), out, sa, n)
+    if kind in _QUICK_REFUSALS and sa.quick:
+        quick_mode.refused(engine, out, sa, n)  # either end may have offered
 
 
 def on_delete(engine: EngineBase, out: Collector, sa: IkeSa, d: DeletePayload, now: float):
@@ -185,22 +184,43 @@ def responder_lifetime_seconds(n: NotifyPayload) -> int | None:
     return seconds[-1] if seconds else None
 
 
+def responder_lifetime_kilobytes(n: NotifyPayload) -> int | None:
+    """The kilobyte lifetime an ESP RESPONDER-LIFETIME announces, None when it has none."""
+    try:
+        pairs = lifetime_pairs(decode_attributes(n.data), P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
+    except (IkeError, ValueError):
+        return None
+    kilobytes = [value for life_type, value in pairs if life_type == LifeType.KILOBYTES]
+    return kilobytes[-1] if kilobytes else None
+
+
+def shorten_child(child: ChildSa, n: NotifyPayload) -> bool:
+    """Apply an ESP RESPONDER-LIFETIME to ``child``; True when anything got shorter."""
+    changed = False
+    seconds = responder_lifetime_seconds(n)
+    if seconds and seconds < child.lifetime:
+        child.lifetime = seconds
+        child.expires_at = child.established + seconds
+        changed = True
+    kilobytes = responder_lifetime_kilobytes(n)
+    if kilobytes and (child.lifetime_kb is None or kilobytes < child.lifetime_kb):
+        child.lifetime_kb = kilobytes
+        changed = True
+    return changed
+
+
 def on_responder_lifetime(engine: EngineBase, sa: IkeSa, n: NotifyPayload) -> None:
     """Shorten lifetimes as the responder asks (the rekey times follow the role's policy)."""
     seconds = responder_lifetime_seconds(n)
-    if not seconds:
-        return
     if n.protocol == ProtocolId.ISAKMP and sa.established_at is not None:
-        if seconds < sa.lifetime:
+        if seconds and seconds < sa.lifetime:
             sa.lifetime = seconds
             sa.expires_at = sa.established_at + seconds
             engine._set_rekey(sa)
     elif n.protocol == ProtocolId.ESP and len(n.spi) == 4:
         spi = int.from_bytes(n.spi, "big")
         for child in sa.children.values():
-            if spi in (child.inbound_spi, child.outbound_spi) and seconds < child.lifetime:
-                child.lifetime = seconds
-                child.expires_at = child.established + seconds
+            if spi in (child.inbound_spi, child.outbound_spi) and shorten_child(child, n):
                 engine._set_child_rekey(child)
 
 

@@ -6,6 +6,8 @@
 
 The pre-shared key must be known before the peer's identity is (message 5), so the
 responder uses one group's key for every main-mode peer (``ResponderPolicy.main_mode_group``).
+With RSA signatures (auth 3) messages 5 and 6 carry ID_DER_ASN1_DN, CERT and SIG instead of
+HASH (:mod:`.signature`), and the group comes from the client's certificate.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..payloads import Payload
 from ..proposals import accept_phase1_reply, choose_phase1
 from ..sa import IkeSa
 from ..states import Phase1State
-from . import informational, phase1
+from . import informational, phase1, signature
 from .phase1 import check_natd, leading_vids, natd_payloads, setup_keys, trailing_vids
 
 if TYPE_CHECKING:
@@ -91,12 +93,14 @@ def initiator_msg4(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     sa.gxr, sa.nr_b = ke.data, nonce.data
     setup_keys(sa, ini.config.psk, gxy)
     phase1.detect_nat(ini, sa, msg)
-    ident = ini._identity()
+    signs = signature.uses_signature(sa)
+    ident = signature.identity(ini) if signs else ini._identity()
     sa.idi_b = ident.encode_body()
     digest = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
-    payloads: list = [ident, HashPayload(digest), *phase1.initial_contact_notify(ini, sa)]
+    proof = signature.proof(ini, digest) if signs else [HashPayload(digest)]
+    payloads: list = [ident, *proof, *phase1.initial_contact_notify(ini, sa)]
     phase1.maybe_float(ini, sa)
     msg5 = sa.encrypt(ExchangeType.MAIN, 0, payloads)
     sa.state = Phase1State.MM_SENT5
@@ -110,7 +114,8 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
     msg, last = sa.decrypt(enc)
     ident = msg.first(IdPayload)
     h = msg.first(HashPayload)
-    if ident is None or h is None:
+    signs = signature.uses_signature(sa)
+    if ident is None or (h is None and not signs):
         raise IkeProtocolError(
             "main mode message 6 lacks ID or HASH", notify=NotifyType.PAYLOAD_MALFORMED
         )
@@ -119,14 +124,21 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idr_b
     )
     ini._answered(sa, "mm5")
-    if not same_digest(expected, h.data):
+    if signs:
+        try:
+            signature.check(ini, sa, msg, ident, expected)
+        except IkeProtocolError as exc:
+            reason = f"gateway certificate refused: {exc.reason}"
+            ini._remove_sa(out, sa, reason, now, notify_peer=False, failed_stage="phase1")
+            return
+    elif h is None or not same_digest(expected, h.data):
         reason = "HASH_R mismatch (wrong pre-shared key?)"
         ini._remove_sa(out, sa, reason, now, notify_peer=False, failed_stage="phase1")
         return
     sa.commit_iv(msg, last)
     sa.p1_last = last
     sa.idr_b = idr_b
-    sa.peer_id = ident.describe()
+    sa.peer_id = signature.describe(ident) if signs else ident.describe()
     phase1.initiator_established(ini, out, sa, now, sa.first_remote)
     if sa.negotiated.auth != AuthMethod.XAUTH_INIT_PSK:
         ini._after_auth(out, sa, now)
@@ -136,28 +148,41 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
 
 
 def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: Inbound):
-    """Message 1 -> 2: choose a transform of the main-mode group's."""
+    """Message 1 -> 2: choose a transform of the peer's LAN-to-LAN entry (by its address),
+    else of the main-mode group's."""
     sa_p = msg.first(SaPayload)
     if sa_p is None:
         raise IkeProtocolError(
             "main mode message 1 without SA", notify=NotifyType.PAYLOAD_MALFORMED
         )
     policy = resp.policy
+    l2l = None if rx.tcp else resp._lan_to_lan_for(rx.remote[0])
     group = policy.groups.get(policy.main_mode_group) if policy.main_mode_group else None
-    if group is None:
+    # certificate peers: the group comes from the certificate (message 5)
+    signed = tuple(p for p in policy.phase1 if p.auth == AuthMethod.RSA_SIG)
+    if not signed or policy.certificate is None:
+        signed = ()
+    if group is None and l2l is None and not signed:
         reason = "main mode not enabled"
         informational.reject_first(resp, out, msg, rx, reason, NotifyType.NO_PROPOSAL_CHOSEN)
         return None
+    if l2l is not None:
+        proposals = l2l.phase1
+    else:
+        proposals = (resp._policy_for_group(group) if group is not None else ()) + signed
     try:
-        choice = choose_phase1(sa_p, resp._policy_for_group(group))
+        choice = choose_phase1(sa_p, proposals)
     except IkeProtocolError as exc:
         informational.reject_first(resp, out, msg, rx, str(exc), NotifyType.NO_PROPOSAL_CHOSEN)
         return None
     sa = resp._new_sa(msg, "main", rx)
     sa.offer, sa.chosen = choice.offer, choice.policy
-    sa.group, sa.group_name = group, group.name
+    if l2l is not None:
+        resp._bind_lan_to_lan(sa, l2l)
+    elif choice.policy.auth != AuthMethod.RSA_SIG and group is not None:
+        sa.group, sa.group_name = group, group.name
     sa.sai_b = phase1.body_as_received(msg, SaPayload)
-    sa.lifetime = resp._phase1_lifetime(choice.offer)
+    sa.lifetime = resp._phase1_lifetime(choice.offer, sa)
     payloads: list = [phase1.reply_sa(choice, sa_p)]
     payloads += leading_vids(policy.vendor, (sa.natt,) if sa.natt else ())
     payloads += trailing_vids(policy.vendor)
@@ -180,9 +205,15 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, msg: Message, rx:
     gxy = modp_exchange(sa.negotiated.group, dh, ke.data)
     sa.gxi, sa.gxr = ke.data, dh.public
     sa.ni_b, sa.nr_b = nonce.data, random_bytes(NONCE_LEN)
-    if sa.group is None:
+    if sa.lan_to_lan is not None:
+        psk = sa.lan_to_lan.psk
+    elif sa.group is not None:
+        psk = sa.group.psk
+    elif signature.uses_signature(sa):
+        psk = b""  # SKEYID comes from the nonces and g^xy (RFC 2409 5.1)
+    else:
         raise IkeProtocolError("main mode key exchange before a tunnel group was chosen")
-    setup_keys(sa, sa.group.psk, gxy)
+    setup_keys(sa, psk, gxy)
     natds = phase1.natd_of(msg)
     if sa.natt is not None and natds:
         sa.local_behind_nat, sa.remote_behind_nat = check_natd(sa, natds, rx.local, rx.remote)
@@ -200,7 +231,8 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     msg, last = sa.decrypt(enc)
     ident = msg.first(IdPayload)
     h = msg.first(HashPayload)
-    if ident is None or h is None:
+    signs = signature.uses_signature(sa)
+    if ident is None or (h is None and not signs):
         raise IkeProtocolError(
             "main mode message 5 lacks ID or HASH", notify=NotifyType.PAYLOAD_MALFORMED
         )
@@ -208,17 +240,26 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     expected = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
     )
-    if not same_digest(expected, h.data):
+    if signs:
+        try:
+            cert = signature.check(resp, sa, msg, ident, expected)
+            group = signature.group_for(resp, cert)
+        except IkeProtocolError as exc:
+            sa.last_error = f"client certificate refused: {exc.reason}"
+            raise IkeProtocolError(sa.last_error, notify=exc.notify) from None
+        sa.group, sa.group_name = group, group.name
+    elif h is None or not same_digest(expected, h.data):
         sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
         raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
     sa.commit_iv(msg, last)
     sa.idi_b = idi_b
-    sa.peer_id = ident.describe()
-    id_r = phase1.responder_identity(rx.local)
+    sa.peer_id = signature.describe(ident) if signs else ident.describe()
+    id_r = signature.identity(resp) if signs else phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
-    reply = sa.encrypt(ExchangeType.MAIN, 0, [id_r, HashPayload(digest)])
+    proof = signature.proof(resp, digest) if signs else [HashPayload(digest)]
+    reply = sa.encrypt(ExchangeType.MAIN, 0, [id_r, *proof])
     sa.p1_last = sa.p1_iv
     phase1.responder_established(resp, out, sa, msg, rx, first_reply=reply)

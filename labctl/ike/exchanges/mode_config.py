@@ -44,7 +44,7 @@ def request(ini: Initiator, out: Collector, sa: IkeSa, now: float) -> None:
         cfg.modecfg_request,
         app_version=cfg.app_version,
         hostname=cfg.hostname,
-        cisco_udp=cfg.natt.asks_cisco_udp,
+        cisco_udp=cfg.natt.asks_transport_port,
     )
     sa.modecfg_state = ModeCfgState.PENDING
     kind = TransactionKind.MODECFG

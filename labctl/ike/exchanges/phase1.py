@@ -31,6 +31,7 @@ from ..events import (
     SessionInfo,
 )
 from ..keys import derive_phase1, natd_hash, phase1_iv, skeyid_psk
+from ..pki import skeyid_signature
 from ..proposals import Phase1Choice, auth_method_name, cipher_for
 from ..sa import IkeSa
 from ..states import Phase1State, XauthState
@@ -108,7 +109,10 @@ def setup_keys(sa: IkeSa, psk: bytes, gxy: bytes) -> None:
     cipher = cipher_for(sa.negotiated)
     sa.cipher = cipher
     sa.hash_id = sa.negotiated.hash
-    skeyid = skeyid_psk(sa.hash_id, psk, sa.ni_b, sa.nr_b)
+    if sa.negotiated.auth == AuthMethod.RSA_SIG:  # RFC 2409 5.1: the nonces key the prf
+        skeyid = skeyid_signature(sa.hash_id, sa.ni_b, sa.nr_b, gxy)
+    else:
+        skeyid = skeyid_psk(sa.hash_id, psk, sa.ni_b, sa.nr_b)
     sa.keys = derive_phase1(sa.hash_id, cipher, skeyid, gxy, sa.icookie, sa.rcookie)
     sa.p1_iv = phase1_iv(sa.hash_id, sa.gxi, sa.gxr, cipher.block_size)
 
@@ -200,6 +204,7 @@ def established_event(sa: IkeSa, *, initial_contact: bool) -> Phase1Established:
         peer_vendor=sa.peer_vendor,
         replaces=sa.replaces,
         initial_contact=initial_contact,
+        lan_to_lan=sa.lan_to_lan.name if sa.lan_to_lan is not None else None,
         enc_key=sa.keyed.enc_key,
     )
 
@@ -251,7 +256,7 @@ def detect_nat(ini: Initiator, sa: IkeSa, msg: Message) -> None:
 def maybe_float(ini: Initiator, sa: IkeSa) -> None:
     """A NAT on the way and NAT-T agreed: IKE moves to the NAT-T port (RFC 3947 section 4)."""
     nat = sa.local_behind_nat or sa.remote_behind_nat
-    if sa.natt is not None and nat and not sa.floated:
+    if sa.natt is not None and sa.natt.floats and nat and not sa.floated:
         port = ini.config.natt_port
         sa.local = (sa.local[0], port)
         sa.remote = (sa.remote[0], port)

@@ -1,8 +1,10 @@
 """Quick mode (RFC 2409 section 5.5), both roles: the initiator offers an ESP SA pair for one
 remote network (message 1), the responder picks a transform and answers (2), the initiator
 confirms with HASH(3) (3); the child SA is keyed from SKEYID_d, the nonces and the optional
-PFS exchange.  Rekeys are new quick modes; the initiator decides them, the responder
-recognises them by their traffic selectors.
+PFS exchange.  Either end of the phase-1 SA may start one (RFC 2409 5.5): the client for its
+networks and its rekeys, the gateway for rekeys on its own lifetime (``qm_policy`` holds what
+each role decides).  A rekey is a new quick mode with the same traffic selectors; the end
+that started it deletes the old child after a grace period.
 
 Encapsulation: UDP (3, or the drafts' 61443) only when NAT-T is on AND a NAT was seen;
 IPsec over TCP and Cisco IPsec over UDP say plain tunnel (1) on the wire.
@@ -25,6 +27,7 @@ from ..codec import (
     Proposal,
     SaPayload,
 )
+from ..config import Phase2Proposal
 from ..constants import (
     NONCE_LEN,
     AuthMethod,
@@ -43,12 +46,11 @@ from ..events import Collector, ExchangeFailed, NotifyReceived
 from ..keys import qm_hash3
 from ..proposals import accept_esp_reply, choose_esp, phase2_sa
 from ..sa import ChildSa, IkeSa, QuickState, Retransmit, random_message_id
-from . import children, informational
+from . import children, informational, qm_policy
 
 if TYPE_CHECKING:
     from ..engine import EngineBase
     from ..initiator import Initiator
-    from ..responder import Responder
     from ..transitions import Inbound
 
 _REFUSALS = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.INVALID_ID_INFORMATION)
@@ -78,23 +80,40 @@ def start(
     remote_ts: IPv4Network,
     now: float,
     rekey_of: int | None = None,
+    local_ts: IPv4Network | None = None,
 ) -> None:
-    """Message 1: offer our proposals for traffic between us and ``remote_ts``."""
-    cfg = ini.config
+    """The initiator's message 1: ``local_ts`` (default: our address, the Mode-Config one)
+    to ``remote_ts``."""
+    local = local_ts or _local_ts(sa)
+    offer(ini, out, sa, local, remote_ts, ini.config.phase2, now, rekey_of)
+
+
+def offer(
+    engine: EngineBase,
+    out: Collector,
+    sa: IkeSa,
+    local_ts: IPv4Network,
+    remote_ts: IPv4Network,
+    proposals: tuple[Phase2Proposal, ...],
+    now: float,
+    rekey_of: int | None = None,
+) -> None:
+    """Message 1 (either role): offer ``proposals`` for traffic ``local_ts`` <-> ``remote_ts``."""
     mid = random_message_id()
-    my_spi = ini.new_spi()
+    while mid in sa.quick or mid in sa.done_msgids:
+        mid = random_message_id()
+    my_spi = engine.new_spi()
     ni_b = random_bytes(NONCE_LEN)
     encap = encapsulation_mode(sa)
-    local_ts = _local_ts(sa)
-    payloads: list = [phase2_sa(cfg.phase2, my_spi, encap), NoncePayload(ni_b)]
-    pfs = cfg.phase2[0].pfs_group
+    payloads: list = [phase2_sa(proposals, my_spi, encap), NoncePayload(ni_b)]
+    pfs = proposals[0].pfs_group
     dh = None
     if pfs is not None:
         dh = modp_exchange(pfs, None, None)
         payloads.append(KePayload(dh.public))
     payloads += [IdPayload.for_network(local_ts), IdPayload.for_network(remote_ts)]
     data = sa.protected(ExchangeType.QUICK, mid, payloads)
-    ini.inbound_spis[int.from_bytes(my_spi, "big")] = sa
+    engine.inbound_spis[int.from_bytes(my_spi, "big")] = sa
     sa.quick[mid] = QuickState(
         mid,
         ni_b,
@@ -105,9 +124,9 @@ def start(
         started=now,
         encap=encap,
         rekey_of=rekey_of,
-        offered=cfg.phase2,
+        offered=proposals,
     )
-    ini._request(out, sa, _request_key(mid), data, "quick", now)
+    engine._request(out, sa, _request_key(mid), data, "quick", now)
 
 
 def _local_ts(sa: IkeSa) -> IPv4Network:
@@ -117,15 +136,27 @@ def _local_ts(sa: IkeSa) -> IPv4Network:
     return IPv4Network(IPv4Address(sa.local[0]))
 
 
-def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx: Inbound):
+def receive(engine: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx: Inbound):
+    """A quick-mode message (either role): message 2 of one we started, message 1 of one
+    the peer starts, or message 3 of one we answered."""
+    mid = enc.header.message_id
+    if mid in sa.done_msgids:
+        raise IkeProtocolError(f"replayed quick mode M-ID {mid:08x}")
+    q = sa.quick.get(mid)
+    if q is None:
+        _answer_msg1(engine, out, sa, enc, rx)
+    elif q.pending_child is not None:
+        _answer_msg3(engine, out, sa, enc, rx)
+    else:
+        _started_msg2(engine, out, sa, enc, rx, q)
+
+
+def _started_msg2(
+    ini: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx: Inbound, q: QuickState
+):
     """Message 2 -> HASH(3); the child SA is up."""
     now = rx.now
     mid = enc.header.message_id
-    q = sa.quick.get(mid)
-    if q is None:
-        raise IkeProtocolError(
-            f"quick mode M-ID {mid:08x} not ours (responder rekeys are not supported)"
-        )
     if q.local_ts is None or q.remote_ts is None:
         raise IkeProtocolError(f"quick mode M-ID {mid:08x} has no selectors of ours")
     local_ts, remote_ts = q.local_ts, q.remote_ts
@@ -167,6 +198,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
     del sa.quick[mid]
     sa.mark_done(mid)
     lifetime = min(offer.life_seconds or policy.lifetime, policy.lifetime)
+    lifetime_kb = qm_policy.shorter(offer.life_kilobytes, policy.lifetime_kb)
     child = children.make_child(
         sa,
         message_id=mid,
@@ -180,45 +212,51 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
         local_ts=local_ts,
         remote_ts=remote_ts,
         lifetime=lifetime,
+        lifetime_kb=lifetime_kb,
         now=now,
     )
     for n in msg.find(NotifyPayload):
         if n.notify_type == NotifyType.RESPONDER_LIFETIME:
-            seconds = informational.responder_lifetime_seconds(n)
-            if seconds and 0 < seconds < child.lifetime:
-                child.lifetime = seconds
-                child.expires_at = child.established + seconds
+            informational.shorten_child(child, n)
         else:
             out.event(NotifyReceived(sa.handle, n.notify_type, n.protocol, n.spi, n.data, True))
     ini._set_child_rekey(child)
     ini._install_child(out, sa, child, q.rekey_of)
     if q.rekey_of is not None and q.rekey_of in sa.children:
         old = sa.children[q.rekey_of]
-        old.delete_at = now + ini.config.child_rekey_grace
+        old.delete_at = now + qm_policy.rekey_grace(ini)
         old.rekey_at = None
     ini.stats["child_established"] += 1
 
 
-def rekey(ini: Initiator, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
+def rekey(engine: EngineBase, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
+    """Start the rekey of ``child`` (either role): same selectors, a new SA pair."""
     child.rekeying = True
-    start(ini, out, sa, child.remote_ts, now, rekey_of=child.inbound_spi)
+    proposals = qm_policy.rekey_offer(engine, child)
+    offer(engine, out, sa, child.local_ts, child.remote_ts, proposals, now, child.inbound_spi)
+    engine.stats["child_rekeys_started"] += 1
 
 
-def refused(ini: Initiator, out: Collector, sa: IkeSa, n: NotifyPayload) -> None:
-    """The gateway refused our quick-mode offer (NO-PROPOSAL-CHOSEN...): stop retrying it."""
+def refused(ini: EngineBase, out: Collector, sa: IkeSa, n: NotifyPayload) -> None:
+    """The peer refused our quick-mode offer (NO-PROPOSAL-CHOSEN...): stop retrying it."""
     for mid, q in list(sa.quick.items()):
+        if q.pending_child is not None:
+            continue  # one we answer, not one we offered
         del sa.quick[mid]
         ini._answered(sa, _request_key(mid))
         abandon(ini, sa, q)
-        reason = f"gateway refused: {name_of(NotifyType, n.notify_type)}"
+        reason = f"peer refused: {name_of(NotifyType, n.notify_type)}"
         out.event(ExchangeFailed(sa.handle, sa.remote, "quick", reason, n.notify_type))
 
 
-def unanswered(ini: Initiator, out: Collector, sa: IkeSa, r: Retransmit) -> None:
+def unanswered(ini: EngineBase, out: Collector, sa: IkeSa, r: Retransmit) -> None:
     """Our message 1 ran out of retransmissions: only this quick mode fails."""
     q = sa.quick.pop(int(r.key.split("-")[1], 16), None)
     if q is not None:
         abandon(ini, sa, q)
+        old = sa.children.get(q.rekey_of) if q.rekey_of is not None else None
+        if old is not None:
+            old.rekeying = False  # it lives on until it expires (or the peer rekeys it)
     out.event(ExchangeFailed(sa.handle, sa.remote, "quick", "no answer"))
 
 
@@ -231,22 +269,10 @@ def abandon(engine: EngineBase, sa: IkeSa, q: QuickState) -> None:
         engine.inbound_spis.pop(int.from_bytes(q.my_spi, "big"), None)
 
 
-# -- responder --------------------------------------------------------------------------------
+# -- the answering end (either role) -----------------------------------------------------
 
 
-def responder_receive(
-    resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx: Inbound
-):
-    mid = enc.header.message_id
-    if mid in sa.done_msgids:
-        raise IkeProtocolError(f"replayed quick mode M-ID {mid:08x}")
-    if mid in sa.quick:
-        _responder_msg3(resp, out, sa, enc, rx)
-    else:
-        _responder_msg1(resp, out, sa, enc, rx)
-
-
-def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx):
+def _answer_msg1(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx):
     """Message 1 -> 2: choose, key the child, wait for HASH(3) before installing it."""
     now = rx.now
     msg, last = sa.decrypt(enc)
@@ -267,13 +293,13 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
         )
     ids = msg.find(IdPayload)
     try:
-        remote_ts, local_ts = _selectors(resp, sa, ids)
+        remote_ts, local_ts = qm_policy.selectors(resp, sa, ids)
         encap_ok: tuple[EncapMode, ...]
         if encapsulation_mode(sa) != EncapMode.TUNNEL:
             encap_ok = (EncapMode.UDP_TUNNEL, EncapMode.UDP_TUNNEL_DRAFT)
         else:
             encap_ok = (EncapMode.TUNNEL,)
-        choice = choose_esp(sa_p, resp.policy.phase2, encap_ok)
+        choice = choose_esp(sa_p, qm_policy.accepted(resp, sa), encap_ok)
     except IkeProtocolError as exc:
         # Authenticated but unacceptable: say why (vpnc and our initiator give up at once)
         notify = exc.notify if exc.notify in _REFUSALS else NotifyType.NO_PROPOSAL_CHOSEN
@@ -301,8 +327,10 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     resp._authenticated(out, sa, rx)
     my_spi = resp.new_spi()
     nr_b = random_bytes(NONCE_LEN)
-    policy = resp.policy
-    lifetime = min(choice.offer.life_seconds or policy.ipsec_lifetime, policy.ipsec_lifetime)
+    ours = qm_policy.lifetime(resp, sa)
+    lifetime = min(choice.offer.life_seconds or ours, ours)
+    offered_kb = choice.offer.life_kilobytes
+    lifetime_kb = qm_policy.shorter(offered_kb, qm_policy.lifetime_kb(resp))
     child = children.make_child(
         sa,
         message_id=msg.message_id,
@@ -316,6 +344,7 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
         local_ts=local_ts,
         remote_ts=remote_ts,
         lifetime=lifetime,
+        lifetime_kb=lifetime_kb,
         now=now,
     )
     payloads: list = [
@@ -331,11 +360,19 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     payloads += ids
     payloads += [p for p in msg.payloads if isinstance(p, NatOaPayload)]
     offered_life = choice.offer.life_seconds
-    if policy.send_responder_lifetime and (offered_life is None or offered_life > lifetime):
+    shorter_kb = lifetime_kb is not None and lifetime_kb != offered_kb
+    if qm_policy.sends_responder_lifetime(resp) and (
+        offered_life is None or offered_life > lifetime or shorter_kb
+    ):
         life = (
             Attribute(P2Attr.LIFE_TYPE, LifeType.SECONDS).encode()
             + Attribute.number(P2Attr.LIFE_DURATION, lifetime).encode()
         )
+        if lifetime_kb is not None:
+            life += (
+                Attribute(P2Attr.LIFE_TYPE, LifeType.KILOBYTES).encode()
+                + Attribute.number(P2Attr.LIFE_DURATION, lifetime_kb).encode()
+            )
         payloads.append(NotifyPayload(NotifyType.RESPONDER_LIFETIME, ProtocolId.ESP, my_spi, life))
     reply = sa.protected(ExchangeType.QUICK, msg.message_id, payloads, prefix=nonce.data)
     resp.inbound_spis[child.inbound_spi] = sa  # reserve the SPI now
@@ -348,42 +385,15 @@ def _responder_msg1(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
         remote_ts=remote_ts,
         started=now,
         pending_child=child,
-        deadline=now + policy.exchange_timeout,
+        deadline=now + qm_policy.exchange_timeout(resp),
     )
     sa.remember_reply(rx.data, (reply,))
     resp._send(out, sa, reply)
 
 
-def _selectors(resp: Responder, sa: IkeSa, ids: list[IdPayload]):
-    """(client network, our network) from IDci/IDcr, checked against the session."""
-    if len(ids) not in (0, 2):
-        raise IkeProtocolError(
-            f"quick mode with {len(ids)} ID payloads", notify=NotifyType.INVALID_ID_INFORMATION
-        )
-    if ids:
-        remote_ts, local_ts = ids[0].as_network(), ids[1].as_network()
-        if remote_ts is None or local_ts is None:
-            raise IkeProtocolError(
-                "quick mode IDs are not IPv4 networks", notify=NotifyType.INVALID_ID_INFORMATION
-            )
-    else:
-        remote_ts = IPv4Network(sa.remote[0])
-        local_ts = IPv4Network(sa.local[0])
-    assigned = sa.mode_config.address if sa.mode_config is not None else None
-    if assigned is not None and remote_ts != IPv4Network(assigned):
-        raise IkeProtocolError(
-            f"client ID {remote_ts} is not its assigned address {assigned}",
-            notify=NotifyType.INVALID_ID_INFORMATION,
-        )
-    if not resp._may_reach(sa, local_ts):
-        raise IkeProtocolError(
-            f"responder ID {local_ts} not allowed", notify=NotifyType.INVALID_ID_INFORMATION
-        )
-    return remote_ts, local_ts
-
-
-def _responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx):
-    """HASH(3): install the child, as the rekey of the one with the same selectors."""
+def _answer_msg3(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx):
+    """HASH(3): install the child, as the rekey of the one with the same selectors (the
+    peer renews it: we do not rekey it ourselves; the peer deletes it after its grace)."""
     q = sa.quick[enc.header.message_id]
     msg, last = sa.decrypt(enc)
     h = msg.first(HashPayload)
@@ -409,12 +419,17 @@ def _responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMe
     rekey_of = None
     for old in sa.children.values():
         if old.local_ts == child.local_ts and old.remote_ts == child.remote_ts:
-            rekey_of = old.inbound_spi
+            if rekey_of is None or old.delete_at is None:  # prefer one not yet replaced
+                rekey_of = old.inbound_spi
+            old.rekey_at = None
     if rekey_of is None and sa.replaces is not None:
         pred = resp.sas.get((sa.replaces.icookie, sa.replaces.rcookie))
         if pred is not None:
             for old in pred.children.values():
                 if old.local_ts == child.local_ts and old.remote_ts == child.remote_ts:
                     rekey_of = old.inbound_spi
-    resp._install_child(out, sa, child, rekey_of)
+    resp._set_child_rekey(child)
+    resp._install_child(out, sa, child, rekey_of, started_by_peer=True)
     resp.stats["child_established"] += 1
+    if rekey_of is not None:
+        resp.stats["child_rekeys_answered"] += 1

@@ -1,5 +1,6 @@
 """`concentrator`: a Cisco VPN 3000 -- IKEv1 aggressive mode, PSK + XAUTH, Mode-Config
-pools, NAT transparency (NAT-T, IPsec over UDP, IPsec over TCP), DPD.
+pools, NAT transparency (NAT-T, IPsec over UDP, IPsec over TCP), DPD; LAN-to-LAN tunnels
+(main mode PSK by peer address, network lists, their own NAT-T switch).
 
 model.py: the `vpn:` settings; ours.py: our agent (vpn.json, the sessions table);
 strongswan.py: Debian's charon + swanctl (swanctl.conf, the same sessions records).
@@ -14,6 +15,7 @@ from ..spec import GraphShape, KindSpec, NodeContext, PushStage
 from .model import (
     ConcentratorNode,
     ConcentratorSettings,
+    LanToLan,
     NatTransparency,
     PortToggle,
     VpnGroup,
@@ -27,6 +29,7 @@ __all__ = [
     "SPEC",
     "ConcentratorNode",
     "ConcentratorSettings",
+    "LanToLan",
     "NatTransparency",
     "PortToggle",
     "VpnGroup",
@@ -62,6 +65,22 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             if int(first) <= int(o_last) and int(o_first) <= int(last):
                 ctx.error(path, f"pool {group.pool} overlaps the pool of group {other!r}")
         pools.append((group_name, first, last))
+    if not vpn.groups and not vpn.lan_to_lan:
+        ctx.error(("vpn", "groups"), "needs at least one group or lan-to-lan entry")
+    peers: dict[IPv4Address, str] = {}
+    for l2l_name, l2l in vpn.lan_to_lan.items():
+        path = ("vpn", "lan-to-lan", l2l_name, "peer")
+        if l2l.peer in peers:
+            # main mode picks the pre-shared key by the peer's address: one entry per peer
+            ctx.error(path, f"peer {l2l.peer} is also the peer of {peers[l2l.peer]!r}")
+        peers[l2l.peer] = l2l_name
+        for remote in l2l.remote_networks:
+            for local in l2l.local_networks:
+                if remote.overlaps(local):
+                    ctx.error(
+                        ("vpn", "lan-to-lan", l2l_name, "remote-networks"),
+                        f"{remote} overlaps local network {local}",
+                    )
     for user_name, user in vpn.users.items():
         if user.group not in vpn.groups:
             ctx.error(
@@ -75,6 +94,8 @@ def networks(node: ConcentratorNode) -> Iterator[IPv4Network]:
     for group in node.vpn.groups.values():
         yield from summarize_address_range(*parse_pool(group.pool))
         yield from group.split_tunnel
+    for l2l in node.vpn.lan_to_lan.values():
+        yield from l2l.remote_networks
 
 
 SPEC = KindSpec(

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import IfName, NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class PortToggle(Strict):
@@ -39,6 +39,9 @@ class VpnGroup(Strict):
     ipsec_proposals: list[Proposal] = ["3des-md5", "aes128-sha1"]
     ike_lifetime: int = Field(86400, ge=60)
     ipsec_lifetime: int = Field(28800, ge=60)
+    ipsec_lifetime_kb: int | None = Field(
+        None, ge=10, description="kilobytes an IPsec SA may carry each way; none: no limit"
+    )
     pfs: bool = False
 
 
@@ -47,14 +50,53 @@ class VpnUser(Strict):
     group: str
 
 
+class LanToLan(Strict):
+    """VPN 3000 'Configuration | System | Tunneling Protocols | IPsec | LAN-to-LAN': one
+    site-to-site tunnel to a peer address (main mode, pre-shared key, network lists)."""
+
+    peer: IPv4Address = Field(description="the peer's public address (its PAT's outside address)")
+    psk: SecretValue
+    local_networks: list[IPv4Network] = Field(min_length=1, description="our side's networks")
+    remote_networks: list[IPv4Network] = Field(min_length=1, description="the peer's networks")
+    ike_proposals: list[Proposal] = ["3des-md5-modp1024"]
+    ipsec_proposals: list[Proposal] = ["3des-md5"]
+    ike_lifetime: int = Field(86400, ge=60)
+    ipsec_lifetime: int = Field(28800, ge=60)
+    nat_t: bool = Field(
+        False,
+        description="'IPsec NAT-T' of this LAN-to-LAN entry, separate from the remote-access "
+        "NAT Transparency box (off by default)",
+    )
+
+
+FragmentationPolicy = Literal["fragment-encapsulated", "pmtud", "clear-df"]
+
+
 class ConcentratorSettings(Strict):
     public_interface: IfName
     private_interface: IfName | None = None
+    fragmentation_policy: FragmentationPolicy = Field(
+        "fragment-encapsulated",
+        description="the public interface's Fragmentation Policy (VPN 3000): "
+        "'fragment-encapsulated' = do not fragment prior to IPsec encapsulation, fragment "
+        "the encapsulated packet at the interface (the default); 'pmtud' = fragment prior "
+        "to encapsulation with path MTU discovery (ICMP 'fragmentation needed' to a sender "
+        "that set DF); 'clear-df' = clear DF, then fragment prior to encapsulation",
+    )
     nat_transparency: NatTransparency = NatTransparency()
-    groups: dict[str, VpnGroup] = Field(min_length=1)
+    groups: dict[str, VpnGroup] = {}
     users: dict[str, VpnUser] = {}
+    lan_to_lan: dict[str, LanToLan] = Field(
+        {}, description="LAN-to-LAN connections by name (each with its own NAT-T switch)"
+    )
     dpd: DpdSettings = DpdSettings()
     nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
+    ike_fragmentation: IkeFragmentation = IkeFragmentation()  # as the seed's VPN 3000: on
+    initiate_rekeys: bool = Field(
+        False,
+        description="rekey phase 2 on the concentrator's own lifetime (at 80 %, before a "
+        "client's 90 %), as strongSwan does; off: clients rekey, as with a VPN 3000",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     debug: DebugSettings = DebugSettings()
     version_string: str = (

@@ -34,6 +34,12 @@ class PatSettings(Strict):
         "fully-random), as a PIX does, so a mapping that expired and comes back gets a new port",
     )
 
+    drop_fragments: bool = Field(
+        False,
+        description="drop IP fragments crossing the firewall, either way (as NAT devices "
+        "that do not pass fragments); counted in the 'fragment dropped' rule",
+    )
+
 
 class PatFirewallNode(NodeBase):
     kind: Literal["pat-firewall"]

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, Proposal
+from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class TransparentTunneling(Strict):
@@ -30,11 +30,35 @@ class VpnClientSettings(Strict):
     password: SecretValue
     transparent_tunneling: TransparentTunneling = TransparentTunneling()
     local_lan_access: bool = False
+    mtu: int | None = Field(
+        None,
+        ge=576,
+        le=1500,
+        description="the VPN adapter's MTU (the Cisco client's 'MTU' setting, 1300 on "
+        "theirs); packets are fragmented before encapsulation to fit it. None: 1400 (1300 "
+        "for IPsec over TCP)",
+    )
     peer_response_timeout: int = Field(90, ge=5)
     nat_keepalive: int = Field(20, ge=0, description="seconds; 0 = off")
     dpd: DpdSettings = DpdSettings()
     ike_proposals: list[Proposal] = ["3des-md5-modp1024"]
     ipsec_proposals: list[Proposal] = ["3des-md5"]
+    ike_lifetime: int = Field(
+        86400,
+        ge=60,
+        description="phase-1 lifetime offered, seconds (a shorter one a "
+        "concentrator answers with RESPONDER-LIFETIME wins; the client rekeys before either ends)",
+    )
+    ipsec_lifetime: int = Field(
+        28800, ge=60, description="phase-2 lifetime offered, seconds (rekeyed before it ends)"
+    )
+    ipsec_lifetime_kb: int | None = Field(
+        None,
+        ge=10,
+        description="kilobytes an IPsec SA may carry each way (rekeyed at 90 %); "
+        "none: no limit (a concentrator's shorter limit still applies)",
+    )
+    ike_fragmentation: IkeFragmentation = IkeFragmentation(enabled=False)  # as vpnc: off
     auto_connect: bool = True
     client_version: str = Field("3.6.1 (Rel)", description="shown as 'Client Type/Version'")
     client_os: str = "WinNT"

@@ -26,12 +26,22 @@ def _child(encapsulation) -> ChildSaEstablished:
     return SimpleNamespace(encapsulation=encapsulation)  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("member", list(Encapsulation))
+CARRIED = [m for m in Encapsulation if m is not Encapsulation.UDP_NON_IKE]
+
+
+@pytest.mark.parametrize("member", CARRIED)
 def test_every_engine_encapsulation_has_its_socket(member: Encapsulation) -> None:
     socket, name = SOCKETS[member.value]
     assert encap_of(_child(member)) is socket
     assert member.socket_name == name
     assert Encap(name) is socket  # the data plane's names parse to the same members
+
+
+def test_nat_t_draft_00_01_esp_is_refused_not_plain_esp() -> None:
+    """The engine negotiates drafts 00/01 (ESP on UDP 500 behind a non-IKE marker) only where
+    a policy lists them; the data plane has no socket for it and says so."""
+    with pytest.raises(ValueError, match="draft 00/01"):
+        encap_of(_child(Encapsulation.UDP_NON_IKE))
 
 
 @pytest.mark.parametrize("value", ["udp-tunnel-v2", "transport", "", "ESP"])

@@ -9,6 +9,7 @@ from labctl.agent.records import (
     ClientStatus,
     IkeSaRecord,
     IpsecSaRecord,
+    LanToLanRecord,
     SessionRecord,
     SessionSummary,
 )
@@ -128,3 +129,45 @@ def test_tcp_sessions_show_tcp_ports_in_records_and_tables() -> None:
     status = ClientStatus("connected", "172.16.172.50", "g", "u", transport="TCP")
     status.local_port, status.remote_port = 41000, 10000
     assert "TCP ports:             local 41000 -> remote 10000" in render_client_status(status, 0)
+
+
+def _lan_to_lan() -> LanToLanRecord:
+    seed = _session()
+    return LanToLanRecord(
+        connection_name="branch",
+        ip_address="171.69.89.78",
+        public_port=1029,
+        protocol="IPsec/NAT-T",
+        encryption="3DES-168",
+        login_time=1000.0,
+        bytes_tx=1200,
+        bytes_rx=840,
+        local_networks=["192.168.2.0/24"],
+        remote_networks=["10.20.0.0/24"],
+        ike=seed.ike,
+        ipsec=seed.ipsec,
+    )
+
+
+def test_lan_to_lan_record_round_trips_through_json() -> None:
+    record = _lan_to_lan()
+    assert LanToLanRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+def test_lan_to_lan_table_counts_and_columns() -> None:
+    summary = SessionSummary(1, 1, 0, 2, 100, 2)
+    text = render_sessions([_session()], summary, 1065.0, detail=True, lan_to_lan=[_lan_to_lan()])
+    lines = text.splitlines()
+    assert lines[3].split()[:4] == ["1", "1", "0", "2"]  # LAN-to-LAN, remote, management, total
+    table = lines[lines.index("LAN-to-LAN Sessions") + 2 :]
+    assert table[0].split("  ")[0] == "Connection Name"
+    for column in ("IP Address", "Protocol", "Encryption", "Login Time", "Duration", "Bytes Tx"):
+        assert column in table[0]
+    assert table[1].split()[:4] == ["branch", "171.69.89.78", "IPsec/NAT-T", "3DES-168"]
+    assert table[1].split()[-3:] == ["0:01:05", "1200", "840"]
+    # the LAN-to-LAN table comes before the remote-access one, as on a VPN 3000
+    assert text.index("LAN-to-LAN Sessions") < text.index("Remote Access Sessions")
+    assert "LAN-to-LAN detail: branch (171.69.89.78:1029; local 192.168.2.0/24" in text
+    assert "UDP Source Port       1029" in text
+    empty = render_sessions([], SessionSummary(0, 0, 0, 0, 100, 0), 0.0)
+    assert "No LAN-to-LAN Sessions" in empty

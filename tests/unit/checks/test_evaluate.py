@@ -211,8 +211,8 @@ def test_lost_echoes_are_named_as_ranges() -> None:
 
 
 class _FakeProbe:
-    def __init__(self, xlate, sessions):
-        self.tables = {"xlate": xlate, "sessions": sessions}
+    def __init__(self, xlate, sessions, lan_to_lan=()):
+        self.tables = {"xlate": xlate, "sessions": sessions, "lan-to-lan": list(lan_to_lan)}
 
     def table(self, node, what):
         return self.tables[what]
@@ -276,3 +276,22 @@ def test_tcp_sessions_follow_their_tcp_translations() -> None:
     outcome = evaluate(expectation, probe, "lab")
     assert not outcome.ok
     assert "not a global address of the PAT's TCP 10000 translations: none" in outcome.text()
+
+
+def test_lan_to_lan_sessions_follow_the_translation_too() -> None:
+    """A branch behind the PAT is a LAN-to-LAN record (connection name, ip_address)."""
+    expectation = Expectation.model_validate(
+        {"session-follows-xlate": {"firewall": "pix", "concentrator": "vpn3000"}}
+    )
+    branch = {
+        "connection_name": "branch",
+        "ip_address": "171.69.89.78",
+        "protocol": "IPsec/NAT-T",
+        "ipsec": [{"spi_in": "0x2", "udp_source_port": 1030, "udp_destination_port": 4500}],
+    }
+    outcome = evaluate(expectation, _FakeProbe([_xlate(1030)], [], [branch]), "lab")
+    assert outcome.ok, outcome.text()
+    assert "LAN-to-LAN branch 171.69.89.78(1030)" in outcome.summary
+    outcome = evaluate(expectation, _FakeProbe([_xlate(1031)], [], [branch]), "lab")
+    assert not outcome.ok
+    assert "LAN-to-LAN branch: comes from 171.69.89.78(1030)" in outcome.text()

@@ -176,6 +176,9 @@ def test_as_a_real_unprivileged_user(nobody_dir: Path) -> None:
     # temp dir): give `nobody` hard-linked copies in a folder it can enter.
     code = _readable_copy(ROOT / "labctl", tmp_path / "code" / "labctl")
     site = _readable_copy(Path(sysconfig.get_paths()["purelib"]), tmp_path / "site")
+    seed = tmp_path / SEED.name
+    shutil.copyfile(SEED, seed)
+    seed.chmod(0o644)
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": f"{code.parent}:{site}",
@@ -193,11 +196,11 @@ def test_as_a_real_unprivileged_user(nobody_dir: Path) -> None:
             timeout=60,
         )
 
-    validate = labctl("validate", str(SEED))
+    validate = labctl("validate", str(seed))
     assert validate.returncode == 0, validate.stderr
     assert labctl("schema").returncode == 0
-    assert labctl("graph", str(SEED)).stdout.startswith("graph")
-    up = labctl("up", str(SEED), "--name", "badin-nobody")
+    assert labctl("graph", str(seed)).stdout.startswith("graph")
+    up = labctl("up", str(seed), "--name", "badin-nobody")
     assert up.returncode == 77 and up.stderr.startswith("labctl: labctl up needs root")
     status = labctl("status")
     assert status.returncode == 77

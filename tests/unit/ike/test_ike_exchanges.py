@@ -49,7 +49,8 @@ def _only(lab, who, cls):
 def test_seed_session_through_pat() -> None:
     """Aggressive mode + XAUTH + Mode-Config + quick mode, client behind PAT (the seed)."""
     lab = make_lab(phase1=seed_phase1(), phase2=seed_phase2())
-    add_client(lab, phase1=seed_phase1(), phase2=seed_phase2())
+    # the seed's Cisco VPN Client: "IPsec over UDP (NAT / PAT)", which asks for 0x7005
+    add_client(lab, phase1=seed_phase1(), phase2=seed_phase2(), natt="auto")
     connect(lab)
     cp1 = _only(lab, "c1", Phase1Established)
     sp1 = _only(lab, "server", Phase1Established)
@@ -400,3 +401,19 @@ def test_auto_client_gets_the_concentrators_preferred_transport(
     assert c.encapsulation == s.encapsulation == expected
     got = _only(lab, "c1", ModeConfigReceived).config
     assert got.udp_encap_port == {"udp-tunnel": 4500, "cisco-udp": 10000, "tunnel": None}[expected]
+
+
+def test_a_modecfg_reply_carries_only_what_the_client_asked_for() -> None:
+    """strongSwan logs a failure for each attribute it did not ask for: a NAT-T client that
+    does not ask for 0x7005 or the version gets neither, though the gateway has both."""
+    from labctl.ike.constants import CfgAttr
+    from labctl.ike.modecfg import DEFAULT_REQUEST
+
+    lab = make_lab(cisco_udp_port=10000)
+    wanted = tuple(a for a in DEFAULT_REQUEST if a != CfgAttr.APPLICATION_VERSION)
+    add_client(lab, natt="natt", modecfg_request=wanted)
+    connect(lab)
+    got = _only(lab, "c1", ModeConfigReceived).config
+    assert got.address == IPv4Address("40.1.1.1")
+    assert got.app_version is None and got.udp_encap_port is None and not got.unknown
+    assert lab.events_of("c1", ChildSaEstablished)

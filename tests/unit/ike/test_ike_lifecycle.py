@@ -309,3 +309,29 @@ def test_session_snapshots_for_status_displays() -> None:
     assert rows[0].peer_app_version.startswith("Cisco Systems VPN Client")
     (mine,) = lab.clients["c1"].engine.sessions()
     assert mine.role == "initiator" and mine.address == "40.1.1.1"
+
+
+def test_client_rekeys_before_the_gateways_shorter_lifetimes_end() -> None:
+    """The client offers 86400 / 28800 s; the gateway answers RESPONDER-LIFETIME 200 / 100:
+    the client rekeys both phases before those end, and nothing ever expires."""
+    lab = make_lab(ike_lifetime=200, ipsec_lifetime=100, dpd_idle=None)
+    ini = add_client(
+        lab,
+        phase1=(Phase1Proposal(lifetime=86400),),
+        phase2=(Phase2Proposal(lifetime=28800),),
+        dpd_idle=None,
+    )
+    connect(lab)
+    lab.run(95)  # 5 s in + 95: before the gateway's 100 s phase-2 lifetime ends
+    firsts = lab.events_of("c1", ChildSaEstablished)
+    assert len(firsts) == 2 and firsts[1].rekey_of == firsts[0].inbound_spi
+    assert not lab.events_of("c1", Phase1Rekeyed)
+    lab.run(100)  # before the gateway's 200 s phase-1 lifetime ends
+    assert len(lab.events_of("c1", Phase1Rekeyed)) == 1
+    assert ini.current.lifetime == 200
+    lab.run(300)
+    reasons = {d.reason for d in lab.events_of("c1", ChildSaDeleted)}
+    reasons |= {d.reason for d in lab.events_of("server", ChildSaDeleted)}
+    reasons |= {d.reason for d in lab.events_of("c1", Phase1Deleted)}
+    assert "expired" not in reasons and reasons <= {"rekeyed", "peer-delete"}
+    assert ini.children() and ini.current is not None and ini.current.established

@@ -26,5 +26,5 @@ def test_a_client_has_no_tcp_server_line() -> None:
     assert text == "IKE messages dropped: -\nEvent log: 0 lines summarised, 0 rotations\n"
 
 
-def test_stats_is_offered_for_both_vpn_kinds() -> None:
-    assert kinds_with_show("stats") == ("concentrator", "vpn-client")
+def test_stats_is_offered_for_every_vpn_kind() -> None:
+    assert kinds_with_show("stats") == ("concentrator", "vpn-client", "vpn-site")

@@ -44,6 +44,7 @@ class FakeRuntime(Runtime):
         self.specs: dict[str, NodeSpec] = {}  # node -> the spec `up` created it from
         self.fail_create: dict[str, Exception] = {}  # node -> what creating it raises
         self.timeline: Timeline = timeline if timeline is not None else []
+        self.nodes_root: Path | None = None  # where injected files land (as put_archive)
         self._next_pid = 4010
 
     def create_node(self, spec: NodeSpec) -> NodeInfo:
@@ -52,6 +53,11 @@ class FakeRuntime(Runtime):
         self.specs[spec.node] = spec
         if spec.node in self.fail_create:
             raise self.fail_create[spec.node]
+        for injected in spec.files if self.nodes_root else ():
+            target = self.nodes_root / spec.node / injected.path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(injected.content)
+            self.timeline.append(("inject", f"{spec.node}:{injected.path}"))
         self._next_pid += 1
         info = NodeInfo(
             spec.lab,
@@ -150,6 +156,7 @@ class FakeLab:
 
     def __post_init__(self) -> None:
         self.runtime = FakeRuntime(self.timeline)
+        self.runtime.nodes_root = self.root / "nodes"
 
     def session_for(self, node: str, *_args, **_kwargs) -> FakeSession:
         if node not in self.sessions:

@@ -41,7 +41,10 @@ def test_plan_of_a_running_lab(fake_lab: FakeLab, tmp_path: Path) -> None:
     assert same.action == "nothing" and "nothing to do" in same.describe()[0]
     psk = plan_up(seed_variant(tmp_path, NAME, ("psk: cisco123", "psk: n3w")), fake_lab.runtime)
     assert psk.action == "push" and psk.changed == ["vpn3000"]
-    assert "  push vpn3000: /etc/labctl/node.json, /etc/labctl/vpn.json" in psk.describe()
+    assert (
+        "  push vpn3000: /etc/labctl/node.json, /etc/labctl/fragmentation.nft, "
+        "/etc/labctl/vpn.json" in psk.describe()
+    )
     moved = seed_variant(tmp_path, NAME, ("10.10.10.3/24", "10.10.10.9/24"))
     assert plan_up(moved, fake_lab.runtime).action == "refuse"
     recreate = plan_up(moved, fake_lab.runtime, recreate=True)

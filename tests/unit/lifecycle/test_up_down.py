@@ -40,7 +40,14 @@ def test_up_creates_wires_connects_then_configures(fake_lab: FakeLab, tmp_path: 
     assert fake_lab.last("create_node") < fake_lab.first("connect_endpoints")
     assert fake_lab.first("connect_endpoints") < fake_lab.first("configure_node")
     assert fake_lab.last("configure_node") < fake_lab.first("ssh")
-    assert fake_lab.last("ssh") < fake_lab.first("put_file")
+    assert fake_lab.last("ssh") < fake_lab.first("run")
+    # Every node's rendered files go in with its keys before it starts; the first push
+    # only reloads (no SFTP copy, no staging).
+    assert "put_file" not in steps
+    injected = {what for step, what in fake_lab.timeline if step == "inject"}
+    assert {f"{n}:/etc/labctl/node.json" for n in (*NETWORK, *CLIENTS)} <= injected
+    assert "pix:/etc/labctl/nftables.nft" in injected
+    assert {f"{c}:/etc/labctl/vpn.json" for c in CLIENTS} <= injected
     configured = [what for step, what in fake_lab.timeline if step == "configure_node"]
     assert sorted(configured) == sorted((*NETWORK, *CLIENTS))
 
@@ -49,13 +56,11 @@ def test_the_network_runs_its_configuration_before_any_client_gets_one(
     fake_lab: FakeLab, tmp_path: Path
 ) -> None:
     fake_lab.up(seed_variant(tmp_path, NAME))
-    first_client_file = min(fake_lab.first("put_file", f"{c}:") for c in CLIENTS)
-    assert fake_lab.last("run", "pix: nft -f /etc/labctl/nftables.nft") < first_client_file
-    assert fake_lab.last("run", "vpn3000: vpn service reload") < first_client_file
-    for node in NETWORK:
-        assert fake_lab.last("put_file", f"{node}:") < first_client_file
-    for client in CLIENTS:
-        assert fake_lab.first("run", f"{client}: vpn service reload") > first_client_file
+    first_client = min(fake_lab.first("run", f"{c}: vpn service reload") for c in CLIENTS)
+    assert fake_lab.last("run", "pix: nft -f /etc/labctl/nftables.nft") < first_client
+    assert fake_lab.last("run", "vpn3000: vpn service reload") < first_client
+    for client in CLIENTS:  # the only command of a client's first push
+        assert fake_lab.commands(client) == ["vpn service reload"]
 
 
 def test_each_node_is_created_with_what_its_kind_needs(fake_lab: FakeLab, tmp_path: Path) -> None:

@@ -113,7 +113,9 @@ def test_rendered_configuration_matches_the_golden_files(
 
 
 def test_every_golden_folder_is_a_shipped_topology() -> None:
-    assert sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) == [p.stem for p in TOPOLOGIES]
+    assert sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) == sorted(
+        p.stem for p in TOPOLOGIES
+    )
 
 
 def test_golden_files_hold_test_secrets_only() -> None:

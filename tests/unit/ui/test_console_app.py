@@ -136,6 +136,32 @@ def test_administer_sessions_tables(client: TestClient) -> None:
     assert "logout" not in monitor.lower().replace("logged", "")
 
 
+def test_administer_sessions_lists_lan_to_lan(client: TestClient) -> None:
+    branch = {
+        "connection_name": "branch",
+        "ip_address": "171.69.89.78",
+        "protocol": "IPsec/NAT-T",
+        "encryption": "3DES-168",
+        "login_time": 1000.0,
+        "bytes_tx": 1200,
+        "bytes_rx": 840,
+    }
+    records = {**RECORDS, "lan_to_lan": [branch]}
+    html = client.app.state.console.render(
+        "parts/sessions.html",
+        lab="l",
+        node="vpn3000",
+        view=AdministerView.of(records, 1065.0),
+        actions=False,
+    )
+    assert "No LAN-to-LAN Sessions" not in html
+    assert 'data-connection="branch"' in html
+    row = html[html.index('data-connection="branch"') :]
+    row = row[: row.index("</tr>")]
+    for cell in ("171.69.89.78", "IPsec/NAT-T", "3DES-168", "0:01:05", "1200", "840"):
+        assert f">{cell}</td>" in row
+
+
 def test_session_detail_in_the_managers_layout(client: TestClient) -> None:
     detail = session_detail(RECORDS, "vpnclient1", 1244.0)
     html = client.app.state.console.render("parts/detail.html", detail=detail)

@@ -1,0 +1,22 @@
+"""Kilobyte lifetimes: the engine sees no ESP, so once a second the agent tells it what
+each child with a volume limit has carried (the data plane's per-SA byte counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..ike import Output
+from ..ike.engine import EngineBase
+from .dataplane import Dataplane
+
+
+def report_volumes(
+    engine: EngineBase, dataplane: Dataplane, apply: Callable[[Output], None], now: float
+) -> None:
+    for sa in list(engine.sas.values()):
+        for child in list(sa.children.values()):
+            if child.lifetime_kb is None:
+                continue
+            carried = dataplane.carried(child.inbound_spi, child.outbound_spi)
+            if carried:
+                apply(engine.note_volume(child.inbound_spi, carried, now))

@@ -1,0 +1,106 @@
+"""RSA signature authentication in main mode (RFC 2409 5.1, auth method 3), both roles:
+message 5 / 6 carry the identity as the certificate's subject (ID_DER_ASN1_DN), the
+certificate (CERT, X.509 signature) and SIG = HASH_I / HASH_R signed as IKEv1 does
+(:mod:`labctl.ike.pki`); SKEYID = prf(Ni_b | Nr_b, g^xy).  The peer's certificate must be
+the lab CA's, valid now and for the identity it claims, or phase 1 fails with that reason.
+The concentrator takes a certificate peer's tunnel group from the certificate's OU (what
+the Cisco VPN Client does), else ``ResponderPolicy.certificate_group``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from ..codec import CertPayload, IdPayload, Message, SigPayload
+from ..config import GroupPolicy
+from ..constants import AuthMethod, IdType, NotifyType
+from ..errors import IkeProtocolError
+from ..pki import check_peer_certificate, parse_dn, sign_hash, verify_hash
+from ..sa import IkeSa
+from ..states import Role
+
+if TYPE_CHECKING:
+    from ..engine import EngineBase
+    from ..pki import Issued
+
+CERT_X509_SIGNATURE = 4  # CERT payload encoding (RFC 2408 3.9)
+
+
+def uses_signature(sa: IkeSa) -> bool:
+    return sa.negotiated.auth == AuthMethod.RSA_SIG
+
+
+def _pki(engine: EngineBase):
+    """(our certificate, the CA we trust, the wall clock) of either role."""
+    settings = engine.config if engine.role is Role.INITIATOR else engine.policy  # type: ignore[attr-defined]
+    if settings.certificate is None or settings.ca is None:
+        raise IkeProtocolError("signature authentication without a certificate and CA")
+    clock = settings.clock or (lambda: dt.datetime.now(dt.UTC))
+    return settings.certificate, settings.ca, clock
+
+
+def identity(engine: EngineBase) -> IdPayload:
+    """Our ID: our certificate's subject as a DER name."""
+    own: Issued = _pki(engine)[0]
+    return IdPayload(IdType.DER_ASN1_DN, own.certificate.subject.public_bytes(), 0, 0)
+
+
+def proof(engine: EngineBase, digest: bytes) -> list:
+    """CERT and SIG for HASH_I / HASH_R ``digest``."""
+    own: Issued = _pki(engine)[0]
+    return [
+        CertPayload(CERT_X509_SIGNATURE, own.certificate_der()),
+        SigPayload(sign_hash(own.key, digest)),
+    ]
+
+
+def check(engine: EngineBase, sa: IkeSa, msg: Message, ident: IdPayload, digest: bytes):
+    """The peer's certificate and signature of ``digest``; its certificate on success."""
+    _own, ca, clock = _pki(engine)
+    certs = [c for c in msg.find(CertPayload) if c.encoding == CERT_X509_SIGNATURE]
+    sig = msg.first(SigPayload)
+    if not certs or sig is None:
+        raise IkeProtocolError(
+            "signature authentication without CERT or SIG payload",
+            notify=NotifyType.PAYLOAD_MALFORMED,
+        )
+    claimed = ident.data if ident.id_type == IdType.DER_ASN1_DN else None
+    key = check_peer_certificate(certs[0].data, ca, clock(), claimed_dn=claimed)
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(certs[0].data)
+    if not verify_hash(key, digest, sig.data):
+        raise IkeProtocolError(
+            f"signature does not verify with certificate '{cert.subject.rfc4514_string()}'",
+            notify=NotifyType.INVALID_SIGNATURE,
+        )
+    sa.peer_certificate = cert.subject.rfc4514_string()
+    return cert
+
+
+def describe(ident: IdPayload) -> str:
+    """A DN identity as text ("DER_ASN1_DN:CN=client1,OU=ciscovpn,O=labctl")."""
+    if ident.id_type != IdType.DER_ASN1_DN:
+        return ident.describe()
+    try:
+        return f"DER_ASN1_DN:{parse_dn(ident.data)}"
+    except (ValueError, IndexError):
+        return ident.describe()
+
+
+def group_for(engine: EngineBase, cert) -> GroupPolicy:
+    """The tunnel group of a certificate peer: its OU, else the policy's certificate group."""
+    from cryptography.x509.oid import NameOID
+
+    policy = engine.policy  # type: ignore[attr-defined]
+    units = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
+    for unit in units:
+        if unit in policy.groups:
+            return policy.groups[unit]
+    if policy.certificate_group is not None:
+        return policy.groups[policy.certificate_group]
+    raise IkeProtocolError(
+        f"no tunnel group for certificate '{cert.subject.rfc4514_string()}' (OU {units or 'none'})",
+        notify=NotifyType.AUTHENTICATION_FAILED,
+    )

@@ -1,0 +1,58 @@
+"""A client's lifetimes come from the topology (vpn.ike-lifetime / vpn.ipsec-lifetime)
+through the rendered vpn.json into the engine's proposals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labctl.agent.client import build_initiator_config
+from labctl.agent.settings import ClientSettings, parse_settings
+from labctl.render import vpn_agent_config
+from labctl.topology import load_lab
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_client_lifetimes_reach_the_engine() -> None:
+    data = vpn_agent_config(load_lab(ROOT / "topologies" / "nat-t-two-clients.yaml"), "client1")
+    assert (data["vpn"]["ike_lifetime"], data["vpn"]["ipsec_lifetime"]) == (86400, 28800)
+    assert data["vpn"]["ipsec_lifetime_kb"] is None
+    data["vpn"]["ike_lifetime"], data["vpn"]["ipsec_lifetime"] = 3600, 600
+    data["vpn"]["ipsec_lifetime_kb"] = 5000
+    settings = parse_settings(data)
+    assert isinstance(settings, ClientSettings)
+    config = build_initiator_config(settings)
+    assert {p.lifetime for p in config.phase1} == {3600}
+    assert {(p.lifetime, p.lifetime_kb) for p in config.phase2} == {(600, 5000)}
+
+
+def test_a_group_kilobyte_lifetime_reaches_the_concentrators_policy() -> None:
+    from labctl.agent.concentrator import build_policy
+    from labctl.agent.settings import ConcentratorSettings
+
+    data = vpn_agent_config(load_lab(ROOT / "topologies" / "nat-t-two-clients.yaml"), "vpn3000")
+    for group in data["vpn"]["groups"].values():
+        group["ipsec_lifetime_kb"] = 2000
+    data["vpn"]["initiate_rekeys"] = True
+    settings = parse_settings(data)
+    assert isinstance(settings, ConcentratorSettings)
+    policy = build_policy(settings)
+    assert policy.ipsec_lifetime_kb == 2000 and policy.initiate_rekeys
+    assert {p.lifetime_kb for p in policy.phase2} == {2000}
+
+
+def test_ike_fragmentation_settings_reach_both_engines() -> None:
+    from labctl.agent.concentrator import build_policy
+
+    lab = load_lab(ROOT / "topologies" / "nat-t-two-clients.yaml")
+    client = vpn_agent_config(lab, "client1")
+    assert client["vpn"]["ike_fragmentation"] == {"enabled": False, "size": 576}
+    off = build_initiator_config(parse_settings(client))  # type: ignore[arg-type]
+    assert not off.vendor.fragmentation
+    client["vpn"]["ike_fragmentation"] = {"enabled": True, "size": 1200}
+    on = build_initiator_config(parse_settings(client))  # type: ignore[arg-type]
+    assert on.vendor.fragmentation and on.fragment_size == 1200
+    gateway = vpn_agent_config(lab, "vpn3000")
+    assert gateway["vpn"]["ike_fragmentation"] == {"enabled": True, "size": 576}
+    policy = build_policy(parse_settings(gateway))  # type: ignore[arg-type]
+    assert policy.vendor.fragmentation and policy.fragment_size == 576

@@ -1,0 +1,163 @@
+"""RSA signature authentication in main mode (auth method 3): both ends prove themselves
+with a certificate of the lab CA and a signature of HASH_I / HASH_R; a client whose
+certificate comes from another CA, or has expired, is refused with the reason, and a
+client refuses a gateway certificate it cannot trust."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from labctl.ike import (
+    ChildSaEstablished,
+    ExchangeFailed,
+    ModeConfigReceived,
+    PacketDropped,
+    Phase1Established,
+    Phase1Proposal,
+)
+from labctl.ike.config import seed_phase2
+from labctl.ike.constants import AuthMethod, P1Encryption, P1Hash
+from labctl.ike.errors import IkeConfigError
+from labctl.ike.pki import LabCa
+from tests.unit.ike.builders import add_client, connect, make_lab
+
+NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+RSA = (Phase1Proposal(P1Encryption.AES_CBC, 128, P1Hash.SHA1, 2, AuthMethod.RSA_SIG),)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca = LabCa.create("certs", NOW)
+    return {
+        "ca": ca,
+        "gateway": ca.issue("vpn3000", NOW),
+        "client": ca.issue("client1", NOW, unit="ciscovpn"),
+        "stranger": LabCa.create("elsewhere", NOW).issue("client9", NOW, unit="ciscovpn"),
+        "expired": ca.issue("client2", NOW, unit="ciscovpn", days=1,
+                            not_before=NOW - dt.timedelta(days=10)),
+    }  # fmt: skip
+
+
+def _lab(pki, client_cert: str = "client", gateway_ca=None, exchange: str = "main"):
+    lab = make_lab(
+        phase1=RSA,
+        phase2=seed_phase2(),
+        certificate=pki["gateway"],
+        ca=pki["ca"].certificate,
+        clock=lambda: NOW,
+    )
+    add_client(
+        lab,
+        exchange=exchange,
+        phase1=RSA,
+        phase2=seed_phase2(),
+        user=None,
+        certificate=pki[client_cert],
+        ca=gateway_ca or pki["ca"].certificate,
+        clock=lambda: NOW,
+    )
+    return lab
+
+
+@pytest.mark.parametrize("exchange", ["main", "aggressive"])
+def test_certificates_on_both_ends(pki, exchange) -> None:
+    lab = _lab(pki, exchange=exchange)
+    connect(lab)
+    (server,) = lab.events_of("server", Phase1Established)
+    (client,) = lab.events_of("c1", Phase1Established)
+    assert server.algorithms.auth_method == client.algorithms.auth_method == "rsa_sig"
+    assert server.group == "ciscovpn"  # from the certificate's OU
+    assert "client1" in server.peer_id and "vpn3000" in client.peer_id
+    assert lab.events_of("c1", ModeConfigReceived) and lab.events_of("c1", ChildSaEstablished)
+    sa = next(iter(lab.responder.sas.values()))
+    assert sa.peer_certificate == "CN=client1,OU=ciscovpn,O=labctl"
+
+
+@pytest.mark.parametrize(
+    ("which", "reason"),
+    [
+        ("stranger", "'CN=client9,OU=ciscovpn,O=labctl' is issued by 'CN=labctl elsewhere CA"),
+        ("expired", "'CN=client2,OU=ciscovpn,O=labctl' expired on 2026-11-23"),
+    ],
+)
+def test_a_client_certificate_the_gateway_cannot_trust_is_refused(pki, which, reason) -> None:
+    lab = _lab(pki, client_cert=which)
+    connect(lab, duration=120)  # the client's retransmissions run out after ~62 s
+    assert not lab.events_of("server", Phase1Established)
+    drops = [d.reason for d in lab.events_of("server", PacketDropped) if not d.stale]
+    assert drops and all(d.startswith("client certificate refused: ") for d in drops)
+    assert reason in drops[0]
+    (failed,) = lab.events_of("c1", ExchangeFailed)  # the client is not told (yet): it gives up
+    assert failed.stage == "phase1" and "no main mode message 6" in failed.reason
+
+
+@pytest.mark.parametrize("exchange", ["main", "aggressive"])
+def test_the_client_refuses_a_gateway_certificate_of_another_ca(pki, exchange) -> None:
+    other = LabCa.create("elsewhere", NOW).certificate
+    lab = _lab(pki, gateway_ca=other, exchange=exchange)
+    connect(lab, duration=10)
+    assert not lab.events_of("c1", Phase1Established)
+    (failed,) = lab.events_of("c1", ExchangeFailed)
+    assert failed.reason.startswith("gateway certificate refused: certificate 'CN=vpn3000")
+    assert "not by the lab CA 'CN=labctl elsewhere CA,O=labctl' (untrusted)" in failed.reason
+
+
+def test_aggressive_mode_refuses_a_client_certificate_of_another_ca(pki) -> None:
+    lab = _lab(pki, client_cert="stranger", exchange="aggressive")
+    connect(lab, duration=10)
+    drops = [d.reason for d in lab.events_of("server", PacketDropped) if not d.stale]
+    assert drops and drops[0].startswith(
+        "client certificate refused: certificate 'CN=client9,OU=ciscovpn,O=labctl' is issued by"
+    )
+    assert not lab.responder.established()
+
+
+def test_signature_proposals_need_a_certificate() -> None:
+    with pytest.raises(IkeConfigError, match="need a certificate and a CA"):
+        make_lab(phase1=RSA)
+
+
+def test_certificate_messages_cross_a_path_that_drops_big_datagrams_only_as_fragments(pki):
+    """The issue's ike-fragmentation case in process: certificates make messages 5 and 6
+    over a kilobyte; a path that drops every datagram over 576 bytes (a PAT dropping IP
+    fragments) lets phase 1 through only when both ends fragment."""
+    from labctl.ike.config import VendorIdentity
+    from labctl.ike.events import IkeFragments
+
+    def through_the_pat(fragments: bool):
+        lab = make_lab(
+            phase1=RSA,
+            phase2=seed_phase2(),
+            certificate=pki["gateway"],
+            ca=pki["ca"].certificate,
+            clock=lambda: NOW,
+        )
+        add_client(
+            lab,
+            exchange="main",
+            phase1=RSA,
+            phase2=seed_phase2(),
+            user=None,
+            certificate=pki["client"],
+            ca=pki["ca"].certificate,
+            clock=lambda: NOW,
+            vendor=VendorIdentity(fragmentation=fragments, vpn3000_version=None),
+        )
+        lost: list = []
+        lab.drop = lambda f: len(f.data) > 576 and not lost.append(len(f.data))
+        connect(lab, duration=120)
+        return lab, lost
+
+    lab, lost = through_the_pat(fragments=False)
+    assert lost and min(lost) > 1000  # the certificate messages, again and again
+    assert not lab.events_of("c1", Phase1Established)
+    lab, lost = through_the_pat(fragments=True)
+    assert not lost
+    assert lab.events_of("c1", Phase1Established) and lab.events_of("c1", ChildSaEstablished)
+    sent = {
+        (e.exchange, e.sent) for who in ("c1", "server") for e in lab.events_of(who, IkeFragments)
+    }
+    assert sent == {("main mode", True), ("main mode", False)}
+    assert len([e for e in lab.events_of("c1", IkeFragments) if e.sent]) == 1  # message 5
