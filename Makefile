@@ -63,6 +63,7 @@ bench: images
 	$(PY) bench/bench_esp.py --out bench/results/esp.json
 	$(PY) bench/bench_vpn.py --out bench/results/vpn.json
 	$(PY) bench/bench_tcp.py --repeat 3 --out bench/results/tcp.json
+	$(PY) bench/bench_interop.py --out bench/results/interop.json
 	/usr/bin/python3 bench/bench_dataplane_paths.py --out bench/results/dataplane_paths.json
 	$(PY) bench/bench_scale.py --clients $(SCALE_CLIENTS) $(if $(BENCH_REFERENCE),--compare $(BENCH_REFERENCE)) --out bench/results/scale.json
 	$(PY) bench/report.py --readme README.md

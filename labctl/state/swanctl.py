@@ -167,7 +167,8 @@ def gateway_sessions(sas: list[dict[str, Any]], esp: str) -> list[dict[str, Any]
             "assigned_ip": vips[0] if vips else None,
             "public_ip": sa.get("remote-host"),
             "public_port": remote_port,
-            "protocol": "IPsec/NAT-T" if encap else "IPsec",
+            # no installed child SA (being negotiated or rekeyed): no protocol to show yet
+            "protocol": ("IPsec/NAT-T" if encap else "IPsec") if children else None,
             "encryption": cipher_name(children[0]) if children else None,
             "login_time": _ago(sa.get("established"), now),
             "client_type": None,

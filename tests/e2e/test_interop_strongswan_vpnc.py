@@ -153,3 +153,23 @@ def test_sessions_and_status_have_the_same_shape_for_every_implementation(
     shapes = {name: set(record) for name, record in connected.items()}
     assert shapes["client1"] == shapes["swanc"] == shapes["vpncc"], shapes
     assert connected["vpncc"]["spi_in"] is None and "spi_in" in connected["vpncc"]["unreported"]
+
+
+def test_scenario_disconnect_and_connect_drive_strongswan_and_vpnc(
+    lab: Lab, connected: dict[str, dict]
+) -> None:
+    """What a scenario's `disconnect:`/`connect:` steps run (the implementation's client
+    commands): the session goes away on our concentrator and comes back."""
+    from labctl.kinds import implementation_of
+
+    for node, user in (("swanc", "swanuser"), ("vpncc", "vpncuser")):
+        commands = implementation_of(lab.handle.lab.node(node)).client
+        assert commands is not None
+        lab.run(node, commands.disconnect)
+        wait_for(lambda u=user: u not in sessions(lab, "vpn3000"), 30, f"{user}'s session to end")
+        assert lab.show(node, "status")["state"] == "disconnected"
+        lab.run(node, commands.connect)
+        assert lab.show(node, "status")["state"] == "connected"
+        wait_for(lambda u=user: u in sessions(lab, "vpn3000"), 30, f"{user}'s session back")
+        ping = lab.run(node, "ping -c 2 -i 0.2 -W 2 192.168.2.10")
+        assert "2 received" in ping, ping

@@ -63,6 +63,27 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             NAME,
             "Debian builds charon without the save-keys plugin",
         )
+    if vpn.lan_to_lan:
+        unexpressible(
+            ctx,
+            ("vpn", "lan_to_lan"),
+            NAME,
+            "labctl renders remote-access groups only for strongSwan (no LAN-to-LAN yet)",
+        )
+    if explicit(vpn, "fragmentation_policy"):
+        unexpressible(
+            ctx,
+            ("vpn", "fragmentation_policy"),
+            NAME,
+            "it is our agent's data path (nftables on the public interface)",
+        )
+    if explicit(vpn.ike_fragmentation, "size"):
+        unexpressible(
+            ctx,
+            ("vpn", "ike_fragmentation", "size"),
+            NAME,
+            "charon's fragment size is global and by MTU, not a per-peer setting",
+        )
     groups_with_users = {user.group for user in vpn.users.values()}
     if len(groups_with_users) > 1:
         unexpressible(
@@ -93,6 +114,7 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
 
 
 def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
+    """Each group's values for the template."""
     groups = []
     for name, group in vpn.groups.items():
         first, last = parse_pool(group.pool)
@@ -112,10 +134,12 @@ def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
                 "local_ts": join(group.split_tunnel) or "0.0.0.0/0",
                 "ike_proposals": join(group.ike_proposals),
                 "esp_proposals": join(esp),
-                "ike_lifetime": group.ike_lifetime,
+                "ike_reauth": group.ike_lifetime * 8 // 10 if vpn.initiate_rekeys else 0,
                 "ipsec_lifetime": group.ipsec_lifetime,
-                # charon rekeys before the lifetime ends (a margin like the agent's)
-                "ipsec_rekey": group.ipsec_lifetime * 9 // 10,
+                # initiate-rekeys: charon rekeys at 80 % of the lifetime (the agent's
+                # margin); off (a VPN 3000): 0, the clients rekey before it ends
+                "ipsec_rekey": group.ipsec_lifetime * 8 // 10 if vpn.initiate_rekeys else 0,
+                "life_bytes": group.ipsec_lifetime_kb * 1024 if group.ipsec_lifetime_kb else 0,
             }
         )
     return groups
@@ -139,6 +163,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
             {"name": user_name, "password": b64_secret(user.password.get_secret_value())}
             for user_name, user in vpn.users.items()
         ],
+        fragmentation=vpn.ike_fragmentation.enabled,
         dpd_delay=vpn.dpd.interval,
         # IKEv1: charon counts dpd_timeout from the last packet received, not from its
         # R-U-THERE: the idle interval plus the retries

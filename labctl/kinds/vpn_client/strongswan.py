@@ -58,6 +58,17 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
             NAME,
             "charon's retransmission timers are global (strongswan.conf), not per peer",
         )
+    if vpn.mtu is not None:
+        unexpressible(
+            ctx, ("vpn", "mtu"), NAME, "kernel-libipsec's ipsec0 MTU is charon's, not per peer"
+        )
+    if explicit(vpn.ike_fragmentation, "size"):
+        unexpressible(
+            ctx,
+            ("vpn", "ike_fragmentation", "size"),
+            NAME,
+            "charon's fragment size is global and by MTU, not a per-peer setting",
+        )
     if vpn.debug.export_keys:
         unexpressible(
             ctx,
@@ -98,6 +109,13 @@ def render(lab: Lab, name: str) -> NodeConfig:
         # R-U-THERE: the idle interval plus the retries
         dpd_timeout=vpn.dpd.interval + vpn.dpd.retries * vpn.dpd.retry_interval,
         auto_connect=vpn.auto_connect,
+        fragmentation=vpn.ike_fragmentation.enabled,
+        # IKEv1 has no IKE rekey: charon reauthenticates; both before the lifetime ends
+        reauth_time=vpn.ike_lifetime * 9 // 10,
+        ipsec_lifetime=vpn.ipsec_lifetime,
+        ipsec_rekey=vpn.ipsec_lifetime * 9 // 10,
+        life_bytes=vpn.ipsec_lifetime_kb * 1024 if vpn.ipsec_lifetime_kb else 0,
+        rekey_bytes=vpn.ipsec_lifetime_kb * 1024 * 9 // 10 if vpn.ipsec_lifetime_kb else 0,
     )
     return NodeConfig(
         name,

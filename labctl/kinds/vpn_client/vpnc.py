@@ -67,6 +67,13 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
             _unexp(ctx, ("vpn", "dpd", field), "vpnc's DPD retries are built in")
     if vpn.debug.export_keys:
         _unexp(ctx, ("vpn", "debug", "export_keys"), "vpnc cannot export its keys")
+    if vpn.mtu is not None:
+        _unexp(ctx, ("vpn", "mtu"), "vpnc's TUN MTU comes from the concentrator or vpnc")
+    for field in ("ike_lifetime", "ipsec_lifetime", "ipsec_lifetime_kb"):
+        if explicit(vpn, field):
+            _unexp(ctx, ("vpn", field), "vpnc's lifetimes are built in")
+    if vpn.ike_fragmentation.enabled:
+        _unexp(ctx, ("vpn", "ike_fragmentation", "enabled"), "vpnc has no IKE fragmentation")
     for field in ("ike_proposals", "ipsec_proposals"):
         for index, text in enumerate(getattr(vpn, field)):
             if parse_proposal(text) is None:

@@ -110,6 +110,35 @@ def test_the_interop_topology_validates_and_picks_implementations() -> None:
             {"vpncc": {"vpn": {"debug": {"export-keys": True}}}},
             "topology.nodes.vpncc.vpn.debug.export_keys: implementation vpnc",
         ),
+        (
+            {"vpncc": {"vpn": {"ike-fragmentation": {"enabled": True}}}},
+            "topology.nodes.vpncc.vpn.ike_fragmentation.enabled: implementation vpnc",
+        ),
+        (
+            {"vpncc": {"vpn": {"ipsec-lifetime": 3600}}},
+            "topology.nodes.vpncc.vpn.ipsec_lifetime: implementation vpnc",
+        ),
+        (
+            {"swanc": {"vpn": {"mtu": 1300}}},
+            "topology.nodes.swanc.vpn.mtu: implementation strongswan",
+        ),
+        (
+            {
+                "swangw": {
+                    "vpn": {
+                        "lan-to-lan": {
+                            "site": {
+                                "peer": "171.69.89.78",
+                                "psk": "x",
+                                "local-networks": ["192.168.3.0/24"],
+                                "remote-networks": ["10.20.0.0/24"],
+                            }
+                        }
+                    }
+                }
+            },
+            "topology.nodes.swangw.vpn.lan_to_lan: implementation strongswan",
+        ),
     ],
 )
 def test_a_setting_an_implementation_cannot_express_is_an_error(

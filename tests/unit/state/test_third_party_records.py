@@ -101,3 +101,13 @@ def test_expectations_on_reported_fields_pass() -> None:
         node="swangw", count=1, all={"protocol": "IPsec/NAT-T", "ike.hashing": "MD5"}
     )
     assert evaluate_table(gateway(), check, "sessions on swangw").ok
+
+
+def test_a_session_without_an_installed_child_sa_has_no_protocol_yet() -> None:
+    raw = (
+        (DATA / "swanctl-gateway-list-sas.raw")
+        .read_text()
+        .replace("state=INSTALLED", "state=INSTALLING")
+    )
+    (session,) = gateway_sessions(parse_list_sas(raw), "libipsec")
+    assert session["protocol"] is None and session["ipsec"] == []
