@@ -23,7 +23,6 @@ from labctl.images.locking import build_once, file_lock, lock_holder
 from labctl.images.progress import ProgressFn, no_progress
 from labctl.images.recipes import (
     DEFAULT_ROLES,
-    NETWORK_ROLES,
     PARENT_ROLE,
     ROLES,
     BaseConfig,
@@ -345,7 +344,6 @@ class ImageBuilder:
                 log_path=log_path,
                 report=lambda detail: self.progress(stage, detail),
                 nocache=fresh,
-                network=planned.role in NETWORK_ROLES,
             )
 
     # -- inventory -------------------------------------------------------------------------

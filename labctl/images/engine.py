@@ -2,7 +2,8 @@
 
 BuildKit is not available here (the CLI lacks buildx and the SDK only speaks the classic
 /build API), so role images use the classic builder. It builds FROM a local image with no
-registry and, with network_mode=None if network else "none", with no network at all.
+registry and with no network at all (network_mode "none"): every Debian package comes from
+debootstrap on the host, into the base image.
 """
 
 from __future__ import annotations
@@ -98,12 +99,10 @@ def build_image(
     buildargs: dict[str, str],
     stage: str,
     nocache: bool = False,
-    network: bool = False,
     log_path: Path,
     report: Callable[[str], None],
 ) -> str:
-    """`docker build` a context directory as `ref` (classic builder, no network unless
-    network=True: Docker's default bridge, for a recipe that runs apt-get).
+    """`docker build` a context directory as `ref` (classic builder, no network).
 
     nocache=True ignores the build cache: a forced rebuild must not hand back the old layers.
     """
@@ -120,7 +119,7 @@ def build_image(
                 forcerm=True,
                 pull=False,
                 nocache=nocache,
-                network_mode=None if network else "none",
+                network_mode="none",
                 decode=True,
             ):
                 if "stream" in message:

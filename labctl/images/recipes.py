@@ -26,12 +26,8 @@ PARENT_ROLE: dict[str, str | None] = {
     "strongswan": "node",
 }
 # What `labctl images build` and `ensure_images()` build when no role is named. The others
-# are built on demand: `up` builds the roles its topology's nodes run on (the strongSwan
-# image costs an apt-get from the mirror; a lab without strongSwan nodes never pays it).
+# are built on demand: `up` builds the roles its topology's nodes run on.
 DEFAULT_ROLES: tuple[str, ...] = ("base", "node", "vpn")
-# Roles whose Dockerfile installs Debian packages with apt-get: their `docker build` gets
-# Docker's default network (every other build runs with no network at all).
-NETWORK_ROLES: frozenset[str] = frozenset({"strongswan"})
 
 # Node-side Python copied into the vpn image (whichever of these exist in the project).
 VPN_SOURCES: tuple[str, ...] = (
