@@ -288,9 +288,13 @@ def test_vpn_image_carries_the_node_side_sources(
         labels=TEST_LABEL,
     ).decode()
     lines = out.splitlines()
-    assert [line for line in lines if line.startswith("/opt/labctl/")] == expected
+    files = [line for line in lines if line.startswith("/opt/labctl/")]
+    assert [f for f in files if "__pycache__" not in f] == expected
     assert "/opt/labctl/labctl/__init__.py" in expected
-    assert not any("__pycache__" in line for line in lines)
+    # Byte-compiled at build (agents start faster): one .pyc per module, nothing else.
+    compiled = {f for f in files if "__pycache__" in f}
+    sources = {f for f in expected if f.endswith(".py")}
+    assert len(compiled) == len(sources) and all(f.endswith(".pyc") for f in compiled)
     assert "wrapper-ok" in lines and lines[-1] == "1"
     assert any(line.startswith("version ") for line in lines)
     agent_cli = PROJECT_ROOT / "labctl/agent/cli.py"
