@@ -161,6 +161,39 @@ def ike_rows(data: dict) -> list[Row]:
     ]
 
 
+def interop_rows(data: dict) -> list[Row]:
+    """Every client x gateway pair of one lab against vpnc -> strongSwan on the same path."""
+    ref = data.get("reference", {})
+    pairs = {(p["client"], p["gateway"]): p for p in data.get("pairs", [])}
+    reference = pairs.get((ref.get("client"), ref.get("gateway")))
+    if reference is None:
+        return []
+    label = f"{ref['client']} -> {ref['gateway']}"
+    rows: list[Row] = []
+    when, load = _when(data), _load(data, "load_average_before")
+    for (client, gateway), pair in sorted(pairs.items()):
+        if pair is reference:
+            continue
+        for key, what, unit, higher in (
+            ("iperf3_tcp_mbps", "iperf3 TCP", "Mbit/s", True),
+            ("connect_to_reply_ms", "connect -> first reply", "ms", False),
+        ):
+            rows.append(
+                Row(
+                    f"{what}, {client} client -> {gateway} gateway",
+                    pair.get(key),
+                    unit,
+                    reference.get(key),
+                    reference_is=label,
+                    higher_is_better=higher,
+                    source="interop",
+                    when=when,
+                    load=load,
+                )
+            )
+    return rows
+
+
 def vpn_rows(data: dict) -> list[Row]:
     """Seed lab data path per suite; the reference is the same path without IPsec."""
     rows = []
@@ -246,6 +279,7 @@ READERS = {
     "ike": ike_rows,
     "vpn": vpn_rows,
     "tcp": tcp_rows,
+    "interop": interop_rows,
 }
 
 
