@@ -370,12 +370,14 @@ def test_download_a_link_capture_with_its_keys(browser, console, lab) -> None:
     form = by_css(browser, 'tr[data-link="public"] form.capture')[0]
     seconds = form.find_element("css selector", "input[name=seconds]")
     seconds.clear()
-    seconds.send_keys("4")
+    seconds.send_keys("6")
     done = threading.Event()
 
     def keep_pinging() -> None:  # through the tunnel for as long as the capture may run
+        # One long ping per SSH session: on a loaded machine an SSH exec can take longer
+        # than the whole capture, and short pings then left windows with no traffic.
         while not done.is_set():
-            lab.exec("client2", "ping", "-c", "2", "-i", "0.3", "-W", "1", SERVER, check=False)
+            lab.exec("client2", "ping", "-c", "20", "-i", "0.25", "-W", "1", SERVER, check=False)
 
     pinger = threading.Thread(target=keep_pinging)
     pinger.start()
@@ -392,7 +394,8 @@ def test_download_a_link_capture_with_its_keys(browser, console, lab) -> None:
     pcap = next(folder.glob("*.pcap"))
     env = {**os.environ, "WIRESHARK_CONFIG_DIR": str(folder / "wireshark")}
     rows = tshark_rows(env, pcap, "esp && icmp", "ip.dst", "esp.icv_good")
-    assert any(SERVER in dst and good == ["1"] for dst, good in rows), rows[:5]
+    esp = tshark_rows(env, pcap, "esp", "esp.spi")
+    assert any(SERVER in dst and good == ["1"] for dst, good in rows), (rows[:5], esp[:5])
 
 
 def test_logout_ends_a_remote_access_session(browser, console, lab) -> None:
