@@ -27,8 +27,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: deps $(VENV)/.installed
 
+# strongswan too: make test's interop lab runs on it (built here, not inside a test's timeout)
 images: install
-	$(PY) -m labctl images build
+	$(PY) -m labctl images build base node vpn strongswan
 
 lab: images
 	$(PY) -m labctl up $(SEED)

@@ -12,6 +12,7 @@ packages=(
   graphviz             # labctl graph --format svg (and the web console's topology)
   chromium chromium-driver  # the web console's browser tests (selenium, headless)
   python3-venv
+  python3-cryptography # integration tests run the data plane on Debian's python3, as nodes do
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -241,13 +241,7 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
     )
     if signs:
-        try:
-            cert = signature.check(resp, sa, msg, ident, expected)
-            group = signature.group_for(resp, cert)
-        except IkeProtocolError as exc:
-            sa.last_error = f"client certificate refused: {exc.reason}"
-            raise IkeProtocolError(sa.last_error, notify=exc.notify) from None
-        sa.group, sa.group_name = group, group.name
+        signature.admit_client(resp, sa, msg, ident, expected)
     elif h is None or not same_digest(expected, h.data):
         sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
         raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)

@@ -104,3 +104,16 @@ def group_for(engine: EngineBase, cert) -> GroupPolicy:
         f"no tunnel group for certificate '{cert.subject.rfc4514_string()}' (OU {units or 'none'})",
         notify=NotifyType.AUTHENTICATION_FAILED,
     )
+
+
+def admit_client(
+    engine: EngineBase, sa: IkeSa, msg: Message, ident: IdPayload, digest: bytes
+) -> None:
+    """The responder's check of a certificate client (main mode 5, aggressive mode 3): its
+    certificate and signature, then its tunnel group; a refusal is the SA's last error."""
+    try:
+        group = group_for(engine, check(engine, sa, msg, ident, digest))
+    except IkeProtocolError as exc:
+        sa.last_error = f"client certificate refused: {exc.reason}"
+        raise IkeProtocolError(sa.last_error, notify=exc.notify) from None
+    sa.group, sa.group_name = group, group.name
