@@ -414,7 +414,7 @@ def _client(top: _Section) -> ClientSettings:
         tunneling_mode=tt.text("mode"),
         tunneling_port=tt.integer("port"),
         local_lan_access=vpn.flag("local_lan_access"),
-        mtu=None if vpn.raw("mtu") is None else vpn.integer("mtu"),
+        mtu=vpn.optional_integer("mtu"),
         peer_response_timeout=vpn.number("peer_response_timeout"),
         nat_keepalive=vpn.number("nat_keepalive"),
         dpd=_dpd(vpn.section("dpd")),

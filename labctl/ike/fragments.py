@@ -77,9 +77,11 @@ def decode_fragment(data: bytes, header: Header) -> Fragment:
         raise _bad(HEADER_LEN + 6, "fragment number 0 (they count from 1)")
     if header.exchange not in PHASE1_EXCHANGES:
         raise _bad(
-            17, f"fragment of exchange {header.exchange}: only phase-1 messages are fragmented"
+            18, f"fragment of exchange {header.exchange}: only phase-1 messages are fragmented"
         )
-    return Fragment(header, fragment_id, number, bool(flags & LAST_FRAGMENT), body[8:])
+    return Fragment(
+        header, fragment_id, number, bool(flags & LAST_FRAGMENT), body[FRAG_HEADER_LEN:]
+    )
 
 
 def split(message: bytes, max_size: int, fragment_id: int) -> list[bytes]:

@@ -159,9 +159,8 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     l2l = None if rx.tcp else resp._lan_to_lan_for(rx.remote[0])
     group = policy.groups.get(policy.main_mode_group) if policy.main_mode_group else None
     # certificate peers: the group comes from the certificate (message 5)
+    # (ResponderPolicy refuses signature proposals without a certificate and CA)
     signed = tuple(p for p in policy.phase1 if p.auth == AuthMethod.RSA_SIG)
-    if not signed or policy.certificate is None:
-        signed = ()
     if group is None and l2l is None and not signed:
         reason = "main mode not enabled"
         informational.reject_first(resp, out, msg, rx, reason, NotifyType.NO_PROPOSAL_CHOSEN)

@@ -48,11 +48,14 @@ def lifetime(engine: EngineBase, sa: IkeSa) -> int:
     return _resp(engine)._ipsec_lifetime(sa)
 
 
-def lifetime_kb(engine: EngineBase) -> int | None:
-    """Our phase-2 kilobyte lifetime as the answering end (None: no volume limit)."""
+def lifetime_kb(engine: EngineBase, sa: IkeSa) -> int | None:
+    """Our phase-2 kilobyte lifetime as the answering end (None: no volume limit); a
+    LAN-to-LAN entry's own transforms, never a remote-access group's."""
     ini = _ini(engine)
     if ini is not None:
         return shorter(*(p.lifetime_kb for p in ini.config.phase2))
+    if sa.lan_to_lan is not None:
+        return shorter(*(p.lifetime_kb for p in sa.lan_to_lan.phase2))
     return _resp(engine).policy.ipsec_lifetime_kb
 
 
@@ -94,13 +97,13 @@ def rekey_grace(engine: EngineBase) -> float:
     )
 
 
-def rekey_offer(engine: EngineBase, child: ChildSa) -> tuple[Phase2Proposal, ...]:
+def rekey_offer(engine: EngineBase, sa: IkeSa, child: ChildSa) -> tuple[Phase2Proposal, ...]:
     """What we offer to rekey ``child``: the client its configured transforms; the
     concentrator the transform the child has, with the lifetime it has (its own)."""
     ini = _ini(engine)
     if ini is not None:
         return ini.config.phase2
-    rows = (child.proposal,) if child.proposal is not None else _resp(engine).policy.phase2
+    rows = (child.proposal,) if child.proposal is not None else _resp(engine)._phase2_for(sa)
     same_pfs = tuple(p for p in rows if p.pfs_group == child.pfs_group) or rows[:1]
     return tuple(
         replace(p, lifetime=child.lifetime, lifetime_kb=child.lifetime_kb) for p in same_pfs

@@ -232,7 +232,7 @@ def _started_msg2(
 def rekey(engine: EngineBase, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
     """Start the rekey of ``child`` (either role): same selectors, a new SA pair."""
     child.rekeying = True
-    proposals = qm_policy.rekey_offer(engine, child)
+    proposals = qm_policy.rekey_offer(engine, sa, child)
     offer(engine, out, sa, child.local_ts, child.remote_ts, proposals, now, child.inbound_spi)
     engine.stats["child_rekeys_started"] += 1
 
@@ -330,7 +330,7 @@ def _answer_msg1(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMess
     ours = qm_policy.lifetime(resp, sa)
     lifetime = min(choice.offer.life_seconds or ours, ours)
     offered_kb = choice.offer.life_kilobytes
-    lifetime_kb = qm_policy.shorter(offered_kb, qm_policy.lifetime_kb(resp))
+    lifetime_kb = qm_policy.shorter(offered_kb, qm_policy.lifetime_kb(resp, sa))
     child = children.make_child(
         sa,
         message_id=msg.message_id,
