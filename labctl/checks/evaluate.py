@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..state.records_common import unreported_field
+from ..state.shows import ShowError
 from ..topology.checks_model import TABLE_SOURCES, Expectation, TableCheck
 from ..topology.matchers import parse_count, parse_matcher
 
@@ -196,7 +197,11 @@ def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outco
     session must have moved to the new one."""
     xlate = probe.table(check.firewall, "xlate")
     sessions = list(probe.table(check.concentrator, "sessions"))
-    for l2l in probe.table(check.concentrator, "lan-to-lan"):  # a branch behind the PAT too
+    try:  # a branch behind the PAT too; a concentrator without LAN-to-LAN has no such table
+        l2l_rows = list(probe.table(check.concentrator, "lan-to-lan"))
+    except ShowError:
+        l2l_rows = []
+    for l2l in l2l_rows:
         sessions.append(
             {
                 "username": f"LAN-to-LAN {l2l.get('connection_name')}",

@@ -38,9 +38,16 @@ def implementations(kind: str) -> tuple[str, ...]:
     return tuple(i.name for i in spec_of(kind).implementations)
 
 
-def _kinds_present(data: dict[str, Any]) -> set[str]:
-    nodes = (data.get("topology") or {}).get("nodes") or {}
-    return {str(node.get("kind")) for node in nodes.values() if isinstance(node, dict)}
+def _nodes(data: Any) -> dict[str, Any]:
+    """The file's nodes, or none when it is not shaped like a topology (the lab loader,
+    which every variant goes through, then says what is wrong)."""
+    topology = data.get("topology") if isinstance(data, dict) else None
+    nodes = topology.get("nodes") if isinstance(topology, dict) else None
+    return nodes if isinstance(nodes, dict) else {}
+
+
+def _kinds_present(data: Any) -> set[str]:
+    return {str(node.get("kind")) for node in _nodes(data).values() if isinstance(node, dict)}
 
 
 def _with_implementations(data: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import yaml
+
 from ..lifecycle import (
     PushError,
     down,
@@ -413,7 +415,7 @@ def _matrix_runs(files, make_run, only):
     for file in files:
         try:
             found = variants(file)
-        except (TopologyError, OSError, ValueError) as exc:
+        except (TopologyError, OSError, ValueError, yaml.YAMLError) as exc:
             runs.append(make_run(file))  # its own case reports why the file cannot run
             print(f"{file}: no matrix ({exc})", file=sys.stderr)
             continue

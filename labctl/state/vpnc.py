@@ -57,8 +57,18 @@ def split_networks(state: dict[str, str]) -> list[str]:
         addr = state.get(f"CISCO_SPLIT_INC_{index}_ADDR")
         masklen = state.get(f"CISCO_SPLIT_INC_{index}_MASKLEN")
         if addr and masklen:
-            networks.append(str(ipaddress.IPv4Network(f"{addr}/{masklen}", strict=False)))
+            try:
+                networks.append(str(ipaddress.IPv4Network(f"{addr}/{masklen}", strict=False)))
+            except ValueError:
+                continue  # a garbled line from the node reads as no network, not a crash
     return networks
+
+
+def _seconds(state: dict[str, str], key: str) -> float | None:
+    try:
+        return float(state[key])
+    except (KeyError, ValueError):
+        return None
 
 
 def vpnc_status(state: dict[str, str], vpn: Any) -> dict[str, Any]:
@@ -88,9 +98,7 @@ def vpnc_status(state: dict[str, str], vpn: Any) -> dict[str, Any]:
         "packets_bypassed": None,
         "bytes_sent": _int(state, "tx_bytes"),
         "bytes_received": _int(state, "rx_bytes"),
-        "connected_at": float(state["connected_at"])
-        if connected and "connected_at" in state
-        else None,
+        "connected_at": _seconds(state, "connected_at") if connected else None,
         "split_networks": split_networks(state) if connected else [],
         "banner": state.get("CISCO_BANNER") if connected else None,
         "last_error": None,

@@ -5,6 +5,7 @@ pipes. Screenshots of every page are kept under reports/screenshots/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -485,6 +486,14 @@ def _kill_if_running(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
+def _kill_pids(pids: list[int]) -> None:
+    """SIGKILL those of ``pids`` that are still a tcpdump (a PID may have been reused)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if b"tcpdump" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_capture_stops_cleanly_on_ctrl_c_and_with_its_parent(lab, tmp_path, request) -> None:
     for ending in (signal.SIGINT, signal.SIGKILL):
         pcap = tmp_path / f"{ending.name}.pcap"
@@ -511,6 +520,8 @@ def test_capture_stops_cleanly_on_ctrl_c_and_with_its_parent(lab, tmp_path, requ
         assert capture.stderr is not None
         assert "pix:inside's side" in capture.stderr.readline()
         tcpdumps = tcpdump_children(capture.pid)
+        # if the parent-death signal under test fails, the orphaned tcpdump must not stay
+        request.addfinalizer(lambda pids=tcpdumps: _kill_pids(pids))
         assert len(tcpdumps) == 1
         lab.exec("client1", "ping", "-c", "2", "-i", "0.2", "10.10.10.1")  # plain ICMP there
         capture.send_signal(ending)

@@ -97,12 +97,10 @@ def test_l2l_behind_pat_with_natt() -> None:
     assert (c.local_ts, c.remote_ts) == (BRANCH_LAN, HQ_LAN)
     assert c.encapsulation == s.encapsulation == "udp-tunnel"
     assert s.lifetime_seconds == 600  # the entry's lifetime, told by RESPONDER-LIFETIME
-    # the selectors on the wire: ID_IPV4_ADDR_SUBNET both ways (quick mode is encrypted:
-    # the engine's own record of what it offered tells; here we decode the client's IDs)
     assert not lab.events_of("server", PacketDropped)
 
 
-def test_l2l_ids_are_subnets_on_the_wire() -> None:
+def test_network_ids_are_built_as_subnets() -> None:
     assert IdPayload.for_network(BRANCH_LAN).id_type == IdType.IPV4_ADDR_SUBNET
     assert IdPayload.for_network(BRANCH_LAN).as_network() == BRANCH_LAN
 
@@ -169,6 +167,8 @@ def test_remote_access_client_from_the_peer_address_gets_no_group() -> None:
     lab.start("ra")
     lab.run(5)
     assert not lab.events_of("server", Phase1Established)
+    (failed,) = lab.events_of("server", ExchangeFailed)
+    assert failed.reason == "unknown group KEY_ID:branch"  # refused, not merely unreached
 
 
 def test_child_and_phase1_rekeys_keep_the_tunnel() -> None:
