@@ -8,7 +8,10 @@ vpn admin login NAME [--protocol P] [--lease S] | touch ID | logout ID
                                          (concentrator: management sessions)
 vpn connect [--wait] [--timeout S]       (client)
 vpn disconnect                           (client)
-vpn status [--json]                      (client)
+vpn status [--json]                      (client; a fleet: one row per simulated client)
+vpn fleet [--json]                       (fleet: summary, connect times, pings, memory)
+vpn fleet connect [--wait] [--timeout S] | disconnect
+vpn fleet ping ADDRESS [--waves N] [--interval S] [--max-loss PCT]
 vpn stats
 vpn log [-n N]
 """
@@ -135,6 +138,50 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_fleet(args) -> int:
+    if args.action == "disconnect":
+        print(request("disconnect")["state"])
+        return 0
+    if args.action == "connect":
+        request("connect")
+        return _fleet_wait(args, lambda s: s["connecting"] == 0 and s["disconnected"] == 0)
+    if args.action == "ping":
+        if not args.address:
+            print("vpn: usage: vpn fleet ping ADDRESS", file=sys.stderr)
+            return 2
+        request("fleet-ping", {"to": args.address, "waves": args.waves, "interval": args.interval})
+        args.wait = True
+        return _fleet_wait(args, lambda s: (s["ping"] or {}).get("state") == "done")
+    result = request("fleet")
+    if args.json:
+        _print_json(result["summary"])
+    else:
+        sys.stdout.write(result["text"])
+    return 0
+
+
+def _fleet_wait(args, done) -> int:
+    """Poll the fleet's summary until ``done``; print it; 0 when every member is connected
+    (connect) or no echo went unanswered beyond --max-loss (ping)."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        result = request("fleet")
+        summary = result["summary"]
+        finished = done(summary)
+        if finished or time.monotonic() >= deadline or not args.wait:
+            break
+        time.sleep(0.5)
+    sys.stdout.write(result["text"])
+    if not finished and args.wait:
+        print(f"vpn: not finished after {args.timeout:.0f}s", file=sys.stderr)
+        return 1
+    if args.action == "connect":
+        return 0 if summary["connected"] == summary["members"] else 1
+    ping = summary["ping"]
+    allowed = ping["sent"] * args.max_loss / 100.0
+    return 0 if ping["sent"] > 0 and ping["lost"] <= allowed else 1
+
+
 def cmd_stats(args) -> int:
     _print_json(request("stats"))
     return 0
@@ -203,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("fleet")
+    p.add_argument("action", nargs="?", choices=("summary", "connect", "disconnect", "ping"))
+    p.add_argument("address", nargs="?", help="ping: where every simulated client pings")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--wait", action="store_true", help="connect: until every client is done")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--waves", type=int, default=3)
+    p.add_argument("--interval", type=float, default=1.0, help="ping: seconds between waves")
+    p.add_argument("--max-loss", type=float, default=0.0, help="ping: percent allowed")
+    p.set_defaults(func=cmd_fleet)
     p = sub.add_parser("stats")
     p.set_defaults(func=cmd_stats)
     p = sub.add_parser("log")

@@ -98,29 +98,8 @@ class ClientAgent:
         self.log = log
         self.keylog = KeyLog() if settings.export_keys else None
         self.report = IkeReport(log)
-        loop.call_every(1.0, log.flush)  # summaries of rate-limited lines
-        loop.call_every(1.0, self._note_volume)  # kilobyte lifetimes
-        self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
-        cisco_port = self._cisco_port()
-        self.dataplane = Dataplane(
-            loop,
-            self.tun,
-            natt_socket=open_udp("0.0.0.0", NATT_PORT),
-            cisco_socket=open_udp("0.0.0.0", cisco_port) if cisco_port else None,
-            raw_socket=open_raw_esp(),
-            on_ike=self._on_natt_ike,
-            on_event=self._on_dataplane_event,
-            keepalive_interval=settings.nat_keepalive or 20.0,
-        )
-        self.driver = EngineDriver(
-            loop,
-            None,
-            open_ike_socket("0.0.0.0"),
-            self.dataplane.send_ike,
-            self._on_event,
-            NATT_PORT,
-            send_stream=self._send_stream,
-        )
+        self._start_timers()
+        self._open_io()
         # IPsec over TCP: the connection being opened / the one the session rides
         self.connector: TcpConnector | None = None
         self.stream: StreamConnection | None = None
@@ -133,6 +112,34 @@ class ClientAgent:
         self.reconnect_timer: Timer | None = None
         self.failures = 0
         self.last_phase1: Phase1Established | None = None
+
+    def _start_timers(self) -> None:
+        self.loop.call_every(1.0, self.log.flush)  # summaries of rate-limited lines
+        self.loop.call_every(1.0, self._note_volume)  # kilobyte lifetimes
+
+    def _open_io(self) -> None:
+        """The TUN, the data plane and the IKE socket (a fleet member has its own)."""
+        self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
+        cisco_port = self._cisco_port()
+        self.dataplane = Dataplane(
+            self.loop,
+            self.tun,
+            natt_socket=open_udp("0.0.0.0", NATT_PORT),
+            cisco_socket=open_udp("0.0.0.0", cisco_port) if cisco_port else None,
+            raw_socket=open_raw_esp(),
+            on_ike=self._on_natt_ike,
+            on_event=self._on_dataplane_event,
+            keepalive_interval=self.settings.nat_keepalive or 20.0,
+        )
+        self.driver = EngineDriver(
+            self.loop,
+            None,
+            open_ike_socket("0.0.0.0"),
+            self.dataplane.send_ike,
+            self._on_event,
+            NATT_PORT,
+            send_stream=self._send_stream,
+        )
 
     def _note_volume(self) -> None:
         if self.driver.engine is not None:
@@ -149,7 +156,7 @@ class ClientAgent:
             self.reconnect_timer = None
         host = self._server()
         try:
-            self.local_ip = local_address_towards(host)
+            self.local_ip = self._local_address(host)
         except OSError as exc:
             self._failed(f"no route to {host}: {exc.strerror}")
             return self.status.state
@@ -170,6 +177,10 @@ class ClientAgent:
 
     def _server(self) -> str:
         return str(self.settings.host)
+
+    def _local_address(self, host: str) -> str:
+        """The address IKE goes out from (NAT-D hashes it): what the kernel picks."""
+        return local_address_towards(host)
 
     def _new_status(self, state: str, **fields) -> ClientStatus:
         s = self.settings

@@ -17,6 +17,8 @@ from .client import ClientAgent
 from .concentrator import ConcentratorAgent
 from .control import ControlError, ControlServer
 from .eventlog import EventLog
+from .fleet import FleetAgent, render_rows, render_summary
+from .fleet_settings import FleetSettings
 from .loop import EventLoop
 from .preflight import PreflightError, check_settings_file
 from .settings import (
@@ -41,6 +43,8 @@ class Daemon:
             self.agent: Any = ClientAgent(settings, self.loop, self.log)
         elif isinstance(settings, SiteSettings):
             self.agent = SiteAgent(settings, self.loop, self.log)
+        elif isinstance(settings, FleetSettings):
+            self.agent = FleetAgent(settings, self.loop, self.log)
         else:
             self.agent = ConcentratorAgent(settings, self.loop, self.log)
         self.started = time.time()
@@ -49,7 +53,9 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.loop.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.loop.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
-        if isinstance(settings, ClientSettings | SiteSettings) and settings.auto_connect:
+        if isinstance(settings, ClientSettings | SiteSettings | FleetSettings) and (
+            settings.auto_connect
+        ):
             self.loop.call_later(0.0, self.agent.connect)
 
     def _handlers(self) -> dict:
@@ -72,6 +78,19 @@ class Daemon:
                     args.get("id"), args.get("lease")
                 ),
                 "admin-logout": self._admin_logout,
+            }
+        elif isinstance(self.agent, FleetAgent):
+            handlers |= {
+                "status": self._fleet_status,
+                "fleet": lambda args: {
+                    "summary": (summary := self.agent.summary()),
+                    "text": render_summary(summary),
+                },
+                "fleet-ping": lambda args: self.agent.ping(
+                    str(args["to"]), int(args.get("waves", 3)), float(args.get("interval", 1.0))
+                ),
+                "connect": lambda args: {"state": self.agent.connect()},
+                "disconnect": lambda args: {"state": self.agent.disconnect()},
             }
         else:
             handlers |= {
@@ -114,6 +133,10 @@ class Daemon:
         status = self.agent.client_status()
         return {"status": status.to_json(), "text": render_client_status(status, time.time())}
 
+    def _fleet_status(self, args: dict) -> dict:
+        rows = self.agent.rows()
+        return {"status": rows, "text": render_rows(rows)}
+
     def _reload_on_signal(self) -> None:
         """SIGHUP: re-read the settings file, as `vpn service reload` does."""
         self._reload({})
@@ -148,7 +171,7 @@ class Daemon:
         try:
             self.loop.run()
         finally:
-            if isinstance(self.agent, ClientAgent):
+            if isinstance(self.agent, ClientAgent | FleetAgent):
                 with contextlib.suppress(Exception):
                     self.agent.disconnect()
                     self.loop.run(duration=0.2)  # let the Delete leave

@@ -11,11 +11,14 @@ import json
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..ike.config import Phase1Proposal, Phase2Proposal
 from ..ike.constants import AuthMethod, EspAuth, EspTransform, P1Encryption, P1Hash
 from .control import CONFIG_PATH
+
+if TYPE_CHECKING:
+    from .fleet_settings import FleetSettings
 
 _P1_CIPHERS = {
     "3des": (P1Encryption.TRIPLE_DES_CBC, None),
@@ -202,7 +205,7 @@ class SiteSettings:
         return None
 
 
-AgentSettings = ConcentratorSettings | ClientSettings | SiteSettings
+AgentSettings: TypeAlias = "ConcentratorSettings | ClientSettings | SiteSettings | FleetSettings"
 
 
 class _Section:
@@ -318,6 +321,10 @@ def parse_settings(data: Any) -> AgentSettings:
         return _client(top)
     if kind == "vpn-site":
         return _site(top)
+    if kind == "vpn-fleet":
+        from .fleet_settings import parse_fleet  # imports this module
+
+        return parse_fleet(_client(top), top.section("vpn").section("fleet"))
     raise SettingsError(f"kind {kind!r} has no VPN agent")
 
 
@@ -495,6 +502,8 @@ def listeners(settings: AgentSettings) -> list[Listener]:
         if settings.ipsec_over_tcp:
             found.append(Listener("tcp", address, settings.ipsec_over_tcp, "IPsec over TCP"))
         return found
+    if not isinstance(settings, ClientSettings | SiteSettings):
+        return []  # a fleet binds its members' addresses, which it adds itself at start
     found = [Listener("udp", "0.0.0.0", 500, "IKE"), Listener("udp", "0.0.0.0", 4500, "NAT-T")]
     if isinstance(settings, ClientSettings) and settings.tunneling_mode in ("udp", "auto"):
         found.append(Listener("udp", "0.0.0.0", settings.tunneling_port, "IPsec over UDP"))

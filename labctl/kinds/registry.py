@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import LabctlError
 from ..topology.base import NodeBase
-from . import concentrator, host, pat_firewall, router, vpn_client, vpn_site
+from . import concentrator, host, pat_firewall, router, vpn_client, vpn_fleet, vpn_site
 from .spec import Implementation, KindSpec
 
 SPECS: tuple[KindSpec, ...] = (
@@ -18,6 +18,7 @@ SPECS: tuple[KindSpec, ...] = (
     concentrator.SPEC,
     vpn_client.SPEC,
     vpn_site.SPEC,
+    vpn_fleet.SPEC,
 )
 
 _BY_NAME = {spec.name: spec for spec in SPECS}

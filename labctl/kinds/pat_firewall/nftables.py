@@ -60,6 +60,12 @@ def inside_networks(handle: Any, node: str) -> list[IPv4Network]:
         address = spec.interfaces[if_name].ipv4
         if address is not None:
             networks.append(address.network)
+    # Networks routed behind an inside interface (a client fleet's addresses) are inside
+    # too: `nat (inside) 1 0 0` translates whatever arrives there (not the default route).
+    connected = list(networks)
+    for route in spec.routes:
+        if route.dst.prefixlen and any(route.via in network for network in connected):
+            networks.append(route.dst)
     return networks
 
 
