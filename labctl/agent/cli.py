@@ -172,7 +172,9 @@ def _fleet_wait(args, done) -> int:
             break
         time.sleep(0.5)
     sys.stdout.write(result["text"])
-    if not finished and args.wait:
+    if not args.wait:
+        return 0
+    if not finished:
         print(f"vpn: not finished after {args.timeout:.0f}s", file=sys.stderr)
         return 1
     if args.action == "connect":

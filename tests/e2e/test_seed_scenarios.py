@@ -36,6 +36,7 @@ SCENARIOS = {
     "l2l-nat-t.yaml": {"expect"},
     "l2l-nat-t-off.yaml": {"repair-nat-t"},
     "fragmentation-policy.yaml": {"three-policies"},
+    "fleet-clients.yaml": {"fleet-of-fifty", "pool-exhaustion"},
 }
 
 

@@ -35,6 +35,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
         timeouts=pat.timeouts,
         allow_inbound=pat.allow_inbound,
         port_allocation=pat.port_allocation,
+        global_ports=pat.global_ports,
         drop_fragments=pat.drop_fragments,
     )
     # Per-flow packet/byte counters, so xlate records show what crossed the PAT.

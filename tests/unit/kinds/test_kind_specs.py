@@ -152,7 +152,15 @@ def test_the_completeness_check_finds_what_a_spec_lacks() -> None:
 
 def test_the_registry_is_the_models_list_of_kinds() -> None:
     assert KINDS == kind_names() == tuple(spec.name for spec in SPECS)
-    assert KINDS == ("host", "router", "pat-firewall", "concentrator", "vpn-client", "vpn-site")
+    assert KINDS == (
+        "host",
+        "router",
+        "pat-firewall",
+        "concentrator",
+        "vpn-client",
+        "vpn-site",
+        "vpn-fleet",
+    )
     with pytest.raises(UnknownKindError, match="unknown node kind 'switch' \\(kinds: host, "):
         spec_of("switch")
 
@@ -190,4 +198,4 @@ def test_kinds_and_topology_import_in_any_order(first: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT
     )
-    assert (result.returncode, result.stdout.strip()) == (0, "vpn-site"), result.stderr
+    assert (result.returncode, result.stdout.strip()) == (0, "vpn-fleet"), result.stderr

@@ -27,4 +27,4 @@ def test_a_client_has_no_tcp_server_line() -> None:
 
 
 def test_stats_is_offered_for_every_vpn_kind() -> None:
-    assert kinds_with_show("stats") == ("concentrator", "vpn-client", "vpn-site")
+    assert kinds_with_show("stats") == ("concentrator", "vpn-client", "vpn-site", "vpn-fleet")

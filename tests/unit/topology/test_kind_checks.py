@@ -30,12 +30,12 @@ def with_scenario(*steps: str) -> str:
         (
             "connect: pix",
             "scenarios.s.steps.0.connect: pix is a pat-firewall; "
-            "this needs a vpn-client or vpn-site",
+            "this needs a vpn-client or vpn-site or vpn-fleet",
         ),
         (
             "disconnect: [client1, vpn3000]",
             "scenarios.s.steps.0.disconnect: vpn3000 is a concentrator; "
-            "this needs a vpn-client or vpn-site",
+            "this needs a vpn-client or vpn-site or vpn-fleet",
         ),
         (
             "expect: [{sessions: {node: client1}}]",
@@ -45,7 +45,7 @@ def with_scenario(*steps: str) -> str:
         (
             "expect: [{client: {node: vpn3000}}]",
             "scenarios.s.steps.0.expect.0.client.node: vpn3000 is a concentrator; "
-            "this needs a vpn-client or vpn-site",
+            "this needs a vpn-client or vpn-site or vpn-fleet",
         ),
         (
             "expect: [{session-follows-xlate: {firewall: router, concentrator: pix}}]",
