@@ -31,6 +31,7 @@ class FleetSettings:
     first_address: IPv4Address
     interface: str
     connect_rate: float  # connects started per second (the storm's pace)
+    max_connecting: int  # members between "connect" and "connected" at once, at most
     reconnect: bool  # a failed member tries again (off: it stays failed, e.g. no pool address)
 
     @property
@@ -89,11 +90,14 @@ def parse_fleet(client: ClientSettings, section) -> FleetSettings:
     rate = section.number("connect_rate")
     if rate <= 0:
         raise SettingsError("setting vpn.fleet.connect_rate: must be above 0")
+    if section.integer("max_connecting") < 1:
+        raise SettingsError("setting vpn.fleet.max_connecting: must be at least 1")
     settings = FleetSettings(
         client=client,
         first_address=IPv4Address(section.text("addresses")),
         interface=section.text("interface"),
         connect_rate=rate,
+        max_connecting=section.integer("max_connecting"),
         reconnect=section.flag("reconnect"),
     )
     settings.members()  # the range is readable

@@ -51,6 +51,12 @@ class FleetSection(Strict):
         None, description="where the addresses go (default: the node's only interface)"
     )
     connect_rate: float = Field(50.0, gt=0, le=10000, description="connects started per second")
+    max_connecting: int = Field(
+        25,
+        ge=1,
+        description="clients between connect and connected at once, at most: on a busy "
+        "machine a faster pace only queues requests until clients retransmit them",
+    )
     reconnect: bool = Field(
         True, description="a failed client tries again (off: it stays failed, its reason shown)"
     )

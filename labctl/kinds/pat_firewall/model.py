@@ -47,7 +47,6 @@ class PatSettings(Strict):
         "that do not pass fragments); counted in the 'fragment dropped' rule",
     )
 
-
     @field_validator("global_ports")
     @classmethod
     def _port_range(cls, value: str | None) -> str | None:
