@@ -178,6 +178,12 @@ def _fleet_wait(args, done) -> int:
         print(f"vpn: not finished after {args.timeout:.0f}s", file=sys.stderr)
         return 1
     if args.action == "connect":
+        # the last line is what a scenario's step log keeps
+        print(
+            f"{summary['connected']}/{summary['members']} connected, all after "
+            f"{summary['storm_seconds']} s; connect p50 {summary['connect_p50']} s, p99 "
+            f"{summary['connect_p99']} s; IKE retransmissions {summary['ike_retransmits']}"
+        )
         return 0 if summary["connected"] == summary["members"] else 1
     ping = summary["ping"]
     allowed = ping["sent"] * args.max_loss / 100.0
