@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SEED := topologies/nat-t-two-clients.yaml
 PYTEST_ARGS ?=
+FLEET_CLIENTS ?= 1000
 SCALE_CLIENTS ?= 10 50
 BENCH_REFERENCE ?=
 
@@ -67,6 +68,7 @@ bench: images
 	$(PY) bench/bench_interop.py --out bench/results/interop.json
 	/usr/bin/python3 bench/bench_dataplane_paths.py --out bench/results/dataplane_paths.json
 	$(PY) bench/bench_scale.py --clients $(SCALE_CLIENTS) $(if $(BENCH_REFERENCE),--compare $(BENCH_REFERENCE)) --out bench/results/scale.json
+	$(PY) bench/bench_fleet.py --clients $(FLEET_CLIENTS) --out bench/results/fleet.json
 	$(PY) bench/report.py --readme README.md
 
 bench-report: install

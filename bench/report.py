@@ -273,8 +273,44 @@ def tcp_rows(data: dict) -> list[Row]:
     return rows
 
 
+def fleet_rows(data: dict) -> list[Row]:
+    """One `vpn-fleet` container of N simulated clients (bench/bench_fleet.py)."""
+    load = _load(data, "load_average")
+    rows = []
+    for run in data.get("runs", []):
+        n = run["clients"]
+        fleet = run.get("fleet") or {}
+        ping = fleet.get("ping") or {}
+        failed = " (FAILED: " + str(run["error"])[:60] + ")" if "error" in run else ""
+        agent = run.get("fleet_agent") or {}
+        conc = run.get("concentrator") or {}
+        idle = run.get("concentrator_idle") or {}
+        conc_kib = (
+            round((conc["rss_mib"] - idle["rss_mib"]) * 1024 / n, 1)
+            if conc.get("rss_mib") and idle.get("rss_mib")
+            else None
+        )
+        for what, value, unit in (
+            (f"fleet of {n} clients: `up` (5 containers){failed}", run.get("up_seconds"), "s"),
+            (f"fleet of {n}: connect storm, all connected", fleet.get("storm_seconds"), "s"),
+            (f"fleet of {n}: connect time p50", fleet.get("connect_p50"), "s"),
+            (f"fleet of {n}: connect time p99", fleet.get("connect_p99"), "s"),
+            (f"fleet of {n}: IKE retransmissions in the storm", fleet.get("ike_retransmits"), ""),
+            (f"fleet of {n}: echoes lost of {ping.get('sent')}", ping.get("lost"), ""),
+            (f"fleet of {n}: memory per simulated client", fleet.get("rss_per_member_kib"), "KiB"),
+            (f"fleet of {n}: fleet agent CPU, storm + pings", agent.get("cpu_seconds"), "s"),
+            (f"fleet of {n}: concentrator memory per session", conc_kib, "KiB"),
+            (f"fleet of {n}: concentrator CPU, storm + pings", conc.get("cpu_seconds"), "s"),
+            (f"fleet of {n}: `down`", run.get("down_seconds"), "s"),
+        ):
+            if value is not None:
+                rows.append(Row(what, value, unit, None, "", False, "fleet", _when(data), load))
+    return rows
+
+
 READERS = {
     "scale": scale_rows,
+    "fleet": fleet_rows,
     "lab": lab_rows,
     "ike": ike_rows,
     "vpn": vpn_rows,
