@@ -301,6 +301,11 @@ def fleet_rows(data: dict) -> list[Row]:
             (f"fleet of {n}: fleet agent CPU, storm + pings", agent.get("cpu_seconds"), "s"),
             (f"fleet of {n}: concentrator memory per session", conc_kib, "KiB"),
             (f"fleet of {n}: concentrator CPU, storm + pings", conc.get("cpu_seconds"), "s"),
+            (
+                f"fleet of {n}: fleet agent CPU while connected and idle",
+                run.get("fleet_idle_cpu_per_second"),
+                "CPU-s/s",
+            ),
             (f"fleet of {n}: `down`", run.get("down_seconds"), "s"),
         ):
             if value is not None:

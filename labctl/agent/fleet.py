@@ -48,6 +48,7 @@ class FleetAgent:
         self.settings = settings
         self.loop = loop
         self.log = log
+        started = time.monotonic()
         members = settings.members()
         _raise_fd_limit(len(members) * FDS_PER_MEMBER + 256)
         # One `ip` process for every alias: the members bind their sockets to them.
@@ -66,10 +67,12 @@ class FleetAgent:
         self.storm_budget = 0.0
         self.in_flight: set[FleetMember] = set()
         self.ping_run: PingRun | None = None
+        self.setup_seconds = round(time.monotonic() - started, 2)  # aliases, sockets, engines
         self.log.info(
             "FLEET/1",
             f"{len(self.members)} simulated clients on {settings.interface} from "
-            f"{members[0].address}, connect rate {settings.connect_rate:g}/s",
+            f"{members[0].address}, connect rate {settings.connect_rate:g}/s "
+            f"(set up in {self.setup_seconds} s)",
         )
 
     def _tick(self) -> None:
@@ -206,6 +209,7 @@ class FleetAgent:
                 max(ended) - self.storm_started if ended and self.storm_started else None
             ),
             "ike_retransmits": sum(m.ike_retransmits for m in self.members),
+            "setup_seconds": self.setup_seconds,
             "rss_kib": rss,
             "rss_per_member_kib": round(rss / max(1, len(self.members)), 1),
             "cpu_seconds": round(cpu.user + cpu.system, 2),
