@@ -253,7 +253,13 @@ def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outco
             hint=f"labctl show --lab {lab_name} {check.firewall} xlate; "
             f"labctl show --lab {lab_name} {check.concentrator} sessions -v",
         )
-    return Outcome(True, f"{label}: {', '.join(sorted(set(followed)))}")
+    shown = sorted(set(followed))
+    more = len(shown) - FOLLOWED_SHOWN
+    listed = ", ".join(shown[:FOLLOWED_SHOWN]) + (f" ... and {more} more" if more > 0 else "")
+    return Outcome(True, f"{label}: {listed}")
+
+
+FOLLOWED_SHOWN = 20  # a fleet has a thousand sessions: a line, not a page, in the step log
 
 
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")

@@ -295,3 +295,46 @@ def test_lan_to_lan_sessions_follow_the_translation_too() -> None:
     outcome = evaluate(expectation, _FakeProbe([_xlate(1031)], [], [branch]), "lab")
     assert not outcome.ok
     assert "LAN-to-LAN branch: comes from 171.69.89.78(1030)" in outcome.text()
+
+
+class _FleetProbe:
+    """A PAT and a concentrator with `count` NAT-T sessions, each on its own global port."""
+
+    def __init__(self, count: int, moved: int | None = None) -> None:
+        self.count, self.moved = count, moved
+
+    def table(self, node: str, what: str) -> list[dict]:
+        if what == "xlate":
+            return [
+                {"protocol": "udp", "remote_port": 4500, "global_ip": "171.69.89.78",
+                 "global_port": 1024 + n}
+                for n in range(self.count)
+            ]  # fmt: skip
+        if what == "sessions":
+            return [
+                {"username": f"vpnclient{n}", "public_ip": "171.69.89.78",
+                 "ipsec": [{"udp_source_port": 1024 + n + 5000 * (n == self.moved),
+                            "udp_destination_port": 4500}]}
+                for n in range(self.count)
+            ]  # fmt: skip
+        return []
+
+    def ping(self, source: str, to: str, count: int, size: int | None) -> tuple[int, int, str]:
+        raise AssertionError("not used")
+
+
+def test_session_follows_xlate_lists_a_crowd_in_one_line_and_names_the_one_that_moved() -> None:
+    expectation = Expectation.model_validate(
+        {"session-follows-xlate": {"firewall": "pix", "concentrator": "vpn3000"}}
+    )
+    outcome = evaluate(expectation, _FleetProbe(1000), "lab")
+    assert outcome.ok
+    assert outcome.summary.endswith("... and 980 more")
+    assert outcome.summary.count("171.69.89.78(") == 20
+    small = evaluate(expectation, _FleetProbe(2), "lab")
+    assert small.ok and small.summary.endswith(
+        "vpnclient0 171.69.89.78(1024), vpnclient1 171.69.89.78(1025)"
+    )
+    broken = evaluate(expectation, _FleetProbe(1000, moved=17), "lab")
+    assert not broken.ok and len(broken.details) == 1
+    assert broken.details[0].startswith("session vpnclient17: comes from 171.69.89.78(6041)")
