@@ -253,9 +253,9 @@ def _evaluate_session_follows_xlate(check, probe: Probe, lab_name: str) -> Outco
             hint=f"labctl show --lab {lab_name} {check.firewall} xlate; "
             f"labctl show --lab {lab_name} {check.concentrator} sessions -v",
         )
-    shown = sorted(set(followed))
-    more = len(shown) - FOLLOWED_SHOWN
-    listed = ", ".join(shown[:FOLLOWED_SHOWN]) + (f" ... and {more} more" if more > 0 else "")
+    names = sorted(set(followed))
+    more = len(names) - FOLLOWED_SHOWN
+    listed = ", ".join(names[:FOLLOWED_SHOWN]) + (f" ... and {more} more" if more > 0 else "")
     return Outcome(True, f"{label}: {listed}")
 
 

@@ -266,6 +266,11 @@ def _node_states(console: Console, lab: str, described: dict[str, Any]) -> dict[
                     "vpn": f"{summary.get('active_remote_access', 0)} sessions"
                     + (f", {l2l} LAN-to-LAN" if l2l else ""),
                 }
+            elif node["kind"] == "vpn-fleet":
+                summary, _ = console.labs.collect(lab, node["name"], "fleet")
+                states[node["name"]] = {
+                    "vpn": f"{summary.get('connected', 0)}/{summary.get('members', 0)} connected"
+                }
             elif node["kind"] in ("vpn-client", "vpn-site"):
                 status, _ = console.labs.collect(lab, node["name"], "status")
                 states[node["name"]] = {
@@ -365,7 +370,13 @@ def _node_parts(console: Console, lab: str, node: str, view: str) -> dict[str, s
 
 # The page a node opens on, by the tables its implementation has (a strongSwan
 # concentrator has no Administer Sessions, say): the first one that fits.
-NODE_VIEWS = (("administer", "manager"), ("xlate", "pix"), ("status", "client"))
+# A fleet's `status` is a thousand rows, not one client: it opens on its summary.
+NODE_VIEWS = (
+    ("administer", "manager"),
+    ("xlate", "pix"),
+    ("fleet", "show:fleet"),
+    ("status", "client"),
+)
 
 
 async def node_page(console: Console, request: Request) -> Response:
