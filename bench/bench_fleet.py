@@ -6,7 +6,7 @@ user range cut to N, is brought up through the real CLI; then the fleet's connec
 concentrator (`vpn fleet ping`), and `down`. Recorded per N: wall time of up, the storm
 and down; the storm's connect-time p50/p99 and IKE retransmissions; pings sent/answered;
 the fleet agent's resident memory (per simulated client) and CPU; the concentrator agent's
-memory and CPU with N sessions; the fleet agent's CPU while N clients sit connected.
+memory and CPU with N sessions; both agents' CPU while N clients sit connected.
 """
 
 from __future__ import annotations
@@ -90,13 +90,16 @@ def run_one(n: int, rate: float | None) -> dict:
             )  # fmt: skip
             if ping.returncode != 0:
                 figures["ping_error"] = (ping.stderr or ping.stdout).strip()[-300:]
-            before = agent_figures(lab, "fleet")
+            nodes = ("fleet", "vpn3000")
+            before = {node: agent_figures(lab, node) for node in nodes}
             time.sleep(IDLE_SECONDS)  # connected and idle: keepalives, DPD, timers
-            after = agent_figures(lab, "fleet")
-            if before["cpu_seconds"] is not None and after["cpu_seconds"] is not None:
-                figures["fleet_idle_cpu_per_second"] = round(
-                    (after["cpu_seconds"] - before["cpu_seconds"]) / IDLE_SECONDS, 3
-                )
+            after = {node: agent_figures(lab, node) for node in nodes}
+            for node, key in zip(nodes, ("fleet", "concentrator"), strict=True):
+                if before[node]["cpu_seconds"] is not None and after[node]["cpu_seconds"]:
+                    figures[f"{key}_idle_cpu_per_second"] = round(
+                        (after[node]["cpu_seconds"] - before[node]["cpu_seconds"]) / IDLE_SECONDS,
+                        3,
+                    )
             summary = json.loads(
                 labctl("exec", "--lab", lab, "fleet", "--", "vpn", "fleet", "--json").stdout
             )

@@ -306,6 +306,11 @@ def fleet_rows(data: dict) -> list[Row]:
                 run.get("fleet_idle_cpu_per_second"),
                 "CPU-s/s",
             ),
+            (
+                f"fleet of {n}: concentrator CPU with {n} idle sessions",
+                run.get("concentrator_idle_cpu_per_second"),
+                "CPU-s/s",
+            ),
             (f"fleet of {n}: `down`", run.get("down_seconds"), "s"),
         ):
             if value is not None:
