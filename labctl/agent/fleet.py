@@ -58,6 +58,7 @@ class FleetAgent:
         self.members = [FleetMember(m, settings.member_settings(m), loop, log) for m in members]
         for member in self.members:
             member.allow_reconnect = settings.reconnect
+            member.requeue = self._requeue
             loop.add_reader(member.device.outer, partial(self._on_device, member))
         self.by_number = {m.member.number: m for m in self.members}
         loop.call_every(1.0, self._tick)
@@ -94,6 +95,14 @@ class FleetAgent:
             self.storm = self.loop.call_every(STORM_TICK, self._storm_step)
             self._storm_step()
         return "connecting"
+
+    def _requeue(self, member: FleetMember) -> None:
+        """A member's reconnect joins the storm: same pace, same window."""
+        if member not in self.storm_queue:
+            self.storm_queue.append(member)
+        if self.storm is None:
+            self.storm_started = self.loop.time()
+            self.storm = self.loop.call_every(STORM_TICK, self._storm_step)
 
     def _storm_step(self) -> None:
         # At most max_connecting half-way through their exchanges: on a busy machine a

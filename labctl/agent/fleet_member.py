@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..esp import DEFAULT_TUNNEL_MTU
@@ -79,6 +80,9 @@ class FleetMember(ClientAgent):
         self.pings_sent = 0
         self.pings_received = 0
         self.allow_reconnect = True
+        # the fleet's storm queue: a reconnect waits its turn like a first connect (a
+        # concentrator that restarts would otherwise see every member at once)
+        self.requeue: Callable[[FleetMember], None] | None = None
         super().__init__(settings, loop, MemberLog(log, member.name))
         self.report = IkeReport(self.log)
 
@@ -123,6 +127,14 @@ class FleetMember(ClientAgent):
     def _schedule_reconnect(self) -> None:
         if self.allow_reconnect:
             super()._schedule_reconnect()
+
+    def _reconnect(self) -> None:
+        if self.requeue is None:
+            super()._reconnect()
+            return
+        self.reconnect_timer = None
+        self.status.reconnects += 1
+        self.requeue(self)
 
     def _teardown(self) -> None:
         """No routes or addresses to remove: only the tunnels in the data plane."""

@@ -58,7 +58,9 @@ class FleetSettings:
         return members_of(self.client.user, self.first_address, self.client.node)
 
     def member_settings(self, member: Member) -> ClientSettings:
-        return replace(self.client, user=member.user, node=member.name)
+        # auto_connect is the fleet's (the storm at start); a member's reconnects follow
+        # `reconnect` (FleetMember.allow_reconnect), so its own switch is on
+        return replace(self.client, user=member.user, node=member.name, auto_connect=True)
 
 
 def members_of(user_pattern: str, first: IPv4Address, node: str) -> list[Member]:

@@ -51,6 +51,8 @@ def test_rendered_fleet_settings_give_each_member_its_user_address_and_name() ->
     client = settings.member_settings(m17)
     assert (client.user, client.node, client.group) == ("vpnclient17", "fleet/17", "ciscovpn")
     assert client.password == "labpw" and "labpw" not in repr(client)
+    # the fleet starts its storm itself (auto-connect: false); members still reconnect
+    assert client.auto_connect and not settings.auto_connect
     # the members' addresses do not exist before the agent adds them: nothing to probe
     assert listeners(settings) == []
 
@@ -169,3 +171,14 @@ def test_the_storm_keeps_its_pace_and_its_window() -> None:
 def test_checksum_of_odd_length_data() -> None:
     assert checksum(b"\x01") == ~0x0100 & 0xFFFF
     assert struct.pack("!H", checksum(b"\x00\x01\xf2\x03")) == b"\x0d\xfb"
+
+
+def test_reconnects_wait_their_turn_in_the_storm() -> None:
+    agent, members = _storm(6, rate=100.0, window=2)
+    for member in members:
+        member.want_connected = True
+        agent._requeue(member)  # type: ignore[arg-type]
+    agent._requeue(members[0])  # type: ignore[arg-type]  # twice: queued once
+    assert len(agent.storm_queue) == 6 and agent.storm is not None
+    agent._storm_step()
+    assert sum(m.status.state == "connecting" for m in members) == 2
