@@ -14,7 +14,9 @@ import os
 import resource
 import time
 from functools import partial
+from ipaddress import IPv4Address
 
+from .control import ControlError
 from .eventlog import EventLog
 from .fleet_member import FleetMember
 from .fleet_ping import PingRun, chunks, echo_request, parse_echo_reply, percentile
@@ -132,6 +134,12 @@ class FleetAgent:
 
     # --- traffic ------------------------------------------------------------------------------
     def ping(self, to: str, waves: int, interval: float) -> dict:
+        try:
+            to = str(IPv4Address(to))
+        except ValueError:
+            raise ControlError(f"ping: {to!r} is not an IPv4 address") from None
+        if not 1 <= waves <= 1000 or not 0 < interval <= 60:
+            raise ControlError("ping: waves 1-1000, interval above 0 and at most 60 s")
         if self.ping_run is not None and self.ping_run.finished_at is None:
             return self.ping_run.result()
         run = PingRun(to, waves, interval, self.loop.time())
@@ -158,7 +166,10 @@ class FleetAgent:
             run.names[ident] = member.member.name
             run.sent[(ident, wave)] = now
             member.pings_sent += 1
-            member.device.outer.send(echo_request(source, run.to, ident, wave))
+            try:  # a full device queue loses the echo: it counts as sent and unanswered
+                member.device.outer.send(echo_request(source, run.to, ident, wave))
+            except OSError:
+                self.log.warning("FLEET/4", f"{member.member.name}: echo not queued", limit="q")
         if wave + 1 > run.waves_sent:
             run.waves_sent = wave + 1
 

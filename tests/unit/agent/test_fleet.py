@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from labctl.agent.control import ControlError
 from labctl.agent.fleet import FleetAgent
 from labctl.agent.fleet_ping import (
     PingRun,
@@ -182,3 +183,12 @@ def test_reconnects_wait_their_turn_in_the_storm() -> None:
     assert len(agent.storm_queue) == 6 and agent.storm is not None
     agent._storm_step()
     assert sum(m.status.state == "connecting" for m in members) == 2
+
+
+def test_a_ping_with_a_bad_address_or_no_waves_is_refused() -> None:
+    agent, _ = _storm(1, rate=1.0, window=1)
+    agent.ping_run = None
+    with pytest.raises(ControlError, match="not an IPv4 address"):
+        agent.ping("server", 3, 1.0)
+    with pytest.raises(ControlError, match="waves 1-1000"):
+        agent.ping("192.168.2.10", 0, 1.0)
