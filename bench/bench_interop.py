@@ -122,9 +122,19 @@ def connect_to_reply_ms(handle: LabHandle, node: str, connect: str, server: str)
 
 
 def iperf_mbps(handle: LabHandle, node: str, server: str, seconds: float) -> float:
-    out = run(handle, node, f"iperf3 -c {server} -t {seconds} -J", timeout=seconds + 60)
-    report = json.loads(out)
-    return report["end"]["sum_received"]["bits_per_second"] / 1e6
+    """iperf3 TCP Mbit/s; a run that reports nothing (seen once under load: empty output,
+    exit 0) or an error is retried twice before giving up."""
+    problem = ""
+    for _attempt in range(3):
+        out = run(handle, node, f"iperf3 -c {server} -t {seconds} -J", timeout=seconds + 60)
+        try:
+            report = json.loads(out)
+            return report["end"]["sum_received"]["bits_per_second"] / 1e6
+        except (ValueError, KeyError) as exc:
+            problem = f"{exc!r}: {out[:300]!r}"
+            print(f"{node}: iperf3 gave no result ({problem}); again", file=sys.stderr)
+            time.sleep(1)
+    raise RuntimeError(f"{node}: iperf3 to {server} failed three times: {problem}")
 
 
 def container_cpu_seconds(lab: str) -> dict[str, float]:
