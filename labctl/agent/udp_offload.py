@@ -19,6 +19,7 @@ SO_NO_CHECK is cleared only around a GSO send.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -32,12 +33,18 @@ MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS is 64 on older kernels (128 since 5.x)
 MAX_PAYLOAD = 65507 - 8  # one IPv4 UDP datagram's payload, with room to spare
 GRO_ANCILLARY = socket.CMSG_SPACE(4)
 
+# LABCTL_UDP_OFFLOAD=0 in an agent's environment turns both off (A/B measurements, and an
+# escape hatch should a kernel mishandle them).
+ENABLED = os.environ.get("LABCTL_UDP_OFFLOAD", "1") != "0"
+
 _SIZE = struct.Struct("=H")
 _INT = struct.Struct("=i")
 
 
 def enable_gro(sock: socket.socket) -> bool:
     """Ask for coalesced reads (UDP_GRO); False where the kernel does not know it."""
+    if not ENABLED:
+        return False
     try:
         sock.setsockopt(SOL_UDP, UDP_GRO, 1)
     except OSError:
@@ -72,7 +79,7 @@ class GsoSender:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.usable = sock.type == socket.SOCK_DGRAM and sock.family == socket.AF_INET
+        self.usable = ENABLED and sock.type == socket.SOCK_DGRAM and sock.family == socket.AF_INET
         try:
             self._no_check = bool(sock.getsockopt(socket.SOL_SOCKET, SO_NO_CHECK))
         except OSError:
