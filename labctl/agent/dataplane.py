@@ -171,7 +171,7 @@ class Dataplane:
             for encap, sock in self._sockets.items()
             if encap in (Encap.NATT, Encap.CISCO) and enable_gro(sock)
         }
-        self._gso = {
+        self._gso: dict[Encap, GsoSender] = {
             encap: GsoSender(sock)
             for encap, sock in self._sockets.items()
             if encap in (Encap.NATT, Encap.CISCO)
@@ -375,6 +375,7 @@ class Dataplane:
         lookup = self._routes.lookup
         max_mss = self._max_mss
         run = self._run
+        gsos = self._gso
         now = self._loop.time()
         try:
             for _ in range(self._budget):
@@ -411,6 +412,10 @@ class Dataplane:
                     continue
                 if tunnel.stream is not None:
                     self._send_stream(tunnel, esp, n, now)
+                    continue
+                gso = gsos.get(tunnel.encap)
+                if gso is None or not gso.usable:  # one sendto per packet, at once
+                    self._send_one(tunnel, esp, n, now)
                     continue
                 size = len(esp)
                 if run.packets and not run.takes(tunnel, size):
@@ -465,19 +470,22 @@ class Dataplane:
                 counters.tx_bytes += sum(inner)
                 tunnel.last_tx = now
                 return
-        sendto = self._sockets[tunnel.encap].sendto
         for esp, n in zip(packets, inner, strict=True):
-            try:
-                sendto(esp, peer)
-            except BlockingIOError:
-                counters.drop("send_blocked")
-                continue
-            except OSError as exc:
-                counters.drop(f"send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
-                continue
-            counters.tx_packets += 1
-            counters.tx_bytes += n
-            tunnel.last_tx = now
+            self._send_one(tunnel, esp, n, now)
+
+    def _send_one(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
+        try:
+            self._sockets[tunnel.encap].sendto(esp, tunnel.peer)  # type: ignore[arg-type]
+        except BlockingIOError:
+            tunnel.counters.drop("send_blocked")
+            return
+        except OSError as exc:
+            tunnel.counters.drop(f"send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
+            return
+        counters = tunnel.counters
+        counters.tx_packets += 1
+        counters.tx_bytes += n
+        tunnel.last_tx = now
 
     # ------------------------------------------------------------------ hot path: ESP -> TUN
     def _on_socket_readable(self, sock: socket.socket, encap: Encap) -> None:

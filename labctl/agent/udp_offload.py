@@ -33,9 +33,10 @@ MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS is 64 on older kernels (128 since 5.x)
 MAX_PAYLOAD = 65507 - 8  # one IPv4 UDP datagram's payload, with room to spare
 GRO_ANCILLARY = socket.CMSG_SPACE(4)
 
-# LABCTL_UDP_OFFLOAD=0 in an agent's environment turns both off (A/B measurements, and an
-# escape hatch should a kernel mishandle them).
-ENABLED = os.environ.get("LABCTL_UDP_OFFLOAD", "1") != "0"
+# Off unless LABCTL_UDP_OFFLOAD=1 is in the agent's environment: measured only at load
+# 20-28 here (docs/NOTES.md, branch perf), where it was no clear win and one run showed
+# 479 TCP retransmits (a GRO read that overflows the receive buffer drops the whole run).
+ENABLED = os.environ.get("LABCTL_UDP_OFFLOAD", "0") == "1"
 
 _SIZE = struct.Struct("=H")
 _INT = struct.Struct("=i")
@@ -75,10 +76,12 @@ class GsoSender:
     ``usable`` turns False for good on the first refusal (EINVAL/EIO/ENOPROTOOPT): the
     caller then sends one datagram at a time, as before this module existed."""
 
-    __slots__ = ("_no_check", "sock", "usable")
+    __slots__ = ("_no_check", "datagrams", "runs", "sock", "usable")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.runs = 0  # GSO sends made, and the datagrams they carried
+        self.datagrams = 0
         self.usable = ENABLED and sock.type == socket.SOCK_DGRAM and sock.family == socket.AF_INET
         try:
             self._no_check = bool(sock.getsockopt(socket.SOL_SOCKET, SO_NO_CHECK))
@@ -103,6 +106,8 @@ class GsoSender:
                 self.usable = False
                 return False
             raise
+        self.runs += 1
+        self.datagrams += len(packets)
         return True
 
 
