@@ -499,7 +499,9 @@ class Dataplane:
         raw = encap is Encap.ESP
         demux = _FRAMING[encap].demux
         now = self._loop.time()
-        for _ in range(self._budget):
+        budget = self._budget  # datagrams, not reads: a GRO read may carry dozens
+        while budget > 0:
+            budget -= 1
             try:
                 if gro:  # a run the peer sent with GSO may come up as one read
                     n, ancillary, _flags, source = recvmsg_into(bufs, GRO_ANCILLARY)
@@ -515,6 +517,7 @@ class Dataplane:
             if size and size < n:
                 for start, end in segments(n, size):
                     datagram(view[start:end], source, demux, raw, now)
+                budget -= n // size  # the other datagrams of the run
             else:
                 datagram(view[:n], source, demux, raw, now)
 
