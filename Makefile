@@ -60,7 +60,7 @@ matrix: images
 bench: images
 	@mkdir -p bench/results
 	$(PY) bench/bench_lab.py --out bench/results/lab.json
-	$(PY) bench/bench_ike.py --out bench/results/ike.json
+	$(PY) bench/bench_ike.py $(if $(BENCH_REFERENCE),--compare $(BENCH_REFERENCE)) --out bench/results/ike.json
 	$(PY) bench/bench_esp.py --out bench/results/esp.json
 	$(PY) bench/bench_vpn.py --out bench/results/vpn.json
 	$(PY) bench/bench_tcp.py --repeat 3 --out bench/results/tcp.json
