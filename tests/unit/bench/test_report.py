@@ -116,7 +116,7 @@ def test_ike_rows_use_cpu_seconds_and_the_compared_engine() -> None:
                 "sessions_per_cpu_second": 400.0,
                 "reference_sessions_per_cpu_second": 250.0,
             }
-        ],  # fmt: skip
+        ],
     }
     (row,) = report.ike_rows(data)
     assert row.ratio() == 1.6 and row.reference_is == "previous labctl (main)"
