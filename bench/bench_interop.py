@@ -121,15 +121,17 @@ def connect_to_reply_ms(handle: LabHandle, node: str, connect: str, server: str)
     return float(run(handle, node, f"sh -c '{script}'").strip())
 
 
-def iperf_mbps(handle: LabHandle, node: str, server: str, seconds: float) -> float:
-    """iperf3 TCP Mbit/s; a run that reports nothing (seen once under load: empty output,
-    exit 0) or an error is retried twice before giving up."""
+def iperf_mbps(handle: LabHandle, node: str, server: str, seconds: float) -> tuple[float, int]:
+    """iperf3 TCP Mbit/s and the sender's retransmits; a run that reports nothing (seen
+    once under load: empty output, exit 0) or an error is retried twice before giving up."""
     problem = ""
     for _attempt in range(3):
         out = run(handle, node, f"iperf3 -c {server} -t {seconds} -J", timeout=seconds + 60)
         try:
             report = json.loads(out)
-            return report["end"]["sum_received"]["bits_per_second"] / 1e6
+            end = report["end"]
+            retransmits = int(end.get("sum_sent", {}).get("retransmits", 0))
+            return end["sum_received"]["bits_per_second"] / 1e6, retransmits
         except (ValueError, KeyError) as exc:
             problem = f"{exc!r}: {out[:300]!r}"
             print(f"{node}: iperf3 gave no result ({problem}); again", file=sys.stderr)
@@ -181,7 +183,7 @@ def run_suite(
             assert commands is not None
             ms = connect_to_reply_ms(handle, node, commands.connect, server)
             before, load = container_cpu_seconds(name), os.getloadavg()[0]
-            mbps = iperf_mbps(handle, node, server, seconds)
+            mbps, retransmits = iperf_mbps(handle, node, server, seconds)
             after = container_cpu_seconds(name)
             run(handle, node, commands.disconnect)
             cpu = {n: round(after[n] - before[n], 3) for n in (node, gateway) if n in after}
@@ -192,6 +194,7 @@ def run_suite(
                 "gateway": gw_impl,
                 "connect_to_reply_ms": ms,
                 "iperf3_tcp_mbps": round(mbps, 2),
+                "iperf3_retransmits": retransmits,
                 "client_cpu_seconds": cpu.get(node),
                 "gateway_cpu_seconds": cpu.get(gateway),
                 "agents_cpu_ms_per_mbit": (
