@@ -28,11 +28,13 @@ import json
 import os
 import platform
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -159,12 +161,63 @@ def container_cpu_seconds(lab: str) -> dict[str, float]:
     return used
 
 
+def measure_pair(
+    handle: LabHandle,
+    lab: Any,
+    name: str,
+    suite: str,
+    implementation: str,
+    gateway: str,
+    seconds: float,
+) -> dict:
+    node = node_name(implementation, gateway)
+    _, _, _, server, gw_impl = GATEWAYS[gateway]
+    commands = implementation_of(lab.node(node)).client
+    assert commands is not None
+    ms = connect_to_reply_ms(handle, node, commands.connect, server)
+    before, load = container_cpu_seconds(name), os.getloadavg()[0]
+    mbps, retransmits = iperf_mbps(handle, node, server, seconds)
+    after = container_cpu_seconds(name)
+    run(handle, node, commands.disconnect)
+    cpu = {n: round(after[n] - before[n], 3) for n in (node, gateway) if n in after}
+    megabits = mbps * seconds
+    return {
+        "suite": suite,
+        "client": implementation,
+        "gateway": gw_impl,
+        "connect_to_reply_ms": ms,
+        "iperf3_tcp_mbps": round(mbps, 2),
+        "iperf3_retransmits": retransmits,
+        "client_cpu_seconds": cpu.get(node),
+        "gateway_cpu_seconds": cpu.get(gateway),
+        "agents_cpu_ms_per_mbit": (
+            round(1000 * sum(cpu.values()) / megabits, 3) if len(cpu) == 2 and megabits else None
+        ),
+        "load_average": round(load, 2),
+    }
+
+
+def median_pair(runs: list[dict]) -> dict:
+    """One pair's figures over its rounds: medians, the single runs kept under ``rounds``."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    for key in ("connect_to_reply_ms", "iperf3_tcp_mbps", "agents_cpu_ms_per_mbit",
+                "client_cpu_seconds", "gateway_cpu_seconds", "load_average"):  # fmt: skip
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = round(statistics.median(values), 3) if values else None
+    out["iperf3_retransmits"] = sum(r["iperf3_retransmits"] for r in runs)
+    out["rounds"] = runs
+    return out
+
+
 def run_suite(
     suite: str,
     pairs: tuple[tuple[str, str], ...],
     seconds: float,
     runtime: DockerRuntime,
     prefix: str = "bench-ix",
+    rounds: int = 1,
 ) -> list[dict]:
     name = f"{prefix}-{secrets.token_hex(2)}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,40 +225,16 @@ def run_suite(
         path.write_text(bench_topology(name, suite, pairs))
         lab = load_lab_text(path.read_text(), path)
     quiet = Progress(sys.stderr, quiet=True)
-    results = []
     handle = up(lab, runtime, quiet)
     try:
         run(handle, "server", "iperf3 -s -D --pidfile /run/labctl-iperf3.pid")
-        for implementation, gateway in pairs:
-            node = node_name(implementation, gateway)
-            _, _, _, server, gw_impl = GATEWAYS[gateway]
-            commands = implementation_of(lab.node(node)).client
-            assert commands is not None
-            ms = connect_to_reply_ms(handle, node, commands.connect, server)
-            before, load = container_cpu_seconds(name), os.getloadavg()[0]
-            mbps, retransmits = iperf_mbps(handle, node, server, seconds)
-            after = container_cpu_seconds(name)
-            run(handle, node, commands.disconnect)
-            cpu = {n: round(after[n] - before[n], 3) for n in (node, gateway) if n in after}
-            megabits = mbps * seconds
-            pair = {
-                "suite": suite,
-                "client": implementation,
-                "gateway": gw_impl,
-                "connect_to_reply_ms": ms,
-                "iperf3_tcp_mbps": round(mbps, 2),
-                "iperf3_retransmits": retransmits,
-                "client_cpu_seconds": cpu.get(node),
-                "gateway_cpu_seconds": cpu.get(gateway),
-                "agents_cpu_ms_per_mbit": (
-                    round(1000 * sum(cpu.values()) / megabits, 3)
-                    if len(cpu) == 2 and megabits
-                    else None
-                ),
-                "load_average": round(load, 2),
-            }
-            results.append(pair)
-            print(json.dumps(pair), file=sys.stderr)
+        measured: dict[tuple[str, str], list[dict]] = {}
+        for _round in range(rounds):  # pairs in turn, round after round: load drifts
+            for implementation, gateway in pairs:
+                one = measure_pair(handle, lab, name, suite, implementation, gateway, seconds)
+                measured.setdefault((implementation, gateway), []).append(one)
+                print(json.dumps(one), file=sys.stderr)
+        results = [median_pair(runs) for runs in measured.values()]
     finally:
         handle.close()
         down(lab.name, runtime, quiet)
@@ -220,13 +249,15 @@ def main() -> int:
     parser.add_argument("--pairs", choices=("all", "key"), default="all",
                         help="key: only ours -> ours and the reference")  # fmt: skip
     parser.add_argument("--lab-prefix", default="bench-ix", help="lab names: PREFIX-xxxx")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="each pair this many times, in turn; medians")  # fmt: skip
     args = parser.parse_args()
     pairs = ALL_PAIRS if args.pairs == "all" else KEY_PAIRS
     runtime = DockerRuntime()
     load_before = os.getloadavg()
     measured: list[dict] = []
     for suite in args.suites.split(","):
-        measured += run_suite(suite, pairs, args.seconds, runtime, args.lab_prefix)
+        measured += run_suite(suite, pairs, args.seconds, runtime, args.lab_prefix, args.rounds)
     for suite in args.suites.split(","):
         in_suite = [p for p in measured if p["suite"] == suite]
         reference = next(p for p in in_suite if (p["client"], p["gateway"]) == REFERENCE)
