@@ -229,8 +229,9 @@ def run_suite(
     try:
         run(handle, "server", "iperf3 -s -D --pidfile /run/labctl-iperf3.pid")
         measured: dict[tuple[str, str], list[dict]] = {}
-        for _round in range(rounds):  # pairs in turn, round after round: load drifts
-            for implementation, gateway in pairs:
+        for r in range(rounds):  # pairs in turn, round after round: load drifts, and the
+            # first slot after `up` meets the lab still settling: odd rounds go backwards
+            for implementation, gateway in pairs if r % 2 == 0 else pairs[::-1]:
                 one = measure_pair(handle, lab, name, suite, implementation, gateway, seconds)
                 measured.setdefault((implementation, gateway), []).append(one)
                 print(json.dumps(one), file=sys.stderr)
