@@ -11,6 +11,7 @@ the session (labctl.agent.tcp_transport).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from ipaddress import IPv4Network
 
@@ -127,6 +128,7 @@ class ClientAgent:
         self.status = self._new_status("disconnected")
         self.local_ip: str | None = None
         self.tunnels: dict[int, str] = {}  # inbound SPI -> data-plane tunnel name
+        self.tunnel_serial = itertools.count()  # names never repeat (a deleted one's neither)
         self.routes: list[str] = []
         self.host_route: str | None = None
         self.want_connected = False
@@ -360,7 +362,7 @@ class ClientAgent:
             name = self.tunnels[e.rekey_of]
             self.dataplane.install_sas(name, outbound=outbound, inbound=[inbound])
         else:
-            name = f"vpn{len(self.tunnels)}"
+            name = f"vpn{next(self.tunnel_serial)}"
             behind_nat = bool(self.status.local_behind_nat) or encap is Encap.CISCO
             if encap is Encap.TCP and self.stream is None:
                 self._failed("TCP connection gone before the tunnel was up")
@@ -369,6 +371,7 @@ class ClientAgent:
                 name,
                 encap=encap,
                 remote_networks=[e.remote_ts],
+                local_networks=[e.local_ts],
                 peer=(e.peer[0], e.udp_port or 0),
                 outbound=outbound,
                 inbound=[inbound],
