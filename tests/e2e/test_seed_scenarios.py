@@ -35,6 +35,7 @@ SCENARIOS = {
     "no-nat-client.yaml": {"expect"},
     "l2l-nat-t.yaml": {"l2l-and-clients"},
     "l2l-nat-t-off.yaml": {"repair-nat-t"},
+    "l2l-strongswan-site.yaml": {"expect"},
     "fragmentation-policy.yaml": {"three-policies"},
 }
 
