@@ -8,7 +8,9 @@ decrypts them with every ESP ICV good.
 - clear-df: the inner echo loses DF and is fragmented before encapsulation: whole ESP-in-UDP
   packets, each carrying one inner fragment;
 - pmtud: the concentrator answers the DF echo with ICMP "fragmentation needed", MTU 1400,
-  on its private side.
+  on its private side;
+- the client's MTU (1300): its full-size echoes to the server leave it as inner fragments,
+  each in a whole ESP-in-UDP packet.
 
 One lab (fragmentation-policy.yaml with key export), the policy pushed between captures of
 the public and private links.
@@ -71,6 +73,17 @@ def captures(lab: RunningLab, tmp_path_factory) -> dict[str, dict[str, Path]]:
     assert "connected" in lab.exec(CLIENT_NODE, "vpn", "status").stdout
     out = tmp_path_factory.mktemp("captures")
     result: dict[str, dict[str, Path]] = {}
+    # The client's MTU (1300, the Cisco client's default): its full-size echoes are
+    # fragmented before encapsulation, on the client.
+    tap = LinkCapture(lab, "outside", out / "client-mtu-outside.pcap").start()
+    try:
+        lab.exec(
+            CLIENT_NODE,
+            *("ping", "-n", "-c", str(ECHOES), "-i", "0.3", "-W", "1", "-s", "1472", SERVER),
+            check=False,  # the replies are full-size too: the default policy loses them
+        )
+    finally:
+        result["client-mtu"] = {"outside": tap.stop()}
     for policy in POLICIES:
         if policy != "fragment-encapsulated":
             _set_policy(lab.topology, policy)
@@ -143,6 +156,22 @@ def test_clear_df_fragments_the_inner_packet(captures, profile) -> None:
         assert e["ip.flags.mf"][0] == "0" and e["ip.frag_offset"][0] == "0"  # outer whole
         assert e["ip.flags.df"][-1] == "0", "the concentrator left DF set"
         assert int(e["ip.len"][0]) <= 1500
+
+
+def test_the_client_mtu_fragments_before_encapsulation(captures, profile) -> None:
+    # past the PIX: the keys the concentrator exported name the PIX's address as the peer
+    pcap = captures["client-mtu"]["outside"]
+    fields = ("ip.src", "ip.len", "ip.flags.mf", "ip.frag_offset", "esp.icv_good")
+    rows = tshark_rows(profile, pcap, "esp && ip.src == 171.69.89.78", *fields)
+    echoes = [dict(zip(fields, row, strict=True)) for row in rows]
+    echoes = [e for e in echoes if e["ip.src"][-1] == CLIENT]
+    first = [e for e in echoes if e["ip.flags.mf"][-1] == "1"]
+    rest = [e for e in echoes if e["ip.frag_offset"][-1] not in ("0", "")]
+    assert len(first) >= ECHOES and len(rest) >= ECHOES, echoes
+    for e in first + rest:
+        assert e["esp.icv_good"] == ["1"], e
+        assert e["ip.flags.mf"][0] == "0" and e["ip.frag_offset"][0] == "0"  # outer whole
+        assert int(e["ip.len"][-1]) <= 1300  # the adapter's MTU
 
 
 def test_pmtud_answers_fragmentation_needed(captures, profile) -> None:
