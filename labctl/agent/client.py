@@ -11,6 +11,7 @@ the session (labctl.agent.tcp_transport).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from ipaddress import IPv4Network
 
@@ -106,6 +107,7 @@ class ClientAgent:
         self.status = self._new_status("disconnected")
         self.local_ip: str | None = None
         self.tunnels: dict[int, str] = {}  # inbound SPI -> data-plane tunnel name
+        self.tunnel_serial = itertools.count()  # names never repeat (a deleted one's neither)
         self.routes: list[str] = []
         self.host_route: str | None = None
         self.want_connected = False
@@ -371,7 +373,7 @@ class ClientAgent:
             name = self.tunnels[e.rekey_of]
             self.dataplane.install_sas(name, outbound=outbound, inbound=[inbound])
         else:
-            name = f"vpn{len(self.tunnels)}"
+            name = f"vpn{next(self.tunnel_serial)}"
             behind_nat = bool(self.status.local_behind_nat) or encap is Encap.CISCO
             if encap is Encap.TCP and self.stream is None:
                 self._failed("TCP connection gone before the tunnel was up")
@@ -380,6 +382,7 @@ class ClientAgent:
                 name,
                 encap=encap,
                 remote_networks=[e.remote_ts],
+                local_networks=[e.local_ts],
                 peer=(e.peer[0], e.udp_port or 0),
                 outbound=outbound,
                 inbound=[inbound],

@@ -56,6 +56,7 @@ from .records import IkeSaRecord, IpsecSaRecord, LanToLanRecord, SessionRecord, 
 from .settings import ConcentratorSettings, LanToLan, phase1_proposal, phase2_proposal
 from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
+from .tunnel import Tunnel
 from .volume import report_volumes
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
@@ -189,7 +190,11 @@ class Session:
     app_version: str | None = None
     active: bool = False  # Mode-Config done (LAN-to-LAN: a tunnel up): counts as a session
     lan_to_lan: str | None = None  # the LAN-to-LAN entry's name; None: remote access
-    tunnel: str | None = None
+    # One data-plane tunnel per network pair (a LAN-to-LAN entry with several pairs, or a
+    # client's split networks, has one child SA each): its routes and its outbound SA.
+    tunnels: dict[tuple[str, str], str] = field(default_factory=dict)
+    child_tunnel: dict[int, str] = field(default_factory=dict)  # inbound SPI -> tunnel
+    tunnel_serial: int = 0
     encapsulation: Encap | None = None
     children: dict[int, ChildSaEstablished] = field(default_factory=dict)
     child_times: dict[int, float] = field(default_factory=dict)
@@ -276,13 +281,26 @@ class ConcentratorAgent:
             log.warning("IKE/2", f"LAB ONLY: exporting IKE/ESP keys to {self.keylog.directory}")
 
     def _route_lan_to_lan(self, settings: ConcentratorSettings) -> None:
-        """The LAN-to-LAN entries' remote networks go into the TUN (from our private side)."""
+        """The LAN-to-LAN entries' remote networks go into the TUN (from our private side);
+        a network no entry names any more leaves it (a removed or edited entry)."""
         src = str(settings.private_address) if settings.private_address else None
-        for entry in settings.lan_to_lan.values():
-            for network in entry.remote_networks:
-                if str(network) not in self.l2l_routes:
-                    self.tun.add_route(str(network), src=src)
-                    self.l2l_routes.add(str(network))
+        wanted = {
+            str(network)
+            for entry in settings.lan_to_lan.values()
+            for network in entry.remote_networks
+        }
+        pools = {
+            str(network)
+            for group in settings.groups.values()
+            for network in summarize_address_range(*group.pool)
+        }
+        for network in sorted(self.l2l_routes - wanted):
+            self.l2l_routes.discard(network)
+            if network not in pools:  # a pool's route is the group's, not ours to delete
+                self.tun.delete_route(network)
+        for network in sorted(wanted - self.l2l_routes):
+            self.tun.add_route(network, src=src)
+            self.l2l_routes.add(network)
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -316,12 +334,13 @@ class ConcentratorAgent:
         """ESP from a peer proves it is alive: postpone its DPD (RFC 3706 idle detection)."""
         now = self.loop.time()
         for session in self.sessions.values():
-            if session.tunnel is None:
-                continue
-            tunnel = self.dataplane.tunnel(session.tunnel)
-            if tunnel.last_rx is not None and tunnel.last_rx != session.last_rx_seen:
-                session.last_rx_seen = tunnel.last_rx
+            last_rx = max((t.last_rx or 0.0 for t in self._tunnels(session)), default=0.0)
+            if last_rx and last_rx != session.last_rx_seen:
+                session.last_rx_seen = last_rx
                 self.engine.note_traffic(session.handle, now)
+
+    def _tunnels(self, session: Session) -> list[Tunnel]:
+        return [self.dataplane.tunnel(name) for name in session.tunnels.values()]
 
     # --- engine events --------------------------------------------------------------------
 
@@ -427,25 +446,35 @@ class ConcentratorAgent:
             return
         if stream is not None and self.tcp is not None:
             self.tcp.bind(e.peer, session.handle)  # a session now: never evicted as idle
-        if session.tunnel is None:
-            session.tunnel = f"s{session.session_id}"
+        pair = (str(e.local_ts), str(e.remote_ts))
+        name = session.child_tunnel.get(e.rekey_of) if e.rekey_of is not None else None
+        name = name or session.tunnels.get(pair)
+        if name is None:
+            # A counter, never the number of tunnels: a deleted pair's name is not reused.
+            name = f"s{session.session_id}" + (
+                f".{session.tunnel_serial}" if session.tunnel_serial else ""
+            )
+            session.tunnel_serial += 1
             self.dataplane.add_tunnel(
-                session.tunnel,
+                name,
                 encap=encap,
                 remote_networks=[e.remote_ts],
+                local_networks=[e.local_ts],
                 peer=peer,
                 outbound=outbound,
                 inbound=[inbound],
                 send_keepalives=encap is not Encap.ESP and self.settings.nat_keepalive > 0,
                 stream=stream,
             )
+            session.tunnels[pair] = name
         else:
             self.dataplane.install_sas(
-                session.tunnel,
+                name,
                 outbound=outbound,
                 inbound=[inbound],
                 retire_old=e.rekey_of is not None,
             )
+        session.child_tunnel[e.inbound_spi] = name
         session.encapsulation = e.encapsulation
         session.children[e.inbound_spi] = e
         session.child_times[e.inbound_spi] = time.time()
@@ -482,13 +511,19 @@ class ConcentratorAgent:
             session.children.pop(e.inbound_spi, None)
         if e.reason != "rekeyed":
             self.dataplane.remove_inbound_sa(e.inbound_spi)
+        name = session.child_tunnel.pop(e.inbound_spi, None) if session else None
+        if session is not None and name is not None and name not in session.child_tunnel.values():
+            # The pair's last child is gone (not replaced by a rekey): so is its tunnel, or
+            # its route would keep sealing with an SA the peer has deleted.
+            self.dataplane.remove_tunnel(name)
+            session.tunnels = {p: n for p, n in session.tunnels.items() if n != name}
 
     def _end_session(self, handle: SaHandle, reason: str) -> None:
         session = self.sessions.pop(handle, None)
         if session is None:
             return
-        if session.tunnel is not None:
-            self.dataplane.remove_tunnel(session.tunnel)
+        for name in session.tunnels.values():
+            self.dataplane.remove_tunnel(name)
         if session.active:
             self.log.info(
                 "IKE/50",
@@ -561,9 +596,9 @@ class ConcentratorAgent:
         """The session's IKE SA, its IPsec SAs and the peer's (translated) port."""
         now_wall, now = time.time(), self.loop.time()
         e = session.established
-        tunnel = self.dataplane.tunnel(session.tunnel) if session.tunnel else None
+        first = self._first_tunnel(session)
         # The translated UDP port the peer's ESP comes from (the IKE port for plain ESP).
-        peer_port = tunnel.peer[1] if tunnel and tunnel.peer and tunnel.peer[1] else e.peer[1]
+        peer_port = first.peer[1] if first and first.peer and first.peer[1] else e.peer[1]
         ike = IkeSaRecord(
             session_id=session.session_id,
             encryption=naming.encryption_name(e.algorithms.encryption),
@@ -581,6 +616,8 @@ class ConcentratorAgent:
         )
         ipsec = []
         for offset, (spi, child) in enumerate(session.children.items(), start=1):
+            name = session.child_tunnel.get(spi)
+            tunnel = self.dataplane.tunnel(name) if name else None
             inbound = tunnel.inbound.get(spi) if tunnel else None
             outbound = tunnel.outbound if tunnel else None
             current = outbound is not None and outbound.spi == child.outbound_spi
@@ -611,6 +648,17 @@ class ConcentratorAgent:
             )
         return ike, ipsec, peer_port
 
+    def _first_tunnel(self, session: Session) -> Tunnel | None:
+        return next(iter(self._tunnels(session)), None)
+
+    def _counters(self, session: Session) -> tuple[int, int]:
+        """Bytes sent and received over all of the session's tunnels."""
+        tunnels = self._tunnels(session)
+        return (
+            sum(t.counters.tx_bytes for t in tunnels),
+            sum(t.counters.rx_bytes for t in tunnels),
+        )
+
     def _encryption(self, session: Session) -> str:
         children = session.children
         return naming.encryption_name(
@@ -634,10 +682,10 @@ class ConcentratorAgent:
         records = []
         for session in self._active(lan_to_lan=False):
             e = session.established
-            tunnel = self.dataplane.tunnel(session.tunnel) if session.tunnel else None
+            tunnel = self._first_tunnel(session)
             client_type, client_version = naming.split_app_version(session.app_version)
             ike, ipsec, peer_port = self._sa_records(session)
-            counters = tunnel.counters if tunnel else None
+            bytes_tx, bytes_rx = self._counters(session)
             records.append(
                 SessionRecord(
                     username=session.user or "-",
@@ -650,8 +698,8 @@ class ConcentratorAgent:
                     login_time=session.login_time,
                     client_type=client_type,
                     client_version=client_version,
-                    bytes_tx=counters.tx_bytes if counters else 0,
-                    bytes_rx=counters.rx_bytes if counters else 0,
+                    bytes_tx=bytes_tx,
+                    bytes_rx=bytes_rx,
                     ike=ike,
                     ipsec=ipsec,
                 )
@@ -663,9 +711,9 @@ class ConcentratorAgent:
         records = []
         for session in self._active(lan_to_lan=True):
             e = session.established
-            tunnel = self.dataplane.tunnel(session.tunnel) if session.tunnel else None
+            tunnel = self._first_tunnel(session)
             ike, ipsec, peer_port = self._sa_records(session)
-            counters = tunnel.counters if tunnel else None
+            bytes_tx, bytes_rx = self._counters(session)
             entry = self.settings.lan_to_lan.get(session.lan_to_lan or "")
             records.append(
                 LanToLanRecord(
@@ -675,8 +723,8 @@ class ConcentratorAgent:
                     protocol=naming.protocol_name(session.encapsulation),
                     encryption=self._encryption(session),
                     login_time=session.login_time,
-                    bytes_tx=counters.tx_bytes if counters else 0,
-                    bytes_rx=counters.rx_bytes if counters else 0,
+                    bytes_tx=bytes_tx,
+                    bytes_rx=bytes_rx,
                     local_networks=[str(n) for n in entry.local_networks] if entry else [],
                     remote_networks=[str(n) for n in entry.remote_networks] if entry else [],
                     ike=ike,

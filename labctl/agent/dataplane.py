@@ -193,6 +193,7 @@ class Dataplane:
         *,
         encap: Encap | str,
         remote_networks: Iterable[str | ipaddress.IPv4Network],
+        local_networks: Iterable[str | ipaddress.IPv4Network] = (),
         peer: Endpoint | None = None,
         outbound: EspSa | None = None,
         inbound: Iterable[EspSa] = (),
@@ -201,7 +202,9 @@ class Dataplane:
         stream: PacketStream | None = None,
     ) -> Tunnel:
         """Create a tunnel. ``send_keepalives``: this end is behind a NAT (RFC 3948 §4).
-        ``Encap.TCP`` tunnels need their connection as ``stream`` (its peer is the peer)."""
+        ``Encap.TCP`` tunnels need their connection as ``stream`` (its peer is the peer).
+        ``local_networks``: our side's selector; a tunnel with one remote network may share
+        it with others whose local networks do not overlap (chosen by source address)."""
         if name in self._tunnels:
             raise ValueError(f"tunnel {name!r} already exists")
         encap = Encap(encap).transport  # unknown: ValueError, never plain ESP
@@ -230,20 +233,45 @@ class Dataplane:
             self._loop.time(),
         )
         tunnel.stream = stream
+        tunnel.set_local_networks([ipaddress.IPv4Network(n) for n in local_networks])
         self._tunnels[name] = tunnel
         if peer is not None and stream is None:
             self._by_peer.setdefault(peer, tunnel)
         try:
             for net in nets:
-                self._routes.add(net, tunnel)
+                owner = self._routes.owner(net)
+                if owner is not None and self._may_share(owner, tunnel):
+                    owner.by_source = [*(owner.by_source or [owner]), tunnel]
+                    self._routes.changed()
+                else:
+                    self._routes.add(net, tunnel)
             self.install_sas(name, outbound=outbound, inbound=inbound, retire_old=False)
         except Exception:
             self.remove_tunnel(name)  # all or nothing: no half-installed tunnel stays behind
             raise
         return tunnel
 
+    @staticmethod
+    def _may_share(owner: Tunnel, tunnel: Tunnel) -> bool:
+        group = owner.by_source or [owner]
+        return (
+            len(tunnel.remote_networks) == 1
+            and all(len(t.remote_networks) == 1 for t in group)
+            and not any(t.local_overlaps(tunnel) for t in group)
+        )
+
     def remove_tunnel(self, name: str) -> None:
         tunnel = self._tunnels.pop(name)
+        for net, owner in self._routes.routes():
+            if tunnel not in owner.by_source:
+                continue
+            rest = [t for t in owner.by_source if t is not tunnel]
+            if owner is tunnel:  # the route passes on to the next tunnel sharing it
+                self._routes.remove(net)
+                self._routes.add(net, rest[0])
+                tunnel.by_source = []
+            rest[0].by_source = rest if len(rest) > 1 else []
+            self._routes.changed()
         self._routes.remove_owner(tunnel)
         for spi in list(tunnel.inbound):
             self._drop_inbound(spi)
@@ -391,6 +419,8 @@ class Dataplane:
                     self._count("not_ipv4")
                     continue
                 tunnel = lookup(bytes(buf[16:20]))
+                if tunnel is not None and tunnel.by_source:  # one remote network, several SAs
+                    tunnel = tunnel.pick(int.from_bytes(buf[12:16], "big"))
                 if tunnel is None:
                     self._count("no_route")
                     continue

@@ -27,6 +27,15 @@ class PrefixTable(Generic[Owner]):
         table[key] = owner
         self._reindex()
 
+    def owner(self, network: str | ipaddress.IPv4Network) -> Owner | None:
+        """The owner of exactly this network (no longest-prefix match)."""
+        net = ipaddress.IPv4Network(network)
+        return self._by_len.get(net.prefixlen, {}).get(int(net.network_address))
+
+    def changed(self) -> None:
+        """An owner's state that lookups depend on changed: forget cached answers."""
+        self._cache.clear()
+
     def remove(self, network: str | ipaddress.IPv4Network) -> None:
         net = ipaddress.IPv4Network(network)
         table = self._by_len.get(net.prefixlen, {})

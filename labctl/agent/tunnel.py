@@ -112,6 +112,13 @@ class Tunnel:
         self.remote_networks = remote_networks
         # (network, mask) ints for the per-packet inbound policy check
         self._remote = tuple((int(n.network_address), int(n.netmask)) for n in remote_networks)
+        # Our side's networks (the child SA's local selector); empty: any source. Two tunnels
+        # may share one remote network when their local networks differ (a LAN-to-LAN
+        # entry with two local networks): the route's owner then lists them in
+        # ``by_source`` and a packet goes by its source address.
+        self.local_networks: list[ipaddress.IPv4Network] = []
+        self._local: tuple[tuple[int, int], ...] = ()
+        self.by_source: list[Tunnel] = []
         self.peer = peer
         self.stream: PacketStream | None = None  # set for Encap.TCP: the tunnel's connection
         self.send_keepalives = send_keepalives
@@ -123,6 +130,25 @@ class Tunnel:
         self.created_at = created_at
         self.last_tx = created_at
         self.last_rx: float | None = None
+
+    def set_local_networks(self, networks: list[ipaddress.IPv4Network]) -> None:
+        self.local_networks = networks
+        self._local = tuple((int(n.network_address), int(n.netmask)) for n in networks)
+
+    def local_overlaps(self, other: Tunnel) -> bool:
+        return (
+            not self.local_networks
+            or not other.local_networks
+            or any(a.overlaps(b) for a in self.local_networks for b in other.local_networks)
+        )
+
+    def pick(self, src: int) -> Tunnel | None:
+        """The tunnel of ``by_source`` whose local networks hold ``src``."""
+        for tunnel in self.by_source:
+            for net, mask in tunnel._local:
+                if src & mask == net:
+                    return tunnel
+        return None
 
     def remote_allows(self, src: int) -> bool:
         # explicit loop: any() with a generator costs ~3x more on this per-packet path
@@ -137,6 +163,7 @@ class Tunnel:
             "encap": self.encap.socket_name,
             "peer": None if self.peer is None else {"ip": self.peer[0], "port": self.peer[1]},
             "remote_networks": [str(n) for n in self.remote_networks],
+            "local_networks": [str(n) for n in self.local_networks],
             "endpoint_changes": self.endpoint_changes,
             "send_keepalives": self.send_keepalives,
             "created_at": self.created_at,

@@ -97,7 +97,8 @@ def _against_saved(op: str, name: str, saved: Mapping[str, Any] | None) -> Match
 
 def parse_matcher(spec: Any, saved: Mapping[str, Any] | None = None) -> Matcher:
     """A matcher from a topology value; raises ValueError naming what is wrong.
-    `saved` holds the values earlier expectations saved, for "== $name" / "!= $name"."""
+    `saved` holds the values earlier expectations saved, for "== $name" / "!= $name" and
+    the ordered comparisons ("> $name") with a saved number."""
     if isinstance(spec, list):
         return Matcher("one-of", spec, f"one of {spec}")
     if not isinstance(spec, str):
@@ -112,6 +113,14 @@ def parse_matcher(spec: Any, saved: Mapping[str, Any] | None = None) -> Matcher:
     reference = _SAVED.match(operand)
     if reference and op in ("==", "!="):
         return _against_saved(op, reference.group(1), saved)
+    if reference and op in (">", ">=", "<", "<="):  # '> $x': a counter rose past a saved one
+        value = _saved_value(reference.group(1), saved)
+        number = _number(value)
+        if value is None:  # validate: the name is known, its value only at test time
+            number = 0
+        elif number is None:
+            raise ValueError(f"{op} ${reference.group(1)}: the saved value {value!r} is no number")
+        return Matcher(op, number, f"{op} ${reference.group(1)} ({value!r})")
     if op == "any":
         return Matcher("any", None, "any")
     if op == "~":

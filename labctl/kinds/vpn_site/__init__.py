@@ -3,7 +3,8 @@ LAN-to-LAN entry (main mode PSK, quick mode for network-to-network selectors, NA
 a NAT is found, DPD, rekeys); it routes its LAN's traffic for the remote networks into
 the tunnel.
 
-model.py: the `vpn:` settings; ours.py: our agent in its site-to-site role.
+model.py: the `vpn:` settings; ours.py: our agent in its site-to-site role; strongswan.py:
+Debian's charon + swanctl (net-to-net IKEv1 main mode PSK).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..concentrator import ConcentratorNode
 from ..spec import GraphShape, KindSpec, NodeContext, PushStage
 from .model import VpnSiteNode, VpnSiteSettings
 from .ours import OURS
+from .strongswan import STRONGSWAN
 
 __all__ = ["SPEC", "VpnSiteNode", "VpnSiteSettings"]
 
@@ -56,7 +58,7 @@ SPEC = KindSpec(
     name="vpn-site",
     summary="a branch office's VPN gateway: the peer of a concentrator's LAN-to-LAN entry",
     model=VpnSiteNode,
-    implementations=(OURS,),
+    implementations=(OURS, STRONGSWAN),
     graph=GraphShape(dot="component", mermaid=("[/", "/]")),
     forwarding=True,  # routes its LAN's traffic into the tunnel
     needs_tun=True,

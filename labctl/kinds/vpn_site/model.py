@@ -35,4 +35,9 @@ class VpnSiteSettings(Strict):
 
 class VpnSiteNode(NodeBase):
     kind: Literal["vpn-site"]
+    implementation: Literal["ours", "strongswan"] = Field(
+        "ours",
+        description="the software the node runs: ours (labctl's agent) or strongswan "
+        "(Debian's charon + swanctl, net-to-net IKEv1 main mode PSK)",
+    )
     vpn: VpnSiteSettings

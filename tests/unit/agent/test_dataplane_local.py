@@ -402,6 +402,58 @@ def test_authenticated_garbage_inner_packets_never_break_the_loop(
     assert collect(loop, b.tun, 1) == [icmp_echo(CLIENT_IP, LAN_HOST, 2)]
 
 
+def test_one_remote_network_two_local_networks_go_by_source(loop: EventLoop, make_node) -> None:
+    """A LAN-to-LAN site with two LANs and one remote LAN: two child SAs share the remote
+    network's route; each packet takes the SA of its source's LAN (the peer's inbound
+    policy would drop it on the other one), and a removed tunnel hands the route on."""
+    a, b = make_node("a"), make_node("b")
+    lan1, lan2 = "10.20.0.5", "10.21.0.5"
+    for n, local in enumerate(("10.20.0.0/24", "10.21.0.0/24")):
+        a_out, a_in, b_out, b_in = suite_sas(0xA0000001 + n, 0xB0000001 + n, f"k{n}")
+        a.dp.add_tunnel(
+            f"to-b{n}",
+            encap=Encap.NATT,
+            remote_networks=["192.168.2.0/24"],
+            local_networks=[local],
+            peer=b.endpoint,
+            outbound=a_out,
+            inbound=[a_in],
+        )
+        b.dp.add_tunnel(
+            f"lan{n}",
+            encap=Encap.NATT,
+            remote_networks=[local],
+            local_networks=["192.168.2.0/24"],
+            peer=a.endpoint,
+            outbound=b_out,
+            inbound=[b_in],
+        )
+    sent = [icmp_echo(lan1, LAN_HOST, 1), icmp_echo(lan2, LAN_HOST, 2)]
+    for packet in sent:
+        a.tun.inject(packet)
+    assert sorted(collect(loop, b.tun, 2)) == sorted(sent)
+    assert [b.dp.tunnel(f"lan{n}").counters.rx_packets for n in (0, 1)] == [1, 1]
+    assert all(not b.dp.tunnel(f"lan{n}").counters.drops for n in (0, 1))
+    a.tun.inject(icmp_echo("10.99.0.1", LAN_HOST, 3))  # from neither LAN: no SA
+    loop.run(0.05)
+    assert a.dp.stats()["drops"].get("no_route") == 1
+    with pytest.raises(ValueError, match="already belongs"):  # overlapping local networks
+        a_out, a_in, _, _ = suite_sas(0xA0000009, 0xB0000009, "k9")
+        a.dp.add_tunnel(
+            "overlap",
+            encap=Encap.NATT,
+            remote_networks=["192.168.2.0/24"],
+            local_networks=["10.20.0.0/16"],
+            peer=b.endpoint,
+            outbound=a_out,
+            inbound=[a_in],
+        )
+    a.dp.remove_tunnel("to-b0")  # the route's owner goes: the other LAN keeps its tunnel
+    a.tun.inject(icmp_echo(lan2, LAN_HOST, 4))
+    assert collect(loop, b.tun, 1) == [icmp_echo(lan2, LAN_HOST, 4)]
+    assert b.dp.tunnel("lan1").counters.rx_packets == 2
+
+
 def test_udp_offload_sends_runs_and_reads_them_back_packet_for_packet(
     loop: EventLoop, make_node, monkeypatch: pytest.MonkeyPatch
 ) -> None:

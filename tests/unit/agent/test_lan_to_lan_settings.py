@@ -30,7 +30,7 @@ def test_concentrator_entry_becomes_a_lan_to_lan_policy() -> None:
     (entry,) = policy.lan_to_lan
     assert (entry.name, entry.peer, entry.natt_enabled) == ("branch", "171.69.89.78", True)
     assert entry.local_networks == (IPv4Network("192.168.2.0/24"),)
-    assert entry.remote_networks == (IPv4Network("10.20.0.0/24"),)
+    assert entry.remote_networks == (IPv4Network("10.20.0.0/24"), IPv4Network("10.21.0.0/24"))
     assert entry.psk == b"l2lsecret" and "l2lsecret" not in repr(entry)
     assert all(p.auth == AuthMethod.PSK for p in entry.phase1)
     # LAN-to-LAN entries only (no group): the remote-access box stays off, the entry's on
@@ -47,6 +47,6 @@ def test_site_becomes_a_main_mode_network_to_network_initiator() -> None:
     config = build_site_config(settings)
     assert (config.exchange, config.id_type, config.modecfg) == ("main", IdType.IPV4_ADDR, "none")
     assert config.natt is NattMode.NATT and config.user is None
-    assert config.local_networks == (IPv4Network("10.20.0.0/24"),)
+    assert config.local_networks == (IPv4Network("10.20.0.0/24"), IPv4Network("10.21.0.0/24"))
     assert config.remote_networks == (IPv4Network("192.168.2.0/24"),)
     assert "l2lsecret" not in repr(settings) and "l2lsecret" not in repr(config)

@@ -178,6 +178,18 @@ def test_a_name_saved_from_several_rows_means_one_of_them() -> None:
     assert parse_matcher("!= $ports", saved)(1025)
 
 
+def test_a_counter_compares_with_a_saved_number() -> None:
+    saved = {"dropped": 4, "ports": [4500, 30342], "name": "pix"}
+    assert parse_matcher("> $dropped", saved)(6)
+    assert not parse_matcher("> $dropped", saved)(4)
+    assert parse_matcher(">= $dropped", saved)(4) and parse_matcher("< $dropped", saved)(3)
+    assert parse_matcher("> $dropped", saved).text == "> $dropped (4)"
+    with pytest.raises(ValueError, match=r"> \$name: the saved value 'pix' is no number"):
+        parse_matcher("> $name", saved)
+    with pytest.raises(ValueError, match="no number"):  # several saved rows: no one number
+        parse_matcher("> $ports", saved)
+
+
 def test_an_unknown_saved_name_is_an_error_naming_what_was_saved() -> None:
     with pytest.raises(UnknownSavedValue, match=r"no saved value \$nope \(saved so far: \$a\)"):
         parse_matcher("!= $nope", {"a": 1})

@@ -43,13 +43,20 @@ P1 = (Phase1Proposal(P1Encryption.TRIPLE_DES_CBC, None, P1Hash.MD5, 2, AuthMetho
 P2 = (Phase2Proposal(EspTransform.TRIPLE_DES, None, EspAuth.HMAC_MD5),)
 
 
-def make_l2l_lab(*, natt: bool = True, nat: bool = True, psk: bytes = PSK, **entry) -> Lab:
+def make_l2l_lab(
+    *,
+    natt: bool = True,
+    nat: bool = True,
+    psk: bytes = PSK,
+    branch_lans: tuple[IPv4Network, ...] = (BRANCH_LAN,),
+    **entry,
+) -> Lab:
     fields = {
         "name": "branch",
         "peer": "171.69.89.78" if nat else "10.10.10.2",
         "psk": PSK,
         "local_networks": (HQ_LAN,),
-        "remote_networks": (BRANCH_LAN,),
+        "remote_networks": branch_lans,
         "phase1": P1,
         "phase2": P2,
         "natt_enabled": natt,
@@ -67,7 +74,7 @@ def make_l2l_lab(*, natt: bool = True, nat: bool = True, psk: bytes = PSK, **ent
         phase1=P1,
         phase2=P2,
         modecfg="none",
-        local_networks=(BRANCH_LAN,),
+        local_networks=branch_lans,
         remote_networks=(HQ_LAN,),
         dpd_idle=30.0,
         dpd_retry=2.0,
