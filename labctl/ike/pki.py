@@ -211,6 +211,17 @@ def check_peer_certificate(
     """The peer's RSA key, once its certificate is shown to be the lab CA's, valid at
     ``now`` and (with ``claimed_dn``, an ID_DER_ASN1_DN payload's data) for the identity
     the peer claims.  Each refusal names the certificate and what was wrong."""
+    return verified_certificate(der, ca, now, claimed_dn=claimed_dn)[1]
+
+
+def verified_certificate(
+    der: bytes,
+    ca: x509.Certificate,
+    now: dt.datetime,
+    *,
+    claimed_dn: bytes | None = None,
+) -> tuple[x509.Certificate, rsa.RSAPublicKey]:
+    """:func:`check_peer_certificate`, with the certificate it parsed (parsed once)."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
@@ -255,7 +266,7 @@ def check_peer_certificate(
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise _refuse(f"certificate '{subject}' does not hold an RSA key")
-    return key
+    return cert, key
 
 
 def parse_dn(der: bytes) -> str:

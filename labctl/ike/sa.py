@@ -196,6 +196,7 @@ class IkeSa:
     peer_vendor: PeerVendorInfo = field(default_factory=PeerVendorInfo)
     fragment_id: int = 0  # of the last message we sent as Cisco IKE fragments
     peer_certificate: str | None = None  # subject of the certificate the peer proved
+    peer_cert_requests: list[str] = field(default_factory=list)  # CAs its CRs named
     cisco_udp_port: int | None = None
     tcp: bool = False  # IPsec over TCP: this SA and its children ride one TCP connection
     # who and what

@@ -24,6 +24,7 @@ from labctl.ike.pki import LabCa
 from tests.unit.ike.builders import add_client, connect, make_lab
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+CERT_GROUP = {"auth": "certificate", "xauth": False}  # RSA_SIG: no XAUTH
 RSA = (Phase1Proposal(P1Encryption.AES_CBC, 128, P1Hash.SHA1, 2, AuthMethod.RSA_SIG),)
 
 
@@ -47,6 +48,7 @@ def _lab(pki, client_cert: str = "client", gateway_ca=None, exchange: str = "mai
         certificate=pki["gateway"],
         ca=pki["ca"].certificate,
         clock=lambda: NOW,
+        group=CERT_GROUP,
     )
     add_client(
         lab,
@@ -133,6 +135,7 @@ def test_certificate_messages_cross_a_path_that_drops_big_datagrams_only_as_frag
             certificate=pki["gateway"],
             ca=pki["ca"].certificate,
             clock=lambda: NOW,
+            group=CERT_GROUP,
         )
         add_client(
             lab,
