@@ -325,7 +325,9 @@ class IkeSa:
         if message_id == 0:
             return self.p1_iv
         if exchange == ExchangeType.INFORMATIONAL:
-            return exchange_iv(self.hash_id, self.p1_last, message_id, self.cipher.block_size)
+            # before phase 1 completes (a refusal of message 5): the running phase-1 IV
+            base = self.p1_last or self.p1_iv
+            return exchange_iv(self.hash_id, base, message_id, self.cipher.block_size)
         iv = self.ivs.get(message_id)
         if iv is None:
             iv = exchange_iv(self.hash_id, self.p1_last, message_id, self.cipher.block_size)

@@ -46,6 +46,7 @@ from .errors import LabUpError, PushError
 from .health import assess
 from .labstate import LabState
 from .lock import lab_lock
+from .pki import with_certificates
 from .push import push_node
 from .record import config_digest, recorded_model, structure, structure_differences, summarize
 from .session import LabHandle
@@ -266,7 +267,8 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
                 client_key,
                 host_keys[name],
                 mgmt.nodes[name],
-                render_node(lab, name),
+                # the lab CA and node certificates come from the state folder, not render
+                with_certificates(lab, name, state.directory, render_node(lab, name)),
             )
             for name in lab.nodes
         ]

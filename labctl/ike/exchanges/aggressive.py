@@ -241,11 +241,16 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     expected = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
-    if signs:
-        signature.admit_client(resp, sa, msg, IdPayload.decode(sa.idi_b, 0), expected)
-    elif h is None or not same_digest(expected, h.data):
-        sa.last_error = "HASH_I mismatch (wrong group password?)"
-        raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+    try:
+        if signs:
+            signature.admit_client(resp, sa, msg, IdPayload.decode(sa.idi_b, 0), expected)
+        elif h is None or not same_digest(expected, h.data):
+            sa.last_error = "HASH_I mismatch (wrong group password?)"
+            raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+    except IkeProtocolError as exc:
+        if signature.gateway_signs(sa):  # certificates: say why (PSK peers time out, as before)
+            informational.tell_phase1_refused(resp, out, sa, last, rx, exc)
+        raise
     sa.commit_iv(msg, last)
     sa.p1_last = last
     phase1.responder_established(resp, out, sa, msg, rx)

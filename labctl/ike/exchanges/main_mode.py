@@ -245,13 +245,18 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     expected = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
     )
-    if signs:
-        signature.admit_client(resp, sa, msg, ident, expected)
-    elif h is None or not same_digest(expected, h.data):
-        sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
-        raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
-    elif signature.is_hybrid(sa.negotiated.auth):
-        _hybrid_group(resp, sa, ident)
+    try:
+        if signs:
+            signature.admit_client(resp, sa, msg, ident, expected)
+        elif h is None or not same_digest(expected, h.data):
+            sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
+            raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+        elif signature.is_hybrid(sa.negotiated.auth):
+            _hybrid_group(resp, sa, ident)
+    except IkeProtocolError as exc:
+        if signature.gateway_signs(sa):  # certificates: say why (PSK peers time out, as before)
+            informational.tell_phase1_refused(resp, out, sa, last, rx, exc)
+        raise
     sa.commit_iv(msg, last)
     sa.idi_b = idi_b
     sa.peer_id = signature.describe(ident) if signs else ident.describe()

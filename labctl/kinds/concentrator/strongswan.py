@@ -18,7 +18,9 @@ from ..third_party import (
     b64_secret,
     explicit,
     join,
+    no_certificates,
     parse_proposal,
+    secret_text,
     strongswan_conf,
     unexpressible,
 )
@@ -94,6 +96,7 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             f"several groups ({', '.join(sorted(groups_with_users))}) cannot be kept apart",
         )
     for name, group in vpn.groups.items():
+        no_certificates(ctx, ("vpn", "groups", name, "auth"), NAME, group.auth)
         for field in ("banner", "default_domain"):
             if getattr(group, field):
                 unexpressible(
@@ -126,7 +129,7 @@ def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
         groups.append(
             {
                 "name": name,
-                "psk": b64_secret(group.psk.get_secret_value()),
+                "psk": b64_secret(secret_text(group.psk)),
                 "pool": f"{first}-{last}",
                 "dns": join(group.dns),
                 "nbns": join(group.wins),

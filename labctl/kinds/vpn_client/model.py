@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
+from ..vpn_settings import AuthMode, DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class TransparentTunneling(Strict):
@@ -25,7 +25,21 @@ class TransparentTunneling(Strict):
 class VpnClientSettings(Strict):
     host: IPv4Address
     group: str
-    group_password: SecretValue
+    auth: AuthMode = Field(
+        "psk",
+        description="the connection entry's Authentication: psk (Group Authentication); "
+        "certificate (Certificate Authentication: main mode, RSA signatures, a certificate "
+        "labctl issues with CN = node, OU = group, then XAUTH); hybrid (Mutual Group "
+        "Authentication: the concentrator's certificate, then XAUTH)",
+    )
+    group_password: SecretValue | None = Field(None, description="auth: psk only")
+    certificate_ca: str = Field(
+        "lab",
+        pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        description="auth: certificate: who issues the client's certificate: 'lab' (the lab "
+        "CA the concentrator trusts), or any other name for a CA of that name that labctl "
+        "makes and nobody trusts (to see a certificate refused)",
+    )
     user: str
     password: SecretValue
     transparent_tunneling: TransparentTunneling = TransparentTunneling()

@@ -14,7 +14,9 @@ from ..third_party import (
     b64_secret,
     explicit,
     join,
+    no_certificates,
     parse_proposal,
+    secret_text,
     strongswan_conf,
     unexpressible,
 )
@@ -30,6 +32,7 @@ CHILD = "labctl"
 
 def check(ctx: NodeContext[VpnClientNode]) -> None:
     vpn = ctx.node.vpn
+    no_certificates(ctx, ("vpn", "auth"), NAME, vpn.auth)
     tt = vpn.transparent_tunneling
     if not tt.enabled:
         unexpressible(
@@ -100,7 +103,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
         host=str(vpn.host),
         group=vpn.group,
         user=vpn.user,
-        group_password=b64_secret(vpn.group_password.get_secret_value()),
+        group_password=b64_secret(secret_text(vpn.group_password)),
         password=b64_secret(vpn.password.get_secret_value()),
         ike_proposals=join(vpn.ike_proposals),
         esp_proposals=join(vpn.ipsec_proposals),
