@@ -9,7 +9,8 @@ Key material is never printed or logged; `plan` output names paths only.
 Node certificates: CN = the node; a client's OU = its VPN group (the Cisco VPN Client
 sends it, the concentrator takes the group from it).  A client with `certificate-ca:
 NAME` other than `lab` gets its certificate from a CA of that name that labctl makes and
-nobody trusts: the refusal can be seen on purpose.  A certificate whose subject or issuer
+nobody trusts: the refusal can be seen on purpose (a hybrid client with one trusts that CA
+instead of the lab's, and refuses the concentrator's certificate).  A certificate whose subject or issuer
 no longer matches the topology (group renamed, CA changed) is issued again.
 """
 
@@ -31,22 +32,18 @@ LAB_CA = "lab"
 _guard = threading.Lock()  # pushes run in parallel; the CA is made once
 
 
-def needs(lab: Lab, node: str) -> tuple[bool, str | None, str | None]:
-    """(needs the lab CA, the CA that issues its own certificate or None, its OU)."""
+def needs(lab: Lab, node: str) -> tuple[str | None, str | None, str | None]:
+    """(the CA it trusts, the CA that issues its own certificate, its OU); Nones: none."""
     model = lab.node(node)
     if isinstance(model, ConcentratorNode):
         if any(g.auth != "psk" for g in model.vpn.groups.values()):
-            return True, LAB_CA, None
+            return LAB_CA, LAB_CA, None
     elif isinstance(model, VpnClientNode):
-        if model.vpn.auth == "certificate":
-            return True, model.vpn.certificate_ca, model.vpn.group
-        if model.vpn.auth == "hybrid":
-            return True, None, None
-    return False, None, None
-
-
-def lab_uses_certificates(lab: Lab) -> bool:
-    return any(needs(lab, name)[0] for name in lab.nodes)
+        if model.vpn.auth == "certificate":  # checks the gateway with the lab CA
+            return LAB_CA, model.vpn.certificate_ca, model.vpn.group
+        if model.vpn.auth == "hybrid":  # no certificate; the root it trusts
+            return model.vpn.certificate_ca, None, None
+    return None, None, None
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -124,11 +121,12 @@ class LabPki:
 
     def files_for(self, lab: Lab, node: str) -> tuple[RenderedFile, ...]:
         """What the node's agent reads: the lab CA, and its own certificate and key."""
-        wants_ca, issuer, unit = needs(lab, node)
-        if not wants_ca:
+        trusted, issuer, unit = needs(lab, node)
+        if trusted is None:
             return ()
         with _guard:
-            files = [RenderedFile(f"{PKI_DIR}/{CA_FILE}", _pem(self.ca().certificate), 0o644)]
+            root = _pem(self.ca(trusted).certificate)
+            files = [RenderedFile(f"{PKI_DIR}/{CA_FILE}", root, 0o644)]
             if issuer is not None:
                 own = self.node(node, issuer, unit)
                 files.append(RenderedFile(f"{PKI_DIR}/{CERT_FILE}", own.certificate_pem(), 0o644))

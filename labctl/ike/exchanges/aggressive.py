@@ -114,6 +114,8 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
             signature.check(ini, trial, msg, ident, expected)
         except IkeProtocolError as exc:
             reason = f"gateway certificate refused: {exc.reason}"
+            refusal = IkeProtocolError(reason, notify=exc.notify)
+            informational.tell_phase1_refused(ini, out, trial, b"", rx, refusal)
             ini._fail_connecting(out, sa, reason, exc.notify)
             return
         sa.peer_certificate = trial.peer_certificate

@@ -132,6 +132,8 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
             signature.check(ini, sa, msg, ident, expected)
         except IkeProtocolError as exc:
             reason = f"gateway certificate refused: {exc.reason}"
+            refusal = IkeProtocolError(reason, notify=exc.notify)
+            informational.tell_phase1_refused(ini, out, sa, last, rx, refusal)
             ini._remove_sa(out, sa, reason, now, notify_peer=False, failed_stage="phase1")
             return
     elif h is None or not same_digest(expected, h.data):

@@ -24,11 +24,8 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         ctx.error(("vpn", "group-password"), "required with auth: psk (the group password)")
     elif vpn.auth != "psk" and vpn.group_password is not None:
         ctx.error(("vpn", "group-password"), f"not used with auth: {vpn.auth}; remove it")
-    if vpn.certificate_ca != "lab" and vpn.auth != "certificate":
-        ctx.error(
-            ("vpn", "certificate-ca"),
-            f"only auth: certificate uses a client certificate (this client: {vpn.auth})",
-        )
+    if vpn.certificate_ca != "lab" and vpn.auth == "psk":
+        ctx.error(("vpn", "certificate-ca"), "auth: psk uses no certificates")
     target = target_concentrator(ctx)
     if target is None:
         return  # a client may point at something outside the model (e.g. vpnc tests)

@@ -36,9 +36,10 @@ class VpnClientSettings(Strict):
     certificate_ca: str = Field(
         "lab",
         pattern=r"^[a-z][a-z0-9-]{0,30}$",
-        description="auth: certificate: who issues the client's certificate: 'lab' (the lab "
-        "CA the concentrator trusts), or any other name for a CA of that name that labctl "
-        "makes and nobody trusts (to see a certificate refused)",
+        description="the client's certificate store: with auth: certificate the CA that "
+        "issues its certificate, with auth: hybrid the root it trusts to check the "
+        "concentrator's. 'lab': the lab CA (labctl makes it at `up`); any other name: a CA "
+        "of that name labctl makes and the other end does not trust (to see a refusal)",
     )
     user: str
     password: SecretValue

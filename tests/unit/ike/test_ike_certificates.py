@@ -120,6 +120,14 @@ def test_the_client_refuses_a_gateway_certificate_of_another_ca(pki, exchange) -
     (failed,) = lab.events_of("c1", ExchangeFailed)
     assert failed.reason.startswith("gateway certificate refused: certificate 'CN=vpn3000")
     assert "not by the lab CA 'CN=labctl elsewhere CA,O=labctl' (untrusted)" in failed.reason
+    # ... and told the gateway why (encrypted notify): it drops the session at once
+    (told,) = lab.events_of("server", ExchangeFailed)
+    assert told.stage == "phase1"
+    assert told.reason.startswith(
+        "client refused our authentication: INVALID_CERT_AUTHORITY (gateway certificate "
+        "refused: certificate 'CN=vpn3000,O=labctl' is issued by 'CN=labctl certs CA"
+    )
+    assert not lab.responder.sas
 
 
 def test_signature_proposals_need_a_certificate() -> None:

@@ -135,6 +135,9 @@ def test_a_hybrid_client_refuses_a_gateway_certificate_of_another_ca(pki, exchan
     assert failed.stage == "phase1"
     assert failed.reason.startswith("gateway certificate refused: certificate 'CN=vpn3000")
     assert "(untrusted)" in failed.reason
+    (told,) = lab.events_of("server", ExchangeFailed)  # the client said why
+    assert told.reason.startswith("client refused our authentication: INVALID_CERT_AUTHORITY")
+    assert not lab.responder.sas
 
 
 def test_a_certificate_client_without_xauth_is_refused_by_a_group_with_users(pki) -> None:
