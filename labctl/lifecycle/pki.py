@@ -10,8 +10,9 @@ Node certificates: CN = the node; a client's OU = its VPN group (the Cisco VPN C
 sends it, the concentrator takes the group from it).  A client with `certificate-ca:
 NAME` other than `lab` gets its certificate from a CA of that name that labctl makes and
 nobody trusts: the refusal can be seen on purpose (a hybrid client with one trusts that CA
-instead of the lab's, and refuses the concentrator's certificate).  A certificate whose subject or issuer
-no longer matches the topology (group renamed, CA changed) is issued again.
+instead of the lab's, and refuses the concentrator's certificate).  A certificate whose
+subject or issuer no longer matches the topology (group renamed, CA changed) is issued
+again.
 """
 
 from __future__ import annotations
