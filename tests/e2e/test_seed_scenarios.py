@@ -36,6 +36,8 @@ SCENARIOS = {
     "l2l-nat-t.yaml": {"expect"},
     "l2l-nat-t-off.yaml": {"repair-nat-t"},
     "fragmentation-policy.yaml": {"three-policies"},
+    "certificate-auth.yaml": {"certificates"},
+    "hybrid-auth.yaml": {"hybrid"},
 }
 
 
