@@ -38,6 +38,7 @@ SCENARIOS = {
     "fragmentation-policy.yaml": {"three-policies"},
     "certificate-auth.yaml": {"certificates"},
     "hybrid-auth.yaml": {"hybrid"},
+    "ike-fragmentation.yaml": {"ike-fragmentation"},
 }
 
 
