@@ -50,8 +50,9 @@ def load_credentials(why: str, own: bool, directory: str | Path = PKI_DIR) -> Cr
     folder = Path(directory)
 
     def certificate(name: str) -> x509.Certificate:
+        data = _read(folder, name, why)
         try:
-            return x509.load_pem_x509_certificate(_read(folder, name, why))
+            return x509.load_pem_x509_certificate(data)
         except ValueError:
             raise SettingsError(f"{folder / name}: not a PEM certificate") from None
 
@@ -59,8 +60,9 @@ def load_credentials(why: str, own: bool, directory: str | Path = PKI_DIR) -> Cr
     if not own:
         return Credentials(ca)
     cert = certificate(CERT_FILE)
+    data = _read(folder, KEY_FILE, why)
     try:
-        key = load_pem_private_key(_read(folder, KEY_FILE, why), password=None)
+        key = load_pem_private_key(data, password=None)
     except ValueError:
         raise SettingsError(f"{folder / KEY_FILE}: not an unencrypted PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
