@@ -336,11 +336,6 @@ class Responder(EngineBase):
     def _dpd_max(self) -> int:
         return self.policy.dpd_max_retries
 
-    def _set_child_rekey(self, child: ChildSa) -> None:
-        """With ``initiate_rekeys``, the gateway rekeys phase 2 on its own lifetime."""
-        if self.policy.initiate_rekeys:
-            child.rekey_at = child.established + child.lifetime * (1 - self.policy.rekey_margin)
-
     def _rekey_child(self, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
         if sa.established and sa.replaced_by is None:
             quick_mode.rekey(self, out, sa, child, now)
