@@ -125,14 +125,27 @@ class LabPki:
         trusted, issuer, unit = needs(lab, node)
         if trusted is None:
             return ()
+        ca_path, cert_path, key_path = _paths(lab, node)
         with _guard:
             root = _pem(self.ca(trusted).certificate)
-            files = [RenderedFile(f"{PKI_DIR}/{CA_FILE}", root, 0o644)]
+            files = [RenderedFile(ca_path, root, 0o644)]
             if issuer is not None:
                 own = self.node(node, issuer, unit)
-                files.append(RenderedFile(f"{PKI_DIR}/{CERT_FILE}", own.certificate_pem(), 0o644))
-                files.append(RenderedFile(f"{PKI_DIR}/{KEY_FILE}", own.key_pem(), 0o600))
+                files.append(RenderedFile(cert_path, own.certificate_pem(), 0o644))
+                files.append(RenderedFile(key_path, own.key_pem(), 0o600))
         return tuple(files)
+
+
+def _paths(lab: Lab, node: str) -> tuple[str, str, str]:
+    """Where the node's software reads (CA, certificate, key): swanctl's own folders for a
+    strongSwan node (`swanctl --load-all` loads them), else our agent's."""
+    if getattr(lab.node(node), "implementation", "ours") == "strongswan":
+        return (
+            "/etc/swanctl/x509ca/labctl-ca.pem",
+            "/etc/swanctl/x509/labctl-node.pem",
+            "/etc/swanctl/private/labctl-node.pem",
+        )
+    return (f"{PKI_DIR}/{CA_FILE}", f"{PKI_DIR}/{CERT_FILE}", f"{PKI_DIR}/{KEY_FILE}")
 
 
 def _pem(cert) -> bytes:

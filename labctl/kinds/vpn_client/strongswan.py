@@ -14,7 +14,6 @@ from ..third_party import (
     b64_secret,
     explicit,
     join,
-    no_certificates,
     parse_proposal,
     secret_text,
     strongswan_conf,
@@ -32,7 +31,6 @@ CHILD = "labctl"
 
 def check(ctx: NodeContext[VpnClientNode]) -> None:
     vpn = ctx.node.vpn
-    no_certificates(ctx, ("vpn", "auth"), NAME, vpn.auth)
     tt = vpn.transparent_tunneling
     if not tt.enabled:
         unexpressible(
@@ -102,6 +100,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
         node=name,
         host=str(vpn.host),
         group=vpn.group,
+        auth=vpn.auth,
         user=vpn.user,
         group_password=b64_secret(secret_text(vpn.group_password)),
         password=b64_secret(vpn.password.get_secret_value()),
