@@ -39,6 +39,7 @@ SCENARIOS = {
     "certificate-auth.yaml": {"certificates"},
     "hybrid-auth.yaml": {"hybrid"},
     "ike-fragmentation.yaml": {"ike-fragmentation"},
+    "interop-certificates.yaml": {"expect"},  # strongSwan clients: the strongswan image
 }
 
 
