@@ -154,6 +154,15 @@ def _pem(cert) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def planned(lab: Lab, node: str) -> str:
+    """What a dry run says about a node's certificate files (nothing is made for it)."""
+    trusted, issuer, _ = needs(lab, node)
+    if trusted is None:
+        return ""
+    what = "the CA certificate" if issuer is None else "the CA certificate, its certificate and key"
+    return f" + {what} (the lab CA, from the lab's state folder)"
+
+
 def with_certificates(lab: Lab, node: str, state_directory: Path, config: NodeConfig) -> NodeConfig:
     """``config`` plus the node's certificate files (none for a node without `auth`)."""
     files = LabPki(lab.name, state_directory / "pki").files_for(lab, node)
