@@ -42,6 +42,7 @@ SCENARIOS = {
     "hybrid-auth.yaml": {"hybrid"},
     "ike-fragmentation.yaml": {"ike-fragmentation"},
     "interop-certificates.yaml": {"expect"},  # strongSwan clients: the strongswan image
+    "interop-swan-gateway-certs.yaml": {"expect"},  # a strongSwan concentrator
 }
 
 

@@ -18,7 +18,6 @@ from ..third_party import (
     b64_secret,
     explicit,
     join,
-    no_certificates,
     parse_proposal,
     secret_text,
     strongswan_conf,
@@ -96,7 +95,6 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             f"several groups ({', '.join(sorted(groups_with_users))}) cannot be kept apart",
         )
     for name, group in vpn.groups.items():
-        no_certificates(ctx, ("vpn", "groups", name, "auth"), NAME, group.auth)
         for field in ("banner", "default_domain"):
             if getattr(group, field):
                 unexpressible(
@@ -129,6 +127,7 @@ def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
         groups.append(
             {
                 "name": name,
+                "auth": group.auth,
                 "psk": b64_secret(secret_text(group.psk)),
                 "pool": f"{first}-{last}",
                 "dns": join(group.dns),
