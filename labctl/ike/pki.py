@@ -87,6 +87,11 @@ def _name(common_name: str, unit: str | None = None, org: str = "labctl") -> x50
     return x509.Name(attrs)
 
 
+def node_subject(common_name: str, unit: str | None = None) -> x509.Name:
+    """The subject :meth:`LabCa.issue` gives a node (O=labctl, OU=unit, CN=name)."""
+    return _name(common_name, unit)
+
+
 def _new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
 

@@ -104,12 +104,12 @@ class LabPki:
 
     def node(self, node: str, issuer: str, unit: str | None):
         """The node's certificate from ``issuer``, CN = node, OU = ``unit``."""
-        from ..ike.pki import _name  # one place spells a node's subject
+        from ..ike.pki import node_subject
 
         stem = f"node-{node}"
         ca = self.ca(issuer)
         found = self._load(stem)
-        wanted = _name(node, unit)
+        wanted = node_subject(node, unit)
         if (
             found is not None
             and found.certificate.subject == wanted
