@@ -36,6 +36,7 @@ from ..ike.events import IkeFragments
 from . import naming
 from .childsa import encap_of, esp_pair
 from .control import ControlError
+from .credentials import Credentials, load_credentials
 from .dataplane import Dataplane, Encap
 from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
@@ -61,12 +62,28 @@ RECONNECT_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)
 HALF_INTERNET = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
 
 
-def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
+# The Cisco VPN Client's Authentication choices: what it offers, in which exchange
+# (certificates in main mode, the group name as aggressive mode's ID otherwise).
+CLIENT_AUTH = {
+    "psk": (AuthMethod.XAUTH_INIT_PSK, "aggressive"),
+    "certificate": (AuthMethod.XAUTH_INIT_RSA, "main"),
+    "hybrid": (AuthMethod.HYBRID_INIT_RSA, "aggressive"),
+}
+
+
+def credentials_for(settings: ClientSettings) -> Credentials | None:
+    """The lab CA (to check the gateway), and with certificates our own certificate."""
+    if settings.auth == "psk":
+        return None
+    return load_credentials(f"auth: {settings.auth}", own=settings.auth == "certificate")
+
+
+def build_initiator_config(
+    settings: ClientSettings, credentials: Credentials | None = None
+) -> InitiatorConfig:
     natt = NATT_MODES[settings.tunneling_mode] if settings.transparent_tunneling else NattMode.NONE
-    phase1 = tuple(
-        phase1_proposal(p, AuthMethod.XAUTH_INIT_PSK, settings.ike_lifetime)
-        for p in settings.ike_proposals
-    )
+    auth, exchange = CLIENT_AUTH[settings.auth]
+    phase1 = tuple(phase1_proposal(p, auth, settings.ike_lifetime) for p in settings.ike_proposals)
     phase2 = tuple(
         phase2_proposal(p, settings.ipsec_lifetime, lifetime_kb=settings.ipsec_lifetime_kb)
         for p in settings.ipsec_proposals
@@ -74,6 +91,9 @@ def build_initiator_config(settings: ClientSettings) -> InitiatorConfig:
     return InitiatorConfig(
         group=settings.group,
         psk=settings.group_password.encode(),
+        exchange=exchange,
+        certificate=credentials.own if credentials else None,
+        ca=credentials.ca if credentials else None,
         user=settings.user,
         password=settings.password.encode(),
         phase1=phase1,
@@ -189,7 +209,7 @@ class ClientAgent:
         return ClientStatus(state, str(s.host), s.group, s.user, **fields)
 
     def _initiator_config(self) -> InitiatorConfig:
-        return build_initiator_config(self.settings)
+        return build_initiator_config(self.settings, credentials_for(self.settings))
 
     def _tun_mtu(self) -> int:
         """The VPN adapter's MTU setting, else what fits one segment (TCP) or 1400."""

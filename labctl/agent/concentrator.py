@@ -44,6 +44,7 @@ from . import naming
 from .admin import AdminSessions
 from .childsa import encap_of, esp_pair
 from .control import ControlError
+from .credentials import Credentials, load_credentials
 from .dataplane import Dataplane, Encap
 from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
@@ -63,12 +64,28 @@ CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
 ETHERNET_MTU = 1500
 
 
-def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
+GROUP_AUTH = {
+    "psk": (AuthMethod.XAUTH_INIT_PSK, AuthMethod.PSK),
+    "certificate": (AuthMethod.XAUTH_INIT_RSA, AuthMethod.RSA_SIG),
+    "hybrid": (AuthMethod.HYBRID_INIT_RSA,),
+}
+
+
+def credentials_for(settings: ConcentratorSettings) -> Credentials | None:
+    """The lab CA and our certificate when a group uses them (read from the node's files)."""
+    if all(g.auth == "psk" for g in settings.groups.values()):
+        return None
+    return load_credentials("a group with auth: certificate or hybrid", own=True)
+
+
+def build_policy(
+    settings: ConcentratorSettings, credentials: Credentials | None = None
+) -> ResponderPolicy:
     phase1, phase2, groups = [], [], {}
     for group in settings.groups.values():
         uses_xauth = any(g == group.name for _, g in settings.users.values())
         for text in group.ike_proposals:
-            for auth in (AuthMethod.XAUTH_INIT_PSK, AuthMethod.PSK):
+            for auth in GROUP_AUTH[group.auth]:
                 proposal = phase1_proposal(text, auth, group.ike_lifetime)
                 if proposal not in phase1:
                     phase1.append(proposal)
@@ -82,6 +99,7 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
             group.name,
             group.psk.encode(),
             xauth=uses_xauth,
+            auth=group.auth,
             mode_config=ModeConfig(
                 netmask=group.netmask,
                 dns=group.dns,
@@ -113,6 +131,8 @@ def build_policy(settings: ConcentratorSettings) -> ResponderPolicy:
         initiate_rekeys=settings.initiate_rekeys,
         vendor=VendorIdentity(fragmentation=settings.fragmentation is not None),
         fragment_size=settings.fragmentation or 576,
+        certificate=credentials.own if credentials else None,
+        ca=credentials.ca if credentials else None,
     )
 
 
@@ -228,7 +248,7 @@ class ConcentratorAgent:
             keepalive_interval=settings.nat_keepalive or 20.0,
         )
         self.hooks = ConcentratorHooks(settings)
-        self.engine = Responder(build_policy(settings), self.hooks)
+        self.engine = Responder(build_policy(settings, credentials_for(settings)), self.hooks)
         # --- IPsec over TCP (labctl.agent.tcp_transport) ---
         self.tcp: TcpServer | None = None
         if settings.ipsec_over_tcp:
@@ -765,7 +785,7 @@ class ConcentratorAgent:
             self.settings.ipsec_over_tcp,
         ):
             return "restart"
-        self.engine.policy = build_policy(settings)
+        self.engine.policy = build_policy(settings, credentials_for(settings))
         kept = {
             n: p
             for n, p in self.hooks.pools.items()

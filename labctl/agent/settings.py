@@ -37,6 +37,9 @@ _P2_HASHES = {"md5": EspAuth.HMAC_MD5, "sha1": EspAuth.HMAC_SHA1, "sha256": EspA
 _GROUPS = {"modp768": 1, "modp1024": 2, "modp1536": 5, "modp2048": 14}
 
 
+AUTH_MODES = ("psk", "certificate", "hybrid")
+
+
 class SettingsError(ValueError):
     """A configuration the agent cannot use; the message names the setting."""
 
@@ -88,7 +91,8 @@ class Dpd:
 @dataclass(frozen=True)
 class Group:
     name: str
-    psk: str = field(repr=False)
+    auth: str  # "psk" | "certificate" | "hybrid"
+    psk: str = field(repr=False)  # "" unless auth is psk
     pool: tuple[IPv4Address, IPv4Address]
     netmask: IPv4Address | None
     dns: tuple[IPv4Address, ...]
@@ -146,7 +150,8 @@ class ClientSettings:
     node: str
     host: IPv4Address
     group: str
-    group_password: str = field(repr=False)
+    auth: str  # "psk" | "certificate" | "hybrid"
+    group_password: str = field(repr=False)  # "" unless auth is psk
     user: str
     password: str = field(repr=False)
     transparent_tunneling: bool
@@ -346,7 +351,8 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         netmask = g.optional_text("netmask")
         groups[name] = Group(
             name=name,
-            psk=g.text("psk"),
+            auth=_choice(g, "auth", AUTH_MODES),
+            psk=g.optional_text("psk") or "",
             pool=(IPv4Address(pool[0]), IPv4Address(pool[1])),
             netmask=IPv4Address(netmask) if netmask else None,
             dns=tuple(IPv4Address(a) for a in g.texts("dns")),
@@ -414,7 +420,8 @@ def _client(top: _Section) -> ClientSettings:
         node=top.text("node"),
         host=IPv4Address(vpn.text("host")),
         group=vpn.text("group"),
-        group_password=vpn.text("group_password"),
+        auth=_choice(vpn, "auth", AUTH_MODES),
+        group_password=vpn.optional_text("group_password") or "",
         user=vpn.text("user"),
         password=vpn.text("password"),
         transparent_tunneling=tt.flag("enabled"),

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 from .constants import (
     CISCO_UDP_DEFAULT_PORT,
     IKE_PORT,
+    INITIATOR_SIGNS,
     NATT_PORT,
+    RESPONDER_SIGNS,
+    XAUTH_AFTER,
     AuthMethod,
     EspAuth,
     EspTransform,
@@ -64,6 +67,9 @@ class NattMode(StrEnum):
         return self.asks_cisco_udp or self is NattMode.TCP
 
 
+SUPPORTED_AUTH = frozenset({AuthMethod.PSK, AuthMethod.XAUTH_INIT_PSK}) | RESPONDER_SIGNS
+
+
 @dataclass(frozen=True)
 class Phase1Proposal:
     """One phase-1 transform: cipher (+ key length), hash, DH group, auth method, lifetime."""
@@ -81,7 +87,7 @@ class Phase1Proposal:
             raise IkeConfigError(f"unsupported phase-1 hash {self.hash}")
         if self.group not in MODP_PRIMES:
             raise IkeConfigError(f"unsupported DH group {self.group}")
-        if self.auth not in (AuthMethod.PSK, AuthMethod.XAUTH_INIT_PSK, AuthMethod.RSA_SIG):
+        if self.auth not in SUPPORTED_AUTH:
             raise IkeConfigError(f"unsupported auth method {self.auth}")
         if self.lifetime <= 0:
             raise IkeConfigError("phase-1 lifetime must be positive")
@@ -171,12 +177,28 @@ class GroupPolicy:
     name: str
     psk: bytes = field(repr=False)
     xauth: bool = True
+    # "psk" (group password), "certificate" (RSA signatures: the client's certificate OU
+    # names the group), "hybrid" (the gateway signs, the client is known by XAUTH only)
+    auth: str = "psk"
     mode_config: ModeConfig = field(default_factory=ModeConfig)  # settings besides the address
     split_networks: tuple[IPv4Network, ...] = ()  # also acceptable as quick-mode remote IDs
 
     def __post_init__(self) -> None:
-        if not self.psk:
+        if not self.psk and self.auth == "psk":
             raise IkeConfigError(f"group {self.name!r}: empty pre-shared key")
+        if self.auth not in ("psk", "certificate", "hybrid"):
+            raise IkeConfigError(f"group {self.name!r}: unknown auth {self.auth!r}")
+        if self.auth == "hybrid" and not self.xauth:
+            raise IkeConfigError(f"group {self.name!r}: hybrid auth needs XAUTH users")
+
+    @property
+    def accepted_auth(self) -> AuthMethod:
+        """The phase-1 auth method this group's clients must negotiate."""
+        if self.auth == "hybrid":
+            return AuthMethod.HYBRID_INIT_RSA
+        if self.auth == "certificate":
+            return AuthMethod.XAUTH_INIT_RSA if self.xauth else AuthMethod.RSA_SIG
+        return AuthMethod.XAUTH_INIT_PSK if self.xauth else AuthMethod.PSK
 
 
 @dataclass(frozen=True)
@@ -296,9 +318,12 @@ class ResponderPolicy:
             raise IkeConfigError("rekey_margin must be between 0 and 1")
         if self.fragment_size < MIN_FRAGMENT_SIZE:
             raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")
-        signs = any(p.auth == AuthMethod.RSA_SIG for p in self.phase1)
+        signs = any(p.auth in RESPONDER_SIGNS for p in self.phase1)
         if signs and (self.certificate is None or self.ca is None):
             raise IkeConfigError("RSA signature proposals need a certificate and a CA")
+        for group in self.groups.values():
+            if group.auth != "psk" and not any(p.auth in RESPONDER_SIGNS for p in self.phase1):
+                raise IkeConfigError(f"group {group.name!r}: {group.auth} auth needs RSA proposals")
 
     @staticmethod
     def cisco_udp(port: int = CISCO_UDP_DEFAULT_PORT, **kwargs) -> ResponderPolicy:
@@ -373,13 +398,14 @@ class InitiatorConfig:
         pfs = {p.pfs_group for p in self.phase2}
         if len(pfs) != 1:
             raise IkeConfigError("all phase-2 proposals need the same PFS group (one KE)")
-        needs_xauth = any(p.auth == AuthMethod.XAUTH_INIT_PSK for p in self.phase1)
+        needs_xauth = any(p.auth in XAUTH_AFTER for p in self.phase1)
         if needs_xauth and self.user is None:
             raise IkeConfigError("XAUTH proposals need a user name")
         if not 0 < self.rekey_margin < 1:
             raise IkeConfigError("rekey_margin must be between 0 and 1")
         if self.fragment_size < MIN_FRAGMENT_SIZE:
             raise IkeConfigError(f"fragment_size must be at least {MIN_FRAGMENT_SIZE}")
-        signs = any(p.auth == AuthMethod.RSA_SIG for p in self.phase1)
-        if signs and (self.certificate is None or self.ca is None):
+        if any(p.auth in INITIATOR_SIGNS for p in self.phase1) and self.certificate is None:
+            raise IkeConfigError("RSA signature proposals need a certificate and a CA")
+        if any(p.auth in RESPONDER_SIGNS for p in self.phase1) and self.ca is None:
             raise IkeConfigError("RSA signature proposals need a certificate and a CA")

@@ -178,6 +178,18 @@ class AuthMethod(IntEnum):
     HYBRID_RESP_DSS = 64224
     XAUTH_INIT_PSK = 65001
     XAUTH_RESP_PSK = 65002
+    XAUTH_INIT_RSA = 65005
+    XAUTH_RESP_RSA = 65006
+
+
+# What each authentication method asks of each end (RFC 2409 5.1 and the XAUTH / hybrid
+# drafts): who sends CERT + SIG, whose SKEYID comes from the nonces, whether XAUTH follows.
+INITIATOR_SIGNS = frozenset({AuthMethod.RSA_SIG, AuthMethod.XAUTH_INIT_RSA})
+# hybrid: only the gateway has a certificate; the client sends a plain HASH_I, then XAUTH
+RESPONDER_SIGNS = INITIATOR_SIGNS | {AuthMethod.HYBRID_INIT_RSA}
+XAUTH_AFTER = frozenset(
+    {AuthMethod.XAUTH_INIT_PSK, AuthMethod.XAUTH_INIT_RSA, AuthMethod.HYBRID_INIT_RSA}
+)
 
 
 class LifeType(IntEnum):

@@ -30,7 +30,7 @@ from .events import (
     SessionInfo,
     Waiting,
 )
-from .exchanges import children, fragmentation, informational, quick_mode, volume
+from .exchanges import children, fragmentation, informational, qm_policy, quick_mode, volume
 from .exchanges.phase1 import session_info
 from .fragments import FRAGMENT_PAYLOAD, Reassembler
 from .sa import ChildSa, IkeSa, Retransmit, random_cookie, random_message_id
@@ -429,7 +429,10 @@ class EngineBase:
         """Initiator decides; the responder leaves rekeying to its peer."""
 
     def _set_child_rekey(self, child: ChildSa) -> None:
-        """Initiator decides; the responder leaves rekeying to its peer."""
+        """When this end starts phase-2 rekeys (the client's auto_rekey, the gateway's
+        initiate_rekeys) and how early: the role's policy (qm_policy) says."""
+        if qm_policy.rekeys(self):
+            child.rekey_at = child.established + child.lifetime * (1 - qm_policy.margin(self))
 
     def _rekey_child(self, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
         child.rekeying = True

@@ -260,10 +260,6 @@ class Initiator(EngineBase):
         if self.config.auto_rekey and sa.established_at is not None:
             sa.rekey_at = sa.established_at + sa.lifetime * (1 - self.config.rekey_margin)
 
-    def _set_child_rekey(self, child: ChildSa) -> None:
-        if self.config.auto_rekey:
-            child.rekey_at = child.established + child.lifetime * (1 - self.config.rekey_margin)
-
     def _rekey_phase1(self, out: Collector, sa: IkeSa, now: float) -> None:
         sa.rekey_started = True
         new = self._begin_phase1(out, now, sa.local, sa.remote)

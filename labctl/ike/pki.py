@@ -87,6 +87,11 @@ def _name(common_name: str, unit: str | None = None, org: str = "labctl") -> x50
     return x509.Name(attrs)
 
 
+def node_subject(common_name: str, unit: str | None = None) -> x509.Name:
+    """The subject :meth:`LabCa.issue` gives a node (O=labctl, OU=unit, CN=name)."""
+    return _name(common_name, unit)
+
+
 def _new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
 
@@ -211,6 +216,17 @@ def check_peer_certificate(
     """The peer's RSA key, once its certificate is shown to be the lab CA's, valid at
     ``now`` and (with ``claimed_dn``, an ID_DER_ASN1_DN payload's data) for the identity
     the peer claims.  Each refusal names the certificate and what was wrong."""
+    return verified_certificate(der, ca, now, claimed_dn=claimed_dn)[1]
+
+
+def verified_certificate(
+    der: bytes,
+    ca: x509.Certificate,
+    now: dt.datetime,
+    *,
+    claimed_dn: bytes | None = None,
+) -> tuple[x509.Certificate, rsa.RSAPublicKey]:
+    """:func:`check_peer_certificate`, with the certificate it parsed (parsed once)."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
@@ -255,7 +271,7 @@ def check_peer_certificate(
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise _refuse(f"certificate '{subject}' does not hold an RSA key")
-    return key
+    return cert, key
 
 
 def parse_dn(der: bytes) -> str:

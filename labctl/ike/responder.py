@@ -27,7 +27,7 @@ from ipaddress import IPv4Network
 
 from .codec import DeletePayload, IdPayload, Message, VendorIdPayload, decode_message
 from .config import GroupPolicy, LanToLanPolicy, Phase1Proposal, Phase2Proposal, ResponderPolicy
-from .constants import AuthMethod, NotifyType, ProtocolId
+from .constants import NotifyType, ProtocolId
 from .engine import EngineBase
 from .errors import DropCategory, IkeProtocolError
 from .events import (
@@ -181,7 +181,7 @@ class Responder(EngineBase):
         return self.policy.groups.get(name) if name is not None else None
 
     def _policy_for_group(self, group: GroupPolicy) -> tuple[Phase1Proposal, ...]:
-        wanted = AuthMethod.XAUTH_INIT_PSK if group.xauth else AuthMethod.PSK
+        wanted = group.accepted_auth
         return tuple(p for p in self.policy.phase1 if p.auth == wanted)
 
     def _phase1_lifetime(self, offer: Phase1Offer, sa: IkeSa | None = None) -> int:
@@ -348,11 +348,6 @@ class Responder(EngineBase):
 
     def _dpd_max(self) -> int:
         return self.policy.dpd_max_retries
-
-    def _set_child_rekey(self, child: ChildSa) -> None:
-        """With ``initiate_rekeys``, the gateway rekeys phase 2 on its own lifetime."""
-        if self.policy.initiate_rekeys:
-            child.rekey_at = child.established + child.lifetime * (1 - self.policy.rekey_margin)
 
     def _rekey_child(self, out: Collector, sa: IkeSa, child: ChildSa, now: float) -> None:
         if sa.established and sa.replaced_by is None:

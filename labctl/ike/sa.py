@@ -196,6 +196,7 @@ class IkeSa:
     peer_vendor: PeerVendorInfo = field(default_factory=PeerVendorInfo)
     fragment_id: int = 0  # of the last message we sent as Cisco IKE fragments
     peer_certificate: str | None = None  # subject of the certificate the peer proved
+    peer_cert_requests: list[str] = field(default_factory=list)  # CAs its CRs named
     cisco_udp_port: int | None = None
     tcp: bool = False  # IPsec over TCP: this SA and its children ride one TCP connection
     # who and what
@@ -324,7 +325,9 @@ class IkeSa:
         if message_id == 0:
             return self.p1_iv
         if exchange == ExchangeType.INFORMATIONAL:
-            return exchange_iv(self.hash_id, self.p1_last, message_id, self.cipher.block_size)
+            # before phase 1 completes (a refusal of message 5): the running phase-1 IV
+            base = self.p1_last or self.p1_iv
+            return exchange_iv(self.hash_id, base, message_id, self.cipher.block_size)
         iv = self.ivs.get(message_id)
         if iv is None:
             iv = exchange_iv(self.hash_id, self.p1_last, message_id, self.cipher.block_size)

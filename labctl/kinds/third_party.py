@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -64,6 +65,18 @@ def explicit(model: BaseModel, field: str) -> bool:
 def unexpressible(ctx: NodeContext, path: tuple[str, ...], implementation: str, why: str) -> None:
     """The error's path names the setting; the message names the implementation."""
     ctx.error(path, f"implementation {implementation} cannot express this setting: {why}")
+
+
+def no_certificates(ctx: NodeContext, path: tuple[str, ...], implementation: str, auth: str):
+    """labctl renders no certificates for third-party implementations (yet): psk only."""
+    if auth != "psk":
+        why = f"auth: {auth} is rendered for labctl's agent only (psk here)"
+        unexpressible(ctx, path, implementation, why)
+
+
+def secret_text(value: Any) -> str:
+    """A SecretValue's text; "" for an optional one left out (validation says if needed)."""
+    return "" if value is None else value.get_secret_value()
 
 
 def b64_secret(value: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -10,6 +10,9 @@ from ..topology.base import Strict
 
 # strongSwan-like names: phase 1 "3des-md5-modp1024", phase 2 "aes128-sha1".
 Proposal = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+
+# How a remote-access client authenticates (a concentrator group's `auth`, a client's `auth`)
+AuthMode = Literal["psk", "certificate", "hybrid"]
 
 
 class DpdSettings(Strict):

@@ -18,6 +18,7 @@ from ..render import NodeConfig, RenderedFile, render_node
 from ..wiring import pid_netns_path, write_sysctls
 from .errors import PushError
 from .lock import lab_lock
+from .pki import with_certificates
 from .record import config_digest
 from .session import LabHandle
 
@@ -39,7 +40,8 @@ def push_node(handle: LabHandle, node: str, initial: bool = False) -> list[str]:
     with lab_lock(handle.lab.name, "labctl push"):
         handle.require_secrets()
         config = render_node(handle.lab, node)
-        digest = config_digest(config, handle.state.digest_key())
+        digest = config_digest(config, handle.state.digest_key())  # rendered files only
+        config = with_certificates(handle.lab, node, handle.state.directory, config)
         _apply(handle, node, config, initial)
         handle.pushed(node, digest)
     return [f.path for f in config.files] + list(config.reload_commands)
@@ -49,7 +51,9 @@ def plan_push(handle: LabHandle, node: str) -> list[str]:
     """What push_node would install and run on the node, each file compared with the
     node's copy (by hash, on the node; neither contents nor hashes are shown)."""
     handle.require_secrets()
-    config = render_node(handle.lab, node)
+    config = with_certificates(
+        handle.lab, node, handle.state.directory, render_node(handle.lab, node)
+    )
     session = handle.session(node)
     # One line per file, in order: its sha256, or "-" when the node has no such file.
     listing = session.run(

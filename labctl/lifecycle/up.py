@@ -46,6 +46,8 @@ from .errors import LabUpError, PushError
 from .health import assess
 from .labstate import LabState
 from .lock import lab_lock
+from .pki import planned as planned_certificates
+from .pki import with_certificates
 from .push import push_node
 from .record import config_digest, recorded_model, structure, structure_differences, summarize
 from .session import LabHandle
@@ -93,7 +95,8 @@ class UpPlan:
             lines = [f"lab {lab.name} is up; would re-push (configuration changed):"]
             for node in self.changed:
                 config = render_node(lab, node)
-                lines.append(f"  push {node}: {', '.join(f.path for f in config.files)}")
+                files = ", ".join(f.path for f in config.files) + planned_certificates(lab, node)
+                lines.append(f"  push {node}: {files}")
                 lines += [f"    then run: {command}" for command in config.reload_commands]
             return lines
         lines = []
@@ -167,7 +170,9 @@ def _build_outline(lab: Lab, mgmt: MgmtPlan) -> list[str]:
     for batch in push_order(lab):
         for name in batch:
             config = render_node(lab, name)
-            files = ", ".join(f.path for f in config.files) or "-"
+            files = (", ".join(f.path for f in config.files) or "-") + planned_certificates(
+                lab, name
+            )
             reload = "; ".join(config.reload_commands) or "nothing to reload"
             lines.append(f"push {name}: {files} (copied in before it starts), then: {reload}")
     return lines
@@ -266,7 +271,8 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
                 client_key,
                 host_keys[name],
                 mgmt.nodes[name],
-                render_node(lab, name),
+                # the lab CA and node certificates come from the state folder, not render
+                with_certificates(lab, name, state.directory, render_node(lab, name)),
             )
             for name in lab.nodes
         ]

@@ -40,6 +40,11 @@ SCENARIOS = {
     "l2l-strongswan-site.yaml": {"expect"},
     "fragmentation-policy.yaml": {"three-policies"},
     "fleet-clients.yaml": {"fleet-of-fifty", "pool-exhaustion"},
+    "certificate-auth.yaml": {"certificates"},
+    "hybrid-auth.yaml": {"hybrid"},
+    "ike-fragmentation.yaml": {"ike-fragmentation"},
+    "interop-certificates.yaml": {"expect"},  # strongSwan clients: the strongswan image
+    "interop-swan-gateway-certs.yaml": {"expect"},  # a strongSwan concentrator
 }
 
 # file -> the only scenarios CI runs of it (one lab): l2l-and-clients holds every check of

@@ -26,7 +26,15 @@ from ..codec import (
     VendorIdPayload,
 )
 from ..config import NattMode
-from ..constants import NONCE_LEN, AuthMethod, ExchangeType, IdType, NotifyType
+from ..constants import (
+    INITIATOR_SIGNS,
+    NONCE_LEN,
+    RESPONDER_SIGNS,
+    XAUTH_AFTER,
+    ExchangeType,
+    IdType,
+    NotifyType,
+)
 from ..crypto import modp_exchange, modp_length, random_bytes, same_digest
 from ..errors import IkeProtocolError
 from ..events import Collector
@@ -56,10 +64,13 @@ def start(ini: Initiator, sa: IkeSa, sa_payload: SaPayload) -> bytes:
     sa.dh = modp_exchange(group, None, None)
     sa.gxi = sa.dh.public
     sa.ni_b = random_bytes(NONCE_LEN)
-    signs = all(p.auth == AuthMethod.RSA_SIG for p in ini.config.phase1)
+    # one ID for every proposal: a DN only when each of them has us sign
+    signs = all(p.auth in INITIATOR_SIGNS for p in ini.config.phase1)
     ident = signature.identity(ini) if signs else ini._identity()
     sa.idi_b = ident.encode_body()
     payloads: list[Payload] = [sa_payload, KePayload(sa.gxi), NoncePayload(sa.ni_b), ident]
+    if any(p.auth in RESPONDER_SIGNS for p in ini.config.phase1):
+        payloads += signature.request(ini)
     payloads += ini._vendor_ids()
     sa.state = Phase1State.AM_SENT1
     return Message(sa.icookie, bytes(8), ExchangeType.AGGRESSIVE, tuple(payloads)).encode()
@@ -96,12 +107,15 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     expected = hash_r(
         trial.hash_id, trial.keyed.skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
     )
-    signs = offer.auth == AuthMethod.RSA_SIG
-    if signs:
+    signature.note_requests(sa, msg)
+    signs = offer.auth in INITIATOR_SIGNS
+    if offer.auth in RESPONDER_SIGNS:
         try:
             signature.check(ini, trial, msg, ident, expected)
         except IkeProtocolError as exc:
             reason = f"gateway certificate refused: {exc.reason}"
+            refusal = IkeProtocolError(reason, notify=exc.notify)
+            informational.tell_phase1_refused(ini, out, trial, b"", rx, refusal)
             ini._fail_connecting(out, sa, reason, exc.notify)
             return
         sa.peer_certificate = trial.peer_certificate
@@ -137,7 +151,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     sa.p1_last = sa.p1_iv
     sa.remember_reply(rx.data, (msg3,))
     phase1.initiator_established(ini, out, sa, now, old_remote)
-    if offer.auth == AuthMethod.XAUTH_INIT_PSK:
+    if offer.auth in XAUTH_AFTER:
         # message 3 has no reply of its own: resend it until XAUTH starts
         ini._request(out, sa, "am3", msg3, "phase1", now)
     else:
@@ -171,7 +185,7 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     if group is not None:
         acceptable = resp._policy_for_group(group)
     else:
-        acceptable = tuple(p for p in resp.policy.phase1 if p.auth == AuthMethod.RSA_SIG)
+        acceptable = tuple(p for p in resp.policy.phase1 if p.auth in INITIATOR_SIGNS)
     try:
         choice = choose_phase1(sa_p, acceptable, ke_group=ke_groups[0] if ke_groups else -1)
     except IkeProtocolError as exc:
@@ -190,12 +204,14 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     sa.idi_b = phase1.body_as_received(msg, IdPayload)
     sa.lifetime = resp._phase1_lifetime(choice.offer)
     setup_keys(sa, group.psk if group is not None else b"", gxy)
-    id_r = signature.identity(resp) if signs else phase1.responder_identity(rx.local)
+    signature.note_requests(sa, msg)
+    gateway_signs = signature.gateway_signs(sa)
+    id_r = signature.identity(resp) if gateway_signs else phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
-    proof = signature.proof(resp, digest) if signs else [HashPayload(digest)]
+    proof = signature.proof(resp, digest) if gateway_signs else [HashPayload(digest)]
     payloads: list = [
         phase1.reply_sa(choice, sa_p),
         KePayload(sa.gxr),
@@ -203,6 +219,8 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
         id_r,
         *proof,
     ]
+    if signs:  # we will check the client's certificate in message 3: ask for it
+        payloads += signature.request(resp)
     payloads += leading_vids(resp.policy.vendor, (sa.natt,) if sa.natt else ())
     if sa.natt is not None:
         payloads += natd_payloads(sa, rx.remote, rx.local)
@@ -225,11 +243,16 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     expected = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
-    if signs:
-        signature.admit_client(resp, sa, msg, IdPayload.decode(sa.idi_b, 0), expected)
-    elif h is None or not same_digest(expected, h.data):
-        sa.last_error = "HASH_I mismatch (wrong group password?)"
-        raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+    try:
+        if signs:
+            signature.admit_client(resp, sa, msg, IdPayload.decode(sa.idi_b, 0), expected)
+        elif h is None or not same_digest(expected, h.data):
+            sa.last_error = "HASH_I mismatch (wrong group password?)"
+            raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+    except IkeProtocolError as exc:
+        if signature.gateway_signs(sa):  # certificates: say why (PSK peers time out, as before)
+            informational.tell_phase1_refused(resp, out, sa, last, rx, exc)
+        raise
     sa.commit_iv(msg, last)
     sa.p1_last = last
     phase1.responder_established(resp, out, sa, msg, rx)

@@ -27,7 +27,8 @@ from ..constants import (
 from ..errors import IkeError, IkeProtocolError
 from ..events import Collector, Datagram, ExchangeFailed, NotifyReceived
 from ..proposals import lifetime_pairs
-from ..sa import ChildSa, IkeSa
+from ..sa import ChildSa, IkeSa, random_message_id
+from ..states import Role
 from . import quick_mode
 
 if TYPE_CHECKING:
@@ -38,6 +39,16 @@ if TYPE_CHECKING:
 
 # Notifies this module consumes itself; every other one is reported (NotifyReceived).
 _QUICK_REFUSALS = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.INVALID_ID_INFORMATION)
+# A gateway's answer to a phase-1 authentication it refused (certificate, signature, group)
+_AUTH_REFUSALS = (
+    NotifyType.AUTHENTICATION_FAILED,
+    NotifyType.INVALID_CERT_AUTHORITY,
+    NotifyType.INVALID_CERTIFICATE,
+    NotifyType.INVALID_CERT_ENCODING,
+    NotifyType.INVALID_SIGNATURE,
+    NotifyType.CERT_TYPE_UNSUPPORTED,
+)
+_REASON_BYTES = 240  # the refusal's text travels in the notify's data, cut to this
 
 
 def notify_name(value: int) -> str:
@@ -85,8 +96,61 @@ def gateway_refused(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx:
     )
 
 
+def phase1_refused(engine: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx):
+    """Phase 1 not complete here, and the peer refused our authentication and said why in
+    an encrypted notify (:func:`tell_phase1_refused`): the client waiting for main mode
+    message 6, the gateway waiting for aggressive mode message 3."""
+    msg, _ = sa.decrypt(enc)
+    sa.check_hash(msg, allow_empty=False)
+    refusals = (*_AUTH_REFUSALS, NotifyType.INVALID_ID_INFORMATION)
+    notes = [n for n in msg.find(NotifyPayload) if n.notify_type in refusals]
+    if not notes:
+        raise IkeProtocolError("informational before phase 1 completed, without a refusal")
+    _fail_phase1(engine, out, sa, notes[0], rx.now)
+
+
+def _fail_phase1(engine: EngineBase, out: Collector, sa: IkeSa, n: NotifyPayload, now: float):
+    text = n.data.decode("utf-8", "replace").strip() if n.data.isascii() else ""
+    peer = "gateway" if engine.role is Role.INITIATOR else "client"
+    reason = f"{peer} refused our authentication: {notify_name(n.notify_type)}"
+    engine._remove_sa(
+        out, sa, reason + (f" ({text})" if text else ""), now, notify_peer=False,
+        failed_stage="phase1",
+    )  # fmt: skip
+
+
+def tell_phase1_refused(
+    engine: EngineBase, out: Collector, sa: IkeSa, last_block: bytes, rx: Inbound, exc
+) -> None:
+    """The peer's phase-1 authentication was refused (the gateway: main mode 5 / aggressive
+    3; the client: the gateway's certificate in main mode 6 / aggressive 2), and both ends
+    hold the keys: say why in an encrypted, hashed notify rather than leave the peer to
+    time out.  IV (RFC 2409 appendix B): hash(last phase-1 CBC block | M-ID), the last
+    block being that of the refused message (both ends hold it; aggressive mode 2 is clear
+    text: then the phase-1 IV hash(g^xi | g^xr)), as strongSwan's running phase-1 IV is.
+    The data carries our reason."""
+    sa.p1_last = last_block or sa.p1_iv  # the SA is never established: nothing else reads it
+    notify = NotifyPayload(
+        getattr(exc, "notify", None) or NotifyType.AUTHENTICATION_FAILED,
+        ProtocolId.ISAKMP,
+        sa.isakmp_spi,
+        getattr(exc, "reason", str(exc)).encode()[:_REASON_BYTES],
+    )
+    data = sa.protected(ExchangeType.INFORMATIONAL, random_message_id(), [notify])
+    marker = rx.local[1] == engine._natt_port() and not rx.tcp
+    out.datagrams.append(
+        Datagram(data, rx.remote, rx.local[1], non_esp_marker=marker, local_ip=rx.local[0],
+                 tcp=rx.tcp)
+    )  # fmt: skip
+
+
 def on_notify(engine: EngineBase, out: Collector, sa: IkeSa, n: NotifyPayload, now: float):
     kind = n.notify_type
+    if kind in _AUTH_REFUSALS and not sa.children:
+        # gateway: it refused aggressive mode 3 after we were done; client: it refused
+        # our certificate in main mode 6, after we were done
+        _fail_phase1(engine, out, sa, n, now)
+        return
     if kind == NotifyType.DPD_R_U_THERE:
         if len(n.data) == 4:
             ack = NotifyPayload(

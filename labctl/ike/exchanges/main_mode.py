@@ -24,7 +24,7 @@ from ..codec import (
     SaPayload,
 )
 from ..config import NattMode
-from ..constants import NONCE_LEN, AuthMethod, ExchangeType, NotifyType
+from ..constants import NONCE_LEN, RESPONDER_SIGNS, XAUTH_AFTER, ExchangeType, NotifyType
 from ..crypto import modp_exchange, random_bytes, same_digest
 from ..errors import IkeProtocolError
 from ..events import Collector
@@ -74,6 +74,8 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
         sa.natd_draft = not sa.natt.is_rfc
         fake_nat = ini.config.natt is NattMode.FORCE
         payloads += natd_payloads(sa, sa.remote, sa.local, fake_nat=fake_nat)
+    if signature.gateway_signs(sa):
+        payloads += signature.request(ini)
     msg3 = Message(sa.icookie, sa.rcookie, ExchangeType.MAIN, tuple(payloads)).encode()
     sa.state = Phase1State.MM_SENT3
     sa.remember_reply(rx.data, (msg3,))
@@ -93,6 +95,7 @@ def initiator_msg4(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     sa.gxr, sa.nr_b = ke.data, nonce.data
     setup_keys(sa, ini.config.psk, gxy)
     phase1.detect_nat(ini, sa, msg)
+    signature.note_requests(sa, msg)
     signs = signature.uses_signature(sa)
     ident = signature.identity(ini) if signs else ini._identity()
     sa.idi_b = ident.encode_body()
@@ -114,7 +117,7 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
     msg, last = sa.decrypt(enc)
     ident = msg.first(IdPayload)
     h = msg.first(HashPayload)
-    signs = signature.uses_signature(sa)
+    signs = signature.gateway_signs(sa)
     if ident is None or (h is None and not signs):
         raise IkeProtocolError(
             "main mode message 6 lacks ID or HASH", notify=NotifyType.PAYLOAD_MALFORMED
@@ -129,6 +132,8 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
             signature.check(ini, sa, msg, ident, expected)
         except IkeProtocolError as exc:
             reason = f"gateway certificate refused: {exc.reason}"
+            refusal = IkeProtocolError(reason, notify=exc.notify)
+            informational.tell_phase1_refused(ini, out, sa, last, rx, refusal)
             ini._remove_sa(out, sa, reason, now, notify_peer=False, failed_stage="phase1")
             return
     elif h is None or not same_digest(expected, h.data):
@@ -140,7 +145,7 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
     sa.idr_b = idr_b
     sa.peer_id = signature.describe(ident) if signs else ident.describe()
     phase1.initiator_established(ini, out, sa, now, sa.first_remote)
-    if sa.negotiated.auth != AuthMethod.XAUTH_INIT_PSK:
+    if sa.negotiated.auth not in XAUTH_AFTER:
         ini._after_auth(out, sa, now)
 
 
@@ -160,7 +165,7 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     group = policy.groups.get(policy.main_mode_group) if policy.main_mode_group else None
     # certificate peers: the group comes from the certificate (message 5)
     # (ResponderPolicy refuses signature proposals without a certificate and CA)
-    signed = tuple(p for p in policy.phase1 if p.auth == AuthMethod.RSA_SIG)
+    signed = tuple(p for p in policy.phase1 if p.auth in RESPONDER_SIGNS)
     if group is None and l2l is None and not signed:
         reason = "main mode not enabled"
         informational.reject_first(resp, out, msg, rx, reason, NotifyType.NO_PROPOSAL_CHOSEN)
@@ -178,7 +183,7 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     sa.offer, sa.chosen = choice.offer, choice.policy
     if l2l is not None:
         resp._bind_lan_to_lan(sa, l2l)
-    elif choice.policy.auth != AuthMethod.RSA_SIG and group is not None:
+    elif choice.policy.auth not in RESPONDER_SIGNS and group is not None:
         sa.group, sa.group_name = group, group.name
     sa.sai_b = phase1.body_as_received(msg, SaPayload)
     sa.lifetime = resp._phase1_lifetime(choice.offer, sa)
@@ -208,7 +213,7 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, msg: Message, rx:
         psk = sa.lan_to_lan.psk
     elif sa.group is not None:
         psk = sa.group.psk
-    elif signature.uses_signature(sa):
+    elif signature.gateway_signs(sa):
         psk = b""  # SKEYID comes from the nonces and g^xy (RFC 2409 5.1)
     else:
         raise IkeProtocolError("main mode key exchange before a tunnel group was chosen")
@@ -216,9 +221,12 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, msg: Message, rx:
     natds = phase1.natd_of(msg)
     if sa.natt is not None and natds:
         sa.local_behind_nat, sa.remote_behind_nat = check_natd(sa, natds, rx.local, rx.remote)
+    signature.note_requests(sa, msg)
     payloads: list = [KePayload(sa.gxr), NoncePayload(sa.nr_b)]
     if sa.natt is not None:
         payloads += natd_payloads(sa, rx.remote, rx.local)
+    if signature.uses_signature(sa):  # we will check the client's certificate: ask for it
+        payloads += signature.request(resp)
     reply = Message(sa.icookie, sa.rcookie, ExchangeType.MAIN, tuple(payloads)).encode()
     sa.state = Phase1State.MM_SENT4
     sa.remember_reply(rx.data, (reply,))
@@ -239,20 +247,45 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     expected = hash_i(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
     )
-    if signs:
-        signature.admit_client(resp, sa, msg, ident, expected)
-    elif h is None or not same_digest(expected, h.data):
-        sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
-        raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+    try:
+        if signs:
+            signature.admit_client(resp, sa, msg, ident, expected)
+        elif h is None or not same_digest(expected, h.data):
+            sa.last_error = "HASH_I mismatch (wrong pre-shared key?)"
+            raise IkeProtocolError(sa.last_error, notify=NotifyType.AUTHENTICATION_FAILED)
+        elif signature.is_hybrid(sa.negotiated.auth):
+            _hybrid_group(resp, sa, ident)
+    except IkeProtocolError as exc:
+        if signature.gateway_signs(sa):  # certificates: say why (PSK peers time out, as before)
+            informational.tell_phase1_refused(resp, out, sa, last, rx, exc)
+        raise
     sa.commit_iv(msg, last)
     sa.idi_b = idi_b
     sa.peer_id = signature.describe(ident) if signs else ident.describe()
-    id_r = signature.identity(resp) if signs else phase1.responder_identity(rx.local)
+    gateway_signs = signature.gateway_signs(sa)
+    id_r = signature.identity(resp) if gateway_signs else phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
         sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
-    proof = signature.proof(resp, digest) if signs else [HashPayload(digest)]
+    proof = signature.proof(resp, digest) if gateway_signs else [HashPayload(digest)]
     reply = sa.encrypt(ExchangeType.MAIN, 0, [id_r, *proof])
     sa.p1_last = sa.p1_iv
     phase1.responder_established(resp, out, sa, msg, rx, first_reply=reply)
+
+
+def _hybrid_group(resp: Responder, sa: IkeSa, ident: IdPayload) -> None:
+    """Hybrid main mode: no certificate names the client's group; its ID does (KEY_ID), as
+    in aggressive mode; XAUTH then authenticates the user."""
+    group = resp._group_for(ident)
+    try:
+        if group is None:
+            raise IkeProtocolError(
+                f"hybrid client names no group ({ident.describe()})",
+                notify=NotifyType.INVALID_ID_INFORMATION,
+            )
+        signature.check_group_auth(group, sa.negotiated.auth)
+    except IkeProtocolError as exc:
+        sa.last_error = exc.reason
+        raise
+    sa.group, sa.group_name = group, group.name

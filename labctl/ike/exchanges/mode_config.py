@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..attributes import Attribute
 from ..codec import AttributePayload
-from ..constants import AuthMethod, CfgAttr, CfgType
+from ..constants import XAUTH_AFTER, CfgAttr, CfgType
 from ..errors import IkeProtocolError
 from ..events import Collector, ModeConfigApplied, ModeConfigReceived
 from ..modecfg import ModeConfig, request_attributes
@@ -95,7 +95,7 @@ def responder_request(resp: Responder, out: Collector, sa: IkeSa, attr: Attribut
     xauth.settle_lost_ack(resp, out, sa, now)
     if sa.key not in resp.sas:
         return
-    if sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK and not sa.xauth_ok:
+    if sa.negotiated.auth in XAUTH_AFTER and not sa.xauth_ok:
         raise IkeProtocolError("Mode-Config request before XAUTH succeeded")
     requested = {a.type for a in attr.attributes}
     peer_info = ModeConfig.from_attributes(

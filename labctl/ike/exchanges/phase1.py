@@ -17,7 +17,7 @@ from ..codec import (
     VendorIdPayload,
 )
 from ..config import NattMode, VendorIdentity
-from ..constants import IPPROTO_UDP, AuthMethod, NotifyType, ProtocolId
+from ..constants import IPPROTO_UDP, RESPONDER_SIGNS, XAUTH_AFTER, NotifyType, ProtocolId
 from ..crypto import HASH_NAMES
 from ..errors import IkeProtocolError
 from ..events import (
@@ -109,7 +109,7 @@ def setup_keys(sa: IkeSa, psk: bytes, gxy: bytes) -> None:
     cipher = cipher_for(sa.negotiated)
     sa.cipher = cipher
     sa.hash_id = sa.negotiated.hash
-    if sa.negotiated.auth == AuthMethod.RSA_SIG:  # RFC 2409 5.1: the nonces key the prf
+    if sa.negotiated.auth in RESPONDER_SIGNS:  # RFC 2409 5.1: the nonces key the prf
         skeyid = skeyid_signature(sa.hash_id, sa.ni_b, sa.nr_b, gxy)
     else:
         skeyid = skeyid_psk(sa.hash_id, psk, sa.ni_b, sa.nr_b)
@@ -200,7 +200,7 @@ def established_event(sa: IkeSa, *, initial_contact: bool) -> Phase1Established:
         nat=nat_status(sa),
         group=sa.group_name,
         peer_id=sa.peer_id,
-        xauth_pending=sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK,
+        xauth_pending=sa.negotiated.auth in XAUTH_AFTER,
         peer_vendor=sa.peer_vendor,
         replaces=sa.replaces,
         initial_contact=initial_contact,
@@ -271,7 +271,7 @@ def initiator_established(
     sa.last_rx = now
     sa.expires_at = now + sa.lifetime
     ini._set_rekey(sa)
-    xauth_pending = sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK
+    xauth_pending = sa.negotiated.auth in XAUTH_AFTER
     sa.xauth = XauthState.PENDING if xauth_pending else XauthState.NONE
     if ini.config.altiga_keepalive_interval:
         sa.next_heartbeat = now + ini.config.altiga_keepalive_interval
@@ -334,7 +334,7 @@ def responder_established(
         out.event(PeerEndpointChanged(sa.handle, old_remote, rx.remote, rx.local[1]))
     if first_reply is not None:
         resp._send(out, sa, first_reply)
-    xauth_pending = sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK
+    xauth_pending = sa.negotiated.auth in XAUTH_AFTER
     if not xauth_pending:
         sa.user = None
         resp._apply_initial_contact(out, sa, now)

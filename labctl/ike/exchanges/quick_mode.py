@@ -30,7 +30,7 @@ from ..codec import (
 from ..config import Phase2Proposal
 from ..constants import (
     NONCE_LEN,
-    AuthMethod,
+    XAUTH_AFTER,
     EncapMode,
     ExchangeType,
     Flag,
@@ -279,7 +279,7 @@ def _answer_msg1(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMess
     sa.check_hash(msg)
     if enc.header.flags & Flag.COMMIT:
         raise IkeProtocolError("commit bit not supported", notify=NotifyType.INVALID_FLAGS)
-    if sa.negotiated.auth == AuthMethod.XAUTH_INIT_PSK and not sa.xauth_ok:
+    if sa.negotiated.auth in XAUTH_AFTER and not sa.xauth_ok:
         raise IkeProtocolError("quick mode before XAUTH succeeded")
     sa_p = msg.first(SaPayload)
     nonce = msg.first(NoncePayload)

@@ -81,11 +81,32 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
                         ("vpn", "lan-to-lan", l2l_name, "remote-networks"),
                         f"{remote} overlaps local network {local}",
                     )
+    _check_auth(ctx)
     for user_name, user in vpn.users.items():
         if user.group not in vpn.groups:
             ctx.error(
                 ("vpn", "users", user_name, "group"),
                 f"no group {user.group!r} on this concentrator (have: {', '.join(vpn.groups)})",
+            )
+
+
+def _check_auth(ctx: NodeContext[ConcentratorNode]) -> None:
+    """A group's password goes with auth: psk only; hybrid knows clients by XAUTH only."""
+    vpn = ctx.node.vpn
+    for name, group in vpn.groups.items():
+        path = ("vpn", "groups", name)
+        if group.auth == "psk" and group.psk is None:
+            ctx.error((*path, "psk"), "required with auth: psk (the group password)")
+        elif group.auth != "psk" and group.psk is not None:
+            ctx.error(
+                (*path, "psk"),
+                f"not used with auth: {group.auth} (its clients send no group password); remove it",
+            )
+        if group.auth == "hybrid" and not any(u.group == name for u in vpn.users.values()):
+            ctx.error(
+                (*path, "auth"),
+                "hybrid authenticates clients by XAUTH only: no user of this concentrator "
+                f"is in group {name!r}",
             )
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import IfName, NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
+from ..vpn_settings import AuthMode, DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class PortToggle(Strict):
@@ -25,7 +25,14 @@ class NatTransparency(Strict):
 
 
 class VpnGroup(Strict):
-    psk: SecretValue
+    auth: AuthMode = Field(
+        "psk",
+        description="how this group's clients authenticate: psk (the group password, "
+        "then XAUTH); certificate (RSA signatures with certificates of the lab CA, which "
+        "labctl makes at `up`; a client's certificate OU names its group); hybrid (the "
+        "concentrator's certificate, the client known by XAUTH only)",
+    )
+    psk: SecretValue | None = Field(None, description="the group password (auth: psk only)")
     pool: str = Field(description="address pool: 'FIRST-LAST' or a network")
     netmask: IPv4Address | None = None
     dns: list[IPv4Address] = []

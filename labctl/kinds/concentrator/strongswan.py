@@ -19,6 +19,7 @@ from ..third_party import (
     explicit,
     join,
     parse_proposal,
+    secret_text,
     strongswan_conf,
     unexpressible,
 )
@@ -126,7 +127,8 @@ def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
         groups.append(
             {
                 "name": name,
-                "psk": b64_secret(group.psk.get_secret_value()),
+                "auth": group.auth,
+                "psk": b64_secret(secret_text(group.psk)),
                 "pool": f"{first}-{last}",
                 "dns": join(group.dns),
                 "nbns": join(group.wins),

@@ -20,6 +20,12 @@ __all__ = ["SPEC", "TransparentTunneling", "VpnClientNode", "VpnClientSettings"]
 def check(ctx: NodeContext[VpnClientNode]) -> None:
     """The group and user exist on the concentrator the client points at."""
     vpn = ctx.node.vpn
+    if vpn.auth == "psk" and vpn.group_password is None:
+        ctx.error(("vpn", "group-password"), "required with auth: psk (the group password)")
+    elif vpn.auth != "psk" and vpn.group_password is not None:
+        ctx.error(("vpn", "group-password"), f"not used with auth: {vpn.auth}; remove it")
+    if vpn.certificate_ca != "lab" and vpn.auth == "psk":
+        ctx.error(("vpn", "certificate-ca"), "auth: psk uses no certificates")
     target = target_concentrator(ctx)
     if target is None:
         return  # a client may point at something outside the model (e.g. vpnc tests)
@@ -27,6 +33,11 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
     group = concentrator.vpn.groups.get(vpn.group)
     if group is None:
         ctx.error(("vpn", "group"), f"concentrator {name} has no group {vpn.group!r}")
+    elif group.auth != vpn.auth:
+        ctx.error(
+            ("vpn", "auth"),
+            f"{vpn.auth}, but group {vpn.group!r} on {name} takes auth: {group.auth}",
+        )
     user = concentrator.vpn.users.get(vpn.user)
     if user is None:
         ctx.error(("vpn", "user"), f"concentrator {name} has no user {vpn.user!r}")

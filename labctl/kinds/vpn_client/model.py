@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import NodeBase, SecretValue, Strict
-from ..vpn_settings import DebugSettings, DpdSettings, IkeFragmentation, Proposal
+from ..vpn_settings import AuthMode, DebugSettings, DpdSettings, IkeFragmentation, Proposal
 
 
 class TransparentTunneling(Strict):
@@ -25,7 +25,22 @@ class TransparentTunneling(Strict):
 class VpnClientSettings(Strict):
     host: IPv4Address
     group: str
-    group_password: SecretValue
+    auth: AuthMode = Field(
+        "psk",
+        description="the connection entry's Authentication: psk (Group Authentication); "
+        "certificate (Certificate Authentication: main mode, RSA signatures, a certificate "
+        "labctl issues with CN = node, OU = group, then XAUTH); hybrid (Mutual Group "
+        "Authentication: the concentrator's certificate, then XAUTH)",
+    )
+    group_password: SecretValue | None = Field(None, description="auth: psk only")
+    certificate_ca: str = Field(
+        "lab",
+        pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        description="the client's certificate store: with auth: certificate the CA that "
+        "issues its certificate, with auth: hybrid the root it trusts to check the "
+        "concentrator's. 'lab': the lab CA (labctl makes it at `up`); any other name: a CA "
+        "of that name labctl makes and the other end does not trust (to see a refusal)",
+    )
     user: str
     password: SecretValue
     transparent_tunneling: TransparentTunneling = TransparentTunneling()

@@ -15,6 +15,7 @@ from ..third_party import (
     explicit,
     join,
     parse_proposal,
+    secret_text,
     strongswan_conf,
     unexpressible,
 )
@@ -99,8 +100,9 @@ def render(lab: Lab, name: str) -> NodeConfig:
         node=name,
         host=str(vpn.host),
         group=vpn.group,
+        auth=vpn.auth,
         user=vpn.user,
-        group_password=b64_secret(vpn.group_password.get_secret_value()),
+        group_password=b64_secret(secret_text(vpn.group_password)),
         password=b64_secret(vpn.password.get_secret_value()),
         ike_proposals=join(vpn.ike_proposals),
         esp_proposals=join(vpn.ipsec_proposals),

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..collect import run
 from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
-from ..third_party import DH_GROUPS, SECRET_MODE, STRONGSWAN_IMAGE, explicit, parse_proposal
+from ..third_party import (
+    DH_GROUPS,
+    SECRET_MODE,
+    STRONGSWAN_IMAGE,
+    explicit,
+    no_certificates,
+    parse_proposal,
+    secret_text,
+)
 from ..third_party import unexpressible as _unexpressible
 from .model import VpnClientNode
 from .target import auto_is_nat_t
@@ -39,6 +47,7 @@ def _dh_groups(texts: list[str]) -> set[str]:
 
 def check(ctx: NodeContext[VpnClientNode]) -> None:
     vpn = ctx.node.vpn
+    no_certificates(ctx, ("vpn", "auth"), NAME, vpn.auth)
     tt = vpn.transparent_tunneling
     auto_ok = tt.mode == "auto" and auto_is_nat_t(ctx)
     if tt.enabled and tt.mode not in NATT_MODES and not auto_ok:
@@ -104,7 +113,7 @@ def vpnc_values(node: VpnClientNode, name: str) -> dict[str, Any]:
         "host": str(vpn.host),
         "group": vpn.group,
         "user": vpn.user,
-        "group_password": vpn.group_password.get_secret_value(),
+        "group_password": secret_text(vpn.group_password),
         "password": vpn.password.get_secret_value(),
         "dh_group": f"dh{DH_GROUPS[ike_dh[0]]}",
         "pfs": f"dh{DH_GROUPS[pfs_dh[0]]}" if pfs_dh else "nopfs",

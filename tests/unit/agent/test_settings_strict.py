@@ -26,7 +26,8 @@ from labctl.topology import load_lab
 ROOT = Path(__file__).resolve().parents[3]
 TOPOLOGIES = sorted((ROOT / "topologies").glob("*.yaml"))
 # Rendered for people and other tools, not read by the agent.
-UNREAD = {"lab", "vpn.groups.*.pool"}
+# certificate_ca: the host picks the CA that issues the certificate it pushes
+UNREAD = {"lab", "vpn.groups.*.pool", "vpn.certificate_ca"}
 # Mappings whose keys are names (interfaces, groups, users), not settings.
 NAMED = {"interfaces", "vpn.groups", "vpn.users"}
 
