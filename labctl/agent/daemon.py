@@ -31,6 +31,7 @@ from .settings import (
 )
 from .site import SiteAgent
 from .tables import render_client_status, render_sessions
+from .udp_offload import segment_before_the_wire
 
 
 class Daemon:
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vpn-agent")
     parser.add_argument("--config", default=CONFIG_PATH)
     args = parser.parse_args(argv)
+    segment_before_the_wire()  # before any data plane opens its sockets
     try:
         daemon = Daemon(args.config)
     except (SettingsError, OSError) as exc:

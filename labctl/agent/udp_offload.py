@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 SOL_UDP = 17
@@ -38,8 +40,37 @@ GRO_ANCILLARY = socket.CMSG_SPACE(4)
 # ~18 % less agent CPU per Mbit through the netns tunnel at load ~21.
 ENABLED = os.environ.get("LABCTL_UDP_OFFLOAD", "1") != "0"
 
+# GSO must only batch system calls, never change what the wire carries: a tap on a lab link
+# (labctl capture, tshark) and the PAT's conntrack and rule counters would otherwise see one
+# 20-datagram super-packet where a real client sends 20 datagrams. The agent therefore
+# turns the interfaces' own UDP segmentation off (`segment_before_the_wire`), so the kernel
+# cuts a run into datagrams as it leaves the node; until that succeeded GSO stays off.
+SEGMENTED_AT_INTERFACES = False
+
 _SIZE = struct.Struct("=H")
 _INT = struct.Struct("=i")
+
+
+def segment_before_the_wire(interfaces: Path = Path("/sys/class/net")) -> bool:
+    """Turn tx-udp-segmentation off on this namespace's interfaces (lo excepted), so GSO
+    runs leave as single datagrams. Call once at agent start, inside the node only: on a
+    host it would change the host's NICs. False (and GSO off) if ethtool cannot."""
+    global SEGMENTED_AT_INTERFACES
+    if not ENABLED:
+        return False
+    names = sorted(path.name for path in interfaces.iterdir() if path.name != "lo")
+    for name in names:
+        try:
+            subprocess.run(
+                ["ethtool", "-K", name, "tx-udp-segmentation", "off"],
+                capture_output=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+    SEGMENTED_AT_INTERFACES = True
+    return True
 
 
 def enable_gro(sock: socket.socket) -> bool:
@@ -82,7 +113,12 @@ class GsoSender:
         self.sock = sock
         self.runs = 0  # GSO sends made, and the datagrams they carried
         self.datagrams = 0
-        self.usable = ENABLED and sock.type == socket.SOCK_DGRAM and sock.family == socket.AF_INET
+        self.usable = (
+            ENABLED
+            and SEGMENTED_AT_INTERFACES
+            and sock.type == socket.SOCK_DGRAM
+            and sock.family == socket.AF_INET
+        )
         try:
             self._no_check = bool(sock.getsockopt(socket.SOL_SOCKET, SO_NO_CHECK))
         except OSError:

@@ -99,6 +99,8 @@ def check(ctx: NodeContext[VpnFleetNode]) -> None:
     tt = node.vpn.transparent_tunneling
     if not tt.enabled or tt.mode != "nat-t":
         ctx.error(("vpn", "transparent-tunneling"), "a fleet does NAT-T only (mode: nat-t)")
+    if node.vpn.auth != "psk":  # labctl issues no certificates for simulated clients
+        ctx.error(("vpn", "auth"), f"a fleet authenticates with psk only, not {node.vpn.auth}")
     interface = _interface(ctx.name, node)
     if interface is None:
         ctx.error(("fleet", "interface"), "name the interface the addresses go on")

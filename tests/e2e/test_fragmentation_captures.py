@@ -69,11 +69,12 @@ def lab(tmp_path_factory) -> Iterator[RunningLab]:
 @pytest.fixture(scope="module")
 def captures(lab: RunningLab, tmp_path_factory) -> dict[str, dict[str, Path]]:
     """policy -> {link: pcap} of full-size DF echoes from the server to the client."""
-    # The agents send runs of ESP packets as one UDP GSO skb, which a tap on the bridge
-    # sees as one oversized datagram tshark cannot take apart: have the kernel cut the runs
-    # before the wire on the two senders' interfaces.
+    # The agents send runs of ESP packets as one UDP GSO send; they turn their interfaces'
+    # UDP segmentation off so the kernel cuts the runs into datagrams before the wire (a tap
+    # would otherwise see one oversized datagram tshark cannot take apart).
     for node, interface in ((CLIENT_NODE, "eth1"), ("vpn3000", "public")):
-        lab.exec(node, "ethtool", "-K", interface, "tx-udp-segmentation", "off")
+        features = lab.exec(node, "ethtool", "-k", interface).stdout
+        assert "tx-udp-segmentation: off" in features, f"{node}:{interface}\n{features}"
     lab.exec(CLIENT_NODE, "vpn", "connect", "--wait", "--timeout", "30", check=False)
     assert "connected" in lab.exec(CLIENT_NODE, "vpn", "status").stdout
     out = tmp_path_factory.mktemp("captures")

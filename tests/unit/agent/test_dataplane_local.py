@@ -463,6 +463,7 @@ def test_udp_offload_sends_runs_and_reads_them_back_packet_for_packet(
     from labctl.agent import udp_offload
 
     monkeypatch.setattr(udp_offload, "ENABLED", True)
+    monkeypatch.setattr(udp_offload, "SEGMENTED_AT_INTERFACES", True)
     a, b = connect_pair(make_node)
     gso = a.dp._gso[Encap.NATT]
     assert gso.usable

@@ -91,3 +91,15 @@ def test_each_kind_checks_its_own_settings() -> None:
         "topology.nodes.vpn3000.vpn.groups.ciscovpn.pool: pool 10.10.10.100-10.10.10.200 "
         "overlaps lab subnet 10.10.10.0/24",
     ]
+
+
+def test_a_fleet_refuses_certificates_it_would_not_get() -> None:
+    """labctl issues no certificates for simulated clients: asking for them is an error at
+    validate, not a fleet whose every member fails at connect."""
+    text = (ROOT / "topologies" / "fleet-clients.yaml").read_text()
+    text = text.replace(
+        "        group-password: cisco123\n        user:", "        auth: hybrid\n        user:"
+    )
+    assert "topology.nodes.fleet.vpn.auth: a fleet authenticates with psk only, not hybrid" in (
+        errors_of(text)
+    )
