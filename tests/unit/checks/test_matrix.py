@@ -62,3 +62,16 @@ def test_not_applicable_is_counted_apart_in_the_summary_and_junit(tmp_path: Path
     skipped = cases["expect [gw=strongswan client=ours]"].find("skipped")
     assert skipped is not None and "not applicable" in skipped.get("message", "")
     assert cases["expect [gw=ours client=ours]"].find("skipped") is None
+
+
+def test_when_applies_a_step_only_to_the_implementations_it_names() -> None:
+    from labctl.checks.steps import not_applying
+
+    found = by_label("rekey-same-ports.yaml")
+    ours = found["gw=ours client=ours"].lab
+    vpnc = found["gw=strongswan client=vpnc"].lab
+    assert ours is not None and vpnc is not None
+    assert not_applying({"vpn3000": "ours"}, ours) is None
+    assert not_applying({"vpn3000": ["ours", "strongswan"]}, vpnc) is None
+    reason = not_applying({"vpn3000": "strongswan", "client1": ["ours", "strongswan"]}, vpnc)
+    assert reason == "client1 runs vpnc; this is for ours or strongswan"
