@@ -12,13 +12,19 @@ from typing import TYPE_CHECKING, Any
 from ..collect import run
 from ..spec import Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
 from ..third_party import (
+    CHARON_LOG,
     SECRET_MODE,
     STRONGSWAN_IMAGE,
     SWANCTL_CONF,
     b64_secret,
+    check_proposals,
+    check_swanctl_names,
     explicit,
     join,
+    log_collector,
     parse_proposal,
+    refuse_export_keys,
+    refuse_fragment_size,
     strongswan_conf,
     unexpressible,
 )
@@ -56,13 +62,7 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
         )
     if explicit(vpn, "version_string"):
         unexpressible(ctx, ("vpn", "version_string"), NAME, "charon sends its own vendor IDs")
-    if vpn.debug.export_keys:
-        unexpressible(
-            ctx,
-            ("vpn", "debug", "export_keys"),
-            NAME,
-            "Debian builds charon without the save-keys plugin",
-        )
+    refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
     if vpn.lan_to_lan:
         unexpressible(
             ctx,
@@ -77,13 +77,7 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             NAME,
             "it is our agent's data path (nftables on the public interface)",
         )
-    if explicit(vpn.ike_fragmentation, "size"):
-        unexpressible(
-            ctx,
-            ("vpn", "ike_fragmentation", "size"),
-            NAME,
-            "charon's fragment size is global and by MTU, not a per-peer setting",
-        )
+    refuse_fragment_size(ctx, vpn, NAME)
     groups_with_users = {user.group for user in vpn.users.values()}
     if len(groups_with_users) > 1:
         unexpressible(
@@ -102,15 +96,19 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
                     NAME,
                     "swanctl pools have no attribute for it",
                 )
-        for field in ("ike_proposals", "ipsec_proposals"):
-            for index, text in enumerate(getattr(group, field)):
-                if parse_proposal(text) is None:
-                    unexpressible(
-                        ctx,
-                        ("vpn", "groups", name, field, str(index)),
-                        NAME,
-                        f"{text!r} is not a cipher-hash[-modpN] labctl can translate",
-                    )
+        check_proposals(
+            ctx,
+            NAME,
+            [
+                (("vpn", "groups", name, f), getattr(group, f))
+                for f in ("ike_proposals", "ipsec_proposals")
+            ],
+        )
+    check_swanctl_names(
+        ctx,
+        [(("vpn", "groups", name), name) for name in vpn.groups],
+        [(("vpn", "users", name), name) for name in vpn.users],
+    )
 
 
 def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
@@ -193,11 +191,6 @@ def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any
     return records, render_sessions(records)
 
 
-def collect_log(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    text = run(handle, node, f"tail -n {1000 if verbose else 100} /var/log/labctl/charon.log")
-    return [{"line": line} for line in text.splitlines()], text
-
-
 STRONGSWAN = Implementation(
     NAME,
     image_role=STRONGSWAN_IMAGE,
@@ -208,7 +201,7 @@ STRONGSWAN = Implementation(
             "VPN sessions, the same records as ours (null: strongSwan does not report it)",
             collect_sessions,
         ),
-        ShowTable("log", "charon's log (-v: more lines)", collect_log),
+        ShowTable("log", "charon's log (-v: more lines)", log_collector(CHARON_LOG)),
     ),
     check=check,
 )

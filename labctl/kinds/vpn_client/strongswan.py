@@ -8,13 +8,18 @@ from typing import TYPE_CHECKING, Any
 from ..collect import run
 from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
 from ..third_party import (
+    CHARON_LOG,
     SECRET_MODE,
     STRONGSWAN_IMAGE,
     SWANCTL_CONF,
     b64_secret,
+    check_proposals,
+    check_swanctl_names,
     explicit,
     join,
-    parse_proposal,
+    log_collector,
+    refuse_export_keys,
+    refuse_fragment_size,
     strongswan_conf,
     unexpressible,
 )
@@ -62,29 +67,12 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         unexpressible(
             ctx, ("vpn", "mtu"), NAME, "kernel-libipsec's ipsec0 MTU is charon's, not per peer"
         )
-    if explicit(vpn.ike_fragmentation, "size"):
-        unexpressible(
-            ctx,
-            ("vpn", "ike_fragmentation", "size"),
-            NAME,
-            "charon's fragment size is global and by MTU, not a per-peer setting",
-        )
-    if vpn.debug.export_keys:
-        unexpressible(
-            ctx,
-            ("vpn", "debug", "export_keys"),
-            NAME,
-            "Debian builds charon without the save-keys plugin",
-        )
-    for field in ("ike_proposals", "ipsec_proposals"):
-        for index, text in enumerate(getattr(vpn, field)):
-            if parse_proposal(text) is None:
-                unexpressible(
-                    ctx,
-                    ("vpn", field, str(index)),
-                    NAME,
-                    f"{text!r} is not a cipher-hash[-modpN] labctl can translate",
-                )
+    refuse_fragment_size(ctx, vpn, NAME)
+    refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
+    check_proposals(
+        ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]
+    )
+    check_swanctl_names(ctx, [(("vpn", "group"), vpn.group)], [(("vpn", "user"), vpn.user)])
 
 
 def render(lab: Lab, name: str) -> NodeConfig:
@@ -142,11 +130,6 @@ def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, 
     return record, render_status(record)
 
 
-def collect_log(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    text = run(handle, node, f"tail -n {1000 if verbose else 100} /var/log/labctl/charon.log")
-    return [{"line": line} for line in text.splitlines()], text
-
-
 STRONGSWAN = Implementation(
     NAME,
     image_role=STRONGSWAN_IMAGE,
@@ -157,7 +140,7 @@ STRONGSWAN = Implementation(
             "VPN client status, the same record as ours (null: strongSwan does not report it)",
             collect_status,
         ),
-        ShowTable("log", "charon's log (-v: more lines)", collect_log),
+        ShowTable("log", "charon's log (-v: more lines)", log_collector(CHARON_LOG)),
     ),
     check=check,
     client=ClientCommands(

@@ -216,3 +216,29 @@ def test_auto_tunneling_is_nat_t_toward_a_concentrator_with_nat_t() -> None:
     for node, implementation in (("swanc", "strongswan"), ("vpncc", "vpnc")):
         expected = f"{node}.vpn.transparent_tunneling.mode: implementation {implementation}"
         assert any(expected in e for e in errors), errors
+
+
+def test_names_swanctl_cannot_carry_unquoted_are_refused() -> None:
+    data = yaml.safe_load(INTEROP.read_text())
+    vpn = data["topology"]["nodes"]["swangw"]["vpn"]
+    (group,) = vpn["groups"]
+    vpn["groups"]["bad.group {x}"] = vpn["groups"].pop(group)
+    for user in vpn["users"].values():
+        user["group"] = "bad.group {x}"
+    vpn["users"]["user name"] = {"password": "y", "group": "bad.group {x}"}
+    data["topology"]["nodes"]["swanc"]["vpn"]["user"] = 'a"b'
+    errors = errors_of(yaml.safe_dump(data, sort_keys=False))
+    assert any(
+        "swangw.vpn.groups.bad.group {x}: implementation strongswan cannot express" in e
+        and "section name" in e
+        for e in errors
+    ), errors
+    assert any("swangw.vpn.users.user name: implementation strongswan" in e for e in errors)
+    assert any("swanc.vpn.user: implementation strongswan" in e for e in errors), errors
+
+
+def test_a_line_break_in_a_vpnc_secret_is_refused_without_showing_it() -> None:
+    errors = errors_of(edited(vpncc={"vpn": {"password": "pw\nScript /tmp/evil"}}))
+    found = [e for e in errors if e.startswith("topology.nodes.vpncc.vpn.password:")]
+    assert found and "line break" in found[0], errors
+    assert not any("evil" in e for e in errors)
