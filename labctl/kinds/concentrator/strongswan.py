@@ -135,8 +135,16 @@ def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
                 "ike_reauth": group.ike_lifetime * 8 // 10 if vpn.initiate_rekeys else 0,
                 "ipsec_lifetime": group.ipsec_lifetime,
                 # initiate-rekeys: charon rekeys at 80 % of the lifetime (the agent's
-                # margin); off (a VPN 3000): 0, the clients rekey before it ends
-                "ipsec_rekey": group.ipsec_lifetime * 8 // 10 if vpn.initiate_rekeys else 0,
+                # margin). Off (a VPN 3000 leaves it to the clients): charon cannot tell
+                # the clients its lifetime -- its quick mode answers carry no
+                # RESPONDER-LIFETIME ("received 28800s lifetime, configured 60s") -- and
+                # closes the child at the end of it, so a client that does not know the
+                # lifetime would lose its tunnel; charon rekeys at 95 %, with no random
+                # share, after clients that know it (ours: 90 %) and before it closes.
+                "ipsec_rekey": group.ipsec_lifetime * 8 // 10
+                if vpn.initiate_rekeys
+                else group.ipsec_lifetime * 95 // 100,
+                "ipsec_rand": None if vpn.initiate_rekeys else 0,
                 "life_bytes": group.ipsec_lifetime_kb * 1024 if group.ipsec_lifetime_kb else 0,
             }
         )
