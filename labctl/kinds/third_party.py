@@ -39,7 +39,9 @@ CIPHERS = {
     "aes192": "AES-192",
     "aes256": "AES-256",
 }
-HASHES = {"md5": "MD5", "sha1": "SHA1"}
+# The agent's hashes (agent/settings.py) -- sha256 is HMAC-SHA2-256-128 in ESP on both.
+# DES stays here (strongSwan and vpnc have it behind weak switches; the agent does not).
+HASHES = {"md5": "MD5", "sha1": "SHA1", "sha256": "SHA-256"}
 DH_GROUPS = {"modp768": 1, "modp1024": 2, "modp1536": 5, "modp2048": 14}
 
 

@@ -37,6 +37,7 @@ AUTO_CONNECT = "/etc/labctl/vpnc/auto-connect"
 NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp"}
 WEAK_CIPHERS = {"3des", "des"}
 WEAK_HASHES = {"md5"}
+VPNC_HASHES = {"md5", "sha1"}
 
 
 def _unexp(ctx: NodeContext, path: tuple[str, ...], why: str) -> None:
@@ -99,6 +100,10 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]
     )
     for field in ("ike_proposals", "ipsec_proposals"):
+        for index, text in enumerate(getattr(vpn, field)):
+            parsed = parse_proposal(text)
+            if parsed is not None and parsed.hashing not in VPNC_HASHES:
+                _unexp(ctx, ("vpn", field, str(index)), f"{text!r}: vpnc offers MD5 and SHA1 only")
         groups = _dh_groups(getattr(vpn, field))
         if len(groups) > 1:
             _unexp(

@@ -242,3 +242,15 @@ def test_a_line_break_in_a_vpnc_secret_is_refused_without_showing_it() -> None:
     found = [e for e in errors if e.startswith("topology.nodes.vpncc.vpn.password:")]
     assert found and "line break" in found[0], errors
     assert not any("evil" in e for e in errors)
+
+
+def test_sha256_translates_for_strongswan_and_is_refused_for_vpnc() -> None:
+    from labctl.kinds.third_party import parse_proposal
+
+    assert parse_proposal("aes256-sha256-modp2048") is not None  # as the agent takes it
+    errors = errors_of(edited(vpncc={"vpn": {"ipsec-proposals": ["aes128-sha256"]}}))
+    assert any(
+        e.startswith("topology.nodes.vpncc.vpn.ipsec_proposals.0:") and "MD5 and SHA1" in e
+        for e in errors
+    ), errors
+    load_lab_text(edited(swanc={"vpn": {"ipsec-proposals": ["aes128-sha256"]}}), INTEROP)
