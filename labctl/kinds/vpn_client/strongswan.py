@@ -24,7 +24,7 @@ from ..third_party import (
     unexpressible,
 )
 from .model import VpnClientNode
-from .target import auto_is_nat_t
+from .target import announced_lifetimes, auto_is_nat_t
 
 if TYPE_CHECKING:
     from ...topology.lab import Lab
@@ -81,6 +81,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
     node = lab.node(name)
     assert isinstance(node, VpnClientNode)
     vpn = node.vpn
+    ike_lifetime, ipsec_lifetime = announced_lifetimes(lab, node)
     text = render_template(
         "labctl.kinds.vpn_client",
         "swanctl-client.conf.j2",
@@ -98,10 +99,12 @@ def render(lab: Lab, name: str) -> NodeConfig:
         dpd_timeout=vpn.dpd.interval + vpn.dpd.retries * vpn.dpd.retry_interval,
         auto_connect=vpn.auto_connect,
         fragmentation=vpn.ike_fragmentation.enabled,
-        # IKEv1 has no IKE rekey: charon reauthenticates; both before the lifetime ends
-        reauth_time=vpn.ike_lifetime * 9 // 10,
-        ipsec_lifetime=vpn.ipsec_lifetime,
-        ipsec_rekey=vpn.ipsec_lifetime * 9 // 10,
+        # IKEv1 has no IKE rekey: charon reauthenticates; both before the lifetime ends.
+        # charon ignores RESPONDER-LIFETIME (it parses the notify as N((24576)) and keeps
+        # its own lifetime): the concentrator's shorter lifetimes are rendered instead
+        reauth_time=ike_lifetime * 9 // 10,
+        ipsec_lifetime=ipsec_lifetime,
+        ipsec_rekey=ipsec_lifetime * 9 // 10,
         life_bytes=vpn.ipsec_lifetime_kb * 1024 if vpn.ipsec_lifetime_kb else 0,
         rekey_bytes=vpn.ipsec_lifetime_kb * 1024 * 9 // 10 if vpn.ipsec_lifetime_kb else 0,
     )

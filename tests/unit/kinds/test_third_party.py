@@ -254,3 +254,21 @@ def test_sha256_translates_for_strongswan_and_is_refused_for_vpnc() -> None:
         for e in errors
     ), errors
     load_lab_text(edited(swanc={"vpn": {"ipsec-proposals": ["aes128-sha256"]}}), INTEROP)
+
+
+def test_a_strongswan_client_gets_the_concentrators_shorter_lifetimes() -> None:
+    """charon ignores RESPONDER-LIFETIME: labctl renders what the notify would say."""
+    from labctl.checks.matrix import variants
+
+    (variant,) = [
+        v
+        for v in variants(ROOT / "topologies" / "rekey-same-ports.yaml")
+        if v.label == "gw=ours client=strongswan"
+    ]
+    assert variant.lab is not None
+    (swanctl,) = [
+        f for f in render_node(variant.lab, "client1").files if f.path.endswith("swanctl.conf")
+    ]
+    text = swanctl.content.decode()
+    assert "reauth_time = 67s" in text  # 90 % of the group's 75 s
+    assert "life_time = 60s" in text and "rekey_time = 54s" in text
