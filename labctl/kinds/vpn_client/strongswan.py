@@ -103,6 +103,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
         # charon ignores RESPONDER-LIFETIME (it parses the notify as N((24576)) and keeps
         # its own lifetime): the concentrator's shorter lifetimes are rendered instead
         reauth_time=ike_lifetime * 9 // 10,
+        over_time=ike_lifetime - ike_lifetime * 9 // 10,
         ipsec_lifetime=ipsec_lifetime,
         ipsec_rekey=ipsec_lifetime * 9 // 10,
         life_bytes=vpn.ipsec_lifetime_kb * 1024 if vpn.ipsec_lifetime_kb else 0,
