@@ -104,6 +104,8 @@ def test_every_implementation_connects_behind_the_pat(lab: Lab, connected: dict[
         assert session["ipsec"][0]["udp_destination_port"] == 4500
     for node, user in TO_OURS.items():
         assert ours[user]["assigned_ip"] == connected[node]["assigned_ip"]
+    # a written client version reaches the concentrator (vpnc's application version)
+    assert ours["vpncuser"]["client_version"] == "3.6.2 (Rel)"
     for node, user in TO_SWAN.items():
         assert swan[user]["assigned_ip"] == connected[node]["assigned_ip"]
     # the PAT kept the three tunnels to each concentrator apart by their translated ports

@@ -192,7 +192,7 @@ def test_vpnc_weak_switches_and_groups_follow_the_proposals() -> None:
     assert values["dh_group"] == "dh5" and values["pfs"] == "dh5"
     assert values["weak_encryption"] and values["weak_authentication"]
     assert values["natt_mode"] == "natt"
-    assert values["application_version"] == "Cisco Systems VPN Client 3.6.1 (Rel):WinNT"
+    assert values["application_version"] == "Cisco Systems VPN Client 3.6.2 (Rel):WinNT"
 
 
 def test_auto_tunneling_is_nat_t_toward_a_concentrator_with_nat_t() -> None:
