@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 SEED := topologies/nat-t-two-clients.yaml
 PYTEST_ARGS ?=
 SCALE_CLIENTS ?= 10 50
+INTEROP_ROUNDS ?= 3
 BENCH_REFERENCE ?=
 
 .PHONY: help deps install images lab down test unit e2e matrix bench bench-report lint schema clean
@@ -60,11 +61,11 @@ matrix: images
 bench: images
 	@mkdir -p bench/results
 	$(PY) bench/bench_lab.py --out bench/results/lab.json
-	$(PY) bench/bench_ike.py --out bench/results/ike.json
+	$(PY) bench/bench_ike.py $(if $(BENCH_REFERENCE),--compare $(BENCH_REFERENCE)) --out bench/results/ike.json
 	$(PY) bench/bench_esp.py --out bench/results/esp.json
 	$(PY) bench/bench_vpn.py --out bench/results/vpn.json
 	$(PY) bench/bench_tcp.py --repeat 3 --out bench/results/tcp.json
-	$(PY) bench/bench_interop.py --out bench/results/interop.json
+	$(PY) bench/bench_interop.py --rounds $(INTEROP_ROUNDS) --out bench/results/interop.json
 	/usr/bin/python3 bench/bench_dataplane_paths.py --out bench/results/dataplane_paths.json
 	$(PY) bench/bench_scale.py --clients $(SCALE_CLIENTS) $(if $(BENCH_REFERENCE),--compare $(BENCH_REFERENCE)) --out bench/results/scale.json
 	$(PY) bench/report.py --readme README.md

@@ -149,48 +149,80 @@ def lab_rows(data: dict) -> list[Row]:
 
 
 def ike_rows(data: dict) -> list[Row]:
-    return [
-        Row(
-            f"IKE full sessions/s in process, group {result['dh_group']} (both sides)",
-            result["sessions_per_second"],
-            "/s",
-            source="ike",
-            when=_when(data),
-        )
-        for result in data.get("results", [])
-    ]
-
-
-def interop_rows(data: dict) -> list[Row]:
-    """Every client x gateway pair of one lab against vpnc -> strongSwan on the same path."""
-    ref = data.get("reference", {})
-    pairs = {(p["client"], p["gateway"]): p for p in data.get("pairs", [])}
-    reference = pairs.get((ref.get("client"), ref.get("gateway")))
-    if reference is None:
-        return []
-    label = f"{ref['client']} -> {ref['gateway']}"
-    rows: list[Row] = []
-    when, load = _when(data), _load(data, "load_average_before")
-    for (client, gateway), pair in sorted(pairs.items()):
-        if pair is reference:
-            continue
-        for key, what, unit, higher in (
-            ("iperf3_tcp_mbps", "iperf3 TCP", "Mbit/s", True),
-            ("connect_to_reply_ms", "connect -> first reply", "ms", False),
-        ):
+    """Sessions per CPU-second when measured (the figure that holds on a loaded machine),
+    against the engine of the tree given to --compare in the same run."""
+    rows = []
+    load = _load(data, "load_average")
+    for result in data.get("results", []):
+        group = result["dh_group"]
+        if "sessions_per_cpu_second" in result:
             rows.append(
                 Row(
-                    f"{what}, {client} client -> {gateway} gateway",
-                    pair.get(key),
-                    unit,
-                    reference.get(key),
-                    reference_is=label,
-                    higher_is_better=higher,
-                    source="interop",
-                    when=when,
+                    f"IKE full sessions per CPU-second in process, group {group} (both sides)",
+                    result["sessions_per_cpu_second"],
+                    "/s",
+                    result.get("reference_sessions_per_cpu_second"),
+                    reference_is=data.get("reference") or "",
+                    source="ike",
+                    when=_when(data),
                     load=load,
                 )
             )
+        else:
+            rows.append(
+                Row(
+                    f"IKE full sessions/s in process, group {group} (both sides)",
+                    result["sessions_per_second"],
+                    "/s",
+                    source="ike",
+                    when=_when(data),
+                )
+            )
+    return rows
+
+
+def interop_rows(data: dict) -> list[Row]:
+    """Every client x gateway pair of one lab (per suite, when the run had several) against
+    vpnc -> strongSwan on the same path and suite."""
+    ref = data.get("reference", {})
+    rows: list[Row] = []
+    when = _when(data)
+    suites = data.get("suites") or [None]
+    label = f"{ref.get('client')} -> {ref.get('gateway')}"
+    for suite in suites:
+        pairs = {
+            (p["client"], p["gateway"]): p
+            for p in data.get("pairs", [])
+            if p.get("suite") == suite or suite is None
+        }
+        reference = pairs.get((ref.get("client"), ref.get("gateway")))
+        if reference is None:
+            continue
+        tag = f" {suite}" if suite else ""
+        for (client, gateway), pair in sorted(pairs.items()):
+            if pair is reference:
+                continue
+            load = pair.get("load_average", _load(data, "load_average_before"))
+            for key, what, unit, higher in (
+                ("iperf3_tcp_mbps", f"iperf3 TCP{tag}", "Mbit/s", True),
+                ("agents_cpu_ms_per_mbit", f"client+gateway CPU per Mbit{tag}", "ms", False),
+                ("connect_to_reply_ms", f"connect -> first reply{tag}", "ms", False),
+            ):
+                if pair.get(key) is None:
+                    continue
+                rows.append(
+                    Row(
+                        f"{what}, {client} client -> {gateway} gateway",
+                        pair.get(key),
+                        unit,
+                        reference.get(key),
+                        reference_is=label,
+                        higher_is_better=higher,
+                        source="interop",
+                        when=when,
+                        load=load,
+                    )
+                )
     return rows
 
 

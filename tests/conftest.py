@@ -4,6 +4,7 @@ Users enable it the same way in their conftest.py, or with `pytest -p labctl.che
 """
 
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -19,6 +20,18 @@ pytest_plugins = ["labctl.checks.pytest_plugin"]
 # SIGINT as ignored, and Python then keeps it ignored: .ci/run's time guard interrupts the
 # run with SIGINT so that pytest still reports what failed and the slowest tests.
 signal.signal(signal.SIGINT, signal.default_int_handler)
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def _become_subreaper() -> None:
+    """Orphans of the tests (a tcpdump whose labctl died first) are re-parented to pytest,
+    not to init, so the leftover check at the end sees grandchildren too."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+_become_subreaper()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,9 +68,14 @@ def _running_children(pid: int) -> list[tuple[int, str]]:
         children = task / "children"
         for child in children.read_text().split() if children.exists() else ():
             try:
+                state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
+            except (OSError, IndexError):
                 continue  # ended meanwhile
+            if state == "Z":  # an ended orphan handed to us as subreaper: reap, not report
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(int(child), os.WNOHANG)
+                continue
             found.append((int(child), cmdline.decode(errors="replace").strip()))
     return found
 

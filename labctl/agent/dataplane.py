@@ -49,6 +49,14 @@ from labctl.agent.tunnel import (
     Tunnel,
     UnknownSpi,
 )
+from labctl.agent.udp_offload import (
+    GRO_ANCILLARY,
+    GsoSender,
+    SendRun,
+    enable_gro,
+    gro_segment_size,
+    segments,
+)
 from labctl.esp.encap import (
     NON_ESP_MARKER,
     CiscoUdpFraming,
@@ -156,6 +164,18 @@ class Dataplane:
         self._tun_view = memoryview(self._tun_buf)
         self._rx_buf = bytearray(RECV_BUFFER)
         self._rx_view = memoryview(self._rx_buf)
+        self._run = SendRun()
+        # coalesced reads on the UDP sockets (udp_offload): where the kernel has UDP_GRO
+        self._gro = {
+            sock
+            for encap, sock in self._sockets.items()
+            if encap in (Encap.NATT, Encap.CISCO) and enable_gro(sock)
+        }
+        self._gso: dict[Encap, GsoSender] = {
+            encap: GsoSender(sock)
+            for encap, sock in self._sockets.items()
+            if encap in (Encap.NATT, Encap.CISCO)
+        }
         loop.add_reader(tun.fd, self._on_tun_readable)
         for encap, sock in self._sockets.items():
             loop.add_reader(sock, partial(self._on_socket_readable, sock, encap))
@@ -343,6 +363,10 @@ class Dataplane:
 
     # ------------------------------------------------------------------ hot path: TUN -> ESP
     def _on_tun_readable(self) -> None:
+        """Read up to ``read_budget`` packets, seal each, and send. Datagram tunnels send
+        runs of equal-sized ESP packets to one peer as one UDP GSO send (udp_offload):
+        the run is flushed when the next packet goes elsewhere, differs in size, or the
+        TUN is empty."""
         fd = self.tun.fd
         buf = self._tun_buf
         bufs = (buf,)
@@ -350,108 +374,186 @@ class Dataplane:
         readv = os.readv
         lookup = self._routes.lookup
         max_mss = self._max_mss
-        sockets = self._sockets
+        run = self._run
+        gsos = self._gso
         now = self._loop.time()
-        for _ in range(self._budget):
+        try:
+            for _ in range(self._budget):
+                try:
+                    n = readv(fd, bufs)
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    self._count("tun_read_error")
+                    log.warning("TUN %s read failed: %s", self.tun.name, exc)
+                    return
+                if n < 20 or buf[0] >> 4 != 4:
+                    self._count("not_ipv4")
+                    continue
+                tunnel = lookup(bytes(buf[16:20]))
+                if tunnel is None:
+                    self._count("no_route")
+                    continue
+                sa = tunnel.outbound
+                peer = tunnel.peer
+                if sa is None or peer is None:
+                    tunnel.counters.drop("no_sa" if sa is None else "no_peer_endpoint")
+                    continue
+                packet: Any = view[:n]
+                # inline SYN test: only SYNs pay for the clamp_mss() call
+                if max_mss and buf[9] == 6 and buf[((buf[0] & 15) << 2) + 13] & 2:
+                    packet = clamp_mss(packet, max_mss)
+                try:
+                    esp = sa.seal(packet, NEXT_HEADER_IPV4, now)
+                except EspSequenceExhausted:
+                    tunnel.counters.drop("seq_exhausted")
+                    if sa.drops.get("seq_exhausted") == 1:
+                        self._emit(OutboundSaExhausted(tunnel.name, sa.spi))
+                    continue
+                if tunnel.stream is not None:
+                    self._send_stream(tunnel, esp, n, now)
+                    continue
+                gso = gsos.get(tunnel.encap)
+                if gso is None or not gso.usable:  # one sendto per packet, at once
+                    self._send_one(tunnel, esp, n, now)
+                    continue
+                size = len(esp)
+                if run.packets and not run.takes(tunnel, size):
+                    self._flush_run(now)
+                run.add(tunnel, esp, size, n)
+        finally:
+            if run.packets:
+                self._flush_run(now)
+
+    def _send_stream(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
+        try:
+            failed = tunnel.stream.send_esp(esp)  # type: ignore[union-attr]
+        except BlockingIOError:
+            tunnel.counters.drop("send_blocked")
+            return
+        except OSError as exc:
+            tunnel.counters.drop(f"send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
+            return
+        if failed is not None:
+            tunnel.counters.drop(failed)
+            return
+        counters = tunnel.counters
+        counters.tx_packets += 1
+        counters.tx_bytes += n
+        tunnel.last_tx = now
+
+    def _flush_run(self, now: float) -> None:
+        """Send the pending run of sealed packets: one GSO send when the socket can, else
+        one sendto each (a failed sendto drops that packet only, as before)."""
+        run = self._run
+        tunnel, packets, size, inner = run.tunnel, run.packets, run.size, run.inner
+        run.clear()
+        peer = tunnel.peer
+        counters = tunnel.counters
+        if peer is None:  # an event handler removed the tunnel's peer meanwhile
+            counters.drop("no_peer_endpoint", len(packets))
+            return
+        gso = self._gso.get(tunnel.encap)
+        if len(packets) > 1 and gso is not None and gso.usable:
             try:
-                n = readv(fd, bufs)
-            except BlockingIOError:
-                return
+                sent = gso.send(packets, size, peer)
             except OSError as exc:
-                self._count("tun_read_error")
-                log.warning("TUN %s read failed: %s", self.tun.name, exc)
+                reason = (
+                    "send_blocked"
+                    if isinstance(exc, BlockingIOError)
+                    else f"send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}"
+                )
+                counters.drop(reason, len(packets))
                 return
-            if n < 20 or buf[0] >> 4 != 4:
-                self._count("not_ipv4")
-                continue
-            tunnel = lookup(bytes(buf[16:20]))
-            if tunnel is None:
-                self._count("no_route")
-                continue
-            sa = tunnel.outbound
-            peer = tunnel.peer
-            if sa is None or peer is None:
-                tunnel.counters.drop("no_sa" if sa is None else "no_peer_endpoint")
-                continue
-            packet: Any = view[:n]
-            # inline SYN test: only SYNs pay for the clamp_mss() call
-            if max_mss and buf[9] == 6 and buf[((buf[0] & 15) << 2) + 13] & 2:
-                packet = clamp_mss(packet, max_mss)
-            try:
-                esp = sa.seal(packet, NEXT_HEADER_IPV4, now)
-            except EspSequenceExhausted:
-                tunnel.counters.drop("seq_exhausted")
-                if sa.drops.get("seq_exhausted") == 1:
-                    self._emit(OutboundSaExhausted(tunnel.name, sa.spi))
-                continue
-            stream = tunnel.stream
-            try:
-                if stream is None:
-                    sockets[tunnel.encap].sendto(esp, peer)
-                else:
-                    failed = stream.send_esp(esp)
-                    if failed is not None:
-                        tunnel.counters.drop(failed)
-                        continue
-            except BlockingIOError:
-                tunnel.counters.drop("send_blocked")
-                continue
-            except OSError as exc:
-                tunnel.counters.drop(f"send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
-                continue
-            counters = tunnel.counters
-            counters.tx_packets += 1
-            counters.tx_bytes += n
-            tunnel.last_tx = now
+            if sent:
+                counters.tx_packets += len(packets)
+                counters.tx_bytes += sum(inner)
+                tunnel.last_tx = now
+                return
+        for esp, n in zip(packets, inner, strict=True):
+            self._send_one(tunnel, esp, n, now)
+
+    def _send_one(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
+        try:
+            self._sockets[tunnel.encap].sendto(esp, tunnel.peer)  # type: ignore[arg-type]
+        except BlockingIOError:
+            tunnel.counters.drop("send_blocked")
+            return
+        except OSError as exc:
+            tunnel.counters.drop(f"send_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
+            return
+        counters = tunnel.counters
+        counters.tx_packets += 1
+        counters.tx_bytes += n
+        tunnel.last_tx = now
 
     # ------------------------------------------------------------------ hot path: ESP -> TUN
     def _on_socket_readable(self, sock: socket.socket, encap: Encap) -> None:
-        demux = _FRAMING[encap].demux
+        gro = sock in self._gro
         recv_into = sock.recvfrom_into
+        recvmsg_into = sock.recvmsg_into
         buf = self._rx_buf
+        bufs = (buf,)
         view = self._rx_view
-        inbound_get = self._inbound.get
-        deliver = self._deliver
+        datagram = self._on_datagram
         raw = encap is Encap.ESP
+        demux = _FRAMING[encap].demux
         now = self._loop.time()
-        for _ in range(self._budget):
+        budget = self._budget  # datagrams, not reads: a GRO read may carry dozens
+        while budget > 0:
+            budget -= 1
             try:
-                n, source = recv_into(buf)
+                if gro:  # a run the peer sent with GSO may come up as one read
+                    n, ancillary, _flags, source = recvmsg_into(bufs, GRO_ANCILLARY)
+                    size = gro_segment_size(ancillary) if ancillary else 0
+                else:
+                    n, source = recv_into(buf)
+                    size = 0
             except BlockingIOError:
                 return
             except OSError as exc:  # e.g. ECONNREFUSED from an ICMP error on UDP
                 self._count(f"recv_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
                 continue
-            data = view[:n]
-            try:
-                kind, off = demux(data)
-            except EspError as exc:
-                self._count(exc.reason)
-                continue
-            if kind is not Kind.ESP:
-                self._handle_control(kind, data, off, source)
-                continue
-            if n - off < 8:
-                self._count("malformed")
-                continue
-            spi = int.from_bytes(data[off : off + 4], "big")
-            entry = inbound_get(spi)
-            if entry is None:
-                self._unknown_spi(spi, source, now)
-                continue
-            sa, tunnel = entry
-            if tunnel.stream is not None:  # a TCP tunnel's SPI must not arrive in datagrams
-                tunnel.counters.drop("wrong_transport")
-                continue
-            if not deliver(sa, tunnel, data[off:], now):
-                continue
-            # authenticated and allowed: the newest packet from a new source moves the peer
-            if raw:
-                source = (source[0], 0)
-            if source != tunnel.peer and sa.replay_top == int.from_bytes(
-                data[off + 4 : off + 8], "big"
-            ):
-                self._move_peer(tunnel, source, report=True)
+            if size and size < n:
+                for start, end in segments(n, size):
+                    datagram(view[start:end], source, demux, raw, now)
+                budget -= n // size  # the other datagrams of the run
+            else:
+                datagram(view[:n], source, demux, raw, now)
+
+    def _on_datagram(
+        self, data: memoryview, source: Endpoint, demux: Any, raw: bool, now: float
+    ) -> None:
+        n = len(data)
+        try:
+            kind, off = demux(data)
+        except EspError as exc:
+            self._count(exc.reason)
+            return
+        if kind is not Kind.ESP:
+            self._handle_control(kind, data, off, source)
+            return
+        if n - off < 8:
+            self._count("malformed")
+            return
+        spi = int.from_bytes(data[off : off + 4], "big")
+        entry = self._inbound.get(spi)
+        if entry is None:
+            self._unknown_spi(spi, source, now)
+            return
+        sa, tunnel = entry
+        if tunnel.stream is not None:  # a TCP tunnel's SPI must not arrive in datagrams
+            tunnel.counters.drop("wrong_transport")
+            return
+        if not self._deliver(sa, tunnel, data[off:], now):
+            return
+        # authenticated and allowed: the newest packet from a new source moves the peer
+        if raw:
+            source = (source[0], 0)
+        if source != tunnel.peer and sa.replay_top == int.from_bytes(
+            data[off + 4 : off + 8], "big"
+        ):
+            self._move_peer(tunnel, source, report=True)
 
     def receive_stream_esp(self, esp: bytes, stream: PacketStream) -> None:
         """One ESP packet deframed from ``stream`` (IPsec over TCP)."""

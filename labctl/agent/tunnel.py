@@ -78,8 +78,8 @@ class TunnelCounters:
         self.keepalives_tx = self.keepalives_rx = self.dummies_rx = 0
         self.drops: dict[str, int] = {}
 
-    def drop(self, reason: str) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + count
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,7 @@
 """Kilobyte lifetimes: the engine sees no ESP, so once a second the agent tells it what
-each child with a volume limit has carried (the data plane's per-SA byte counters)."""
+each child with a volume limit has carried (the data plane's per-SA byte counters) -- only
+once that is near enough the limit for the engine to act (a report below it changed
+nothing and cost an engine call per child per second)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Callable
 
 from ..ike import Output
 from ..ike.engine import EngineBase
+from ..ike.exchanges.volume import report_threshold
 from .dataplane import Dataplane
 
 
@@ -15,8 +18,9 @@ def report_volumes(
 ) -> None:
     for sa in list(engine.sas.values()):
         for child in list(sa.children.values()):
-            if child.lifetime_kb is None:
+            threshold = report_threshold(engine, child)
+            if threshold is None:
                 continue
             carried = dataplane.carried(child.inbound_spi, child.outbound_spi)
-            if carried:
+            if carried and carried >= threshold:
                 apply(engine.note_volume(child.inbound_spi, carried, now))

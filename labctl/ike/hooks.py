@@ -8,6 +8,7 @@ the same three methods.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -77,22 +78,35 @@ class AddressPool:
         self.netmask = IPv4Address(netmask)
         self._by_handle: dict[SaHandle, IPv4Address] = {}
         self._in_use: set[int] = set()
+        # Lowest free address first, without scanning the range per client (O(n) each, a
+        # connect storm of n clients O(n^2)): addresses never handed out start at _fresh;
+        # released ones below it wait in a heap (entries taken meanwhile are skipped).
+        self._fresh = self._first
+        self._released: list[int] = []
 
     def allocate(self, handle: SaHandle) -> IPv4Address | None:
         if handle in self._by_handle:
             return self._by_handle[handle]
-        for value in range(self._first, self._last + 1):
+        while self._released:
+            value = heapq.heappop(self._released)
             if value not in self._in_use:
-                self._in_use.add(value)
-                addr = IPv4Address(value)
-                self._by_handle[handle] = addr
-                return addr
-        return None
+                return self._take(handle, value)
+        if self._fresh > self._last:
+            return None
+        self._fresh += 1
+        return self._take(handle, self._fresh - 1)
+
+    def _take(self, handle: SaHandle, value: int) -> IPv4Address:
+        self._in_use.add(value)
+        addr = IPv4Address(value)
+        self._by_handle[handle] = addr
+        return addr
 
     def release(self, handle: SaHandle) -> None:
         addr = self._by_handle.pop(handle, None)
         if addr is not None:
             self._in_use.discard(int(addr))
+            heapq.heappush(self._released, int(addr))
 
     @property
     def in_use(self) -> dict[SaHandle, IPv4Address]:

@@ -150,12 +150,16 @@ class IdPayload:
     def as_network(self) -> ipaddress.IPv4Network | None:
         """IPv4 address / subnet / range identities as a network (ranges must be a CIDR)."""
         try:
+            # (integer, prefix) tuples: parsing "a.b.c.d/m.m.m.m" text was ~1/10 of a session
             if self.id_type == IdType.IPV4_ADDR and len(self.data) == 4:
-                return ipaddress.IPv4Network(ipaddress.IPv4Address(self.data))
+                return ipaddress.IPv4Network((int.from_bytes(self.data, "big"), 32))
             if self.id_type == IdType.IPV4_ADDR_SUBNET and len(self.data) == 8:
-                addr = ipaddress.IPv4Address(self.data[:4])
-                mask = ipaddress.IPv4Address(self.data[4:])
-                return ipaddress.IPv4Network(f"{addr}/{mask}", strict=False)
+                hosts = ~int.from_bytes(self.data[4:], "big") & 0xFFFFFFFF
+                if hosts & (hosts + 1):
+                    raise ValueError("netmask is not contiguous")
+                prefix = 32 - hosts.bit_length()
+                addr = int.from_bytes(self.data[:4], "big")
+                return ipaddress.IPv4Network((addr, prefix), strict=False)
             if self.id_type == IdType.IPV4_ADDR_RANGE and len(self.data) == 8:
                 first = ipaddress.IPv4Address(self.data[:4])
                 last = ipaddress.IPv4Address(self.data[4:])

@@ -250,17 +250,30 @@ class Responder(EngineBase):
             return a.user == b.user and a.remote[0] == b.remote[0]
         return a.remote == b.remote
 
+    def _candidates(self, sa: IkeSa) -> list[IkeSa]:
+        """The SAs that may be the same client as ``sa``, by what _same_client needs of a
+        remote-access client (same user, or none, and same IP): a plain scan comparing
+        attributes, no call per SA (it runs twice per new session over every SA)."""
+        if sa.lan_to_lan is not None:
+            return [o for o in self.sas.values() if o is not sa]
+        ip, user = sa.remote[0], sa.user
+        return [
+            o
+            for o in self.sas.values()
+            if o.user == user and o.remote[0] == ip and o.lan_to_lan is None and o is not sa
+        ]
+
     def _apply_initial_contact(self, out: Collector, sa: IkeSa, now: float) -> None:
         if not sa.initial_contact:
             return
-        for other in list(self.sas.values()):
-            if other is not sa and other.established and self._same_client(sa, other):
+        for other in self._candidates(sa):
+            if other.established and self._same_client(sa, other):
                 self.stats["initial_contact_removed"] += 1
                 self._remove_sa(out, other, "initial-contact", now, notify_peer=False)
 
     def _predecessor(self, sa: IkeSa) -> IkeSa | None:
         best = None
-        for other in self.sas.values():
+        for other in self._candidates(sa):
             if (
                 other is not sa
                 and other.established

@@ -32,10 +32,9 @@ from .codec import (
 from .config import GroupPolicy, LanToLanPolicy, Phase1Proposal, Phase2Proposal
 from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
 from .crypto import (
+    CbcCipher,
     CipherSpec,
     DhKeyPair,
-    cbc_decrypt,
-    cbc_encrypt,
     hash_len,
     prf,
     random_bytes,
@@ -184,6 +183,7 @@ class IkeSa:
     idr_b: bytes = b""
     peer_id: str = ""
     keys: Phase1Keys | None = None
+    cbc: tuple[Phase1Keys, CbcCipher] | None = field(default=None, repr=False)  # keys' CBC
     p1_iv: bytes = b""
     p1_last: bytes = b""
     ivs: dict[int, bytes] = field(default_factory=dict)
@@ -341,7 +341,7 @@ class IkeSa:
         pad = bs - (len(chain) % bs)
         chain += bytes(pad - 1) + bytes([pad - 1])
         iv = self._iv_for(exchange, message_id)
-        ciphertext = cbc_encrypt(self.cipher, self.keys.enc_key, iv, chain)
+        ciphertext = self._cbc().encrypt(iv, chain)
         first = payloads[0].payload_type if payloads else 0
         header = Header(
             self.icookie,
@@ -354,6 +354,13 @@ class IkeSa:
         )
         self._advance(exchange, message_id, ciphertext[-bs:])
         return header.encode() + ciphertext
+
+    def _cbc(self) -> CbcCipher:
+        """The CBC contexts of the current keys (made once per key)."""
+        assert self.keys is not None and self.cipher is not None
+        if self.cbc is None or self.cbc[0] is not self.keys:
+            self.cbc = (self.keys, CbcCipher(self.cipher, self.keys.enc_key))
+        return self.cbc[1]
 
     def _advance(self, exchange: int, message_id: int, last_block: bytes) -> None:
         if message_id == 0:
@@ -384,7 +391,7 @@ class IkeSa:
                 f"encrypted body of {len(msg.ciphertext)} bytes is not a multiple of {bs}",
             )
         iv = self._iv_for(header.exchange, header.message_id)
-        plaintext = cbc_decrypt(self.cipher, self.keys.enc_key, iv, msg.ciphertext)
+        plaintext = self._cbc().decrypt(iv, msg.ciphertext)
         try:
             message = decode_plaintext_body(header, plaintext)
         except IkeDecodeError as exc:

@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from ..engine import EngineBase
 
 
+def report_threshold(engine: EngineBase, child: ChildSa) -> int | None:
+    """Bytes below which a report on ``child`` changes nothing (None: no report ever
+    does), so the agent's once-a-second reports can skip the engine until then."""
+    if child.lifetime_kb is None or child.delete_at is not None:
+        return None
+    limit = child.lifetime_kb * 1024
+    if qm_policy.rekeys(engine):
+        return int(limit * (1 - qm_policy.margin(engine)))
+    return limit
+
+
 def check(
     engine: EngineBase, out: Collector, sa: IkeSa, child: ChildSa, carried: int, now: float
 ) -> None:

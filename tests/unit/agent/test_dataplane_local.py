@@ -400,3 +400,44 @@ def test_authenticated_garbage_inner_packets_never_break_the_loop(
     b.tun.received()
     a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 2))
     assert collect(loop, b.tun, 1) == [icmp_echo(CLIENT_IP, LAN_HOST, 2)]
+
+
+def test_udp_offload_sends_runs_and_reads_them_back_packet_for_packet(
+    loop: EventLoop, make_node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With LABCTL_UDP_OFFLOAD on, a burst of equal-sized packets leaves as UDP GSO runs
+    and comes back through UDP_GRO reads: the far TUN must see every packet, in order,
+    byte for byte, and both ends count each packet once (loopback has both offloads)."""
+    from labctl.agent import udp_offload
+
+    monkeypatch.setattr(udp_offload, "ENABLED", True)
+    a, b = connect_pair(make_node)
+    gso = a.dp._gso[Encap.NATT]
+    assert gso.usable
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 0))  # b learns a's endpoint first
+    collect(loop, b.tun, 1)
+    burst = [icmp_echo(CLIENT_IP, LAN_HOST, seq, b"p" * 1000) for seq in range(1, 41)]
+    burst += [icmp_echo(CLIENT_IP, LAN_HOST, 41, b"q" * 200)]  # a shorter one ends a run
+    for p in burst:
+        a.tun.inject(p)
+    assert collect(loop, b.tun, len(burst)) == burst
+    assert gso.usable and gso.runs >= 1 and gso.datagrams > gso.runs  # runs went out as GSO
+    assert a.dp.tunnel("to-b").counters.tx_packets == len(burst) + 1
+    assert b.dp.tunnel("client1").counters.rx_packets == len(burst) + 1
+    assert b.dp.tunnel("client1").counters.drops == {}
+
+
+def test_offload_segments_and_runs() -> None:
+    from labctl.agent.udp_offload import MAX_SEGMENTS, SendRun, segments
+
+    assert list(segments(10, 4)) == [(0, 4), (4, 8), (8, 10)]
+    assert list(segments(10, 0)) == [(0, 10)] and list(segments(10, 10)) == [(0, 10)]
+    run, tunnel, other = SendRun(), object(), object()
+    run.add(tunnel, b"x" * 100, 100, 80)
+    assert run.takes(tunnel, 100) and not run.takes(other, 100) and not run.takes(tunnel, 101)
+    run.add(tunnel, b"y" * 60, 60, 40)  # shorter: the run's last packet
+    assert not run.takes(tunnel, 60) and run.inner == [80, 40]
+    run.clear()
+    for _ in range(MAX_SEGMENTS):
+        run.add(tunnel, b"z", 1, 1)
+    assert not run.takes(tunnel, 1)

@@ -69,3 +69,55 @@ def test_the_block_replaces_only_what_is_between_the_markers() -> None:
         report.replace_block("no markers here", "| new |\n")
     with pytest.raises(ValueError, match="needs one"):
         report.replace_block(text + text, "| new |\n")
+
+
+def test_interop_rows_compare_each_suite_with_its_own_reference() -> None:
+    def pair(suite, client, gateway, mbps, cpu):
+        return {
+            "suite": suite,
+            "client": client,
+            "gateway": gateway,
+            "iperf3_tcp_mbps": mbps,
+            "agents_cpu_ms_per_mbit": cpu,
+            "connect_to_reply_ms": 100,
+            "load_average": 3.0,
+        }
+
+    data = {
+        "when": "2026-12-02T17:00:00Z",
+        "reference": {"client": "vpnc", "gateway": "strongswan"},
+        "suites": ["aes128-sha1", "3des-md5"],
+        "pairs": [
+            pair("aes128-sha1", "ours", "ours", 150.0, 5.0),
+            pair("aes128-sha1", "vpnc", "strongswan", 100.0, 10.0),
+            pair("3des-md5", "ours", "ours", 30.0, 20.0),
+            pair("3des-md5", "vpnc", "strongswan", 40.0, 25.0),
+        ],
+    }
+    rows = {r.what: r for r in report.interop_rows(data)}
+    aes = rows["iperf3 TCP aes128-sha1, ours client -> ours gateway"]
+    assert (aes.ours, aes.reference, aes.ratio()) == (150.0, 100.0, 1.5)
+    cpu = rows["client+gateway CPU per Mbit aes128-sha1, ours client -> ours gateway"]
+    assert cpu.ratio() == 2.0  # half the CPU per Mbit: twice as good
+    des = rows["iperf3 TCP 3des-md5, ours client -> ours gateway"]
+    assert des.reference == 40.0 and des.ratio() == 0.75
+    assert len(rows) == 6
+
+
+def test_ike_rows_use_cpu_seconds_and_the_compared_engine() -> None:
+    data = {
+        "when": "2026-12-02T17:00:00Z",
+        "reference": "previous labctl (main)",
+        "load_average": [12.0, 10.0, 8.0],
+        "results": [
+            {
+                "dh_group": 2,
+                "sessions_per_second": 100.0,
+                "sessions_per_cpu_second": 400.0,
+                "reference_sessions_per_cpu_second": 250.0,
+            }
+        ],
+    }
+    (row,) = report.ike_rows(data)
+    assert row.ratio() == 1.6 and row.reference_is == "previous labctl (main)"
+    assert row.load == 12.0

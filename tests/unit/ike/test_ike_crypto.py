@@ -116,6 +116,34 @@ def test_3des_cbc_roundtrip_and_block_rules() -> None:
         crypto.cbc_decrypt(spec, key, b"\x01" * 8, ct[:-1])
 
 
+@pytest.mark.parametrize(
+    ("enc", "bits", "key_len"),
+    [
+        (P1Encryption.AES_CBC, 128, 16),
+        (P1Encryption.AES_CBC, 256, 32),
+        (P1Encryption.TRIPLE_DES_CBC, None, 24),
+    ],
+)
+def test_long_lived_cbc_contexts_match_a_fresh_context_per_message(enc, bits, key_len) -> None:
+    """CbcCipher reuses its OpenSSL contexts across messages with unrelated IVs: every
+    message must come out exactly as a fresh CBC context makes it, both ways, and a
+    misaligned message is refused without disturbing the next one."""
+    spec = crypto.ike_cipher(enc, bits)
+    key = bytes(range(7, 7 + key_len))
+    cbc = crypto.CbcCipher(spec, key)
+    bs = spec.block_size
+    for n in range(1, 8):
+        iv = bytes((n * 37 + i) & 0xFF for i in range(bs))
+        pt = bytes((n + i) & 0xFF for i in range(n * bs))
+        ct = cbc.encrypt(iv, pt)
+        assert ct == crypto.cbc_encrypt(spec, key, iv, pt)
+        assert cbc.decrypt(iv, ct) == pt
+        with pytest.raises(IkeProtocolError):
+            cbc.decrypt(iv, ct[:-1])
+        with pytest.raises(IkeProtocolError):
+            cbc.encrypt(iv, pt + b"x")
+
+
 # -- RFC 2409 derivations vs an independent hashlib/hmac rendering --------------------------------
 def _h(name, key, *parts):
     return hmac.new(key, b"".join(parts), name).digest()

@@ -100,3 +100,32 @@ def test_a_report_that_jumps_past_the_limit_rekeys_instead_of_cutting_the_tunnel
     assert [d.reason for d in lab.events_of("c1", ChildSaDeleted)] == ["rekeyed"]
     (new,) = ini.children()
     assert new.inbound_spi != child.inbound_spi
+
+
+def test_the_agent_reports_a_childs_volume_only_near_its_limit() -> None:
+    """report_volumes used to call the engine once a second per child with a kilobyte
+    lifetime, however far below it; now only from the point where the engine acts (the
+    rekey margin for an end that rekeys, the limit for one that does not)."""
+    from labctl.agent.volume import report_volumes
+    from labctl.ike.exchanges.volume import report_threshold
+
+    lab = make_lab(dpd_idle=None)
+    ini = add_client(lab, phase2=(Phase2Proposal(lifetime_kb=1000),), dpd_idle=None)
+    connect(lab)
+    child = _client_child(lab, ini)
+    assert report_threshold(ini, child) == 1000 * 1024 * 9 // 10  # 10 % margin: rekeys at 90 %
+
+    class Plane:
+        carried_bytes = 0
+
+        def carried(self, inbound_spi: int, outbound_spi: int) -> int:
+            return self.carried_bytes
+
+    plane, applied = Plane(), []
+    for carried, calls in ((0, 0), (100 * 1024, 0), (899 * 1024, 0), (901 * 1024, 1)):
+        plane.carried_bytes = carried
+        report_volumes(ini, plane, applied.append, lab.now)  # type: ignore[arg-type]
+        assert len(applied) == calls, carried
+    lab.collect("c1", applied[0])
+    lab.run(10)
+    assert ini.stats["child_volume_rekeys"] == 1
