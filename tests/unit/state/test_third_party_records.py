@@ -147,3 +147,11 @@ def test_if_reported_leaves_the_other_fields_mandatory() -> None:
     )
     outcome = evaluate_table(_mixed_rows(), check, "sessions on gw")
     assert not outcome.ok and "client_type: strongswan does not report" in outcome.text()
+
+
+def test_a_strongswan_session_reports_the_lifetime_charon_holds_its_child_to() -> None:
+    (session,) = gateway()
+    # install-time=132 + life-time=28668 in the captured output
+    assert session["ipsec"][0]["rekey_interval"] == 28800
+    assert "ipsec.rekey_interval" not in session["unreported"]
+    assert "ike.rekey_interval" in session["unreported"]
