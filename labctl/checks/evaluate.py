@@ -105,9 +105,22 @@ def evaluate_table(
     scope = f"{len(selected)} of {len(rows)} rows" if where else f"{len(rows)} rows"
 
     # A field the implementation cannot report is null; an expectation on it fails, saying
-    # so (rather than "expected X, observed None").
+    # so (rather than "expected X, observed None") -- unless the check lists it in
+    # `if-reported`: then rows of that implementation skip it and the verdict says so.
+    optional = set(check.if_reported)
+    skipped: dict[str, set[str]] = {}
+
+    def reported(row: Any, key: str) -> bool:
+        implementation = unreported_field(row, key)
+        if implementation is None or key not in optional:
+            return True
+        skipped.setdefault(key, set()).add(implementation)
+        return False
+
     unreported: set[str] = set()
     for key in fields:
+        if key in optional:
+            continue
         for row in rows:
             implementation = unreported_field(row, key)
             if implementation is not None:
@@ -126,28 +139,38 @@ def evaluate_table(
             continue  # said above; "expected X, observed None" would only repeat it
         matcher = parse_matcher(spec, saved)
         for row in selected:
-            if not matcher(field_value(row, key)):
+            if reported(row, key) and not matcher(field_value(row, key)):
                 problems.append(
                     f"{key}: expected {matcher}, observed {field_value(row, key)!r} in "
                     f"{_row_view(row, fields)}"
                 )
     if check.any:
         any_matchers = {k: parse_matcher(v, saved) for k, v in check.any.items()}
-        if not any(all(m(field_value(r, k)) for k, m in any_matchers.items()) for r in selected):
+        if not any(
+            all(not reported(r, k) or m(field_value(r, k)) for k, m in any_matchers.items())
+            for r in selected
+        ):
             wanted = ", ".join(f"{k} {m}" for k, m in any_matchers.items())
             problems.append(f"no row has {wanted}")
     for key in check.same:
-        values = Counter(json.dumps(field_value(r, key), default=str) for r in selected)
+        values = Counter(
+            json.dumps(field_value(r, key), default=str) for r in selected if reported(r, key)
+        )
         if len(values) > 1:
             seen = ", ".join(f"{v} ({n} rows)" for v, n in values.items())
             problems.append(f"{key}: expected the same in every row, observed {seen}")
     for key in check.distinct:
-        values = Counter(json.dumps(field_value(r, key), default=str) for r in selected)
+        values = Counter(
+            json.dumps(field_value(r, key), default=str) for r in selected if reported(r, key)
+        )
         repeated = [f"{v} ({n} rows)" for v, n in values.items() if n > 1]
         if repeated:
             problems.append(
                 f"{key}: expected a different value in every row, observed {', '.join(repeated)}"
             )
+    for key in check.save.values():
+        for row in selected:
+            reported(row, key)  # a saved null is named among the skipped fields
     if problems:
         observed = [f"observed row: {_row_view(r, fields)}" for r in selected[:20]]
         if not selected and rows:
@@ -159,6 +182,10 @@ def evaluate_table(
             False, f"{label}: {scope}; {len(problems)} problem(s)", problems + observed, rows
         )
     outcome = Outcome(True, f"{label}: {scope}, as expected", observed=rows)
+    if skipped:
+        outcome.summary += "; not checked where unreported: " + ", ".join(
+            f"{key} ({'/'.join(sorted(who))})" for key, who in sorted(skipped.items())
+        )
     for name, key in check.save.items():
         found = [field_value(r, key) for r in selected]
         outcome.saved[name] = found[0] if len(found) == 1 else found

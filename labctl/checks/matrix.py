@@ -46,16 +46,48 @@ def _nodes(data: Any) -> dict[str, Any]:
     return nodes if isinstance(nodes, dict) else {}
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _kind_of(node: dict[str, Any], topology: dict[str, Any]) -> Any:
+    """A node's kind as inheritance gives it (topology/merge.py): its own `kind:`, else
+    its group's, else the defaults'."""
+    defaults = _mapping(topology.get("defaults"))
+    groups = _mapping(topology.get("groups"))
+    group = groups.get(str(node.get("group", defaults.get("group"))))
+    group_kind = group.get("kind") if isinstance(group, dict) else None
+    return node.get("kind", group_kind if group_kind is not None else defaults.get("kind"))
+
+
 def _kinds_present(data: Any) -> set[str]:
-    return {str(node.get("kind")) for node in _nodes(data).values() if isinstance(node, dict)}
+    return {
+        str(_kind_of(node, data["topology"]))
+        for node in _nodes(data).values()
+        if isinstance(node, dict)
+    }
 
 
 def _with_implementations(data: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:
     copy = yaml.safe_load(yaml.safe_dump(data))  # a deep copy of plain YAML data
-    for node in copy["topology"]["nodes"].values():
-        if isinstance(node, dict) and node.get("kind") in chosen:
-            node["implementation"] = chosen[node["kind"]]
+    topology = copy["topology"]
+    for name, node in topology["nodes"].items():
+        if node is None:  # a node that inherits everything
+            node = topology["nodes"][name] = {}
+        if isinstance(node, dict) and _kind_of(node, topology) in chosen:
+            node["implementation"] = chosen[_kind_of(node, topology)]
     return copy
+
+
+def case_names(path: Path, only: list[str] | None = None) -> list[str]:
+    """The file's cases by name ("expect", then its scenarios) as written, without
+    validating it: a base file that is invalid as written may have valid combinations."""
+    data = yaml.safe_load(decode_text(read_limited(path, MAX_TOPOLOGY_BYTES)))
+    if not isinstance(data, dict):
+        return []
+    scenarios = _mapping(data.get("scenarios"))
+    names = [str(name) for name in scenarios if not only or name in only]
+    return (["expect"] if data.get("expect") else []) + names
 
 
 def variants(path: Path) -> list[Variant]:

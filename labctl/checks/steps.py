@@ -44,10 +44,25 @@ class StepLog:
         self.events.emit("log", line=text)
 
 
+def not_applying(when: dict[str, Any] | None, lab: Lab) -> str | None:
+    """Why a step or expectation with `when: {node: implementation(s)}` does not apply to
+    this lab, or None when it does."""
+    for node, wanted in (when or {}).items():
+        names = [wanted] if isinstance(wanted, str) else list(wanted)
+        actual = implementation_of(lab.node(node)).name
+        if actual not in names:
+            return f"{node} runs {actual}; this is for {' or '.join(names)}"
+    return None
+
+
 def run_step(step: Step, handle: LabHandle, log: StepLog) -> None:
     kind = step.kind
     value = getattr(step, kind)
     title = step.name or _brief(value)
+    reason = not_applying(step.when, handle.lab)
+    if reason is not None:
+        log.add(f"step {kind}: {title} -- skipped: {reason}")
+        return
     log.events.emit("step", kind=kind, title=title)
     log.add(f"step {kind}: {title}")
     handler = _HANDLERS[kind]
@@ -69,6 +84,10 @@ def _check_expectations(expectations, handle: LabHandle, log: StepLog) -> None:
     probe = LabProbe(handle)
     for expectation in expectations:
         title = expectation.title()
+        reason = not_applying(expectation.when, handle.lab)
+        if reason is not None:
+            log.add(f"  skip {title}: {reason}")
+            continue
         last: list[str] = []
 
         def observed(outcome: Outcome, title: str = title, last: list[str] = last) -> None:

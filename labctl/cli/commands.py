@@ -400,6 +400,11 @@ def cmd_test(args) -> int:
     )
     sys.stdout.write(summary_table(results))
     print(f"JUnit XML: {junit}")
+    if not planned and shard is None:
+        # Every combination not applicable: nothing was shown to work, so the run fails
+        # (a shard with nothing to run is fine: the other shards have the cases).
+        print("nothing ran: every case is not applicable (see the reasons above)")
+        return 1
     if not planned:
         print(f"shard {args.shard} has no cases: nothing to run")
         return 0
@@ -409,7 +414,7 @@ def cmd_test(args) -> int:
 def _matrix_runs(files, make_run, only):
     """One run per applicable combination; a result per case of each one that is not."""
     from ..checks import CaseResult
-    from ..checks.matrix import variants
+    from ..checks.matrix import case_names, variants
 
     runs, not_applicable = [], []
     for file in files:
@@ -424,7 +429,7 @@ def _matrix_runs(files, make_run, only):
             if variant.lab is not None:
                 runs.append(run)
                 continue
-            for name in _case_names(file, only):
+            for name in case_names(file, only):
                 not_applicable.append(
                     CaseResult(
                         str(file),
@@ -435,12 +440,6 @@ def _matrix_runs(files, make_run, only):
                     )
                 )
     return runs, not_applicable
-
-
-def _case_names(file: Path, only: list[str] | None) -> list[str]:
-    lab = load_lab(file)
-    scenarios = [name for name in lab.spec.scenarios if not only or name in only]
-    return (["expect"] if lab.spec.expect else []) + scenarios
 
 
 def cmd_images(args) -> int:

@@ -6,6 +6,8 @@
   own default" is not an error; the same value written out is).
 - proposals: our strongSwan-like proposal strings taken apart.
 - strongswan.conf, shared by both strongSwan roles.
+- the checks every third-party implementation makes (proposals, key export, fragment
+  size, names and secrets the rendered files can carry) and the log collector.
 
 Rendered files hold secrets in clear (base64 for swanctl): they go to the node only,
 mode 0600, and never to the host's disk (labctl pushes them over SFTP from memory).
@@ -14,12 +16,14 @@ mode 0600, and never to the host's disk (labctl pushes them over SFTP from memor
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
+from .collect import run
 from .spec import NodeContext, RenderedFile
 
 STRONGSWAN_IMAGE = "strongswan"  # the image role of every third-party implementation
@@ -35,7 +39,9 @@ CIPHERS = {
     "aes192": "AES-192",
     "aes256": "AES-256",
 }
-HASHES = {"md5": "MD5", "sha1": "SHA1"}
+# The agent's hashes (agent/settings.py) -- sha256 is HMAC-SHA2-256-128 in ESP on both.
+# DES stays here (strongSwan and vpnc have it behind weak switches; the agent does not).
+HASHES = {"md5": "MD5", "sha1": "SHA1", "sha256": "SHA-256"}
 DH_GROUPS = {"modp768": 1, "modp1024": 2, "modp1536": 5, "modp2048": 14}
 
 
@@ -109,3 +115,94 @@ def strongswan_conf(
 
 def join(values: Iterable[object]) -> str:
     return ",".join(str(v) for v in values)
+
+
+# swanctl.conf: a group name becomes part of section names (`group-NAME`), where a dot is
+# a path separator and spaces, quotes and braces end the name; a user name is an unquoted
+# identity. Only what needs no quoting is rendered.
+SWANCTL_SECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SWANCTL_IDENTITY = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+
+def check_proposals(
+    ctx: NodeContext, implementation: str, lists: Iterable[tuple[tuple[str, ...], list[str]]]
+) -> None:
+    """Every proposal is one labctl translates to the implementation's names."""
+    for path, texts in lists:
+        for index, text in enumerate(texts):
+            if parse_proposal(text) is None:
+                unexpressible(
+                    ctx,
+                    (*path, str(index)),
+                    implementation,
+                    f"{text!r} is not a cipher-hash[-modpN] labctl can translate",
+                )
+
+
+def refuse_export_keys(ctx: NodeContext, vpn: Any, implementation: str, why: str) -> None:
+    if vpn.debug.export_keys:
+        unexpressible(ctx, ("vpn", "debug", "export_keys"), implementation, why)
+
+
+def refuse_fragment_size(ctx: NodeContext, vpn: Any, implementation: str) -> None:
+    if explicit(vpn.ike_fragmentation, "size"):
+        unexpressible(
+            ctx,
+            ("vpn", "ike_fragmentation", "size"),
+            implementation,
+            "charon's fragment size is global and by MTU, not a per-peer setting",
+        )
+
+
+def check_swanctl_names(
+    ctx: NodeContext,
+    sections: Iterable[tuple[tuple[str, ...], str]],
+    identities: Iterable[tuple[tuple[str, ...], str]],
+) -> None:
+    """Group names (section names) and user names (identities) swanctl.conf can carry
+    unquoted; anything else is refused rather than rendered into a broken file."""
+    for path, name in sections:
+        if not SWANCTL_SECTION_NAME.match(name):
+            unexpressible(
+                ctx,
+                path,
+                "strongswan",
+                f"{name!r} as a swanctl.conf section name: use letters, digits, _ and - only",
+            )
+    for path, name in identities:
+        if not SWANCTL_IDENTITY.match(name):
+            unexpressible(
+                ctx,
+                path,
+                "strongswan",
+                f"{name!r} as a swanctl.conf identity: use letters, digits and _ . @ + - only",
+            )
+
+
+def check_one_line(
+    ctx: NodeContext, implementation: str, values: Iterable[tuple[tuple[str, ...], str]]
+) -> None:
+    """Values rendered as the rest of a config line (vpnc.conf): a line break or NUL would
+    end the line and start another directive. The value itself is never shown (it may be
+    a secret)."""
+    for path, value in values:
+        if any(c in value for c in "\r\n\0"):
+            unexpressible(
+                ctx,
+                path,
+                implementation,
+                "the value contains a line break or NUL, which its one-line config cannot hold",
+            )
+
+
+def log_collector(path: str) -> Callable[[Any, str, bool], tuple[Any, str]]:
+    """`show <node> log`: the last lines of a log file the node writes."""
+
+    def collect(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
+        text = run(handle, node, f"tail -n {1000 if verbose else 100} {path}")
+        return [{"line": line} for line in text.splitlines()], text
+
+    return collect
+
+
+CHARON_LOG = "/var/log/labctl/charon.log"

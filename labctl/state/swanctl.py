@@ -40,7 +40,6 @@ GATEWAY_UNREPORTED = (
     "ike.negotiation_mode",
     "ike.nat_t",
     "ike.rekey_interval",
-    "ipsec.rekey_interval",
     "ipsec.dropped",
 )
 CLIENT_UNREPORTED = (
@@ -122,6 +121,14 @@ def _ts(values: list[str] | None) -> str | None:
     return ",".join(values) if values else None
 
 
+def _child_lifetime(child: dict[str, Any]) -> int | None:
+    """The lifetime charon holds the child SA to (what ours reports as its rekey interval):
+    seconds since install plus seconds left -- charon's own figure, whatever was proposed
+    ("received 28800s lifetime, configured 60s")."""
+    installed, left = _int(child.get("install-time")), _int(child.get("life-time"))
+    return installed + left if installed is not None and left is not None else None
+
+
 def gateway_sessions(sas: list[dict[str, Any]], esp: str) -> list[dict[str, Any]]:
     """The concentrator's sessions: one per established IKE SA with an XAUTH user."""
     now = time.time()
@@ -144,7 +151,7 @@ def gateway_sessions(sas: list[dict[str, Any]], esp: str) -> list[dict[str, Any]
                 "encapsulation_mode": "Tunnel" if c.get("mode") == "TUNNEL" else c.get("mode"),
                 "udp_source_port": remote_port if c.get("encap") == "yes" else None,
                 "udp_destination_port": local_port if c.get("encap") == "yes" else None,
-                "rekey_interval": None,
+                "rekey_interval": _child_lifetime(c),
                 "spi_in": "0x" + c.get("spi-in", ""),
                 "spi_out": "0x" + c.get("spi-out", ""),
                 "bytes_rx": _int(c.get("bytes-in")) or 0,

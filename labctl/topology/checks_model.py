@@ -40,6 +40,12 @@ class TableCheck(Strict):
         description="{name: field}: remember the selected rows' values once the check holds; "
         "later matchers use them as $name",
     )
+    if_reported: list[str] = Field(
+        [],
+        description="fields checked (all, any, same, distinct) only in rows whose "
+        "implementation reports them; rows of an implementation that cannot (vpnc's SPIs, "
+        "strongSwan's rekey intervals) skip them, and the verdict says so",
+    )
 
 
 class ShowCheck(TableCheck):
@@ -61,8 +67,14 @@ class SessionFollowsXlate(Strict):
     concentrator: str
 
 
+# {node: implementation or [implementations]}: a step or expectation that applies only
+# when every node named runs one of those (`labctl test --matrix` varies them).
+When = dict[str, str | list[str]]
+
+
 class Expectation(Strict):
     name: str | None = None
+    when: When | None = Field(None, description="{node: implementation(s)}: only then")
     within: float = Field(30.0, gt=0, le=3600, description="seconds to wait for it to hold")
     xlate: TableCheck | None = None
     sessions: TableCheck | None = None
@@ -161,6 +173,7 @@ class Step(Strict):
     """One scenario step: exactly one of its keys."""
 
     name: str | None = None
+    when: When | None = Field(None, description="{node: implementation(s)}: only then")
     connect: NodeList | None = None
     disconnect: NodeList | None = None
     expect: list[Expectation] | None = None

@@ -177,10 +177,29 @@ def _need_node(
         c.add(path, f"{name} is a {node.kind}; this needs a {' or '.join(kinds)}")
 
 
+def _check_when(c: _Collector, lab: Lab, when: dict[str, Any] | None, path: tuple) -> None:
+    """`when: {node: implementation(s)}` names nodes of the lab and implementations their
+    kind has (a typo would make the step silently never apply)."""
+    for name, wanted in (when or {}).items():
+        _need_node(c, lab, (*path, "when", name), name)
+        node = lab.nodes.get(name)
+        if node is None:
+            continue
+        known = [i.name for i in spec_of(node.kind).implementations]
+        for implementation in [wanted] if isinstance(wanted, str) else wanted:
+            if implementation not in known:
+                c.add(
+                    (*path, "when", name),
+                    f"{name} ({node.kind}) has no implementation {implementation!r} "
+                    f"(implementations: {', '.join(known)})",
+                )
+
+
 def _check_expectations(
     c: _Collector, lab: Lab, expectations, base: tuple, saved: set[str]
 ) -> None:
     for index, expectation in enumerate(expectations):
+        _check_when(c, lab, expectation.when, (*base, index))
         path = (*base, index, expectation.kind.replace("_", "-"))
         check = expectation.check
         if expectation.kind in TABLE_SOURCES or expectation.kind == "show":
@@ -202,6 +221,13 @@ def _check_table(c: _Collector, lab: Lab, check: TableCheck, path: tuple, saved:
             parse_count(check.count)
         except ValueError as exc:
             c.add((*path, "count"), str(exc))
+    used = {*check.all, *check.any, *check.same, *check.distinct, *check.save.values()}
+    for field in check.if_reported:
+        if field not in used:  # a typo would silently check nothing less
+            c.add(
+                (*path, "if-reported"),
+                f"{field!r} is not a field this check reads (all, any, same, distinct, save)",
+            )
     known = dict.fromkeys(saved)  # the names are known here, the values only at test time
     for group in ("where", "all", "any"):
         for key, spec in getattr(check, group).items():
@@ -240,6 +266,7 @@ class _Case:
 
 
 def _check_step(c: _Collector, lab: Lab, step, path: tuple, case: _Case) -> None:
+    _check_when(c, lab, step.when, path)
     kind = step.kind
     value = getattr(step, kind)
     key = kind.replace("_", "-")

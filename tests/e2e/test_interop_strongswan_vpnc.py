@@ -1,6 +1,6 @@
-"""Real VPN software as lab nodes (issue 10), one lab: a strongSwan client and a vpnc
-client behind the PIX's PAT connect to our concentrator, and our client behind the same
-PAT connects to a strongSwan concentrator (topologies/interop-strongswan-vpnc.yaml).
+"""Real VPN software as lab nodes (issue 10), the mixed lab: our client, a vpnc and a
+strongSwan client behind the PIX's PAT connect to our concentrator, and three more of the
+same to a strongSwan concentrator (topologies/interop-strongswan-vpnc.yaml).
 
 Tunnels come up, pings go through each, the PAT shows the UDP 4500 translations, and the
 sessions/status tables have the same record shape whichever software produced them.
@@ -25,8 +25,17 @@ from .conftest import ROOT, RunningLab, bring_up, labctl
 
 TOPOLOGY = ROOT / "topologies" / "interop-strongswan-vpnc.yaml"
 PIX_GLOBAL = "171.69.89.78"
-CLIENTS = {"client1": "ours", "swanc": "strongswan", "vpncc": "vpnc"}
-TARGETS = {"client1": "192.168.3.10", "swanc": "192.168.2.10", "vpncc": "192.168.2.10"}
+CLIENTS = {
+    "client1": "ours",
+    "client2": "ours",
+    "swanc": "strongswan",
+    "swanc2": "strongswan",
+    "vpncc": "vpnc",
+    "vpncc2": "vpnc",
+}
+TO_OURS = {"client2": "vpnclient2", "swanc": "swanuser", "vpncc": "vpncuser"}
+TO_SWAN = {"client1": "vpnclient1", "swanc2": "swanuser2", "vpncc2": "vpncuser2"}
+TARGETS = {name: "192.168.2.10" for name in TO_OURS} | {name: "192.168.3.10" for name in TO_SWAN}
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -88,19 +97,23 @@ def test_every_implementation_connects_behind_the_pat(lab: Lab, connected: dict[
         assert connected[name]["implementation"] == implementation
     ours = sessions(lab, "vpn3000")
     swan = sessions(lab, "swangw")
-    assert set(ours) == {"swanuser", "vpncuser"} and set(swan) == {"vpnclient1"}
+    assert set(ours) == set(TO_OURS.values()) and set(swan) == set(TO_SWAN.values())
     for session in [*ours.values(), *swan.values()]:
         assert session["public_ip"] == PIX_GLOBAL
         assert session["protocol"] == "IPsec/NAT-T"
         assert session["ipsec"][0]["udp_destination_port"] == 4500
-    assert ours["swanuser"]["assigned_ip"] == connected["swanc"]["assigned_ip"]
-    assert ours["vpncuser"]["assigned_ip"] == connected["vpncc"]["assigned_ip"]
-    assert swan["vpnclient1"]["assigned_ip"] == connected["client1"]["assigned_ip"]
-    # the PAT kept the two tunnels to vpn3000 apart by their translated ports
-    assert ours["swanuser"]["public_port"] != ours["vpncuser"]["public_port"]
+    for node, user in TO_OURS.items():
+        assert ours[user]["assigned_ip"] == connected[node]["assigned_ip"]
+    # a written client version reaches the concentrator (vpnc's application version)
+    assert ours["vpncuser"]["client_version"] == "3.6.2 (Rel)"
+    for node, user in TO_SWAN.items():
+        assert swan[user]["assigned_ip"] == connected[node]["assigned_ip"]
+    # the PAT kept the three tunnels to each concentrator apart by their translated ports
+    assert len({s["public_port"] for s in ours.values()}) == 3
+    assert len({s["public_port"] for s in swan.values()}) == 3
     # strongSwan's charon uses the kernel's ESP when it has one, else kernel-libipsec
     esp = lab.run("swangw", "labctl-swan esp").strip()
-    assert swan["vpnclient1"]["esp"] == esp and esp in ("kernel", "libipsec")
+    assert {s["esp"] for s in swan.values()} == {esp} and esp in ("kernel", "libipsec")
     if esp == "libipsec":
         assert "ipsec0" in lab.run("swangw", "ip -br link")
 
@@ -108,41 +121,37 @@ def test_every_implementation_connects_behind_the_pat(lab: Lab, connected: dict[
 def test_pings_go_through_every_tunnel_and_are_counted(
     lab: Lab, connected: dict[str, dict]
 ) -> None:
-    before_ours = sessions(lab, "vpn3000")
-    before_swan = sessions(lab, "swangw")["vpnclient1"]["ipsec"][0]
+    before = {gw: sessions(lab, gw) for gw in ("vpn3000", "swangw")}
     # the lab is shared by the module: count this test's packets, not the lab's lifetime
     before_clients = {name: lab.show(name, "status")["packets_encrypted"] for name in CLIENTS}
     for name, target in TARGETS.items():
         ping = lab.run(name, f"ping -c 3 -i 0.2 -W 2 {target}")
         assert "3 received" in ping, f"{name} ({CLIENTS[name]}): {ping}"
-    after_ours = sessions(lab, "vpn3000")
-    for user in ("swanuser", "vpncuser"):
-        rx = (
-            after_ours[user]["ipsec"][0]["packets_rx"] - before_ours[user]["ipsec"][0]["packets_rx"]
-        )
-        assert rx >= 3, (user, after_ours[user]["ipsec"][0])
-    after_swan = sessions(lab, "swangw")["vpnclient1"]["ipsec"][0]
-    assert after_swan["packets_rx"] - before_swan["packets_rx"] >= 3
-    assert after_swan["packets_tx"] - before_swan["packets_tx"] >= 3
+    for gw, users in (("vpn3000", TO_OURS.values()), ("swangw", TO_SWAN.values())):
+        after = sessions(lab, gw)
+        for user in users:
+            sa, old = after[user]["ipsec"][0], before[gw][user]["ipsec"][0]
+            assert sa["packets_rx"] - old["packets_rx"] >= 3, (gw, user, sa)
+            assert sa["packets_tx"] - old["packets_tx"] >= 3, (gw, user, sa)
     # the clients count what went through them, each from its own state
     sent = {
         name: lab.show(name, "status")["packets_encrypted"] - before_clients[name]
         for name in CLIENTS
     }
-    assert sent["swanc"] >= 3  # charon's child SA counters
-    assert sent["vpncc"] >= 3  # vpnc's TUN counters
+    assert all(count >= 3 for count in sent.values()), sent  # charon's SA, vpnc's TUN counters
 
 
-def test_pat_xlate_shows_three_udp_4500_translations(lab: Lab, connected: dict[str, dict]) -> None:
+def test_pat_xlate_shows_six_udp_4500_translations(lab: Lab, connected: dict[str, dict]) -> None:
     rows = [
         r
         for r in lab.show("pix", "xlate")
         if r["protocol"] == "udp" and r["local_port"] == 4500 and r["remote_port"] == 4500
     ]
-    assert {r["local_ip"] for r in rows} == {"10.10.10.2", "10.10.10.3", "10.10.10.4"}, rows
+    assert {r["local_ip"] for r in rows} == {f"10.10.10.{i}" for i in range(2, 8)}, rows
     assert {r["global_ip"] for r in rows} == {PIX_GLOBAL}
-    to_ours = [r["global_port"] for r in rows if r["remote_ip"] == "172.16.172.50"]
-    assert len(to_ours) == 2 and len(set(to_ours)) == 2, rows
+    for gateway in ("172.16.172.50", "172.16.172.60"):
+        ports = [r["global_port"] for r in rows if r["remote_ip"] == gateway]
+        assert len(ports) == 3 and len(set(ports)) == 3, rows
 
 
 def test_sessions_and_status_have_the_same_shape_for_every_implementation(
@@ -150,14 +159,14 @@ def test_sessions_and_status_have_the_same_shape_for_every_implementation(
 ) -> None:
     ours = next(iter(sessions(lab, "vpn3000").values()))
     # through the CLI too: what a user's `labctl show ... --json` prints
-    (swan,) = lab.running.show_json("swangw", "sessions")
+    swan = lab.running.show_json("swangw", "sessions")[0]
     assert set(ours) == set(swan)
     assert set(ours["ike"]) == set(swan["ike"])
     assert set(ours["ipsec"][0]) == set(swan["ipsec"][0])
     assert ours["unreported"] == [] and "client_type" in swan["unreported"]
     assert swan["client_type"] is None
     shapes = {name: set(record) for name, record in connected.items()}
-    assert shapes["client1"] == shapes["swanc"] == shapes["vpncc"], shapes
+    assert len({frozenset(shape) for shape in shapes.values()}) == 1, shapes
     assert connected["vpncc"]["spi_in"] is None and "spi_in" in connected["vpncc"]["unreported"]
 
 

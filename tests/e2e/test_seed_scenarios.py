@@ -274,7 +274,7 @@ def test_broken_restart_expecting_stale_sessions_fails_on_the_count(
         "concentrator-restart.yaml",
         [
             (
-                "            within: 10\n            sessions:\n              node: vpn3000\n"
+                "            within: 45\n            sessions:\n              node: vpn3000\n"
                 "              count: 2\n",
                 "            within: 3\n            sessions:\n              node: vpn3000\n"
                 "              count: 4\n",

@@ -89,8 +89,9 @@ def test_sessions_as_the_seed_shows_them(seed_lab: RunningLab) -> None:
         assert session["ike"]["hashing"] == "MD5"
         assert session["ike"]["rekey_interval"] == 86400
         assert [sa["rekey_interval"] for sa in session["ipsec"]] == [28800]
-    assert sessions["vpnclient1"]["client_version"] == "3.6.1 (Rel)"
-    assert sessions["vpnclient2"]["client_version"] == "3.6.2 (Rel)"
+    # the seed file writes no client version (the matrix runs it with strongSwan clients,
+    # which cannot send one): both send our default; the interop e2e shows a written one
+    assert {s["client_version"] for s in sessions.values()} == {"3.6.1 (Rel)"}
     # Each client sees the address the concentrator's session database gave it.
     for client, user in USERS.items():
         assert client_status(seed_lab, client)["assigned_ip"] == sessions[user]["assigned_ip"]

@@ -12,13 +12,19 @@ from typing import TYPE_CHECKING, Any
 from ..collect import run
 from ..spec import Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
 from ..third_party import (
+    CHARON_LOG,
     SECRET_MODE,
     STRONGSWAN_IMAGE,
     SWANCTL_CONF,
     b64_secret,
+    check_proposals,
+    check_swanctl_names,
     explicit,
     join,
+    log_collector,
     parse_proposal,
+    refuse_export_keys,
+    refuse_fragment_size,
     secret_text,
     strongswan_conf,
     unexpressible,
@@ -57,13 +63,7 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
         )
     if explicit(vpn, "version_string"):
         unexpressible(ctx, ("vpn", "version_string"), NAME, "charon sends its own vendor IDs")
-    if vpn.debug.export_keys:
-        unexpressible(
-            ctx,
-            ("vpn", "debug", "export_keys"),
-            NAME,
-            "Debian builds charon without the save-keys plugin",
-        )
+    refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
     if vpn.lan_to_lan:
         unexpressible(
             ctx,
@@ -78,13 +78,7 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             NAME,
             "it is our agent's data path (nftables on the public interface)",
         )
-    if explicit(vpn.ike_fragmentation, "size"):
-        unexpressible(
-            ctx,
-            ("vpn", "ike_fragmentation", "size"),
-            NAME,
-            "charon's fragment size is global and by MTU, not a per-peer setting",
-        )
+    refuse_fragment_size(ctx, vpn, NAME)
     groups_with_users = {user.group for user in vpn.users.values()}
     if len(groups_with_users) > 1:
         unexpressible(
@@ -103,15 +97,19 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
                     NAME,
                     "swanctl pools have no attribute for it",
                 )
-        for field in ("ike_proposals", "ipsec_proposals"):
-            for index, text in enumerate(getattr(group, field)):
-                if parse_proposal(text) is None:
-                    unexpressible(
-                        ctx,
-                        ("vpn", "groups", name, field, str(index)),
-                        NAME,
-                        f"{text!r} is not a cipher-hash[-modpN] labctl can translate",
-                    )
+        check_proposals(
+            ctx,
+            NAME,
+            [
+                (("vpn", "groups", name, f), getattr(group, f))
+                for f in ("ike_proposals", "ipsec_proposals")
+            ],
+        )
+    check_swanctl_names(
+        ctx,
+        [(("vpn", "groups", name), name) for name in vpn.groups],
+        [(("vpn", "users", name), name) for name in vpn.users],
+    )
 
 
 def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
@@ -139,8 +137,16 @@ def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
                 "ike_reauth": group.ike_lifetime * 8 // 10 if vpn.initiate_rekeys else 0,
                 "ipsec_lifetime": group.ipsec_lifetime,
                 # initiate-rekeys: charon rekeys at 80 % of the lifetime (the agent's
-                # margin); off (a VPN 3000): 0, the clients rekey before it ends
-                "ipsec_rekey": group.ipsec_lifetime * 8 // 10 if vpn.initiate_rekeys else 0,
+                # margin). Off (a VPN 3000 leaves it to the clients): charon cannot tell
+                # the clients its lifetime -- its quick mode answers carry no
+                # RESPONDER-LIFETIME ("received 28800s lifetime, configured 60s") -- and
+                # closes the child at the end of it, so a client that does not know the
+                # lifetime would lose its tunnel; charon rekeys at 95 %, with no random
+                # share, after clients that know it (ours: 90 %) and before it closes.
+                "ipsec_rekey": group.ipsec_lifetime * 8 // 10
+                if vpn.initiate_rekeys
+                else group.ipsec_lifetime * 95 // 100,
+                "ipsec_rand": None if vpn.initiate_rekeys else 0,
                 "life_bytes": group.ipsec_lifetime_kb * 1024 if group.ipsec_lifetime_kb else 0,
             }
         )
@@ -195,11 +201,6 @@ def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any
     return records, render_sessions(records)
 
 
-def collect_log(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    text = run(handle, node, f"tail -n {1000 if verbose else 100} /var/log/labctl/charon.log")
-    return [{"line": line} for line in text.splitlines()], text
-
-
 STRONGSWAN = Implementation(
     NAME,
     image_role=STRONGSWAN_IMAGE,
@@ -210,7 +211,7 @@ STRONGSWAN = Implementation(
             "VPN sessions, the same records as ours (null: strongSwan does not report it)",
             collect_sessions,
         ),
-        ShowTable("log", "charon's log (-v: more lines)", collect_log),
+        ShowTable("log", "charon's log (-v: more lines)", log_collector(CHARON_LOG)),
     ),
     check=check,
 )

@@ -8,19 +8,24 @@ from typing import TYPE_CHECKING, Any
 from ..collect import run
 from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
 from ..third_party import (
+    CHARON_LOG,
     SECRET_MODE,
     STRONGSWAN_IMAGE,
     SWANCTL_CONF,
     b64_secret,
+    check_proposals,
+    check_swanctl_names,
     explicit,
     join,
-    parse_proposal,
+    log_collector,
+    refuse_export_keys,
+    refuse_fragment_size,
     secret_text,
     strongswan_conf,
     unexpressible,
 )
 from .model import VpnClientNode
-from .target import auto_is_nat_t
+from .target import announced_lifetimes, auto_is_nat_t
 
 if TYPE_CHECKING:
     from ...topology.lab import Lab
@@ -63,29 +68,12 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         unexpressible(
             ctx, ("vpn", "mtu"), NAME, "kernel-libipsec's ipsec0 MTU is charon's, not per peer"
         )
-    if explicit(vpn.ike_fragmentation, "size"):
-        unexpressible(
-            ctx,
-            ("vpn", "ike_fragmentation", "size"),
-            NAME,
-            "charon's fragment size is global and by MTU, not a per-peer setting",
-        )
-    if vpn.debug.export_keys:
-        unexpressible(
-            ctx,
-            ("vpn", "debug", "export_keys"),
-            NAME,
-            "Debian builds charon without the save-keys plugin",
-        )
-    for field in ("ike_proposals", "ipsec_proposals"):
-        for index, text in enumerate(getattr(vpn, field)):
-            if parse_proposal(text) is None:
-                unexpressible(
-                    ctx,
-                    ("vpn", field, str(index)),
-                    NAME,
-                    f"{text!r} is not a cipher-hash[-modpN] labctl can translate",
-                )
+    refuse_fragment_size(ctx, vpn, NAME)
+    refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
+    check_proposals(
+        ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]
+    )
+    check_swanctl_names(ctx, [(("vpn", "group"), vpn.group)], [(("vpn", "user"), vpn.user)])
 
 
 def render(lab: Lab, name: str) -> NodeConfig:
@@ -94,6 +82,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
     node = lab.node(name)
     assert isinstance(node, VpnClientNode)
     vpn = node.vpn
+    ike_lifetime, ipsec_lifetime = announced_lifetimes(lab, node)
     text = render_template(
         "labctl.kinds.vpn_client",
         "swanctl-client.conf.j2",
@@ -112,10 +101,13 @@ def render(lab: Lab, name: str) -> NodeConfig:
         dpd_timeout=vpn.dpd.interval + vpn.dpd.retries * vpn.dpd.retry_interval,
         auto_connect=vpn.auto_connect,
         fragmentation=vpn.ike_fragmentation.enabled,
-        # IKEv1 has no IKE rekey: charon reauthenticates; both before the lifetime ends
-        reauth_time=vpn.ike_lifetime * 9 // 10,
-        ipsec_lifetime=vpn.ipsec_lifetime,
-        ipsec_rekey=vpn.ipsec_lifetime * 9 // 10,
+        # IKEv1 has no IKE rekey: charon reauthenticates; both before the lifetime ends.
+        # charon ignores RESPONDER-LIFETIME (it parses the notify as N((24576)) and keeps
+        # its own lifetime): the concentrator's shorter lifetimes are rendered instead
+        reauth_time=ike_lifetime * 9 // 10,
+        over_time=ike_lifetime - ike_lifetime * 9 // 10,
+        ipsec_lifetime=ipsec_lifetime,
+        ipsec_rekey=ipsec_lifetime * 9 // 10,
         life_bytes=vpn.ipsec_lifetime_kb * 1024 if vpn.ipsec_lifetime_kb else 0,
         rekey_bytes=vpn.ipsec_lifetime_kb * 1024 * 9 // 10 if vpn.ipsec_lifetime_kb else 0,
     )
@@ -144,11 +136,6 @@ def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, 
     return record, render_status(record)
 
 
-def collect_log(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    text = run(handle, node, f"tail -n {1000 if verbose else 100} /var/log/labctl/charon.log")
-    return [{"line": line} for line in text.splitlines()], text
-
-
 STRONGSWAN = Implementation(
     NAME,
     image_role=STRONGSWAN_IMAGE,
@@ -159,7 +146,7 @@ STRONGSWAN = Implementation(
             "VPN client status, the same record as ours (null: strongSwan does not report it)",
             collect_status,
         ),
-        ShowTable("log", "charon's log (-v: more lines)", collect_log),
+        ShowTable("log", "charon's log (-v: more lines)", log_collector(CHARON_LOG)),
     ),
     check=check,
     client=ClientCommands(

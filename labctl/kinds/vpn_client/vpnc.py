@@ -17,9 +17,13 @@ from ..third_party import (
     DH_GROUPS,
     SECRET_MODE,
     STRONGSWAN_IMAGE,
+    check_one_line,
+    check_proposals,
     explicit,
+    log_collector,
     no_certificates,
     parse_proposal,
+    refuse_export_keys,
     secret_text,
 )
 from ..third_party import unexpressible as _unexpressible
@@ -35,6 +39,7 @@ AUTO_CONNECT = "/etc/labctl/vpnc/auto-connect"
 NATT_MODES = {"nat-t": "natt", "udp": "cisco-udp"}
 WEAK_CIPHERS = {"3des", "des"}
 WEAK_HASHES = {"md5"}
+VPNC_HASHES = {"md5", "sha1"}
 
 
 def _unexp(ctx: NodeContext, path: tuple[str, ...], why: str) -> None:
@@ -74,8 +79,19 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
     for field in ("retries", "retry_interval"):
         if explicit(vpn.dpd, field):
             _unexp(ctx, ("vpn", "dpd", field), "vpnc's DPD retries are built in")
-    if vpn.debug.export_keys:
-        _unexp(ctx, ("vpn", "debug", "export_keys"), "vpnc cannot export its keys")
+    refuse_export_keys(ctx, vpn, NAME, "vpnc cannot export its keys")
+    check_one_line(
+        ctx,
+        NAME,
+        [
+            (("vpn", "group"), vpn.group),
+            (("vpn", "user"), vpn.user),
+            (("vpn", "group_password"), vpn.group_password.get_secret_value()),
+            (("vpn", "password"), vpn.password.get_secret_value()),
+            (("vpn", "client_version"), vpn.client_version),
+            (("vpn", "client_os"), vpn.client_os),
+        ],
+    )
     if vpn.mtu is not None:
         _unexp(ctx, ("vpn", "mtu"), "vpnc's TUN MTU comes from the concentrator or vpnc")
     for field in ("ike_lifetime", "ipsec_lifetime", "ipsec_lifetime_kb"):
@@ -83,14 +99,14 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
             _unexp(ctx, ("vpn", field), "vpnc's lifetimes are built in")
     if vpn.ike_fragmentation.enabled:
         _unexp(ctx, ("vpn", "ike_fragmentation", "enabled"), "vpnc has no IKE fragmentation")
+    check_proposals(
+        ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]
+    )
     for field in ("ike_proposals", "ipsec_proposals"):
         for index, text in enumerate(getattr(vpn, field)):
-            if parse_proposal(text) is None:
-                _unexp(
-                    ctx,
-                    ("vpn", field, str(index)),
-                    f"{text!r} is not a cipher-hash[-modpN] vpnc offers",
-                )
+            parsed = parse_proposal(text)
+            if parsed is not None and parsed.hashing not in VPNC_HASHES:
+                _unexp(ctx, ("vpn", field, str(index)), f"{text!r}: vpnc offers MD5 and SHA1 only")
         groups = _dh_groups(getattr(vpn, field))
         if len(groups) > 1:
             _unexp(
@@ -148,11 +164,6 @@ def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, 
     return record, render_status(record)
 
 
-def collect_log(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    text = run(handle, node, f"tail -n {1000 if verbose else 100} /var/log/labctl/vpnc.log")
-    return [{"line": line} for line in text.splitlines()], text
-
-
 VPNC = Implementation(
     NAME,
     image_role=STRONGSWAN_IMAGE,
@@ -163,7 +174,9 @@ VPNC = Implementation(
             "VPN client status, the same record as ours (null: vpnc does not report it)",
             collect_status,
         ),
-        ShowTable("log", "vpnc's output (-v: more lines)", collect_log),
+        ShowTable(
+            "log", "vpnc's output (-v: more lines)", log_collector("/var/log/labctl/vpnc.log")
+        ),
     ),
     check=check,
     client=ClientCommands(

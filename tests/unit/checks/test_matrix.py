@@ -62,3 +62,54 @@ def test_not_applicable_is_counted_apart_in_the_summary_and_junit(tmp_path: Path
     skipped = cases["expect [gw=strongswan client=ours]"].find("skipped")
     assert skipped is not None and "not applicable" in skipped.get("message", "")
     assert cases["expect [gw=ours client=ours]"].find("skipped") is None
+
+
+def test_when_applies_a_step_only_to_the_implementations_it_names() -> None:
+    from labctl.checks.steps import not_applying
+
+    found = by_label("rekey-same-ports.yaml")
+    ours = found["gw=ours client=ours"].lab
+    vpnc = found["gw=strongswan client=vpnc"].lab
+    assert ours is not None and vpnc is not None
+    assert not_applying({"vpn3000": "ours"}, ours) is None
+    assert not_applying({"vpn3000": ["ours", "strongswan"]}, vpnc) is None
+    reason = not_applying({"vpn3000": "strongswan", "client1": ["ours", "strongswan"]}, vpnc)
+    assert reason == "client1 runs vpnc; this is for ours or strongswan"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_kind_inherited_from_a_group_or_the_defaults_is_varied_too(tmp_path: Path) -> None:
+    data = (ROOT / "topologies" / "nat-t-two-clients.yaml").read_text()
+    grouped = data.replace(
+        "  nodes:\n", "  groups:\n    clients: {kind: vpn-client}\n  nodes:\n", 1
+    ).replace("      kind: vpn-client\n", "      group: clients\n")
+    assert "kind: vpn-client\n      interfaces" not in grouped
+    found = {v.label: v for v in variants(_write(tmp_path, grouped))}
+    lab = found["gw=ours client=vpnc"].lab
+    assert lab is not None
+    assert implementation_of(lab.node("client1")).name == "vpnc"
+
+
+def test_case_names_come_from_the_file_even_when_it_is_invalid_as_written(
+    tmp_path: Path,
+) -> None:
+    from labctl.checks.matrix import case_names
+
+    text = (ROOT / "topologies" / "rekey-same-ports.yaml").read_text()
+    # valid only where the gateway is ours: strongSwan cannot express nat-t off...
+    broken = text.replace("nat-transparency: {nat-t: true}", "nat-transparency: {nat-t: false}")
+    # ...and as written the file names an implementation the kind lacks
+    broken = broken.replace(
+        "    vpn3000:\n      kind: concentrator\n",
+        "    vpn3000:\n      kind: concentrator\n      implementation: vpnc\n",
+    )
+    path = _write(tmp_path, broken)
+    assert case_names(path) == ["rekey-under-traffic"]
+    labels = {v.label: v for v in variants(path)}
+    assert labels["gw=ours client=ours"].lab is not None
+    assert labels["gw=strongswan client=ours"].lab is None

@@ -192,7 +192,7 @@ def test_vpnc_weak_switches_and_groups_follow_the_proposals() -> None:
     assert values["dh_group"] == "dh5" and values["pfs"] == "dh5"
     assert values["weak_encryption"] and values["weak_authentication"]
     assert values["natt_mode"] == "natt"
-    assert values["application_version"] == "Cisco Systems VPN Client 3.6.1 (Rel):WinNT"
+    assert values["application_version"] == "Cisco Systems VPN Client 3.6.2 (Rel):WinNT"
 
 
 def test_auto_tunneling_is_nat_t_toward_a_concentrator_with_nat_t() -> None:
@@ -216,3 +216,59 @@ def test_auto_tunneling_is_nat_t_toward_a_concentrator_with_nat_t() -> None:
     for node, implementation in (("swanc", "strongswan"), ("vpncc", "vpnc")):
         expected = f"{node}.vpn.transparent_tunneling.mode: implementation {implementation}"
         assert any(expected in e for e in errors), errors
+
+
+def test_names_swanctl_cannot_carry_unquoted_are_refused() -> None:
+    data = yaml.safe_load(INTEROP.read_text())
+    vpn = data["topology"]["nodes"]["swangw"]["vpn"]
+    (group,) = vpn["groups"]
+    vpn["groups"]["bad.group {x}"] = vpn["groups"].pop(group)
+    for user in vpn["users"].values():
+        user["group"] = "bad.group {x}"
+    vpn["users"]["user name"] = {"password": "y", "group": "bad.group {x}"}
+    data["topology"]["nodes"]["swanc"]["vpn"]["user"] = 'a"b'
+    errors = errors_of(yaml.safe_dump(data, sort_keys=False))
+    assert any(
+        "swangw.vpn.groups.bad.group {x}: implementation strongswan cannot express" in e
+        and "section name" in e
+        for e in errors
+    ), errors
+    assert any("swangw.vpn.users.user name: implementation strongswan" in e for e in errors)
+    assert any("swanc.vpn.user: implementation strongswan" in e for e in errors), errors
+
+
+def test_a_line_break_in_a_vpnc_secret_is_refused_without_showing_it() -> None:
+    errors = errors_of(edited(vpncc={"vpn": {"password": "pw\nScript /tmp/evil"}}))
+    found = [e for e in errors if e.startswith("topology.nodes.vpncc.vpn.password:")]
+    assert found and "line break" in found[0], errors
+    assert not any("evil" in e for e in errors)
+
+
+def test_sha256_translates_for_strongswan_and_is_refused_for_vpnc() -> None:
+    from labctl.kinds.third_party import parse_proposal
+
+    assert parse_proposal("aes256-sha256-modp2048") is not None  # as the agent takes it
+    errors = errors_of(edited(vpncc={"vpn": {"ipsec-proposals": ["aes128-sha256"]}}))
+    assert any(
+        e.startswith("topology.nodes.vpncc.vpn.ipsec_proposals.0:") and "MD5 and SHA1" in e
+        for e in errors
+    ), errors
+    load_lab_text(edited(swanc={"vpn": {"ipsec-proposals": ["aes128-sha256"]}}), INTEROP)
+
+
+def test_a_strongswan_client_gets_the_concentrators_shorter_lifetimes() -> None:
+    """charon ignores RESPONDER-LIFETIME: labctl renders what the notify would say."""
+    from labctl.checks.matrix import variants
+
+    (variant,) = [
+        v
+        for v in variants(ROOT / "topologies" / "rekey-same-ports.yaml")
+        if v.label == "gw=ours client=strongswan"
+    ]
+    assert variant.lab is not None
+    (swanctl,) = [
+        f for f in render_node(variant.lab, "client1").files if f.path.endswith("swanctl.conf")
+    ]
+    text = swanctl.content.decode()
+    assert "reauth_time = 67s" in text  # 90 % of the group's 75 s
+    assert "life_time = 60s" in text and "rekey_time = 54s" in text

@@ -111,3 +111,47 @@ def test_a_session_without_an_installed_child_sa_has_no_protocol_yet() -> None:
     )
     (session,) = gateway_sessions(parse_list_sas(raw), "libipsec")
     assert session["protocol"] is None and session["ipsec"] == []
+
+
+def _mixed_rows() -> list[dict]:
+    """Our record (reports everything) next to strongSwan's (no rekey interval)."""
+    (swan,) = gateway()
+    ours = {**swan, "implementation": "ours", "unreported": [], "username": "ours"}
+    ours["ike"] = {**swan["ike"], "rekey_interval": 75}
+    return [ours, swan]
+
+
+def test_if_reported_fields_are_checked_where_reported_and_skipped_where_not() -> None:
+    check = TableCheck(
+        node="gw", count=2, all={"ike.rekey_interval": 75}, if_reported=["ike.rekey_interval"]
+    )
+    outcome = evaluate_table(_mixed_rows(), check, "sessions on gw")
+    assert outcome.ok, outcome.text()
+    assert "not checked where unreported: ike.rekey_interval (strongswan)" in outcome.summary
+
+
+def test_if_reported_still_fails_a_wrong_value_where_it_is_reported() -> None:
+    check = TableCheck(
+        node="gw", all={"ike.rekey_interval": 60}, if_reported=["ike.rekey_interval"]
+    )
+    outcome = evaluate_table(_mixed_rows(), check, "sessions on gw")
+    assert not outcome.ok
+    assert "ike.rekey_interval: expected" in outcome.text() and "observed 75" in outcome.text()
+
+
+def test_if_reported_leaves_the_other_fields_mandatory() -> None:
+    check = TableCheck(
+        node="gw",
+        all={"ike.rekey_interval": 75, "client_type": "WinNT"},
+        if_reported=["ike.rekey_interval"],
+    )
+    outcome = evaluate_table(_mixed_rows(), check, "sessions on gw")
+    assert not outcome.ok and "client_type: strongswan does not report" in outcome.text()
+
+
+def test_a_strongswan_session_reports_the_lifetime_charon_holds_its_child_to() -> None:
+    (session,) = gateway()
+    # install-time=132 + life-time=28668 in the captured output
+    assert session["ipsec"][0]["rekey_interval"] == 28800
+    assert "ipsec.rekey_interval" not in session["unreported"]
+    assert "ike.rekey_interval" in session["unreported"]
