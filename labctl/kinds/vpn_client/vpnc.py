@@ -86,8 +86,8 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         [
             (("vpn", "group"), vpn.group),
             (("vpn", "user"), vpn.user),
-            (("vpn", "group_password"), vpn.group_password.get_secret_value()),
-            (("vpn", "password"), vpn.password.get_secret_value()),
+            (("vpn", "group_password"), secret_text(vpn.group_password)),
+            (("vpn", "password"), secret_text(vpn.password)),
             (("vpn", "client_version"), vpn.client_version),
             (("vpn", "client_os"), vpn.client_os),
         ],

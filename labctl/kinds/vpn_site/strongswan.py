@@ -11,16 +11,17 @@ from typing import TYPE_CHECKING, Any
 from ..collect import run
 from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
 from ..third_party import (
+    CHARON_LOG,
     SECRET_MODE,
     STRONGSWAN_IMAGE,
     SWANCTL_CONF,
     b64_secret,
     join,
+    log_collector,
     parse_proposal,
     strongswan_conf,
     unexpressible,
 )
-from ..vpn_client.strongswan import collect_log
 from .model import VpnSiteNode
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ STRONGSWAN = Implementation(
     render=render,
     shows=(
         ShowTable("status", "LAN-to-LAN tunnel status (strongSwan's IKE SA)", collect_status),
-        ShowTable("log", "charon's log (-v: more lines)", collect_log),
+        ShowTable("log", "charon's log (-v: more lines)", log_collector(CHARON_LOG)),
     ),
     check=check,
     client=ClientCommands(
