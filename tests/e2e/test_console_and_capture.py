@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, SEED, SESSION_LABS, RunningLab, labctl
+from .conftest import ROOT, SEED, SESSION_LABS, RunningLab, labctl, process_ended
 from .test_seed_vpn import wait_until
 from .vpn_support import tshark_rows
 
@@ -528,8 +528,7 @@ def test_capture_stops_cleanly_on_ctrl_c_and_with_its_parent(lab, tmp_path, requ
         capture.wait(timeout=15)
         if ending == signal.SIGINT:
             assert capture.returncode == 0
-        gone = Path(f"/proc/{tcpdumps[0]}")
-        wait_until("tcpdump gone", lambda gone=gone: not gone.exists(), timeout=10)
+        wait_until("tcpdump gone", lambda pid=tcpdumps[0]: process_ended(pid), timeout=10)
         if ending == signal.SIGINT:
             rows = tshark_rows(None, pcap, "icmp", "ip.src")
             assert rows, "the capture of pix:inside holds no ICMP"
