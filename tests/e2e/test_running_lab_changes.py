@@ -55,8 +55,8 @@ def psk_topology(folder: Path) -> str:
     text = SEED.read_text()
     text = text.replace("psk: cisco123", f"psk: {{env: {PSK_ENV}}}")
     text = text.replace(
-        "vpn: {user: vpnclient1, password: vpnclient1pw,",
-        f"vpn: {{user: vpnclient1, password: vpnclient1pw, group-password: {{env: {PSK_ENV}}},",
+        "vpn: {user: vpnclient1, password: vpnclient1pw}",
+        f"vpn: {{user: vpnclient1, password: vpnclient1pw, group-password: {{env: {PSK_ENV}}}}}",
     )
     assert text.count(PSK_ENV) == 2
     return text
