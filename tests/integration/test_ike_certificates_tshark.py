@@ -29,7 +29,9 @@ def test_tshark_reads_our_certificate_exchange(tmp_path: Path) -> None:
     ca = LabCa.create("certs", NOW)
     rsa = (Phase1Proposal(P1Encryption.AES_CBC, 128, P1Hash.SHA1, 2, AuthMethod.RSA_SIG),)
     common = {"phase1": rsa, "phase2": seed_phase2(), "ca": ca.certificate, "clock": lambda: NOW}
-    lab = make_lab(nat=False, certificate=ca.issue("vpn3000", NOW), **common)
+    # A group takes what its `auth` says (RSA_SIG without XAUTH here), as in the unit tests.
+    group = {"auth": "certificate", "xauth": False}
+    lab = make_lab(nat=False, certificate=ca.issue("vpn3000", NOW), group=group, **common)
     add_client(
         lab,
         exchange="main",
