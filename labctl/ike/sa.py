@@ -322,7 +322,7 @@ class IkeSa:
 
     def _iv_for(self, exchange: int, message_id: int) -> bytes:
         assert self.keys is not None and self.cipher is not None
-        if message_id == 0:
+        if message_id == 0 and not self._late_informational(exchange):
             return self.p1_iv
         if exchange == ExchangeType.INFORMATIONAL:
             # before phase 1 completes (a refusal of message 5): the running phase-1 IV
@@ -365,8 +365,14 @@ class IkeSa:
             self.cbc = (self.keys, CbcCipher(self.cipher, self.keys.enc_key))
         return self.cbc[1]
 
+    def _late_informational(self, exchange: int) -> bool:
+        """An informational on an established SA is phase 2 even with M-ID 0: Debian's vpnc
+        draws its Delete's M-ID as ONE random byte (a uint8_t), so 1 in 256 is 0, and derives
+        its IV as for any other M-ID, hash(p1_last | 0)."""
+        return exchange == ExchangeType.INFORMATIONAL and self.established
+
     def _advance(self, exchange: int, message_id: int, last_block: bytes) -> None:
-        if message_id == 0:
+        if message_id == 0 and not self._late_informational(exchange):
             self.p1_iv = last_block
         elif exchange != ExchangeType.INFORMATIONAL:
             self.ivs[message_id] = last_block

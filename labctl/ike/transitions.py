@@ -77,6 +77,9 @@ TRANSITIONS: dict[tuple[Role, Phase1State | str | None, int, MessageKind], Step]
     # informational: DPD, delete, notify
     (INI, S.ESTABLISHED, X.INFORMATIONAL, PHASE2): informational.receive,
     (RESP, S.ESTABLISHED, X.INFORMATIONAL, PHASE2): informational.receive,
+    # M-ID 0 after phase 1: vpnc's one-byte Delete M-ID (sa.IkeSa._late_informational)
+    (INI, S.ESTABLISHED, X.INFORMATIONAL, PHASE1): informational.receive,
+    (RESP, S.ESTABLISHED, X.INFORMATIONAL, PHASE1): informational.receive,
     (INI, S.MM_SENT5, X.INFORMATIONAL, PHASE2): informational.phase1_refused,
     (RESP, S.AM_SENT2, X.INFORMATIONAL, PHASE2): informational.phase1_refused,
     (INI, S.AM_SENT1, X.INFORMATIONAL, PLAIN): informational.gateway_refused,

@@ -102,6 +102,25 @@ def test_client_disconnect_deletes_everything_on_the_gateway() -> None:
     assert not lab.responder.sas and not lab.responder.inbound_spis
 
 
+def test_a_delete_with_message_id_zero_after_phase_1_is_honoured(monkeypatch) -> None:
+    """Debian's vpnc draws its Delete's M-ID as one random byte: 1 in 256 is 0 (seen in
+    CI: the gateway dropped it as "phase-2 message with M-ID 0" and kept the session). On
+    an established SA such an informational is phase 2, its IV hash(p1_last | 0)."""
+    import labctl.ike.engine as engine_module
+
+    lab = make_lab()
+    ini = add_client(lab)
+    connect(lab)
+    message_ids = iter([0xD4, 0])  # as in CI: the IPsec Delete 0xd4, the ISAKMP Delete 0
+    monkeypatch.setattr(engine_module, "random_message_id", lambda: next(message_ids))
+    lab.collect("c1", ini.delete(lab.now))
+    lab.run(1)
+    assert not lab.events_of("server", PacketDropped)
+    assert [d.reason for d in lab.events_of("server", ChildSaDeleted)] == ["peer-delete"]
+    assert [d.reason for d in lab.events_of("server", Phase1Deleted)] == ["peer-delete"]
+    assert not lab.responder.sas
+
+
 def test_gateway_logout_tells_the_client() -> None:
     lab = make_lab()
     add_client(lab)
