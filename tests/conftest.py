@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from labctl.topology.secrets import forget_secrets
+from tests.processes import process_ended
 
 pytest_plugins = ["labctl.checks.pytest_plugin"]
 
@@ -67,15 +68,12 @@ def _running_children(pid: int) -> list[tuple[int, str]]:
     for task in Path(f"/proc/{pid}/task").glob("*"):
         children = task / "children"
         for child in children.read_text().split() if children.exists() else ():
-            try:
-                state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            except (OSError, IndexError):
-                continue  # ended meanwhile
-            if state == "Z":  # an ended orphan handed to us as subreaper: reap, not report
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(int(child), os.WNOHANG)
+            if process_ended(int(child)):  # ended orphans handed to us: reaped, not reported
                 continue
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue  # ended meanwhile
             found.append((int(child), cmdline.decode(errors="replace").strip()))
     return found
 

@@ -129,19 +129,22 @@ def cmd_disconnect(args) -> int:
     return 0
 
 
-def cmd_status(args) -> int:
-    result = request("status")
+def _print_record_or_text(args, result: dict, key: str) -> int:
+    """--json: the reply's record under ``key``; else its table text."""
     if args.json:
-        _print_json(result["status"])
+        _print_json(result[key])
     else:
         sys.stdout.write(result["text"])
     return 0
 
 
+def cmd_status(args) -> int:
+    return _print_record_or_text(args, request("status"), "status")
+
+
 def cmd_fleet(args) -> int:
     if args.action == "disconnect":
-        print(request("disconnect")["state"])
-        return 0
+        return cmd_disconnect(args)
     if args.action == "connect":
         request("connect")
         return _fleet_wait(args, lambda s: s["connecting"] == 0 and s["disconnected"] == 0)
@@ -152,12 +155,7 @@ def cmd_fleet(args) -> int:
         request("fleet-ping", {"to": args.address, "waves": args.waves, "interval": args.interval})
         args.wait = True
         return _fleet_wait(args, lambda s: (s["ping"] or {}).get("state") == "done")
-    result = request("fleet")
-    if args.json:
-        _print_json(result["summary"])
-    else:
-        sys.stdout.write(result["text"])
-    return 0
+    return _print_record_or_text(args, request("fleet"), "summary")
 
 
 def _fleet_wait(args, done) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .collect import run
-from .spec import NodeContext, RenderedFile
+from .spec import NodeConfig, NodeContext, RenderedFile
 
 STRONGSWAN_IMAGE = "strongswan"  # the image role of every third-party implementation
 SWANCTL_CONF = "/etc/swanctl/swanctl.conf"
@@ -206,3 +206,31 @@ def log_collector(path: str) -> Callable[[Any, str, bool], tuple[Any, str]]:
 
 
 CHARON_LOG = "/var/log/labctl/charon.log"
+
+
+def swan_node_config(
+    name: str, swanctl_text: str, vpn: Any, *, cisco_unity: bool, responder: bool
+) -> NodeConfig:
+    """A strongSwan node's files -- swanctl.conf (0600: it holds the secrets) and
+    strongswan.conf -- and the reload that applies them."""
+    return NodeConfig(
+        name,
+        (
+            RenderedFile(SWANCTL_CONF, swanctl_text.encode(), SECRET_MODE),
+            strongswan_conf(
+                keep_alive=vpn.nat_keepalive,
+                log_level=vpn.log_level,
+                cisco_unity=cisco_unity,
+                responder=responder,
+            ),
+        ),
+        ("labctl-swan reload",),
+    )
+
+
+def swan_sas(handle: Any, node: str) -> tuple[Any, str]:
+    """charon's SAs (`swanctl --list-sas --raw`, parsed) and the ESP the node runs."""
+    from ..state.swanctl import parse_list_sas
+
+    raw = run(handle, node, "swanctl --list-sas --raw")
+    return parse_list_sas(raw), run(handle, node, "labctl-swan esp").strip()

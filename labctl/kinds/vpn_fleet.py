@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from ..topology.base import NodeBase, Strict
-from .collect import run
+from .collect import json_and_text, run
 from .spec import (
     ClientCommands,
     GraphShape,
@@ -150,11 +150,6 @@ def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, 
     return rows, run(handle, node, "vpn status")
 
 
-def collect_fleet(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    summary = json.loads(run(handle, node, "vpn fleet --json"))
-    return summary, run(handle, node, "vpn fleet")
-
-
 OURS = Implementation(
     "ours",
     image_role="vpn",
@@ -162,7 +157,9 @@ OURS = Implementation(
     shows=(
         ShowTable("status", "one row per simulated client (name NODE/n)", collect_status),
         ShowTable(
-            "fleet", "the fleet: connect-time percentiles, pings, memory, CPU", collect_fleet
+            "fleet",
+            "the fleet: connect-time percentiles, pings, memory, CPU",
+            json_and_text("vpn fleet --json", "vpn fleet"),
         ),
         *AGENT_SHOWS,
     ),

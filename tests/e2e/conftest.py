@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import signal
@@ -58,20 +57,6 @@ def labctl(*args: str, check: bool = True, timeout: float = 600) -> CliResult:
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return result
-
-
-def process_ended(pid: int) -> bool:
-    """True once ``pid`` has exited. pytest is a child subreaper (tests/conftest.py), so a
-    process orphaned by a test ends as OUR zombie: /proc/PID stays until it is reaped here."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    if state != "Z":
-        return False
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    return True
 
 
 # Names this test session made: other sessions (other checkouts, CI jobs) may run their own

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, SEED, SESSION_LABS, RunningLab, labctl, process_ended
+from tests.processes import process_ended
+
+from .conftest import ROOT, SEED, SESSION_LABS, RunningLab, labctl
 from .test_seed_vpn import wait_until
 from .vpn_support import tshark_rows
 

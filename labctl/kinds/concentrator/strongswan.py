@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..collect import run
-from ..spec import Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
+from ..spec import Implementation, NodeConfig, NodeContext, ShowTable
 from ..third_party import (
     CHARON_LOG,
-    SECRET_MODE,
     STRONGSWAN_IMAGE,
-    SWANCTL_CONF,
     b64_secret,
     check_proposals,
     check_swanctl_names,
@@ -26,7 +23,8 @@ from ..third_party import (
     refuse_export_keys,
     refuse_fragment_size,
     secret_text,
-    strongswan_conf,
+    swan_node_config,
+    swan_sas,
     unexpressible,
 )
 from .model import ConcentratorNode, ConcentratorSettings, parse_pool
@@ -177,27 +175,14 @@ def render(lab: Lab, name: str) -> NodeConfig:
         # R-U-THERE: the idle interval plus the retries
         dpd_timeout=vpn.dpd.interval + vpn.dpd.retries * vpn.dpd.retry_interval,
     )
-    return NodeConfig(
-        name,
-        (
-            RenderedFile(SWANCTL_CONF, text.encode(), SECRET_MODE),
-            strongswan_conf(
-                keep_alive=vpn.nat_keepalive,
-                log_level=vpn.log_level,
-                cisco_unity=True,
-                responder=True,
-            ),
-        ),
-        ("labctl-swan reload",),
-    )
+    return swan_node_config(name, text, vpn, cisco_unity=True, responder=True)
 
 
 def collect_sessions(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    from ...state.swanctl import gateway_sessions, parse_list_sas, render_sessions
+    from ...state.swanctl import gateway_sessions, render_sessions
 
-    raw = run(handle, node, "swanctl --list-sas --raw")
-    esp = run(handle, node, "labctl-swan esp").strip()
-    records = gateway_sessions(parse_list_sas(raw), esp)
+    sas, esp = swan_sas(handle, node)
+    records = gateway_sessions(sas, esp)
     return records, render_sessions(records)
 
 

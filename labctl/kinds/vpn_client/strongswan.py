@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..collect import run
-from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
+from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, ShowTable
 from ..third_party import (
     CHARON_LOG,
-    SECRET_MODE,
     STRONGSWAN_IMAGE,
-    SWANCTL_CONF,
     b64_secret,
     check_proposals,
     check_swanctl_names,
@@ -21,7 +18,8 @@ from ..third_party import (
     refuse_export_keys,
     refuse_fragment_size,
     secret_text,
-    strongswan_conf,
+    swan_node_config,
+    swan_sas,
     unexpressible,
 )
 from .model import VpnClientNode
@@ -111,28 +109,15 @@ def render(lab: Lab, name: str) -> NodeConfig:
         life_bytes=vpn.ipsec_lifetime_kb * 1024 if vpn.ipsec_lifetime_kb else 0,
         rekey_bytes=vpn.ipsec_lifetime_kb * 1024 * 9 // 10 if vpn.ipsec_lifetime_kb else 0,
     )
-    return NodeConfig(
-        name,
-        (
-            RenderedFile(SWANCTL_CONF, text.encode(), SECRET_MODE),
-            strongswan_conf(
-                keep_alive=vpn.nat_keepalive,
-                log_level=vpn.log_level,
-                cisco_unity=True,
-                responder=False,
-            ),
-        ),
-        ("labctl-swan reload",),
-    )
+    return swan_node_config(name, text, vpn, cisco_unity=True, responder=False)
 
 
 def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
-    from ...state.swanctl import client_status, parse_list_sas, render_status
+    from ...state.swanctl import client_status, render_status
 
-    raw = run(handle, node, "swanctl --list-sas --raw")
-    esp = run(handle, node, "labctl-swan esp").strip()
+    sas, esp = swan_sas(handle, node)
     lab_node = handle.lab.node(node)
-    record = client_status(parse_list_sas(raw), lab_node.vpn, esp)
+    record = client_status(sas, lab_node.vpn, esp)
     return record, render_status(record)
 
 

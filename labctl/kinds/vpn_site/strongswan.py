@@ -8,18 +8,16 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from ..collect import run
-from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, RenderedFile, ShowTable
+from ..spec import ClientCommands, Implementation, NodeConfig, NodeContext, ShowTable
 from ..third_party import (
     CHARON_LOG,
-    SECRET_MODE,
     STRONGSWAN_IMAGE,
-    SWANCTL_CONF,
     b64_secret,
     join,
     log_collector,
     parse_proposal,
-    strongswan_conf,
+    swan_node_config,
+    swan_sas,
     unexpressible,
 )
 from .model import VpnSiteNode
@@ -87,30 +85,17 @@ def render(lab: Lab, name: str) -> NodeConfig:
         auto_connect=vpn.auto_connect,
         children=children(node),
     )
-    return NodeConfig(
-        name,
-        (
-            RenderedFile(SWANCTL_CONF, text.encode(), SECRET_MODE),
-            strongswan_conf(
-                keep_alive=vpn.nat_keepalive,
-                log_level=vpn.log_level,
-                cisco_unity=False,
-                responder=False,
-            ),
-        ),
-        ("labctl-swan reload",),
-    )
+    return swan_node_config(name, text, vpn, cisco_unity=False, responder=False)
 
 
 def collect_status(handle: Any, node: str, verbose: bool = False) -> tuple[Any, str]:
     """The client status record (state, NAT, ports, counters) of the site's IKE SA."""
-    from ...state.swanctl import client_status, parse_list_sas, render_status
+    from ...state.swanctl import client_status, render_status
 
-    raw = run(handle, node, "swanctl --list-sas --raw")
-    esp = run(handle, node, "labctl-swan esp").strip()
+    sas, esp = swan_sas(handle, node)
     vpn = handle.lab.node(node).vpn
     shape = SimpleNamespace(host=vpn.peer, group="LAN-to-LAN", user=node)
-    record = client_status(parse_list_sas(raw), shape, esp)
+    record = client_status(sas, shape, esp)
     return record, render_status(record)
 
 
