@@ -26,6 +26,10 @@ class ControlError(Exception):
     """A request the agent refuses; the message goes back to the caller."""
 
 
+class ServiceError(Exception):
+    """Starting, stopping or checking the agent failed (`vpn service ...`)."""
+
+
 class Deferred:
     """A reply a handler gives later: `vpn connect --wait` is answered when the state
     changes instead of being polled (polling cost our client ~50 ms per connect)."""

@@ -279,7 +279,7 @@ def test_vpn_image_carries_the_node_side_sources(
         "test -x /usr/local/bin/vpn && echo wrapper-ok; "
         "PYTHONPATH=/opt/labctl python3 -c "
         "'from labctl.esp.gcrypt_cbc import decryptor_3des as d; "
-        "print(\"gcrypt\", d(bytes(range(24))))'; "
+        'print("gcrypt", d(bytes(range(24))))\'; '
         "grep -c 'python3 -m labctl.agent.cli' /usr/local/bin/vpn"
     )
     out = client.containers.run(
