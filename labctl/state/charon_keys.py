@@ -140,15 +140,15 @@ def parse_charon_keys(text: str) -> CharonKeys:
             child = children.setdefault((sa, thread), _Child())
             child.addresses[int(match["spi"], 16)] = (match["src"], match["dst"])
         elif match := _ESTABLISHED.search(msg):
-            child = children.pop((sa, thread), None)
+            done = children.pop((sa, thread), None)
             p1 = phase1.get(sa)
             spis = (int(match["i"], 16), int(match["o"], 16))
-            if child is None:
+            if done is None:
                 out.skipped.append(
                     f"IKE SA {sa}: no keys logged for SPIs {match['i']}/{match['o']}"
                 )
                 continue
-            _child_lines(out, sa, child, spis, behind_nat=bool(p1 and p1.behind_nat))
+            _child_lines(out, sa, done, spis, behind_nat=bool(p1 and p1.behind_nat))
 
     for p1 in finished:
         if p1.ka and p1.icookie:

@@ -123,9 +123,10 @@ def test_gateway_esp_uses_the_pat_address_of_the_client() -> None:
 
 
 def test_keys_pair_with_the_spi_in_their_seed_not_the_role() -> None:
-    """The client initiated its quick modes, the gateway answered its client's but started
-    its own rekey: the 'initiator' keys belong to the outbound SA in the first case and to
-    the inbound in the second. The seed (protocol | SPI | nonces) says which."""
+    """charon's 'initiator' keys are the quick-mode initiator's: the client's outbound SA
+    where it started the quick mode, the gateway's inbound where it answered one and its
+    outbound where it started its own rekey. The seed (protocol | SPI | nonces) says which
+    SPI they belong to, whoever started."""
     client = {fields(line)[3]: fields(line)[5] for line in parse_charon_keys(CLIENT).esp}
     initiator_keys = dumps(CLIENT, "encryption initiator key")
     assert client["0x07d66d6b"] == "0x" + initiator_keys[0].hex()  # first child: outbound
