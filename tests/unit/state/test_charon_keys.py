@@ -6,6 +6,9 @@ concentrator) and a strongSwan concentrator (responder, 3DES/MD5, to our client)
 each with a connect at `up`, a reconnect and a rekey (the client's own, the gateway's own);
 charon-keys-public.pcap is the public link across the reconnects and rekeys. The SPIs and
 cookies asserted here are the ones `swanctl --list-sas --raw` showed on that lab.
+charon-keys-site.{log,pcap}: a strongSwan vpn-site (main mode initiator, 3DES/MD5, behind
+the PAT) to our concentrator (topologies/l2l-strongswan-site.yaml with export-keys on the
+site), reconnected and rekeyed inside the capture.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ DATA = Path(__file__).parent / "data"
 CLIENT = (DATA / "charon-keys-client.log").read_text()
 GATEWAY = (DATA / "charon-keys-gateway.log").read_text()
 PCAP = DATA / "charon-keys-public.pcap"
+SITE = (DATA / "charon-keys-site.log").read_text()
+SITE_PCAP = DATA / "charon-keys-site.pcap"
 
 CLIENT_COOKIES = ["e88c5be4c2b93dd1", "1493ff315b0a0079"]
 GATEWAY_COOKIES = ["c1c5d8fe886988dc", "e7268e5231f12505"]
@@ -182,25 +187,36 @@ def test_text_that_is_not_a_key_log_gives_nothing() -> None:
     assert (keys.ikev1, keys.esp, keys.skipped) == ([], [], [])
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
-def test_tshark_decrypts_the_captured_link_with_the_parsed_keys(tmp_path: Path) -> None:
-    """The independent judge: only these keys, and tshark decrypts Mode-Config (phase-1
-    encryption) and every ESP packet of both tunnels, before and after the rekeys."""
-    client, gateway = parse_charon_keys(CLIENT), parse_charon_keys(GATEWAY)
+def tshark_rows(pcap: Path, config: Path, display: str, *names: str) -> list[list[str]]:
+    command = ["tshark", "-n", "-r", str(pcap), "-Y", display, "-T", "fields"]
+    for name in names:
+        command += ["-e", name]
+    env = {"WIRESHARK_CONFIG_DIR": str(config), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return [line.split("\t") for line in out.stdout.splitlines()]
+
+
+def wireshark_config(tmp_path: Path, *parsed) -> Path:
     tables = {
-        "ikev1_decryption_table": "".join(f"{x}\n" for x in client.ikev1 + gateway.ikev1),
-        "esp_sa": "".join(f"{x}\n" for x in client.esp + gateway.esp),
+        "ikev1_decryption_table": "".join(f"{x}\n" for keys in parsed for x in keys.ikev1),
+        "esp_sa": "".join(f"{x}\n" for keys in parsed for x in keys.esp),
     }
     config = tmp_path / "wireshark"
     write_wireshark_keys(config, tables)
+    return config
+
+
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+
+@needs_tshark
+def test_tshark_decrypts_the_captured_link_with_the_parsed_keys(tmp_path: Path) -> None:
+    """The independent judge: only these keys, and tshark decrypts Mode-Config (phase-1
+    encryption) and every ESP packet of both tunnels, before and after the rekeys."""
+    config = wireshark_config(tmp_path, parse_charon_keys(CLIENT), parse_charon_keys(GATEWAY))
 
     def rows(display: str, *names: str) -> list[list[str]]:
-        command = ["tshark", "-n", "-r", str(PCAP), "-Y", display, "-T", "fields"]
-        for name in names:
-            command += ["-e", name]
-        env = {"WIRESHARK_CONFIG_DIR": str(config), "PATH": "/usr/bin:/bin"}
-        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-        return [line.split("\t") for line in out.stdout.splitlines()]
+        return tshark_rows(PCAP, config, display, *names)
 
     addresses = rows("isakmp.cfg.attr.internal_ip4_address", "isakmp.cfg.attr.internal_ip4_address")
     assert {row[0] for row in addresses} == {"40.1.1.1", "50.1.1.1"}
@@ -210,3 +226,27 @@ def test_tshark_decrypts_the_captured_link_with_the_parsed_keys(tmp_path: Path) 
     spis = {row[0] for row in esp}
     assert spis == {f"0x{s}" for pair in CLIENT_SPIS[1:] + GATEWAY_SPIS[1:] for s in pair}
     assert rows("_ws.malformed || _ws.expert.severity >= error", "frame.number") == []
+
+
+def test_site_main_mode_keys() -> None:
+    keys = parse_charon_keys(SITE)
+    assert keys.skipped == []
+    assert [line.split(",")[0] for line in keys.ikev1] == ["cc4eb43deb525723", "106ffa784ec54e6b"]
+    spis = {fields(line)[3] for line in keys.esp}
+    assert {"0x598f1df8", "0x3118f8ee", "0x391409e7", "0x90e88edb"} <= spis
+
+
+@needs_tshark
+def test_tshark_decrypts_the_site_main_mode_and_its_esp(tmp_path: Path) -> None:
+    """Main mode's encrypted messages 5 and 6 (ID_PROT, exchange 2) and the quick modes
+    show their HASH only when decrypted; the ESP on both SPIs pairs, before and after the
+    site's rekey."""
+    config = wireshark_config(tmp_path, parse_charon_keys(SITE))
+    encrypted = tshark_rows(
+        SITE_PCAP, config, "isakmp.flag_e == 1", "isakmp.exchangetype", "isakmp.hash"
+    )
+    assert {row[0] for row in encrypted} == {"2", "32"}
+    assert all(row[1] for row in encrypted), encrypted
+    esp = tshark_rows(SITE_PCAP, config, "esp", "esp.spi", "esp.icv_good", "icmp.type")
+    assert len(esp) == 12 and all(row[1] == "1" and row[2] in ("0", "8") for row in esp), esp
+    assert {row[0] for row in esp} == {"0x598f1df8", "0x3118f8ee", "0x391409e7", "0x90e88edb"}
