@@ -95,10 +95,16 @@ def seconds(value: int) -> str:
 
 
 def strongswan_conf(
-    *, keep_alive: int, log_level: str, cisco_unity: bool, responder: bool
+    *,
+    keep_alive: int,
+    log_level: str,
+    cisco_unity: bool,
+    responder: bool,
+    export_keys: bool = False,
 ) -> RenderedFile:
     """strongswan.conf: Debian's plugin includes, labctl's logging and NAT-T keepalives,
-    and the ESP choice labctl-swan made at start (kernel or kernel-libipsec)."""
+    and the ESP choice labctl-swan made at start (kernel or kernel-libipsec). With the
+    lab-only export_keys, a second log file at the levels that dump the keys."""
     from .templates import render_template
 
     levels = {"debug": 2, "info": 1, "warning": 0, "error": -1}
@@ -109,6 +115,8 @@ def strongswan_conf(
         log_level=levels[log_level],
         cisco_unity=cisco_unity,
         responder=responder,
+        export_keys=export_keys,
+        keys_log=KEYS_LOG,
     )
     return RenderedFile(STRONGSWAN_CONF, text.encode(), SECRET_MODE)
 
@@ -206,6 +214,15 @@ def log_collector(path: str) -> Callable[[Any, str, bool], tuple[Any, str]]:
 
 
 CHARON_LOG = "/var/log/labctl/charon.log"
+# LAB ONLY (vpn.debug.export-keys): charon's key dumps, in the directory our agent writes its
+# Wireshark tables to (checks/artifacts.py reads both). The directory is 0700 and the file
+# 0600 before charon opens it (charon's filelog has no mode of its own).
+KEY_DIR = "/var/log/labctl/keys"
+KEYS_LOG = f"{KEY_DIR}/charon-keys.log"
+PREPARE_KEYS_LOG = (
+    f"umask 077 && mkdir -p {KEY_DIR} && chmod 0700 {KEY_DIR} && touch {KEYS_LOG} "
+    f"&& chmod 0600 {KEYS_LOG}"
+)
 
 
 def swan_node_config(
@@ -213,6 +230,8 @@ def swan_node_config(
 ) -> NodeConfig:
     """A strongSwan node's files -- swanctl.conf (0600: it holds the secrets) and
     strongswan.conf -- and the reload that applies them."""
+    export_keys = bool(vpn.debug.export_keys)
+    prepare = (PREPARE_KEYS_LOG,) if export_keys else ()
     return NodeConfig(
         name,
         (
@@ -222,9 +241,10 @@ def swan_node_config(
                 log_level=vpn.log_level,
                 cisco_unity=cisco_unity,
                 responder=responder,
+                export_keys=export_keys,
             ),
         ),
-        ("labctl-swan reload",),
+        (*prepare, "labctl-swan reload"),
     )
 
 

@@ -15,7 +15,6 @@ from ..third_party import (
     explicit,
     join,
     log_collector,
-    refuse_export_keys,
     refuse_fragment_size,
     secret_text,
     swan_node_config,
@@ -67,7 +66,6 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
             ctx, ("vpn", "mtu"), NAME, "kernel-libipsec's ipsec0 MTU is charon's, not per peer"
         )
     refuse_fragment_size(ctx, vpn, NAME)
-    refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
     check_proposals(
         ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]
     )
