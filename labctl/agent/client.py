@@ -424,7 +424,11 @@ class ClientAgent:
             )
         self.tunnels[e.inbound_spi] = name
         if self.keylog:
-            self.keylog.child(e)
+            self.keylog.child(
+                e,
+                local_behind_nat=bool(self.status.local_behind_nat),
+                peer_behind_nat=bool(self.status.remote_behind_nat),
+            )
         self.status.spi_in, self.status.spi_out = (
             f"0x{e.inbound_spi:08x}",
             f"0x{e.outbound_spi:08x}",
