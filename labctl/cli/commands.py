@@ -407,7 +407,7 @@ def cmd_test(args) -> int:
         print("nothing ran: every case is not applicable (see the reasons above)")
         return 1
     if not ran:
-        print(f"shard {args.shard} has no cases: nothing to run")
+        print(f"shard {args.shard}: nothing to run (no cases, or only not applicable ones)")
         return 0
     return 0 if results and all(r.ok for r in results) else 1
 
