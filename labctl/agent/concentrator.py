@@ -61,6 +61,9 @@ from .tunnel import Tunnel
 from .volume import report_volumes
 
 CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
+# vpn.rekey-late-clients: 95 % of the lifetime, as a strongSwan gateway with
+# initiate-rekeys off (after ours at 90 % and strongSwan clients at 80-90 %)
+LATE_REKEY_MARGIN = 0.05
 ETHERNET_MTU = 1500
 
 
@@ -129,6 +132,7 @@ def build_policy(
         dpd_retry=settings.dpd.retry_interval,
         dpd_max_retries=settings.dpd.retries,
         initiate_rekeys=settings.initiate_rekeys,
+        late_rekey_margin=LATE_REKEY_MARGIN if settings.rekey_late_clients else None,
         vendor=VendorIdentity(fragmentation=settings.fragmentation is not None),
         fragment_size=settings.fragmentation or 576,
         certificate=credentials.own if credentials else None,

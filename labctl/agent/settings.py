@@ -140,6 +140,7 @@ class ConcentratorSettings:
     nat_keepalive: float
     fragmentation: int | None  # Cisco IKE fragmentation: the size above which; None: off
     initiate_rekeys: bool
+    rekey_late_clients: bool
     log_level: str
     version_string: str
     export_keys: bool
@@ -402,6 +403,7 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         nat_keepalive=vpn.number("nat_keepalive"),
         fragmentation=_fragmentation(vpn.section("ike_fragmentation")),
         initiate_rekeys=vpn.flag("initiate_rekeys"),
+        rekey_late_clients=vpn.flag("rekey_late_clients"),
         log_level=vpn.text("log_level"),
         version_string=vpn.text("version_string"),
         export_keys=vpn.section("debug").flag("export_keys"),

@@ -23,7 +23,7 @@ from ..topology.files import MAX_TOPOLOGY_BYTES, FileReadError, decode_text, rea
 from ..topology.secrets import redact
 from .artifacts import Captures, save_failure_artifacts
 from .events import RunEvents
-from .steps import StepFailed, StepLog, run_step
+from .steps import StepFailed, StepLog, not_applying, run_step
 
 
 @dataclass
@@ -75,6 +75,8 @@ class Case:
     name: str
     steps: tuple[Step, ...] = ()
     problem: tuple[str, str] | None = None  # (message, details)
+    # the scenario's `not-applicable` entry that matches the lab's implementations
+    not_applicable: str | None = None
 
     @property
     def id(self) -> str:
@@ -125,7 +127,13 @@ class TopologyRun:
         for name, scenario in lab.spec.scenarios.items():
             if self.only and name not in self.only:
                 continue
-            cases.append(Case(self.path, self.case_name(name), tuple(scenario.steps)))
+            reason = next(
+                (n.reason for n in scenario.not_applicable if not_applying(n.when, lab) is None),
+                None,
+            )
+            cases.append(
+                Case(self.path, self.case_name(name), tuple(scenario.steps), not_applicable=reason)
+            )
         if not cases:
             return [
                 Case(self.path, "checks", problem=("the topology has no expect or scenarios", ""))
@@ -141,7 +149,13 @@ class TopologyRun:
         cases = self.cases() if selected is None else selected
         runnable = []
         for case in cases:
-            if case.problem is not None:
+            if case.not_applicable is not None:
+                self.results.append(
+                    CaseResult(
+                        str(self.path), case.name, True, 0.0, not_applicable=case.not_applicable
+                    )
+                )
+            elif case.problem is not None:
                 message, details = case.problem
                 self.results.append(
                     CaseResult(str(self.path), case.name, False, 0.0, message, details)

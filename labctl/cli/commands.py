@@ -400,13 +400,14 @@ def cmd_test(args) -> int:
     )
     sys.stdout.write(summary_table(results))
     print(f"JUnit XML: {junit}")
-    if not planned and shard is None:
+    ran = [case for _, case in planned if case.not_applicable is None]
+    if not ran and shard is None:
         # Every combination not applicable: nothing was shown to work, so the run fails
         # (a shard with nothing to run is fine: the other shards have the cases).
         print("nothing ran: every case is not applicable (see the reasons above)")
         return 1
-    if not planned:
-        print(f"shard {args.shard} has no cases: nothing to run")
+    if not ran:
+        print(f"shard {args.shard}: nothing to run (no cases, or only not applicable ones)")
         return 0
     return 0 if results and all(r.ok for r in results) else 1
 

@@ -255,6 +255,11 @@ class ResponderPolicy:
     # does; off: the client rekeys (a VPN 3000 leaves it to the client).
     initiate_rekeys: bool = False
     rekey_margin: float = 0.2  # earlier than the client's default 0.1: one end leads
+    # With initiate_rekeys off: rekey a child the client has not rekeyed this long before
+    # its end (None: never). vpnc only renews phase 2 after the gateway's Delete at the
+    # end of the lifetime, and seals that SA with its old keys (docs/NOTES.md, swanfix);
+    # a gateway's quick mode it answers correctly. Later than any client's own rekey.
+    late_rekey_margin: float | None = None
     child_rekey_grace: float = 5.0  # a child we rekeyed lingers this long
     # NAT transparency (the seed's check box).  Off: NAT-T VIDs ignored, no NAT-D, mode 1.
     natt_enabled: bool = True

@@ -219,8 +219,20 @@ STEP_KINDS = (
 )
 
 
+class NotApplicable(Strict):
+    """A scenario that cannot pass with some implementations, and why (a known limit of
+    theirs, with its evidence): `labctl test` reports it not applicable there, never runs
+    it, never fails it -- the same as a combination `--matrix` cannot express."""
+
+    when: When = Field(description="{node: implementation(s)}: not applicable when all match")
+    reason: str = Field(min_length=1)
+
+
 class Scenario(Strict):
     description: str | None = None
+    not_applicable: list[NotApplicable] = Field(
+        [], description="implementations this scenario cannot pass with, and why"
+    )
     steps: list[Step] = Field(min_length=1)
 
 

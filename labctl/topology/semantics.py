@@ -148,6 +148,8 @@ def check_lab(lab: Lab, document: Any) -> list[TopologyIssue]:
     _check_expectations(c, lab, lab.spec.expect, ("expect",), set())
     for name, scenario in lab.spec.scenarios.items():
         case = _Case(saved=set(), spec=lab.spec)
+        for index, entry in enumerate(scenario.not_applicable):
+            _check_when(c, lab, entry.when, ("scenarios", name, "not-applicable", index))
         for index, step in enumerate(scenario.steps):
             _check_step(c, lab, step, ("scenarios", name, "steps", index), case)
 

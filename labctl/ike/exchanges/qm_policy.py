@@ -66,14 +66,23 @@ def shorter(*values: int | None) -> int | None:
 
 
 def rekeys(engine: EngineBase) -> bool:
-    """Whether this end starts phase-2 rekeys itself (and how early: ``margin``)."""
+    """Whether this end starts phase-2 rekeys itself (and how early: ``margin``): the
+    gateway with initiate_rekeys, or late, for clients that did not (late_rekey_margin)."""
     ini = _ini(engine)
-    return ini.config.auto_rekey if ini is not None else _resp(engine).policy.initiate_rekeys
+    if ini is not None:
+        return ini.config.auto_rekey
+    policy = _resp(engine).policy
+    return policy.initiate_rekeys or policy.late_rekey_margin is not None
 
 
 def margin(engine: EngineBase) -> float:
     ini = _ini(engine)
-    return ini.config.rekey_margin if ini is not None else _resp(engine).policy.rekey_margin
+    if ini is not None:
+        return ini.config.rekey_margin
+    policy = _resp(engine).policy
+    if policy.initiate_rekeys or policy.late_rekey_margin is None:
+        return policy.rekey_margin
+    return policy.late_rekey_margin
 
 
 def sends_responder_lifetime(engine: EngineBase) -> bool:

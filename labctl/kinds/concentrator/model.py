@@ -104,6 +104,14 @@ class ConcentratorSettings(Strict):
         description="rekey phase 2 on the concentrator's own lifetime (at 80 %, before a "
         "client's 90 %), as strongSwan does; off: clients rekey, as with a VPN 3000",
     )
+    rekey_late_clients: bool = Field(
+        False,
+        description="quirk for vpnc clients, with initiate-rekeys off: rekey phase 2 at 95 % "
+        "of the lifetime when the client has not rekeyed by then (vpnc renews phase 2 only "
+        "after the gateway's Delete at the end, and then seals it with the old SA's keys; "
+        "it answers a gateway's quick mode correctly). A strongSwan concentrator does this "
+        "anyway",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     debug: DebugSettings = DebugSettings()
     version_string: str = (

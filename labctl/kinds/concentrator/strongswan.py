@@ -7,6 +7,7 @@ image) starts charon and loads them. What strongSwan cannot express is a validat
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ..spec import Implementation, NodeConfig, NodeContext, ShowTable
@@ -108,12 +109,39 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
     )
 
 
-def _groups(vpn: ConcentratorSettings) -> list[dict[str, Any]]:
-    """Each group's values for the template."""
+def vpnc_groups(lab: Lab, gateway: str) -> set[str]:
+    """The groups a vpnc client of the lab uses toward this gateway (its public address)."""
+    from ..registry import implementation_of
+    from ..vpn_client.model import VpnClientNode
+
+    node = lab.node(gateway)
+    assert isinstance(node, ConcentratorNode)
+    public = node.interfaces[node.vpn.public_interface].ipv4
+    return {
+        client.vpn.group
+        for client in lab.nodes.values()
+        if isinstance(client, VpnClientNode)
+        and implementation_of(client).name == "vpnc"
+        and public is not None
+        and client.vpn.host == public.ip
+    }
+
+
+def _groups(vpn: ConcentratorSettings, vpnc: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Each group's values for the template; `vpnc`: groups that vpnc clients use."""
     groups = []
     for name, group in vpn.groups.items():
         first, last = parse_pool(group.pool)
         esp = group.ipsec_proposals
+        if name in vpnc:
+            # charon's quick mode as initiator (its rekey, at 80 or 95 %) offers every
+            # configured ESP proposal as transforms of ONE proposal payload; vpnc answers a
+            # gateway's quick mode only with exactly one transform (vpnc.c do_rekey:
+            # `transforms->next != NULL` -> BAD_PROPOSAL_SYNTAX, and its caller sends
+            # nothing back), so the rekey went unanswered and the child closed at the end
+            # of its lifetime. charon picks the first configured proposal vpnc offers (it
+            # offers all it has), so the group keeps that one only.
+            esp = esp[:1]
         if group.pfs:  # PFS: the phase-1 DH group in quick mode too
             parsed = [parse_proposal(p) for p in group.ike_proposals]
             dh = next((p.dh for p in parsed if p is not None and p.dh), "modp1024")
@@ -162,7 +190,7 @@ def render(lab: Lab, name: str) -> NodeConfig:
         "swanctl-gateway.conf.j2",
         node=name,
         public_ip=str(public.ip),
-        groups=_groups(vpn),
+        groups=_groups(vpn, vpnc_groups(lab, name)),
         users=[
             {"name": user_name, "password": b64_secret(user.password.get_secret_value())}
             for user_name, user in vpn.users.items()

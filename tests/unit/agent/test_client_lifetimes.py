@@ -56,3 +56,16 @@ def test_ike_fragmentation_settings_reach_both_engines() -> None:
     assert gateway["vpn"]["ike_fragmentation"] == {"enabled": True, "size": 576}
     policy = build_policy(parse_settings(gateway))  # type: ignore[arg-type]
     assert policy.vendor.fragmentation and policy.fragment_size == 576
+
+
+def test_rekey_late_clients_reaches_the_concentrators_policy() -> None:
+    """vpn.rekey-late-clients (the vpnc quirk) in rekey-same-ports: a 95 % late rekey."""
+    from labctl.agent.concentrator import build_policy
+    from labctl.agent.settings import ConcentratorSettings
+
+    for name, margin in (("rekey-same-ports.yaml", 0.05), ("nat-t-two-clients.yaml", None)):
+        data = vpn_agent_config(load_lab(ROOT / "topologies" / name), "vpn3000")
+        settings = parse_settings(data)
+        assert isinstance(settings, ConcentratorSettings)
+        policy = build_policy(settings)
+        assert policy.late_rekey_margin == margin and not policy.initiate_rekeys

@@ -113,3 +113,64 @@ def test_case_names_come_from_the_file_even_when_it_is_invalid_as_written(
     labels = {v.label: v for v in variants(path)}
     assert labels["gw=ours client=ours"].lab is not None
     assert labels["gw=strongswan client=ours"].lab is None
+
+
+def _cases(name: str, label: str) -> dict:
+    from labctl.checks.runner import TopologyRun
+    from labctl.progress import Progress
+
+    variant = by_label(name)[label]
+    assert variant.lab is not None
+    run = TopologyRun(
+        ROOT / "topologies" / name, None, Path("/nonexistent"), Progress(quiet=True),
+        lab=variant.lab, label=label,
+    )  # fmt: skip
+    return {case.name: case for case in run.cases()}
+
+
+def test_a_scenario_declares_where_it_is_not_applicable_and_why() -> None:
+    """`not-applicable: [{when, reason}]` on a scenario: the matching combinations are
+    reported n/a with the reason (never run, never failed); the others run."""
+    flush = "flush-conntrack [gw=strongswan client=ours]"
+    case = _cases("keepalive-vs-pat-timeout.yaml", "gw=strongswan client=ours")[flush]
+    assert case.not_applicable is not None and "kernel-libipsec" in case.not_applicable
+    ours = _cases("keepalive-vs-pat-timeout.yaml", "gw=ours client=strongswan")
+    assert all(c.not_applicable is None for c in ours.values())
+    rekey = _cases("gateway-starts-rekey.yaml", "gw=strongswan client=vpnc")
+    (reason,) = [c.not_applicable for c in rekey.values()]
+    assert reason is not None and "nonce" in reason
+    assert all(
+        c.not_applicable is None
+        for c in _cases("gateway-starts-rekey.yaml", "gw=ours client=vpnc").values()
+    )
+
+
+def test_a_not_applicable_case_is_reported_without_a_lab(tmp_path: Path) -> None:
+    from labctl.checks.runner import TopologyRun
+    from labctl.progress import Progress
+
+    label = "gw=strongswan client=vpnc"
+    variant = by_label("rekey-same-ports.yaml")[label]
+    # no runtime: a case that tried to bring a lab up would fail on it
+    run = TopologyRun(
+        ROOT / "topologies" / "rekey-same-ports.yaml", None, tmp_path, Progress(quiet=True),
+        lab=variant.lab, label=label,
+    )  # fmt: skip
+    (result,) = run.run()
+    assert result.ok and result.not_applicable is not None and result.seconds == 0.0
+    assert "n/a" in summary_table([result])
+
+
+def test_a_not_applicable_entry_naming_an_unknown_node_or_implementation_is_refused() -> None:
+    import pytest
+
+    from labctl.topology import TopologyError, load_lab_text
+
+    text = (ROOT / "topologies" / "gateway-starts-rekey.yaml").read_text()
+    for wrong, message in (
+        ("{vpn3000: strongswan, client1: vpnc}", "{vpn3000: strongswan, clientX: vpnc}"),
+        ("{vpn3000: strongswan, client1: vpnc}", "{vpn3000: strongswam, client1: vpnc}"),
+    ):
+        with pytest.raises(TopologyError) as error:
+            load_lab_text(text.replace(wrong, message), ROOT / "topologies" / "t.yaml")
+        assert any("not-applicable" in str(i.field) for i in error.value.issues)

@@ -85,7 +85,7 @@ def test_shards_split_every_case_once_the_same_way_each_time(flaky_lab, tmp_path
 def test_an_empty_shard_passes_and_bad_shards_are_refused(flaky_lab, tmp_path, capsys) -> None:
     file = str(topology(tmp_path))
     assert main(["-q", "test", file, "--scenario", "s0", "--shard", "3/3"]) == 0
-    assert "has no cases" in capsys.readouterr().out
+    assert "nothing to run" in capsys.readouterr().out
     for bad in ("0/3", "4/3", "x", "1/0"):
         assert main(["test", file, "--shard", bad]) == 2
         assert "--shard" in capsys.readouterr().err
@@ -133,3 +133,25 @@ def test_a_run_writes_live_events_the_console_follows(flaky_lab, tmp_path) -> No
     assert check["state"] in ("ok", "FAIL") and check["observed"]
     assert view["cases"][1]["steps"][0]["kind"] == "wait"
     json.dumps(view)  # what the page renders is plain data
+
+
+def test_a_run_of_only_not_applicable_cases_fails_and_a_shard_of_them_passes(
+    flaky_lab, tmp_path, capsys
+) -> None:
+    """A scenario's `not-applicable` matching the lab: reported n/a with its reason, never
+    run; nothing shown to work fails the run, a shard of such cases does not."""
+    path = tmp_path / "lab.yaml"
+    text = topology(tmp_path).read_text()
+    na = "    not-applicable:\n      - {when: {vpn3000: ours}, reason: known limit X}\n"
+    expect = SCENARIOS[: SCENARIOS.index("scenarios:")]
+    path.write_text(text.replace(expect, "\n").replace("  s0:\n", "  s0:\n" + na))
+    assert main(["test", str(path), "--scenario", "s0", "--report-dir", str(tmp_path / "a")]) == 1
+    out = capsys.readouterr().out
+    assert "n/a" in out and "known limit X" in out and "nothing ran" in out
+    shard = ["--shard", "1/1", "--report-dir", str(tmp_path / "b")]
+    assert main(["test", str(path), "--scenario", "s0", *shard]) == 0
+    assert "nothing to run" in capsys.readouterr().out
+    both = ["--scenario", "s0", "--scenario", "s1", "--report-dir", str(tmp_path / "c")]
+    main(["test", str(path), *both])
+    out = capsys.readouterr().out
+    assert "1 not applicable" in out and "nothing ran" not in out

@@ -131,3 +131,50 @@ def test_the_client_refuses_a_gateway_quick_mode_for_traffic_it_does_not_tunnel(
     assert told.reason == "peer refused: INVALID_ID_INFORMATION" and told.notify == 18
     assert len(lab.events_of("c1", ChildSaEstablished)) == 1  # nothing installed
     assert not sa.quick and not sa.retransmits  # the gateway stopped retrying at once
+
+
+def _late_rekey_lab(*, client_rekeys: bool):
+    """Our concentrator as the seed's (initiate-rekeys off, 60 s announced) with
+    vpn.rekey-late-clients: a late rekey (95 %) for a client that has not rekeyed."""
+    lab = make_lab(ipsec_lifetime=60, late_rekey_margin=0.05, dpd_idle=None)
+    ini = add_client(lab, auto_rekey=client_rekeys, dpd_idle=None)
+    connect(lab)
+    return lab, ini
+
+
+def test_a_late_rekey_renews_the_child_of_a_client_that_does_not_rekey() -> None:
+    """vpnc never rekeys phase 2 before the end of the lifetime (and the SA it makes after
+    the gateway's Delete carries its old keys): the concentrator renews it at 57 s."""
+    lab, ini = _late_rekey_lab(client_rekeys=False)
+    sa = next(iter(lab.responder.sas.values()))
+    (child,) = sa.children.values()
+    lab.run(child.established + 56 - lab.now)  # (connect ran a few seconds)
+    assert lab.responder.stats["child_rekeys_started"] == 0  # not at 80 %, not at 90 %
+    lab.run(2)
+    assert lab.responder.stats["child_rekeys_started"] == 1
+    server = lab.events_of("server", ChildSaEstablished)
+    assert len(server) == 2 and server[1].rekey_of == server[0].inbound_spi
+    assert ini.stats["child_rekeys_answered"] == 1
+    lab.run(120)  # and again for each child: every child that ends had a successor
+    server = lab.events_of("server", ChildSaEstablished)
+    assert len(server) >= 4 and lab.responder.stats["child_rekeys_started"] == len(server) - 1
+    replaced = {e.rekey_of for e in server}
+    assert all(d.inbound_spi in replaced for d in lab.events_of("server", ChildSaDeleted))
+    assert len(sa.children) == 1
+    for c, s in _pairs_by_spi(lab):
+        assert_keys_mirror(c, s)
+
+
+def test_a_late_rekey_leaves_a_client_that_rekeys_itself_alone() -> None:
+    lab, ini = _late_rekey_lab(client_rekeys=True)
+    lab.run(200)
+    assert ini.stats["child_rekeys_started"] >= 3  # at 90 %: before the gateway's 95 %
+    assert lab.responder.stats["child_rekeys_started"] == 0
+
+
+def test_without_the_quirk_the_gateway_leaves_rekeys_to_the_client() -> None:
+    lab = make_lab(ipsec_lifetime=60, dpd_idle=None)
+    add_client(lab, auto_rekey=False, dpd_idle=None)
+    connect(lab)
+    lab.run(70)
+    assert lab.responder.stats["child_rekeys_started"] == 0

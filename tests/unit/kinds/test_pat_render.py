@@ -37,3 +37,23 @@ def test_every_counted_forward_rule_has_a_name() -> None:
         if " counter " in f" {line.strip()} ":
             assert "comment" in line, line
     assert 'comment "no PAT for this protocol"' in forward
+
+
+KEEPALIVE_TEXT = (ROOT / "topologies" / "keepalive-vs-pat-timeout.yaml").read_text()
+
+
+def _hook_priority(rules: str, chain: str) -> int:
+    """The numeric priority of a base chain of the rendered ruleset."""
+    names = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "srcnat": 100}
+    block = rules[rules.index(f"chain {chain} {{") :]
+    spec = block[block.index("priority ") + len("priority ") : block.index(";")].strip()
+    return names[spec] if spec in names else int(spec)
+
+
+def test_the_timeout_policy_chain_runs_after_conntrack_made_the_entry() -> None:
+    # `ct state new ct timeout set` needs the flow's (unconfirmed) conntrack entry: a
+    # chain at conntrack's own priority, -200, registered after it, runs before it and
+    # never matches (seen: every translation on 120 s instead of `timeouts: {udp: 30}`).
+    rules = _pix_rules(KEEPALIVE_TEXT)
+    assert 'ct timeout set "udp-timeout"' in rules
+    assert -200 < _hook_priority(rules, "timeouts") < -100  # after conntrack, before dstnat

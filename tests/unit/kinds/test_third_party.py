@@ -272,3 +272,23 @@ def test_a_strongswan_client_gets_the_concentrators_shorter_lifetimes() -> None:
     text = swanctl.content.decode()
     assert "reauth_time = 67s" in text  # 90 % of the group's 75 s
     assert "life_time = 60s" in text and "rekey_time = 54s" in text
+
+
+def _gateway_swanctl(topology: str, label: str) -> str:
+    from labctl.checks.matrix import variants
+
+    (variant,) = [v for v in variants(ROOT / "topologies" / topology) if v.label == label]
+    assert variant.lab is not None
+    (swanctl,) = [
+        f for f in render_node(variant.lab, "vpn3000").files if f.path.endswith("swanctl.conf")
+    ]
+    return swanctl.content.decode()
+
+
+def test_a_strongswan_gateway_offers_vpnc_clients_one_esp_transform() -> None:
+    """vpnc answers a gateway's quick mode (charon's rekey) only when its one proposal
+    has exactly one transform; charon offers every configured ESP proposal in it."""
+    for_vpnc = _gateway_swanctl("gateway-starts-rekey.yaml", "gw=strongswan client=vpnc")
+    assert "esp_proposals = 3des-md5\n" in for_vpnc
+    for_ours = _gateway_swanctl("gateway-starts-rekey.yaml", "gw=strongswan client=ours")
+    assert "esp_proposals = 3des-md5,aes128-sha1\n" in for_ours
