@@ -23,15 +23,7 @@ import time
 
 sys.path.insert(0, "/opt/labctl")
 from labctl.agent.control import request  # the node's copy of labctl
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
+from labctl.agent.inet import internet_checksum as checksum
 
 
 def echo_request(ident: int, seq: int) -> bytes:

@@ -13,17 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from .inet import internet_checksum as checksum
+
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 PAYLOAD = b"labctl-fleet-ping" + bytes(15)  # 32 bytes, like Windows ping
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def echo_request(source: str, dest: str, ident: int, seq: int) -> bytes:

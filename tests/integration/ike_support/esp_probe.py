@@ -13,6 +13,7 @@ import struct
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from labctl.agent.inet import internet_checksum
 from labctl.ike.crypto import TripleDES, algorithms
 
 _HASH = {
@@ -87,18 +88,9 @@ class EspTunnel:
         return plain[: -2 - pad_len]
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def icmp_echo(src: str, dst: str, ident: int, seq: int, payload: bytes = b"labctl-ike") -> bytes:
     icmp = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
-    icmp = icmp[:2] + struct.pack("!H", _checksum(icmp)) + icmp[4:]
+    icmp = icmp[:2] + struct.pack("!H", internet_checksum(icmp)) + icmp[4:]
     total = 20 + len(icmp)
     hdr = struct.pack(
         "!BBHHHBBH4s4s",
@@ -113,7 +105,7 @@ def icmp_echo(src: str, dst: str, ident: int, seq: int, payload: bytes = b"labct
         ipaddress.IPv4Address(src).packed,
         ipaddress.IPv4Address(dst).packed,
     )
-    hdr = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+    hdr = hdr[:10] + struct.pack("!H", internet_checksum(hdr)) + hdr[12:]
     return hdr + icmp
 
 

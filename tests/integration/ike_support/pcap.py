@@ -7,16 +7,9 @@ import ipaddress
 import struct
 from pathlib import Path
 
+from labctl.agent.inet import internet_checksum
+
 LINKTYPE_RAW = 101
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def udp_packet(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
@@ -35,7 +28,7 @@ def udp_packet(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> by
         ipaddress.IPv4Address(src[0]).packed,
         ipaddress.IPv4Address(dst[0]).packed,
     )
-    hdr = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+    hdr = hdr[:10] + struct.pack("!H", internet_checksum(hdr)) + hdr[12:]
     return hdr + udp
 
 

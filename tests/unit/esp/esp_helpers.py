@@ -8,6 +8,7 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from labctl.agent.inet import internet_checksum
 from labctl.esp import EspSa, cipher_spec, integrity_spec
 
 
@@ -68,13 +69,6 @@ def build_esp(
 
 
 # ---------------------------------------------------------------------- inner packets
-def inet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ipv4_packet(src: str, dst: str, proto: int, payload: bytes, ident: int = 1) -> bytes:
@@ -93,13 +87,13 @@ def ipv4_packet(src: str, dst: str, proto: int, payload: bytes, ident: int = 1) 
         ipaddress.IPv4Address(src).packed,
         ipaddress.IPv4Address(dst).packed,
     )
-    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     return header + payload
 
 
 def icmp_echo(src: str, dst: str, seq: int, data: bytes = b"abcdefgh" * 7) -> bytes:
     body = struct.pack("!BBHHH", 8, 0, 0, 0x1234, seq) + data
-    body = body[:2] + struct.pack("!H", inet_checksum(body)) + body[4:]
+    body = body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
     return ipv4_packet(src, dst, 1, body, ident=seq)
 
 
@@ -107,7 +101,7 @@ def tcp_checksum_ok(packet: bytes | bytearray) -> bool:
     ihl = (packet[0] & 0x0F) * 4
     segment = bytes(packet[ihl:])
     pseudo = bytes(packet[12:20]) + struct.pack("!BBH", 0, 6, len(segment))
-    return inet_checksum(pseudo + segment) == 0
+    return internet_checksum(pseudo + segment) == 0
 
 
 def tcp_syn(src: str, dst: str, mss: int, sport: int = 40000, dport: int = 5201) -> bytes:
@@ -122,7 +116,7 @@ def tcp_syn(src: str, dst: str, mss: int, sport: int = 40000, dport: int = 5201)
         + ipaddress.IPv4Address(dst).packed
         + struct.pack("!BBH", 0, 6, len(segment))
     )
-    csum = inet_checksum(pseudo + segment)
+    csum = internet_checksum(pseudo + segment)
     segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
     return ipv4_packet(src, dst, 6, segment)
 
