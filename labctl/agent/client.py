@@ -143,10 +143,12 @@ class ClientAgent:
         """The TUN, the data plane and the IKE socket (a fleet member has its own)."""
         self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
         cisco_port = self._cisco_port()
+        ike_socket = open_ike_socket("0.0.0.0")
         self.dataplane = Dataplane(
             self.loop,
             self.tun,
             natt_socket=open_udp("0.0.0.0", NATT_PORT),
+            ike_socket=ike_socket,  # NAT-T drafts 00/01 carry ESP on it
             cisco_socket=open_udp("0.0.0.0", cisco_port) if cisco_port else None,
             raw_socket=open_raw_esp(),
             on_ike=self._on_natt_ike,
@@ -156,11 +158,12 @@ class ClientAgent:
         self.driver = EngineDriver(
             self.loop,
             None,
-            open_ike_socket("0.0.0.0"),
+            ike_socket,
             self.dataplane.send_ike,
             self._on_event,
             NATT_PORT,
             send_stream=self._send_stream,
+            divert=self.dataplane.receive_ike_port,
         )
 
     def _note_volume(self) -> None:

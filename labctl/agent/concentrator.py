@@ -235,10 +235,12 @@ class ConcentratorAgent:
                 self.tun.add_route(str(network))
         self.l2l_routes: set[str] = set()
         self._route_lan_to_lan(settings)
+        ike_socket = open_ike_socket(bind)
         self.dataplane = Dataplane(
             loop,
             self.tun,
             natt_socket=open_udp(bind, NATT_PORT),
+            ike_socket=ike_socket,  # NAT-T drafts 00/01 carry ESP on it
             cisco_socket=open_udp(bind, settings.ipsec_over_udp)
             if settings.ipsec_over_udp
             else None,
@@ -265,11 +267,12 @@ class ConcentratorAgent:
         self.driver = EngineDriver(
             loop,
             self.engine,
-            open_ike_socket(bind),
+            ike_socket,
             self.dataplane.send_ike,
             self._on_event,
             NATT_PORT,
             send_stream=self.tcp.send_ike if self.tcp else None,
+            divert=self.dataplane.receive_ike_port,
         )
         self.sessions: dict[SaHandle, Session] = {}
         self.next_session_id = 1
