@@ -173,7 +173,7 @@ def test_ike_goes_to_the_engine_and_garbage_is_counted(loop: EventLoop, pair) ->
             IKE_HEADER,  # IKE: the engine's
             bytes(8) + b"\x01\x02\x03",  # marker, no ESP header: malformed
             bytes(8) + (7).to_bytes(4, "big") + bytes(40),  # marked ESP, unknown SPI
-            bytes(8) + (0xA0000001).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes(40),
+            bytes(8) + (0xA0000001).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes(44),
             b"\xff",  # keepalive
         ):
             evil.sendto(datagram, b.endpoint)
