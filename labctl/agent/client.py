@@ -47,7 +47,7 @@ from .kernel_routes import gateway_towards
 from .keylog import KeyLog
 from .loop import EventLoop, Timer
 from .records import ClientStatus
-from .settings import ClientSettings, phase1_proposal, phase2_proposal
+from .settings import ClientSettings, natt_versions_of, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
 from .volume import report_volumes
@@ -99,6 +99,7 @@ def build_initiator_config(
         phase1=phase1,
         phase2=phase2,
         natt=natt,
+        **natt_versions_of(settings.natt_versions),
         app_version=settings.app_version,
         hostname=settings.node,
         use_split_networks=True,

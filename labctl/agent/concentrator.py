@@ -54,7 +54,13 @@ from .ikereport import IkeReport
 from .keylog import KeyLog
 from .loop import EventLoop
 from .records import IkeSaRecord, IpsecSaRecord, LanToLanRecord, SessionRecord, SessionSummary
-from .settings import ConcentratorSettings, LanToLan, phase1_proposal, phase2_proposal
+from .settings import (
+    ConcentratorSettings,
+    LanToLan,
+    natt_versions_of,
+    phase1_proposal,
+    phase2_proposal,
+)
 from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
 from .tunnel import Tunnel
@@ -122,6 +128,7 @@ def build_policy(
         ipsec_lifetime=first.ipsec_lifetime if first else 28800,
         ipsec_lifetime_kb=first.ipsec_lifetime_kb if first else None,
         natt_enabled=settings.nat_t,
+        **natt_versions_of(settings.natt_versions),
         cisco_udp_port=settings.ipsec_over_udp,
         tcp_port=settings.ipsec_over_tcp,
         app_version=settings.version_string,

@@ -1,13 +1,12 @@
 """Between the sans-I/O IKE engine and the node: sockets, the tick timer, event dispatch.
 
-UDP 500 is a socket of its own (NAT-T drafts 00/01 put ESP there too, behind an 8-byte
-zero non-IKE marker: each datagram read is first offered to ``divert``, the data plane's
-``receive_ike_port``, which keeps marked ESP and keepalives); IKE on the NAT-T port shares the data plane's UDP-4500
-socket (the data plane strips/adds the non-ESP marker and hands IKE over). IKE of an
-IPsec-over-TCP session rides that session's TCP connection: datagrams the engine marks
-``tcp`` go to ``send_stream`` (tcp_transport frames them), and the agent feeds what a
-connection deframes through ``receive_stream``.
-"""
+UDP 500 is a socket of its own (NAT-T drafts 00/01 put ESP there too, behind an 8-byte zero
+non-IKE marker: each datagram read is first offered to ``divert``, the data plane's
+``receive_ike_port``, which keeps marked ESP and keepalives); IKE on the NAT-T port shares
+the data plane's UDP-4500 socket (the data plane strips/adds the non-ESP marker and hands
+IKE over). IKE of an IPsec-over-TCP session rides that session's TCP connection: datagrams
+the engine marks ``tcp`` go to ``send_stream`` (tcp_transport frames them), and the agent
+feeds what a connection deframes through ``receive_stream``."""
 
 from __future__ import annotations
 

@@ -21,11 +21,11 @@ Facts: NAT-T drafts 00/01 (draft-ietf-ipsec-udp-encaps-00/01 with draft-ietf-ips
 ike-00/01; Linux's UDP_ENCAP_ESPINUDP_NON_IKE, racoon): IKE never floats, ESP rides UDP on
 the IKE port (500) behind an 8-byte zero non-IKE marker -- IKE's initiator cookie is never
 zero, so the marker tells them apart; a NAT-keepalive is one 0xFF byte. Linux takes a
-datagram as marked ESP only when it is longer than marker + ESP header (16 bytes), and
-hands everything else that is not a keepalive to the IKE socket. RFC 3948 §2 (non-ESP marker = 4 zero bytes in front of IKE on port 4500; an ESP SPI
-is never 0; NAT-keepalive = one 0xFF byte), Cisco IPsec-over-UDP (ESP directly in UDP, no
-marker, default port 10000, IKE stays on 500; vpnc sends ``00 00 00 00 FF`` keepalives).
-"""
+datagram as marked ESP only when it is longer than marker + ESP header (16 bytes), and hands
+everything else that is not a keepalive to the IKE socket. RFC 3948 §2 (non-ESP marker = 4
+zero bytes in front of IKE on port 4500; an ESP SPI is never 0; NAT-keepalive = one 0xFF
+byte), Cisco IPsec-over-UDP (ESP directly in UDP, no marker, default port 10000, IKE stays
+on 500; vpnc sends ``00 00 00 00 FF`` keepalives)."""
 
 from __future__ import annotations
 

@@ -154,6 +154,14 @@ def refuse_fragment_size(ctx: NodeContext, vpn: Any, implementation: str) -> Non
         )
 
 
+def refuse_natt_versions(
+    ctx: NodeContext, section: Any, path: tuple[str, ...], implementation: str, why: str
+) -> None:
+    """`nat-t-versions` is our agent's: a third-party daemon announces its own built-in list."""
+    if section.nat_t_versions is not None:
+        unexpressible(ctx, (*path, "nat_t_versions"), implementation, why)
+
+
 def check_swanctl_names(
     ctx: NodeContext,
     sections: Iterable[tuple[tuple[str, ...], str]],

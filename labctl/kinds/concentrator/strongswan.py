@@ -22,6 +22,7 @@ from ..third_party import (
     parse_proposal,
     refuse_export_keys,
     refuse_fragment_size,
+    refuse_natt_versions,
     secret_text,
     swan_node_config,
     swan_sas,
@@ -77,6 +78,13 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             "it is our agent's data path (nftables on the public interface)",
         )
     refuse_fragment_size(ctx, vpn, NAME)
+    refuse_natt_versions(
+        ctx,
+        vpn.nat_transparency,
+        ("vpn", "nat_transparency"),
+        NAME,
+        "charon's NAT-T vendor IDs are built in, not a setting",
+    )
     groups_with_users = {user.group for user in vpn.users.values()}
     if len(groups_with_users) > 1:
         unexpressible(

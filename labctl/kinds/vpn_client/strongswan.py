@@ -17,6 +17,7 @@ from ..third_party import (
     log_collector,
     refuse_export_keys,
     refuse_fragment_size,
+    refuse_natt_versions,
     secret_text,
     swan_node_config,
     swan_sas,
@@ -67,6 +68,13 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
             ctx, ("vpn", "mtu"), NAME, "kernel-libipsec's ipsec0 MTU is charon's, not per peer"
         )
     refuse_fragment_size(ctx, vpn, NAME)
+    refuse_natt_versions(
+        ctx,
+        tt,
+        ("vpn", "transparent_tunneling"),
+        NAME,
+        "charon's NAT-T vendor IDs are built in, not a setting",
+    )
     refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
     check_proposals(
         ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]

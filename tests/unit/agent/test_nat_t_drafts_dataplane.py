@@ -30,12 +30,12 @@ from tests.unit.agent.test_dataplane_local import (
 )
 from tests.unit.esp.esp_helpers import icmp_echo
 
-IKE_HEADER = bytes.fromhex("0123456789abcdef" "0000000000000000" "01100400" "00000000" "0000001c")
+IKE_HEADER = bytes.fromhex("0123456789abcdef000000000000000001100400000000000000001c")
 
 
 # ---------------------------------------------------------------------- framing vectors
 def test_framing_vectors() -> None:
-    esp = bytes.fromhex("a0000001" "00000001") + bytes(32)  # SPI, sequence, body
+    esp = bytes.fromhex("a000000100000001") + bytes(32)  # SPI, sequence, body
     assert NonIkeFraming.frame_esp(esp) == bytes(8) + esp
     assert NonIkeFraming.demux(bytes(8) + esp) == (Kind.ESP, 8)
     assert NonIkeFraming.demux(bytes(16)) == (Kind.ESP, 8)  # the shortest marked ESP
@@ -56,7 +56,7 @@ class RecordingEngine:
     def __init__(self) -> None:
         self.received: list[tuple[bytes, tuple[str, int]]] = []
 
-    def receive(self, data, source, local, now, tcp=False) -> Output:  # noqa: ANN001
+    def receive(self, data, source, local, now, tcp=False) -> Output:
         self.received.append((bytes(data), source))
         return Output()
 
@@ -139,7 +139,7 @@ def test_ping_both_ways_on_the_ike_port(loop: EventLoop, pair) -> None:
     assert (a.dp.non_ike_rx, b.dp.non_ike_rx) == (5, 5)
     assert a.engine.received == b.engine.received == []  # no ESP reached IKE
     assert a.dp.drops == b.dp.drops == {}
-    assert b.dp.stats()["sockets"]["udp-non-ike"] == "127.0.0.1:{}".format(b.endpoint[1])
+    assert b.dp.stats()["sockets"]["udp-non-ike"] == f"127.0.0.1:{b.endpoint[1]}"
 
 
 def test_esp_leaves_with_the_marker_and_keepalives_are_one_byte(loop: EventLoop, pair) -> None:
