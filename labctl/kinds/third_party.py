@@ -6,8 +6,8 @@
   own default" is not an error; the same value written out is).
 - proposals: our strongSwan-like proposal strings taken apart.
 - strongswan.conf, shared by both strongSwan roles.
-- the checks every third-party implementation makes (proposals, key export, fragment
-  size, names and secrets the rendered files can carry) and the log collector.
+- the checks every third-party implementation makes (proposals, key export, NAT-T
+  versions, names and secrets the rendered files can carry) and the log collector.
 
 Rendered files hold secrets in clear (base64 for swanctl): they go to the node only,
 mode 0600, and never to the host's disk (labctl pushes them over SFTP from memory).
@@ -94,11 +94,22 @@ def seconds(value: int) -> str:
     return f"{value}s"
 
 
+# charon's fragment_size is a whole IP datagram; our `ike-fragmentation.size` is the UDP
+# payload of a fragment (as our agent cuts them): IPv4 header + UDP header apart.
+CHARON_FRAGMENT_OVERHEAD = 20 + 8
+
+
 def strongswan_conf(
-    *, keep_alive: int, log_level: str, cisco_unity: bool, responder: bool
+    *,
+    keep_alive: int,
+    log_level: str,
+    cisco_unity: bool,
+    responder: bool,
+    fragment_size: int | None = None,
 ) -> RenderedFile:
     """strongswan.conf: Debian's plugin includes, labctl's logging and NAT-T keepalives,
-    and the ESP choice labctl-swan made at start (kernel or kernel-libipsec)."""
+    the IKE fragment size when the topology gives one, and the ESP choice labctl-swan made
+    at start (kernel or kernel-libipsec)."""
     from .templates import render_template
 
     levels = {"debug": 2, "info": 1, "warning": 0, "error": -1}
@@ -109,6 +120,7 @@ def strongswan_conf(
         log_level=levels[log_level],
         cisco_unity=cisco_unity,
         responder=responder,
+        fragment_size=fragment_size,
     )
     return RenderedFile(STRONGSWAN_CONF, text.encode(), SECRET_MODE)
 
@@ -144,14 +156,12 @@ def refuse_export_keys(ctx: NodeContext, vpn: Any, implementation: str, why: str
         unexpressible(ctx, ("vpn", "debug", "export_keys"), implementation, why)
 
 
-def refuse_fragment_size(ctx: NodeContext, vpn: Any, implementation: str) -> None:
-    if explicit(vpn.ike_fragmentation, "size"):
-        unexpressible(
-            ctx,
-            ("vpn", "ike_fragmentation", "size"),
-            implementation,
-            "charon's fragment size is global and by MTU, not a per-peer setting",
-        )
+def charon_fragment_size(vpn: Any) -> int | None:
+    """`ike-fragmentation.size` as charon's global fragment_size (the node's one setting,
+    as ours is per node), only when the topology wrote it: else charon's own default."""
+    if not explicit(vpn.ike_fragmentation, "size"):
+        return None
+    return int(vpn.ike_fragmentation.size) + CHARON_FRAGMENT_OVERHEAD
 
 
 def refuse_natt_versions(
@@ -230,6 +240,7 @@ def swan_node_config(
                 log_level=vpn.log_level,
                 cisco_unity=cisco_unity,
                 responder=responder,
+                fragment_size=charon_fragment_size(vpn),
             ),
         ),
         ("labctl-swan reload",),

@@ -21,7 +21,6 @@ from ..third_party import (
     log_collector,
     parse_proposal,
     refuse_export_keys,
-    refuse_fragment_size,
     refuse_natt_versions,
     secret_text,
     swan_node_config,
@@ -77,7 +76,6 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             NAME,
             "it is our agent's data path (nftables on the public interface)",
         )
-    refuse_fragment_size(ctx, vpn, NAME)
     refuse_natt_versions(
         ctx,
         vpn.nat_transparency,

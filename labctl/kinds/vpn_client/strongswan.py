@@ -16,7 +16,6 @@ from ..third_party import (
     join,
     log_collector,
     refuse_export_keys,
-    refuse_fragment_size,
     refuse_natt_versions,
     secret_text,
     swan_node_config,
@@ -67,7 +66,6 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         unexpressible(
             ctx, ("vpn", "mtu"), NAME, "kernel-libipsec's ipsec0 MTU is charon's, not per peer"
         )
-    refuse_fragment_size(ctx, vpn, NAME)
     refuse_natt_versions(
         ctx,
         tt,
