@@ -159,9 +159,10 @@ def refuse_export_keys(ctx: NodeContext, vpn: Any, implementation: str, why: str
 def charon_fragment_size(vpn: Any) -> int | None:
     """`ike-fragmentation.size` as charon's global fragment_size (the node's one setting,
     as ours is per node), only when the topology wrote it: else charon's own default."""
-    if not explicit(vpn.ike_fragmentation, "size"):
+    fragmentation = getattr(vpn, "ike_fragmentation", None)  # a vpn-site has none
+    if fragmentation is None or not explicit(fragmentation, "size"):
         return None
-    return int(vpn.ike_fragmentation.size) + CHARON_FRAGMENT_OVERHEAD
+    return int(fragmentation.size) + CHARON_FRAGMENT_OVERHEAD
 
 
 def refuse_natt_versions(
