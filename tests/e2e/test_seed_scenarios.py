@@ -46,7 +46,7 @@ SCENARIOS = {
     "interop-certificates.yaml": {"expect"},  # strongSwan clients: the strongswan image
     "interop-swan-gateway-certs.yaml": {"expect"},  # a strongSwan concentrator
     "nat-t-draft-01.yaml": {"expect"},  # IKE and marked ESP on one UDP 500 flow
-    "interop-ike-fragmentation.yaml": {"expect"},  # IKE fragments with strongSwan, both ways
+    "interop-ike-fragmentation.yaml": {"ike-fragmentation-both-ways"},  # with strongSwan
 }
 
 # file -> the only scenarios CI runs of it (one lab): l2l-and-clients holds every check of
