@@ -3,9 +3,10 @@
 -- 0xFF NAT-keepalive.
 --
 -- Wireshark's ISAKMP dissector owns UDP 500 and has no notion of the marker: marked ESP
--- shows as "Data". Decoded as "nonike", a datagram that starts with 8 zero bytes and has
--- room for an ESP header goes to the ESP dissector (SPI, sequence; decryption tables
--- work), 0xFF is a keepalive, and anything else goes to ISAKMP as before:
+-- is misread as ISAKMP (zero cookies; some frames "malformed"). Decoded as "nonike", a
+-- datagram that starts with 8 zero bytes and has room for an ESP header goes to the ESP
+-- dissector (SPI, sequence; decryption tables work), 0xFF is a keepalive, and anything
+-- else goes to ISAKMP as before:
 --
 --   tshark -X lua_script:tools/wireshark/nonike.lua -d udp.port==500,nonike -r FILE
 
