@@ -99,7 +99,7 @@ def build_initiator_config(
         phase1=phase1,
         phase2=phase2,
         natt=natt,
-        **natt_versions_of(settings.natt_versions),
+        natt_versions=natt_versions_of(settings.natt_versions, InitiatorConfig.natt_versions),
         app_version=settings.app_version,
         hostname=settings.node,
         use_split_networks=True,

@@ -128,7 +128,7 @@ def build_policy(
         ipsec_lifetime=first.ipsec_lifetime if first else 28800,
         ipsec_lifetime_kb=first.ipsec_lifetime_kb if first else None,
         natt_enabled=settings.nat_t,
-        **natt_versions_of(settings.natt_versions),
+        natt_versions=natt_versions_of(settings.natt_versions, ResponderPolicy.natt_versions),
         cisco_udp_port=settings.ipsec_over_udp,
         tcp_port=settings.ipsec_over_tcp,
         app_version=settings.version_string,

@@ -412,10 +412,11 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
     )
 
 
-def natt_versions_of(names: tuple[str, ...] | None) -> dict[str, tuple[NattVersion, ...]]:
-    """The engine config's ``natt_versions`` keyword for the settings' list (none: its
-    default)."""
-    return {} if names is None else {"natt_versions": tuple(NattVersion(n) for n in names)}
+def natt_versions_of(
+    names: tuple[str, ...] | None, default: tuple[NattVersion, ...]
+) -> tuple[NattVersion, ...]:
+    """The engine's ``natt_versions`` for the settings' list (none: the config's default)."""
+    return default if names is None else tuple(NattVersion(n) for n in names)
 
 
 NATT_VERSION_NAMES = ("rfc3947", "draft-03", "draft-02n", "draft-02", "draft-01", "draft-00")
