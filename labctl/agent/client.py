@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Network
 
 from ..esp import DEFAULT_TUNNEL_MTU
@@ -135,6 +136,9 @@ class ClientAgent:
         self.reconnect_timer: Timer | None = None
         self.failures = 0
         self.last_phase1: Phase1Established | None = None
+        # Called once when the state settles (connected, failed, disconnected): how
+        # `vpn connect --wait` learns the outcome without polling.
+        self.state_watchers: list[Callable[[], None]] = []
 
     def _start_timers(self) -> None:
         self.loop.call_every(1.0, self.log.flush)  # summaries of rate-limited lines
@@ -286,6 +290,7 @@ class ClientAgent:
                 self.driver.apply(engine.delete(self.loop.time()))
         self._teardown()
         self.log.info("CM/12", "Connection terminated by the user")
+        self._state_settled()
         return self.status.state
 
     def _failed(self, reason: str) -> None:
@@ -293,7 +298,13 @@ class ClientAgent:
         self.status.state = "failed"
         self.status.last_error = reason
         self.log.warning("CM/13", f"connection failed: {reason}")
+        self._state_settled()
         self._schedule_reconnect()
+
+    def _state_settled(self) -> None:
+        watchers, self.state_watchers = self.state_watchers, []
+        for watcher in watchers:
+            watcher()
 
     def _schedule_reconnect(self) -> None:
         if not (self.want_connected and self.settings.auto_connect):
@@ -417,7 +428,11 @@ class ClientAgent:
             )
         self.tunnels[e.inbound_spi] = name
         if self.keylog:
-            self.keylog.child(e)
+            self.keylog.child(
+                e,
+                local_behind_nat=bool(self.status.local_behind_nat),
+                peer_behind_nat=bool(self.status.remote_behind_nat),
+            )
         self.status.spi_in, self.status.spi_out = (
             f"0x{e.inbound_spi:08x}",
             f"0x{e.outbound_spi:08x}",
@@ -441,6 +456,7 @@ class ClientAgent:
             f"SPI = 0x{e.outbound_spi:08X} INBOUND SPI = 0x{e.inbound_spi:08X})",
         )
         self.log.info("CM/1A", "One secure connection established")
+        self._state_settled()
         if e.rekey_of is not None and e.started_by_peer:
             self.log.info(
                 "IKE/59",

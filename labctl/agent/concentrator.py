@@ -511,7 +511,10 @@ class ConcentratorAgent:
         if e.rekey_of is not None:
             session.children.pop(e.rekey_of, None)
         if self.keylog:
-            self.keylog.child(e)
+            nat = session.established.nat
+            self.keylog.child(
+                e, local_behind_nat=nat.local_behind_nat, peer_behind_nat=nat.remote_behind_nat
+            )
         if session.lan_to_lan is not None:
             self._activate(session)
         who = (

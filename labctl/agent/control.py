@@ -26,6 +26,34 @@ class ControlError(Exception):
     """A request the agent refuses; the message goes back to the caller."""
 
 
+class ServiceError(Exception):
+    """Starting, stopping or checking the agent failed (`vpn service ...`)."""
+
+
+class Deferred:
+    """A reply a handler gives later: `vpn connect --wait` is answered when the state
+    changes instead of being polled (polling cost our client ~50 ms per connect)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[Any], None]] = []
+        self.done = False
+        self.value: Any = None
+
+    def resolve(self, value: Any) -> None:
+        if self.done:
+            return
+        self.done, self.value = True, value
+        for callback in self._callbacks:
+            callback(value)
+        self._callbacks.clear()
+
+    def when_done(self, callback: Callable[[Any], None]) -> None:
+        if self.done:
+            callback(self.value)
+        else:
+            self._callbacks.append(callback)
+
+
 class ControlServer:
     def __init__(self, handlers: dict[str, Handler], path: str = SOCKET_PATH):
         self.handlers = handlers
@@ -39,6 +67,7 @@ class ControlServer:
         self.sock.listen(16)
         self.sock.setblocking(False)
         self._buffers: dict[socket.socket, bytearray] = {}
+        self._waiting: set[socket.socket] = set()  # connections a Deferred will answer
         self._loop: Any = None
 
     def attach(self, loop: Any) -> None:
@@ -73,6 +102,19 @@ class ControlServer:
         self._loop.remove_reader(conn)
         del self._buffers[conn]
         reply = self.dispatch(bytes(buffer).split(b"\n", 1)[0])
+        result = reply.get("result")
+        if isinstance(result, Deferred):
+            self._waiting.add(conn)
+
+            def answer_later(value: Any, conn: socket.socket = conn) -> None:
+                self._answer(conn, {"ok": True, "result": value})
+
+            result.when_done(answer_later)
+            return
+        self._answer(conn, reply)
+
+    def _answer(self, conn: socket.socket, reply: dict[str, Any]) -> None:
+        self._waiting.discard(conn)
         try:
             conn.setblocking(True)
             conn.settimeout(2.0)
@@ -95,9 +137,10 @@ class ControlServer:
             return {"ok": False, "error": str(exc)}
 
     def close(self) -> None:
-        for conn in list(self._buffers):
+        for conn in [*self._buffers, *self._waiting]:
             conn.close()
         self._buffers.clear()
+        self._waiting.clear()
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)

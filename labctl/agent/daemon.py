@@ -15,7 +15,7 @@ from typing import Any
 
 from .client import ClientAgent
 from .concentrator import ConcentratorAgent
-from .control import ControlError, ControlServer
+from .control import ControlError, ControlServer, Deferred
 from .eventlog import EventLog
 from .fleet import FleetAgent, render_rows, render_summary
 from .fleet_settings import FleetSettings
@@ -96,6 +96,7 @@ class Daemon:
         else:
             handlers |= {
                 "status": self._status,
+                "wait-settled": self._wait_settled,
                 "connect": lambda args: {"state": self.agent.connect()},
                 "disconnect": lambda args: {"state": self.agent.disconnect()},
             }
@@ -133,6 +134,23 @@ class Daemon:
     def _status(self, args: dict) -> dict:
         status = self.agent.client_status()
         return {"status": status.to_json(), "text": render_client_status(status, time.time())}
+
+    def _wait_settled(self, args: dict) -> dict | Deferred:
+        """The status once the client is connected, failed or disconnected, or when
+        ``timeout`` seconds have passed (answered at once if it already is)."""
+        if self.agent.status.state != "connecting":
+            return self._status(args)
+        reply = Deferred()
+        timer = self.loop.call_later(
+            float(args.get("timeout", 60.0)), lambda: reply.resolve(self._status(args))
+        )
+
+        def settled() -> None:
+            timer.cancel()
+            reply.resolve(self._status(args))
+
+        self.agent.state_watchers.append(settled)
+        return reply
 
     def _fleet_status(self, args: dict) -> dict:
         rows = self.agent.rows()

@@ -17,6 +17,7 @@ from functools import partial
 from ipaddress import IPv4Address
 
 from .control import ControlError
+from .dataplane import ReceiveBuffers
 from .eventlog import EventLog
 from .fleet_member import FleetMember
 from .fleet_ping import PingRun, chunks, echo_request, parse_echo_reply, percentile
@@ -57,7 +58,10 @@ class FleetAgent:
         run_ip_batch(
             [["addr", "replace", f"{m.address}/32", "dev", settings.interface] for m in members]
         )
-        self.members = [FleetMember(m, settings.member_settings(m), loop, log) for m in members]
+        buffers = ReceiveBuffers()  # one pair for all: members never run at the same time
+        self.members = [
+            FleetMember(m, settings.member_settings(m), loop, log, buffers) for m in members
+        ]
         for member in self.members:
             member.allow_reconnect = settings.reconnect
             member.requeue = self._requeue

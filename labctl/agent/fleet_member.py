@@ -19,7 +19,7 @@ from ..esp import DEFAULT_TUNNEL_MTU
 from ..ike import ChildSaEstablished, ModeConfigReceived, RequestRetransmitted
 from ..ike.constants import NATT_PORT
 from .client import ClientAgent
-from .dataplane import Dataplane
+from .dataplane import Dataplane, ReceiveBuffers
 from .esp_sockets import open_udp
 from .eventlog import EventLog
 from .ikeio import EngineDriver, open_ike_socket
@@ -70,9 +70,15 @@ class MemberLog(EventLog):
 
 class FleetMember(ClientAgent):
     def __init__(
-        self, member: Member, settings: ClientSettings, loop: EventLoop, log: EventLog
+        self,
+        member: Member,
+        settings: ClientSettings,
+        loop: EventLoop,
+        log: EventLog,
+        buffers: ReceiveBuffers | None = None,
     ) -> None:
         self.member = member
+        self.buffers = buffers  # the fleet's one pair (Dataplane: ReceiveBuffers)
         self.address = str(member.address)
         self.connect_started: float | None = None
         self.connect_seconds: float | None = None  # the last connect: start -> child SA up
@@ -101,6 +107,7 @@ class FleetMember(ClientAgent):
             on_event=self._on_dataplane_event,
             keepalive_interval=self.settings.nat_keepalive or 20.0,
             mss_clamp=False,  # only pings: no TCP inside
+            buffers=self.buffers,
         )
         self.driver = EngineDriver(
             self.loop,

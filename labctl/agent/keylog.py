@@ -30,6 +30,11 @@ class KeyLog:
     def phase1(self, event: Phase1Established) -> None:
         self._append(self.ikev1, ikev1_line_for(event))
 
-    def child(self, event: ChildSaEstablished) -> None:
-        for line in esp_sa_lines_for(event):
+    def child(
+        self, event: ChildSaEstablished, *, local_behind_nat: bool, peer_behind_nat: bool
+    ) -> None:
+        lines = esp_sa_lines_for(
+            event, local_behind_nat=local_behind_nat, peer_behind_nat=peer_behind_nat
+        )
+        for line in lines:
             self._append(self.esp, line)

@@ -10,14 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from .control import CONFIG_PATH, SOCKET_PATH, ControlError, request
+from .control import CONFIG_PATH, SOCKET_PATH, ControlError, ServiceError, request
 
 PID_FILE = Path("/run/labctl/vpn-agent.pid")
 LOG_FILE = Path("/var/log/labctl/vpn.log")
-
-
-class ServiceError(Exception):
-    pass
 
 
 def _pid() -> int | None:

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LabctlError
+from ..kinds.third_party import KEYS_LOG
 from ..lifecycle import LabHandle
 from ..naming import bridge_name, fabric_netns, fabric_port_name
 from ..state import collect, shows_for
+from ..state.charon_keys import parse_charon_keys
 from ..topology import Lab
 
 MAX_PACKETS_PER_LINK = 200_000
@@ -203,6 +205,7 @@ class LinkCapture:
 
 KEY_TABLES = ("ikev1_decryption_table", "esp_sa")
 KEY_DIR = "/var/log/labctl/keys"  # where agents write them (labctl/agent/keylog.py)
+CHARON_KEYS_LOG = KEYS_LOG.rsplit("/", 1)[-1]  # a strongSwan node's key dumps, in KEY_DIR
 WIRESHARK_PREFERENCES = (
     "esp.enable_encryption_decode: TRUE\nesp.enable_authentication_check: TRUE\n"
 )
@@ -219,19 +222,30 @@ def key_exporting_nodes(lab: Lab) -> list[str]:
 
 
 def read_key_tables(handle: LabHandle) -> dict[str, str]:
-    """The Wireshark key tables of every key-exporting node, joined (each line once)."""
+    """The Wireshark key tables of every key-exporting node, joined (each line once): the
+    tables our agent writes, and the ones made here from a strongSwan node's key log."""
     tables: dict[str, list[str]] = {name: [] for name in KEY_TABLES}
     for node in key_exporting_nodes(handle.lab):
-        paths = " ".join(f"{KEY_DIR}/{name}" for name in KEY_TABLES)
+        paths = " ".join(f"{KEY_DIR}/{name}" for name in (*KEY_TABLES, CHARON_KEYS_LOG))
         result = handle.session(node).run(
             f'for f in {paths}; do echo "== $f"; cat "$f" 2>/dev/null; done', timeout=20
         )
-        current = None
+        sections: dict[str, list[str]] = {}
+        current: list[str] = []
         for line in result.stdout.splitlines():
             if line.startswith("== "):
-                current = line.rsplit("/", 1)[-1]
-            elif current in tables and line.strip() and line not in tables[current]:
-                tables[current].append(line)
+                current = sections.setdefault(line.rsplit("/", 1)[-1], [])
+            else:
+                current.append(line)
+        charon = parse_charon_keys("\n".join(sections.get(CHARON_KEYS_LOG, [])))
+        found = {
+            "ikev1_decryption_table": sections.get("ikev1_decryption_table", []) + charon.ikev1,
+            "esp_sa": sections.get("esp_sa", []) + charon.esp,
+        }
+        for name, lines in found.items():
+            for line in lines:
+                if line.strip() and line not in tables[name]:
+                    tables[name].append(line)
     return {name: "".join(line + "\n" for line in lines) for name, lines in tables.items()}
 
 

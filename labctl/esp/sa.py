@@ -41,6 +41,7 @@ from labctl.esp.errors import (
     EspSequenceExhausted,
     EspUnknownSpi,
 )
+from labctl.esp.gcrypt_cbc import decryptor_3des
 from labctl.esp.replay import DEFAULT_WINDOW, ReplayWindow
 
 NEXT_HEADER_IPV4 = 4
@@ -146,8 +147,11 @@ class EspSa:
         self._ctx: Any = None
         if self.cipher.factory is not None:
             # Zero initial chain is fine: every packet's IV comes from a fresh random block.
-            cbc = Cipher(self.cipher.factory(enc_key), modes.CBC(bytes(self.cipher.iv_len)))
-            self._ctx = cbc.encryptor() if self.direction is Direction.OUT else cbc.decryptor()
+            if self.direction is Direction.IN and self.cipher.name == "3des-cbc":
+                self._ctx = decryptor_3des(enc_key)  # several blocks at once (gcrypt_cbc)
+            if self._ctx is None:
+                cbc = Cipher(self.cipher.factory(enc_key), modes.CBC(bytes(self.cipher.iv_len)))
+                self._ctx = cbc.encryptor() if self.direction is Direction.OUT else cbc.decryptor()
         self._mac: Any = None
         if self.integrity.digest is not None:
             self._mac = hmac.new(auth_key, digestmod=self.integrity.digest)

@@ -69,9 +69,16 @@ def esp_sa_line(
     return ",".join(_q(f) for f in fields)
 
 
-def esp_sa_lines_for(event: ChildSaEstablished) -> list[str]:
-    """Both directions of a child SA, with the outer (tunnel endpoint) addresses."""
-    local, peer = event.local[0], event.peer[0]
+def esp_sa_lines_for(
+    event: ChildSaEstablished, *, local_behind_nat: bool = False, peer_behind_nat: bool = False
+) -> list[str]:
+    """Both directions of a child SA, with the outer (tunnel endpoint) addresses.
+
+    An end behind NAT has one address on each side of the PAT (private inside, translated
+    outside), so it is written as ``*`` (Wireshark's any address): the lines then match a
+    capture of either link, as the SPI alone tells the SAs apart."""
+    local = "*" if local_behind_nat else event.local[0]
+    peer = "*" if peer_behind_nat else event.peer[0]
     return [
         esp_sa_line(
             peer,

@@ -106,10 +106,12 @@ def strongswan_conf(
     cisco_unity: bool,
     responder: bool,
     fragment_size: int | None = None,
+    export_keys: bool = False,
 ) -> RenderedFile:
     """strongswan.conf: Debian's plugin includes, labctl's logging and NAT-T keepalives,
     the IKE fragment size when the topology gives one, and the ESP choice labctl-swan made
-    at start (kernel or kernel-libipsec)."""
+    at start (kernel or kernel-libipsec). With the lab-only export_keys, a second log file
+    at the levels that dump the keys."""
     from .templates import render_template
 
     levels = {"debug": 2, "info": 1, "warning": 0, "error": -1}
@@ -121,6 +123,8 @@ def strongswan_conf(
         cisco_unity=cisco_unity,
         responder=responder,
         fragment_size=fragment_size,
+        export_keys=export_keys,
+        keys_log=KEYS_LOG,
     )
     return RenderedFile(STRONGSWAN_CONF, text.encode(), SECRET_MODE)
 
@@ -225,6 +229,15 @@ def log_collector(path: str) -> Callable[[Any, str, bool], tuple[Any, str]]:
 
 
 CHARON_LOG = "/var/log/labctl/charon.log"
+# LAB ONLY (vpn.debug.export-keys): charon's key dumps, in the directory our agent writes its
+# Wireshark tables to (checks/artifacts.py reads both). The directory is 0700 and the file
+# 0600 before charon opens it (charon's filelog has no mode of its own).
+KEY_DIR = "/var/log/labctl/keys"
+KEYS_LOG = f"{KEY_DIR}/charon-keys.log"
+PREPARE_KEYS_LOG = (
+    f"umask 077 && mkdir -p {KEY_DIR} && chmod 0700 {KEY_DIR} && touch {KEYS_LOG} "
+    f"&& chmod 0600 {KEYS_LOG}"
+)
 
 
 def swan_node_config(
@@ -232,6 +245,8 @@ def swan_node_config(
 ) -> NodeConfig:
     """A strongSwan node's files -- swanctl.conf (0600: it holds the secrets) and
     strongswan.conf -- and the reload that applies them."""
+    export_keys = bool(vpn.debug.export_keys)
+    prepare = (PREPARE_KEYS_LOG,) if export_keys else ()
     return NodeConfig(
         name,
         (
@@ -242,9 +257,10 @@ def swan_node_config(
                 cisco_unity=cisco_unity,
                 responder=responder,
                 fragment_size=charon_fragment_size(vpn),
+                export_keys=export_keys,
             ),
         ),
-        ("labctl-swan reload",),
+        (*prepare, "labctl-swan reload"),
     )
 
 

@@ -277,6 +277,9 @@ def test_vpn_image_carries_the_node_side_sources(
         "PYTHONPATH=/opt/labctl python3 -c "
         "'import labctl; print(\"version\", labctl.__version__)'; "
         "test -x /usr/local/bin/vpn && echo wrapper-ok; "
+        "PYTHONPATH=/opt/labctl python3 -c "
+        "'from labctl.esp.gcrypt_cbc import decryptor_3des as d; "
+        'print("gcrypt", d(bytes(range(24))))\'; '
         "grep -c 'python3 -m labctl.agent.cli' /usr/local/bin/vpn"
     )
     out = client.containers.run(
@@ -297,6 +300,8 @@ def test_vpn_image_carries_the_node_side_sources(
     assert len(compiled) == len(sources) and all(f.endswith(".pyc") for f in compiled)
     assert "wrapper-ok" in lines and lines[-1] == "1"
     assert any(line.startswith("version ") for line in lines)
+    # Inbound 3DES decrypts with libgcrypt (esp/gcrypt_cbc.py), which the image must carry.
+    assert any(line.startswith("gcrypt <") and "Gcrypt3desCbcDecryptor" in line for line in lines)
     agent_cli = PROJECT_ROOT / "labctl/agent/cli.py"
     if agent_cli.exists():  # the agent may not be written yet; the wrapper must run it
         run = client.containers.run(

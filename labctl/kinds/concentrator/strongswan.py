@@ -20,7 +20,6 @@ from ..third_party import (
     join,
     log_collector,
     parse_proposal,
-    refuse_export_keys,
     refuse_natt_versions,
     secret_text,
     swan_node_config,
@@ -61,7 +60,6 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
         )
     if explicit(vpn, "version_string"):
         unexpressible(ctx, ("vpn", "version_string"), NAME, "charon sends its own vendor IDs")
-    refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
     if vpn.lan_to_lan:
         unexpressible(
             ctx,

@@ -15,7 +15,6 @@ from ..third_party import (
     explicit,
     join,
     log_collector,
-    refuse_export_keys,
     refuse_natt_versions,
     secret_text,
     swan_node_config,
@@ -73,7 +72,6 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         NAME,
         "charon's NAT-T vendor IDs are built in, not a setting",
     )
-    refuse_export_keys(ctx, vpn, NAME, "Debian builds charon without the save-keys plugin")
     check_proposals(
         ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]
     )

@@ -34,13 +34,6 @@ def check(ctx: NodeContext[VpnSiteNode]) -> None:
         unexpressible(
             ctx, ("vpn", "nat_t"), NAME, "charon always negotiates NAT-T when it detects a NAT"
         )
-    if vpn.debug.export_keys:
-        unexpressible(
-            ctx,
-            ("vpn", "debug", "export_keys"),
-            NAME,
-            "Debian builds charon without the save-keys plugin",
-        )
     for field in ("ike_proposals", "ipsec_proposals"):
         for index, text in enumerate(getattr(vpn, field)):
             if parse_proposal(text) is None:

@@ -42,6 +42,7 @@ def agent(monkeypatch: pytest.MonkeyPatch):
     agent.tunnels, agent.routes, agent.host_route = {}, [], None
     agent.connector = agent.stream = None  # IPsec over TCP: no connection in this test
     agent.want_connected, agent.reconnect_timer, agent.failures = True, None, 0
+    agent.state_watchers = []
     connects: list[float] = []
     agent.connect = lambda: connects.append(clock.now)  # the real one opens sockets
     agent.connects, agent.clock = connects, clock

@@ -20,6 +20,7 @@ from labctl.agent.dataplane import (
     InboundSaRetired,
     OutboundSaExhausted,
     PeerEndpointChanged,
+    ReceiveBuffers,
     UnknownSpi,
 )
 from labctl.agent.esp_sockets import open_udp
@@ -175,6 +176,38 @@ def test_ping_both_ways_learns_endpoint_and_counts(loop: EventLoop, make_node) -
     stats = b.dp.stats()["tunnels"]["client1"]
     assert stats["peer"] == {"ip": "127.0.0.1", "port": a.endpoint[1]}
     assert stats["inbound_sas"][0]["packets"] == 10
+
+
+def test_data_planes_on_one_loop_can_share_their_receive_buffers(
+    loop: EventLoop, make_node
+) -> None:
+    """What a fleet does (one pair for every member): both ends read into the same two
+    buffers, and every packet still arrives whole and in order, both ways at once."""
+    shared = ReceiveBuffers()
+    a, b = connect_pair(make_node, buffers=shared)
+    assert a.dp._rx_buf is b.dp._rx_buf is shared.rx
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 0))
+    assert collect(loop, b.tun, 1)  # b learns a's endpoint
+    requests = [
+        icmp_echo(CLIENT_IP, LAN_HOST, seq, bytes([seq]) * (64 + seq * 50)) for seq in range(1, 21)
+    ]
+    replies = [
+        icmp_echo(LAN_HOST, CLIENT_IP, seq, bytes([seq]) * (1300 - seq * 40))
+        for seq in range(1, 21)
+    ]
+    for request, reply in zip(requests, replies, strict=True):
+        a.tun.inject(request)
+        b.tun.inject(reply)
+    got_a: list[bytes] = []
+    got_b: list[bytes] = []
+
+    def both_arrived() -> bool:
+        got_a.extend(a.tun.received())
+        got_b.extend(b.tun.received())
+        return len(got_a) >= 20 and len(got_b) >= 20
+
+    pump(loop, both_arrived)
+    assert got_b == requests and got_a == replies
 
 
 def test_drops_are_counted_and_loop_survives(loop: EventLoop, make_node) -> None:

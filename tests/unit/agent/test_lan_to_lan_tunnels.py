@@ -150,6 +150,7 @@ def site(dataplane: Dataplane, monkeypatch: pytest.MonkeyPatch) -> SiteAgent:
     agent.tunnels, agent.routes = {}, []
     agent.tunnel_serial = iter(range(100))
     agent.failures = 0
+    agent.state_watchers = []
     agent.dataplane = dataplane
     return agent
 

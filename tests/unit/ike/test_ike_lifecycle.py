@@ -272,6 +272,13 @@ def test_wireshark_key_export_lines() -> None:
     assert inbound.startswith('"IPv4","171.69.89.78","172.16.172.50",')
     assert f'"0x{child.inbound_spi:08x}"' in inbound and child.enc_key_in.hex() in inbound
     assert f'"0x{child.outbound_spi:08x}"' in outbound and child.auth_key_out.hex() in outbound
+    # A NATed client has two addresses (inside, translated): its end is Wireshark's "*".
+    inbound, outbound = esp_sa_lines_for(child, peer_behind_nat=True)
+    assert inbound.startswith('"IPv4","*","172.16.172.50",')
+    assert outbound.startswith('"IPv4","172.16.172.50","*",')
+    (client_child,) = lab.events_of("c1", ChildSaEstablished)
+    inbound, _ = esp_sa_lines_for(client_child, local_behind_nat=True)
+    assert inbound.startswith('"IPv4","172.16.172.50","*",')
     assert esp_sa_line("a", "b", 1, "3des-cbc", b"\x01", "hmac-md5-96", b"\x02") == (
         '"IPv4","a","b","0x00000001","TripleDES-CBC [RFC2451]","0x01",'
         '"HMAC-MD5-96 [RFC2403]","0x02"'

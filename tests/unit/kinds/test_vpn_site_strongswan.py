@@ -51,10 +51,19 @@ def test_one_child_per_network_pair() -> None:
     assert "remote_ts = 192.168.3.0/24" in text
 
 
-def test_nat_t_off_and_key_export_cannot_be_expressed() -> None:
-    text = variant(**{"nat-t": False, "debug": {"export-keys": True}})
+def test_nat_t_off_cannot_be_expressed() -> None:
+    text = variant(**{"nat-t": False})
     with pytest.raises(TopologyError) as error:
         load_lab_text(text, SITE)
     messages = [f"{i.field}: {i.message}" for i in error.value.issues]
     assert any("nat" in m and "implementation strongswan cannot express" in m for m in messages)
-    assert any("export" in m and "save-keys" in m for m in messages), messages
+
+
+def test_key_export_renders_the_key_log() -> None:
+    """The site exports its keys like the other strongSwan kinds (their tests:
+    tests/unit/kinds/test_swan_key_export.py)."""
+    lab = load_lab_text(variant(**{"debug": {"export-keys": True}}), SITE)
+    config = render_node(lab, "site")
+    conf = {f.path: f for f in config.files}["/etc/strongswan.conf"].content.decode()
+    assert "path = /var/log/labctl/keys/charon-keys.log" in conf
+    assert config.reload_commands[-1] == "labctl-swan reload"
