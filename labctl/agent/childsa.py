@@ -29,10 +29,7 @@ def esp_pair(event: ChildSaEstablished, now: float) -> tuple[EspSa, EspSa]:
 
 
 def encap_of(event: ChildSaEstablished) -> Encap:
-    """The data-plane socket for the child's encapsulation (both NAT-T numbers: NATT; TCP:
-    the session's connection). A value the engine never sends is a ValueError, and so is
-    NAT-T draft 00/01's ESP on the IKE port, which this data plane does not carry."""
-    encap = Encap(event.encapsulation)
-    if encap is Encap.UDP_NON_IKE:
-        raise ValueError("NAT-T draft 00/01 ESP (non-IKE marker on port 500) is not supported")
-    return encap.transport
+    """The data-plane socket for the child's encapsulation (both NAT-T numbers: NATT; NAT-T
+    drafts 00/01: the IKE socket; TCP: the session's connection). A value the engine never
+    sends is a ValueError."""
+    return Encap(event.encapsulation).transport

@@ -48,7 +48,7 @@ from .kernel_routes import gateway_towards
 from .keylog import KeyLog
 from .loop import EventLoop, Timer
 from .records import ClientStatus
-from .settings import ClientSettings, phase1_proposal, phase2_proposal
+from .settings import ClientSettings, natt_versions_of, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
 from .volume import report_volumes
@@ -100,6 +100,7 @@ def build_initiator_config(
         phase1=phase1,
         phase2=phase2,
         natt=natt,
+        natt_versions=natt_versions_of(settings.natt_versions, InitiatorConfig.natt_versions),
         app_version=settings.app_version,
         hostname=settings.node,
         use_split_networks=True,
@@ -147,10 +148,12 @@ class ClientAgent:
         """The TUN, the data plane and the IKE socket (a fleet member has its own)."""
         self.tun = TunDevice.create("vpn0", mtu=self._tun_mtu())
         cisco_port = self._cisco_port()
+        ike_socket = open_ike_socket("0.0.0.0")
         self.dataplane = Dataplane(
             self.loop,
             self.tun,
             natt_socket=open_udp("0.0.0.0", NATT_PORT),
+            ike_socket=ike_socket,  # NAT-T drafts 00/01 carry ESP on it
             cisco_socket=open_udp("0.0.0.0", cisco_port) if cisco_port else None,
             raw_socket=open_raw_esp(),
             on_ike=self._on_natt_ike,
@@ -160,11 +163,12 @@ class ClientAgent:
         self.driver = EngineDriver(
             self.loop,
             None,
-            open_ike_socket("0.0.0.0"),
+            ike_socket,
             self.dataplane.send_ike,
             self._on_event,
             NATT_PORT,
             send_stream=self._send_stream,
+            divert=self.dataplane.receive_ike_port,
         )
 
     def _note_volume(self) -> None:

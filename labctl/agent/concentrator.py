@@ -54,7 +54,13 @@ from .ikereport import IkeReport
 from .keylog import KeyLog
 from .loop import EventLoop
 from .records import IkeSaRecord, IpsecSaRecord, LanToLanRecord, SessionRecord, SessionSummary
-from .settings import ConcentratorSettings, LanToLan, phase1_proposal, phase2_proposal
+from .settings import (
+    ConcentratorSettings,
+    LanToLan,
+    natt_versions_of,
+    phase1_proposal,
+    phase2_proposal,
+)
 from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
 from .tunnel import Tunnel
@@ -125,6 +131,7 @@ def build_policy(
         ipsec_lifetime=first.ipsec_lifetime if first else 28800,
         ipsec_lifetime_kb=first.ipsec_lifetime_kb if first else None,
         natt_enabled=settings.nat_t,
+        natt_versions=natt_versions_of(settings.natt_versions, ResponderPolicy.natt_versions),
         cisco_udp_port=settings.ipsec_over_udp,
         tcp_port=settings.ipsec_over_tcp,
         app_version=settings.version_string,
@@ -239,10 +246,12 @@ class ConcentratorAgent:
                 self.tun.add_route(str(network))
         self.l2l_routes: set[str] = set()
         self._route_lan_to_lan(settings)
+        ike_socket = open_ike_socket(bind)
         self.dataplane = Dataplane(
             loop,
             self.tun,
             natt_socket=open_udp(bind, NATT_PORT),
+            ike_socket=ike_socket,  # NAT-T drafts 00/01 carry ESP on it
             cisco_socket=open_udp(bind, settings.ipsec_over_udp)
             if settings.ipsec_over_udp
             else None,
@@ -269,11 +278,12 @@ class ConcentratorAgent:
         self.driver = EngineDriver(
             loop,
             self.engine,
-            open_ike_socket(bind),
+            ike_socket,
             self.dataplane.send_ike,
             self._on_event,
             NATT_PORT,
             send_stream=self.tcp.send_ike if self.tcp else None,
+            divert=self.dataplane.receive_ike_port,
         )
         self.sessions: dict[SaHandle, Session] = {}
         self.next_session_id = 1

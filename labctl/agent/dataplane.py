@@ -6,7 +6,9 @@ address on a concentrator) to a tunnel, sealed with the tunnel's outbound SA and
 tunnel's peer endpoint on the socket of its encapsulation.
 
 Inbound: a datagram is demultiplexed (RFC 3948: IKE behind the non-ESP marker goes to the
-agent's callback, NAT-keepalives are counted), the SPI picks the inbound SA and tunnel, the
+agent's callback, NAT-keepalives are counted; NAT-T drafts 00/01: the agent's UDP-500
+reader offers each datagram to ``receive_ike_port``, which keeps ESP behind the 8-byte
+non-IKE marker and keepalives and gives IKE back), the SPI picks the inbound SA and tunnel, the
 SA verifies/decrypts, the inner source must be one of the tunnel's remote networks (RFC
 4301 inbound policy check), and the packet is written to the TUN. An authenticated packet
 that is the newest seen and comes from a new (ip, port) moves the tunnel's peer endpoint
@@ -59,9 +61,11 @@ from labctl.agent.udp_offload import (
 )
 from labctl.esp.encap import (
     NON_ESP_MARKER,
+    NON_IKE_MARKER,
     CiscoUdpFraming,
     Kind,
     NatTraversalFraming,
+    NonIkeFraming,
     RawEspFraming,
 )
 from labctl.esp.errors import EspError, EspSequenceExhausted
@@ -92,11 +96,15 @@ RECV_BUFFER = 65536
 
 
 _write = os.write  # a module global is found faster than os.write on the per-packet path
-_FRAMING: dict[Encap, type[RawEspFraming | NatTraversalFraming | CiscoUdpFraming]] = {
+_FRAMING: dict[
+    Encap, type[RawEspFraming | NatTraversalFraming | NonIkeFraming | CiscoUdpFraming]
+] = {
     Encap.ESP: RawEspFraming,
     Encap.NATT: NatTraversalFraming,
+    Encap.UDP_NON_IKE: NonIkeFraming,
     Encap.CISCO: CiscoUdpFraming,
 }
+_non_ike_demux = NonIkeFraming.demux
 
 
 class ReceiveBuffers:
@@ -130,7 +138,9 @@ class Dataplane:
 
     The UDP-4500 socket is shared with IKE: datagrams behind the non-ESP marker are handed
     (marker stripped) to ``on_ike(payload, source)``, and ``send_ike`` sends with the marker.
-    UDP 500 stays with the agent.
+    UDP 500 stays with the agent, which reads it: given as ``ike_socket``, the data plane
+    sends NAT-T draft 00/01 ESP (marker in front) and keepalives on it, and takes marked ESP
+    from what the agent offers to ``receive_ike_port``.
     """
 
     def __init__(
@@ -139,6 +149,7 @@ class Dataplane:
         tun: PacketDevice,
         *,
         natt_socket: socket.socket | None = None,
+        ike_socket: socket.socket | None = None,
         cisco_socket: socket.socket | None = None,
         raw_socket: socket.socket | None = None,
         on_ike: Callable[[bytes, Endpoint], None] | None = None,
@@ -156,6 +167,7 @@ class Dataplane:
         self._sockets: dict[Encap, socket.socket] = {}
         for encap, sock in (
             (Encap.NATT, natt_socket),
+            (Encap.UDP_NON_IKE, ike_socket),
             (Encap.CISCO, cisco_socket),
             (Encap.ESP, raw_socket),
         ):
@@ -177,6 +189,7 @@ class Dataplane:
         self.keepalives_rx = 0
         self.ike_rx = 0
         self.ike_tx = 0
+        self.non_ike_rx = 0  # marked datagrams (ESP) taken from the IKE port
         buffers = buffers or ReceiveBuffers()
         self._tun_buf, self._tun_view = buffers.tun, buffers.tun_view
         self._rx_buf, self._rx_view = buffers.rx, buffers.rx_view
@@ -194,7 +207,8 @@ class Dataplane:
         }
         loop.add_reader(tun.fd, self._on_tun_readable)
         for encap, sock in self._sockets.items():
-            loop.add_reader(sock, partial(self._on_socket_readable, sock, encap))
+            if encap is not Encap.UDP_NON_IKE:  # the agent's IKE reader offers those
+                loop.add_reader(sock, partial(self._on_socket_readable, sock, encap))
         self._housekeeping = loop.call_every(housekeeping_interval, self._tick)
 
     # ------------------------------------------------------------------ configuration
@@ -459,6 +473,8 @@ class Dataplane:
                 if tunnel.stream is not None:
                     self._send_stream(tunnel, esp, n, now)
                     continue
+                if tunnel.encap is Encap.UDP_NON_IKE:  # drafts 00/01: ESP on the IKE port
+                    esp[0:0] = NON_IKE_MARKER
                 gso = gsos.get(tunnel.encap)
                 if gso is None or not gso.usable:  # one sendto per packet, at once
                     self._send_one(tunnel, esp, n, now)
@@ -601,6 +617,23 @@ class Dataplane:
         ):
             self._move_peer(tunnel, source, report=True)
 
+    def receive_ike_port(self, data: bytes, source: Endpoint) -> bool:
+        """A datagram the agent read on the IKE port (UDP 500). NAT-T drafts 00/01 send ESP
+        there behind the 8-byte zero non-IKE marker, and keepalives: those are the data
+        plane's (True: taken, delivered or counted as a drop); IKE is the caller's (False).
+        A marker with no ESP header behind it is counted ("non_ike_malformed") and dropped."""
+        try:
+            kind, _ = _non_ike_demux(data)
+        except EspError:
+            self._count("non_ike_malformed")
+            return True
+        if kind is Kind.IKE:
+            return False
+        if kind is Kind.ESP:
+            self.non_ike_rx += 1
+        self._on_datagram(memoryview(data), source, _non_ike_demux, False, self._loop.time())
+        return True
+
     def receive_stream_esp(self, esp: bytes, stream: PacketStream) -> None:
         """One ESP packet deframed from ``stream`` (IPsec over TCP)."""
         now = self._loop.time()
@@ -742,6 +775,7 @@ class Dataplane:
             "keepalives_rx": self.keepalives_rx,
             "ike_rx": self.ike_rx,
             "ike_tx": self.ike_tx,
+            "non_ike_rx": self.non_ike_rx,
             "tunnels": {name: t.stats() for name, t in self._tunnels.items()},
         }
 

@@ -1,11 +1,12 @@
 """Between the sans-I/O IKE engine and the node: sockets, the tick timer, event dispatch.
 
-UDP 500 is a socket of its own; IKE on the NAT-T port shares the data plane's UDP-4500
-socket (the data plane strips/adds the non-ESP marker and hands IKE over). IKE of an
-IPsec-over-TCP session rides that session's TCP connection: datagrams the engine marks
-``tcp`` go to ``send_stream`` (tcp_transport frames them), and the agent feeds what a
-connection deframes through ``receive_stream``.
-"""
+UDP 500 is a socket of its own (NAT-T drafts 00/01 put ESP there too, behind an 8-byte zero
+non-IKE marker: each datagram read is first offered to ``divert``, the data plane's
+``receive_ike_port``, which keeps marked ESP and keepalives); IKE on the NAT-T port shares
+the data plane's UDP-4500 socket (the data plane strips/adds the non-ESP marker and hands
+IKE over). IKE of an IPsec-over-TCP session rides that session's TCP connection: datagrams
+the engine marks ``tcp`` go to ``send_stream`` (tcp_transport frames them), and the agent
+feeds what a connection deframes through ``receive_stream``."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class EngineDriver:
         on_event: Callable[[Event], None],
         natt_port: int,
         send_stream: Callable[[bytes, tuple[str, int]], bool] | None = None,
+        divert: Callable[[bytes, tuple[str, int]], bool] | None = None,
     ) -> None:
         self.loop = loop
         self.engine = engine
@@ -53,6 +55,7 @@ class EngineDriver:
         self.send_stream = send_stream
         self.on_event = on_event
         self.natt_port = natt_port
+        self.divert = divert
         self._timer: Timer | None = None
         self._timer_at: float | None = None
         self.send_errors = 0
@@ -67,6 +70,8 @@ class EngineDriver:
             except OSError:
                 self.send_errors += 1
                 return
+            if self.divert is not None and self.divert(data, source):
+                continue  # the data plane's (drafts 00/01: marked ESP, keepalive)
             local = (self.ike_socket.getsockname()[0], IKE_PORT)
             self.apply(self.engine.receive(data, source, local, self.loop.time()))
 

@@ -31,6 +31,7 @@ _PROTOCOL = {
     Encapsulation.TUNNEL: "IPsec",
     Encapsulation.UDP_TUNNEL: "IPsec/NAT-T",
     Encapsulation.UDP_TUNNEL_DRAFT: "IPsec/NAT-T",
+    Encapsulation.UDP_NON_IKE: "IPsec/NAT-T",  # drafts 00/01, on UDP 500
     Encapsulation.CISCO_UDP: "IPsec/UDP",
     Encapsulation.TCP: "IPsec/TCP",
 }

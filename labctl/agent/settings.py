@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..ike.config import Phase1Proposal, Phase2Proposal
 from ..ike.constants import AuthMethod, EspAuth, EspTransform, P1Encryption, P1Hash
+from ..ike.vendor import NattVersion
 from .control import CONFIG_PATH
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class ConcentratorSettings:
     log_level: str
     version_string: str
     export_keys: bool
+    natt_versions: tuple[str, ...] | None = None  # NattVersion values; None: the engine's
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ class ClientSettings:
     log_level: str
     export_keys: bool
     interfaces: dict[str, IPv4Interface]
+    natt_versions: tuple[str, ...] | None = None  # NattVersion values; None: the engine's
 
     @property
     def app_version(self) -> str:
@@ -407,7 +410,32 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         log_level=vpn.text("log_level"),
         version_string=vpn.text("version_string"),
         export_keys=vpn.section("debug").flag("export_keys"),
+        natt_versions=_natt_versions(nat),
     )
+
+
+def natt_versions_of(
+    names: tuple[str, ...] | None, default: tuple[NattVersion, ...]
+) -> tuple[NattVersion, ...]:
+    """The engine's ``natt_versions`` for the settings' list (none: the config's default)."""
+    return default if names is None else tuple(NattVersion(n) for n in names)
+
+
+NATT_VERSION_NAMES = ("rfc3947", "draft-03", "draft-02n", "draft-02", "draft-01", "draft-00")
+
+
+def _natt_versions(section: _Section) -> tuple[str, ...] | None:
+    """`nat_t_versions`: null means the engine's default list (required, as every setting)."""
+    if section.raw("nat_t_versions") is None:
+        return None
+    versions = section.texts("nat_t_versions")
+    for value in versions:
+        if value not in NATT_VERSION_NAMES:
+            raise SettingsError(
+                f"setting {section._name('nat_t_versions')}: {value!r} is not one of "
+                + ", ".join(NATT_VERSION_NAMES)
+            )
+    return versions
 
 
 def _fragmentation(section: _Section) -> int | None:
@@ -446,6 +474,7 @@ def _client(top: _Section) -> ClientSettings:
         log_level=vpn.text("log_level"),
         export_keys=vpn.section("debug").flag("export_keys"),
         interfaces={n: IPv4Interface(a) for n, a in _interfaces(top).items()},
+        natt_versions=_natt_versions(tt),
     )
 
 

@@ -17,10 +17,15 @@ Framing abstraction (chosen so a stream transport can be added without touching 
   we carry it on a real TCP connection and find records by their trailers. See that
   module's docstring for the sources and what differs from Cisco's "not real TCP".
 
-Facts: RFC 3948 §2 (non-ESP marker = 4 zero bytes in front of IKE on port 4500; an ESP SPI
-is never 0; NAT-keepalive = one 0xFF byte), Cisco IPsec-over-UDP (ESP directly in UDP, no
-marker, default port 10000, IKE stays on 500; vpnc sends ``00 00 00 00 FF`` keepalives).
-"""
+Facts: NAT-T drafts 00/01 (draft-ietf-ipsec-udp-encaps-00/01 with draft-ietf-ipsec-nat-t-
+ike-00/01; Linux's UDP_ENCAP_ESPINUDP_NON_IKE, racoon): IKE never floats, ESP rides UDP on
+the IKE port (500) behind an 8-byte zero non-IKE marker -- IKE's initiator cookie is never
+zero, so the marker tells them apart; a NAT-keepalive is one 0xFF byte. Linux takes a
+datagram as marked ESP only when it is longer than marker + ESP header (16 bytes), and hands
+everything else that is not a keepalive to the IKE socket. RFC 3948 §2 (non-ESP marker = 4
+zero bytes in front of IKE on port 4500; an ESP SPI is never 0; NAT-keepalive = one 0xFF
+byte), Cisco IPsec-over-UDP (ESP directly in UDP, no marker, default port 10000, IKE stays
+on 500; vpnc sends ``00 00 00 00 FF`` keepalives)."""
 
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ CISCO_UDP_DEFAULT_PORT = 10000
 IPPROTO_ESP = 50
 
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
+NON_IKE_MARKER = bytes(8)  # NAT-T drafts 00/01: in front of ESP on the IKE port
+ESP_HEADER_LEN = 8  # SPI + sequence number
 NAT_KEEPALIVE = b"\xff"
 CISCO_KEEPALIVE = b"\x00\x00\x00\x00\xff"  # what vpnc sends on the Cisco UDP port
 
@@ -76,6 +83,46 @@ class NatTraversalFraming:
     @staticmethod
     def frame_ike(ike: bytes | bytearray) -> bytes:
         return NON_ESP_MARKER + ike
+
+    @staticmethod
+    def keepalive() -> bytes:
+        return NAT_KEEPALIVE
+
+
+class NonIkeFraming:
+    """NAT-T drafts 00/01: ESP in UDP on the IKE port behind the 8-byte zero non-IKE marker.
+
+    The port is IKE's own: ``demux`` says IKE for anything not marked (the engine judges
+    it), ESP (payload after the marker) for a marked datagram with room for an ESP header,
+    KEEPALIVE for one 0xFF byte; a marker with less than an ESP header behind it is
+    malformed (neither IKE nor ESP can start with 8 zero bytes and be that short)."""
+
+    name = "udp-non-ike"
+    udp = True
+    default_port = IKE_PORT
+    overhead = UDP_HEADER_LEN + len(NON_IKE_MARKER)
+
+    @staticmethod
+    def demux(datagram: bytes | bytearray | memoryview) -> tuple[Kind, int]:
+        n = len(datagram)
+        if n >= 8 and datagram[0:8] == NON_IKE_MARKER:
+            if n >= 8 + ESP_HEADER_LEN:
+                return Kind.ESP, 8
+            raise EspMalformed(
+                f"UDP-500 datagram of {n} bytes has the non-IKE marker but no room for an"
+                f" ESP header ({8 + ESP_HEADER_LEN} bytes at least)"
+            )
+        if n == 1 and datagram[0] == 0xFF:
+            return Kind.KEEPALIVE, 0
+        return Kind.IKE, 0
+
+    @staticmethod
+    def frame_esp(esp: bytes | bytearray) -> bytes | bytearray:
+        return NON_IKE_MARKER + esp
+
+    @staticmethod
+    def frame_ike(ike: bytes | bytearray) -> bytes:
+        return bytes(ike)  # IKE on port 500 carries no marker
 
     @staticmethod
     def keepalive() -> bytes:
@@ -140,13 +187,16 @@ class RawEspFraming:
         raise ValueError("raw ESP has no keepalive (no NAT mapping to hold open)")
 
 
-Framing = NatTraversalFraming | CiscoUdpFraming | RawEspFraming
-FRAMINGS: dict[str, type[NatTraversalFraming] | type[CiscoUdpFraming] | type[RawEspFraming]] = {
-    f.name: f for f in (NatTraversalFraming, CiscoUdpFraming, RawEspFraming)
+Framing = NatTraversalFraming | NonIkeFraming | CiscoUdpFraming | RawEspFraming
+FramingType = (
+    type[NatTraversalFraming] | type[NonIkeFraming] | type[CiscoUdpFraming] | type[RawEspFraming]
+)
+FRAMINGS: dict[str, FramingType] = {
+    f.name: f for f in (NatTraversalFraming, NonIkeFraming, CiscoUdpFraming, RawEspFraming)
 }
 
 
-def framing(name: str) -> type[NatTraversalFraming] | type[CiscoUdpFraming] | type[RawEspFraming]:
+def framing(name: str) -> FramingType:
     try:
         return FRAMINGS[name]
     except KeyError:

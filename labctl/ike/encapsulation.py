@@ -22,7 +22,7 @@ class Encapsulation(StrEnum):
     CISCO_UDP = "cisco-udp"  # Cisco IPsec over UDP on a configured port (1 on the wire)
     TCP = "tcp"  # IPsec over TCP: the session's connection (1 on the wire)
     # NAT-T drafts 00/01: UDP on the IKE port, 8-byte zero non-IKE marker (61443 on the
-    # wire); the engine negotiates it, the agents' data plane does not carry it (yet).
+    # wire); the data plane sends it on the IKE socket and takes it from there.
     UDP_NON_IKE = "udp-non-ike"
     # The data plane's names for the same members (its sockets).
     ESP = "tunnel"
@@ -69,6 +69,7 @@ class Encapsulation(StrEnum):
 _SOCKET_NAMES = {
     Encapsulation.TUNNEL: "esp",  # raw IP protocol 50
     Encapsulation.UDP_TUNNEL: "udp-natt",  # RFC 3948, port 4500
+    Encapsulation.UDP_NON_IKE: "udp-non-ike",  # NAT-T drafts 00/01, on the IKE port (500)
     Encapsulation.CISCO_UDP: "udp-cisco",  # Cisco IPsec over UDP, port 10000 by default
     Encapsulation.TCP: "tcp",  # one connection per tunnel (labctl.agent.tcp_transport)
 }

@@ -15,7 +15,8 @@ fragment_payload.c, Wireshark's ISAKMP dissector):
     data             the next bytes of the whole original message (header included)
 
 Support is announced by the vendor ID MD5("FRAGMENTATION") followed by capability flags
-(0x40000000: main mode, 0x80000000: aggressive mode; Cisco sends c0000000).  Only phase-1
+(racoon's isakmp_frag.h: 0x80000000 for identity protection = main mode, and the same bit
+for aggressive mode; 0x40000000 for base mode; Cisco sends c0000000, charon 80000000).  Only phase-1
 messages are fragmented.  Reassembly is bounded: fragment count, total size, time, and
 the number of messages being reassembled at once.
 """
@@ -34,8 +35,9 @@ FRAGMENT_PAYLOAD = PayloadType.CISCO_FRAGMENT  # 132
 _FRAG_HDR = struct.Struct("!BBHHBB")  # next, reserved, length, fragment ID, number, flags
 FRAG_HEADER_LEN = _FRAG_HDR.size  # 8
 LAST_FRAGMENT = 0x01
-CAP_MAIN_MODE = 0x40000000
-CAP_AGGRESSIVE = 0x80000000
+CAP_MAIN_MODE = 0x80000000  # racoon's VENDORID_FRAG_IDENT
+CAP_AGGRESSIVE = 0x80000000  # VENDORID_FRAG_AGG: the same bit
+CAP_BASE_MODE = 0x40000000  # VENDORID_FRAG_BASE (base mode, which we do not speak)
 PHASE1_EXCHANGES = (ExchangeType.MAIN, ExchangeType.AGGRESSIVE)
 
 # Reassembly limits: a Cisco client's certificate chain is a few kB; nobody needs more.

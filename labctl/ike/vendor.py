@@ -93,7 +93,7 @@ class PeerVendorInfo:
     dpd: bool = False
     unity: bool = False
     fragmentation: bool = False
-    fragmentation_flags: int = 0  # the capability after the VID: 0x40000000 main, 0x80000000 aggr.
+    fragmentation_flags: int = 0  # the capability after the VID: 0x80000000 main and aggr.
     vpn3000: tuple[int, int] | None = None
     cisco_client: bool = False
     heartbeat_notify: bool = False

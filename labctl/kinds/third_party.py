@@ -6,8 +6,8 @@
   own default" is not an error; the same value written out is).
 - proposals: our strongSwan-like proposal strings taken apart.
 - strongswan.conf, shared by both strongSwan roles.
-- the checks every third-party implementation makes (proposals, key export, fragment
-  size, names and secrets the rendered files can carry) and the log collector.
+- the checks every third-party implementation makes (proposals, key export, NAT-T
+  versions, names and secrets the rendered files can carry) and the log collector.
 
 Rendered files hold secrets in clear (base64 for swanctl): they go to the node only,
 mode 0600, and never to the host's disk (labctl pushes them over SFTP from memory).
@@ -94,17 +94,24 @@ def seconds(value: int) -> str:
     return f"{value}s"
 
 
+# charon's fragment_size is a whole IP datagram; our `ike-fragmentation.size` is the UDP
+# payload of a fragment (as our agent cuts them): IPv4 header + UDP header apart.
+CHARON_FRAGMENT_OVERHEAD = 20 + 8
+
+
 def strongswan_conf(
     *,
     keep_alive: int,
     log_level: str,
     cisco_unity: bool,
     responder: bool,
+    fragment_size: int | None = None,
     export_keys: bool = False,
 ) -> RenderedFile:
     """strongswan.conf: Debian's plugin includes, labctl's logging and NAT-T keepalives,
-    and the ESP choice labctl-swan made at start (kernel or kernel-libipsec). With the
-    lab-only export_keys, a second log file at the levels that dump the keys."""
+    the IKE fragment size when the topology gives one, and the ESP choice labctl-swan made
+    at start (kernel or kernel-libipsec). With the lab-only export_keys, a second log file
+    at the levels that dump the keys."""
     from .templates import render_template
 
     levels = {"debug": 2, "info": 1, "warning": 0, "error": -1}
@@ -115,6 +122,7 @@ def strongswan_conf(
         log_level=levels[log_level],
         cisco_unity=cisco_unity,
         responder=responder,
+        fragment_size=fragment_size,
         export_keys=export_keys,
         keys_log=KEYS_LOG,
     )
@@ -152,14 +160,21 @@ def refuse_export_keys(ctx: NodeContext, vpn: Any, implementation: str, why: str
         unexpressible(ctx, ("vpn", "debug", "export_keys"), implementation, why)
 
 
-def refuse_fragment_size(ctx: NodeContext, vpn: Any, implementation: str) -> None:
-    if explicit(vpn.ike_fragmentation, "size"):
-        unexpressible(
-            ctx,
-            ("vpn", "ike_fragmentation", "size"),
-            implementation,
-            "charon's fragment size is global and by MTU, not a per-peer setting",
-        )
+def charon_fragment_size(vpn: Any) -> int | None:
+    """`ike-fragmentation.size` as charon's global fragment_size (the node's one setting,
+    as ours is per node), only when the topology wrote it: else charon's own default."""
+    fragmentation = getattr(vpn, "ike_fragmentation", None)  # a vpn-site has none
+    if fragmentation is None or not explicit(fragmentation, "size"):
+        return None
+    return int(fragmentation.size) + CHARON_FRAGMENT_OVERHEAD
+
+
+def refuse_natt_versions(
+    ctx: NodeContext, section: Any, path: tuple[str, ...], implementation: str, why: str
+) -> None:
+    """`nat-t-versions` is our agent's: a third-party daemon announces its own built-in list."""
+    if section.nat_t_versions is not None:
+        unexpressible(ctx, (*path, "nat_t_versions"), implementation, why)
 
 
 def check_swanctl_names(
@@ -241,6 +256,7 @@ def swan_node_config(
                 log_level=vpn.log_level,
                 cisco_unity=cisco_unity,
                 responder=responder,
+                fragment_size=charon_fragment_size(vpn),
                 export_keys=export_keys,
             ),
         ),

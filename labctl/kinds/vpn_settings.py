@@ -29,6 +29,20 @@ class IkeFragmentation(Strict):
     size: int = Field(576, ge=100, le=65000, description="bytes: longer messages are fragmented")
 
 
+# NAT-T dialects (labctl.ike.vendor.NattVersion values), best first. Drafts 00/01 never float
+# to 4500: IKE and their ESP (behind an 8-byte zero non-IKE marker) share UDP 500.
+NattVersionName = Literal["rfc3947", "draft-03", "draft-02n", "draft-02", "draft-01", "draft-00"]
+NATT_VERSIONS_HELP = (
+    "NAT-T versions to announce/accept, best first (rfc3947, draft-03, draft-02n, draft-02, "
+    "draft-01, draft-00); none: rfc3947 and drafts 03/02n/02. Drafts 00/01 keep IKE and ESP "
+    "on UDP 500 (ESP behind an 8-byte zero non-IKE marker)"
+)
+
+
+def natt_versions_field() -> list[NattVersionName] | None:
+    return Field(None, min_length=1, description=NATT_VERSIONS_HELP)
+
+
 class DebugSettings(Strict):
     export_keys: bool = Field(
         False,

@@ -45,6 +45,8 @@ SCENARIOS = {
     "ike-fragmentation.yaml": {"ike-fragmentation"},
     "interop-certificates.yaml": {"expect"},  # strongSwan clients: the strongswan image
     "interop-swan-gateway-certs.yaml": {"expect"},  # a strongSwan concentrator
+    "nat-t-draft-01.yaml": {"expect"},  # IKE and marked ESP on one UDP 500 flow
+    "interop-ike-fragmentation.yaml": {"ike-fragmentation-both-ways"},  # with strongSwan
 }
 
 # file -> the only scenarios CI runs of it (one lab): l2l-and-clients holds every check of

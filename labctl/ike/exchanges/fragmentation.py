@@ -2,7 +2,8 @@
 :mod:`labctl.ike.fragments`): fragments received are reassembled before the message is
 routed, as if it had come whole; a phase-1 message we send that is longer than the
 configured size goes out as fragments when both ends announced fragmentation for that
-exchange (main mode: capability 0x40000000, aggressive: 0x80000000)."""
+exchange (main and aggressive mode: capability bit 0x80000000, as racoon reads it; charon
+sends exactly that, Cisco c0000000)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def fragment_size(engine: EngineBase) -> int | None:
 
 def peer_takes(sa: IkeSa, exchange: int) -> bool:
     """Did the peer announce fragmentation for this exchange?  (A VID without capability
-    flags: main mode only, as racoon reads it.)"""
+    flags, as Windows peers send it: taken as 0x80000000, main and aggressive mode.)"""
     vendor = sa.peer_vendor
     if not vendor.fragmentation:
         return False

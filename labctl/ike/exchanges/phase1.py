@@ -92,15 +92,28 @@ def natd_of(msg: Message) -> list[NatDPayload]:
     return [p for p in msg.payloads if isinstance(p, NatDPayload)]
 
 
-def check_natd(sa: IkeSa, natds: list[NatDPayload], me: Endpoint, peer: Endpoint):
+def check_natd(
+    sa: IkeSa,
+    natds: list[NatDPayload],
+    me: Endpoint,
+    peer: Endpoint,
+    *,
+    floated: tuple[Endpoint, Endpoint] | None = None,
+):
     """(we are behind NAT, peer is behind NAT) from the peer's NAT-D payloads: the first
-    carries our address as the peer saw it, the others the peer's own addresses."""
+    carries our address as the peer saw it, the others the peer's own addresses.
+
+    ``floated``: the (ours, theirs) endpoints the message actually travelled between, when
+    the peer floated before sending it. A hash over either pair matches: aggressive mode's
+    message 3 comes from 4500, and charon hashes it over the ports it sends from, where
+    vpnc and our initiator hash the port-500 endpoints of messages 1 and 2."""
     if len(natds) < 2:
         return False, False
-    mine = natd_hash(sa.hash_id, sa.icookie, sa.rcookie, me[0], me[1])
-    theirs = natd_hash(sa.hash_id, sa.icookie, sa.rcookie, peer[0], peer[1])
-    local_behind = natds[0].data != mine
-    remote_behind = all(n.data != theirs for n in natds[1:])
+    pairs = [(me, peer)] if floated is None else [(me, peer), floated]
+    mine = {natd_hash(sa.hash_id, sa.icookie, sa.rcookie, *ours) for ours, _ in pairs}
+    theirs = {natd_hash(sa.hash_id, sa.icookie, sa.rcookie, *peers) for _, peers in pairs}
+    local_behind = natds[0].data not in mine
+    remote_behind = all(n.data not in theirs for n in natds[1:])
     return local_behind, remote_behind
 
 
@@ -316,7 +329,7 @@ def responder_established(
         natds = natd_of(msg)
         if natds:
             sa.local_behind_nat, sa.remote_behind_nat = check_natd(
-                sa, natds, sa.first_local, sa.first_remote
+                sa, natds, sa.first_local, sa.first_remote, floated=(rx.local, rx.remote)
             )
     sa.initial_contact = any(
         n.notify_type == NotifyType.INITIAL_CONTACT for n in msg.find(NotifyPayload)

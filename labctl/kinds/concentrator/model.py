@@ -8,7 +8,15 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import IfName, NodeBase, SecretValue, Strict
-from ..vpn_settings import AuthMode, DebugSettings, DpdSettings, IkeFragmentation, Proposal
+from ..vpn_settings import (
+    AuthMode,
+    DebugSettings,
+    DpdSettings,
+    IkeFragmentation,
+    NattVersionName,
+    Proposal,
+    natt_versions_field,
+)
 
 
 class PortToggle(Strict):
@@ -20,6 +28,7 @@ class NatTransparency(Strict):
     """VPN 3000 'NAT Transparency' page; priority is TCP, then NAT-T, then UDP."""
 
     nat_t: bool = Field(False, description="IPsec over NAT-T (off by default, as on a VPN 3000)")
+    nat_t_versions: list[NattVersionName] | None = natt_versions_field()
     ipsec_over_udp: PortToggle = PortToggle()
     ipsec_over_tcp: PortToggle = PortToggle()
 

@@ -21,7 +21,7 @@ from ..third_party import (
     join,
     log_collector,
     parse_proposal,
-    refuse_fragment_size,
+    refuse_natt_versions,
     secret_text,
     swan_node_config,
     swan_sas,
@@ -75,7 +75,13 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             NAME,
             "it is our agent's data path (nftables on the public interface)",
         )
-    refuse_fragment_size(ctx, vpn, NAME)
+    refuse_natt_versions(
+        ctx,
+        vpn.nat_transparency,
+        ("vpn", "nat_transparency"),
+        NAME,
+        "charon's NAT-T vendor IDs are built in, not a setting",
+    )
     groups_with_users = {user.group for user in vpn.users.values()}
     if len(groups_with_users) > 1:
         unexpressible(

@@ -8,7 +8,15 @@ from typing import Literal
 from pydantic import Field
 
 from ...topology.base import NodeBase, SecretValue, Strict
-from ..vpn_settings import AuthMode, DebugSettings, DpdSettings, IkeFragmentation, Proposal
+from ..vpn_settings import (
+    AuthMode,
+    DebugSettings,
+    DpdSettings,
+    IkeFragmentation,
+    NattVersionName,
+    Proposal,
+    natt_versions_field,
+)
 
 
 class TransparentTunneling(Strict):
@@ -20,6 +28,7 @@ class TransparentTunneling(Strict):
         "it, else its IPsec-over-UDP port, else plain ESP; tcp: IPsec over TCP",
     )
     port: int = Field(10000, ge=1, le=65535)
+    nat_t_versions: list[NattVersionName] | None = natt_versions_field()
 
 
 class VpnClientSettings(Strict):

@@ -15,7 +15,7 @@ from ..third_party import (
     explicit,
     join,
     log_collector,
-    refuse_fragment_size,
+    refuse_natt_versions,
     secret_text,
     swan_node_config,
     swan_sas,
@@ -65,7 +65,13 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
         unexpressible(
             ctx, ("vpn", "mtu"), NAME, "kernel-libipsec's ipsec0 MTU is charon's, not per peer"
         )
-    refuse_fragment_size(ctx, vpn, NAME)
+    refuse_natt_versions(
+        ctx,
+        tt,
+        ("vpn", "transparent_tunneling"),
+        NAME,
+        "charon's NAT-T vendor IDs are built in, not a setting",
+    )
     check_proposals(
         ctx, NAME, [(("vpn", f), getattr(vpn, f)) for f in ("ike_proposals", "ipsec_proposals")]
     )

@@ -68,6 +68,12 @@ def check(ctx: NodeContext[VpnClientNode]) -> None:
             ("vpn", "transparent_tunneling", "port"),
             "vpnc learns the IPsec over UDP port from the concentrator",
         )
+    if tt.nat_t_versions is not None:
+        _unexp(
+            ctx,
+            ("vpn", "transparent_tunneling", "nat_t_versions"),
+            "vpnc's NAT-T vendor IDs are built in, not a setting",
+        )
     if vpn.local_lan_access:
         _unexp(ctx, ("vpn", "local_lan_access"), "labctl-vpnc-script routes no local LAN")
     if explicit(vpn, "peer_response_timeout"):

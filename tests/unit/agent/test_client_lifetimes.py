@@ -69,3 +69,31 @@ def test_rekey_late_clients_reaches_the_concentrators_policy() -> None:
         assert isinstance(settings, ConcentratorSettings)
         policy = build_policy(settings)
         assert policy.late_rekey_margin == margin and not policy.initiate_rekeys
+
+
+def test_nat_t_versions_reach_both_engines() -> None:
+    """`nat-t-versions` (null: the engine's default list) through vpn.json to the engines;
+    a value the agent does not know is a settings error naming the setting."""
+    import pytest
+
+    from labctl.agent.concentrator import build_policy
+    from labctl.agent.settings import SettingsError
+    from labctl.ike import InitiatorConfig, NattVersion, ResponderPolicy
+
+    lab = load_lab(ROOT / "topologies" / "nat-t-draft-01.yaml")
+    client = vpn_agent_config(lab, "client1")
+    assert client["vpn"]["transparent_tunneling"]["nat_t_versions"] == ["draft-01"]
+    config = build_initiator_config(parse_settings(client))  # type: ignore[arg-type]
+    assert config.natt_versions == (NattVersion.DRAFT_01,)
+    client["vpn"]["transparent_tunneling"]["nat_t_versions"] = None
+    config = build_initiator_config(parse_settings(client))  # type: ignore[arg-type]
+    assert config.natt_versions == InitiatorConfig.natt_versions
+    gateway = vpn_agent_config(lab, "vpn3000")
+    policy = build_policy(parse_settings(gateway))  # type: ignore[arg-type]
+    assert policy.natt_versions[-2:] == (NattVersion.DRAFT_01, NattVersion.DRAFT_00)
+    gateway["vpn"]["nat_transparency"]["nat_t_versions"] = None
+    policy = build_policy(parse_settings(gateway))  # type: ignore[arg-type]
+    assert policy.natt_versions == ResponderPolicy.natt_versions
+    gateway["vpn"]["nat_transparency"]["nat_t_versions"] = ["draft-99"]
+    with pytest.raises(SettingsError, match="nat_t_versions: 'draft-99' is not one of"):
+        parse_settings(gateway)

@@ -18,6 +18,7 @@ SOCKETS = {
     "udp-tunnel": (Encap.NATT, "udp-natt"),
     "udp-tunnel-draft": (Encap.NATT, "udp-natt"),
     "cisco-udp": (Encap.CISCO, "udp-cisco"),
+    "udp-non-ike": (Encap.UDP_NON_IKE, "udp-non-ike"),
     "tcp": (Encap.TCP, "tcp"),
 }
 
@@ -26,10 +27,7 @@ def _child(encapsulation) -> ChildSaEstablished:
     return SimpleNamespace(encapsulation=encapsulation)  # type: ignore[return-value]
 
 
-CARRIED = [m for m in Encapsulation if m is not Encapsulation.UDP_NON_IKE]
-
-
-@pytest.mark.parametrize("member", CARRIED)
+@pytest.mark.parametrize("member", list(Encapsulation))
 def test_every_engine_encapsulation_has_its_socket(member: Encapsulation) -> None:
     socket, name = SOCKETS[member.value]
     assert encap_of(_child(member)) is socket
@@ -37,11 +35,11 @@ def test_every_engine_encapsulation_has_its_socket(member: Encapsulation) -> Non
     assert Encap(name) is socket  # the data plane's names parse to the same members
 
 
-def test_nat_t_draft_00_01_esp_is_refused_not_plain_esp() -> None:
-    """The engine negotiates drafts 00/01 (ESP on UDP 500 behind a non-IKE marker) only where
-    a policy lists them; the data plane has no socket for it and says so."""
-    with pytest.raises(ValueError, match="draft 00/01"):
-        encap_of(_child(Encapsulation.UDP_NON_IKE))
+def test_nat_t_draft_00_01_esp_rides_the_ike_socket_not_the_natt_one() -> None:
+    """Drafts 00/01 put ESP on UDP 500 behind the non-IKE marker: its own socket (the IKE
+    one), never 4500's and never plain ESP."""
+    assert encap_of(_child(Encapsulation.UDP_NON_IKE)) is Encap.UDP_NON_IKE
+    assert Encap.UDP_NON_IKE.socket_name == "udp-non-ike"
 
 
 @pytest.mark.parametrize("value", ["udp-tunnel-v2", "transport", "", "ESP"])

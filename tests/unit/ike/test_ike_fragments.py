@@ -48,11 +48,13 @@ def _frags(message: bytes, size: int, fid: int = 7):
 def test_the_vendor_id_is_md5_fragmentation_with_ciscos_capability_flags() -> None:
     vid = fragmentation_vid()
     assert vid.hex().upper() == "4048B7D56EBCE88525E7DE7F00D6C2D3C0000000"
-    assert CAP_MAIN_MODE | CAP_AGGRESSIVE == 0xC0000000
+    # racoon's isakmp_frag.h: identity protection (main mode) and aggressive mode share
+    # bit 0x80000000; 0x40000000 is base mode. charon sends 80000000 (interop lab).
+    assert CAP_MAIN_MODE == CAP_AGGRESSIVE == 0x80000000
     info = classify_vendor_ids([vid])
     assert info.fragmentation and info.fragmentation_flags == 0xC0000000
-    main_only = classify_vendor_ids([fragmentation_vid(CAP_MAIN_MODE)])
-    assert main_only.fragmentation_flags == CAP_MAIN_MODE
+    charon = classify_vendor_ids([bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d380000000")])
+    assert charon.fragmentation_flags == CAP_MAIN_MODE
 
 
 def test_a_fragment_on_the_wire() -> None:
@@ -258,3 +260,23 @@ def test_a_lost_fragment_is_recovered_by_the_retransmission() -> None:
     lab.drop = lose_one
     connect(lab, duration=10)
     assert lost and lab.events_of("c1", ChildSaEstablished)
+
+
+@pytest.mark.parametrize(
+    ("flags", "main", "aggressive"),
+    [
+        (0x80000000, True, True),  # charon 5.9: main mode fragments too (the old reading: no)
+        (0xC0000000, True, True),  # Cisco
+        (0x40000000, False, False),  # base mode only
+        (0, True, True),  # no flags (Windows peers): taken as 80000000
+    ],
+)
+def test_which_exchanges_a_peers_capability_flags_allow(flags, main, aggressive) -> None:
+    from types import SimpleNamespace
+
+    from labctl.ike.exchanges.fragmentation import peer_takes
+
+    vid = fragmentation_vid(flags or None)
+    sa = SimpleNamespace(peer_vendor=classify_vendor_ids([vid]))
+    assert peer_takes(sa, ExchangeType.MAIN) is main
+    assert peer_takes(sa, ExchangeType.AGGRESSIVE) is aggressive

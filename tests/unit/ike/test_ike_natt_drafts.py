@@ -1,6 +1,7 @@
 """NAT-T drafts 00 and 01 (old clients): their vendor IDs, negotiated only where listed;
 no float to 4500 (IKE stays on 500), NAT-D as payload 130, quick mode's UDP encapsulation
-61443, and ESP on the IKE port (the engine's "udp-non-ike"; the agents do not carry it)."""
+61443, and ESP on the IKE port (the engine's "udp-non-ike", which the agents' data plane
+carries on their IKE socket: tests/unit/agent/test_nat_t_drafts_dataplane.py)."""
 
 from __future__ import annotations
 
@@ -53,5 +54,4 @@ def test_a_draft_00_01_session_stays_on_port_500(version) -> None:
     assert child.encapsulation == "udp-non-ike" and child.udp_port == 500
     (client_child,) = lab.events_of("c1", ChildSaEstablished)
     assert client_child.encapsulation == "udp-non-ike"
-    with pytest.raises(ValueError, match="draft 00/01"):
-        encap_of(child)  # the agents' data plane refuses it loudly, never plain ESP
+    assert encap_of(child) == "udp-non-ike"  # the agents' IKE socket, never plain ESP

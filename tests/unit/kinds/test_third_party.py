@@ -123,6 +123,23 @@ def test_the_interop_topology_validates_and_picks_implementations() -> None:
             "topology.nodes.swanc.vpn.mtu: implementation strongswan",
         ),
         (
+            {"swanc": {"vpn": {"transparent-tunneling": {"nat-t-versions": ["draft-01"]}}}},
+            "topology.nodes.swanc.vpn.transparent_tunneling.nat_t_versions: implementation "
+            "strongswan cannot express this setting: charon's NAT-T vendor IDs are built in",
+        ),
+        (
+            {"vpncc": {"vpn": {"transparent-tunneling": {"nat-t-versions": ["rfc3947"]}}}},
+            "topology.nodes.vpncc.vpn.transparent_tunneling.nat_t_versions: implementation vpnc",
+        ),
+        (
+            {
+                "swangw": {
+                    "vpn": {"nat-transparency": {"nat-t": True, "nat-t-versions": ["draft-00"]}}
+                }
+            },
+            "topology.nodes.swangw.vpn.nat_transparency.nat_t_versions: implementation strongswan",
+        ),
+        (
             {
                 "swangw": {
                     "vpn": {
@@ -292,3 +309,17 @@ def test_a_strongswan_gateway_offers_vpnc_clients_one_esp_transform() -> None:
     assert "esp_proposals = 3des-md5\n" in for_vpnc
     for_ours = _gateway_swanctl("gateway-starts-rekey.yaml", "gw=strongswan client=ours")
     assert "esp_proposals = 3des-md5,aes128-sha1\n" in for_ours
+
+
+def test_ike_fragmentation_size_is_charons_fragment_size_in_both_roles() -> None:
+    """The same field our agent reads: `size` (our fragments' UDP payload) becomes charon's
+    global fragment_size (a whole IP datagram: + 28); unwritten, charon keeps its own."""
+    frag = {"ike-fragmentation": {"enabled": True, "size": 700}}
+    lab = load_lab_text(edited(swanc={"vpn": frag}, swangw={"vpn": frag}), INTEROP)
+    for node, swanctl in (("swanc", "fragmentation = yes"), ("swangw", "fragmentation = yes")):
+        files = {f.path: f.content.decode() for f in render_node(lab, node).files}
+        assert "\tfragment_size = 728\n" in files["/etc/strongswan.conf"]
+        assert swanctl in files["/etc/swanctl/swanctl.conf"]
+    plain = load_lab_text(INTEROP.read_text(), INTEROP)
+    files = {f.path: f.content.decode() for f in render_node(plain, "swanc").files}
+    assert "fragment_size" not in files["/etc/strongswan.conf"]
