@@ -38,9 +38,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .attributes import Attribute, decode_attributes, encode_attributes
-from .constants import HEADER_LEN, ISAKMP_VERSION, Flag, NotifyType, PayloadType
+from .constants import HEADER_LEN, ISAKMP_VERSION, Flag, NotifyType
 from .errors import IkeDecodeError
 from .payloads import (
+    PAYLOAD_DECODERS,
     AttributePayload,
     CertPayload,
     CertRequestPayload,
@@ -56,7 +57,6 @@ from .payloads import (
     RawPayload,
     SigPayload,
     VendorIdPayload,
-    decode_payload,
 )
 from .sa_payload import Proposal, SaPayload, Transform
 
@@ -93,8 +93,11 @@ __all__ = [  # the payload types live in their family modules; everything is fou
     "encode_chain",
 ]
 
-_HDR = struct.Struct("!8s8sBBBBII")
-_GEN = struct.Struct("!BBH")
+# The fixed layouts, compiled once; the SA layer packs encrypted headers with them too.
+HEADER_STRUCT = _HDR = struct.Struct("!8s8sBBBBII")
+GENERIC_HEADER = _GEN = struct.Struct("!BBH")
+_GEN_PACK = _GEN.pack
+_GEN_UNPACK = _GEN.unpack_from
 
 # ---------------------------------------------------------------------------------------------
 # Payload chains and messages
@@ -102,16 +105,18 @@ _GEN = struct.Struct("!BBH")
 
 def encode_chain(payloads: Iterable[Payload]) -> bytes:
     """Payloads with their generic headers, linked by next-payload fields."""
-    items = list(payloads)
-    out = bytearray()
+    items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    parts: list[bytes] = []
+    append = parts.append
+    last = len(items) - 1
     for i, p in enumerate(items):
         body = p.encode_body()
-        if len(body) + 4 > 0xFFFF:
+        length = len(body) + 4
+        if length > 0xFFFF:
             raise ValueError(f"payload type {p.payload_type} longer than 65535 bytes")
-        nxt = items[i + 1].payload_type if i + 1 < len(items) else 0
-        out += _GEN.pack(nxt, 0, len(body) + 4)
-        out += body
-    return bytes(out)
+        append(_GEN_PACK(items[i + 1].payload_type if i < last else 0, 0, length))
+        append(body)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -127,33 +132,43 @@ def decode_chain(
     first_type: int, data: bytes, *, base_offset: int = 0, allow_trailing: bool = False
 ) -> DecodedChain:
     """Walk a payload chain starting with payload type ``first_type`` at ``data[0]``."""
+    if not isinstance(data, bytes):
+        data = bytes(data)  # payload bodies are slices of it: bytes, never views
     payloads: list[Payload] = []
     spans: list[tuple[int, int]] = []
+    decoders = PAYLOAD_DECODERS
     pos = 0
+    size = len(data)
     ptype = first_type
-    while ptype != PayloadType.NONE:
-        if len(data) - pos < 4:
+    while ptype:  # PayloadType.NONE ends the chain
+        if size - pos < 4:
             raise IkeDecodeError(base_offset + pos, "generic header truncated", payload=ptype)
-        nxt, reserved, length = _GEN.unpack_from(data, pos)
+        nxt, reserved, length = _GEN_UNPACK(data, pos)
         if reserved:
             raise IkeDecodeError(base_offset + pos + 1, "reserved byte not zero", payload=ptype)
         if length < 4:
             raise IkeDecodeError(base_offset + pos + 2, f"length {length}", payload=ptype)
-        if pos + length > len(data):
+        end = pos + length
+        if end > size:
             raise IkeDecodeError(
                 base_offset + pos + 2,
-                f"length {length} runs past the end ({len(data) - pos} bytes left)",
+                f"length {length} runs past the end ({size - pos} bytes left)",
                 payload=ptype,
             )
-        body = bytes(data[pos + 4 : pos + length])
+        body = data[pos + 4 : end]
+        decoder = decoders.get(ptype)
         try:
-            payloads.append(decode_payload(ptype, body, base_offset + pos + 4))
+            payloads.append(
+                decoder(body, base_offset + pos + 4)
+                if decoder is not None
+                else RawPayload(ptype, body)
+            )
         except IkeDecodeError as exc:
             if exc.payload is None:
                 exc.payload = ptype  # which payload the problem is in, for the drop report
             raise
-        spans.append((pos, pos + length))
-        pos += length
+        spans.append((pos, end))
+        pos = end
         ptype = nxt
     if pos != len(data) and not allow_trailing:
         raise IkeDecodeError(base_offset + pos, f"{len(data) - pos} bytes after the last payload")

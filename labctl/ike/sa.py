@@ -21,16 +21,17 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from .codec import (
+    GENERIC_HEADER,
+    HEADER_STRUCT,
     EncryptedMessage,
     HashPayload,
-    Header,
     Message,
     Payload,
     decode_plaintext_body,
     encode_chain,
 )
 from .config import GroupPolicy, LanToLanPolicy, Phase1Proposal, Phase2Proposal
-from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
+from .constants import HEADER_LEN, ISAKMP_VERSION, ExchangeType, Flag, NotifyType, PayloadType
 from .crypto import (
     CbcCipher,
     CipherSpec,
@@ -50,6 +51,8 @@ from .states import ModeCfgState, Phase1State, Role, TransactionKind, XauthState
 from .vendor import NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
+_HDR_PACK = HEADER_STRUCT.pack
+_GEN_PACK = GENERIC_HEADER.pack
 DONE_MSGID_MEMORY = 512
 
 
@@ -338,25 +341,28 @@ class IkeSa:
     ) -> bytes:
         """Build, pad (RFC 2409 section 5.3: zeros, last byte = number of zero bytes,
         always at least one byte) and encrypt a message; advance the IV chain."""
+        first = payloads[0].payload_type if payloads else 0
+        return self._encrypt_chain(exchange, message_id, first, encode_chain(payloads))
+
+    def _encrypt_chain(self, exchange: int, message_id: int, first: int, chain: bytes) -> bytes:
         assert self.keys is not None and self.cipher is not None
-        chain = encode_chain(payloads)
         bs = self.cipher.block_size
         pad = bs - (len(chain) % bs)
-        chain += bytes(pad - 1) + bytes([pad - 1])
+        chain += bytes(pad - 1) + bytes((pad - 1,))
         iv = self._iv_for(exchange, message_id)
         ciphertext = self._cbc().encrypt(iv, chain)
-        first = payloads[0].payload_type if payloads else 0
-        header = Header(
+        header = _HDR_PACK(
             self.icookie,
             self.rcookie,
             first,
+            ISAKMP_VERSION,
             exchange,
             Flag.ENCRYPTION,
             message_id,
             HEADER_LEN + len(ciphertext),
         )
         self._advance(exchange, message_id, ciphertext[-bs:])
-        return header.encode() + ciphertext
+        return header + ciphertext
 
     def _cbc(self) -> CbcCipher:
         """The CBC contexts of the current keys (made once per key)."""
@@ -433,14 +439,11 @@ class IkeSa:
         """Encrypt ``HASH | payloads`` with HASH = prf(SKEYID_a, M-ID | prefix | payloads).
         ``prefix`` is Ni_b for quick-mode HASH(2)."""
         assert self.keys is not None
-        digest = prf(
-            self.hash_id,
-            self.keys.skeyid_a,
-            message_id.to_bytes(4, "big"),
-            prefix,
-            encode_chain(payloads),
-        )
-        return self.encrypt(exchange, message_id, [HashPayload(digest), *payloads])
+        chain = encode_chain(payloads)  # once: hashed, then sent after the HASH payload
+        digest = prf(self.hash_id, self.keys.skeyid_a, message_id.to_bytes(4, "big"), prefix, chain)
+        first = payloads[0].payload_type if payloads else 0
+        hash_payload = _GEN_PACK(first, 0, len(digest) + 4) + digest
+        return self._encrypt_chain(exchange, message_id, PayloadType.HASH, hash_payload + chain)
 
     def check_hash(self, message: Message, *, prefix: bytes = b"", allow_empty: bool = False):
         """Verify HASH(1)/HASH(2)-style protection of a decrypted phase-2 message."""
