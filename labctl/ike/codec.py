@@ -282,10 +282,12 @@ class EncryptedMessage:
     ciphertext: bytes
 
 
-def decode_message(data: bytes) -> Message | EncryptedMessage:
-    """Decode a whole datagram (without any non-ESP marker)."""
+def decode_message(data: bytes, header: Header | None = None) -> Message | EncryptedMessage:
+    """Decode a whole datagram (without any non-ESP marker); ``header``: what
+    :func:`decode_header` already returned for these very bytes (the engine decodes it first)."""
     data = bytes(data)
-    header = decode_header(data)
+    if header is None:
+        header = decode_header(data)
     if header.encrypted:
         return EncryptedMessage(header, data[HEADER_LEN:])
     chain = decode_chain(header.next_payload, data[HEADER_LEN:], base_offset=HEADER_LEN)

@@ -92,7 +92,7 @@ class EngineBase:
         elif rx.data in sa.reply_cache:
             self._answer_again(out, sa, rx.data)
         else:
-            self._dispatch(out, sa, decode_message(rx.data), rx)
+            self._dispatch(out, sa, decode_message(rx.data, rx.header), rx)
 
     def _dispatch(self, out: Collector, sa: IkeSa | None, msg, rx: Inbound) -> IkeSa | None:
         return dispatch(self, out, sa, msg, rx)

@@ -134,7 +134,7 @@ class Responder(EngineBase):
                 reason = "second first-message for a half-open SA"
                 self._drop(out, rx.remote, reason, sa=existing, exchange=rx.header.exchange)
             return
-        msg = decode_message(rx.data)
+        msg = decode_message(rx.data, rx.header)
         if not isinstance(msg, Message):
             raise IkeProtocolError("first message is encrypted", notify=NotifyType.INVALID_FLAGS)
         if msg.message_id != 0:
