@@ -119,7 +119,7 @@ class EngineBase:
     def _schedule(self, sa: IkeSa) -> None:
         if sa.key not in self.sas:
             return
-        deadline = sa.next_deadline()
+        deadline = sa.scheduled = sa.next_deadline()
         if deadline is not None:
             heapq.heappush(self._heap, (deadline, next(self._seq), sa.key))
         if len(self._heap) > 4 * len(self.sas) + 64:
@@ -128,7 +128,7 @@ class EngineBase:
     def _rebuild_heap(self) -> None:
         self._heap = []
         for sa in self.sas.values():
-            d = sa.next_deadline()
+            d = sa.scheduled = sa.next_deadline()
             if d is not None:
                 self._heap.append((d, next(self._seq), sa.key))
         heapq.heapify(self._heap)
@@ -137,7 +137,9 @@ class EngineBase:
         while self._heap:
             deadline, _, key = self._heap[0]
             sa = self.sas.get(key)
-            if sa is not None and sa.next_deadline() == deadline:
+            # the entry is current if it is what the SA was last scheduled for (every change
+            # to an SA's timers is followed by _schedule): no recomputation per message
+            if sa is not None and sa.scheduled == deadline:
                 return deadline
             heapq.heappop(self._heap)
         return None
@@ -157,6 +159,7 @@ class EngineBase:
                 seen.add(key)
                 due.append(sa)
             elif d is not None:
+                sa.scheduled = d
                 heapq.heappush(self._heap, (d, next(self._seq), key))  # keep it scheduled
         for sa in due:
             if sa.key in self.sas:

@@ -240,6 +240,7 @@ class IkeSa:
     dpd_idle: float | None = None
     dpd_retry: float = 5.0
     last_error: str | None = None
+    scheduled: float | None = field(default=None, repr=False)  # the engine's timer heap
 
     def __post_init__(self) -> None:
         self.first_local = self.local
