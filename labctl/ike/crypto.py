@@ -15,7 +15,9 @@ import hashlib
 import hmac as _hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives import constant_time
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -50,14 +52,30 @@ def _hashlib_name(hash_id: int) -> str:
         raise IkeConfigError(f"unsupported hash algorithm {hash_id}") from None
 
 
+# The hash constructors and the one-shot HMAC of the OpenSSL-backed stdlib module, looked up
+# once (``hmac.digest`` is a Python wrapper around this very function; IKE calls it ~40 times
+# per session).
+_CONSTRUCTORS: dict[int, Callable[[bytes], Any]] = {
+    hash_id: getattr(hashlib, name) for hash_id, name in _HASHLIB_NAMES.items()
+}
+try:
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:  # a Python without its OpenSSL module: the stdlib's pure-Python HMAC
+    _hmac_digest = _hmac.digest
+
+
 def digest(hash_id: int, *parts: bytes) -> bytes:
     """Plain hash of the concatenated parts (NAT-D, phase-1 IVs)."""
-    return hashlib.new(_hashlib_name(hash_id), b"".join(parts)).digest()
+    new = _CONSTRUCTORS.get(hash_id)
+    if new is None:
+        _hashlib_name(hash_id)  # raises the configuration error
+    return new(b"".join(parts)).digest()
 
 
 def prf(hash_id: int, key: bytes, *parts: bytes) -> bytes:
     """IKEv1 prf: HMAC with the negotiated hash over the concatenated parts."""
-    return _hmac.digest(key, b"".join(parts), _hashlib_name(hash_id))
+    name = _HASHLIB_NAMES.get(hash_id) or _hashlib_name(hash_id)
+    return _hmac_digest(key, b"".join(parts), name)
 
 
 # ---------------------------------------------------------------------------------------------
