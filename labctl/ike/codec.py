@@ -96,6 +96,7 @@ __all__ = [  # the payload types live in their family modules; everything is fou
 # The fixed layouts, compiled once; the SA layer packs encrypted headers with them too.
 HEADER_STRUCT = _HDR = struct.Struct("!8s8sBBBBII")
 GENERIC_HEADER = _GEN = struct.Struct("!BBH")
+_ENCRYPTION = int(Flag.ENCRYPTION)  # (an enum member read per message is slow on 3.11)
 _GEN_PACK = _GEN.pack
 _GEN_UNPACK = _GEN.unpack_from
 
@@ -188,7 +189,7 @@ class Header:
 
     @property
     def encrypted(self) -> bool:
-        return bool(self.flags & Flag.ENCRYPTION)
+        return bool(self.flags & _ENCRYPTION)
 
     def encode(self) -> bytes:
         return _HDR.pack(

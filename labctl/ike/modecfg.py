@@ -235,14 +235,19 @@ def request_attributes(
 ) -> tuple[Attribute, ...]:
     """A client's REQUEST: empty TLVs for what it wants, plus its version / host name."""
     out: list[Attribute] = []
+    version, ddns, fw_type = (
+        CfgAttr.APPLICATION_VERSION,
+        CfgAttr.UNITY_DDNS_HOSTNAME,
+        CfgAttr.UNITY_FW_TYPE,
+    )  # read once, not per attribute (enum member reads are slow on 3.11)
     for attr in wanted:
-        if attr == CfgAttr.APPLICATION_VERSION:
+        if attr == version:
             if app_version is not None:
                 out.append(Attribute(attr, app_version.encode()))
-        elif attr == CfgAttr.UNITY_DDNS_HOSTNAME:
+        elif attr == ddns:
             if hostname is not None:
                 out.append(Attribute(attr, hostname.encode()))
-        elif attr == CfgAttr.UNITY_FW_TYPE:
+        elif attr == fw_type:
             out.append(Attribute(attr, VPNC_FW_TYPE))
         else:
             out.append(Attribute(attr, b""))

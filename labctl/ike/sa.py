@@ -52,6 +52,23 @@ from .vendor import NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
 _HDR_PACK = HEADER_STRUCT.pack
+# Enum members read on every message, as plain module constants: on Python 3.11 reading a
+# member off its class goes through EnumType.__getattr__'s slow path (~0.2 us each, ~450
+# reads per session).
+_INFORMATIONAL = int(ExchangeType.INFORMATIONAL)
+_ENCRYPTION = int(Flag.ENCRYPTION)
+_HASH = int(PayloadType.HASH)
+_ESTABLISHED = Phase1State.ESTABLISHED
+_SUPPORTED_EXCHANGES = frozenset(
+    int(x)
+    for x in (
+        ExchangeType.AGGRESSIVE,
+        ExchangeType.MAIN,
+        ExchangeType.INFORMATIONAL,
+        ExchangeType.TRANSACTION,
+        ExchangeType.QUICK,
+    )
+)
 _GEN_PACK = GENERIC_HEADER.pack
 DONE_MSGID_MEMORY = 512
 
@@ -284,7 +301,7 @@ class IkeSa:
 
     @property
     def established(self) -> bool:
-        return self.state == Phase1State.ESTABLISHED
+        return self.state is _ESTABLISHED
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -306,7 +323,7 @@ class IkeSa:
                 times.append(t)
         if self.rekey_at is not None and not self.rekey_started:
             times.append(self.rekey_at)
-        if self.state == Phase1State.ESTABLISHED and self.dpd_idle is not None:
+        if self.state is _ESTABLISHED and self.dpd_idle is not None:
             if self.dpd_pending is not None:
                 times.append(self.dpd_sent_at + self.dpd_retry)
             else:
@@ -328,7 +345,7 @@ class IkeSa:
         assert self.keys is not None and self.cipher is not None
         if message_id == 0 and not self._late_informational(exchange):
             return self.p1_iv
-        if exchange == ExchangeType.INFORMATIONAL:
+        if exchange == _INFORMATIONAL:
             # before phase 1 completes (a refusal of message 5): the running phase-1 IV
             base = self.p1_last or self.p1_iv
             return exchange_iv(self.hash_id, base, message_id, self.cipher.block_size)
@@ -358,7 +375,7 @@ class IkeSa:
             first,
             ISAKMP_VERSION,
             exchange,
-            Flag.ENCRYPTION,
+            _ENCRYPTION,
             message_id,
             HEADER_LEN + len(ciphertext),
         )
@@ -376,12 +393,12 @@ class IkeSa:
         """An informational on an established SA is phase 2 even with M-ID 0: Debian's vpnc
         draws its Delete's M-ID as ONE random byte (a uint8_t), so 1 in 256 is 0, and derives
         its IV as for any other M-ID, hash(p1_last | 0)."""
-        return exchange == ExchangeType.INFORMATIONAL and self.established
+        return exchange == _INFORMATIONAL and self.state is _ESTABLISHED
 
     def _advance(self, exchange: int, message_id: int, last_block: bytes) -> None:
         if message_id == 0 and not self._late_informational(exchange):
             self.p1_iv = last_block
-        elif exchange != ExchangeType.INFORMATIONAL:
+        elif exchange != _INFORMATIONAL:
             self.ivs[message_id] = last_block
 
     def decrypt(self, msg: EncryptedMessage) -> tuple[Message, bytes]:
@@ -389,13 +406,7 @@ class IkeSa:
         if self.keys is None or self.cipher is None:
             raise IkeProtocolError("encrypted message before keys exist")
         header = msg.header
-        if header.exchange not in (
-            ExchangeType.AGGRESSIVE,
-            ExchangeType.MAIN,
-            ExchangeType.INFORMATIONAL,
-            ExchangeType.TRANSACTION,
-            ExchangeType.QUICK,
-        ):
+        if header.exchange not in _SUPPORTED_EXCHANGES:
             raise IkeProtocolError(
                 f"unsupported exchange type {header.exchange}",
                 notify=NotifyType.UNSUPPORTED_EXCHANGE_TYPE,
@@ -444,7 +455,7 @@ class IkeSa:
         digest = prf(self.hash_id, self.keys.skeyid_a, message_id.to_bytes(4, "big"), prefix, chain)
         first = payloads[0].payload_type if payloads else 0
         hash_payload = _GEN_PACK(first, 0, len(digest) + 4) + digest
-        return self._encrypt_chain(exchange, message_id, PayloadType.HASH, hash_payload + chain)
+        return self._encrypt_chain(exchange, message_id, _HASH, hash_payload + chain)
 
     def check_hash(self, message: Message, *, prefix: bytes = b"", allow_empty: bool = False):
         """Verify HASH(1)/HASH(2)-style protection of a decrypted phase-2 message."""
