@@ -105,11 +105,20 @@ class ModeConfig:
     fw_type: bytes | None = field(default=None, repr=False)
     unknown: tuple[Attribute, ...] = ()
 
-    def with_address(self, address: str | IPv4Address, netmask: str | None = None) -> ModeConfig:
+    def with_address(
+        self, address: str | IPv4Address, netmask: str | IPv4Address | None = None
+    ) -> ModeConfig:
+        # (an IPv4Address given to IPv4Address() is printed and parsed again: passed through)
         return replace(
             self,
-            address=IPv4Address(address),
-            netmask=IPv4Address(netmask) if netmask else self.netmask,
+            address=address if isinstance(address, IPv4Address) else IPv4Address(address),
+            netmask=(
+                netmask
+                if isinstance(netmask, IPv4Address)
+                else IPv4Address(netmask)
+                if netmask
+                else self.netmask
+            ),
         )
 
     # -- encoding ------------------------------------------------------------------------------

@@ -381,9 +381,12 @@ class Responder(EngineBase):
 def _merge(base: ModeConfig, assigned: ModeConfig) -> ModeConfig:
     """Group settings, overridden by whatever the hook set."""
     changes = {}
-    empty = ModeConfig()
-    for f in fields(ModeConfig):
-        value = getattr(assigned, f.name)
-        if value != getattr(empty, f.name):
-            changes[f.name] = value
+    for name, unset in _MODECFG_UNSET:
+        value = getattr(assigned, name)
+        if value != unset:
+            changes[name] = value
     return replace(base, **changes)
+
+
+# (field name, value when not set) of every Mode-Config field, for _merge (once per session)
+_MODECFG_UNSET = tuple((f.name, getattr(ModeConfig(), f.name)) for f in fields(ModeConfig))
