@@ -58,6 +58,7 @@ from .payloads import (
     SigPayload,
     VendorIdPayload,
 )
+from .records import frozen
 from .sa_payload import Proposal, SaPayload, Transform
 
 __all__ = [  # the payload types live in their family modules; everything is found here
@@ -162,7 +163,7 @@ def decode_chain(
             payloads.append(
                 decoder(body, base_offset + pos + 4)
                 if decoder is not None
-                else RawPayload(ptype, body)
+                else frozen(RawPayload, {"payload_type": ptype, "body": body})
             )
         except IkeDecodeError as exc:
             if exc.payload is None:
@@ -173,7 +174,7 @@ def decode_chain(
         ptype = nxt
     if pos != len(data) and not allow_trailing:
         raise IkeDecodeError(base_offset + pos, f"{len(data) - pos} bytes after the last payload")
-    return DecodedChain(tuple(payloads), tuple(spans), pos)
+    return frozen(DecodedChain, {"payloads": tuple(payloads), "spans": tuple(spans), "end": pos})
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,19 @@ def decode_header(data: bytes) -> Header:
         )
     if icookie == bytes(8):
         raise IkeDecodeError(0, "initiator cookie is zero", notify=NotifyType.INVALID_COOKIE)
-    return Header(icookie, rcookie, nxt, exchange, flags, msgid, length, version)
+    return frozen(
+        Header,
+        {
+            "icookie": icookie,
+            "rcookie": rcookie,
+            "next_payload": nxt,
+            "exchange": exchange,
+            "flags": flags,
+            "message_id": msgid,
+            "length": length,
+            "version": version,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -289,18 +302,30 @@ def decode_message(data: bytes, header: Header | None = None) -> Message | Encry
     data = bytes(data)
     if header is None:
         header = decode_header(data)
-    if header.encrypted:
-        return EncryptedMessage(header, data[HEADER_LEN:])
+    if header.flags & _ENCRYPTION:
+        return frozen(EncryptedMessage, {"header": header, "ciphertext": data[HEADER_LEN:]})
     chain = decode_chain(header.next_payload, data[HEADER_LEN:], base_offset=HEADER_LEN)
-    return Message(
-        header.icookie,
-        header.rcookie,
-        header.exchange,
+    return _message(
+        header,
         chain.payloads,
-        header.flags,
-        header.message_id,
-        spans=tuple((s + HEADER_LEN, e + HEADER_LEN) for s, e in chain.spans),
-        raw=data,
+        tuple((s + HEADER_LEN, e + HEADER_LEN) for s, e in chain.spans),
+        data,
+    )
+
+
+def _message(header: Header, payloads: tuple, spans: tuple, raw: bytes) -> Message:
+    return frozen(
+        Message,
+        {
+            "icookie": header.icookie,
+            "rcookie": header.rcookie,
+            "exchange": header.exchange,
+            "payloads": payloads,
+            "flags": header.flags,
+            "message_id": header.message_id,
+            "spans": spans,
+            "raw": raw,
+        },
     )
 
 
@@ -309,13 +334,4 @@ def decode_plaintext_body(header: Header, plaintext: bytes) -> Message:
     chain = decode_chain(
         header.next_payload, plaintext, base_offset=HEADER_LEN, allow_trailing=True
     )
-    return Message(
-        header.icookie,
-        header.rcookie,
-        header.exchange,
-        chain.payloads,
-        header.flags,
-        header.message_id,
-        spans=chain.spans,
-        raw=plaintext[: chain.end],
-    )
+    return _message(header, chain.payloads, chain.spans, plaintext[: chain.end])

@@ -21,7 +21,11 @@ from .addrs import id_network
 from .attributes import Attribute, decode_attributes, encode_attributes
 from .constants import DOI_IPSEC, IdType, NotifyType, PayloadType
 from .errors import IkeDecodeError
+from .records import frozen
 from .sa_payload import SaPayload
+
+_BBH = struct.Struct("!BBH").unpack_from
+_IBBH = struct.Struct("!IBBH").unpack_from
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class _OpaquePayload:
 
     @classmethod
     def decode(cls, body: bytes, base: int):
-        return cls(body)
+        return frozen(cls, {"data": body})
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,10 @@ class IdPayload:
     def decode(cls, body: bytes, base: int) -> IdPayload:
         if len(body) < 4:
             raise IkeDecodeError(base, f"ID payload body of {len(body)} bytes (< 4)")
-        id_type, protocol, port = struct.unpack_from("!BBH", body, 0)
-        return cls(id_type, body[4:], protocol, port)
+        id_type, protocol, port = _BBH(body, 0)
+        return frozen(
+            cls, {"id_type": id_type, "data": body[4:], "protocol": protocol, "port": port}
+        )
 
     # Constructors for the identities IKEv1 remote access uses.
     @staticmethod
@@ -184,10 +190,19 @@ class NotifyPayload:
     def decode(cls, body: bytes, base: int) -> NotifyPayload:
         if len(body) < 8:
             raise IkeDecodeError(base, f"notify body of {len(body)} bytes (< 8)")
-        doi, protocol, spi_size, ntype = struct.unpack_from("!IBBH", body, 0)
+        doi, protocol, spi_size, ntype = _IBBH(body, 0)
         if 8 + spi_size > len(body):
             raise IkeDecodeError(base + 5, f"notify: SPI size {spi_size} exceeds payload")
-        return cls(ntype, protocol, body[8 : 8 + spi_size], body[8 + spi_size :], doi)
+        return frozen(
+            cls,
+            {
+                "notify_type": ntype,
+                "protocol": protocol,
+                "spi": body[8 : 8 + spi_size],
+                "data": body[8 + spi_size :],
+                "doi": doi,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -248,10 +263,11 @@ class AttributePayload:
     def decode(cls, body: bytes, base: int) -> AttributePayload:
         if len(body) < 4:
             raise IkeDecodeError(base, f"attribute payload body of {len(body)} bytes (< 4)")
-        cfg_type, reserved, ident = struct.unpack_from("!BBH", body, 0)
+        cfg_type, reserved, ident = _BBH(body, 0)
         if reserved:
             raise IkeDecodeError(base + 1, "attribute payload: reserved byte not zero")
-        return cls(cfg_type, ident, decode_attributes(body[4:], base + 4))
+        attributes = decode_attributes(body[4:], base + 4)
+        return frozen(cls, {"cfg_type": cfg_type, "identifier": ident, "attributes": attributes})
 
 
 @dataclass(frozen=True)
@@ -270,7 +286,7 @@ class NatDPayload:
 
     @classmethod
     def decode(cls, body: bytes, base: int, *, draft: bool) -> NatDPayload:
-        return cls(body, draft=draft)
+        return frozen(cls, {"data": body, "draft": draft})
 
 
 @dataclass(frozen=True)
