@@ -33,6 +33,7 @@ from .events import (
 from .exchanges import children, fragmentation, informational, qm_policy, quick_mode, volume
 from .exchanges.phase1 import session_info
 from .fragments import FRAGMENT_PAYLOAD, Reassembler
+from .records import frozen
 from .sa import ChildSa, IkeSa, Retransmit, random_cookie, random_message_id
 from .states import Phase1State, Role
 from .transitions import Inbound, dispatch
@@ -114,7 +115,14 @@ class EngineBase:
     # -- output and timers ---------------------------------------------------------------------
 
     def _finish(self, out: Collector) -> Output:
-        return Output(tuple(out.datagrams), tuple(out.events), self.next_deadline())
+        return frozen(
+            Output,
+            {
+                "datagrams": tuple(out.datagrams),
+                "events": tuple(out.events),
+                "next_deadline": self.next_deadline(),
+            },
+        )
 
     def _schedule(self, sa: IkeSa) -> None:
         if sa.key not in self.sas:
@@ -178,13 +186,16 @@ class EngineBase:
         marker = sa.local[1] == self._natt_port() and not sa.tcp
         for piece in fragmentation.outbound(self, out, sa, data):
             out.datagrams.append(
-                Datagram(
-                    piece,
-                    sa.remote,
-                    sa.local[1],
-                    non_esp_marker=marker,
-                    local_ip=sa.local[0],
-                    tcp=sa.tcp,
+                frozen(
+                    Datagram,
+                    {
+                        "data": piece,
+                        "remote": sa.remote,
+                        "local_port": sa.local[1],
+                        "non_esp_marker": marker,
+                        "local_ip": sa.local[0],
+                        "tcp": sa.tcp,
+                    },
                 )
             )
 
