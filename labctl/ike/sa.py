@@ -258,6 +258,7 @@ class IkeSa:
     dpd_retry: float = 5.0
     last_error: str | None = None
     scheduled: float | None = field(default=None, repr=False)  # the engine's timer heap
+    cached_handle: SaHandle | None = field(default=None, repr=False)  # see handle
 
     def __post_init__(self) -> None:
         self.first_local = self.local
@@ -274,7 +275,12 @@ class IkeSa:
 
     @property
     def handle(self) -> SaHandle:
-        return SaHandle(self.icookie, self.rcookie)
+        # made once per pair of cookies (asked for ~13 times per session; the initiator
+        # learns the responder's cookie from message 2, hence the check)
+        h = self.cached_handle
+        if h is None or h.rcookie is not self.rcookie or h.icookie is not self.icookie:
+            h = self.cached_handle = SaHandle(self.icookie, self.rcookie)
+        return h
 
     @property
     def key(self) -> tuple[bytes, bytes]:
