@@ -17,6 +17,7 @@ and the next offer is considered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .codec import Attribute, Proposal, SaPayload, Transform
 from .config import Phase1Proposal, Phase2Proposal
@@ -57,6 +58,7 @@ def phase1_transform(number: int, p: Phase1Proposal) -> Transform:
     return Transform(number, KEY_IKE, tuple(attrs))
 
 
+@lru_cache(maxsize=64)  # a client's configured proposals: the same SA payload every session
 def phase1_sa(proposals: tuple[Phase1Proposal, ...]) -> SaPayload:
     """One ISAKMP proposal holding one transform per offer, numbered from 1."""
     transforms = tuple(phase1_transform(i + 1, p) for i, p in enumerate(proposals))
@@ -312,10 +314,15 @@ def phase2_sa(proposals: tuple[Phase2Proposal, ...], spi: bytes, encap: int) -> 
     """One single-transform ESP proposal per offer, all with our inbound SPI (like vpnc)."""
     return SaPayload(
         tuple(
-            Proposal(i + 1, ProtocolId.ESP, spi, (esp_transform(1, p, encap),))
+            Proposal(i + 1, ProtocolId.ESP, spi, (_offered_transform(p, encap),))
             for i, p in enumerate(proposals)
         )
     )
+
+
+@lru_cache(maxsize=256)  # the configured offers: the same transforms every quick mode
+def _offered_transform(p: Phase2Proposal, encap: int) -> Transform:
+    return esp_transform(1, p, encap)
 
 
 @dataclass(frozen=True)
