@@ -61,6 +61,7 @@ class Responder(EngineBase):
         self.hooks = hooks
         self._half_open: dict[tuple[bytes, Endpoint], IkeSa] = {}
         self._owner: dict[SaHandle, SessionContext] = {}  # who holds an assigned address
+        self._by_ip: dict[str, list[IkeSa]] = {}  # SAs in self.sas by peer IP (_candidates)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -163,7 +164,12 @@ class Responder(EngineBase):
             self.stats["endpoint_changes"] += 1
 
     def _move_to(self, sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
+        moved = remote[0] != sa.remote[0] and self.sas.get(sa.key) is sa
+        if moved:
+            self._unindex_ip(sa)
         sa.remote, sa.local = remote, local
+        if moved:
+            self._by_ip.setdefault(remote[0], []).append(sa)
         if local[1] == self.policy.natt_port and sa.natt is not None:
             sa.floated = True
 
@@ -235,6 +241,7 @@ class Responder(EngineBase):
         sa.state = state
         sa.deadline_for_msg = rx.now + self.policy.half_open_timeout
         self.sas[sa.key] = sa
+        self._by_ip.setdefault(sa.remote[0], []).append(sa)
         self._half_open[(sa.icookie, rx.remote)] = sa
         sa.remember_reply(rx.data, (reply,))
         self._send(out, sa, reply)
@@ -257,11 +264,27 @@ class Responder(EngineBase):
         if sa.lan_to_lan is not None:
             return [o for o in self.sas.values() if o is not sa]
         ip, user = sa.remote[0], sa.user
+        # By IP from _by_ip, not a scan of every SA (twice per new session: O(n^2) for a
+        # connect storm); the bucket is in the order the SAs joined self.sas (or moved here).
+        sas = self.sas
         return [
             o
-            for o in self.sas.values()
-            if o.user == user and o.remote[0] == ip and o.lan_to_lan is None and o is not sa
+            for o in self._by_ip.get(ip, ())
+            if o.user == user
+            and o.lan_to_lan is None
+            and o is not sa
+            and sas.get(o.key) is o
+            and o.remote[0] == ip
         ]
+
+    def _unindex_ip(self, sa: IkeSa) -> None:
+        """Take ``sa`` out of _by_ip (it leaves self.sas or its IP changes)."""
+        ip = sa.remote[0]
+        bucket = [o for o in self._by_ip.get(ip, ()) if o is not sa]
+        if bucket:
+            self._by_ip[ip] = bucket
+        else:
+            self._by_ip.pop(ip, None)
 
     def _apply_initial_contact(self, out: Collector, sa: IkeSa, now: float) -> None:
         if not sa.initial_contact:
@@ -367,6 +390,7 @@ class Responder(EngineBase):
 
     def _forget(self, sa: IkeSa) -> None:
         self._half_open.pop((sa.icookie, sa.first_remote), None)
+        self._unindex_ip(sa)
 
     def _released(self, out: Collector, sa: IkeSa, successor: IkeSa | None) -> None:
         ctx = self._owner.pop(sa.handle, None)
