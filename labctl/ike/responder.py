@@ -61,7 +61,8 @@ class Responder(EngineBase):
         self.hooks = hooks
         self._half_open: dict[tuple[bytes, Endpoint], IkeSa] = {}
         self._owner: dict[SaHandle, SessionContext] = {}  # who holds an assigned address
-        self._by_ip: dict[str, list[IkeSa]] = {}  # SAs in self.sas by peer IP (_candidates)
+        # SAs in self.sas by (peer IP, XAUTH user), for _candidates
+        self._by_client: dict[tuple[str, str | None], list[IkeSa]] = {}
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -166,12 +167,21 @@ class Responder(EngineBase):
     def _move_to(self, sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
         moved = remote[0] != sa.remote[0] and self.sas.get(sa.key) is sa
         if moved:
-            self._unindex_ip(sa)
+            self._unindex(sa)
         sa.remote, sa.local = remote, local
         if moved:
-            self._by_ip.setdefault(remote[0], []).append(sa)
+            self._index(sa)
         if local[1] == self.policy.natt_port and sa.natt is not None:
             sa.floated = True
+
+    def _set_user(self, sa: IkeSa, user: str | None) -> None:
+        """XAUTH named the SA's user (or none): re-file it in _by_client."""
+        indexed = self.sas.get(sa.key) is sa
+        if indexed:
+            self._unindex(sa)
+        sa.user = user
+        if indexed:
+            self._index(sa)
 
     def _interpret_delete(self, sa: IkeSa, d: DeletePayload, now: float) -> DeletePayload:
         if d.protocol == ProtocolId.ISAKMP and self.policy.vpnc_rekey_delete_quirk:
@@ -241,7 +251,7 @@ class Responder(EngineBase):
         sa.state = state
         sa.deadline_for_msg = rx.now + self.policy.half_open_timeout
         self.sas[sa.key] = sa
-        self._by_ip.setdefault(sa.remote[0], []).append(sa)
+        self._index(sa)
         self._half_open[(sa.icookie, rx.remote)] = sa
         sa.remember_reply(rx.data, (reply,))
         self._send(out, sa, reply)
@@ -264,12 +274,13 @@ class Responder(EngineBase):
         if sa.lan_to_lan is not None:
             return [o for o in self.sas.values() if o is not sa]
         ip, user = sa.remote[0], sa.user
-        # By IP from _by_ip, not a scan of every SA (twice per new session: O(n^2) for a
-        # connect storm); the bucket is in the order the SAs joined self.sas (or moved here).
+        # From _by_client, not a scan of every SA (twice per new session: O(n^2) for a
+        # connect storm, whose clients all come from the PAT's one address); a bucket is in
+        # the order its SAs joined self.sas (or were re-filed), and still checked here.
         sas = self.sas
         return [
             o
-            for o in self._by_ip.get(ip, ())
+            for o in self._by_client.get((ip, user), ())
             if o.user == user
             and o.lan_to_lan is None
             and o is not sa
@@ -277,14 +288,21 @@ class Responder(EngineBase):
             and o.remote[0] == ip
         ]
 
-    def _unindex_ip(self, sa: IkeSa) -> None:
-        """Take ``sa`` out of _by_ip (it leaves self.sas or its IP changes)."""
-        ip = sa.remote[0]
-        bucket = [o for o in self._by_ip.get(ip, ()) if o is not sa]
-        if bucket:
-            self._by_ip[ip] = bucket
+    def _index(self, sa: IkeSa) -> None:
+        self._by_client.setdefault((sa.remote[0], sa.user), []).append(sa)
+
+    def _unindex(self, sa: IkeSa) -> None:
+        """Take ``sa`` out of _by_client (it leaves self.sas, or its IP or user changes)."""
+        key = (sa.remote[0], sa.user)
+        bucket = self._by_client.get(key, [])
+        if not any(o is sa for o in bucket):  # filed under an older IP/user: find it
+            key = next((k for k, b in self._by_client.items() if any(o is sa for o in b)), key)
+            bucket = self._by_client.get(key, [])
+        rest = [o for o in bucket if o is not sa]
+        if rest:
+            self._by_client[key] = rest
         else:
-            self._by_ip.pop(ip, None)
+            self._by_client.pop(key, None)
 
     def _apply_initial_contact(self, out: Collector, sa: IkeSa, now: float) -> None:
         if not sa.initial_contact:
@@ -390,7 +408,7 @@ class Responder(EngineBase):
 
     def _forget(self, sa: IkeSa) -> None:
         self._half_open.pop((sa.icookie, sa.first_remote), None)
-        self._unindex_ip(sa)
+        self._unindex(sa)
 
     def _released(self, out: Collector, sa: IkeSa, successor: IkeSa | None) -> None:
         ctx = self._owner.pop(sa.handle, None)

@@ -366,9 +366,10 @@ def _scan_candidates(resp, sa) -> list:
     ]
 
 
-def test_the_responders_per_ip_index_finds_what_a_scan_of_every_sa_finds() -> None:
-    """Responder._by_ip (INITIAL-CONTACT and phase-1 rekeys look up a client's other SAs
-    there) follows SAs that join, move to another IP and leave, and holds no dead SA."""
+def test_the_responders_client_index_finds_what_a_scan_of_every_sa_finds() -> None:
+    """Responder._by_client (INITIAL-CONTACT and phase-1 rekeys look up a client's other SAs
+    there) follows SAs that join, change user, move to another IP and leave, and holds no
+    dead SA."""
     lab = make_lab()
     for i, user in enumerate(("vpnclient1", "vpnclient2", "vpnclient3"), start=1):
         add_client(lab, f"c{i}", ip=f"10.10.10.{i + 1}", user=user)
@@ -379,13 +380,14 @@ def test_the_responders_per_ip_index_finds_what_a_scan_of_every_sa_finds() -> No
     def check() -> None:
         for sa in resp.sas.values():
             assert resp._candidates(sa) == _scan_candidates(resp, sa)
-        indexed = [o for bucket in resp._by_ip.values() for o in bucket]
+        indexed = [o for bucket in resp._by_client.values() for o in bucket]
         assert sorted(map(id, indexed)) == sorted(map(id, resp.sas.values()))
-        assert all(o.remote[0] == ip for ip, b in resp._by_ip.items() for o in b)
+        assert all((o.remote[0], o.user) == k for k, b in resp._by_client.items() for o in b)
 
     check()
     first, second, third = resp.sas.values()
-    second.user = first.user  # (as a second device of the same user would be)
+    resp._set_user(second, first.user)  # (as a second device of the same user would be)
+    check()
     assert resp._candidates(first) == [second]
     resp._move_to(second, ("198.51.100.7", 4500), second.local)
     check()
