@@ -11,13 +11,14 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from .codec import Attribute
 from .constants import CfgAttr, NotifyType
 from .errors import IkeProtocolError
+from .records import evolve
 
 # vpnc's "firewall type" blob it sends in every request (Cisco Integrated Client).
 VPNC_FW_TYPE = bytes.fromhex("800100018002000180030002")
@@ -109,7 +110,7 @@ class ModeConfig:
         self, address: str | IPv4Address, netmask: str | IPv4Address | None = None
     ) -> ModeConfig:
         # (an IPv4Address given to IPv4Address() is printed and parsed again: passed through)
-        return replace(
+        return evolve(
             self,
             address=address if isinstance(address, IPv4Address) else IPv4Address(address),
             netmask=(

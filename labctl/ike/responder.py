@@ -22,7 +22,7 @@ encapsulation "tcp".
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import fields
 from ipaddress import IPv4Network
 
 from .codec import DeletePayload, IdPayload, Message, VendorIdPayload, decode_message
@@ -44,6 +44,7 @@ from .exchanges import informational, quick_mode
 from .hooks import ResponderHooks, SessionContext
 from .modecfg import ModeConfig
 from .proposals import Phase1Offer
+from .records import evolve
 from .sa import ChildSa, IkeSa, random_cookie
 from .states import XAUTH_UNDER_WAY, ModeCfgState, Phase1State, Role
 from .transitions import Inbound
@@ -373,7 +374,7 @@ class Responder(EngineBase):
         elif self.policy.cisco_udp_port is not None and cisco_udp_requested:
             port = self.policy.cisco_udp_port
             sa.cisco_udp_port = port
-        return replace(sa.mode_config, app_version=self.policy.app_version, udp_encap_port=port)
+        return evolve(sa.mode_config, app_version=self.policy.app_version, udp_encap_port=port)
 
     def _may_reach(self, sa: IkeSa, local_ts: IPv4Network) -> bool:
         """Quick mode: may this session's tunnel lead to ``local_ts``?"""
@@ -427,7 +428,7 @@ def _merge(base: ModeConfig, assigned: ModeConfig) -> ModeConfig:
         value = getattr(assigned, name)
         if value != unset:
             changes[name] = value
-    return replace(base, **changes)
+    return evolve(base, **changes)
 
 
 # (field name, value when not set) of every Mode-Config field, for _merge (once per session)

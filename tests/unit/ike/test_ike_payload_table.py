@@ -88,3 +88,19 @@ def test_the_table_covers_every_payload_type_but_unknown_ones() -> None:
     undecoded = {t for t in PayloadType if t not in PAYLOAD_DECODERS}
     # NONE ends a chain; Cisco's fragments are kept as raw payloads on purpose.
     assert undecoded == {PayloadType.NONE, PayloadType.CISCO_FRAGMENT}
+
+
+def test_evolve_is_dataclasses_replace_for_mode_config() -> None:
+    """records.evolve (ModeConfig copies on the per-session path) makes what replace makes."""
+    from ipaddress import IPv4Address
+
+    from labctl.ike.modecfg import ModeConfig
+    from labctl.ike.records import evolve
+
+    base = ModeConfig(banner="hello", dns=(IPv4Address("10.0.0.53"),), pfs=True)
+    changes = {"app_version": "Cisco Systems VPN Concentrator", "udp_encap_port": 4500}
+    got, want = evolve(base, **changes), dataclasses.replace(base, **changes)
+    assert got == want and vars(got) == vars(want) and hash(got) == hash(want)
+    assert vars(base)["app_version"] is None  # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.banner = "changed"
