@@ -38,9 +38,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .attributes import Attribute, decode_attributes, encode_attributes
-from .constants import HEADER_LEN, ISAKMP_VERSION, Flag, NotifyType, PayloadType
+from .constants import HEADER_LEN, ISAKMP_VERSION, Flag, NotifyType
 from .errors import IkeDecodeError
 from .payloads import (
+    PAYLOAD_DECODERS,
     AttributePayload,
     CertPayload,
     CertRequestPayload,
@@ -56,8 +57,8 @@ from .payloads import (
     RawPayload,
     SigPayload,
     VendorIdPayload,
-    decode_payload,
 )
+from .records import frozen
 from .sa_payload import Proposal, SaPayload, Transform
 
 __all__ = [  # the payload types live in their family modules; everything is found here
@@ -93,8 +94,12 @@ __all__ = [  # the payload types live in their family modules; everything is fou
     "encode_chain",
 ]
 
-_HDR = struct.Struct("!8s8sBBBBII")
-_GEN = struct.Struct("!BBH")
+# The fixed layouts, compiled once; the SA layer packs encrypted headers with them too.
+HEADER_STRUCT = _HDR = struct.Struct("!8s8sBBBBII")
+GENERIC_HEADER = _GEN = struct.Struct("!BBH")
+_ENCRYPTION = int(Flag.ENCRYPTION)  # (an enum member read per message is slow on 3.11)
+_GEN_PACK = _GEN.pack
+_GEN_UNPACK = _GEN.unpack_from
 
 # ---------------------------------------------------------------------------------------------
 # Payload chains and messages
@@ -102,16 +107,18 @@ _GEN = struct.Struct("!BBH")
 
 def encode_chain(payloads: Iterable[Payload]) -> bytes:
     """Payloads with their generic headers, linked by next-payload fields."""
-    items = list(payloads)
-    out = bytearray()
+    items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    parts: list[bytes] = []
+    append = parts.append
+    last = len(items) - 1
     for i, p in enumerate(items):
         body = p.encode_body()
-        if len(body) + 4 > 0xFFFF:
+        length = len(body) + 4
+        if length > 0xFFFF:
             raise ValueError(f"payload type {p.payload_type} longer than 65535 bytes")
-        nxt = items[i + 1].payload_type if i + 1 < len(items) else 0
-        out += _GEN.pack(nxt, 0, len(body) + 4)
-        out += body
-    return bytes(out)
+        append(_GEN_PACK(items[i + 1].payload_type if i < last else 0, 0, length))
+        append(body)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -127,37 +134,47 @@ def decode_chain(
     first_type: int, data: bytes, *, base_offset: int = 0, allow_trailing: bool = False
 ) -> DecodedChain:
     """Walk a payload chain starting with payload type ``first_type`` at ``data[0]``."""
+    if not isinstance(data, bytes):
+        data = bytes(data)  # payload bodies are slices of it: bytes, never views
     payloads: list[Payload] = []
     spans: list[tuple[int, int]] = []
+    decoders = PAYLOAD_DECODERS
     pos = 0
+    size = len(data)
     ptype = first_type
-    while ptype != PayloadType.NONE:
-        if len(data) - pos < 4:
+    while ptype:  # PayloadType.NONE ends the chain
+        if size - pos < 4:
             raise IkeDecodeError(base_offset + pos, "generic header truncated", payload=ptype)
-        nxt, reserved, length = _GEN.unpack_from(data, pos)
+        nxt, reserved, length = _GEN_UNPACK(data, pos)
         if reserved:
             raise IkeDecodeError(base_offset + pos + 1, "reserved byte not zero", payload=ptype)
         if length < 4:
             raise IkeDecodeError(base_offset + pos + 2, f"length {length}", payload=ptype)
-        if pos + length > len(data):
+        end = pos + length
+        if end > size:
             raise IkeDecodeError(
                 base_offset + pos + 2,
-                f"length {length} runs past the end ({len(data) - pos} bytes left)",
+                f"length {length} runs past the end ({size - pos} bytes left)",
                 payload=ptype,
             )
-        body = bytes(data[pos + 4 : pos + length])
+        body = data[pos + 4 : end]
+        decoder = decoders.get(ptype)
         try:
-            payloads.append(decode_payload(ptype, body, base_offset + pos + 4))
+            payloads.append(
+                decoder(body, base_offset + pos + 4)
+                if decoder is not None
+                else frozen(RawPayload, {"payload_type": ptype, "body": body})
+            )
         except IkeDecodeError as exc:
             if exc.payload is None:
                 exc.payload = ptype  # which payload the problem is in, for the drop report
             raise
-        spans.append((pos, pos + length))
-        pos += length
+        spans.append((pos, end))
+        pos = end
         ptype = nxt
     if pos != len(data) and not allow_trailing:
         raise IkeDecodeError(base_offset + pos, f"{len(data) - pos} bytes after the last payload")
-    return DecodedChain(tuple(payloads), tuple(spans), pos)
+    return frozen(DecodedChain, {"payloads": tuple(payloads), "spans": tuple(spans), "end": pos})
 
 
 @dataclass(frozen=True)
@@ -173,7 +190,7 @@ class Header:
 
     @property
     def encrypted(self) -> bool:
-        return bool(self.flags & Flag.ENCRYPTION)
+        return bool(self.flags & _ENCRYPTION)
 
     def encode(self) -> bytes:
         return _HDR.pack(
@@ -213,7 +230,19 @@ def decode_header(data: bytes) -> Header:
         )
     if icookie == bytes(8):
         raise IkeDecodeError(0, "initiator cookie is zero", notify=NotifyType.INVALID_COOKIE)
-    return Header(icookie, rcookie, nxt, exchange, flags, msgid, length, version)
+    return frozen(
+        Header,
+        {
+            "icookie": icookie,
+            "rcookie": rcookie,
+            "next_payload": nxt,
+            "exchange": exchange,
+            "flags": flags,
+            "message_id": msgid,
+            "length": length,
+            "version": version,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -267,22 +296,36 @@ class EncryptedMessage:
     ciphertext: bytes
 
 
-def decode_message(data: bytes) -> Message | EncryptedMessage:
-    """Decode a whole datagram (without any non-ESP marker)."""
+def decode_message(data: bytes, header: Header | None = None) -> Message | EncryptedMessage:
+    """Decode a whole datagram (without any non-ESP marker); ``header``: what
+    :func:`decode_header` already returned for these very bytes (the engine decodes it first)."""
     data = bytes(data)
-    header = decode_header(data)
-    if header.encrypted:
-        return EncryptedMessage(header, data[HEADER_LEN:])
+    if header is None:
+        header = decode_header(data)
+    if header.flags & _ENCRYPTION:
+        return frozen(EncryptedMessage, {"header": header, "ciphertext": data[HEADER_LEN:]})
     chain = decode_chain(header.next_payload, data[HEADER_LEN:], base_offset=HEADER_LEN)
-    return Message(
-        header.icookie,
-        header.rcookie,
-        header.exchange,
+    return _message(
+        header,
         chain.payloads,
-        header.flags,
-        header.message_id,
-        spans=tuple((s + HEADER_LEN, e + HEADER_LEN) for s, e in chain.spans),
-        raw=data,
+        tuple((s + HEADER_LEN, e + HEADER_LEN) for s, e in chain.spans),
+        data,
+    )
+
+
+def _message(header: Header, payloads: tuple, spans: tuple, raw: bytes) -> Message:
+    return frozen(
+        Message,
+        {
+            "icookie": header.icookie,
+            "rcookie": header.rcookie,
+            "exchange": header.exchange,
+            "payloads": payloads,
+            "flags": header.flags,
+            "message_id": header.message_id,
+            "spans": spans,
+            "raw": raw,
+        },
     )
 
 
@@ -291,13 +334,4 @@ def decode_plaintext_body(header: Header, plaintext: bytes) -> Message:
     chain = decode_chain(
         header.next_payload, plaintext, base_offset=HEADER_LEN, allow_trailing=True
     )
-    return Message(
-        header.icookie,
-        header.rcookie,
-        header.exchange,
-        chain.payloads,
-        header.flags,
-        header.message_id,
-        spans=chain.spans,
-        raw=plaintext[: chain.end],
-    )
+    return _message(header, chain.payloads, chain.spans, plaintext[: chain.end])

@@ -33,6 +33,7 @@ from .events import (
 from .exchanges import children, fragmentation, informational, qm_policy, quick_mode, volume
 from .exchanges.phase1 import session_info
 from .fragments import FRAGMENT_PAYLOAD, Reassembler
+from .records import frozen
 from .sa import ChildSa, IkeSa, Retransmit, random_cookie, random_message_id
 from .states import Phase1State, Role
 from .transitions import Inbound, dispatch
@@ -92,7 +93,7 @@ class EngineBase:
         elif rx.data in sa.reply_cache:
             self._answer_again(out, sa, rx.data)
         else:
-            self._dispatch(out, sa, decode_message(rx.data), rx)
+            self._dispatch(out, sa, decode_message(rx.data, rx.header), rx)
 
     def _dispatch(self, out: Collector, sa: IkeSa | None, msg, rx: Inbound) -> IkeSa | None:
         return dispatch(self, out, sa, msg, rx)
@@ -114,12 +115,19 @@ class EngineBase:
     # -- output and timers ---------------------------------------------------------------------
 
     def _finish(self, out: Collector) -> Output:
-        return Output(tuple(out.datagrams), tuple(out.events), self.next_deadline())
+        return frozen(
+            Output,
+            {
+                "datagrams": tuple(out.datagrams),
+                "events": tuple(out.events),
+                "next_deadline": self.next_deadline(),
+            },
+        )
 
     def _schedule(self, sa: IkeSa) -> None:
         if sa.key not in self.sas:
             return
-        deadline = sa.next_deadline()
+        deadline = sa.scheduled = sa.next_deadline()
         if deadline is not None:
             heapq.heappush(self._heap, (deadline, next(self._seq), sa.key))
         if len(self._heap) > 4 * len(self.sas) + 64:
@@ -128,7 +136,7 @@ class EngineBase:
     def _rebuild_heap(self) -> None:
         self._heap = []
         for sa in self.sas.values():
-            d = sa.next_deadline()
+            d = sa.scheduled = sa.next_deadline()
             if d is not None:
                 self._heap.append((d, next(self._seq), sa.key))
         heapq.heapify(self._heap)
@@ -137,7 +145,9 @@ class EngineBase:
         while self._heap:
             deadline, _, key = self._heap[0]
             sa = self.sas.get(key)
-            if sa is not None and sa.next_deadline() == deadline:
+            # the entry is current if it is what the SA was last scheduled for (every change
+            # to an SA's timers is followed by _schedule): no recomputation per message
+            if sa is not None and sa.scheduled == deadline:
                 return deadline
             heapq.heappop(self._heap)
         return None
@@ -157,6 +167,7 @@ class EngineBase:
                 seen.add(key)
                 due.append(sa)
             elif d is not None:
+                sa.scheduled = d
                 heapq.heappush(self._heap, (d, next(self._seq), key))  # keep it scheduled
         for sa in due:
             if sa.key in self.sas:
@@ -175,13 +186,16 @@ class EngineBase:
         marker = sa.local[1] == self._natt_port() and not sa.tcp
         for piece in fragmentation.outbound(self, out, sa, data):
             out.datagrams.append(
-                Datagram(
-                    piece,
-                    sa.remote,
-                    sa.local[1],
-                    non_esp_marker=marker,
-                    local_ip=sa.local[0],
-                    tcp=sa.tcp,
+                frozen(
+                    Datagram,
+                    {
+                        "data": piece,
+                        "remote": sa.remote,
+                        "local_port": sa.local[1],
+                        "non_esp_marker": marker,
+                        "local_ip": sa.local[0],
+                        "tcp": sa.tcp,
+                    },
                 )
             )
 

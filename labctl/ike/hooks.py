@@ -134,7 +134,7 @@ class SimpleHooks:
         addr = self.pool.allocate(ctx.handle)
         if addr is None:
             return None
-        return self.extra.with_address(addr, str(self.pool.netmask))
+        return self.extra.with_address(addr, self.pool.netmask)
 
     def release_address(self, ctx: SessionContext, config: ModeConfig) -> None:
         if config.address is not None:

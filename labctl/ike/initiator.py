@@ -121,7 +121,7 @@ class Initiator(EngineBase):
 
     def _phase1_reply(self, out: Collector, sa: IkeSa, rx: Inbound) -> None:
         """Message 2 (the responder's cookie is new to us), or the gateway's refusal."""
-        msg = decode_message(rx.data)
+        msg = decode_message(rx.data, rx.header)
         if not isinstance(msg, Message):
             raise IkeProtocolError(
                 "phase-1 reply unexpectedly encrypted", notify=NotifyType.INVALID_FLAGS

@@ -10,9 +10,9 @@ payload bodies (generic headers excluded).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
+from .addrs import packed_ip
 from .crypto import CipherSpec, digest, hash_len, prf
 
 
@@ -142,9 +142,7 @@ def keymat(
 
 def natd_hash(hash_id: int, icookie: bytes, rcookie: bytes, ip: str, port: int) -> bytes:
     """NAT-D payload value: HASH(CKY-I | CKY-R | IP | Port), plain negotiated hash."""
-    return digest(
-        hash_id, icookie, rcookie, ipaddress.ip_address(ip).packed, port.to_bytes(2, "big")
-    )
+    return digest(hash_id, icookie, rcookie, packed_ip(ip), port.to_bytes(2, "big"))
 
 
 def prf_len(hash_id: int) -> int:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from .codec import Attribute
 from .constants import CfgAttr, NotifyType
 from .errors import IkeProtocolError
+from .records import evolve
 
 # vpnc's "firewall type" blob it sends in every request (Cisco Integrated Client).
 VPNC_FW_TYPE = bytes.fromhex("800100018002000180030002")
@@ -105,11 +106,20 @@ class ModeConfig:
     fw_type: bytes | None = field(default=None, repr=False)
     unknown: tuple[Attribute, ...] = ()
 
-    def with_address(self, address: str | IPv4Address, netmask: str | None = None) -> ModeConfig:
-        return replace(
+    def with_address(
+        self, address: str | IPv4Address, netmask: str | IPv4Address | None = None
+    ) -> ModeConfig:
+        # (an IPv4Address given to IPv4Address() is printed and parsed again: passed through)
+        return evolve(
             self,
-            address=IPv4Address(address),
-            netmask=IPv4Address(netmask) if netmask else self.netmask,
+            address=address if isinstance(address, IPv4Address) else IPv4Address(address),
+            netmask=(
+                netmask
+                if isinstance(netmask, IPv4Address)
+                else IPv4Address(netmask)
+                if netmask
+                else self.netmask
+            ),
         )
 
     # -- encoding ------------------------------------------------------------------------------
@@ -235,14 +245,19 @@ def request_attributes(
 ) -> tuple[Attribute, ...]:
     """A client's REQUEST: empty TLVs for what it wants, plus its version / host name."""
     out: list[Attribute] = []
+    version, ddns, fw_type = (
+        CfgAttr.APPLICATION_VERSION,
+        CfgAttr.UNITY_DDNS_HOSTNAME,
+        CfgAttr.UNITY_FW_TYPE,
+    )  # read once, not per attribute (enum member reads are slow on 3.11)
     for attr in wanted:
-        if attr == CfgAttr.APPLICATION_VERSION:
+        if attr == version:
             if app_version is not None:
                 out.append(Attribute(attr, app_version.encode()))
-        elif attr == CfgAttr.UNITY_DDNS_HOSTNAME:
+        elif attr == ddns:
             if hostname is not None:
                 out.append(Attribute(attr, hostname.encode()))
-        elif attr == CfgAttr.UNITY_FW_TYPE:
+        elif attr == fw_type:
             out.append(Attribute(attr, VPNC_FW_TYPE))
         else:
             out.append(Attribute(attr, b""))

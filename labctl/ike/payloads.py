@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar, Union
 
+from .addrs import id_network
 from .attributes import Attribute, decode_attributes, encode_attributes
 from .constants import DOI_IPSEC, IdType, NotifyType, PayloadType
 from .errors import IkeDecodeError
+from .records import frozen
 from .sa_payload import SaPayload
+
+_BBH = struct.Struct("!BBH").unpack_from
+_IBBH = struct.Struct("!IBBH").unpack_from
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class _OpaquePayload:
 
     @classmethod
     def decode(cls, body: bytes, base: int):
-        return cls(body)
+        return frozen(cls, {"data": body})
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,10 @@ class IdPayload:
     def decode(cls, body: bytes, base: int) -> IdPayload:
         if len(body) < 4:
             raise IkeDecodeError(base, f"ID payload body of {len(body)} bytes (< 4)")
-        id_type, protocol, port = struct.unpack_from("!BBH", body, 0)
-        return cls(id_type, body[4:], protocol, port)
+        id_type, protocol, port = _BBH(body, 0)
+        return frozen(
+            cls, {"id_type": id_type, "data": body[4:], "protocol": protocol, "port": port}
+        )
 
     # Constructors for the identities IKEv1 remote access uses.
     @staticmethod
@@ -149,25 +156,7 @@ class IdPayload:
 
     def as_network(self) -> ipaddress.IPv4Network | None:
         """IPv4 address / subnet / range identities as a network (ranges must be a CIDR)."""
-        try:
-            # (integer, prefix) tuples: parsing "a.b.c.d/m.m.m.m" text was ~1/10 of a session
-            if self.id_type == IdType.IPV4_ADDR and len(self.data) == 4:
-                return ipaddress.IPv4Network((int.from_bytes(self.data, "big"), 32))
-            if self.id_type == IdType.IPV4_ADDR_SUBNET and len(self.data) == 8:
-                hosts = ~int.from_bytes(self.data[4:], "big") & 0xFFFFFFFF
-                if hosts & (hosts + 1):
-                    raise ValueError("netmask is not contiguous")
-                prefix = 32 - hosts.bit_length()
-                addr = int.from_bytes(self.data[:4], "big")
-                return ipaddress.IPv4Network((addr, prefix), strict=False)
-            if self.id_type == IdType.IPV4_ADDR_RANGE and len(self.data) == 8:
-                first = ipaddress.IPv4Address(self.data[:4])
-                last = ipaddress.IPv4Address(self.data[4:])
-                nets = list(ipaddress.summarize_address_range(first, last))
-                return nets[0] if len(nets) == 1 else None
-        except ValueError:
-            return None
-        return None
+        return id_network(self.id_type, self.data)
 
     def describe(self) -> str:
         name = self.as_name()
@@ -201,10 +190,19 @@ class NotifyPayload:
     def decode(cls, body: bytes, base: int) -> NotifyPayload:
         if len(body) < 8:
             raise IkeDecodeError(base, f"notify body of {len(body)} bytes (< 8)")
-        doi, protocol, spi_size, ntype = struct.unpack_from("!IBBH", body, 0)
+        doi, protocol, spi_size, ntype = _IBBH(body, 0)
         if 8 + spi_size > len(body):
             raise IkeDecodeError(base + 5, f"notify: SPI size {spi_size} exceeds payload")
-        return cls(ntype, protocol, body[8 : 8 + spi_size], body[8 + spi_size :], doi)
+        return frozen(
+            cls,
+            {
+                "notify_type": ntype,
+                "protocol": protocol,
+                "spi": body[8 : 8 + spi_size],
+                "data": body[8 + spi_size :],
+                "doi": doi,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -265,10 +263,11 @@ class AttributePayload:
     def decode(cls, body: bytes, base: int) -> AttributePayload:
         if len(body) < 4:
             raise IkeDecodeError(base, f"attribute payload body of {len(body)} bytes (< 4)")
-        cfg_type, reserved, ident = struct.unpack_from("!BBH", body, 0)
+        cfg_type, reserved, ident = _BBH(body, 0)
         if reserved:
             raise IkeDecodeError(base + 1, "attribute payload: reserved byte not zero")
-        return cls(cfg_type, ident, decode_attributes(body[4:], base + 4))
+        attributes = decode_attributes(body[4:], base + 4)
+        return frozen(cls, {"cfg_type": cfg_type, "identifier": ident, "attributes": attributes})
 
 
 @dataclass(frozen=True)
@@ -287,7 +286,7 @@ class NatDPayload:
 
     @classmethod
     def decode(cls, body: bytes, base: int, *, draft: bool) -> NatDPayload:
-        return cls(body, draft=draft)
+        return frozen(cls, {"data": body, "draft": draft})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ and the next offer is considered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .codec import Attribute, Proposal, SaPayload, Transform
 from .config import Phase1Proposal, Phase2Proposal
@@ -57,6 +58,7 @@ def phase1_transform(number: int, p: Phase1Proposal) -> Transform:
     return Transform(number, KEY_IKE, tuple(attrs))
 
 
+@lru_cache(maxsize=64)  # a client's configured proposals: the same SA payload every session
 def phase1_sa(proposals: tuple[Phase1Proposal, ...]) -> SaPayload:
     """One ISAKMP proposal holding one transform per offer, numbered from 1."""
     transforms = tuple(phase1_transform(i + 1, p) for i, p in enumerate(proposals))
@@ -174,15 +176,10 @@ _LIFETIME_ATTRS = {
     "phase-1": (P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION),
     "ESP": (P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION),
 }
-
-
-def parse_phase1_transform(t: Transform) -> Phase1Offer:
-    if t.transform_id != KEY_IKE:
-        raise IkeProtocolError(
-            f"phase-1 transform ID {t.transform_id} is not KEY_IKE",
-            notify=NotifyType.INVALID_TRANSFORM_ID,
-        )
-    known = {
+# The attribute sets transforms are read against, built once (reading enum members off their
+# class is slow on Python 3.11, and these ran ~70 times per session).
+_P1_KNOWN = frozenset(
+    {
         P1Attr.ENCRYPTION,
         P1Attr.HASH,
         P1Attr.AUTH_METHOD,
@@ -191,14 +188,37 @@ def parse_phase1_transform(t: Transform) -> Phase1Offer:
         P1Attr.LIFE_DURATION,
         P1Attr.KEY_LENGTH,
     }
-    values = _single_values(t, known, "phase-1")
-    for needed in (P1Attr.ENCRYPTION, P1Attr.HASH, P1Attr.AUTH_METHOD, P1Attr.GROUP):
+)
+_P1_NEEDED = (P1Attr.ENCRYPTION, P1Attr.HASH, P1Attr.AUTH_METHOD, P1Attr.GROUP)
+_ESP_KNOWN = frozenset(
+    {
+        P2Attr.LIFE_TYPE,
+        P2Attr.LIFE_DURATION,
+        P2Attr.GROUP,
+        P2Attr.ENCAPSULATION,
+        P2Attr.AUTH_ALGORITHM,
+        P2Attr.KEY_LENGTH,
+    }
+)
+_AUTH_ALGORITHM, _P2_KEY_LENGTH = P2Attr.AUTH_ALGORITHM, P2Attr.KEY_LENGTH
+_P2_GROUP, _P2_ENCAPSULATION, _TUNNEL = P2Attr.GROUP, P2Attr.ENCAPSULATION, EncapMode.TUNNEL
+_ESP_AUTHS = (EspAuth.HMAC_MD5, EspAuth.HMAC_SHA1, EspAuth.HMAC_SHA2_256)
+
+
+def parse_phase1_transform(t: Transform) -> Phase1Offer:
+    if t.transform_id != KEY_IKE:
+        raise IkeProtocolError(
+            f"phase-1 transform ID {t.transform_id} is not KEY_IKE",
+            notify=NotifyType.INVALID_TRANSFORM_ID,
+        )
+    values = _single_values(t, _P1_KNOWN, "phase-1")
+    for needed in _P1_NEEDED:
         if needed not in values:
             raise IkeProtocolError(
                 f"phase-1 transform lacks attribute {needed}", notify=NotifyType.BAD_PROPOSAL_SYNTAX
             )
     try:
-        seconds, kilobytes = _lifetimes(t.attributes, P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION)
+        seconds, kilobytes = _lifetimes(t.attributes, *_LIFETIME_ATTRS["phase-1"])
     except ValueError as exc:
         raise IkeProtocolError(str(exc), notify=NotifyType.BAD_PROPOSAL_SYNTAX) from None
     return Phase1Offer(
@@ -294,10 +314,15 @@ def phase2_sa(proposals: tuple[Phase2Proposal, ...], spi: bytes, encap: int) -> 
     """One single-transform ESP proposal per offer, all with our inbound SPI (like vpnc)."""
     return SaPayload(
         tuple(
-            Proposal(i + 1, ProtocolId.ESP, spi, (esp_transform(1, p, encap),))
+            Proposal(i + 1, ProtocolId.ESP, spi, (_offered_transform(p, encap),))
             for i, p in enumerate(proposals)
         )
     )
+
+
+@lru_cache(maxsize=256)  # the configured offers: the same transforms every quick mode
+def _offered_transform(p: Phase2Proposal, encap: int) -> Transform:
+    return esp_transform(1, p, encap)
 
 
 @dataclass(frozen=True)
@@ -322,46 +347,35 @@ class EspOffer:
 
 
 def parse_esp_transform(t: Transform) -> EspOffer:
-    known = {
-        P2Attr.LIFE_TYPE,
-        P2Attr.LIFE_DURATION,
-        P2Attr.GROUP,
-        P2Attr.ENCAPSULATION,
-        P2Attr.AUTH_ALGORITHM,
-        P2Attr.KEY_LENGTH,
-    }
-    values = _single_values(t, known, "ESP")
-    if P2Attr.AUTH_ALGORITHM not in values:
+    values = _single_values(t, _ESP_KNOWN, "ESP")
+    auth = values.get(_AUTH_ALGORITHM)
+    if auth is None:
         raise IkeProtocolError(
             "ESP transform without authentication algorithm", notify=NotifyType.BAD_PROPOSAL_SYNTAX
         )
     try:
-        esp_cipher(t.transform_id, values.get(P2Attr.KEY_LENGTH))
+        esp_cipher(t.transform_id, values.get(_P2_KEY_LENGTH))
     except IkeConfigError as exc:
         raise IkeProtocolError(str(exc), notify=NotifyType.INVALID_TRANSFORM_ID) from None
-    if values[P2Attr.AUTH_ALGORITHM] not in (
-        EspAuth.HMAC_MD5,
-        EspAuth.HMAC_SHA1,
-        EspAuth.HMAC_SHA2_256,
-    ):
+    if auth not in _ESP_AUTHS:
         raise IkeProtocolError(
-            f"ESP auth {values[P2Attr.AUTH_ALGORITHM]} unsupported",
+            f"ESP auth {auth} unsupported",
             notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED,
         )
-    group = values.get(P2Attr.GROUP)
+    group = values.get(_P2_GROUP)
     if group is not None and group not in MODP_PRIMES:
         raise IkeProtocolError(
             f"PFS group {group} unsupported", notify=NotifyType.ATTRIBUTES_NOT_SUPPORTED
         )
     try:
-        seconds, kilobytes = _lifetimes(t.attributes, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
+        seconds, kilobytes = _lifetimes(t.attributes, *_LIFETIME_ATTRS["ESP"])
     except ValueError as exc:
         raise IkeProtocolError(str(exc), notify=NotifyType.BAD_PROPOSAL_SYNTAX) from None
     return EspOffer(
         t.transform_id,
-        values.get(P2Attr.KEY_LENGTH),
-        values[P2Attr.AUTH_ALGORITHM],
-        values.get(P2Attr.ENCAPSULATION, EncapMode.TUNNEL),
+        values.get(_P2_KEY_LENGTH),
+        auth,
+        values.get(_P2_ENCAPSULATION, _TUNNEL),
         group,
         seconds,
         kilobytes,

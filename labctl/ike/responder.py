@@ -22,7 +22,7 @@ encapsulation "tcp".
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import fields
 from ipaddress import IPv4Network
 
 from .codec import DeletePayload, IdPayload, Message, VendorIdPayload, decode_message
@@ -44,6 +44,7 @@ from .exchanges import informational, quick_mode
 from .hooks import ResponderHooks, SessionContext
 from .modecfg import ModeConfig
 from .proposals import Phase1Offer
+from .records import evolve
 from .sa import ChildSa, IkeSa, random_cookie
 from .states import XAUTH_UNDER_WAY, ModeCfgState, Phase1State, Role
 from .transitions import Inbound
@@ -61,6 +62,8 @@ class Responder(EngineBase):
         self.hooks = hooks
         self._half_open: dict[tuple[bytes, Endpoint], IkeSa] = {}
         self._owner: dict[SaHandle, SessionContext] = {}  # who holds an assigned address
+        # SAs in self.sas by (peer IP, XAUTH user), for _candidates
+        self._by_client: dict[tuple[str, str | None], list[IkeSa]] = {}
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -134,7 +137,7 @@ class Responder(EngineBase):
                 reason = "second first-message for a half-open SA"
                 self._drop(out, rx.remote, reason, sa=existing, exchange=rx.header.exchange)
             return
-        msg = decode_message(rx.data)
+        msg = decode_message(rx.data, rx.header)
         if not isinstance(msg, Message):
             raise IkeProtocolError("first message is encrypted", notify=NotifyType.INVALID_FLAGS)
         if msg.message_id != 0:
@@ -163,9 +166,23 @@ class Responder(EngineBase):
             self.stats["endpoint_changes"] += 1
 
     def _move_to(self, sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
+        moved = remote[0] != sa.remote[0] and self.sas.get(sa.key) is sa
+        if moved:
+            self._unindex(sa)
         sa.remote, sa.local = remote, local
+        if moved:
+            self._index(sa)
         if local[1] == self.policy.natt_port and sa.natt is not None:
             sa.floated = True
+
+    def _set_user(self, sa: IkeSa, user: str | None) -> None:
+        """XAUTH named the SA's user (or none): re-file it in _by_client."""
+        indexed = self.sas.get(sa.key) is sa
+        if indexed:
+            self._unindex(sa)
+        sa.user = user
+        if indexed:
+            self._index(sa)
 
     def _interpret_delete(self, sa: IkeSa, d: DeletePayload, now: float) -> DeletePayload:
         if d.protocol == ProtocolId.ISAKMP and self.policy.vpnc_rekey_delete_quirk:
@@ -235,6 +252,7 @@ class Responder(EngineBase):
         sa.state = state
         sa.deadline_for_msg = rx.now + self.policy.half_open_timeout
         self.sas[sa.key] = sa
+        self._index(sa)
         self._half_open[(sa.icookie, rx.remote)] = sa
         sa.remember_reply(rx.data, (reply,))
         self._send(out, sa, reply)
@@ -257,11 +275,35 @@ class Responder(EngineBase):
         if sa.lan_to_lan is not None:
             return [o for o in self.sas.values() if o is not sa]
         ip, user = sa.remote[0], sa.user
+        # From _by_client, not a scan of every SA (twice per new session: O(n^2) for a
+        # connect storm, whose clients all come from the PAT's one address); a bucket is in
+        # the order its SAs joined self.sas (or were re-filed), and still checked here.
+        sas = self.sas
         return [
             o
-            for o in self.sas.values()
-            if o.user == user and o.remote[0] == ip and o.lan_to_lan is None and o is not sa
+            for o in self._by_client.get((ip, user), ())
+            if o.user == user
+            and o.lan_to_lan is None
+            and o is not sa
+            and sas.get(o.key) is o
+            and o.remote[0] == ip
         ]
+
+    def _index(self, sa: IkeSa) -> None:
+        self._by_client.setdefault((sa.remote[0], sa.user), []).append(sa)
+
+    def _unindex(self, sa: IkeSa) -> None:
+        """Take ``sa`` out of _by_client (it leaves self.sas, or its IP or user changes)."""
+        key = (sa.remote[0], sa.user)
+        bucket = self._by_client.get(key, [])
+        if not any(o is sa for o in bucket):  # filed under an older IP/user: find it
+            key = next((k for k, b in self._by_client.items() if any(o is sa for o in b)), key)
+            bucket = self._by_client.get(key, [])
+        rest = [o for o in bucket if o is not sa]
+        if rest:
+            self._by_client[key] = rest
+        else:
+            self._by_client.pop(key, None)
 
     def _apply_initial_contact(self, out: Collector, sa: IkeSa, now: float) -> None:
         if not sa.initial_contact:
@@ -332,7 +374,7 @@ class Responder(EngineBase):
         elif self.policy.cisco_udp_port is not None and cisco_udp_requested:
             port = self.policy.cisco_udp_port
             sa.cisco_udp_port = port
-        return replace(sa.mode_config, app_version=self.policy.app_version, udp_encap_port=port)
+        return evolve(sa.mode_config, app_version=self.policy.app_version, udp_encap_port=port)
 
     def _may_reach(self, sa: IkeSa, local_ts: IPv4Network) -> bool:
         """Quick mode: may this session's tunnel lead to ``local_ts``?"""
@@ -367,6 +409,7 @@ class Responder(EngineBase):
 
     def _forget(self, sa: IkeSa) -> None:
         self._half_open.pop((sa.icookie, sa.first_remote), None)
+        self._unindex(sa)
 
     def _released(self, out: Collector, sa: IkeSa, successor: IkeSa | None) -> None:
         ctx = self._owner.pop(sa.handle, None)
@@ -381,9 +424,12 @@ class Responder(EngineBase):
 def _merge(base: ModeConfig, assigned: ModeConfig) -> ModeConfig:
     """Group settings, overridden by whatever the hook set."""
     changes = {}
-    empty = ModeConfig()
-    for f in fields(ModeConfig):
-        value = getattr(assigned, f.name)
-        if value != getattr(empty, f.name):
-            changes[f.name] = value
-    return replace(base, **changes)
+    for name, unset in _MODECFG_UNSET:
+        value = getattr(assigned, name)
+        if value != unset:
+            changes[name] = value
+    return evolve(base, **changes)
+
+
+# (field name, value when not set) of every Mode-Config field, for _merge (once per session)
+_MODECFG_UNSET = tuple((f.name, getattr(ModeConfig(), f.name)) for f in fields(ModeConfig))

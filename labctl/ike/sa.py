@@ -21,16 +21,17 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from .codec import (
+    GENERIC_HEADER,
+    HEADER_STRUCT,
     EncryptedMessage,
     HashPayload,
-    Header,
     Message,
     Payload,
     decode_plaintext_body,
     encode_chain,
 )
 from .config import GroupPolicy, LanToLanPolicy, Phase1Proposal, Phase2Proposal
-from .constants import HEADER_LEN, ExchangeType, Flag, NotifyType
+from .constants import HEADER_LEN, ISAKMP_VERSION, ExchangeType, Flag, NotifyType, PayloadType
 from .crypto import (
     CbcCipher,
     CipherSpec,
@@ -50,6 +51,25 @@ from .states import ModeCfgState, Phase1State, Role, TransactionKind, XauthState
 from .vendor import NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
+_HDR_PACK = HEADER_STRUCT.pack
+# Enum members read on every message, as plain module constants: on Python 3.11 reading a
+# member off its class goes through EnumType.__getattr__'s slow path (~0.2 us each, ~450
+# reads per session).
+_INFORMATIONAL = int(ExchangeType.INFORMATIONAL)
+_ENCRYPTION = int(Flag.ENCRYPTION)
+_HASH = int(PayloadType.HASH)
+_ESTABLISHED = Phase1State.ESTABLISHED
+_SUPPORTED_EXCHANGES = frozenset(
+    int(x)
+    for x in (
+        ExchangeType.AGGRESSIVE,
+        ExchangeType.MAIN,
+        ExchangeType.INFORMATIONAL,
+        ExchangeType.TRANSACTION,
+        ExchangeType.QUICK,
+    )
+)
+_GEN_PACK = GENERIC_HEADER.pack
 DONE_MSGID_MEMORY = 512
 
 
@@ -237,6 +257,8 @@ class IkeSa:
     dpd_idle: float | None = None
     dpd_retry: float = 5.0
     last_error: str | None = None
+    scheduled: float | None = field(default=None, repr=False)  # the engine's timer heap
+    cached_handle: SaHandle | None = field(default=None, repr=False)  # see handle
 
     def __post_init__(self) -> None:
         self.first_local = self.local
@@ -253,7 +275,12 @@ class IkeSa:
 
     @property
     def handle(self) -> SaHandle:
-        return SaHandle(self.icookie, self.rcookie)
+        # made once per pair of cookies (asked for ~13 times per session; the initiator
+        # learns the responder's cookie from message 2, hence the check)
+        h = self.cached_handle
+        if h is None or h.rcookie is not self.rcookie or h.icookie is not self.icookie:
+            h = self.cached_handle = SaHandle(self.icookie, self.rcookie)
+        return h
 
     @property
     def key(self) -> tuple[bytes, bytes]:
@@ -280,7 +307,7 @@ class IkeSa:
 
     @property
     def established(self) -> bool:
-        return self.state == Phase1State.ESTABLISHED
+        return self.state is _ESTABLISHED
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -302,7 +329,7 @@ class IkeSa:
                 times.append(t)
         if self.rekey_at is not None and not self.rekey_started:
             times.append(self.rekey_at)
-        if self.state == Phase1State.ESTABLISHED and self.dpd_idle is not None:
+        if self.state is _ESTABLISHED and self.dpd_idle is not None:
             if self.dpd_pending is not None:
                 times.append(self.dpd_sent_at + self.dpd_retry)
             else:
@@ -324,7 +351,7 @@ class IkeSa:
         assert self.keys is not None and self.cipher is not None
         if message_id == 0 and not self._late_informational(exchange):
             return self.p1_iv
-        if exchange == ExchangeType.INFORMATIONAL:
+        if exchange == _INFORMATIONAL:
             # before phase 1 completes (a refusal of message 5): the running phase-1 IV
             base = self.p1_last or self.p1_iv
             return exchange_iv(self.hash_id, base, message_id, self.cipher.block_size)
@@ -338,25 +365,28 @@ class IkeSa:
     ) -> bytes:
         """Build, pad (RFC 2409 section 5.3: zeros, last byte = number of zero bytes,
         always at least one byte) and encrypt a message; advance the IV chain."""
+        first = payloads[0].payload_type if payloads else 0
+        return self._encrypt_chain(exchange, message_id, first, encode_chain(payloads))
+
+    def _encrypt_chain(self, exchange: int, message_id: int, first: int, chain: bytes) -> bytes:
         assert self.keys is not None and self.cipher is not None
-        chain = encode_chain(payloads)
         bs = self.cipher.block_size
         pad = bs - (len(chain) % bs)
-        chain += bytes(pad - 1) + bytes([pad - 1])
+        chain += bytes(pad - 1) + bytes((pad - 1,))
         iv = self._iv_for(exchange, message_id)
         ciphertext = self._cbc().encrypt(iv, chain)
-        first = payloads[0].payload_type if payloads else 0
-        header = Header(
+        header = _HDR_PACK(
             self.icookie,
             self.rcookie,
             first,
+            ISAKMP_VERSION,
             exchange,
-            Flag.ENCRYPTION,
+            _ENCRYPTION,
             message_id,
             HEADER_LEN + len(ciphertext),
         )
         self._advance(exchange, message_id, ciphertext[-bs:])
-        return header.encode() + ciphertext
+        return header + ciphertext
 
     def _cbc(self) -> CbcCipher:
         """The CBC contexts of the current keys (made once per key)."""
@@ -369,12 +399,12 @@ class IkeSa:
         """An informational on an established SA is phase 2 even with M-ID 0: Debian's vpnc
         draws its Delete's M-ID as ONE random byte (a uint8_t), so 1 in 256 is 0, and derives
         its IV as for any other M-ID, hash(p1_last | 0)."""
-        return exchange == ExchangeType.INFORMATIONAL and self.established
+        return exchange == _INFORMATIONAL and self.state is _ESTABLISHED
 
     def _advance(self, exchange: int, message_id: int, last_block: bytes) -> None:
         if message_id == 0 and not self._late_informational(exchange):
             self.p1_iv = last_block
-        elif exchange != ExchangeType.INFORMATIONAL:
+        elif exchange != _INFORMATIONAL:
             self.ivs[message_id] = last_block
 
     def decrypt(self, msg: EncryptedMessage) -> tuple[Message, bytes]:
@@ -382,13 +412,7 @@ class IkeSa:
         if self.keys is None or self.cipher is None:
             raise IkeProtocolError("encrypted message before keys exist")
         header = msg.header
-        if header.exchange not in (
-            ExchangeType.AGGRESSIVE,
-            ExchangeType.MAIN,
-            ExchangeType.INFORMATIONAL,
-            ExchangeType.TRANSACTION,
-            ExchangeType.QUICK,
-        ):
+        if header.exchange not in _SUPPORTED_EXCHANGES:
             raise IkeProtocolError(
                 f"unsupported exchange type {header.exchange}",
                 notify=NotifyType.UNSUPPORTED_EXCHANGE_TYPE,
@@ -433,14 +457,11 @@ class IkeSa:
         """Encrypt ``HASH | payloads`` with HASH = prf(SKEYID_a, M-ID | prefix | payloads).
         ``prefix`` is Ni_b for quick-mode HASH(2)."""
         assert self.keys is not None
-        digest = prf(
-            self.hash_id,
-            self.keys.skeyid_a,
-            message_id.to_bytes(4, "big"),
-            prefix,
-            encode_chain(payloads),
-        )
-        return self.encrypt(exchange, message_id, [HashPayload(digest), *payloads])
+        chain = encode_chain(payloads)  # once: hashed, then sent after the HASH payload
+        digest = prf(self.hash_id, self.keys.skeyid_a, message_id.to_bytes(4, "big"), prefix, chain)
+        first = payloads[0].payload_type if payloads else 0
+        hash_payload = _GEN_PACK(first, 0, len(digest) + 4) + digest
+        return self._encrypt_chain(exchange, message_id, _HASH, hash_payload + chain)
 
     def check_hash(self, message: Message, *, prefix: bytes = b"", allow_empty: bool = False):
         """Verify HASH(1)/HASH(2)-style protection of a decrypted phase-2 message."""

@@ -13,6 +13,7 @@ from typing import ClassVar
 from .attributes import Attribute, decode_attributes, encode_attributes
 from .constants import DOI_IPSEC, SIT_IDENTITY_ONLY, NotifyType, PayloadType
 from .errors import IkeDecodeError
+from .records import frozen
 
 _GEN = struct.Struct("!BBH")  # a generic header: next payload, reserved, length
 
@@ -82,7 +83,7 @@ class SaPayload:
                 )
             if nxt == PayloadType.PROPOSAL and pos >= len(body):
                 raise IkeDecodeError(base + pos, "SA: proposal chain runs past the end")
-        return cls(tuple(proposals), doi, situation)
+        return frozen(cls, {"proposals": tuple(proposals), "doi": doi, "situation": situation})
 
 
 def _decode_transform(data: bytes, pos: int, end: int, base: int) -> tuple[Transform, int, int]:
@@ -99,7 +100,8 @@ def _decode_transform(data: bytes, pos: int, end: int, base: int) -> tuple[Trans
     if reserved2:
         raise IkeDecodeError(base + pos + 6, "transform: reserved field not zero")
     attrs = decode_attributes(data[pos + 8 : pos + length], base + pos + 8)
-    return Transform(number, tid, attrs), pos + length, nxt
+    t = frozen(Transform, {"number": number, "transform_id": tid, "attributes": attrs})
+    return t, pos + length, nxt
 
 
 def _decode_proposal(data: bytes, pos: int, end: int, base: int) -> tuple[Proposal, int, int]:
@@ -135,4 +137,8 @@ def _decode_proposal(data: bytes, pos: int, end: int, base: int) -> tuple[Propos
         )
     if tpos != pend:
         raise IkeDecodeError(base + tpos, f"proposal: {pend - tpos} unexplained bytes at the end")
-    return Proposal(number, protocol, spi, tuple(transforms)), pend, nxt
+    proposal = frozen(
+        Proposal,
+        {"number": number, "protocol": protocol, "spi": spi, "transforms": tuple(transforms)},
+    )
+    return proposal, pend, nxt

@@ -127,6 +127,9 @@ class PeerVendorInfo:
         return None
 
 
+_NATT_BY_VALUE = {value: version for version, value in NATT_VIDS.items()}  # (once, not per call)
+
+
 def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
     natt: list[NattVersion] = []
     unknown: list[bytes] = []
@@ -134,7 +137,7 @@ def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
     fragmentation_flags = 0
     vpn3000: tuple[int, int] | None = None
     products: list[str] = []
-    by_value = {value: version for version, value in NATT_VIDS.items()}
+    by_value = _NATT_BY_VALUE
     for vid in vids:
         if vid in by_value:
             natt.append(by_value[vid])

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from ..transitions import Inbound
 
 
+_INITIATOR = Role.INITIATOR  # read per message sent (enum member reads are slow on 3.11)
+
+
 def reassemble(engine: EngineBase, out: Collector, rx: Inbound) -> bool:
     """``rx`` is a fragment: add it; True (and ``rx`` now the whole message) when complete."""
     now = rx.now
@@ -59,7 +62,7 @@ def reassemble(engine: EngineBase, out: Collector, rx: Inbound) -> bool:
 
 def fragment_size(engine: EngineBase) -> int | None:
     """The size above which we fragment (None: we never do)."""
-    if engine.role is Role.INITIATOR:
+    if engine.role is _INITIATOR:
         cfg = engine.config  # type: ignore[attr-defined]
         return cfg.fragment_size if cfg.vendor.fragmentation else None
     policy = engine.policy  # type: ignore[attr-defined]

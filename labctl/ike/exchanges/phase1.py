@@ -349,7 +349,7 @@ def responder_established(
         resp._send(out, sa, first_reply)
     xauth_pending = sa.negotiated.auth in XAUTH_AFTER
     if not xauth_pending:
-        sa.user = None
+        resp._set_user(sa, None)
         resp._apply_initial_contact(out, sa, now)
         resp._adopt_predecessor(out, sa)
     out.event(established_event(sa, initial_contact=sa.initial_contact))

@@ -13,6 +13,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, cast
 
+from ..addrs import host_network
 from ..codec import IdPayload
 from ..config import Phase2Proposal
 from ..constants import NotifyType
@@ -136,8 +137,8 @@ def selectors(engine: EngineBase, sa: IkeSa, ids: list[IdPayload]):
             "LAN-to-LAN quick mode without IDs", notify=NotifyType.INVALID_ID_INFORMATION
         )
     else:
-        remote_ts = IPv4Network(sa.remote[0])
-        local_ts = IPv4Network(sa.local[0])
+        remote_ts = host_network(sa.remote[0])
+        local_ts = host_network(sa.local[0])
     ini = _ini(engine)
     if ini is not None:
         _client_may_answer(ini, sa, remote_ts, local_ts)
@@ -158,7 +159,7 @@ def _gateway_may_answer(
             )
         return
     assigned = sa.mode_config.address if sa.mode_config is not None else None
-    if assigned is not None and remote_ts != IPv4Network(assigned):
+    if assigned is not None and remote_ts != host_network(assigned):
         raise IkeProtocolError(
             f"client ID {remote_ts} is not its assigned address {assigned}",
             notify=NotifyType.INVALID_ID_INFORMATION,
@@ -186,7 +187,7 @@ def _client_may_answer(
         if sa.mode_config is not None and sa.mode_config.address is not None
         else IPv4Address(sa.local[0])
     )
-    if local_ts != IPv4Network(ours):
+    if local_ts != host_network(ours):
         raise IkeProtocolError(
             f"gateway's ID for us {local_ts} is not our address {ours}",
             notify=NotifyType.INVALID_ID_INFORMATION,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from ..addrs import host_network
 from ..attributes import Attribute
 from ..codec import (
     EncryptedMessage,
@@ -132,8 +133,8 @@ def offer(
 def _local_ts(sa: IkeSa) -> IPv4Network:
     """Our side: the Mode-Config address, else our own address."""
     if sa.mode_config is not None and sa.mode_config.address is not None:
-        return IPv4Network(sa.mode_config.address)
-    return IPv4Network(IPv4Address(sa.local[0]))
+        return host_network(sa.mode_config.address)
+    return host_network(IPv4Address(sa.local[0]))
 
 
 def receive(engine: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMessage, rx: Inbound):

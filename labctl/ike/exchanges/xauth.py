@@ -67,14 +67,14 @@ def responder_reply(resp: Responder, out: Collector, sa: IkeSa, attr: AttributeP
         XauthRequest(sa.handle, sa.group_name or "", user, password, sa.remote, sa.xauth_attempts)
     )
     if ok:
-        sa.user = user
+        resp._set_user(sa, user)
         reply = _send_status(resp, out, sa, True, now)
     elif sa.xauth_attempts < resp.policy.xauth_max_attempts:
         resp.stats["xauth_retry"] += 1
-        sa.user = user or None
+        resp._set_user(sa, user or None)
         reply = send_request(resp, out, sa, now)
     else:
-        sa.user = user or None
+        resp._set_user(sa, user or None)
         reply = _send_status(resp, out, sa, False, now)
     sa.remember_reply(rx.data, (reply,))
 

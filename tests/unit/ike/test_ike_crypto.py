@@ -144,6 +144,32 @@ def test_long_lived_cbc_contexts_match_a_fresh_context_per_message(enc, bits, ke
             cbc.encrypt(iv, pt + b"x")
 
 
+@pytest.mark.parametrize(
+    ("enc", "bits", "key_len"),
+    [
+        (P1Encryption.AES_CBC, 128, 16),
+        (P1Encryption.AES_CBC, 192, 24),
+        (P1Encryption.TRIPLE_DES_CBC, None, 24),
+    ],
+)
+def test_cbc_decrypt_of_arbitrary_ciphertext_matches_a_fresh_context(enc, bits, key_len) -> None:
+    """The ECB-and-xor CBC decryption gives what a fresh CBC decryptor gives for any
+    ciphertext (not only ours), with leading zero bytes kept, interleaved with encryptions."""
+    spec = crypto.ike_cipher(enc, bits)
+    key = bytes(range(3, 3 + key_len))
+    cbc = crypto.CbcCipher(spec, key)
+    bs = spec.block_size
+    for n in range(1, 12):
+        iv = bytes((n * 11 + i) & 0xFF for i in range(bs))
+        ct = bytes((n * 53 + i * 7) & 0xFF for i in range(n * bs))
+        assert cbc.decrypt(iv, ct) == crypto.cbc_decrypt(spec, key, iv, ct)
+        pt = crypto.cbc_decrypt(spec, key, iv, ct)
+        # a plaintext starting with zero bytes (the integer xor must keep them)
+        zero_led = bytes(bs) + pt[bs:]
+        assert cbc.decrypt(iv, cbc.encrypt(iv, zero_led)) == zero_led
+        assert cbc.encrypt(iv, pt) == ct
+
+
 # -- RFC 2409 derivations vs an independent hashlib/hmac rendering --------------------------------
 def _h(name, key, *parts):
     return hmac.new(key, b"".join(parts), name).digest()

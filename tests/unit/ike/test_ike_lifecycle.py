@@ -361,3 +361,51 @@ def test_client_rekeys_before_the_gateways_shorter_lifetimes_end() -> None:
     reasons |= {d.reason for d in lab.events_of("c1", Phase1Deleted)}
     assert "expired" not in reasons and reasons <= {"rekeyed", "peer-delete"}
     assert ini.children() and ini.current is not None and ini.current.established
+
+
+def _scan_candidates(resp, sa) -> list:
+    """What Responder._candidates returned before its per-IP index: a scan of every SA."""
+    ip, user = sa.remote[0], sa.user
+    return [
+        o
+        for o in resp.sas.values()
+        if o.user == user and o.remote[0] == ip and o.lan_to_lan is None and o is not sa
+    ]
+
+
+def test_the_responders_client_index_finds_what_a_scan_of_every_sa_finds() -> None:
+    """Responder._by_client (INITIAL-CONTACT and phase-1 rekeys look up a client's other SAs
+    there) follows SAs that join, change user, move to another IP and leave, and holds no
+    dead SA."""
+    lab = make_lab()
+    for i, user in enumerate(("vpnclient1", "vpnclient2", "vpnclient3"), start=1):
+        add_client(lab, f"c{i}", ip=f"10.10.10.{i + 1}", user=user)
+    connect(lab)
+    resp = lab.responder
+    assert len(resp.sas) == 3
+
+    def check() -> None:
+        for sa in resp.sas.values():
+            assert resp._candidates(sa) == _scan_candidates(resp, sa)
+        indexed = [o for bucket in resp._by_client.values() for o in bucket]
+        assert sorted(map(id, indexed)) == sorted(map(id, resp.sas.values()))
+        assert all((o.remote[0], o.user) == k for k, b in resp._by_client.items() for o in b)
+
+    check()
+    first, second, third = resp.sas.values()
+    resp._set_user(second, first.user)  # (as a second device of the same user would be)
+    check()
+    assert resp._candidates(first) == [second]
+    resp._move_to(second, ("198.51.100.7", 4500), second.local)
+    check()
+    assert resp._candidates(first) == []
+    resp._move_to(second, ("171.69.89.78", 4501), second.local)
+    check()
+    lab.collect("server", resp.delete(first.handle, lab.now))
+    lab.run(1)
+    check()
+    # the same user connects again from behind the PAT: INITIAL-CONTACT finds its old SA
+    add_client(lab, "c4", ip="10.10.10.9", user="vpnclient3")
+    connect(lab, "c4")
+    assert resp.stats["initial_contact_removed"] == 1 and third.key not in resp.sas
+    check()

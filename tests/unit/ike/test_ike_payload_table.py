@@ -3,13 +3,22 @@ and each decoder reads back what its payload class encodes."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 
 import pytest
 
 import labctl.ike.payloads as p
 from labctl.ike.attributes import Attribute
-from labctl.ike.codec import decode_chain, encode_chain
+from labctl.ike.codec import (
+    EncryptedMessage,
+    Header,
+    Message,
+    decode_chain,
+    decode_header,
+    decode_message,
+    encode_chain,
+)
 from labctl.ike.constants import PayloadType
 from labctl.ike.payloads import PAYLOAD_DECODERS, Payload, RawPayload, decode_payload
 from labctl.ike.sa_payload import Proposal, SaPayload, Transform
@@ -45,9 +54,53 @@ def test_every_payload_class_round_trips_through_the_table(cls: type) -> None:
     assert decode_payload(value.payload_type, value.encode_body(), 0) == value
     (decoded,) = decode_chain(value.payload_type, encode_chain([value])).payloads
     assert decoded == value
+    # the decoder builds values without __init__ (labctl.ike.records): every field is set,
+    # nested proposals / transforms included, and the value stays frozen
+    assert type(decoded) is type(value)
+    assert vars(decoded) == vars(value)
+    if isinstance(value, SaPayload):
+        for got, sent in zip(decoded.proposals, value.proposals, strict=True):
+            assert vars(got) == vars(sent)
+            assert [vars(t) for t in got.transforms] == [vars(t) for t in sent.transforms]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.payload_type = 0
+
+
+def test_decoded_headers_and_messages_are_what_their_constructors_make() -> None:
+    payloads = (_sample(p.HashPayload), _sample(p.NotifyPayload), _sample(SaPayload))
+    msg = Message(b"\x01" * 8, b"\x02" * 8, 4, payloads, 0, 0)
+    data = msg.encode()
+    decoded = decode_message(data)
+    assert vars(decode_header(data)) == vars(
+        Header(b"\x01" * 8, b"\x02" * 8, PayloadType.HASH, 4, 0, 0, len(data))
+    )
+    assert set(vars(decoded)) == set(vars(msg))
+    assert decoded == msg and hash(decoded) == hash(msg)
+    assert decoded.raw == data and len(decoded.spans) == 3
+    enc = decode_message(Header(b"\x01" * 8, b"\x02" * 8, 8, 5, 1, 7, 44).encode() + bytes(16))
+    assert isinstance(enc, EncryptedMessage) and enc.ciphertext == bytes(16)
+    assert set(vars(enc)) == {"header", "ciphertext"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.flags = 1
 
 
 def test_the_table_covers_every_payload_type_but_unknown_ones() -> None:
     undecoded = {t for t in PayloadType if t not in PAYLOAD_DECODERS}
     # NONE ends a chain; Cisco's fragments are kept as raw payloads on purpose.
     assert undecoded == {PayloadType.NONE, PayloadType.CISCO_FRAGMENT}
+
+
+def test_evolve_is_dataclasses_replace_for_mode_config() -> None:
+    """records.evolve (ModeConfig copies on the per-session path) makes what replace makes."""
+    from ipaddress import IPv4Address
+
+    from labctl.ike.modecfg import ModeConfig
+    from labctl.ike.records import evolve
+
+    base = ModeConfig(banner="hello", dns=(IPv4Address("10.0.0.53"),), pfs=True)
+    changes = {"app_version": "Cisco Systems VPN Concentrator", "udp_encap_port": 4500}
+    got, want = evolve(base, **changes), dataclasses.replace(base, **changes)
+    assert got == want and vars(got) == vars(want) and hash(got) == hash(want)
+    assert vars(base)["app_version"] is None  # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.banner = "changed"
