@@ -58,6 +58,7 @@ def _hashlib_name(hash_id: int) -> str:
 _CONSTRUCTORS: dict[int, Callable[[bytes], Any]] = {
     hash_id: getattr(hashlib, name) for hash_id, name in _HASHLIB_NAMES.items()
 }
+_hmac_digest: Callable[..., bytes]
 try:
     from _hashlib import hmac_digest as _hmac_digest
 except ImportError:  # a Python without its OpenSSL module: the stdlib's pure-Python HMAC
@@ -68,7 +69,7 @@ def digest(hash_id: int, *parts: bytes) -> bytes:
     """Plain hash of the concatenated parts (NAT-D, phase-1 IVs)."""
     new = _CONSTRUCTORS.get(hash_id)
     if new is None:
-        _hashlib_name(hash_id)  # raises the configuration error
+        raise IkeConfigError(f"unsupported hash algorithm {hash_id}")
     return new(b"".join(parts)).digest()
 
 

@@ -149,7 +149,9 @@ def _lifetimes(attrs: tuple[Attribute, ...], type_attr: int, dur_attr: int):
     return seconds, kilobytes
 
 
-def _single_values(t: Transform, known: set[P1Attr] | set[P2Attr], what: str) -> dict[int, int]:
+def _single_values(
+    t: Transform, known: frozenset[P1Attr] | frozenset[P2Attr], what: str
+) -> dict[int, int]:
     """Every attribute but the lifetimes as a number, in any order; an unknown attribute,
     or one repeated with another value, declines the transform."""
     values: dict[int, int] = {}
