@@ -18,6 +18,19 @@ from ..wiring.netns import socket_in_netns
 SSH_PORT = 22
 
 
+class QuietTransport(paramiko.Transport):
+    """A paramiko transport whose thread wakes once a second, not ten times, when idle.
+
+    paramiko reads with a socket timeout (0.1 s by default) only to notice that it was
+    closed; `up` holds a session to every node while the push runs, so with 200 nodes
+    that was 2,000 wake-ups a second, each taking the GIL from the push threads: labctl
+    spent 31 CPU-s in the push stage of 197 clients (0.16 per client; 0.02 with 10).
+    Closing does not wait for the wake-up (stop_thread returns once the packetizer is
+    closed) and a peer's EOF or data ends the wait at once, so nothing gets slower."""
+
+    _active_check_timeout = 1.0
+
+
 class MgmtError(LabctlError):
     """A management-plane operation failed; the message names the node and what to check."""
 
@@ -128,6 +141,7 @@ class NodeSession:
                     timeout=2.0,
                     banner_timeout=5.0,
                     auth_timeout=5.0,
+                    transport_factory=QuietTransport,
                 )
                 self._client = client
                 return self
