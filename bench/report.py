@@ -81,8 +81,9 @@ def scale_rows(data: dict) -> list[Row]:
             if cpu:  # CPU-seconds do not depend on the load the way wall time does
                 one["cpu_per_client"] = round(sum(cpu.values()) / n, 2)
                 one["client_cpu"] = round(cpu.get("vpn-client", 0) / n, 2) or None
-            detail = one.get("client_memory_detail_mib") or {}
-            one["agent_rss_mib"] = detail.get("agent_rss")
+            detail = one.get("client_memory_detail_mib")
+            if detail:  # (never on an empty reference: an empty one means "none ran")
+                one["agent_rss_mib"] = detail.get("agent_rss")
         label = "previous labctl (main)" if ref else ""
         for key, what, unit, better in (
             ("up_seconds", f"`up`, {n} VPN clients (+3 nodes)", "s", False),

@@ -100,3 +100,5 @@ def test_report_rows_for_quiet_bound_down_cpu_and_agent_memory() -> None:
     assert rows["`up`'s CPU / cores (the wall time on an idle machine), 10 clients"].ours == 3.5
     assert rows["CPU for `down` per container, 10 clients"].ours == 0.09
     assert rows["the client agent's resident memory, 10 clients"].ours == 28.5
+    # no reference ran: no row claims one
+    assert all(row.reference_is == "" and row.reference is None for row in rows.values())
