@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -60,20 +61,25 @@ def test_pids_by_name_reads_proc_without_children() -> None:
     )  # no pgrep: nothing this bench polls with is counted as labctl's CPU
 
 
-def test_host_processes_count_a_process_that_exits_during_the_action(monkeypatch) -> None:
-    # a stand-in for a shim that works, then exits while the action is still running
-    monkeypatch.setattr(scale, "PER_CONTAINER", ("sh",))
-    script = "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"
+def test_host_processes_count_a_process_that_exits_during_the_action(monkeypatch, tmp_path) -> None:
+    # a stand-in for a shim that works, then exits while the action is still running;
+    # its own command name, so no other process on the machine is counted with it
+    burner = tmp_path / "scaleburn"
+    shutil.copy("/bin/sh", burner)
+    flag = tmp_path / "running"
+    flag.touch()
+    monkeypatch.setattr(scale, "PER_CONTAINER", ("scaleburn",))
     with scale.HostProcesses(since=scale.uptime()) as host:
-        worker = subprocess.Popen(["sh", "-c", script])
-        deadline = time.monotonic() + 30
-        while worker.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        seen = dict(host.last)
-        time.sleep(0.6)  # one more poll after it is gone
+        worker = subprocess.Popen([str(burner), "-c", f'while [ -e "{flag}" ]; do :; done'])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and host.last.get(worker.pid, ("", 0.0))[1] < 0.2:
+            time.sleep(0.1)  # burn until a poll has seen it use CPU
+        flag.unlink()
+        worker.wait(10)
+        assert scale.process_cpu_all(worker.pid) == 0.0  # gone: only the poller knew
+        time.sleep(0.6)
     assert worker.returncode == 0
-    assert worker.pid in seen, "the poller never saw the worker"
-    assert host.used()["sh"] > 0.0  # counted though gone before the action ended
+    assert host.used()["scaleburn"] >= 0.2  # counted though gone before the action ended
 
 
 def test_report_rows_for_quiet_bound_down_cpu_and_agent_memory() -> None:

@@ -99,7 +99,7 @@ def test_a_slow_command_is_waited_for_without_polling() -> None:
     remote.join()
     assert out.getvalue() == b"started\ntail after the status\n"
     assert err.getvalue() == b"warning\n"
-    assert 1.1 < took < 1.6
+    assert 1.1 < took < 3.0  # (bounded loosely: a loaded machine delays threads)
     # 1.2 s of waiting: the old 2 ms loop looked ~600 times; ticks of 50 ms and wake-ups
     # on output make it a few dozen at most
     assert channel.looks < 60
@@ -112,7 +112,7 @@ def test_an_exit_status_after_eof_ends_the_wait_at_once() -> None:
     started = time.monotonic()
     _drain(channel, out, io.BytesIO(), timeout=10)
     remote.join()
-    assert out.getvalue() == b"done\n" and time.monotonic() - started < 0.9
+    assert out.getvalue() == b"done\n" and time.monotonic() - started < 2.0
     assert channel.looks < 40  # the EOF pipe stays readable: no spinning on it
 
 
