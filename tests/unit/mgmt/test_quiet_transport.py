@@ -54,9 +54,10 @@ def test_node_sessions_connect_with_the_quiet_transport(monkeypatch, tmp_path) -
     def connect(self, hostname, **kwargs):
         seen.update(kwargs, hostname=hostname)
 
+    known = tmp_path / "known"
+    known.write_text("")
     monkeypatch.setattr(paramiko.SSHClient, "connect", connect)
-    monkeypatch.setattr(paramiko.SSHClient, "load_host_keys", lambda self, path: None)
     monkeypatch.setattr(paramiko.Ed25519Key, "from_private_key_file", lambda path: "key")
     monkeypatch.setattr(ssh, "dial", lambda address, netns, timeout: "socket")
-    NodeSession("n1", ssh.IPv4Address("172.30.0.2"), tmp_path / "key", tmp_path / "known").connect()
+    NodeSession("n1", ssh.IPv4Address("172.30.0.2"), tmp_path / "key", known).connect()
     assert seen["transport_factory"] is QuietTransport and seen["sock"] == "socket"
