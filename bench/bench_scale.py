@@ -3,8 +3,12 @@
 For each N (default 10 and 50) a topology of N VPN clients behind one PAT, a router and a
 concentrator is generated and brought up and down through the
 real CLI. Recorded per N: wall time of up and down, up's own stage timings (containers,
-links, SSH, push), the memory of the client containers (cgroup memory.current, the
-median: resident memory), and whether every client got a session (the concentrator's `sessions`).
+links, SSH, push) and labctl's CPU per stage, the CPU of `up` and `down` by party (labctl,
+dockerd + containerd, the containerd shims, fuse-overlayfs, each kind of container) with
+the CPU per client and the quiet-machine bound (CPU / cores), the memory of the client
+containers (rss + mapped files, the median; and its parts: cgroup usage, rss, page cache,
+the agent's resident set), and whether every client got a session (the concentrator's
+`sessions`).
 
 Other programs load this machine: compare figures measured in one run (`--compare REF`
 runs a second labctl tree, e.g. a `git worktree` of main, right after ours, N by N).
@@ -22,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -84,7 +89,7 @@ def topology(name: str, n: int) -> str:
     return TOPOLOGY.format(name=name, clients=clients, users=users, endpoints=endpoints)
 
 
-_STAGE = re.compile(r"\] (.+?) done in ([0-9.]+)s$")
+_STAGE = re.compile(r"\] (.+?) done in ([0-9.]+)s(?: \(cpu ([0-9.]+)s\))?$")
 
 
 def labctl(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -98,13 +103,14 @@ def labctl(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     )
 
 
-def stages_of(stderr: str) -> dict[str, float]:
-    """Up's stage timings from its progress lines ('nodes (53 containers)' -> 'nodes')."""
+def stages_of(stderr: str, column: int = 2) -> dict[str, float]:
+    """Up's stage timings from its progress lines ('nodes (53 containers)' -> 'nodes'):
+    wall seconds (column 2) or labctl's own CPU seconds (column 3)."""
     found = {}
     for line in stderr.splitlines():
         match = _STAGE.search(line)
-        if match:
-            found[match.group(1).split(" (")[0]] = float(match.group(2))
+        if match and match.group(column) is not None:
+            found[match.group(1).split(" (")[0]] = float(match.group(column))
     return found
 
 
@@ -155,9 +161,25 @@ def process_start(pid: int) -> float:
         return 0.0
 
 
+def pids_by_name(*names: str) -> dict[str, list[int]]:
+    """Processes by command name (15 characters at most, as the kernel keeps it), in one
+    pass over /proc. Not pgrep: a pgrep child every poll would be counted as labctl's CPU
+    (children of this process) and cost several CPU-s per run."""
+    wanted = {name[:15]: name for name in names}
+    found: dict[str, list[int]] = {name: [] for name in names}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                comm = Path(entry.path, "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in wanted:
+                found[wanted[comm]].append(int(entry.name))
+    return found
+
+
 def pids_of(name: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
-    return [int(p) for p in found.stdout.split()]
+    return pids_by_name(name)[name]
 
 
 def uptime() -> float:
@@ -188,25 +210,137 @@ def container_cpu(lab: str) -> dict[str, float]:
     return {kind: round(sum(values), 2) for kind, values in used.items()}
 
 
-def cpu_during(action) -> tuple[object, dict[str, float]]:
-    """Run action(); CPU seconds it cost labctl, the Docker daemons and fuse-overlayfs
-    (the storage driver's per-container processes started meanwhile). The daemons serve
+def process_cpu_all(pid: int) -> float:
+    """CPU seconds of a process and of the children it has waited for (runc under a
+    containerd shim, say); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / _TICK
+
+
+# Per-container host processes: one containerd shim (runc runs under it) and one
+# fuse-overlayfs per mounted container file system (the storage driver here).
+PER_CONTAINER = ("containerd-shim", "fuse-overlayfs")
+
+
+class HostProcesses:
+    """Polls the per-container host processes while an action runs, so the CPU of those
+    that exit before it ends (a shim at `down`, a mount of the init layer) is counted."""
+
+    def __init__(self, only: set[int] | None = None, since: float | None = None):
+        self.only, self.since = only, since
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _scan(self) -> None:
+        for name, pids in pids_by_name(*PER_CONTAINER).items():
+            for pid in pids:
+                if self.only is not None and pid not in self.only:
+                    continue
+                if self.since is not None and process_start(pid) < self.since - 0.5:
+                    continue
+                used = process_cpu_all(pid)
+                if used or pid not in self.last:
+                    self.first.setdefault(pid, used if self.since is None else 0.0)
+                    self.last[pid] = (name, used)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._scan()
+
+    def __enter__(self) -> HostProcesses:
+        self._scan()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._scan()
+
+    def used(self) -> dict[str, float]:
+        totals = dict.fromkeys(PER_CONTAINER, 0.0)
+        for pid, (name, used) in self.last.items():
+            totals[name] += max(0.0, used - self.first.get(pid, 0.0))
+        return {name.replace("-", "_"): round(v, 2) for name, v in totals.items()}
+
+
+def cpu_during(action, only: set[int] | None = None) -> tuple[object, dict[str, float]]:
+    """Run action(); CPU seconds it cost labctl, the Docker daemons, the containerd shims
+    and fuse-overlayfs (those started meanwhile, or `only` these pids). The daemons serve
     other work too: their share is approximate."""
     daemons = [pid for name in ("dockerd", "containerd") for pid in pids_of(name)]
-    before = {pid: process_cpu(pid) for pid in daemons}
+    before = {pid: process_cpu_all(pid) for pid in daemons}
     children = os.times()
-    started = uptime()
-    result = action()
+    with HostProcesses(only=only, since=None if only is not None else uptime()) as host:
+        result = action()
     after = os.times()
-    fuse = [pid for pid in pids_of("fuse-overlayfs") if process_start(pid) >= started - 0.5]
     return result, {
         "labctl": round(
             after.children_user + after.children_system
             - children.children_user - children.children_system, 2
         ),
-        "docker_daemons": round(sum(process_cpu(p) - before[p] for p in daemons), 2),
-        "fuse_overlayfs": round(sum(process_cpu(p) for p in fuse), 2),
+        "docker_daemons": round(sum(process_cpu_all(p) - before[p] for p in daemons), 2),
+        **host.used(),
     }  # fmt: skip
+
+
+def lab_host_pids(lab: str) -> set[int]:
+    """The shims and fuse-overlayfs mounts of a lab's containers."""
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label=labctl.lab={lab}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    if not ids:
+        return set()
+    merged = subprocess.run(
+        ["docker", "inspect", "--format", "{{.GraphDriver.Data.MergedDir}}", *ids],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    keys = set(ids) | {m.rsplit("/", 1)[0] for m in merged if m.startswith("/")}
+    found = set()
+    for name in PER_CONTAINER:
+        for pid in pids_of(name):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if any(key in cmdline for key in keys):
+                found.add(pid)
+    return found
+
+
+def client_memory_detail(lab: str) -> dict[str, float]:
+    """Medians over the lab's client containers, MiB: the cgroup's usage, its rss and
+    page cache (memory.stat, cgroup v1), and the agent's resident set alone."""
+    listed = subprocess.run(
+        ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=labctl.lab={lab}",
+         "--filter", "label=labctl.kind=vpn-client"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    figures: dict[str, list[float]] = {}
+    for container in listed:
+        base = Path(f"/sys/fs/cgroup/memory/docker/{container}")
+        if not base.exists():
+            continue
+        stat = dict(line.split() for line in (base / "memory.stat").read_text().splitlines())
+        figures.setdefault("usage", []).append(int((base / "memory.usage_in_bytes").read_text()))
+        figures.setdefault("rss", []).append(int(stat.get("total_rss", 0)))
+        figures.setdefault("cache", []).append(int(stat.get("total_cache", 0)))
+        for pid in (base / "cgroup.procs").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024
+            what = "agent_rss" if b"labctl.agent.daemon" in cmdline else "other_rss"
+            figures.setdefault(what, []).append(rss)
+    return {k: round(statistics.median(v) / (1 << 20), 1) for k, v in figures.items() if v}
 
 
 def sessions(tree: Path, lab: str, deadline: float) -> tuple[int, float]:
@@ -236,7 +370,7 @@ def one_run(tree: Path, n: int, folder: Path) -> dict:
     _EXPECTED[lab] = n
     file = folder / f"{lab}.yaml"
     file.write_text(topology(lab, n))
-    result: dict = {"clients": n, "lab": lab}
+    result: dict = {"clients": n, "lab": lab, "load_before": [round(v, 1) for v in os.getloadavg()]}
     try:
         started = time.monotonic()
         shown, cpu = cpu_during(lambda: labctl(tree, "up", str(file), check=False))
@@ -246,13 +380,28 @@ def one_run(tree: Path, n: int, folder: Path) -> dict:
             result["error"] = shown.stderr.strip().splitlines()[-3:]
             return result
         result["up_stages"] = stages_of(shown.stderr)
+        result["up_stages_labctl_cpu"] = stages_of(shown.stderr, 3)
         result["up_cpu_seconds"] = {**cpu, **container_cpu(lab)}
+        total = sum(result["up_cpu_seconds"].values())
+        # What `up` costs per client in CPU, all parties together (labctl, Docker, the
+        # shims, fuse-overlayfs, every container), and the wall time that CPU needs on
+        # this machine's cores with nothing else running: the figure other helpers' load
+        # does not move much.
+        result["up_cpu_per_client"] = round(total / n, 3)
+        result["up_quiet_bound_seconds"] = round(total / (os.cpu_count() or 1), 1)
         result["sessions"], result["sessions_after_up_seconds"] = sessions(tree, lab, 60 + n)
         result["client_memory_mib"] = client_memory_mib(lab)
+        result["client_memory_detail_mib"] = client_memory_detail(lab)
     finally:
+        owned = lab_host_pids(lab)
         started = time.monotonic()
-        labctl(tree, "-q", "down", lab, check=False)
+        _, cpu = cpu_during(lambda: labctl(tree, "-q", "down", lab, check=False), only=owned)
         result["down_seconds"] = round(time.monotonic() - started, 2)
+        result["down_cpu_seconds"] = cpu
+        down_total = sum(cpu.values())
+        result["down_cpu_per_container"] = round(down_total / (n + 3), 3)
+        result["down_quiet_bound_seconds"] = round(down_total / (os.cpu_count() or 1), 1)
+        result["load_average"] = [round(v, 1) for v in os.getloadavg()]
     return result
 
 

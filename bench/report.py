@@ -81,6 +81,9 @@ def scale_rows(data: dict) -> list[Row]:
             if cpu:  # CPU-seconds do not depend on the load the way wall time does
                 one["cpu_per_client"] = round(sum(cpu.values()) / n, 2)
                 one["client_cpu"] = round(cpu.get("vpn-client", 0) / n, 2) or None
+            detail = one.get("client_memory_detail_mib")
+            if detail:  # (never on an empty reference: an empty one means "none ran")
+                one["agent_rss_mib"] = detail.get("agent_rss")
         label = "previous labctl (main)" if ref else ""
         for key, what, unit, better in (
             ("up_seconds", f"`up`, {n} VPN clients (+3 nodes)", "s", False),
@@ -98,7 +101,15 @@ def scale_rows(data: dict) -> list[Row]:
                 "s",
                 False,
             ),
+            (
+                "up_quiet_bound_seconds",
+                f"`up`'s CPU / cores (the wall time on an idle machine), {n} clients",
+                "s",
+                False,
+            ),
+            ("down_cpu_per_container", f"CPU for `down` per container, {n} clients", "s", False),
             ("client_memory_mib", f"memory per client container, {n} clients", "MiB", False),
+            ("agent_rss_mib", f"the client agent's resident memory, {n} clients", "MiB", False),
         ):
             if key == "up_seconds" and ("error" in run or run.get("sessions", n) < n):
                 what += " (FAILED: " + str(run.get("error", "not all connected"))[:60] + ")"
