@@ -289,6 +289,7 @@ def test_a_strongswan_client_gets_the_concentrators_shorter_lifetimes() -> None:
     text = swanctl.content.decode()
     assert "reauth_time = 67s" in text  # 90 % of the group's 75 s
     assert "life_time = 60s" in text and "rekey_time = 54s" in text
+    assert "\t\t\t\trand_time = 0s" in text  # 90 % exactly: a gateway rekeying at 80 % goes first
 
 
 def _gateway_swanctl(topology: str, label: str) -> str:
