@@ -8,7 +8,6 @@ visible and equal to the session's."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,10 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labctl.naming import bridge_name, fabric_netns
-from labctl.topology import load_lab
-
 from .conftest import ROOT, RunningLab, bring_up, labctl
+from .vpn_support import LinkCapture
 
 TOPOLOGY = ROOT / "topologies" / "nat-t-draft-01.yaml"
 NONIKE = ["-X", f"lua_script:{ROOT / 'tools' / 'wireshark' / 'nonike.lua'}"]
@@ -50,21 +47,11 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     spec["topology"]["nodes"]["client1"]["vpn"]["auto-connect"] = False
     topology = work / "nat-t-draft-01-capture.yaml"
     topology.write_text(yaml.safe_dump(spec, sort_keys=False))
-    outside = next(s for s in load_lab(topology).segments if s.name == "outside")
     lab: RunningLab | None = None
-    dump = None
+    tap: LinkCapture | None = None
     try:
         lab = bring_up(topology, "draft01")
-        pcap = work / "outside.pcap"
-        netns, bridge = fabric_netns(lab.name), bridge_name(outside.index)
-        tcpdump = ["tcpdump", "-i", bridge, "-U", "-n", "-s", "0", "-w", str(pcap)]
-        dump = subprocess.Popen(
-            ["ip", "netns", "exec", netns, *tcpdump, "udp or esp"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert dump.stderr is not None and "listening" in dump.stderr.readline()
+        tap = LinkCapture(lab, "outside", work / "outside.pcap", "udp or esp").start()
         lab.exec("client1", "vpn", "connect")
         wait_until(
             "client1 connected",
@@ -74,14 +61,11 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         assert "5 received" in ping.stdout, ping.stdout
         sessions = lab.show_json("vpn3000", "sessions")
         xlate = lab.show_json("pix", "xlate")
-        time.sleep(1)
-        dump.send_signal(signal.SIGINT)
-        dump.wait(10)
+        pcap = tap.stop(settle=1.0)
         yield {"pcap": pcap, "sessions": sessions, "xlate": xlate}
     finally:
-        if dump is not None and dump.poll() is None:
-            dump.kill()
-            dump.wait()
+        if tap is not None:
+            tap.stop()
         if lab is not None:
             labctl("down", lab.name, check=False)
 

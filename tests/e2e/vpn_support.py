@@ -44,9 +44,10 @@ def link_bridge(topology: Path, link: str) -> str:
 class LinkCapture:
     """tcpdump on one link's bridge in the lab's fabric namespace (what a tap would see)."""
 
-    def __init__(self, lab: RunningLab, link: str, path: Path):
+    def __init__(self, lab: RunningLab, link: str, path: Path, capture_filter: str = ""):
         self.lab = lab
         self.path = path
+        self.capture_filter = capture_filter  # tcpdump's expression; "" takes everything
         self.bridge = link_bridge(lab.topology, link)
         self.process: subprocess.Popen | None = None
 
@@ -56,6 +57,8 @@ class LinkCapture:
         # timeout, and the last second before SIGINT is lost.
         command += ["tcpdump", "-i", self.bridge, "--immediate-mode", "-U", "-n", "-s", "0"]
         command += ["-w", str(self.path)]
+        if self.capture_filter:
+            command.append(self.capture_filter)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on ..." once its socket is open; nothing before is seen.
         assert self.process.stderr is not None
