@@ -3,7 +3,7 @@
 vpn service start|stop|restart|reload|status
 vpn service check FILE                   (can the agent run with FILE? changes nothing)
 vpn show sessions [--json] [-v]          (concentrator)
-vpn logout USER                          (concentrator)
+vpn logout USER | --lan-to-lan NAME      (concentrator)
 vpn admin login NAME [--protocol P] [--lease S] | touch ID | logout ID
                                          (concentrator: management sessions)
 vpn connect [--wait] [--timeout S]       (client)
@@ -81,6 +81,12 @@ def cmd_show(args) -> int:
 
 
 def cmd_logout(args) -> int:
+    if args.lan_to_lan:
+        count = request("logout", {"lan_to_lan": args.lan_to_lan})["logged_out"]
+        print(f"logged out {count} LAN-to-LAN session(s) of {args.lan_to_lan}")
+        return 0
+    if not args.user:
+        raise SystemExit("vpn logout: give a USER or --lan-to-lan CONNECTION")
     count = request("logout", {"user": args.user})["logged_out"]
     print(f"logged out {count} session(s) of {args.user}")
     return 0
@@ -246,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="per-session detail")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("logout")
-    p.add_argument("user")
+    p.add_argument("user", nargs="?", help="a remote-access user")
+    p.add_argument("--lan-to-lan", metavar="CONNECTION", help="a LAN-to-LAN entry's name")
     p.set_defaults(func=cmd_logout)
     p = sub.add_parser("admin")
     p.add_argument("action", choices=("login", "touch", "logout"))

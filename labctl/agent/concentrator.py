@@ -788,6 +788,17 @@ class ConcentratorAgent:
         handles = [s.handle for s in self._active(lan_to_lan=False) if s.user == user]
         if not handles:
             raise ControlError(f"no session of user {user!r}")
+        return self._logout(handles)
+
+    def logout_lan_to_lan(self, connection: str) -> int:
+        """Administer Sessions' Logout on a LAN-to-LAN row: the entry's session ends (Delete
+        sent to the peer); the peer brings the tunnel up again when it wants to."""
+        handles = [s.handle for s in self._active(lan_to_lan=True) if s.lan_to_lan == connection]
+        if not handles:
+            raise ControlError(f"no LAN-to-LAN session of connection {connection!r}")
+        return self._logout(handles)
+
+    def _logout(self, handles: list[SaHandle]) -> int:
         for handle in handles:
             self._end_session(handle, "Administrator logout")
             self.driver.apply(self.engine.delete(handle, self.loop.time()))

@@ -73,7 +73,7 @@ class Daemon:
         if isinstance(self.agent, ConcentratorAgent):
             handlers |= {
                 "sessions": self._sessions,
-                "logout": lambda args: {"logged_out": self.agent.logout(str(args.get("user")))},
+                "logout": self._logout,
                 "admin-login": self._admin_login,
                 "admin-touch": lambda args: self.agent.admins.touch(
                     args.get("id"), args.get("lease")
@@ -116,6 +116,11 @@ class Daemon:
                 records, summary, time.time(), bool(args.get("detail")), management, lan_to_lan
             ),
         }
+
+    def _logout(self, args: dict) -> dict:
+        if args.get("lan_to_lan") is not None:
+            return {"logged_out": self.agent.logout_lan_to_lan(str(args["lan_to_lan"]))}
+        return {"logged_out": self.agent.logout(str(args.get("user")))}
 
     def _admin_login(self, args: dict) -> dict:
         session = self.agent.admins.login(args)

@@ -47,6 +47,7 @@ from .labs import LabRegistry, UnknownLab
 from .manager import (
     AdministerView,
     ConsoleLogin,
+    logout_lan_to_lan,
     logout_management,
     logout_user,
     session_detail,
@@ -485,14 +486,17 @@ async def manager_logout(console: Console, request: Request) -> Response:
         raise HTTPException(403, "missing or wrong form token")
     user = str(form.get("user") or "")
     management = str(form.get("management") or "")
+    connection = str(form.get("lan_to_lan") or "")
     if management.isdigit():
         message = await run_in_threadpool(
             logout_management, console.labs, lab, node, int(management)
         )
     elif user:
         message = await run_in_threadpool(logout_user, console.labs, lab, node, user)
+    elif connection:
+        message = await run_in_threadpool(logout_lan_to_lan, console.labs, lab, node, connection)
     else:
-        raise HTTPException(400, "logout: no user or management session given")
+        raise HTTPException(400, "logout: no user, LAN-to-LAN connection or management session")
     return RedirectResponse(
         f"/labs/{lab}/nodes/{node}/admin/sessions?message={quote(message)}", status_code=303
     )

@@ -184,6 +184,13 @@ def logout_user(labs: LabRegistry, lab: str, node: str, user: str) -> str:
     return text if status == 0 else f"logout failed: {text}"
 
 
+def logout_lan_to_lan(labs: LabRegistry, lab: str, node: str, connection: str) -> str:
+    """Logout on a LAN-to-LAN row: `vpn logout --lan-to-lan NAME`."""
+    status, out, err = labs.run(lab, node, f"vpn logout --lan-to-lan {shlex.quote(connection)}")
+    text = (out if status == 0 else err or out).strip()
+    return text if status == 0 else f"logout failed: {text}"
+
+
 def logout_management(labs: LabRegistry, lab: str, node: str, session_id: int) -> str:
     status, out, err = labs.run(lab, node, f"vpn admin logout {int(session_id)}")
     return "logged out" if status == 0 else f"logout failed: {(err or out).strip()}"

@@ -19,6 +19,7 @@ import pytest
 
 from labctl.agent import site as site_module
 from labctl.agent.concentrator import ConcentratorAgent
+from labctl.agent.control import ControlError
 from labctl.agent.dataplane import Dataplane
 from labctl.agent.esp_sockets import open_udp
 from labctl.agent.eventlog import EventLog
@@ -26,7 +27,7 @@ from labctl.agent.ikereport import IkeReport
 from labctl.agent.loop import EventLoop
 from labctl.agent.records import ClientStatus
 from labctl.agent.site import SiteAgent
-from labctl.ike import ChildSaDeleted, ChildSaEstablished
+from labctl.ike import ChildSaDeleted, ChildSaEstablished, Phase1Deleted
 from tests.unit.agent.test_dataplane_local import FakeTun
 from tests.unit.ike.test_ike_lan_to_lan import BRANCH_LAN, HQ_LAN, make_l2l_lab
 
@@ -136,6 +137,30 @@ def test_a_deleted_pair_takes_its_tunnel_and_route_along(dataplane) -> None:
     agent._on_event(again)
     assert_routes_follow_children(dataplane, [again, second])
     assert len({t.name for t in dataplane.tunnels()} - names) == 1
+
+
+def test_logout_of_a_lan_to_lan_connection_deletes_it_at_the_peer(dataplane) -> None:
+    """Administer Sessions' Logout on a LAN-to-LAN row: the session ends here (tunnels,
+    routes, the log line) and the branch hears the Delete."""
+    lab, children = two_pair_lab()
+    agent = concentrator(lab, dataplane)
+    agent.driver = SimpleNamespace(apply=lambda out: lab.collect("server", out))
+    Feeder(lab.server_events, agent)()
+    with pytest.raises(ControlError, match="no session of user 'branch'"):
+        agent.logout("branch")  # a LAN-to-LAN name is not a remote-access user
+    with pytest.raises(ControlError, match="no LAN-to-LAN session of connection 'hq'"):
+        agent.logout_lan_to_lan("hq")
+    assert len(dataplane.tunnels()) == 2
+
+    assert agent.logout_lan_to_lan("branch") == 1
+    assert dataplane.tunnels() == [] and agent.lan_to_lan_records() == []
+    assert route_of(dataplane, "10.20.0.5") is None and route_of(dataplane, "10.21.0.5") is None
+    assert "Reason: Administrator logout" in agent.log.stream.getvalue()
+    lab.run(1)
+    gone = lab.events_of("branch", Phase1Deleted)
+    assert [e.reason for e in gone] == ["peer-delete"]
+    deleted = lab.events_of("branch", ChildSaDeleted)
+    assert sorted(e.outbound_spi for e in deleted) == sorted(c.inbound_spi for c in children)
 
 
 def site(dataplane: Dataplane, monkeypatch: pytest.MonkeyPatch) -> SiteAgent:

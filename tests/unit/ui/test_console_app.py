@@ -107,6 +107,26 @@ def test_logout_needs_the_form_token(client: TestClient) -> None:
     assert reply.status_code == 403
 
 
+def test_logout_of_a_lan_to_lan_row_runs_the_agents_logout(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[tuple[str, str, str]] = []
+
+    def run(lab: str, node: str, command: str) -> tuple[int, str, str]:
+        commands.append((lab, node, command))
+        return 0, "logged out 1 LAN-to-LAN session(s) of branch office\n", ""
+
+    monkeypatch.setattr(client.app.state.console.labs, "run", run)
+    client.get("/?token=t0k")
+    reply = client.post(
+        "/labs/l/nodes/vpn3000/admin/logout",
+        data={"csrf": console_app.csrf_value("t0k"), "lan_to_lan": "branch office"},
+    )
+    assert reply.status_code == 303
+    assert "logged%20out%201%20LAN-to-LAN" in reply.headers["location"]
+    assert commands == [("l", "vpn3000", "vpn logout --lan-to-lan 'branch office'")]
+
+
 def test_a_foreign_host_header_is_refused(client: TestClient) -> None:
     assert client.get("/?token=t0k", headers={"host": "evil.example"}).status_code == 400
 
@@ -147,19 +167,23 @@ def test_administer_sessions_lists_lan_to_lan(client: TestClient) -> None:
         "bytes_rx": 840,
     }
     records = {**RECORDS, "lan_to_lan": [branch]}
-    html = client.app.state.console.render(
-        "parts/sessions.html",
-        lab="l",
-        node="vpn3000",
-        view=AdministerView.of(records, 1065.0),
-        actions=False,
-    )
-    assert "No LAN-to-LAN Sessions" not in html
-    assert 'data-connection="branch"' in html
-    row = html[html.index('data-connection="branch"') :]
-    row = row[: row.index("</tr>")]
-    for cell in ("171.69.89.78", "IPsec/NAT-T", "3DES-168", "0:01:05", "1200", "840"):
-        assert f">{cell}</td>" in row
+    for actions in (False, True):
+        html = client.app.state.console.render(
+            "parts/sessions.html",
+            lab="l",
+            node="vpn3000",
+            view=AdministerView.of(records, 1065.0),
+            actions=actions,
+        )
+        assert "No LAN-to-LAN Sessions" not in html
+        assert 'data-connection="branch"' in html
+        row = html[html.index('data-connection="branch"') :]
+        row = row[: row.index("</tr>")]
+        for cell in ("171.69.89.78", "IPsec/NAT-T", "3DES-168", "0:01:05", "1200", "840"):
+            assert f">{cell}</td>" in row
+        # Administer Sessions has Logout on the row; Monitoring (no actions) has none
+        assert ('name="lan_to_lan" value="branch"' in row) == actions
+        assert ("button" in row) == actions
 
 
 def test_session_detail_in_the_managers_layout(client: TestClient) -> None:
