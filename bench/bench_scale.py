@@ -61,7 +61,7 @@ topology:
       routes: [default via 172.16.172.1]
       vpn:
         public-interface: public
-        nat-transparency: {{nat-t: true}}
+        nat-transparency: {{nat-t: true}}{limit}
         groups:
           ciscovpn: {{psk: cisco123, pool: 40.1.0.1-40.1.3.254}}
         users:
@@ -86,7 +86,13 @@ def topology(name: str, n: int) -> str:
         f"          vpnclient{k}: {{password: labpw, group: ciscovpn}}" for k in range(1, n + 1)
     )
     endpoints = ", ".join(f"client{k}:eth1" for k in range(1, n + 1))
-    return TOPOLOGY.format(name=name, clients=clients, users=users, endpoints=endpoints)
+    # Above the default Concurrent Sessions Limit (100) the concentrator needs a larger
+    # one; a reference tree older than `max-sessions` cannot read that line (it had no
+    # limit), so it is written only when needed.
+    limit = f"\n        max-sessions: {n}" if n > 100 else ""
+    return TOPOLOGY.format(
+        name=name, clients=clients, users=users, endpoints=endpoints, limit=limit
+    )
 
 
 _STAGE = re.compile(r"\] (.+?) done in ([0-9.]+)s(?: \(cpu ([0-9.]+)s\))?$")

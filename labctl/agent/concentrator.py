@@ -13,6 +13,7 @@ TUN; such a session counts as LAN-to-LAN once its first tunnel is up.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, summarize_address_range
 
@@ -39,7 +40,7 @@ from ..ike import (
 )
 from ..ike.constants import NATT_PORT, AuthMethod
 from ..ike.events import IkeFragments, Phase1Rekeyed, RequestRetransmitted
-from ..ike.hooks import AddressPool, SessionContext, StaticUsers, XauthRequest
+from ..ike.hooks import AddressPool, Refused, SessionContext, StaticUsers, XauthRequest
 from . import naming
 from .admin import AdminSessions
 from .childsa import encap_of, esp_pair
@@ -66,7 +67,6 @@ from .tun import TunDevice
 from .tunnel import Tunnel
 from .volume import report_volumes
 
-CONCURRENT_LIMIT = 100  # the seed's "Concurrent Sessions Limit"
 # vpn.rekey-late-clients: 95 % of the lifetime, as a strongSwan gateway with
 # initiate-rekeys off (after ours at 90 % and strongSwan clients at 80-90 %)
 LATE_REKEY_MARGIN = 0.05
@@ -176,12 +176,15 @@ def lan_to_lan_policy(entry: LanToLan) -> LanToLanPolicy:
 
 
 class ConcentratorHooks:
-    """XAUTH against the configured users; one pool per group, no address twice."""
+    """XAUTH against the configured users; one pool per group, no address twice; no
+    session beyond the Concurrent Sessions Limit."""
 
-    def __init__(self, settings: ConcentratorSettings):
+    def __init__(self, settings: ConcentratorSettings, active_sessions: Callable[[], int]):
+        self.active_sessions = active_sessions
         self.update(settings, keep_pools={})
 
     def update(self, settings: ConcentratorSettings, keep_pools: dict[str, AddressPool]) -> None:
+        self.max_sessions = settings.max_sessions
         self.users = StaticUsers({u: p for u, (p, _) in settings.users.items()})
         self.user_groups = {u: g for u, (_, g) in settings.users.items()}
         self.pools = {
@@ -196,7 +199,9 @@ class ConcentratorHooks:
             request.user, request.password
         )
 
-    def assign_address(self, ctx: SessionContext) -> ModeConfig | None:
+    def assign_address(self, ctx: SessionContext) -> ModeConfig | Refused | None:
+        if self.active_sessions() >= self.max_sessions:
+            return Refused(f"Concurrent Sessions Limit ({self.max_sessions}) reached")
         pool = self.pools.get(ctx.group)
         address = pool.allocate(ctx.handle) if pool else None
         if pool is None or address is None:
@@ -260,7 +265,7 @@ class ConcentratorAgent:
             on_event=self._on_dataplane_event,
             keepalive_interval=settings.nat_keepalive or 20.0,
         )
-        self.hooks = ConcentratorHooks(settings)
+        self.hooks = ConcentratorHooks(settings, self._vpn_sessions)
         self.engine = Responder(build_policy(settings, credentials_for(settings)), self.hooks)
         # --- IPsec over TCP (labctl.agent.tcp_transport) ---
         self.tcp: TcpServer | None = None
@@ -272,7 +277,7 @@ class ConcentratorAgent:
                 on_ike=self._on_tcp_ike,
                 on_esp=self.dataplane.receive_stream_esp,
                 on_closed=self._on_tcp_closed,
-                max_connections=2 * CONCURRENT_LIMIT,
+                max_connections=2 * settings.max_sessions,
                 max_pending_per_address=self.engine.policy.max_half_open_per_peer_ip,
             )
         self.driver = EngineDriver(
@@ -704,6 +709,10 @@ class ConcentratorAgent:
             else session.established.algorithms.encryption
         )
 
+    def _vpn_sessions(self) -> int:
+        """Remote-access and LAN-to-LAN sessions: what the Concurrent Sessions Limit caps."""
+        return sum(1 for s in self.sessions.values() if s.active)
+
     def _active(self, lan_to_lan: bool) -> list[Session]:
         return sorted(
             (
@@ -780,7 +789,7 @@ class ConcentratorAgent:
             active,
             management,
             self.peak_sessions,
-            CONCURRENT_LIMIT,
+            self.settings.max_sessions,
             self.total_sessions,
         )
 

@@ -146,6 +146,7 @@ class ConcentratorSettings:
     version_string: str
     export_keys: bool
     natt_versions: tuple[str, ...] | None = None  # NattVersion values; None: the engine's
+    max_sessions: int = 100  # the Concurrent Sessions Limit (the seed's VPN 3000: 100)
 
 
 @dataclass(frozen=True)
@@ -411,6 +412,7 @@ def _concentrator(top: _Section) -> ConcentratorSettings:
         version_string=vpn.text("version_string"),
         export_keys=vpn.section("debug").flag("export_keys"),
         natt_versions=_natt_versions(nat),
+        max_sessions=vpn.integer("max_sessions"),
     )
 
 

@@ -184,6 +184,7 @@ from .events import (
 )
 from .hooks import (
     AddressPool,
+    Refused,
     ResponderHooks,
     SessionContext,
     SimpleHooks,
@@ -249,6 +250,7 @@ __all__ = [
     "Phase2Proposal",
     "Proposal",
     "RawPayload",
+    "Refused",
     "RequestRetransmitted",
     "Responder",
     "ResponderHooks",

@@ -33,6 +33,14 @@ class XauthRequest:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """assign_address's answer when a new session may not start for a reason other than
+    an empty pool (a concurrent-session limit): the reason, logged and sent nowhere."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class SessionContext:
     """Who a Mode-Config request (or an address release) is about."""
 
@@ -46,8 +54,9 @@ class SessionContext:
 class ResponderHooks(Protocol):
     def authenticate(self, request: XauthRequest) -> bool: ...
 
-    def assign_address(self, ctx: SessionContext) -> ModeConfig | None:
-        """Address (and any per-user settings) for this session, or None when exhausted."""
+    def assign_address(self, ctx: SessionContext) -> ModeConfig | Refused | None:
+        """Address (and any per-user settings) for this session, None when the pool is
+        exhausted, Refused when the session may not start at all."""
         ...
 
     def release_address(self, ctx: SessionContext, config: ModeConfig) -> None: ...

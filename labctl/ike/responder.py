@@ -41,7 +41,7 @@ from .events import (
     XauthResult,
 )
 from .exchanges import informational, quick_mode
-from .hooks import ResponderHooks, SessionContext
+from .hooks import Refused, ResponderHooks, SessionContext
 from .modecfg import ModeConfig
 from .proposals import Phase1Offer
 from .records import evolve
@@ -352,16 +352,19 @@ class Responder(EngineBase):
         )
         return True
 
-    def _session_config(self, sa: IkeSa, *, cisco_udp_requested: bool) -> ModeConfig | None:
+    def _session_config(
+        self, sa: IkeSa, *, cisco_udp_requested: bool
+    ) -> ModeConfig | Refused | None:
         """The address (from the hook, once per session) merged with the group's settings,
-        and the transport port a VPN 3000 announces in 0x7005: TCP, NAT-T, then UDP."""
+        and the transport port a VPN 3000 announces in 0x7005: TCP, NAT-T, then UDP.
+        None: the pool is exhausted; Refused: the hook refused the session."""
         if sa.mode_config is None:
             ctx = SessionContext(
                 sa.handle, sa.group_name or "", sa.user, sa.remote, sa.peer_app_version
             )
             assigned = self.hooks.assign_address(ctx)
-            if assigned is None:
-                return None
+            if assigned is None or isinstance(assigned, Refused):
+                return assigned
             base = sa.group.mode_config if sa.group is not None else ModeConfig()
             merged = _merge(base, assigned)
             self._owner[sa.handle] = ctx

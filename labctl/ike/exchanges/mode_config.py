@@ -18,6 +18,7 @@ from ..codec import AttributePayload
 from ..constants import XAUTH_AFTER, CfgAttr, CfgType
 from ..errors import IkeProtocolError
 from ..events import Collector, ModeConfigApplied, ModeConfigReceived
+from ..hooks import Refused
 from ..modecfg import ModeConfig, request_attributes
 from ..sa import IkeSa
 from ..states import ModeCfgState, TransactionKind
@@ -104,12 +105,12 @@ def responder_request(resp: Responder, out: Collector, sa: IkeSa, attr: Attribut
     if peer_info.app_version:
         sa.peer_app_version = peer_info.app_version
     config = resp._session_config(sa, cisco_udp_requested=CfgAttr.UNITY_NATT_PORT in requested)
-    if config is None:
+    if not isinstance(config, ModeConfig):
         # As a VPN 3000: refuse (a REPLY without an address), then delete the IKE SA so
         # no half tunnel stays behind.
         refusal = AttributePayload(CfgType.REPLY, attr.identifier, ())
         resp._send(out, sa, sa.protected(transaction.EXCHANGE, mid, [refusal]))
-        _refuse_no_address(resp, out, sa, now)
+        _refuse_session(resp, out, sa, now, config)
         return
     reply = AttributePayload(CfgType.REPLY, attr.identifier, config.to_attributes(requested))
     transaction.answer(resp, out, sa, rx, reply)
@@ -123,8 +124,8 @@ def responder_request(resp: Responder, out: Collector, sa: IkeSa, attr: Attribut
 def push(resp: Responder, out: Collector, sa: IkeSa, now: float) -> bytes | None:
     """SET the client's settings; None (and the SA deleted) when no address is left."""
     config = resp._session_config(sa, cisco_udp_requested=False)
-    if config is None:
-        _refuse_no_address(resp, out, sa, now)
+    if not isinstance(config, ModeConfig):
+        _refuse_session(resp, out, sa, now, config)
         return None
     attrs = list(config.to_attributes())
     data = transaction.start(resp, out, sa, CfgType.SET, attrs, TransactionKind.MODECFG, now)
@@ -150,7 +151,13 @@ def send_p1_lifetime(resp: Responder, out: Collector, sa: IkeSa) -> None:
         resp._send_informational(out, sa, [notify])
 
 
-def _refuse_no_address(resp: Responder, out: Collector, sa: IkeSa, now: float) -> None:
-    resp.stats["modecfg_no_address"] += 1
-    reason = f"no address available in the pool of group {sa.group_name}"
+def _refuse_session(
+    resp: Responder, out: Collector, sa: IkeSa, now: float, refused: Refused | None
+) -> None:
+    if refused is None:
+        resp.stats["modecfg_no_address"] += 1
+        reason = f"no address available in the pool of group {sa.group_name}"
+    else:
+        resp.stats["modecfg_refused"] += 1
+        reason = refused.reason
     resp._remove_sa(out, sa, reason, now, notify_peer=True, failed_stage="modecfg")

@@ -121,6 +121,16 @@ class ConcentratorSettings(Strict):
         "it answers a gateway's quick mode correctly). A strongSwan concentrator does this "
         "anyway",
     )
+    max_sessions: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        description="'Concurrent Sessions Limit': remote-access and LAN-to-LAN sessions at "
+        "once; a client beyond it is refused at Mode-Config (no address) and the log says "
+        "why. The seed's VPN 3000 shows 100 (a 3005/3015); a 3080 allows 10000. Our "
+        "concentrator only: charon's ikesa_limit counts IKE SAs (a phase-1 rekey's too), "
+        "so a strongSwan gateway is rendered without a limit",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     debug: DebugSettings = DebugSettings()
     version_string: str = (

@@ -97,3 +97,35 @@ def test_nat_t_versions_reach_both_engines() -> None:
     gateway["vpn"]["nat_transparency"]["nat_t_versions"] = ["draft-99"]
     with pytest.raises(SettingsError, match="nat_t_versions: 'draft-99' is not one of"):
         parse_settings(gateway)
+
+
+def test_max_sessions_reaches_the_concentrators_hooks() -> None:
+    """vpn.max-sessions: the Concurrent Sessions Limit through vpn.json to the hooks, which
+    refuse a session once that many are active (before taking a pool address), and to a
+    reload."""
+    import dataclasses
+
+    from labctl.agent.concentrator import ConcentratorHooks
+    from labctl.agent.settings import ConcentratorSettings
+    from labctl.ike import Refused, SaHandle, SessionContext
+
+    data = vpn_agent_config(load_lab(ROOT / "topologies" / "nat-t-two-clients.yaml"), "vpn3000")
+    assert data["vpn"]["max_sessions"] == 100  # the seed's VPN 3000
+    data["vpn"]["max_sessions"] = 2
+    settings = parse_settings(data)
+    assert isinstance(settings, ConcentratorSettings) and settings.max_sessions == 2
+    active = [0]
+    hooks = ConcentratorHooks(settings, lambda: active[0])
+    group = next(iter(settings.groups))
+
+    def ask(n: int):
+        handle = SaHandle(n.to_bytes(8, "big"), bytes(8))
+        return hooks.assign_address(SessionContext(handle, group, f"u{n}", ("1.2.3.4", 500)))
+
+    assert ask(1).address is not None
+    active[0] = 2
+    refused = ask(2)
+    assert refused == Refused("Concurrent Sessions Limit (2) reached")
+    assert len(hooks.pools[group].in_use) == 1  # the refusal took no address
+    hooks.update(dataclasses.replace(settings, max_sessions=3), dict(hooks.pools))
+    assert ask(3).address is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 
 from labctl.ike import (
+    AddressPool,
     AttributePayload,
     ChildSaEstablished,
     ExchangeFailed,
@@ -14,12 +15,14 @@ from labctl.ike import (
     ModeConfigReceived,
     PacketDropped,
     Phase1Deleted,
+    Refused,
     RequestRetransmitted,
+    SimpleHooks,
     XauthResult,
     decode_header,
 )
 from labctl.ike.constants import CfgAttr, CfgType, ExchangeType
-from tests.unit.ike.builders import add_client, connect, make_lab
+from tests.unit.ike.builders import USERS, add_client, connect, make_lab
 
 # ---------------------------------------------------------------------------------------------
 # Pool exhausted (issue 8): a /32 pool and two clients
@@ -65,6 +68,35 @@ def test_empty_pool_refuses_mode_config_and_deletes_the_half_tunnel() -> None:
     # the two Deletes crossing each other are stale, not hostile
     for who in ("server", "c2"):
         assert all(d.stale for d in lab.events_of(who, PacketDropped)), who
+
+
+def test_a_refused_session_is_deleted_with_the_hooks_reason() -> None:
+    """A hook may refuse a session for another reason than the pool (a session limit): the
+    client sees what an empty pool looks like (a REPLY without an address), the concentrator
+    reports the hook's reason and counts it apart from empty pools."""
+
+    class AtMostOne(SimpleHooks):
+        def assign_address(self, ctx):
+            if self.pool.in_use:
+                return Refused("Concurrent Sessions Limit (1) reached")
+            return super().assign_address(ctx)
+
+    lab = make_lab(hooks=AtMostOne(USERS, AddressPool("40.1.1.1", "40.1.1.9")))
+    add_client(lab, "c1", "10.10.10.2", "vpnclient1")
+    second = add_client(lab, "c2", "10.10.10.3", "vpnclient2")
+    connect(lab, "c1")
+    connect(lab, "c2")
+    assert lab.events_of("c1", ChildSaEstablished) and not lab.events_of("c2", ChildSaEstablished)
+    (failed,) = lab.events_of("c2", ExchangeFailed)
+    assert failed.stage == "modecfg" and second.current is None
+    server_failures = [f for f in lab.events_of("server", ExchangeFailed) if f.stage == "modecfg"]
+    assert [f.reason for f in server_failures] == ["Concurrent Sessions Limit (1) reached"]
+    assert [d.reason for d in lab.events_of("server", Phase1Deleted)] == [
+        "Concurrent Sessions Limit (1) reached"
+    ]
+    assert lab.responder.stats["modecfg_refused"] == 1
+    assert lab.responder.stats["modecfg_no_address"] == 0
+    assert len(lab.hooks.pool.in_use) == 1  # the refused session took no address
 
 
 def test_empty_pool_with_pushed_mode_config() -> None:
