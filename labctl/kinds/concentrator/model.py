@@ -129,7 +129,7 @@ class ConcentratorSettings(Strict):
         "once; a client beyond it is refused at Mode-Config (no address) and the log says "
         "why. The seed's VPN 3000 shows 100 (a 3005/3015); a 3080 allows 10000. Our "
         "concentrator only: charon's ikesa_limit counts IKE SAs (a phase-1 rekey's too), "
-        "so a strongSwan gateway is rendered without a limit",
+        "so setting it on a strongSwan gateway is a validate error",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     debug: DebugSettings = DebugSettings()

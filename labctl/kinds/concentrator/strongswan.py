@@ -68,6 +68,13 @@ def check(ctx: NodeContext[ConcentratorNode]) -> None:
             NAME,
             "labctl renders remote-access groups only for strongSwan (no LAN-to-LAN yet)",
         )
+    if explicit(vpn, "max_sessions"):
+        unexpressible(
+            ctx,
+            ("vpn", "max_sessions"),
+            NAME,
+            "charon's ikesa_limit counts IKE SAs (a phase-1 rekey's too), not sessions",
+        )
     if explicit(vpn, "fragmentation_policy"):
         unexpressible(
             ctx,

@@ -80,6 +80,11 @@ def test_the_interop_topology_validates_and_picks_implementations() -> None:
             "strongswan cannot express this setting",
         ),
         (
+            {"swangw": {"vpn": {"max-sessions": 30}}},
+            "topology.nodes.swangw.vpn.max_sessions: implementation strongswan cannot express "
+            "this setting: charon's ikesa_limit counts IKE SAs",
+        ),
+        (
             {"swanc": {"vpn": {"transparent-tunneling": {"mode": "udp"}}}},
             "topology.nodes.swanc.vpn.transparent_tunneling.mode: implementation strongswan "
             "cannot express this setting: 'udp'",
