@@ -39,7 +39,7 @@ SCENARIOS = {
     "l2l-nat-t-off.yaml": {"repair-nat-t"},
     "l2l-strongswan-site.yaml": {"expect"},
     "fragmentation-policy.yaml": {"three-policies"},
-    "fleet-clients.yaml": {"fleet-of-fifty", "pool-exhaustion"},
+    "fleet-clients.yaml": {"fleet-of-fifty", "pool-exhaustion", "session-limit"},
     "certificate-auth.yaml": {"certificates"},
     "hybrid-auth.yaml": {"hybrid"},
     "ike-fragmentation.yaml": {"ike-fragmentation"},
