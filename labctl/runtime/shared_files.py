@@ -17,6 +17,7 @@ container uses are removed when another is made, and by `labctl images prune`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -99,10 +100,8 @@ class SharedFiles:
         mounts = []
         for index, directory in enumerate(directories):
             name = volume_name(image.id, directory)
-            try:  # an unfinished fill: start over
+            with contextlib.suppress(docker.errors.NotFound):  # an unfinished fill: start over
                 self.client.volumes.get(name).remove()
-            except docker.errors.NotFound:
-                pass
             self.client.volumes.create(
                 name, labels={LABEL_SHARED_IMAGE: image.id, LABEL_SHARED_DIR: directory}
             )
