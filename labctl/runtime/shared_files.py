@@ -96,6 +96,13 @@ class SharedFiles:
         return (Path(volume.attrs["Mountpoint"]) / COMPLETE).exists()
 
     def _fill(self, image, directories: list[str]) -> None:
+        # A fill container of this image left by a killed labctl (we hold the lock, so none
+        # is running for real) still holds the volumes: remove it first.
+        leftovers = self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_SHARED_IMAGE}={image.id}"}
+        )
+        for leftover in leftovers:
+            leftover.remove(force=True)
         copies = []
         mounts = []
         for index, directory in enumerate(directories):

@@ -78,6 +78,14 @@ class FakeContainers:
     def __init__(self, client: FakeClient):
         self.client, self.made, self.status = client, [], 0
 
+    def list(self, all: bool, filters: dict) -> list[FakeContainer]:
+        key, _, value = filters["label"].partition("=")
+        return [
+            c
+            for _, options, c in self.made
+            if not c.removed and options.get("labels", {}).get(key) == value
+        ]
+
     def create(self, image: str, **options) -> FakeContainer:
         container = FakeContainer(self.client, options["mounts"], self.status)
         self.made.append((image, options, container))
@@ -174,3 +182,13 @@ def test_volumes_of_removed_images_go_unless_in_use(client: FakeClient) -> None:
     assert sorted(client.volumes.by_name) == sorted(
         [volume_name(OURS, d) for d in SHARED_DIRS] + [volume_name(gone, "/opt"), "someone-elses"]
     )
+
+
+def test_a_fill_container_left_by_a_killed_labctl_is_removed_before_the_fill(
+    client: FakeClient,
+) -> None:
+    leftover = client.containers.create(OURS, mounts=[], labels={LABEL_SHARED_IMAGE: OURS})
+    other = client.containers.create(FOREIGN, mounts=[], labels={LABEL_SHARED_IMAGE: FOREIGN})
+    SharedFiles(client).mounts_for("labctl/vpn:1")
+    assert leftover.removed and not other.removed
+    assert len(client.containers.made) == 3
