@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SEED := topologies/nat-t-two-clients.yaml
 PYTEST_ARGS ?=
 FLEET_CLIENTS ?= 1000
-SCALE_CLIENTS ?= 10 50
+SCALE_CLIENTS ?= 10 50 200
 INTEROP_ROUNDS ?= 3
 BENCH_REFERENCE ?=
 

@@ -98,11 +98,17 @@ def topology(name: str, n: int) -> str:
 _STAGE = re.compile(r"\] (.+?) done in ([0-9.]+)s(?: \(cpu ([0-9.]+)s\))?$")
 
 
+# Extra environment per tree run ("reference" with --reference-env): e.g. this tree with
+# LABCTL_SHARED_FILES=0 as the reference, to measure one switch in the same run.
+RUN_ENV: dict[str, str] = {}
+
+
 def labctl(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     python = tree / ".venv" / "bin" / "python"
     return subprocess.run(
         [str(python if python.exists() else sys.executable), "-m", "labctl", *args],
         cwd=tree,
+        env={**os.environ, **RUN_ENV},
         check=check,
         capture_output=True,
         text=True,
@@ -418,7 +424,16 @@ def main() -> int:
     parser.add_argument(
         "--compare", type=Path, help="another labctl tree (with its .venv) to run alongside"
     )
+    parser.add_argument(
+        "--reference-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for the reference's runs (e.g. --compare . --reference-env "
+        "LABCTL_SHARED_FILES=0: this tree without the shared volumes)",
+    )
     args = parser.parse_args()
+    reference_env = dict(item.split("=", 1) for item in args.reference_env)
     trees = {"ours": ROOT} | ({"reference": args.compare.resolve()} if args.compare else {})
     for tree in trees.values():
         labctl(tree, "-q", "images", "build")
@@ -429,6 +444,8 @@ def main() -> int:
             # and goes, and whoever runs second would otherwise always meet the same trend.
             order = list(trees.items())
             for name, tree in order if index % 2 == 0 else order[::-1]:
+                RUN_ENV.clear()
+                RUN_ENV.update(reference_env if name == "reference" else {})
                 run = one_run(tree, n, Path(folder))
                 print(name, json.dumps(run), file=sys.stderr, flush=True)
                 runs[name].append(run)
@@ -437,6 +454,7 @@ def main() -> int:
         "host": {"cpus": os.cpu_count(), "kernel": platform.release()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": os.getloadavg(),
+        **({"reference_env": reference_env} if reference_env else {}),
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,14 @@ def scale_rows(data: dict) -> list[Row]:
             detail = one.get("client_memory_detail_mib")
             if detail:  # (never on an empty reference: an empty one means "none ran")
                 one["agent_rss_mib"] = detail.get("agent_rss")
-        label = "previous labctl (main)" if ref else ""
+        label = ""
+        if ref:  # a run of another tree, or of this one with a switch (--reference-env)
+            switches = data.get("reference_env") or {}
+            label = (
+                "same tree, " + " ".join(f"{k}={v}" for k, v in switches.items())
+                if switches
+                else "previous labctl (main)"
+            )
         for key, what, unit, better in (
             ("up_seconds", f"`up`, {n} VPN clients (+3 nodes)", "s", False),
             ("push_seconds", f"`up`'s configuration push stage, {n} clients", "s", False),

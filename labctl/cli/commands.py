@@ -30,7 +30,7 @@ from ..naming import (
     lab_from_fabric_netns,
 )
 from ..progress import Progress
-from ..runtime import DockerRuntime
+from ..runtime import DockerRuntime, docker_client
 from ..state import collect, shows_for
 from ..topology import TopologyError, load_lab
 from ..wiring import list_named_netns
@@ -468,5 +468,10 @@ def cmd_images(args) -> int:
                 )
     else:
         for removed in images.prune():
+            print(f"removed {removed}")
+        # the shared /usr and /opt volumes of the images just removed (and any older ones)
+        from ..runtime.shared_files import remove_unused
+
+        for removed in remove_unused(docker_client()):
             print(f"removed {removed}")
     return 0

@@ -27,6 +27,7 @@ from ..naming import (
     container_name,
 )
 from .base import LabRuntimeError, NodeInfo, NodeSpec, Runtime
+from .shared_files import SharedFiles, enabled
 
 
 def docker_client() -> docker.DockerClient:
@@ -43,6 +44,7 @@ def docker_client() -> docker.DockerClient:
 class DockerRuntime(Runtime):
     def __init__(self, client: docker.DockerClient | None = None):
         self.client = client or docker_client()
+        self.shared = SharedFiles(self.client) if enabled() else None
 
     # --- nodes -------------------------------------------------------------------------
 
@@ -56,9 +58,13 @@ class DockerRuntime(Runtime):
             LABEL_ROLE: "node",
             LABEL_MGMT_IPV4: str(spec.mgmt),
         }
+        # The image's /usr and /opt from read-only volumes shared by its nodes (not through
+        # each container's own fuse-overlayfs mount): see shared_files.
+        mounts = self.shared.mounts_for(spec.image) if self.shared else []
         try:
             container = self.client.containers.create(
                 spec.image,
+                mounts=mounts,
                 name=name,
                 hostname=spec.node,
                 labels=labels,
