@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from labctl.agent.loop import EventLoop, Timer
 from labctl.agent.mss import clamp_mss, mss_for_mtu
+from labctl.agent.parallel_seal import ParallelSealer
 from labctl.agent.prefix_table import PrefixTable
 from labctl.agent.tunnel import (
     DataplaneEvent,
@@ -193,7 +194,8 @@ class Dataplane:
         buffers = buffers or ReceiveBuffers()
         self._tun_buf, self._tun_view = buffers.tun, buffers.tun_view
         self._rx_buf, self._rx_view = buffers.rx, buffers.rx_view
-        self._run = SendRun()
+        self._run = SendRun()  # holds prepared packets (EspSa.prepare), sealed at flush
+        self._sealer = ParallelSealer()
         # coalesced reads on the UDP sockets (udp_offload): where the kernel has UDP_GRO
         self._gro = {
             sock
@@ -463,29 +465,34 @@ class Dataplane:
                 # inline SYN test: only SYNs pay for the clamp_mss() call
                 if max_mss and buf[9] == 6 and buf[((buf[0] & 15) << 2) + 13] & 2:
                     packet = clamp_mss(packet, max_mss)
-                try:
-                    esp = sa.seal(packet, NEXT_HEADER_IPV4, now)
+                try:  # sequence number, counters, plaintext copy: in order, here
+                    seq, plain = sa.prepare(packet, NEXT_HEADER_IPV4, now)
                 except EspSequenceExhausted:
                     tunnel.counters.drop("seq_exhausted")
                     if sa.drops.get("seq_exhausted") == 1:
                         self._emit(OutboundSaExhausted(tunnel.name, sa.spi))
                     continue
-                if tunnel.stream is not None:
-                    self._send_stream(tunnel, esp, n, now)
-                    continue
-                if tunnel.encap is Encap.UDP_NON_IKE:  # drafts 00/01: ESP on the IKE port
-                    esp[0:0] = NON_IKE_MARKER
                 gso = gsos.get(tunnel.encap)
-                if gso is None or not gso.usable:  # one sendto per packet, at once
-                    self._send_one(tunnel, esp, n, now)
+                if tunnel.stream is not None or gso is None or not gso.usable:
+                    self._send_now(tunnel, sa.encrypt_prepared(seq, plain), n, now)
                     continue
-                size = len(esp)
+                # a GSO run: encrypted when it is sent, on two threads if it is a burst
+                size = sa.sealed_size(plain)
                 if run.packets and not run.takes(tunnel, size):
                     self._flush_run(now)
-                run.add(tunnel, esp, size, n)
+                run.add(tunnel, (sa, seq, plain), size, n)
         finally:
             if run.packets:
                 self._flush_run(now)
+
+    def _send_now(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
+        """One sealed packet, sent at once: on its TCP connection or as one datagram."""
+        if tunnel.stream is not None:
+            self._send_stream(tunnel, esp, n, now)
+            return
+        if tunnel.encap is Encap.UDP_NON_IKE:  # drafts 00/01: ESP on the IKE port
+            esp[0:0] = NON_IKE_MARKER
+        self._send_one(tunnel, esp, n, now)
 
     def _send_stream(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
         try:
@@ -505,11 +512,13 @@ class Dataplane:
         tunnel.last_tx = now
 
     def _flush_run(self, now: float) -> None:
-        """Send the pending run of sealed packets: one GSO send when the socket can, else
-        one sendto each (a failed sendto drops that packet only, as before)."""
+        """Seal the pending run of prepared packets (parallel_seal) and send it: one GSO
+        send when the socket can, else one sendto each (a failed sendto drops that packet
+        only, as before)."""
         run = self._run
-        tunnel, packets, size, inner = run.tunnel, run.packets, run.size, run.inner
+        tunnel, prepared, size, inner = run.tunnel, run.packets, run.size, run.inner
         run.clear()
+        packets = self._sealer.seal(prepared)
         peer = tunnel.peer
         counters = tunnel.counters
         if peer is None:  # an event handler removed the tunnel's peer meanwhile
@@ -776,12 +785,14 @@ class Dataplane:
             "ike_rx": self.ike_rx,
             "ike_tx": self.ike_tx,
             "non_ike_rx": self.non_ike_rx,
+            "parallel_seal_bursts": self._sealer.bursts,
             "tunnels": {name: t.stats() for name, t in self._tunnels.items()},
         }
 
     def close(self) -> None:
         """Stop reading; the caller owns (and closes) the TUN and the sockets."""
         self._housekeeping.cancel()
+        self._sealer.close()
         for timer in self._retire_timers.values():
             timer.cancel()
         self._retire_timers.clear()

@@ -50,6 +50,15 @@ NEXT_HEADER_DUMMY = 59  # RFC 4303 §2.6: dummy packet, discard silently
 SEQ_MAX = 0xFFFFFFFF  # no extended sequence numbers: the SA must be rekeyed before wrapping
 ESP_HEADER_LEN = 8
 
+# Outbound CBC contexts per SA, by cipher: 3DES encryption (~60 us per 1400-byte packet on
+# the nodes, serial within one CBC chain) is where a tunnel is bound by the cipher, so a
+# burst of its packets is sealed on two lanes in two threads (agent/parallel_seal). Every
+# packet starts its own chain (random lead block), so lanes never share state.
+# LABCTL_SEAL_LANES=1 in the environment keeps one lane (A/B runs).
+SEAL_LANES: dict[str, int] = (
+    {} if os.environ.get("LABCTL_SEAL_LANES", "2") == "1" else {"3des-cbc": 2}
+)
+
 _PAD = bytes(range(1, 256))  # RFC 4303 §2.4 default padding content 1, 2, 3, ...
 _HEADER = struct.Struct("!II")
 
@@ -90,6 +99,7 @@ class EspSa:
         "_align",
         "_block",
         "_ctx",
+        "_ctxs",
         "_icv_len",
         "_mac",
         "_min_len",
@@ -145,13 +155,19 @@ class EspSa:
         self._random_block = random_block
         self._trailers = tuple(_PAD[:n] + bytes((n, NEXT_HEADER_IPV4)) for n in range(self._align))
         self._ctx: Any = None
+        self._ctxs: tuple[Any, ...] = ()  # outbound: one CBC context per lane
         if self.cipher.factory is not None:
             # Zero initial chain is fine: every packet's IV comes from a fresh random block.
             if self.direction is Direction.IN and self.cipher.name == "3des-cbc":
                 self._ctx = decryptor_3des(enc_key)  # several blocks at once (gcrypt_cbc)
             if self._ctx is None:
                 cbc = Cipher(self.cipher.factory(enc_key), modes.CBC(bytes(self.cipher.iv_len)))
-                self._ctx = cbc.encryptor() if self.direction is Direction.OUT else cbc.decryptor()
+                if self.direction is Direction.OUT:
+                    lanes = SEAL_LANES.get(self.cipher.name, 1)
+                    self._ctxs = tuple(cbc.encryptor() for _ in range(lanes))
+                    self._ctx = self._ctxs[0]
+                else:
+                    self._ctx = cbc.decryptor()
         self._mac: Any = None
         if self.integrity.digest is not None:
             self._mac = hmac.new(auth_key, digestmod=self.integrity.digest)
@@ -211,6 +227,18 @@ class EspSa:
         now: float | None = None,
     ) -> bytearray:
         """Encrypt and authenticate one inner packet; returns the ESP packet."""
+        seq, plain = self.prepare(payload, next_header, now)
+        return self.encrypt_prepared(seq, plain)
+
+    def prepare(
+        self,
+        payload: bytes | bytearray | memoryview,
+        next_header: int = NEXT_HEADER_IPV4,
+        now: float | None = None,
+    ) -> tuple[int, bytes]:
+        """The serial half of ``seal``: take the next sequence number, count the packet and
+        build what gets encrypted (random lead block | payload | pad | trailer, a copy, so
+        ``payload`` may be reused at once). Call from one thread, in sending order."""
         if self.direction is not Direction.OUT:
             raise TypeError(f"seal() on inbound SA 0x{self.spi:08x}")
         seq = self.seq + 1
@@ -224,23 +252,40 @@ class EspSa:
             trailer = self._trailers[padlen]
         else:
             trailer = _PAD[:padlen] + bytes((padlen, next_header))
-        out = bytearray(_HEADER.pack(self.spi, seq))
-        ctx = self._ctx
-        if ctx is not None:
-            out += ctx.update(b"".join((self._random_block(self._block), payload, trailer)))
+        if self._ctxs:
+            plain = b"".join((self._random_block(self._block), payload, trailer))
         else:
-            out += payload
-            out += trailer
+            plain = b"".join((payload, trailer))
+        self.packets += 1
+        self.bytes += n
+        if now is not None:
+            self.last_used = now
+        return seq, plain
+
+    def sealed_size(self, prepared: bytes) -> int:
+        """Length of the ESP packet ``encrypt_prepared`` makes of ``prepared``."""
+        return ESP_HEADER_LEN + len(prepared) + self._icv_len
+
+    def encrypt_prepared(self, seq: int, plain: bytes, lane: int = 0) -> bytearray:
+        """The cipher half of ``seal`` for what ``prepare`` returned. Each of the SA's
+        ``lanes`` has its own CBC context: different lanes may run in different threads at
+        once (cryptography releases the GIL in the cipher; the HMAC is copied per packet)."""
+        out = bytearray(_HEADER.pack(self.spi, seq))
+        if self._ctxs:
+            out += self._ctxs[lane].update(plain)
+        else:
+            out += plain
         mac = self._mac
         if mac is not None:
             h = mac.copy()
             h.update(out)
             out += h.digest()[: self._icv_len]
-        self.packets += 1
-        self.bytes += n
-        if now is not None:
-            self.last_used = now
         return out
+
+    @property
+    def lanes(self) -> int:
+        """How many packets of this SA can be encrypted at once (``encrypt_prepared``)."""
+        return max(1, len(self._ctxs))
 
     # ------------------------------------------------------------------ inbound
     def open(
