@@ -1,0 +1,89 @@
+"""Sealing a burst on two threads: same packets, in order, each opened by the peer's SA."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+import pytest
+
+from labctl.agent import parallel_seal
+from labctl.agent.parallel_seal import MIN_PARALLEL, ParallelSealer
+from labctl.esp import EspSa
+from labctl.esp.sa import SEAL_LANES
+
+
+def _pair(cipher: str) -> tuple[EspSa, EspSa]:
+    key = os.urandom(24 if cipher == "3des-cbc" else 16)
+    auth = os.urandom(16)
+    out = EspSa.outbound(0x2000, cipher, "hmac-md5-96", key, auth)
+    inb = EspSa.inbound(0x2000, cipher, "hmac-md5-96", key, auth)
+    return out, inb
+
+
+@pytest.mark.skipif(SEAL_LANES.get("3des-cbc", 1) < 2, reason="LABCTL_SEAL_LANES=1")
+def test_a_3des_burst_is_sealed_on_two_threads_in_order() -> None:
+    out, inb = _pair("3des-cbc")
+    assert out.lanes == 2
+    sealer = ParallelSealer()
+    payloads = [os.urandom(1400 - i) for i in range(40)]
+    prepared = [(out, *out.prepare(p)) for p in payloads]
+    packets = sealer.seal(prepared)
+    assert sealer.bursts == 1
+    assert [struct.unpack_from("!II", p) for p in packets] == [(0x2000, s) for s in range(1, 41)]
+    assert [inb.open(p) for p in packets] == [(4, p) for p in payloads]
+    assert inb.drops == {}
+    # a second burst after the first: the worker is still there, the lanes' chains moved on
+    more = [os.urandom(100) for _ in range(8)]
+    packets = sealer.seal([(out, *out.prepare(p)) for p in more])
+    assert sealer.bursts == 2
+    assert [inb.open(p) for p in packets] == [(4, p) for p in more]
+    assert out.packets == inb.packets == 48
+    sealer.close()
+
+
+def test_small_bursts_and_one_lane_ciphers_stay_on_the_callers_thread() -> None:
+    started = threading.active_count()
+    sealer = ParallelSealer()
+    aes, aes_in = _pair("aes128-cbc")
+    assert aes.lanes == 1
+    packets = sealer.seal([(aes, *aes.prepare(b"x" * 1400)) for _ in range(10)])
+    assert [aes_in.open(p)[1] for p in packets] == [b"x" * 1400] * 10
+    des, des_in = _pair("3des-cbc")
+    few = sealer.seal([(des, *des.prepare(b"y" * 60)) for _ in range(MIN_PARALLEL - 1)])
+    assert [des_in.open(p)[1] for p in few] == [b"y" * 60] * (MIN_PARALLEL - 1)
+    assert sealer.bursts == 0
+    assert threading.active_count() == started
+
+
+def test_a_failure_on_the_worker_reaches_the_caller_and_the_next_burst_works(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, inb = _pair("3des-cbc")
+    if out.lanes < 2:
+        pytest.skip("LABCTL_SEAL_LANES=1")
+    sealer = ParallelSealer()
+    real = parallel_seal._encrypt
+
+    def failing(items: list, lane: int) -> list:
+        if lane == 1:
+            raise RuntimeError("lane 1 broke")
+        return real(items, lane)
+
+    monkeypatch.setattr(parallel_seal, "_encrypt", failing)
+    with pytest.raises(RuntimeError, match="lane 1 broke"):
+        sealer.seal([(out, *out.prepare(b"z" * 200)) for _ in range(6)])
+    monkeypatch.setattr(parallel_seal, "_encrypt", real)
+    packets = sealer.seal([(out, *out.prepare(b"w" * 200)) for _ in range(6)])
+    assert [inb.open(p)[1] for p in packets] == [b"w" * 200] * 6  # seq 7..12: no replay drop
+    sealer.close()
+
+
+def test_prepare_then_encrypt_is_seal() -> None:
+    out, inb = _pair("3des-cbc")
+    seq, plain = out.prepare(b"q" * 77)
+    esp = out.encrypt_prepared(seq, plain, lane=out.lanes - 1)
+    assert len(esp) == out.sealed_size(plain)
+    assert inb.open(esp) == (4, b"q" * 77)
+    assert (out.seq, out.packets, out.bytes) == (1, 1, 77)
