@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Protocol
 
+from labctl.agent.lanes import MIN_PARALLEL, Authenticated, TwoLanes
 from labctl.agent.loop import EventLoop, Timer
 from labctl.agent.mss import clamp_mss, mss_for_mtu
-from labctl.agent.parallel_seal import ParallelSealer
 from labctl.agent.prefix_table import PrefixTable
 from labctl.agent.tunnel import (
     DataplaneEvent,
@@ -195,7 +195,7 @@ class Dataplane:
         self._tun_buf, self._tun_view = buffers.tun, buffers.tun_view
         self._rx_buf, self._rx_view = buffers.rx, buffers.rx_view
         self._run = SendRun()  # holds prepared packets (EspSa.prepare), sealed at flush
-        self._sealer = ParallelSealer()
+        self._lanes = TwoLanes()  # 3DES bursts: the cipher on two threads
         # coalesced reads on the UDP sockets (udp_offload): where the kernel has UDP_GRO
         self._gro = {
             sock
@@ -512,13 +512,13 @@ class Dataplane:
         tunnel.last_tx = now
 
     def _flush_run(self, now: float) -> None:
-        """Seal the pending run of prepared packets (parallel_seal) and send it: one GSO
+        """Seal the pending run of prepared packets (on two lanes: agent/lanes) and send it: one GSO
         send when the socket can, else one sendto each (a failed sendto drops that packet
         only, as before)."""
         run = self._run
         tunnel, prepared, size, inner = run.tunnel, run.packets, run.size, run.inner
         run.clear()
-        packets = self._sealer.seal(prepared)
+        packets = self._lanes.seal(prepared)
         peer = tunnel.peer
         counters = tunnel.counters
         if peer is None:  # an event handler removed the tunnel's peer meanwhile
@@ -586,8 +586,11 @@ class Dataplane:
                 self._count(f"recv_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
                 continue
             if size and size < n:
-                for start, end in segments(n, size):
-                    datagram(view[start:end], source, demux, raw, now)
+                if n // size + 1 >= MIN_PARALLEL:
+                    self._on_datagram_run(view, segments(n, size), source, demux, raw, now)
+                else:
+                    for start, end in segments(n, size):
+                        datagram(view[start:end], source, demux, raw, now)
                 budget -= n // size  # the other datagrams of the run
             else:
                 datagram(view[:n], source, demux, raw, now)
@@ -595,36 +598,101 @@ class Dataplane:
     def _on_datagram(
         self, data: memoryview, source: Endpoint, demux: Any, raw: bool, now: float
     ) -> None:
+        esp = self._esp_of(data, source, demux, now)
+        if esp is not None and self._deliver(esp[0], esp[1], esp[2], now):
+            self._maybe_move_peer(esp[0], esp[1], source, raw, esp[2])
+
+    def _esp_of(
+        self, data: memoryview, source: Endpoint, demux: Any, now: float
+    ) -> tuple[EspSa, Tunnel, memoryview] | None:
+        """The SA, tunnel and ESP packet of a datagram; None when it was something else
+        (handled here: IKE, a keepalive) or is dropped (counted here)."""
         n = len(data)
         try:
             kind, off = demux(data)
         except EspError as exc:
             self._count(exc.reason)
-            return
+            return None
         if kind is not Kind.ESP:
             self._handle_control(kind, data, off, source)
-            return
+            return None
         if n - off < 8:
             self._count("malformed")
-            return
+            return None
         spi = int.from_bytes(data[off : off + 4], "big")
         entry = self._inbound.get(spi)
         if entry is None:
             self._unknown_spi(spi, source, now)
-            return
+            return None
         sa, tunnel = entry
         if tunnel.stream is not None:  # a TCP tunnel's SPI must not arrive in datagrams
             tunnel.counters.drop("wrong_transport")
-            return
-        if not self._deliver(sa, tunnel, data[off:], now):
-            return
-        # authenticated and allowed: the newest packet from a new source moves the peer
+            return None
+        return sa, tunnel, data[off:]
+
+    def _maybe_move_peer(
+        self, sa: EspSa, tunnel: Tunnel, source: Endpoint, raw: bool, esp: Any
+    ) -> None:
+        """After an authentic, allowed packet: the newest from a new source moves the peer."""
         if raw:
             source = (source[0], 0)
-        if source != tunnel.peer and sa.replay_top == int.from_bytes(
-            data[off + 4 : off + 8], "big"
-        ):
+        if source != tunnel.peer and sa.replay_top == int.from_bytes(esp[4:8], "big"):
             self._move_peer(tunnel, source, report=True)
+
+    def _on_datagram_run(
+        self,
+        view: memoryview,
+        bounds: Iterable[tuple[int, int]],
+        source: Endpoint,
+        demux: Any,
+        raw: bool,
+        now: float,
+    ) -> None:
+        """The datagrams of one coalesced read, in order, as ``_on_datagram`` would handle
+        them one by one -- except that packets of SAs with two lanes are authenticated
+        first and then decrypted on two threads (agent/lanes) before they are written."""
+        pending: list[Authenticated] = []
+        tunnels: list[Tunnel] = []
+        for start, end in bounds:
+            found = self._esp_of(view[start:end], source, demux, now)
+            if found is None:
+                continue
+            sa, tunnel, esp = found
+            if sa.lanes < 2:  # in order: what is pending goes first
+                self._open_pending(pending, tunnels, source, raw, now)
+                if self._deliver(sa, tunnel, esp, now):
+                    self._maybe_move_peer(sa, tunnel, source, raw, esp)
+                continue
+            try:
+                _seq, body_end = sa.authenticate(esp)
+            except EspError as exc:
+                tunnel.counters.drop(exc.reason)
+                continue
+            pending.append((sa, esp, body_end))
+            tunnels.append(tunnel)
+        self._open_pending(pending, tunnels, source, raw, now)
+
+    def _open_pending(
+        self,
+        pending: list[Authenticated],
+        tunnels: list[Tunnel],
+        source: Endpoint,
+        raw: bool,
+        now: float,
+    ) -> None:
+        if not pending:
+            return
+        plains = self._lanes.decrypt(pending)
+        for (sa, esp, _), tunnel, plain in zip(pending, tunnels, plains, strict=True):
+            try:
+                next_header, inner = sa.finish_open(plain, int.from_bytes(esp[4:8], "big"), now)
+            except EspError as exc:
+                tunnel.counters.drop(exc.reason)
+                continue
+            if self._forward(tunnel, next_header, inner, now):
+                self._maybe_move_peer(sa, tunnel, source, raw, esp)
+        pending.clear()
+        tunnels.clear()
 
     def receive_ike_port(self, data: bytes, source: Endpoint) -> bool:
         """A datagram the agent read on the IKE port (UDP 500). NAT-T drafts 00/01 send ESP
@@ -660,14 +728,19 @@ class Dataplane:
     def _deliver(self, sa: EspSa, tunnel: Tunnel, esp: Any, now: float) -> bool:
         """Open ``esp`` with ``sa`` and write the inner packet to the TUN. True when the
         packet was authentic and allowed by the tunnel's inbound policy."""
-        counters = tunnel.counters
-        inner: bytes | bytearray | memoryview  # a clamped SYN may come back as a copy
         try:
             next_header, inner = sa.open(esp, now)
         except EspError as exc:
-            counters.drop(exc.reason)
+            tunnel.counters.drop(exc.reason)
             return False
-        # ---- authenticated from here on
+        return self._forward(tunnel, next_header, inner, now)
+
+    def _forward(
+        self, tunnel: Tunnel, next_header: int, inner: bytes | bytearray | memoryview, now: float
+    ) -> bool:
+        """An authentic packet's payload to the TUN, if the tunnel's inbound policy allows
+        it. True when it was allowed (written, or a TUN write error counted)."""
+        counters = tunnel.counters
         if next_header != NEXT_HEADER_IPV4:
             if next_header == NEXT_HEADER_DUMMY:
                 counters.dummies_rx += 1
@@ -785,14 +858,14 @@ class Dataplane:
             "ike_rx": self.ike_rx,
             "ike_tx": self.ike_tx,
             "non_ike_rx": self.non_ike_rx,
-            "parallel_seal_bursts": self._sealer.bursts,
+            "two_lane_bursts": self._lanes.bursts,
             "tunnels": {name: t.stats() for name, t in self._tunnels.items()},
         }
 
     def close(self) -> None:
         """Stop reading; the caller owns (and closes) the TUN and the sockets."""
         self._housekeeping.cancel()
-        self._sealer.close()
+        self._lanes.close()
         for timer in self._retire_timers.values():
             timer.cancel()
         self._retire_timers.clear()

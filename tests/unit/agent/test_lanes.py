@@ -1,4 +1,4 @@
-"""Sealing a burst on two threads: same packets, in order, each opened by the peer's SA."""
+"""The 3DES cipher of a burst on two threads: same packets, in order, same drops."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
-from labctl.agent import parallel_seal
-from labctl.agent.parallel_seal import MIN_PARALLEL, ParallelSealer
+from labctl.agent import lanes
+from labctl.agent.lanes import MIN_PARALLEL, TwoLanes
 from labctl.esp import EspSa
-from labctl.esp.sa import SEAL_LANES
+from labctl.esp.errors import EspAuthFailed, EspBadPadding, EspReplay
+from labctl.esp.sa import CIPHER_LANES
 
 
 def _pair(cipher: str) -> tuple[EspSa, EspSa]:
@@ -22,11 +23,11 @@ def _pair(cipher: str) -> tuple[EspSa, EspSa]:
     return out, inb
 
 
-@pytest.mark.skipif(SEAL_LANES.get("3des-cbc", 1) < 2, reason="LABCTL_SEAL_LANES=1")
+@pytest.mark.skipif(CIPHER_LANES.get("3des-cbc", 1) < 2, reason="LABCTL_ESP_LANES=1")
 def test_a_3des_burst_is_sealed_on_two_threads_in_order() -> None:
     out, inb = _pair("3des-cbc")
     assert out.lanes == 2
-    sealer = ParallelSealer()
+    sealer = TwoLanes()
     payloads = [os.urandom(1400 - i) for i in range(40)]
     prepared = [(out, *out.prepare(p)) for p in payloads]
     packets = sealer.seal(prepared)
@@ -45,7 +46,7 @@ def test_a_3des_burst_is_sealed_on_two_threads_in_order() -> None:
 
 def test_small_bursts_and_one_lane_ciphers_stay_on_the_callers_thread() -> None:
     started = threading.active_count()
-    sealer = ParallelSealer()
+    sealer = TwoLanes()
     aes, aes_in = _pair("aes128-cbc")
     assert aes.lanes == 1
     packets = sealer.seal([(aes, *aes.prepare(b"x" * 1400)) for _ in range(10)])
@@ -62,19 +63,19 @@ def test_a_failure_on_the_worker_reaches_the_caller_and_the_next_burst_works(
 ) -> None:
     out, inb = _pair("3des-cbc")
     if out.lanes < 2:
-        pytest.skip("LABCTL_SEAL_LANES=1")
-    sealer = ParallelSealer()
-    real = parallel_seal._encrypt
+        pytest.skip("LABCTL_ESP_LANES=1")
+    sealer = TwoLanes()
+    real = lanes._encrypt
 
     def failing(items: list, lane: int) -> list:
         if lane == 1:
             raise RuntimeError("lane 1 broke")
         return real(items, lane)
 
-    monkeypatch.setattr(parallel_seal, "_encrypt", failing)
+    monkeypatch.setattr(lanes, "_encrypt", failing)
     with pytest.raises(RuntimeError, match="lane 1 broke"):
         sealer.seal([(out, *out.prepare(b"z" * 200)) for _ in range(6)])
-    monkeypatch.setattr(parallel_seal, "_encrypt", real)
+    monkeypatch.setattr(lanes, "_encrypt", real)
     packets = sealer.seal([(out, *out.prepare(b"w" * 200)) for _ in range(6)])
     assert [inb.open(p)[1] for p in packets] == [b"w" * 200] * 6  # seq 7..12: no replay drop
     sealer.close()
@@ -87,3 +88,40 @@ def test_prepare_then_encrypt_is_seal() -> None:
     assert len(esp) == out.sealed_size(plain)
     assert inb.open(esp) == (4, b"q" * 77)
     assert (out.seq, out.packets, out.bytes) == (1, 1, 77)
+
+
+@pytest.mark.skipif(CIPHER_LANES.get("3des-cbc", 1) < 2, reason="LABCTL_ESP_LANES=1")
+def test_a_3des_burst_is_opened_on_two_threads_with_every_check_in_order() -> None:
+    out, inb = _pair("3des-cbc")
+    assert inb.lanes == 2
+    payloads = [os.urandom(1400 - 3 * i) for i in range(12)]
+    packets = [out.seal(p) for p in payloads]
+    packets[3][-1] ^= 1  # a bad ICV
+    packets[5] = packets[4]  # a replay
+    two = TwoLanes()
+    good = []
+    for esp in packets:
+        try:
+            good.append((inb, esp, inb.authenticate(esp)[1]))
+        except (EspAuthFailed, EspReplay):
+            continue
+    assert len(good) == 10
+    plains = two.decrypt(good)
+    assert two.bursts == 1
+    opened = [inb.finish_open(p, 0) for p in plains]
+    keep = [p for i, p in enumerate(payloads) if i not in (3, 5)]
+    assert opened == [(4, p) for p in keep]
+    assert inb.drops == {"auth": 1, "replay": 1}
+    assert inb.packets == 10
+    two.close()
+
+
+def test_finish_open_counts_bad_padding() -> None:
+    out, inb = _pair("3des-cbc")
+    esp = out.seal(b"p" * 64)
+    _seq, body_end = inb.authenticate(esp)
+    plain = bytearray(inb.decrypt_authenticated(esp, body_end, inb.lanes - 1))
+    plain[-2] = 200  # pad length beyond the payload
+    with pytest.raises(EspBadPadding):
+        inb.finish_open(bytes(plain), 1)
+    assert inb.drops == {"padding": 1}
