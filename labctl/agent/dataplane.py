@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Protocol
 
-from labctl.agent.lanes import MIN_PARALLEL, Authenticated, TwoLanes
+from labctl.agent.lanes import Authenticated, TwoLanes
 from labctl.agent.loop import EventLoop, Timer
 from labctl.agent.mss import clamp_mss, mss_for_mtu
 from labctl.agent.prefix_table import PrefixTable
@@ -106,6 +106,7 @@ _FRAMING: dict[
     Encap.CISCO: CiscoUdpFraming,
 }
 _non_ike_demux = NonIkeFraming.demux
+_ZERO_SPI = b"\x00\x00\x00\x00"  # the non-ESP marker: no ESP packet starts with it
 
 
 class ReceiveBuffers:
@@ -117,10 +118,12 @@ class ReceiveBuffers:
 
     __slots__ = ("rx", "rx_view", "tun", "tun_view")
 
-    def __init__(self, size: int = RECV_BUFFER) -> None:
+    def __init__(self, size: int = RECV_BUFFER, batch_room: int = RECV_BUFFER) -> None:
         self.tun = bytearray(size)
         self.tun_view = memoryview(self.tun)
-        self.rx = bytearray(size)
+        # the sockets' datagrams are read one after the other into ``rx`` and handled
+        # as one batch: ``batch_room`` more bytes let ~46 full-size datagrams in
+        self.rx = bytearray(size + batch_room)
         self.rx_view = memoryview(self.rx)
 
 
@@ -560,40 +563,42 @@ class Dataplane:
 
     # ------------------------------------------------------------------ hot path: ESP -> TUN
     def _on_socket_readable(self, sock: socket.socket, encap: Encap) -> None:
+        """Read what the socket has (up to the budget, each read at the next free place of
+        the receive buffer), then handle the datagrams in arrival order as one batch: a
+        3DES batch is decrypted on two threads (``_on_datagram_run``)."""
         gro = sock in self._gro
         recv_into = sock.recvfrom_into
         recvmsg_into = sock.recvmsg_into
-        buf = self._rx_buf
-        bufs = (buf,)
         view = self._rx_view
-        datagram = self._on_datagram
         raw = encap is Encap.ESP
         demux = _FRAMING[encap].demux
-        now = self._loop.time()
         budget = self._budget  # datagrams, not reads: a GRO read may carry dozens
-        while budget > 0:
+        batch: list[tuple[int, int, Endpoint]] = []
+        off = 0
+        last = max(0, len(view) - RECV_BUFFER)  # a read gets a whole datagram's room
+        while budget > 0 and off <= last:
             budget -= 1
+            room = view[off:]
             try:
                 if gro:  # a run the peer sent with GSO may come up as one read
-                    n, ancillary, _flags, source = recvmsg_into(bufs, GRO_ANCILLARY)
+                    n, ancillary, _flags, source = recvmsg_into((room,), GRO_ANCILLARY)
                     size = gro_segment_size(ancillary) if ancillary else 0
                 else:
-                    n, source = recv_into(buf)
+                    n, source = recv_into(room)
                     size = 0
             except BlockingIOError:
-                return
+                break
             except OSError as exc:  # e.g. ECONNREFUSED from an ICMP error on UDP
                 self._count(f"recv_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
                 continue
             if size and size < n:
-                if n // size + 1 >= MIN_PARALLEL:
-                    self._on_datagram_run(view, segments(n, size), source, demux, raw, now)
-                else:
-                    for start, end in segments(n, size):
-                        datagram(view[start:end], source, demux, raw, now)
+                batch.extend((off + start, off + end, source) for start, end in segments(n, size))
                 budget -= n // size  # the other datagrams of the run
             else:
-                datagram(view[:n], source, demux, raw, now)
+                batch.append((off, off + n, source))
+            off += n
+        if batch:
+            self._on_datagram_run(view, batch, demux, raw, self._loop.time())
 
     def _on_datagram(
         self, data: memoryview, source: Endpoint, demux: Any, raw: bool, now: float
@@ -642,24 +647,28 @@ class Dataplane:
     def _on_datagram_run(
         self,
         view: memoryview,
-        bounds: Iterable[tuple[int, int]],
-        source: Endpoint,
+        batch: Iterable[tuple[int, int, Endpoint]],
         demux: Any,
         raw: bool,
         now: float,
     ) -> None:
-        """The datagrams of one coalesced read, in order, as ``_on_datagram`` would handle
-        them one by one -- except that packets of SAs with two lanes are authenticated
-        first and then decrypted on two threads (agent/lanes) before they are written."""
+        """Datagrams (start, end, source) in ``view``, in order, as ``_on_datagram`` would
+        handle them one by one -- except that packets of SAs with two lanes are
+        authenticated in order, then decrypted on two threads (agent/lanes), then
+        finished and written in order. What is pending is written before anything that is
+        not such a packet is handled (IKE, keepalives, another SA)."""
         pending: list[Authenticated] = []
-        tunnels: list[Tunnel] = []
-        for start, end in bounds:
-            found = self._esp_of(view[start:end], source, demux, now)
+        others: list[tuple[Tunnel, Endpoint]] = []
+        for start, end, source in batch:
+            data = view[start:end]
+            if pending and (end - start < 8 or data[:4] == _ZERO_SPI):  # IKE, keepalive
+                self._open_pending(pending, others, raw, now)
+            found = self._esp_of(data, source, demux, now)
             if found is None:
                 continue
             sa, tunnel, esp = found
             if sa.lanes < 2:  # in order: what is pending goes first
-                self._open_pending(pending, tunnels, source, raw, now)
+                self._open_pending(pending, others, raw, now)
                 if self._deliver(sa, tunnel, esp, now):
                     self._maybe_move_peer(sa, tunnel, source, raw, esp)
                 continue
@@ -669,21 +678,20 @@ class Dataplane:
                 tunnel.counters.drop(exc.reason)
                 continue
             pending.append((sa, esp, body_end))
-            tunnels.append(tunnel)
-        self._open_pending(pending, tunnels, source, raw, now)
+            others.append((tunnel, source))
+        self._open_pending(pending, others, raw, now)
 
     def _open_pending(
         self,
         pending: list[Authenticated],
-        tunnels: list[Tunnel],
-        source: Endpoint,
+        others: list[tuple[Tunnel, Endpoint]],
         raw: bool,
         now: float,
     ) -> None:
         if not pending:
             return
         plains = self._lanes.decrypt(pending)
-        for (sa, esp, _), tunnel, plain in zip(pending, tunnels, plains, strict=True):
+        for (sa, esp, _), (tunnel, source), plain in zip(pending, others, plains, strict=True):
             try:
                 next_header, inner = sa.finish_open(plain, int.from_bytes(esp[4:8], "big"), now)
             except EspError as exc:
@@ -692,7 +700,7 @@ class Dataplane:
             if self._forward(tunnel, next_header, inner, now):
                 self._maybe_move_peer(sa, tunnel, source, raw, esp)
         pending.clear()
-        tunnels.clear()
+        others.clear()
 
     def receive_ike_port(self, data: bytes, source: Endpoint) -> bool:
         """A datagram the agent read on the IKE port (UDP 500). NAT-T drafts 00/01 send ESP

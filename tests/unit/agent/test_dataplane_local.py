@@ -571,8 +571,7 @@ def test_a_3des_burst_goes_through_both_lanes_in_order_and_drops_stay_counted(
     run = bytearray(b"".join(packets))
     b.dp._on_datagram_run(
         memoryview(run),
-        [(i * size, (i + 1) * size) for i in range(8)],
-        a.endpoint,
+        [(i * size, (i + 1) * size, a.endpoint) for i in range(8)],
         NatTraversalFraming.demux,
         False,
         loop.time(),
@@ -580,3 +579,26 @@ def test_a_3des_burst_goes_through_both_lanes_in_order_and_drops_stay_counted(
     assert b.tun.received() == requests[:4] + requests[5:8]
     assert b.dp.tunnel("client1").counters.drops == {"auth": 1}
     assert inbound.drops == {"auth": 1}
+
+
+def test_single_3des_datagrams_are_read_as_one_batch_and_opened_on_two_lanes(
+    loop: EventLoop, make_node
+) -> None:
+    """No GSO on the sender (a peer like vpnc, or a PAT that cut the run): the receiver
+    reads the datagrams one by one into its buffer and still opens them as a batch."""
+    a, b = make_node("a"), make_node("b")
+    ek, ak = keys("3des-cbc", "hmac-md5-96", "batch")
+    outbound = EspSa.outbound(0xB1, "3des-cbc", "hmac-md5-96", ek, ak)
+    inbound = EspSa.inbound(0xB1, "3des-cbc", "hmac-md5-96", ek, ak)
+    b.dp.add_tunnel(
+        "client1", encap=Encap.NATT, remote_networks=[f"{CLIENT_IP}/32"], inbound=[inbound]
+    )
+    if inbound.lanes < 2:
+        pytest.skip("LABCTL_ESP_LANES=1")
+    requests = [icmp_echo(CLIENT_IP, LAN_HOST, seq, bytes([seq]) * 1200) for seq in range(1, 41)]
+    for p in requests:
+        a.sock.sendto(outbound.seal(p), b.endpoint)
+    assert collect(loop, b.tun, 40) == requests
+    assert b.dp.stats()["two_lane_bursts"] >= 1
+    assert b.dp.tunnel("client1").counters.rx_packets == 40
+    assert b.dp.tunnel("client1").peer == a.endpoint  # the peer was learned from the batch
