@@ -110,13 +110,14 @@ _ZERO_SPI = b"\x00\x00\x00\x00"  # the non-ESP marker: no ESP packet starts with
 
 
 class ReceiveBuffers:
-    """The two buffers a data plane reads into: one for the TUN, one for the sockets.
+    """The two buffers a data plane reads into: one for the TUN, one for the sockets (with
+    room for a batch of datagrams) -- and the second thread for 3DES bursts (agent/lanes).
 
     Each read is handled to the end before the callback returns (IKE gets a copy), so data
     planes on one event loop may share one pair: a fleet of 1000 members then keeps one
     pair instead of 1000 (128 KiB each)."""
 
-    __slots__ = ("rx", "rx_view", "tun", "tun_view")
+    __slots__ = ("lanes", "rx", "rx_view", "tun", "tun_view")
 
     def __init__(self, size: int = RECV_BUFFER, batch_room: int = RECV_BUFFER) -> None:
         self.tun = bytearray(size)
@@ -124,6 +125,8 @@ class ReceiveBuffers:
         # the sockets' datagrams are read one after the other into ``rx`` and handled
         # as one batch: ``batch_room`` more bytes let ~46 full-size datagrams in
         self.rx = bytearray(size + batch_room)
+        # and the second thread for 3DES bursts: one per loop, not one per fleet member
+        self.lanes = TwoLanes()
         self.rx_view = memoryview(self.rx)
 
 
@@ -194,11 +197,12 @@ class Dataplane:
         self.ike_rx = 0
         self.ike_tx = 0
         self.non_ike_rx = 0  # marked datagrams (ESP) taken from the IKE port
+        self._own_buffers = buffers is None  # then close() also ends the lanes' thread
         buffers = buffers or ReceiveBuffers()
         self._tun_buf, self._tun_view = buffers.tun, buffers.tun_view
         self._rx_buf, self._rx_view = buffers.rx, buffers.rx_view
         self._run = SendRun()  # holds prepared packets (EspSa.prepare), sealed at flush
-        self._lanes = TwoLanes()  # 3DES bursts: the cipher on two threads
+        self._lanes = buffers.lanes  # 3DES bursts: the cipher on two threads
         # coalesced reads on the UDP sockets (udp_offload): where the kernel has UDP_GRO
         self._gro = {
             sock
@@ -873,7 +877,8 @@ class Dataplane:
     def close(self) -> None:
         """Stop reading; the caller owns (and closes) the TUN and the sockets."""
         self._housekeeping.cancel()
-        self._lanes.close()
+        if self._own_buffers:
+            self._lanes.close()
         for timer in self._retire_timers.values():
             timer.cancel()
         self._retire_timers.clear()
