@@ -10,11 +10,12 @@ calling thread does the other half: measured in the vpn image, sealing a burst o
 packets took 53 -> 36 us of wall time per packet with a core free, the same CPU per packet.
 
 Only bursts are worth it: handing work to the thread and waiting for it costs a few tens
-of microseconds (two futex wake-ups), so fewer than ``MIN_PARALLEL`` packets stay on the
-calling thread. Everything with an order -- sequence numbers, counters, random lead blocks,
-the replay window, ICV checks, padding checks, writes -- stays on the calling thread; the
-worker only runs the cipher (and the outbound HMAC) and results come back in the order
-given, so the wire is what serial sealing makes and drops are counted as before.
+of microseconds (two futex wake-ups), so fewer than ``MIN_PARALLEL`` packets or
+``MIN_PARALLEL_BYTES`` (a burst of TCP ACKs) stay on the calling thread. Everything with
+an order -- sequence numbers, counters, random lead blocks, the replay window, ICV
+checks, padding checks, writes -- stays on the calling thread; the worker only runs the
+cipher (and the outbound HMAC) and results come back in the order given, so the wire is
+what serial sealing makes and drops are counted as before.
 
 The worker thread starts with the first parallel burst (after an agent daemonized) and is
 a daemon thread: it keeps no state between bursts.
@@ -29,7 +30,8 @@ from typing import Any
 
 from labctl.esp.sa import EspSa
 
-MIN_PARALLEL = 4  # packets in a burst before the second thread takes half
+MIN_PARALLEL = 4  # packets in a burst before the second thread takes half ...
+MIN_PARALLEL_BYTES = 4096  # ... and bytes: a burst of TCP ACKs is not worth a hand-off
 
 Prepared = tuple[EspSa, int, bytes]  # (SA, sequence number, EspSa.prepare's plaintext)
 Authenticated = tuple[EspSa, Any, int]  # (SA, ESP packet, EspSa.authenticate's body end)
@@ -60,20 +62,23 @@ class TwoLanes:
 
     def seal(self, items: list[Prepared]) -> list[bytearray]:
         """ESP packets for what ``EspSa.prepare`` returned, in the same order."""
+        if len(items) < MIN_PARALLEL or sum(len(i[2]) for i in items) < MIN_PARALLEL_BYTES:
+            return _encrypt(items, 0)
         return self._run(_encrypt, items)
 
     def decrypt(self, items: list[Authenticated]) -> list[bytes]:
         """``EspSa.decrypt_authenticated`` of each authenticated packet, in order."""
+        if len(items) < MIN_PARALLEL or sum(i[2] for i in items) < MIN_PARALLEL_BYTES:
+            return _decrypt(items, 0)
         return self._run(_decrypt, items)
 
     def _run(self, work: Callable[[Any, int], list[Any]], items: list[Any]) -> list[Any]:
-        count = len(items)
-        if count < MIN_PARALLEL or any(item[0].lanes < 2 for item in items):
+        if any(item[0].lanes < 2 for item in items):
             return work(items, 0)
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="esp-lane", daemon=True)
             self._thread.start()
-        half = count // 2
+        half = len(items) // 2
         self._jobs.put((work, items[:half]))
         try:
             mine = work(items[half:], 0)

@@ -36,7 +36,7 @@ def test_a_3des_burst_is_sealed_on_two_threads_in_order() -> None:
     assert [inb.open(p) for p in packets] == [(4, p) for p in payloads]
     assert inb.drops == {}
     # a second burst after the first: the worker is still there, the lanes' chains moved on
-    more = [os.urandom(100) for _ in range(8)]
+    more = [os.urandom(1000) for _ in range(8)]
     packets = sealer.seal([(out, *out.prepare(p)) for p in more])
     assert sealer.bursts == 2
     assert [inb.open(p) for p in packets] == [(4, p) for p in more]
@@ -52,8 +52,14 @@ def test_small_bursts_and_one_lane_ciphers_stay_on_the_callers_thread() -> None:
     packets = sealer.seal([(aes, *aes.prepare(b"x" * 1400)) for _ in range(10)])
     assert [aes_in.open(p)[1] for p in packets] == [b"x" * 1400] * 10
     des, des_in = _pair("3des-cbc")
-    few = sealer.seal([(des, *des.prepare(b"y" * 60)) for _ in range(MIN_PARALLEL - 1)])
-    assert [des_in.open(p)[1] for p in few] == [b"y" * 60] * (MIN_PARALLEL - 1)
+    few = sealer.seal([(des, *des.prepare(b"y" * 1400)) for _ in range(MIN_PARALLEL - 1)])
+    assert [des_in.open(p)[1] for p in few] == [b"y" * 1400] * (MIN_PARALLEL - 1)
+    acks = sealer.seal([(des, *des.prepare(b"a" * 52)) for _ in range(30)])  # TCP ACKs
+    assert [des_in.open(p)[1] for p in acks] == [b"a" * 52] * 30
+    authenticated = []
+    for esp in (des.seal(b"b" * 52) for _ in range(30)):
+        authenticated.append((des_in, esp, des_in.authenticate(esp)[1]))
+    assert [des_in.finish_open(p, 0)[1] for p in sealer.decrypt(authenticated)] == [b"b" * 52] * 30
     assert sealer.bursts == 0
     assert threading.active_count() == started
 
@@ -74,10 +80,10 @@ def test_a_failure_on_the_worker_reaches_the_caller_and_the_next_burst_works(
 
     monkeypatch.setattr(lanes, "_encrypt", failing)
     with pytest.raises(RuntimeError, match="lane 1 broke"):
-        sealer.seal([(out, *out.prepare(b"z" * 200)) for _ in range(6)])
+        sealer.seal([(out, *out.prepare(b"z" * 1200)) for _ in range(6)])
     monkeypatch.setattr(lanes, "_encrypt", real)
-    packets = sealer.seal([(out, *out.prepare(b"w" * 200)) for _ in range(6)])
-    assert [inb.open(p)[1] for p in packets] == [b"w" * 200] * 6  # seq 7..12: no replay drop
+    packets = sealer.seal([(out, *out.prepare(b"w" * 1200)) for _ in range(6)])
+    assert [inb.open(p)[1] for p in packets] == [b"w" * 1200] * 6  # seq 7..12: no replay drop
     sealer.close()
 
 
