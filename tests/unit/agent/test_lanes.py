@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
+import time
 
 import pytest
 
@@ -24,14 +24,28 @@ def _pair(cipher: str) -> tuple[EspSa, EspSa]:
 
 
 @pytest.mark.skipif(CIPHER_LANES.get("3des-cbc", 1) < 2, reason="LABCTL_ESP_LANES=1")
-def test_a_3des_burst_is_sealed_on_two_threads_in_order() -> None:
+def _slow_lane_zero(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The calling thread pauses before each packet, so the worker surely takes some."""
+    real = getattr(lanes, name)
+
+    def slow(item: tuple, lane: int) -> object:
+        if lane == 0:
+            time.sleep(0.002)
+        return real(item, lane)
+
+    monkeypatch.setattr(lanes, name, slow)
+
+
+def test_a_3des_burst_is_sealed_on_two_threads_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     out, inb = _pair("3des-cbc")
     assert out.lanes == 2
+    _slow_lane_zero(monkeypatch, "_encrypt_one")
     sealer = TwoLanes()
     payloads = [os.urandom(1400 - i) for i in range(40)]
     prepared = [(out, *out.prepare(p)) for p in payloads]
     packets = sealer.seal(prepared)
     assert sealer.bursts == 1
+    assert 0 < sealer.helped < 40  # both threads sealed some
     assert [struct.unpack_from("!II", p) for p in packets] == [(0x2000, s) for s in range(1, 41)]
     assert [inb.open(p) for p in packets] == [(4, p) for p in payloads]
     assert inb.drops == {}
@@ -45,7 +59,6 @@ def test_a_3des_burst_is_sealed_on_two_threads_in_order() -> None:
 
 
 def test_small_bursts_and_one_lane_ciphers_stay_on_the_callers_thread() -> None:
-    started = threading.active_count()
     sealer = TwoLanes()
     aes, aes_in = _pair("aes128-cbc")
     assert aes.lanes == 1
@@ -61,7 +74,7 @@ def test_small_bursts_and_one_lane_ciphers_stay_on_the_callers_thread() -> None:
         authenticated.append((des_in, esp, des_in.authenticate(esp)[1]))
     assert [des_in.finish_open(p, 0)[1] for p in sealer.decrypt(authenticated)] == [b"b" * 52] * 30
     assert sealer.bursts == 0
-    assert threading.active_count() == started
+    assert sealer._thread is None  # no second thread was even started
 
 
 def test_a_failure_on_the_worker_reaches_the_caller_and_the_next_burst_works(
@@ -71,17 +84,18 @@ def test_a_failure_on_the_worker_reaches_the_caller_and_the_next_burst_works(
     if out.lanes < 2:
         pytest.skip("LABCTL_ESP_LANES=1")
     sealer = TwoLanes()
-    real = lanes._encrypt
+    real = lanes._encrypt_one
 
-    def failing(items: list, lane: int) -> list:
+    def failing(item: tuple, lane: int) -> bytearray:
         if lane == 1:
             raise RuntimeError("lane 1 broke")
-        return real(items, lane)
+        time.sleep(0.002)  # so the worker takes a packet
+        return real(item, lane)
 
-    monkeypatch.setattr(lanes, "_encrypt", failing)
+    monkeypatch.setattr(lanes, "_encrypt_one", failing)
     with pytest.raises(RuntimeError, match="lane 1 broke"):
         sealer.seal([(out, *out.prepare(b"z" * 1200)) for _ in range(6)])
-    monkeypatch.setattr(lanes, "_encrypt", real)
+    monkeypatch.setattr(lanes, "_encrypt_one", real)
     packets = sealer.seal([(out, *out.prepare(b"w" * 1200)) for _ in range(6)])
     assert [inb.open(p)[1] for p in packets] == [b"w" * 1200] * 6  # seq 7..12: no replay drop
     sealer.close()
@@ -97,13 +111,16 @@ def test_prepare_then_encrypt_is_seal() -> None:
 
 
 @pytest.mark.skipif(CIPHER_LANES.get("3des-cbc", 1) < 2, reason="LABCTL_ESP_LANES=1")
-def test_a_3des_burst_is_opened_on_two_threads_with_every_check_in_order() -> None:
+def test_a_3des_burst_is_opened_on_two_threads_with_every_check_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     out, inb = _pair("3des-cbc")
     assert inb.lanes == 2
     payloads = [os.urandom(1400 - 3 * i) for i in range(12)]
     packets = [out.seal(p) for p in payloads]
     packets[3][-1] ^= 1  # a bad ICV
     packets[5] = packets[4]  # a replay
+    _slow_lane_zero(monkeypatch, "_decrypt_one")
     two = TwoLanes()
     good = []
     for esp in packets:
@@ -114,6 +131,7 @@ def test_a_3des_burst_is_opened_on_two_threads_with_every_check_in_order() -> No
     assert len(good) == 10
     plains = two.decrypt(good)
     assert two.bursts == 1
+    assert 0 < two.helped < 10
     opened = [inb.finish_open(p, 0) for p in plains]
     keep = [p for i, p in enumerate(payloads) if i not in (3, 5)]
     assert opened == [(4, p) for p in keep]
