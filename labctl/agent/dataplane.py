@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Protocol
 
+from labctl.agent.lanes import Authenticated, TwoLanes
 from labctl.agent.loop import EventLoop, Timer
 from labctl.agent.mss import clamp_mss, mss_for_mtu
 from labctl.agent.prefix_table import PrefixTable
@@ -105,21 +106,27 @@ _FRAMING: dict[
     Encap.CISCO: CiscoUdpFraming,
 }
 _non_ike_demux = NonIkeFraming.demux
+_ZERO_SPI = b"\x00\x00\x00\x00"  # the non-ESP marker: no ESP packet starts with it
 
 
 class ReceiveBuffers:
-    """The two buffers a data plane reads into: one for the TUN, one for the sockets.
+    """The two buffers a data plane reads into: one for the TUN, one for the sockets (with
+    room for a batch of datagrams) -- and the second thread for 3DES bursts (agent/lanes).
 
     Each read is handled to the end before the callback returns (IKE gets a copy), so data
     planes on one event loop may share one pair: a fleet of 1000 members then keeps one
     pair instead of 1000 (128 KiB each)."""
 
-    __slots__ = ("rx", "rx_view", "tun", "tun_view")
+    __slots__ = ("lanes", "rx", "rx_view", "tun", "tun_view")
 
-    def __init__(self, size: int = RECV_BUFFER) -> None:
+    def __init__(self, size: int = RECV_BUFFER, batch_room: int = RECV_BUFFER) -> None:
         self.tun = bytearray(size)
         self.tun_view = memoryview(self.tun)
-        self.rx = bytearray(size)
+        # the sockets' datagrams are read one after the other into ``rx`` and handled
+        # as one batch: ``batch_room`` more bytes let ~46 full-size datagrams in
+        self.rx = bytearray(size + batch_room)
+        # and the second thread for 3DES bursts: one per loop, not one per fleet member
+        self.lanes = TwoLanes()
         self.rx_view = memoryview(self.rx)
 
 
@@ -190,10 +197,12 @@ class Dataplane:
         self.ike_rx = 0
         self.ike_tx = 0
         self.non_ike_rx = 0  # marked datagrams (ESP) taken from the IKE port
+        self._own_buffers = buffers is None  # then close() also ends the lanes' thread
         buffers = buffers or ReceiveBuffers()
         self._tun_buf, self._tun_view = buffers.tun, buffers.tun_view
         self._rx_buf, self._rx_view = buffers.rx, buffers.rx_view
-        self._run = SendRun()
+        self._run = SendRun()  # holds prepared packets (EspSa.prepare), sealed at flush
+        self._lanes = buffers.lanes  # 3DES bursts: the cipher on two threads
         # coalesced reads on the UDP sockets (udp_offload): where the kernel has UDP_GRO
         self._gro = {
             sock
@@ -463,29 +472,34 @@ class Dataplane:
                 # inline SYN test: only SYNs pay for the clamp_mss() call
                 if max_mss and buf[9] == 6 and buf[((buf[0] & 15) << 2) + 13] & 2:
                     packet = clamp_mss(packet, max_mss)
-                try:
-                    esp = sa.seal(packet, NEXT_HEADER_IPV4, now)
+                try:  # sequence number, counters, plaintext copy: in order, here
+                    seq, plain = sa.prepare(packet, NEXT_HEADER_IPV4, now)
                 except EspSequenceExhausted:
                     tunnel.counters.drop("seq_exhausted")
                     if sa.drops.get("seq_exhausted") == 1:
                         self._emit(OutboundSaExhausted(tunnel.name, sa.spi))
                     continue
-                if tunnel.stream is not None:
-                    self._send_stream(tunnel, esp, n, now)
-                    continue
-                if tunnel.encap is Encap.UDP_NON_IKE:  # drafts 00/01: ESP on the IKE port
-                    esp[0:0] = NON_IKE_MARKER
                 gso = gsos.get(tunnel.encap)
-                if gso is None or not gso.usable:  # one sendto per packet, at once
-                    self._send_one(tunnel, esp, n, now)
+                if tunnel.stream is not None or gso is None or not gso.usable:
+                    self._send_now(tunnel, sa.encrypt_prepared(seq, plain), n, now)
                     continue
-                size = len(esp)
+                # a GSO run: encrypted when it is sent, on two threads if it is a burst
+                size = sa.sealed_size(plain)
                 if run.packets and not run.takes(tunnel, size):
                     self._flush_run(now)
-                run.add(tunnel, esp, size, n)
+                run.add(tunnel, (sa, seq, plain), size, n)
         finally:
             if run.packets:
                 self._flush_run(now)
+
+    def _send_now(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
+        """One sealed packet, sent at once: on its TCP connection or as one datagram."""
+        if tunnel.stream is not None:
+            self._send_stream(tunnel, esp, n, now)
+            return
+        if tunnel.encap is Encap.UDP_NON_IKE:  # drafts 00/01: ESP on the IKE port
+            esp[0:0] = NON_IKE_MARKER
+        self._send_one(tunnel, esp, n, now)
 
     def _send_stream(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
         try:
@@ -505,11 +519,13 @@ class Dataplane:
         tunnel.last_tx = now
 
     def _flush_run(self, now: float) -> None:
-        """Send the pending run of sealed packets: one GSO send when the socket can, else
-        one sendto each (a failed sendto drops that packet only, as before)."""
+        """Seal the pending run of prepared packets (on two lanes: agent/lanes) and send it: one GSO
+        send when the socket can, else one sendto each (a failed sendto drops that packet
+        only, as before)."""
         run = self._run
-        tunnel, packets, size, inner = run.tunnel, run.packets, run.size, run.inner
+        tunnel, prepared, size, inner = run.tunnel, run.packets, run.size, run.inner
         run.clear()
+        packets = self._lanes.seal(prepared)
         peer = tunnel.peer
         counters = tunnel.counters
         if peer is None:  # an event handler removed the tunnel's peer meanwhile
@@ -551,71 +567,144 @@ class Dataplane:
 
     # ------------------------------------------------------------------ hot path: ESP -> TUN
     def _on_socket_readable(self, sock: socket.socket, encap: Encap) -> None:
+        """Read what the socket has (up to the budget, each read at the next free place of
+        the receive buffer), then handle the datagrams in arrival order as one batch: a
+        3DES batch is decrypted on two threads (``_on_datagram_run``)."""
         gro = sock in self._gro
         recv_into = sock.recvfrom_into
         recvmsg_into = sock.recvmsg_into
-        buf = self._rx_buf
-        bufs = (buf,)
         view = self._rx_view
-        datagram = self._on_datagram
         raw = encap is Encap.ESP
         demux = _FRAMING[encap].demux
-        now = self._loop.time()
         budget = self._budget  # datagrams, not reads: a GRO read may carry dozens
-        while budget > 0:
+        batch: list[tuple[int, int, Endpoint]] = []
+        off = 0
+        last = max(0, len(view) - RECV_BUFFER)  # a read gets a whole datagram's room
+        while budget > 0 and off <= last:
             budget -= 1
+            room = view[off:]
             try:
                 if gro:  # a run the peer sent with GSO may come up as one read
-                    n, ancillary, _flags, source = recvmsg_into(bufs, GRO_ANCILLARY)
+                    n, ancillary, _flags, source = recvmsg_into((room,), GRO_ANCILLARY)
                     size = gro_segment_size(ancillary) if ancillary else 0
                 else:
-                    n, source = recv_into(buf)
+                    n, source = recv_into(room)
                     size = 0
             except BlockingIOError:
-                return
+                break
             except OSError as exc:  # e.g. ECONNREFUSED from an ICMP error on UDP
                 self._count(f"recv_{errno.errorcode.get(exc.errno or 0, 'error').lower()}")
                 continue
             if size and size < n:
-                for start, end in segments(n, size):
-                    datagram(view[start:end], source, demux, raw, now)
+                batch.extend((off + start, off + end, source) for start, end in segments(n, size))
                 budget -= n // size  # the other datagrams of the run
             else:
-                datagram(view[:n], source, demux, raw, now)
+                batch.append((off, off + n, source))
+            off += n
+        if batch:
+            self._on_datagram_run(view, batch, demux, raw, self._loop.time())
 
     def _on_datagram(
         self, data: memoryview, source: Endpoint, demux: Any, raw: bool, now: float
     ) -> None:
+        esp = self._esp_of(data, source, demux, now)
+        if esp is not None and self._deliver(esp[0], esp[1], esp[2], now):
+            self._maybe_move_peer(esp[0], esp[1], source, raw, esp[2])
+
+    def _esp_of(
+        self, data: memoryview, source: Endpoint, demux: Any, now: float
+    ) -> tuple[EspSa, Tunnel, memoryview] | None:
+        """The SA, tunnel and ESP packet of a datagram; None when it was something else
+        (handled here: IKE, a keepalive) or is dropped (counted here)."""
         n = len(data)
         try:
             kind, off = demux(data)
         except EspError as exc:
             self._count(exc.reason)
-            return
+            return None
         if kind is not Kind.ESP:
             self._handle_control(kind, data, off, source)
-            return
+            return None
         if n - off < 8:
             self._count("malformed")
-            return
+            return None
         spi = int.from_bytes(data[off : off + 4], "big")
         entry = self._inbound.get(spi)
         if entry is None:
             self._unknown_spi(spi, source, now)
-            return
+            return None
         sa, tunnel = entry
         if tunnel.stream is not None:  # a TCP tunnel's SPI must not arrive in datagrams
             tunnel.counters.drop("wrong_transport")
-            return
-        if not self._deliver(sa, tunnel, data[off:], now):
-            return
-        # authenticated and allowed: the newest packet from a new source moves the peer
+            return None
+        return sa, tunnel, data[off:]
+
+    def _maybe_move_peer(
+        self, sa: EspSa, tunnel: Tunnel, source: Endpoint, raw: bool, esp: Any
+    ) -> None:
+        """After an authentic, allowed packet: the newest from a new source moves the peer."""
         if raw:
             source = (source[0], 0)
-        if source != tunnel.peer and sa.replay_top == int.from_bytes(
-            data[off + 4 : off + 8], "big"
-        ):
+        if source != tunnel.peer and sa.replay_top == int.from_bytes(esp[4:8], "big"):
             self._move_peer(tunnel, source, report=True)
+
+    def _on_datagram_run(
+        self,
+        view: memoryview,
+        batch: Iterable[tuple[int, int, Endpoint]],
+        demux: Any,
+        raw: bool,
+        now: float,
+    ) -> None:
+        """Datagrams (start, end, source) in ``view``, in order, as ``_on_datagram`` would
+        handle them one by one -- except that packets of SAs with two lanes are
+        authenticated in order, then decrypted on two threads (agent/lanes), then
+        finished and written in order. What is pending is written before anything that is
+        not such a packet is handled (IKE, keepalives, another SA)."""
+        pending: list[Authenticated] = []
+        others: list[tuple[Tunnel, Endpoint]] = []
+        for start, end, source in batch:
+            data = view[start:end]
+            if pending and (end - start < 8 or data[:4] == _ZERO_SPI):  # IKE, keepalive
+                self._open_pending(pending, others, raw, now)
+            found = self._esp_of(data, source, demux, now)
+            if found is None:
+                continue
+            sa, tunnel, esp = found
+            if sa.lanes < 2:  # in order: what is pending goes first
+                self._open_pending(pending, others, raw, now)
+                if self._deliver(sa, tunnel, esp, now):
+                    self._maybe_move_peer(sa, tunnel, source, raw, esp)
+                continue
+            try:
+                _seq, body_end = sa.authenticate(esp)
+            except EspError as exc:
+                tunnel.counters.drop(exc.reason)
+                continue
+            pending.append((sa, esp, body_end))
+            others.append((tunnel, source))
+        self._open_pending(pending, others, raw, now)
+
+    def _open_pending(
+        self,
+        pending: list[Authenticated],
+        others: list[tuple[Tunnel, Endpoint]],
+        raw: bool,
+        now: float,
+    ) -> None:
+        if not pending:
+            return
+        plains = self._lanes.decrypt(pending)
+        for (sa, esp, _), (tunnel, source), plain in zip(pending, others, plains, strict=True):
+            try:
+                next_header, inner = sa.finish_open(plain, int.from_bytes(esp[4:8], "big"), now)
+            except EspError as exc:
+                tunnel.counters.drop(exc.reason)
+                continue
+            if self._forward(tunnel, next_header, inner, now):
+                self._maybe_move_peer(sa, tunnel, source, raw, esp)
+        pending.clear()
+        others.clear()
 
     def receive_ike_port(self, data: bytes, source: Endpoint) -> bool:
         """A datagram the agent read on the IKE port (UDP 500). NAT-T drafts 00/01 send ESP
@@ -651,14 +740,19 @@ class Dataplane:
     def _deliver(self, sa: EspSa, tunnel: Tunnel, esp: Any, now: float) -> bool:
         """Open ``esp`` with ``sa`` and write the inner packet to the TUN. True when the
         packet was authentic and allowed by the tunnel's inbound policy."""
-        counters = tunnel.counters
-        inner: bytes | bytearray | memoryview  # a clamped SYN may come back as a copy
         try:
             next_header, inner = sa.open(esp, now)
         except EspError as exc:
-            counters.drop(exc.reason)
+            tunnel.counters.drop(exc.reason)
             return False
-        # ---- authenticated from here on
+        return self._forward(tunnel, next_header, inner, now)
+
+    def _forward(
+        self, tunnel: Tunnel, next_header: int, inner: bytes | bytearray | memoryview, now: float
+    ) -> bool:
+        """An authentic packet's payload to the TUN, if the tunnel's inbound policy allows
+        it. True when it was allowed (written, or a TUN write error counted)."""
+        counters = tunnel.counters
         if next_header != NEXT_HEADER_IPV4:
             if next_header == NEXT_HEADER_DUMMY:
                 counters.dummies_rx += 1
@@ -776,12 +870,15 @@ class Dataplane:
             "ike_rx": self.ike_rx,
             "ike_tx": self.ike_tx,
             "non_ike_rx": self.non_ike_rx,
+            "two_lane_bursts": self._lanes.bursts,
             "tunnels": {name: t.stats() for name, t in self._tunnels.items()},
         }
 
     def close(self) -> None:
         """Stop reading; the caller owns (and closes) the TUN and the sockets."""
         self._housekeeping.cancel()
+        if self._own_buffers:
+            self._lanes.close()
         for timer in self._retire_timers.values():
             timer.cancel()
         self._retire_timers.clear()

@@ -26,6 +26,7 @@ from labctl.agent.dataplane import (
 from labctl.agent.esp_sockets import open_udp
 from labctl.agent.loop import EventLoop
 from labctl.esp import CISCO_KEEPALIVE, EspSa
+from labctl.esp.encap import NatTraversalFraming
 from labctl.esp.sa import SEQ_MAX
 from tests.unit.esp.esp_helpers import icmp_echo, keys, tcp_checksum_ok, tcp_syn
 
@@ -527,3 +528,77 @@ def test_offload_segments_and_runs() -> None:
     for _ in range(MAX_SEGMENTS):
         run.add(tunnel, b"z", 1, 1)
     assert not run.takes(tunnel, 1)
+
+
+def test_a_3des_burst_goes_through_both_lanes_in_order_and_drops_stay_counted(
+    loop: EventLoop, make_node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GSO on loopback (as in a node): a burst read from the TUN is sealed on two threads
+    and sent as one run; the peer's coalesced read is authenticated in order, decrypted on
+    two threads and written in order. A forged packet in the middle of a run is dropped
+    and counted without taking its neighbours along."""
+    from labctl.agent import udp_offload
+
+    monkeypatch.setattr(udp_offload, "SEGMENTED_AT_INTERFACES", True)
+    a, b = make_node("a"), make_node("b")
+    ek, ak = keys("3des-cbc", "hmac-md5-96", "lanes")
+    a.dp.add_tunnel(
+        "to-b",
+        encap=Encap.NATT,
+        remote_networks=["192.168.2.0/24"],
+        peer=b.endpoint,
+        outbound=EspSa.outbound(0xA1, "3des-cbc", "hmac-md5-96", ek, ak),
+    )
+    inbound = EspSa.inbound(0xA1, "3des-cbc", "hmac-md5-96", ek, ak)
+    b.dp.add_tunnel(
+        "client1", encap=Encap.NATT, remote_networks=[f"{CLIENT_IP}/32"], inbound=[inbound]
+    )
+    if inbound.lanes < 2:
+        pytest.skip("LABCTL_ESP_LANES=1")
+    requests = [icmp_echo(CLIENT_IP, LAN_HOST, seq, bytes([seq]) * 1300) for seq in range(1, 31)]
+    for p in requests:
+        a.tun.inject(p)
+    assert collect(loop, b.tun, 30) == requests
+    assert a.dp.stats()["two_lane_bursts"] >= 1
+    assert b.dp.stats()["two_lane_bursts"] >= 1
+    assert a.dp._gso[Encap.NATT].runs >= 1  # sent as runs, so read coalesced
+    # a run with a forged packet in the middle, straight into the receive path
+    seal = EspSa.outbound(0xA1, "3des-cbc", "hmac-md5-96", ek, ak)
+    seal.seq = 100
+    packets = [seal.seal(p) for p in requests[:8]]
+    packets[4][-1] ^= 1
+    size = len(packets[0])
+    run = bytearray(b"".join(packets))
+    b.dp._on_datagram_run(
+        memoryview(run),
+        [(i * size, (i + 1) * size, a.endpoint) for i in range(8)],
+        NatTraversalFraming.demux,
+        False,
+        loop.time(),
+    )
+    assert b.tun.received() == requests[:4] + requests[5:8]
+    assert b.dp.tunnel("client1").counters.drops == {"auth": 1}
+    assert inbound.drops == {"auth": 1}
+
+
+def test_single_3des_datagrams_are_read_as_one_batch_and_opened_on_two_lanes(
+    loop: EventLoop, make_node
+) -> None:
+    """No GSO on the sender (a peer like vpnc, or a PAT that cut the run): the receiver
+    reads the datagrams one by one into its buffer and still opens them as a batch."""
+    a, b = make_node("a"), make_node("b")
+    ek, ak = keys("3des-cbc", "hmac-md5-96", "batch")
+    outbound = EspSa.outbound(0xB1, "3des-cbc", "hmac-md5-96", ek, ak)
+    inbound = EspSa.inbound(0xB1, "3des-cbc", "hmac-md5-96", ek, ak)
+    b.dp.add_tunnel(
+        "client1", encap=Encap.NATT, remote_networks=[f"{CLIENT_IP}/32"], inbound=[inbound]
+    )
+    if inbound.lanes < 2:
+        pytest.skip("LABCTL_ESP_LANES=1")
+    requests = [icmp_echo(CLIENT_IP, LAN_HOST, seq, bytes([seq]) * 1200) for seq in range(1, 41)]
+    for p in requests:
+        a.sock.sendto(outbound.seal(p), b.endpoint)
+    assert collect(loop, b.tun, 40) == requests
+    assert b.dp.stats()["two_lane_bursts"] >= 1
+    assert b.dp.tunnel("client1").counters.rx_packets == 40
+    assert b.dp.tunnel("client1").peer == a.endpoint  # the peer was learned from the batch

@@ -44,3 +44,24 @@ def test_tshark_decrypts_every_suite(tmp_path: Path) -> None:
     assert [r[:3] for r in rows[:-1]] == expected
     assert all(r[3] == "" for r in rows)  # no malformed-packet markers
     assert rows[-1][:3] == ["", "", ""]  # the NAT-keepalive is not ESP
+
+
+def test_tshark_decrypts_a_3des_burst_sealed_on_two_lanes(tmp_path: Path) -> None:
+    from labctl.agent.lanes import TwoLanes
+
+    ek, ak = keys("3des-cbc", "hmac-md5-96", "lanes")
+    sa = EspSa.outbound(0x6000, "3des-cbc", "hmac-md5-96", ek, ak)
+    inner = [icmp_echo("40.1.1.1", "192.168.2.10", s, data=bytes([s]) * 900) for s in range(1, 21)]
+    lanes = TwoLanes()
+    sealed = lanes.seal([(sa, *sa.prepare(p)) for p in inner])
+    lanes.close()
+    assert lanes.bursts == (1 if sa.lanes == 2 else 0)
+    pcap = str(tmp_path / "lanes.pcap")
+    write_pcap(
+        pcap, [ipv4_udp("172.16.172.1", "172.16.172.50", 4500, 4500, bytes(e)) for e in sealed]
+    )
+    option = tshark_esp_sa_option(0x6000, "3des-cbc", "hmac-md5-96", ek, ak)
+    rows = tshark_fields(
+        pcap, ["esp.sequence", "esp.icv_good", "icmp.seq", "_ws.malformed"], [option]
+    )
+    assert rows == [[str(s), "1", str(s), ""] for s in range(1, 21)]
