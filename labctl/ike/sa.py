@@ -37,7 +37,6 @@ from .crypto import (
     CipherSpec,
     DhKeyPair,
     hash_len,
-    prf,
     random_bytes,
     same_digest,
 )
@@ -458,7 +457,7 @@ class IkeSa:
         ``prefix`` is Ni_b for quick-mode HASH(2)."""
         assert self.keys is not None
         chain = encode_chain(payloads)  # once: hashed, then sent after the HASH payload
-        digest = prf(self.hash_id, self.keys.skeyid_a, message_id.to_bytes(4, "big"), prefix, chain)
+        digest = self.keys.prf_a(message_id.to_bytes(4, "big"), prefix, chain)
         first = payloads[0].payload_type if payloads else 0
         hash_payload = _GEN_PACK(first, 0, len(digest) + 4) + digest
         return self._encrypt_chain(exchange, message_id, _HASH, hash_payload + chain)
@@ -481,12 +480,12 @@ class IkeSa:
             rest = b""
         else:
             rest = message.raw[message.spans[1][0] : message.spans[-1][1]]
-        expected = prf(self.hash_id, self.keys.skeyid_a, mid, prefix, rest)
+        expected = self.keys.prf_a(mid, prefix, rest)
         if same_digest(expected, received):
             return
         if allow_empty and len(message.payloads) == 1:
             # vpnc's keepalive form: prf(SKEYID_a, 0x00 | M-ID)
-            alt = prf(self.hash_id, self.keys.skeyid_a, b"\x00", mid)
+            alt = self.keys.prf_a(b"\x00", mid)
             if same_digest(alt, received):
                 return
         raise IkeProtocolError("phase-2 HASH mismatch", notify=NotifyType.INVALID_HASH_INFORMATION)

@@ -105,7 +105,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     trial.gxi, trial.gxr = sa.gxi, ke.data
     setup_keys(trial, cfg.psk, gxy)
     expected = hash_r(
-        trial.hash_id, trial.keyed.skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
+        trial.hash_id, trial.keyed.prf_skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
     )
     signature.note_requests(sa, msg)
     signs = offer.auth in INITIATOR_SIGNS
@@ -138,7 +138,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     phase1.peer_natt(ini, sa, msg)
     phase1.detect_nat(ini, sa, msg)
     digest = hash_i(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     proof = signature.proof(ini, digest) if signs else [HashPayload(digest)]
     payloads: list = [*proof, *phase1.initial_contact_notify(ini, sa)]
@@ -209,7 +209,7 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     id_r = signature.identity(resp) if gateway_signs else phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
     proof = signature.proof(resp, digest) if gateway_signs else [HashPayload(digest)]
     payloads: list = [
@@ -241,7 +241,7 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
             "aggressive mode message 3 without HASH_I", notify=NotifyType.INVALID_HASH_INFORMATION
         )
     expected = hash_i(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     try:
         if signs:

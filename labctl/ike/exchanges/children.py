@@ -38,8 +38,8 @@ def make_child(
     cipher = esp_cipher(offer.transform, offer.key_bits)
     integ = ESP_INTEGRITY[offer.auth]
     need = cipher.key_len + integ.key_len
-    k_in = keymat(sa.hash_id, sa.keyed.skeyid_d, ProtocolId.ESP, my_spi, ni_b, nr_b, need, gqm)
-    k_out = keymat(sa.hash_id, sa.keyed.skeyid_d, ProtocolId.ESP, peer_spi, ni_b, nr_b, need, gqm)
+    k_in = keymat(sa.hash_id, sa.keyed.prf_d, ProtocolId.ESP, my_spi, ni_b, nr_b, need, gqm)
+    k_out = keymat(sa.hash_id, sa.keyed.prf_d, ProtocolId.ESP, peer_spi, ni_b, nr_b, need, gqm)
     encap = Encapsulation.negotiated(
         offer.encapsulation,
         tcp=sa.tcp,
