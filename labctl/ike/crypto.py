@@ -384,31 +384,84 @@ def _group_parameters(group: int, p: int) -> tuple[object, bytes]:
     return cached
 
 
-def _generate_cryptography(group: int, p: int, plen: int) -> DhKeyPair:
-    from cryptography.hazmat.primitives import serialization
+def _serialization() -> Any:
+    """cryptography's serialization module, imported on first use (a ``from ... import``
+    inside the per-session functions ran importlib's fromlist handling on every call)."""
+    global _SERIALIZATION
+    if _SERIALIZATION is None:
+        from cryptography.hazmat.primitives import serialization
 
+        _SERIALIZATION = serialization
+    return _SERIALIZATION
+
+
+_SERIALIZATION: Any = None
+# DER up to the value, per (group, value length): PKCS#8 private keys (the exponent's
+# length is fixed: its top bit is set) and SubjectPublicKeyInfo peer values (128 or 129
+# bytes, fewer with leading zeros). Same bytes as building the TLVs each time.
+_PKCS8_PREFIX: dict[tuple[int, int], bytes] = {}
+_SPKI_PREFIX: dict[tuple[int, int], bytes] = {}
+
+
+def _pkcs8_prefix(group: int, p: int, xlen: int) -> bytes:
+    prefix = _PKCS8_PREFIX.get((group, xlen))
+    if prefix is None:
+        _, algorithm_id = _group_parameters(group, p)
+        x_der_len = 1 + len(_der_length(xlen)) + xlen
+        inner_len = 3 + len(algorithm_id) + 1 + len(_der_length(x_der_len)) + x_der_len
+        prefix = (
+            b"\x30"
+            + _der_length(inner_len)
+            + b"\x02\x01\x00"
+            + algorithm_id
+            + b"\x04"
+            + _der_length(x_der_len)
+            + b"\x02"
+            + _der_length(xlen)
+        )
+        _PKCS8_PREFIX[(group, xlen)] = prefix
+    return prefix
+
+
+def _spki_prefix(group: int, p: int, ylen: int) -> bytes:
+    prefix = _SPKI_PREFIX.get((group, ylen))
+    if prefix is None:
+        _, algorithm_id = _group_parameters(group, p)
+        y_der_len = 1 + len(_der_length(ylen)) + ylen
+        bits_len = 1 + y_der_len
+        inner_len = len(algorithm_id) + 1 + len(_der_length(bits_len)) + bits_len
+        prefix = (
+            b"\x30"
+            + _der_length(inner_len)
+            + algorithm_id
+            + b"\x03"
+            + _der_length(bits_len)
+            + b"\x00\x02"
+            + _der_length(ylen)
+        )
+        _SPKI_PREFIX[(group, ylen)] = prefix
+    return prefix
+
+
+def _generate_cryptography(group: int, p: int, plen: int) -> DhKeyPair:
     # Our own short exponent (as the pow path), loaded as PKCS#8: OpenSSL computes g^x
     # while loading. generate_private_key() picks a full 1023-bit exponent for group 2 (a
     # prime OpenSSL does not know by name): 4x the cost of both modexps (bench_ike: 0.45 ms
     # per keygen and per exchange -> 0.1 ms each).
-    _, algorithm_id = _group_parameters(group, p)
     bits = _POW_EXPONENT_BITS[group]
     x = secrets.randbits(bits) | (1 << (bits - 1))
-    x_der = _der_tlv(0x02, x.to_bytes((x.bit_length() + 8) // 8, "big"))
-    pkcs8 = _der_tlv(0x30, b"\x02\x01\x00" + algorithm_id + _der_tlv(0x04, x_der))
-    private = serialization.load_der_private_key(pkcs8, None)
-    y = private.public_key().public_numbers().y  # type: ignore[union-attr]
+    xlen = (x.bit_length() + 8) // 8
+    pkcs8 = _pkcs8_prefix(group, p, xlen) + x.to_bytes(xlen, "big")
+    private = _serialization().load_der_private_key(pkcs8, None)
+    y = private.public_key().public_numbers().y
     return DhKeyPair(group, y.to_bytes(plen, "big"), private)
 
 
 def _shared_cryptography(group: int, private: object, y: int, p: int, plen: int) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
     # Load the peer value as SubjectPublicKeyInfo DER: cryptography 46 re-validates the
     # (non-"named") 768/1024-bit primes on every DHPublicNumbers.public_key(), ~30 ms each.
-    _, algorithm_id = _group_parameters(group, p)
-    y_der = _der_tlv(0x02, y.to_bytes((y.bit_length() + 8) // 8, "big"))
-    spki = _der_tlv(0x30, algorithm_id + _der_tlv(0x03, b"\x00" + y_der))
-    peer = serialization.load_der_public_key(spki)
+    ylen = (y.bit_length() + 8) // 8
+    spki = _spki_prefix(group, p, ylen) + y.to_bytes(ylen, "big")
+    peer = _serialization().load_der_public_key(spki)
     secret = private.exchange(peer)  # type: ignore[attr-defined]
     return secret.rjust(plen, b"\x00")

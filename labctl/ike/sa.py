@@ -322,27 +322,40 @@ class IkeSa:
             self.done_msgids.popitem(last=False)
 
     def next_deadline(self) -> float | None:
-        times = [r.next_at for r in self.retransmits.values()]
+        # the earliest of the SA's timers, without building a list (once per message)
+        best = None
+        for r in self.retransmits.values():
+            t = r.next_at
+            if best is None or t < best:
+                best = t
         for t in (self.deadline_for_msg, self.expires_at, self.next_heartbeat):
-            if t is not None:
-                times.append(t)
+            if t is not None and (best is None or t < best):
+                best = t
         if self.rekey_at is not None and not self.rekey_started:
-            times.append(self.rekey_at)
+            t = self.rekey_at
+            if best is None or t < best:
+                best = t
         if self.state is _ESTABLISHED and self.dpd_idle is not None:
             if self.dpd_pending is not None:
-                times.append(self.dpd_sent_at + self.dpd_retry)
+                t = self.dpd_sent_at + self.dpd_retry
             else:
-                times.append(self.last_rx + self.dpd_idle)
+                t = self.last_rx + self.dpd_idle
+            if best is None or t < best:
+                best = t
         for q in self.quick.values():
-            if q.deadline is not None:
-                times.append(q.deadline)
+            t = q.deadline
+            if t is not None and (best is None or t < best):
+                best = t
         for child in self.children.values():
-            times.append(child.expires_at)
-            if child.delete_at is not None:
-                times.append(child.delete_at)
-            if child.rekey_at is not None and not child.rekeying:
-                times.append(child.rekey_at)
-        return min(times) if times else None
+            t = child.expires_at
+            if best is None or t < best:
+                best = t
+            t = child.delete_at
+            if t is not None and t < best:
+                best = t
+            if child.rekey_at is not None and not child.rekeying and child.rekey_at < best:
+                best = child.rekey_at
+        return best
 
     # -- encryption ----------------------------------------------------------------------------
 
