@@ -70,6 +70,7 @@ _SUPPORTED_EXCHANGES = frozenset(
 )
 _GEN_PACK = GENERIC_HEADER.pack
 DONE_MSGID_MEMORY = 512
+_NEVER = float("inf")
 
 
 def random_message_id() -> int:
@@ -322,40 +323,31 @@ class IkeSa:
             self.done_msgids.popitem(last=False)
 
     def next_deadline(self) -> float | None:
-        # the earliest of the SA's timers, without building a list (once per message)
-        best = None
+        # the earliest of the SA's timers, without building a list (once per message); a
+        # timer at infinity never fires, so it reads as none
+        best = _NEVER
         for r in self.retransmits.values():
-            t = r.next_at
-            if best is None or t < best:
-                best = t
+            best = r.next_at if r.next_at < best else best
         for t in (self.deadline_for_msg, self.expires_at, self.next_heartbeat):
-            if t is not None and (best is None or t < best):
-                best = t
-        if self.rekey_at is not None and not self.rekey_started:
-            t = self.rekey_at
-            if best is None or t < best:
-                best = t
-        if self.state is _ESTABLISHED and self.dpd_idle is not None:
-            if self.dpd_pending is not None:
-                t = self.dpd_sent_at + self.dpd_retry
-            else:
-                t = self.last_rx + self.dpd_idle
-            if best is None or t < best:
-                best = t
-        for q in self.quick.values():
-            t = q.deadline
-            if t is not None and (best is None or t < best):
-                best = t
-        for child in self.children.values():
-            t = child.expires_at
-            if best is None or t < best:
-                best = t
-            t = child.delete_at
             if t is not None and t < best:
                 best = t
-            if child.rekey_at is not None and not child.rekeying and child.rekey_at < best:
-                best = child.rekey_at
-        return best
+        if self.rekey_at is not None and not self.rekey_started and self.rekey_at < best:
+            best = self.rekey_at
+        if self.state is _ESTABLISHED and self.dpd_idle is not None:
+            if self.dpd_pending is not None:
+                best = min(best, self.dpd_sent_at + self.dpd_retry)
+            else:
+                best = min(best, self.last_rx + self.dpd_idle)
+        for q in self.quick.values():
+            if q.deadline is not None and q.deadline < best:
+                best = q.deadline
+        for c in self.children.values():
+            best = c.expires_at if c.expires_at < best else best
+            if c.delete_at is not None and c.delete_at < best:
+                best = c.delete_at
+            if c.rekey_at is not None and not c.rekeying and c.rekey_at < best:
+                best = c.rekey_at
+        return None if best == _NEVER else best
 
     # -- encryption ----------------------------------------------------------------------------
 
