@@ -17,6 +17,7 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives import constant_time
@@ -126,6 +127,7 @@ class CipherSpec:
     key_len: int
 
 
+@lru_cache(maxsize=32)  # a few (id, bits) pairs; each spec is an immutable value
 def ike_cipher(enc_id: int, key_bits: int | None) -> CipherSpec:
     """Phase-1 cipher parameters from the SA attributes (encryption + key length)."""
     if enc_id == P1Encryption.TRIPLE_DES_CBC:
@@ -139,6 +141,7 @@ def ike_cipher(enc_id: int, key_bits: int | None) -> CipherSpec:
     raise IkeConfigError(f"unsupported phase-1 encryption {enc_id}")
 
 
+@lru_cache(maxsize=32)
 def esp_cipher(transform_id: int, key_bits: int | None) -> CipherSpec:
     if transform_id == EspTransform.TRIPLE_DES:
         if key_bits not in (None, 192):

@@ -33,6 +33,7 @@ from ..events import (
 from ..keys import Phase1Keys, derive_phase1, natd_hash, phase1_iv, skeyid_psk
 from ..pki import skeyid_signature
 from ..proposals import Phase1Choice, Phase1Offer, auth_method_name, cipher_for
+from ..records import frozen
 from ..sa import IkeSa
 from ..states import Phase1State, XauthState
 from ..vendor import (
@@ -221,22 +222,25 @@ def session_info(sa: IkeSa) -> SessionInfo:
 
 
 def established_event(sa: IkeSa, *, initial_contact: bool) -> Phase1Established:
-    return Phase1Established(
-        handle=sa.handle,
-        role=sa.role,
-        mode=sa.mode,
-        peer=sa.remote,
-        local=sa.local,
-        algorithms=algorithms(sa),
-        nat=nat_status(sa),
-        group=sa.group_name,
-        peer_id=sa.peer_id,
-        xauth_pending=sa.negotiated.auth in XAUTH_AFTER,
-        peer_vendor=sa.peer_vendor,
-        replaces=sa.replaces,
-        initial_contact=initial_contact,
-        lan_to_lan=sa.lan_to_lan.name if sa.lan_to_lan is not None else None,
-        enc_key=sa.keyed.enc_key,
+    return frozen(  # every field in one step, as children.child_event
+        Phase1Established,
+        {
+            "handle": sa.handle,
+            "role": sa.role,
+            "mode": sa.mode,
+            "peer": sa.remote,
+            "local": sa.local,
+            "algorithms": algorithms(sa),
+            "nat": nat_status(sa),
+            "group": sa.group_name,
+            "peer_id": sa.peer_id,
+            "xauth_pending": sa.negotiated.auth in XAUTH_AFTER,
+            "peer_vendor": sa.peer_vendor,
+            "replaces": sa.replaces,
+            "initial_contact": initial_contact,
+            "lan_to_lan": sa.lan_to_lan.name if sa.lan_to_lan is not None else None,
+            "enc_key": sa.keyed.enc_key,
+        },
     )
 
 

@@ -112,3 +112,25 @@ def test_next_deadline_matches_min_over_every_timer() -> None:
                 rng.uniform(0, 1000), maybe(), None, delete_at=maybe(), rekeying=rng.random() < 0.3,
             )  # fmt: skip
         assert sa.next_deadline() == _reference_deadline(sa)
+
+
+def test_events_filled_in_one_step_equal_their_constructors() -> None:
+    """child_event / established_event fill every field without __init__ (records.frozen):
+    the same value, field for field, as the generated constructor makes."""
+    from labctl.ike import ChildSaEstablished, Phase1Established
+    from tests.unit.ike.builders import add_client, connect, make_lab
+
+    lab = make_lab()
+    add_client(lab)
+    connect(lab)
+    events = [
+        e
+        for who in ("server", "c1")
+        for cls in (ChildSaEstablished, Phase1Established)
+        for e in lab.events_of(who, cls)
+    ]
+    assert len(events) == 4
+    assert {type(e) for e in events} == {ChildSaEstablished, Phase1Established}
+    for e in events:
+        made = type(e)(**vars(e))
+        assert made == e and vars(made) == vars(e) and repr(made) == repr(e)
