@@ -47,7 +47,7 @@ from .keys import Phase1Keys, exchange_iv
 from .modecfg import ModeConfig
 from .proposals import Phase1Offer
 from .states import ModeCfgState, Phase1State, Role, TransactionKind, XauthState
-from .vendor import NattVersion, PeerVendorInfo
+from .vendor import NO_VENDOR_INFO, NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
 _HDR_PACK = HEADER_STRUCT.pack
@@ -213,7 +213,7 @@ class IkeSa:
     local_behind_nat: bool = False
     remote_behind_nat: bool = False
     floated: bool = False
-    peer_vendor: PeerVendorInfo = field(default_factory=PeerVendorInfo)
+    peer_vendor: PeerVendorInfo = NO_VENDOR_INFO  # immutable: one shared "nothing announced"
     fragment_id: int = 0  # of the last message we sent as Cisco IKE fragments
     peer_certificate: str | None = None  # subject of the certificate the peer proved
     peer_cert_requests: list[str] = field(default_factory=list)  # CAs its CRs named
