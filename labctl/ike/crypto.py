@@ -97,7 +97,7 @@ class KeyedPrf:
         new = _CONSTRUCTORS.get(hash_id)
         if new is None:
             raise IkeConfigError(f"unsupported hash algorithm {hash_id}")
-        block = new().block_size
+        block = new(b"").block_size
         if len(key) > block:
             key = new(key).digest()
         key = key.ljust(block, b"\x00")
