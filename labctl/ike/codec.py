@@ -262,16 +262,19 @@ class Message:
     def encode(self) -> bytes:
         chain = encode_chain(self.payloads)
         first = self.payloads[0].payload_type if self.payloads else 0
-        header = Header(
-            self.icookie,
-            self.rcookie,
-            first,
-            self.exchange,
-            self.flags,
-            self.message_id,
-            HEADER_LEN + len(chain),
+        return (
+            _HDR.pack(
+                self.icookie,
+                self.rcookie,
+                first,
+                ISAKMP_VERSION,
+                self.exchange,
+                self.flags,
+                self.message_id,
+                HEADER_LEN + len(chain),
+            )
+            + chain
         )
-        return header.encode() + chain
 
     def find(self, cls: type) -> list:
         return [p for p in self.payloads if isinstance(p, cls)]

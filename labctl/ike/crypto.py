@@ -17,6 +17,7 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives import constant_time
@@ -79,6 +80,42 @@ def prf(hash_id: int, key: bytes, *parts: bytes) -> bytes:
     return _hmac_digest(key, b"".join(parts), name)
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class KeyedPrf:
+    """``prf(hash_id, key, ...)`` for a key used many times (SKEYID, SKEYID_a, SKEYID_d:
+    5-9 HMACs each per session): RFC 2104's inner and outer hash states keyed once, copied
+    per call. One-shot HMAC cost ~3.7 us (OpenSSL 3 sets up a keyed context each time);
+    two state copies ~1.3 us. Same output as :func:`prf` (tests/unit/ike/test_crypto.py).
+    Holds only what the key itself is; lives as long as the keys that made it."""
+
+    __slots__ = ("_inner", "_outer", "hash_id")
+
+    def __init__(self, hash_id: int, key: bytes) -> None:
+        new = _CONSTRUCTORS.get(hash_id)
+        if new is None:
+            raise IkeConfigError(f"unsupported hash algorithm {hash_id}")
+        block = new(b"").block_size
+        if len(key) > block:
+            key = new(key).digest()
+        key = key.ljust(block, b"\x00")
+        self.hash_id = hash_id
+        self._inner = new(key.translate(_IPAD))
+        self._outer = new(key.translate(_OPAD))
+
+    def __call__(self, *parts: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(b"".join(parts))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def __repr__(self) -> str:
+        return f"KeyedPrf({self.hash_id})"  # never the key
+
+
 # ---------------------------------------------------------------------------------------------
 # Ciphers
 
@@ -90,6 +127,7 @@ class CipherSpec:
     key_len: int
 
 
+@lru_cache(maxsize=32)  # a few (id, bits) pairs; each spec is an immutable value
 def ike_cipher(enc_id: int, key_bits: int | None) -> CipherSpec:
     """Phase-1 cipher parameters from the SA attributes (encryption + key length)."""
     if enc_id == P1Encryption.TRIPLE_DES_CBC:
@@ -103,6 +141,7 @@ def ike_cipher(enc_id: int, key_bits: int | None) -> CipherSpec:
     raise IkeConfigError(f"unsupported phase-1 encryption {enc_id}")
 
 
+@lru_cache(maxsize=32)
 def esp_cipher(transform_id: int, key_bits: int | None) -> CipherSpec:
     if transform_id == EspTransform.TRIPLE_DES:
         if key_bits not in (None, 192):
@@ -348,31 +387,84 @@ def _group_parameters(group: int, p: int) -> tuple[object, bytes]:
     return cached
 
 
-def _generate_cryptography(group: int, p: int, plen: int) -> DhKeyPair:
-    from cryptography.hazmat.primitives import serialization
+def _serialization() -> Any:
+    """cryptography's serialization module, imported on first use (a ``from ... import``
+    inside the per-session functions ran importlib's fromlist handling on every call)."""
+    global _SERIALIZATION
+    if _SERIALIZATION is None:
+        from cryptography.hazmat.primitives import serialization
 
+        _SERIALIZATION = serialization
+    return _SERIALIZATION
+
+
+_SERIALIZATION: Any = None
+# DER up to the value, per (group, value length): PKCS#8 private keys (the exponent's
+# length is fixed: its top bit is set) and SubjectPublicKeyInfo peer values (128 or 129
+# bytes, fewer with leading zeros). Same bytes as building the TLVs each time.
+_PKCS8_PREFIX: dict[tuple[int, int], bytes] = {}
+_SPKI_PREFIX: dict[tuple[int, int], bytes] = {}
+
+
+def _pkcs8_prefix(group: int, p: int, xlen: int) -> bytes:
+    prefix = _PKCS8_PREFIX.get((group, xlen))
+    if prefix is None:
+        _, algorithm_id = _group_parameters(group, p)
+        x_der_len = 1 + len(_der_length(xlen)) + xlen
+        inner_len = 3 + len(algorithm_id) + 1 + len(_der_length(x_der_len)) + x_der_len
+        prefix = (
+            b"\x30"
+            + _der_length(inner_len)
+            + b"\x02\x01\x00"
+            + algorithm_id
+            + b"\x04"
+            + _der_length(x_der_len)
+            + b"\x02"
+            + _der_length(xlen)
+        )
+        _PKCS8_PREFIX[(group, xlen)] = prefix
+    return prefix
+
+
+def _spki_prefix(group: int, p: int, ylen: int) -> bytes:
+    prefix = _SPKI_PREFIX.get((group, ylen))
+    if prefix is None:
+        _, algorithm_id = _group_parameters(group, p)
+        y_der_len = 1 + len(_der_length(ylen)) + ylen
+        bits_len = 1 + y_der_len
+        inner_len = len(algorithm_id) + 1 + len(_der_length(bits_len)) + bits_len
+        prefix = (
+            b"\x30"
+            + _der_length(inner_len)
+            + algorithm_id
+            + b"\x03"
+            + _der_length(bits_len)
+            + b"\x00\x02"
+            + _der_length(ylen)
+        )
+        _SPKI_PREFIX[(group, ylen)] = prefix
+    return prefix
+
+
+def _generate_cryptography(group: int, p: int, plen: int) -> DhKeyPair:
     # Our own short exponent (as the pow path), loaded as PKCS#8: OpenSSL computes g^x
     # while loading. generate_private_key() picks a full 1023-bit exponent for group 2 (a
     # prime OpenSSL does not know by name): 4x the cost of both modexps (bench_ike: 0.45 ms
     # per keygen and per exchange -> 0.1 ms each).
-    _, algorithm_id = _group_parameters(group, p)
     bits = _POW_EXPONENT_BITS[group]
     x = secrets.randbits(bits) | (1 << (bits - 1))
-    x_der = _der_tlv(0x02, x.to_bytes((x.bit_length() + 8) // 8, "big"))
-    pkcs8 = _der_tlv(0x30, b"\x02\x01\x00" + algorithm_id + _der_tlv(0x04, x_der))
-    private = serialization.load_der_private_key(pkcs8, None)
-    y = private.public_key().public_numbers().y  # type: ignore[union-attr]
+    xlen = (x.bit_length() + 8) // 8
+    pkcs8 = _pkcs8_prefix(group, p, xlen) + x.to_bytes(xlen, "big")
+    private = _serialization().load_der_private_key(pkcs8, None)
+    y = private.public_key().public_numbers().y
     return DhKeyPair(group, y.to_bytes(plen, "big"), private)
 
 
 def _shared_cryptography(group: int, private: object, y: int, p: int, plen: int) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
     # Load the peer value as SubjectPublicKeyInfo DER: cryptography 46 re-validates the
     # (non-"named") 768/1024-bit primes on every DHPublicNumbers.public_key(), ~30 ms each.
-    _, algorithm_id = _group_parameters(group, p)
-    y_der = _der_tlv(0x02, y.to_bytes((y.bit_length() + 8) // 8, "big"))
-    spki = _der_tlv(0x30, algorithm_id + _der_tlv(0x03, b"\x00" + y_der))
-    peer = serialization.load_der_public_key(spki)
+    ylen = (y.bit_length() + 8) // 8
+    spki = _spki_prefix(group, p, ylen) + y.to_bytes(ylen, "big")
+    peer = _serialization().load_der_public_key(spki)
     secret = private.exchange(peer)  # type: ignore[attr-defined]
     return secret.rjust(plen, b"\x00")

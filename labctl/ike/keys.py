@@ -11,9 +11,19 @@ payload bodies (generic headers excluded).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .addrs import packed_ip
-from .crypto import CipherSpec, digest, hash_len, prf
+from .crypto import CipherSpec, KeyedPrf, digest, hash_len, prf
+
+# A key as bytes, or already keyed (Phase1Keys' prf_* for keys used many times per SA).
+PrfKey = bytes | KeyedPrf
+
+
+def _prf(hash_id: int, key: PrfKey, *parts: bytes) -> bytes:
+    if isinstance(key, KeyedPrf):
+        return key(*parts)
+    return prf(hash_id, key, *parts)
 
 
 def skeyid_psk(hash_id: int, psk: bytes, ni_b: bytes, nr_b: bytes) -> bytes:
@@ -46,6 +56,19 @@ class Phase1Keys:
     skeyid_e: bytes = field(repr=False)
     enc_key: bytes = field(repr=False)
 
+    # The keys used again and again (HASH_I/R, every phase-2 HASH, KEYMAT), keyed once.
+    @cached_property
+    def prf_skeyid(self) -> KeyedPrf:
+        return KeyedPrf(self.hash_id, self.skeyid)
+
+    @cached_property
+    def prf_a(self) -> KeyedPrf:
+        return KeyedPrf(self.hash_id, self.skeyid_a)
+
+    @cached_property
+    def prf_d(self) -> KeyedPrf:
+        return KeyedPrf(self.hash_id, self.skeyid_d)
+
 
 def derive_phase1(
     hash_id: int,
@@ -55,16 +78,19 @@ def derive_phase1(
     icookie: bytes,
     rcookie: bytes,
 ) -> Phase1Keys:
-    skeyid_d = prf(hash_id, skeyid, gxy, icookie, rcookie, b"\x00")
-    skeyid_a = prf(hash_id, skeyid, skeyid_d, gxy, icookie, rcookie, b"\x01")
-    skeyid_e = prf(hash_id, skeyid, skeyid_a, gxy, icookie, rcookie, b"\x02")
+    keyed = KeyedPrf(hash_id, skeyid)
+    skeyid_d = keyed(gxy, icookie, rcookie, b"\x00")
+    skeyid_a = keyed(skeyid_d, gxy, icookie, rcookie, b"\x01")
+    skeyid_e = keyed(skeyid_a, gxy, icookie, rcookie, b"\x02")
     enc_key = expand_key(hash_id, skeyid_e, cipher.key_len)
-    return Phase1Keys(hash_id, cipher, skeyid, skeyid_d, skeyid_a, skeyid_e, enc_key)
+    keys = Phase1Keys(hash_id, cipher, skeyid, skeyid_d, skeyid_a, skeyid_e, enc_key)
+    vars(keys)["prf_skeyid"] = keyed  # what the cached property would make again
+    return keys
 
 
 def hash_i(
     hash_id: int,
-    skeyid: bytes,
+    skeyid: PrfKey,
     gxi: bytes,
     gxr: bytes,
     icookie: bytes,
@@ -72,12 +98,12 @@ def hash_i(
     sai_b: bytes,
     idii_b: bytes,
 ) -> bytes:
-    return prf(hash_id, skeyid, gxi, gxr, icookie, rcookie, sai_b, idii_b)
+    return _prf(hash_id, skeyid, gxi, gxr, icookie, rcookie, sai_b, idii_b)
 
 
 def hash_r(
     hash_id: int,
-    skeyid: bytes,
+    skeyid: PrfKey,
     gxi: bytes,
     gxr: bytes,
     icookie: bytes,
@@ -85,7 +111,7 @@ def hash_r(
     sai_b: bytes,
     idir_b: bytes,
 ) -> bytes:
-    return prf(hash_id, skeyid, gxr, gxi, rcookie, icookie, sai_b, idir_b)
+    return _prf(hash_id, skeyid, gxr, gxi, rcookie, icookie, sai_b, idir_b)
 
 
 def phase1_iv(hash_id: int, gxi: bytes, gxr: bytes, block_size: int) -> bytes:
@@ -99,29 +125,29 @@ def exchange_iv(hash_id: int, p1_last_block: bytes, message_id: int, block_size:
     return digest(hash_id, p1_last_block, message_id.to_bytes(4, "big"))[:block_size]
 
 
-def qm_hash1(hash_id: int, skeyid_a: bytes, message_id: int, after_hash: bytes) -> bytes:
+def qm_hash1(hash_id: int, skeyid_a: PrfKey, message_id: int, after_hash: bytes) -> bytes:
     """HASH(1) of quick mode, also the hash of transaction and informational messages."""
-    return prf(hash_id, skeyid_a, message_id.to_bytes(4, "big"), after_hash)
+    return _prf(hash_id, skeyid_a, message_id.to_bytes(4, "big"), after_hash)
 
 
 def qm_hash2(
-    hash_id: int, skeyid_a: bytes, message_id: int, ni_b: bytes, after_hash: bytes
+    hash_id: int, skeyid_a: PrfKey, message_id: int, ni_b: bytes, after_hash: bytes
 ) -> bytes:
-    return prf(hash_id, skeyid_a, message_id.to_bytes(4, "big"), ni_b, after_hash)
+    return _prf(hash_id, skeyid_a, message_id.to_bytes(4, "big"), ni_b, after_hash)
 
 
-def qm_hash3(hash_id: int, skeyid_a: bytes, message_id: int, ni_b: bytes, nr_b: bytes) -> bytes:
-    return prf(hash_id, skeyid_a, b"\x00", message_id.to_bytes(4, "big"), ni_b, nr_b)
+def qm_hash3(hash_id: int, skeyid_a: PrfKey, message_id: int, ni_b: bytes, nr_b: bytes) -> bytes:
+    return _prf(hash_id, skeyid_a, b"\x00", message_id.to_bytes(4, "big"), ni_b, nr_b)
 
 
-def empty_informational_hash(hash_id: int, skeyid_a: bytes, message_id: int) -> bytes:
+def empty_informational_hash(hash_id: int, skeyid_a: PrfKey, message_id: int) -> bytes:
     """vpnc's keepalive: an Informational with only a HASH = prf(SKEYID_a, 0x00 | M-ID)."""
-    return prf(hash_id, skeyid_a, b"\x00", message_id.to_bytes(4, "big"))
+    return _prf(hash_id, skeyid_a, b"\x00", message_id.to_bytes(4, "big"))
 
 
 def keymat(
     hash_id: int,
-    skeyid_d: bytes,
+    skeyid_d: PrfKey,
     protocol: int,
     spi: bytes,
     ni_b: bytes,
@@ -135,7 +161,7 @@ def keymat(
     out = b""
     block = b""
     while len(out) < length:
-        block = prf(hash_id, skeyid_d, block, seed)
+        block = _prf(hash_id, skeyid_d, block, seed)
         out += block
     return out[:length]
 

@@ -12,6 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -236,6 +237,7 @@ FIELDS = (
 _BY_ATTR: dict[int, _Field] = {f.attr: f for f in FIELDS}
 
 
+@lru_cache(maxsize=64)  # a pure function of the client's configuration: built once per config
 def request_attributes(
     wanted: tuple[int, ...] = DEFAULT_REQUEST,
     *,

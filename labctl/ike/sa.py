@@ -37,7 +37,6 @@ from .crypto import (
     CipherSpec,
     DhKeyPair,
     hash_len,
-    prf,
     random_bytes,
     same_digest,
 )
@@ -48,7 +47,7 @@ from .keys import Phase1Keys, exchange_iv
 from .modecfg import ModeConfig
 from .proposals import Phase1Offer
 from .states import ModeCfgState, Phase1State, Role, TransactionKind, XauthState
-from .vendor import NattVersion, PeerVendorInfo
+from .vendor import NO_VENDOR_INFO, NattVersion, PeerVendorInfo
 
 REPLY_CACHE_SIZE = 6
 _HDR_PACK = HEADER_STRUCT.pack
@@ -71,6 +70,7 @@ _SUPPORTED_EXCHANGES = frozenset(
 )
 _GEN_PACK = GENERIC_HEADER.pack
 DONE_MSGID_MEMORY = 512
+_NEVER = float("inf")
 
 
 def random_message_id() -> int:
@@ -213,7 +213,7 @@ class IkeSa:
     local_behind_nat: bool = False
     remote_behind_nat: bool = False
     floated: bool = False
-    peer_vendor: PeerVendorInfo = field(default_factory=PeerVendorInfo)
+    peer_vendor: PeerVendorInfo = NO_VENDOR_INFO  # immutable: one shared "nothing announced"
     fragment_id: int = 0  # of the last message we sent as Cisco IKE fragments
     peer_certificate: str | None = None  # subject of the certificate the peer proved
     peer_cert_requests: list[str] = field(default_factory=list)  # CAs its CRs named
@@ -323,27 +323,31 @@ class IkeSa:
             self.done_msgids.popitem(last=False)
 
     def next_deadline(self) -> float | None:
-        times = [r.next_at for r in self.retransmits.values()]
+        # the earliest of the SA's timers, without building a list (once per message); a
+        # timer at infinity never fires, so it reads as none
+        best = _NEVER
+        for r in self.retransmits.values():
+            best = r.next_at if r.next_at < best else best
         for t in (self.deadline_for_msg, self.expires_at, self.next_heartbeat):
-            if t is not None:
-                times.append(t)
-        if self.rekey_at is not None and not self.rekey_started:
-            times.append(self.rekey_at)
+            if t is not None and t < best:
+                best = t
+        if self.rekey_at is not None and not self.rekey_started and self.rekey_at < best:
+            best = self.rekey_at
         if self.state is _ESTABLISHED and self.dpd_idle is not None:
             if self.dpd_pending is not None:
-                times.append(self.dpd_sent_at + self.dpd_retry)
+                best = min(best, self.dpd_sent_at + self.dpd_retry)
             else:
-                times.append(self.last_rx + self.dpd_idle)
+                best = min(best, self.last_rx + self.dpd_idle)
         for q in self.quick.values():
-            if q.deadline is not None:
-                times.append(q.deadline)
-        for child in self.children.values():
-            times.append(child.expires_at)
-            if child.delete_at is not None:
-                times.append(child.delete_at)
-            if child.rekey_at is not None and not child.rekeying:
-                times.append(child.rekey_at)
-        return min(times) if times else None
+            if q.deadline is not None and q.deadline < best:
+                best = q.deadline
+        for c in self.children.values():
+            best = c.expires_at if c.expires_at < best else best
+            if c.delete_at is not None and c.delete_at < best:
+                best = c.delete_at
+            if c.rekey_at is not None and not c.rekeying and c.rekey_at < best:
+                best = c.rekey_at
+        return None if best == _NEVER else best
 
     # -- encryption ----------------------------------------------------------------------------
 
@@ -458,7 +462,7 @@ class IkeSa:
         ``prefix`` is Ni_b for quick-mode HASH(2)."""
         assert self.keys is not None
         chain = encode_chain(payloads)  # once: hashed, then sent after the HASH payload
-        digest = prf(self.hash_id, self.keys.skeyid_a, message_id.to_bytes(4, "big"), prefix, chain)
+        digest = self.keys.prf_a(message_id.to_bytes(4, "big"), prefix, chain)
         first = payloads[0].payload_type if payloads else 0
         hash_payload = _GEN_PACK(first, 0, len(digest) + 4) + digest
         return self._encrypt_chain(exchange, message_id, _HASH, hash_payload + chain)
@@ -481,12 +485,12 @@ class IkeSa:
             rest = b""
         else:
             rest = message.raw[message.spans[1][0] : message.spans[-1][1]]
-        expected = prf(self.hash_id, self.keys.skeyid_a, mid, prefix, rest)
+        expected = self.keys.prf_a(mid, prefix, rest)
         if same_digest(expected, received):
             return
         if allow_empty and len(message.payloads) == 1:
             # vpnc's keepalive form: prf(SKEYID_a, 0x00 | M-ID)
-            alt = prf(self.hash_id, self.keys.skeyid_a, b"\x00", mid)
+            alt = self.keys.prf_a(b"\x00", mid)
             if same_digest(alt, received):
                 return
         raise IkeProtocolError("phase-2 HASH mismatch", notify=NotifyType.INVALID_HASH_INFORMATION)

@@ -33,6 +33,10 @@ class Phase1State(enum.Enum):
     ESTABLISHED = "established"
     DELETED = "deleted"
 
+    # Members are compared by identity, so identity can hash them: Enum's own __hash__ is
+    # Python code (hash of the name), and the transition table hashes a state per message.
+    __hash__ = object.__hash__
+
 
 class XauthState(StrEnum):
     """XAUTH of one phase-1 SA (draft-ietf-ipsec-isakmp-xauth-06)."""

@@ -32,6 +32,8 @@ class MessageKind(enum.Enum):
     PHASE1 = "phase1"  # encrypted with message ID 0: the last phase-1 messages
     PHASE2 = "phase2"  # encrypted with its own message ID: everything after phase 1
 
+    __hash__ = object.__hash__  # as Phase1State's: identity, in C (a table key per message)
+
 
 @dataclass(slots=True)
 class Inbound:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
 
@@ -127,10 +128,18 @@ class PeerVendorInfo:
         return None
 
 
+NO_VENDOR_INFO = PeerVendorInfo()  # a peer that announced nothing (yet)
 _NATT_BY_VALUE = {value: version for version, value in NATT_VIDS.items()}  # (once, not per call)
 
 
-def classify_vendor_ids(vids: list[bytes]) -> PeerVendorInfo:
+def classify_vendor_ids(vids: list[bytes] | tuple[bytes, ...]) -> PeerVendorInfo:
+    """What a peer's vendor IDs say; the same IDs give the same (immutable) answer, so it
+    is remembered for the last few sets (a client sends the same ones every session)."""
+    return _classify(tuple(vids))
+
+
+@lru_cache(maxsize=128)  # bounded: a peer choosing random IDs only evicts entries
+def _classify(vids: tuple[bytes, ...]) -> PeerVendorInfo:
     natt: list[NattVersion] = []
     unknown: list[bytes] = []
     xauth = dpd = unity = fragmentation = cisco_client = heartbeat = False

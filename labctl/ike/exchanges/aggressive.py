@@ -100,16 +100,22 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
         )
     gxy = modp_exchange(offer.group, sa.dh, ke.data)
     idr_b = phase1.body_as_received(msg, IdPayload)
-    trial = IkeSa(Role.INITIATOR, sa.icookie, msg.rcookie, sa.mode, sa.local, sa.remote, now)
-    trial.offer, trial.ni_b, trial.nr_b = offer, sa.ni_b, nonce.data
-    trial.gxi, trial.gxr = sa.gxi, ke.data
-    setup_keys(trial, cfg.psk, gxy)
+    # trial keys: nothing is adopted before HASH_R (or the signature) checks out
+    keys, p1_iv = phase1.phase1_keys(
+        offer, cfg.psk, gxy, sa.ni_b, nonce.data, sa.icookie, msg.rcookie, sa.gxi, ke.data
+    )
     expected = hash_r(
-        trial.hash_id, trial.keyed.skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
+        keys.hash_id, keys.prf_skeyid, sa.gxi, ke.data, sa.icookie, msg.rcookie, sa.sai_b, idr_b
     )
     signature.note_requests(sa, msg)
     signs = offer.auth in INITIATOR_SIGNS
     if offer.auth in RESPONDER_SIGNS:
+        # the certificate checks (and a refusal's notify) work on a trial SA of their own
+        trial = IkeSa(Role.INITIATOR, sa.icookie, msg.rcookie, sa.mode, sa.local, sa.remote, now)
+        trial.offer, trial.ni_b, trial.nr_b = offer, sa.ni_b, nonce.data
+        trial.gxi, trial.gxr = sa.gxi, ke.data
+        trial.keys, trial.p1_iv = keys, p1_iv
+        trial.cipher, trial.hash_id = keys.cipher, keys.hash_id
         try:
             signature.check(ini, trial, msg, ident, expected)
         except IkeProtocolError as exc:
@@ -129,7 +135,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     ini._key_in(sa, msg.rcookie)
     sa.offer, sa.chosen = offer, chosen
     sa.nr_b, sa.gxr = nonce.data, ke.data
-    sa.cipher, sa.hash_id, sa.keys, sa.p1_iv = trial.cipher, trial.hash_id, trial.keys, trial.p1_iv
+    sa.cipher, sa.hash_id, sa.keys, sa.p1_iv = keys.cipher, keys.hash_id, keys, p1_iv
     sa.idr_b = idr_b
     sa.peer_id = signature.describe(ident)
     sa.lifetime = min(offer.life_seconds or chosen.lifetime, chosen.lifetime)
@@ -138,7 +144,7 @@ def initiator_msg2(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     phase1.peer_natt(ini, sa, msg)
     phase1.detect_nat(ini, sa, msg)
     digest = hash_i(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     proof = signature.proof(ini, digest) if signs else [HashPayload(digest)]
     payloads: list = [*proof, *phase1.initial_contact_notify(ini, sa)]
@@ -209,7 +215,7 @@ def responder_msg1(resp: Responder, out: Collector, _: None, msg: Message, rx: I
     id_r = signature.identity(resp) if gateway_signs else phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
     proof = signature.proof(resp, digest) if gateway_signs else [HashPayload(digest)]
     payloads: list = [
@@ -241,7 +247,7 @@ def responder_msg3(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
             "aggressive mode message 3 without HASH_I", notify=NotifyType.INVALID_HASH_INFORMATION
         )
     expected = hash_i(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     try:
         if signs:

@@ -100,7 +100,7 @@ def initiator_msg4(ini: Initiator, out: Collector, sa: IkeSa, msg: Message, rx: 
     ident = signature.identity(ini) if signs else ini._identity()
     sa.idi_b = ident.encode_body()
     digest = hash_i(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idi_b
     )
     proof = signature.proof(ini, digest) if signs else [HashPayload(digest)]
     payloads: list = [ident, *proof, *phase1.initial_contact_notify(ini, sa)]
@@ -124,7 +124,7 @@ def initiator_msg6(ini: Initiator, out: Collector, sa: IkeSa, enc: EncryptedMess
         )
     idr_b = phase1.body_as_received(msg, IdPayload)
     expected = hash_r(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idr_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idr_b
     )
     ini._answered(sa, "mm5")
     if signs:
@@ -245,7 +245,7 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
         )
     idi_b = phase1.body_as_received(msg, IdPayload)
     expected = hash_i(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idi_b
     )
     try:
         if signs:
@@ -266,7 +266,7 @@ def responder_msg5(resp: Responder, out: Collector, sa: IkeSa, enc: EncryptedMes
     id_r = signature.identity(resp) if gateway_signs else phase1.responder_identity(rx.local)
     sa.idr_b = id_r.encode_body()
     digest = hash_r(
-        sa.hash_id, sa.keyed.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
+        sa.hash_id, sa.keyed.prf_skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idr_b
     )
     proof = signature.proof(resp, digest) if gateway_signs else [HashPayload(digest)]
     reply = sa.encrypt(ExchangeType.MAIN, 0, [id_r, *proof])

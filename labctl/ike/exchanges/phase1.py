@@ -30,9 +30,10 @@ from ..events import (
     Phase1Established,
     SessionInfo,
 )
-from ..keys import derive_phase1, natd_hash, phase1_iv, skeyid_psk
+from ..keys import Phase1Keys, derive_phase1, natd_hash, phase1_iv, skeyid_psk
 from ..pki import skeyid_signature
-from ..proposals import Phase1Choice, auth_method_name, cipher_for
+from ..proposals import Phase1Choice, Phase1Offer, auth_method_name, cipher_for
+from ..records import frozen
 from ..sa import IkeSa
 from ..states import Phase1State, XauthState
 from ..vendor import (
@@ -119,15 +120,33 @@ def check_natd(
 
 def setup_keys(sa: IkeSa, psk: bytes, gxy: bytes) -> None:
     """SKEYID... and the phase-1 IV, once nonces, DH values and cookies are known."""
-    cipher = cipher_for(sa.negotiated)
-    sa.cipher = cipher
-    sa.hash_id = sa.negotiated.hash
-    if sa.negotiated.auth in RESPONDER_SIGNS:  # RFC 2409 5.1: the nonces key the prf
-        skeyid = skeyid_signature(sa.hash_id, sa.ni_b, sa.nr_b, gxy)
+    sa.keys, sa.p1_iv = phase1_keys(
+        sa.negotiated, psk, gxy, sa.ni_b, sa.nr_b, sa.icookie, sa.rcookie, sa.gxi, sa.gxr
+    )
+    sa.cipher, sa.hash_id = sa.keys.cipher, sa.keys.hash_id
+
+
+def phase1_keys(
+    offer: Phase1Offer,
+    psk: bytes,
+    gxy: bytes,
+    ni_b: bytes,
+    nr_b: bytes,
+    icookie: bytes,
+    rcookie: bytes,
+    gxi: bytes,
+    gxr: bytes,
+) -> tuple[Phase1Keys, bytes]:
+    """(keys, phase-1 IV) of a negotiated transform (what setup_keys puts on an SA; the
+    initiator checks message 2's HASH_R with them before it adopts anything)."""
+    cipher = cipher_for(offer)
+    hash_id = offer.hash
+    if offer.auth in RESPONDER_SIGNS:  # RFC 2409 5.1: the nonces key the prf
+        skeyid = skeyid_signature(hash_id, ni_b, nr_b, gxy)
     else:
-        skeyid = skeyid_psk(sa.hash_id, psk, sa.ni_b, sa.nr_b)
-    sa.keys = derive_phase1(sa.hash_id, cipher, skeyid, gxy, sa.icookie, sa.rcookie)
-    sa.p1_iv = phase1_iv(sa.hash_id, sa.gxi, sa.gxr, cipher.block_size)
+        skeyid = skeyid_psk(hash_id, psk, ni_b, nr_b)
+    keys = derive_phase1(hash_id, cipher, skeyid, gxy, icookie, rcookie)
+    return keys, phase1_iv(hash_id, gxi, gxr, cipher.block_size)
 
 
 def algorithms(sa: IkeSa) -> Phase1Algorithms:
@@ -203,22 +222,25 @@ def session_info(sa: IkeSa) -> SessionInfo:
 
 
 def established_event(sa: IkeSa, *, initial_contact: bool) -> Phase1Established:
-    return Phase1Established(
-        handle=sa.handle,
-        role=sa.role,
-        mode=sa.mode,
-        peer=sa.remote,
-        local=sa.local,
-        algorithms=algorithms(sa),
-        nat=nat_status(sa),
-        group=sa.group_name,
-        peer_id=sa.peer_id,
-        xauth_pending=sa.negotiated.auth in XAUTH_AFTER,
-        peer_vendor=sa.peer_vendor,
-        replaces=sa.replaces,
-        initial_contact=initial_contact,
-        lan_to_lan=sa.lan_to_lan.name if sa.lan_to_lan is not None else None,
-        enc_key=sa.keyed.enc_key,
+    return frozen(  # every field in one step, as children.child_event
+        Phase1Established,
+        {
+            "handle": sa.handle,
+            "role": sa.role,
+            "mode": sa.mode,
+            "peer": sa.remote,
+            "local": sa.local,
+            "algorithms": algorithms(sa),
+            "nat": nat_status(sa),
+            "group": sa.group_name,
+            "peer_id": sa.peer_id,
+            "xauth_pending": sa.negotiated.auth in XAUTH_AFTER,
+            "peer_vendor": sa.peer_vendor,
+            "replaces": sa.replaces,
+            "initial_contact": initial_contact,
+            "lan_to_lan": sa.lan_to_lan.name if sa.lan_to_lan is not None else None,
+            "enc_key": sa.keyed.enc_key,
+        },
     )
 
 

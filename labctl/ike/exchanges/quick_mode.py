@@ -192,7 +192,7 @@ def _started_msg2(
     final = sa.encrypt(
         ExchangeType.QUICK,
         mid,
-        [HashPayload(qm_hash3(sa.hash_id, sa.keyed.skeyid_a, mid, q.ni_b, q.nr_b))],
+        [HashPayload(qm_hash3(sa.hash_id, sa.keyed.prf_a, mid, q.ni_b, q.nr_b))],
     )
     ini._send(out, sa, final)
     sa.remember_reply(rx.data, (final,))
@@ -402,7 +402,7 @@ def _answer_msg3(resp: EngineBase, out: Collector, sa: IkeSa, enc: EncryptedMess
         raise IkeProtocolError(
             "quick mode message 3 must be a lone HASH", notify=NotifyType.PAYLOAD_MALFORMED
         )
-    expected = qm_hash3(sa.hash_id, sa.keyed.skeyid_a, msg.message_id, q.ni_b, q.nr_b)
+    expected = qm_hash3(sa.hash_id, sa.keyed.prf_a, msg.message_id, q.ni_b, q.nr_b)
     if not same_digest(expected, h.data):
         raise IkeProtocolError(
             "quick mode HASH(3) mismatch", notify=NotifyType.INVALID_HASH_INFORMATION

@@ -40,12 +40,16 @@ def start(resp: Responder, out: Collector, sa: IkeSa, now: float) -> bytes:
     return send_request(resp, out, sa, now)
 
 
+# The gateway's XAUTH request: generic type, empty user name and password (made once).
+_REQUEST = (
+    Attribute(CfgAttr.XAUTH_TYPE, _GENERIC),
+    Attribute(CfgAttr.XAUTH_USER_NAME, b""),
+    Attribute(CfgAttr.XAUTH_USER_PASSWORD, b""),
+)
+
+
 def send_request(resp: Responder, out: Collector, sa: IkeSa, now: float) -> bytes:
-    attrs = [
-        Attribute(CfgAttr.XAUTH_TYPE, _GENERIC),
-        Attribute(CfgAttr.XAUTH_USER_NAME, b""),
-        Attribute(CfgAttr.XAUTH_USER_PASSWORD, b""),
-    ]
+    attrs = list(_REQUEST)
     if resp.policy.xauth_message:
         attrs.append(Attribute(CfgAttr.XAUTH_MESSAGE, resp.policy.xauth_message.encode()))
     return transaction.start(resp, out, sa, CfgType.REQUEST, attrs, TransactionKind.XAUTH, now)
