@@ -662,17 +662,17 @@ class Dataplane:
         finished and written in order. What is pending is written before anything that is
         not such a packet is handled (IKE, keepalives, another SA)."""
         pending: list[Authenticated] = []
-        others: list[tuple[Tunnel, Endpoint]] = []
+        origins: list[tuple[Tunnel, Endpoint]] = []
         for start, end, source in batch:
             data = view[start:end]
             if pending and (end - start < 8 or data[:4] == _ZERO_SPI):  # IKE, keepalive
-                self._open_pending(pending, others, raw, now)
+                self._open_pending(pending, origins, raw, now)
             found = self._esp_of(data, source, demux, now)
             if found is None:
                 continue
             sa, tunnel, esp = found
             if sa.lanes < 2:  # in order: what is pending goes first
-                self._open_pending(pending, others, raw, now)
+                self._open_pending(pending, origins, raw, now)
                 if self._deliver(sa, tunnel, esp, now):
                     self._maybe_move_peer(sa, tunnel, source, raw, esp)
                 continue
@@ -682,20 +682,20 @@ class Dataplane:
                 tunnel.counters.drop(exc.reason)
                 continue
             pending.append((sa, esp, body_end))
-            others.append((tunnel, source))
-        self._open_pending(pending, others, raw, now)
+            origins.append((tunnel, source))
+        self._open_pending(pending, origins, raw, now)
 
     def _open_pending(
         self,
         pending: list[Authenticated],
-        others: list[tuple[Tunnel, Endpoint]],
+        origins: list[tuple[Tunnel, Endpoint]],
         raw: bool,
         now: float,
     ) -> None:
         if not pending:
             return
         plains = self._lanes.decrypt(pending)
-        for (sa, esp, _), (tunnel, source), plain in zip(pending, others, plains, strict=True):
+        for (sa, esp, _), (tunnel, source), plain in zip(pending, origins, plains, strict=True):
             try:
                 next_header, inner = sa.finish_open(plain, int.from_bytes(esp[4:8], "big"), now)
             except EspError as exc:
@@ -704,7 +704,7 @@ class Dataplane:
             if self._forward(tunnel, next_header, inner, now):
                 self._maybe_move_peer(sa, tunnel, source, raw, esp)
         pending.clear()
-        others.clear()
+        origins.clear()
 
     def receive_ike_port(self, data: bytes, source: Endpoint) -> bool:
         """A datagram the agent read on the IKE port (UDP 500). NAT-T drafts 00/01 send ESP

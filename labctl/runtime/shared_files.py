@@ -17,7 +17,6 @@ container uses are removed when another is made, and by `labctl images prune`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from pathlib import Path
@@ -77,7 +76,9 @@ class SharedFiles:
 
         digest = found.id.split(":", 1)[-1][:12]
         with file_lock(_lock_dir() / f"shared-{digest}.lock"):
-            missing = [d for d in SHARED_DIRS if not self._complete(volume_name(found.id, d))]
+            missing = [
+                d for d in SHARED_DIRS if not self._complete(volume_name(found.id, d), found.id)
+            ]
             if missing:
                 self._fill(found, missing)
                 remove_unused(self.client)
@@ -88,12 +89,23 @@ class SharedFiles:
         self._ready[image] = mounts
         return mounts
 
-    def _complete(self, name: str) -> bool:
+    def _ours(self, name: str, image_id: str):
+        """The shared volume `name` of `image_id`, None when there is none; a volume of
+        that name labctl did not make for this image is an error, never used or removed."""
         try:
             volume = self.client.volumes.get(name)
         except docker.errors.NotFound:
-            return False
-        return (Path(volume.attrs["Mountpoint"]) / COMPLETE).exists()
+            return None
+        if (volume.attrs.get("Labels") or {}).get(LABEL_SHARED_IMAGE) != image_id:
+            raise LabRuntimeError(
+                f"a Docker volume named {name} exists but labctl did not make it for image "
+                f"{image_id[:19]}; remove or rename it (or set LABCTL_SHARED_FILES=0)"
+            )
+        return volume
+
+    def _complete(self, name: str, image_id: str) -> bool:
+        volume = self._ours(name, image_id)
+        return volume is not None and (Path(volume.attrs["Mountpoint"]) / COMPLETE).exists()
 
     def _fill(self, image, directories: list[str]) -> None:
         # A fill container of this image left by a killed labctl (we hold the lock, so none
@@ -107,8 +119,9 @@ class SharedFiles:
         mounts = []
         for index, directory in enumerate(directories):
             name = volume_name(image.id, directory)
-            with contextlib.suppress(docker.errors.NotFound):  # an unfinished fill: start over
-                self.client.volumes.get(name).remove()
+            unfinished = self._ours(name, image.id)
+            if unfinished is not None:  # an unfinished fill of ours: start over
+                unfinished.remove()
             self.client.volumes.create(
                 name, labels={LABEL_SHARED_IMAGE: image.id, LABEL_SHARED_DIR: directory}
             )

@@ -162,6 +162,16 @@ def test_a_fill_that_never_finished_is_redone(client: FakeClient) -> None:
     assert [m["Source"] for m in options["mounts"]] == [volume_name(OURS, "/usr")]
 
 
+def test_a_volume_of_that_name_labctl_did_not_make_is_neither_used_nor_removed(
+    client: FakeClient,
+) -> None:
+    name = volume_name(OURS, "/usr")
+    client.volumes.create(name, {"owner": "someone"})  # no marker: it looks unfinished
+    with pytest.raises(LabRuntimeError, match=f"volume named {name} exists but labctl"):
+        SharedFiles(client).mounts_for("labctl/vpn:1")
+    assert name in client.volumes.by_name and not client.containers.made
+
+
 def test_a_failed_fill_is_an_error_naming_the_image_and_leaves_no_container(
     client: FakeClient,
 ) -> None:
