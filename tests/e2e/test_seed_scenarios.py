@@ -283,9 +283,14 @@ def test_broken_restart_expecting_stale_sessions_fails_on_the_count(
             )
         ],
     )
-    result = run_test(broken, tmp_path / "report", lab_prefix)
+    # Only the case under test: client-vanishes (a second lab, DPD timers) is not broken.
+    result = run_test(
+        broken, tmp_path / "report", lab_prefix, "--scenario", "restart-and-reconnect"
+    )
     assert result.returncode == 1
-    text = failure_text(junit_cases(tmp_path / "report")["restart-and-reconnect"])
+    cases = junit_cases(tmp_path / "report")
+    assert set(cases) == {"restart-and-reconnect"}
+    text = failure_text(cases["restart-and-reconnect"])
     assert "one session per client, no pool address twice" in text
     assert "count: expected 4, observed 2" in text
     assert text.count("observed row:") == 2
