@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from labctl.agent.eventlog import LIMIT_WINDOW
+
 from .conftest import ROOT, RunningLab, bring_up, labctl
 from .test_seed_vpn import wait_until
 
@@ -29,7 +31,6 @@ CONCENTRATOR = "172.16.172.50"
 SERVER = "192.168.2.10"
 FORGED = "FORGED-RECORD"
 RECORD = re.compile(r"^\d+ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} SEV=\d \S+ ")
-HALF_OPEN_TIMEOUT = 30  # the responder's default: abandoned first messages expire then
 # Bounds for what the whole run may add to the concentrator's log (it sends ~10,000 packets;
 # before the fix each abandoned first message alone left one line).
 MAX_NEW_LINES = 400
@@ -63,6 +64,29 @@ def connected(lab: RunningLab, node: str) -> bool:
 
 def ping(lab: RunningLab, node: str) -> None:
     lab.exec(node, "ping", "-c", "2", "-W", "2", SERVER)
+
+
+def half_open_sas(lab: RunningLab) -> int:
+    """IKE SAs the concentrator holds that are not established (the flood's abandoned ones)."""
+    sas = lab.show_json("vpn3000", "stats")["ike_sas"]
+    return sas["total"] - sas["established"]
+
+
+def settle(lab: RunningLab) -> None:
+    """Wait until everything the run leaves to timers has reached the log: the abandoned
+    first messages expired (no half-open SA left), then every rate-limit window that was
+    open by then closed (a window writes its summary LIMIT_WINDOW after it opened; no line
+    for that long plus a flush means none is left). Conditions, not a fixed sleep."""
+    wait_until("the abandoned first messages expired", lambda: half_open_sas(lab) == 0, 120, 2)
+    quiet_for = LIMIT_WINDOW + 2
+    lines, since = agent_facts(lab).log_lines, time.monotonic()
+    deadline = since + 120
+    while time.monotonic() - since < quiet_for:
+        assert time.monotonic() < deadline, "the concentrator's log never went quiet"
+        time.sleep(1)
+        now_lines = agent_facts(lab).log_lines
+        if now_lines != lines:
+            lines, since = now_lines, time.monotonic()
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +127,7 @@ def hostile_run(lab: RunningLab) -> dict:
     during = lab.exec("client2", "vpn", "connect", "--wait", "--timeout", "60", check=False)
     wait_until("the hostile run ends", lambda: "done" in output().splitlines(), 200)
     summary = json.loads(output().splitlines()[-2])
-    # abandoned first messages expire, rate-limit windows close, summaries are written
-    time.sleep(HALF_OPEN_TIMEOUT + 15)
+    settle(lab)
     return {
         "before": before,
         "after": agent_facts(lab),
