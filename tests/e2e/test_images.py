@@ -38,7 +38,9 @@ from labctl.images import (
     ensure_images,
     list_images,
 )
+from labctl.images.builder import default_cache_dir
 from labctl.images.engine import LABEL_HASH, LABEL_PARENT_ID, LABEL_ROLE
+from labctl.images.locking import file_lock
 from labctl.images.recipes import load_base_config, load_recipe
 
 pytestmark = pytest.mark.e2e
@@ -472,9 +474,24 @@ def test_debootstrap_failure_names_the_package_and_the_log(tmp_path: Path) -> No
     assert list((tmp_path / "scratch").iterdir()) == []
 
 
+def _seeded_package_cache(into: Path) -> Path:
+    """A copy of the .debs of labctl's own debootstrap cache (what `make images` left), so
+    a test reaches debootstrap's chroot phase without downloading ~160 packages first.
+    Copied under the base-build lock; while a base build holds it, nothing is copied (the
+    test then downloads, as before)."""
+    into.mkdir()
+    shared = default_cache_dir()
+    with file_lock(shared / "locks" / "rootfs.lock", blocking=False) as locked:
+        if locked:
+            for deb in (shared / "debootstrap").glob("*.deb"):
+                shutil.copyfile(deb, into / deb.name)
+    return into
+
+
 def test_interrupted_debootstrap_leaves_nothing_behind(tmp_path: Path) -> None:
     """Ctrl-C while dpkg runs in the chroot (/proc mounted there): all unmounted, deleted."""
     scratch = tmp_path / "scratch"
+    debs = _seeded_package_cache(tmp_path / "debs")
     # The child restores Python's Ctrl-C handler: a process started from a background job of
     # a non-interactive shell (as CI runners do) inherits SIGINT as ignored.
     script = f"""
@@ -488,7 +505,7 @@ config = load_base_config(Path({str(PROJECT_ROOT)!r}))
 def report(detail):
     print(detail, flush=True)
 with temporary_rootfs(Path({str(scratch)!r})) as target:
-    run_debootstrap(config, target, cache_dir=Path({str(tmp_path / "debs")!r}),
+    run_debootstrap(config, target, cache_dir=Path({str(debs)!r}),
                     log_path=Path({str(tmp_path / "log")!r}), report=report, tick=0.2)
 """
     env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
