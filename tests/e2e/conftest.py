@@ -59,6 +59,72 @@ def labctl(*args: str, check: bool = True, timeout: float = 600) -> CliResult:
     return result
 
 
+# RunningLab.exec runs `labctl exec`'s own code in this process (the same lab record, the
+# same SSH session into the node from the lab's management namespace, the same output and
+# exit status), not in a new Python process: that start-up (~0.8 CPU-s of imports) was
+# most of each call, and the e2e suite makes hundreds. The CLI wrapper itself is tested
+# through labctl(); LABCTL_E2E_EXEC=cli puts every call back through it.
+IN_PROCESS_EXEC = os.environ.get("LABCTL_E2E_EXEC", "") != "cli"
+
+
+def exec_in_process(lab: str, node: str, argv: list[str], check: bool) -> CliResult:
+    """What `labctl exec --lab LAB NODE -- ARGV` does (cli.commands.cmd_exec and the error
+    handling of cli.main.main), with stdout and stderr collected. Thread-safe: nothing
+    global is redirected."""
+    import io
+    import shlex
+
+    from labctl.cli.context import open_running_lab
+    from labctl.errors import LabctlError
+    from labctl.runtime import DockerRuntime
+    from labctl.topology.secrets import redact
+
+    out, err = io.BytesIO(), io.BytesIO()
+    try:
+        with open_running_lab(DockerRuntime(), lab) as handle:
+            returncode = handle.session(node).stream(
+                shlex.join(argv) if len(argv) > 1 else argv[0], out, err, get_pty=False
+            )
+    except LabctlError as exc:
+        err.write((redact(exc.user_message()) + "\n").encode())
+        returncode = exc.status
+    args = ["exec", "--lab", lab, node, "--", *argv]
+    result = CliResult(
+        args,
+        returncode,
+        out.getvalue().decode(errors="replace"),
+        err.getvalue().decode(errors="replace"),
+    )
+    if check and returncode != 0:
+        raise AssertionError(
+            f"labctl {' '.join(args)} exited {returncode} (in process)\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def show_json_in_process(lab: str, node: str, what: str):
+    """What `labctl show --lab LAB NODE WHAT --json` prints, parsed (cli.commands.cmd_show:
+    the same collection, the same JSON encoding); a failure raises as labctl() would."""
+    import json
+
+    from labctl.cli.context import open_running_lab
+    from labctl.errors import LabctlError
+    from labctl.runtime import DockerRuntime
+    from labctl.state import collect
+    from labctl.topology.secrets import redact
+
+    try:
+        with open_running_lab(DockerRuntime(), lab) as handle:
+            records, _ = collect(handle, node, what, False)
+    except LabctlError as exc:
+        raise AssertionError(
+            f"labctl show --lab {lab} {node} {what} --json exited {exc.status} (in process)\n"
+            f"stderr:\n{redact(exc.user_message())}"
+        ) from None
+    return json.loads(json.dumps(records, indent=2, default=str))
+
+
 # Names this test session made: other sessions (other checkouts, CI jobs) may run their own
 # e2e labs on the same machine at the same time, and theirs are not ours to remove.
 SESSION_LABS: set[str] = set()
@@ -93,11 +159,15 @@ class RunningLab:
         return labctl(*args, check=check)
 
     def exec(self, node: str, *argv: str, check: bool = True) -> CliResult:
+        if IN_PROCESS_EXEC:
+            return exec_in_process(self.name, node, list(argv), check)
         return labctl("exec", "--lab", self.name, node, "--", *argv, check=check)
 
     def show_json(self, node: str, what: str):
         import json
 
+        if IN_PROCESS_EXEC:
+            return show_json_in_process(self.name, node, what)
         return json.loads(labctl("show", "--lab", self.name, node, what, "--json").stdout)
 
 
