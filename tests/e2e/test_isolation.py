@@ -32,6 +32,7 @@ from labctl.topology import load_lab_text
 
 from .conftest import SEED, RunningLab, kill_up_half_way, labctl, unique_lab_name
 from .host_snapshot import host_ipv4_addresses, host_state_of, lab_footprint
+from .test_seed_vpn import wait_until
 
 PROBE_SOURCE = (Path(__file__).parent / "isolation_probe.py").read_text()
 NODE_PORT = 47001  # the TCP/UDP listener this test opens in every node
@@ -216,11 +217,20 @@ def test_nodes_reach_neither_each_other_nor_the_host_over_management(iso_lab: Is
         assert all(set(r.values()) == {"ok"} for r in own.values()), own
         with socket.create_connection(("127.0.0.1", host.port), timeout=2):
             pass
-        time.sleep(0.3)
+        # the kernel completes the handshake before the listener thread logs the peer:
+        # wait for it (bounded), not a fixed 0.3 s that a loaded machine can outlast
+        wait_until("the host listener logged the connection", lambda: host.peers, 10, 0.1)
         assert host.peers == [("tcp", "127.0.0.1")], host.peers
         host.peers.clear()
         for node, container in iso.containers.items():  # its own TCP and UDP probe
             own_peer = str(iso.mgmt[node].ip)
+            # a TCP probe is "ok" once connected, maybe before the listener logged it
+            wait_until(
+                f"{node}'s listener logged its own probes",
+                lambda c=container: len(_node_listener_peers(c)) >= 2,
+                10,
+                0.2,
+            )
             peers = sorted(_node_listener_peers(container))
             assert peers == [f"tcp {own_peer}", f"udp {own_peer}"], (node, peers)
         refused_before = _fabric_refused_packets(iso.lab.name)
