@@ -1,15 +1,17 @@
 """What a session no longer rebuilds (issue 13, helper ike3): SA payloads decoded once per
 distinct byte string (a hit is the value a fresh decode makes, malformed bytes raise every
 time, the table stays bounded), transforms read once per value, vendor-ID runs built once
-per configuration."""
+per configuration, canonical IPv4 text converted without ipaddress."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
 
 from labctl.ike import proposals, sa_payload
+from labctl.ike.addrs import canonical_ipv4, host_network, packed_ip
 from labctl.ike.attributes import Attribute
 from labctl.ike.config import Phase1Proposal, Phase2Proposal, VendorIdentity
 from labctl.ike.constants import (
@@ -22,6 +24,7 @@ from labctl.ike.constants import (
 )
 from labctl.ike.errors import IkeDecodeError, IkeProtocolError
 from labctl.ike.exchanges.phase1 import leading_vids, trailing_vids
+from labctl.ike.payloads import IdPayload
 from labctl.ike.sa_payload import Proposal, SaPayload, Transform
 from labctl.ike.vendor import NattVersion
 
@@ -100,3 +103,50 @@ def test_vendor_id_runs_are_the_same_payloads_each_time() -> None:
         len(trailing_vids(ident)) == 3
         and trailing_vids(VendorIdentity()) == (trailing_vids(ident)[:2])
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10.200.0.1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "171.69.89.78",
+        "1.2.3",
+        "1.2.3.4.5",
+        "01.2.3.4",
+        "1.2.3.256",
+        "+1.2.3.4",
+        " 1.2.3.4",
+        "1.2.3.4 ",
+        "1_0.2.3.4",
+        "1.2.3.-0",
+        "\u0661.2.3.4",
+        "1..3.4",
+        "",
+        "::1",
+        "fe80::1",
+        "a.b.c.d",
+        "1.2.3.4/32",
+    ],
+)
+def test_canonical_ipv4_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected: bytes | None = ipaddress.IPv4Address(text).packed
+    except ValueError:
+        expected = None
+    got = canonical_ipv4(text)
+    assert got is None or got == expected  # None: ipaddress decides (and raises) itself
+    if expected is not None and text == str(ipaddress.IPv4Address(text)):
+        assert got == expected  # every canonical address takes the quick path
+    if expected is not None:
+        assert IdPayload.ipv4(text).data == packed_ip(text) == expected
+        assert host_network(text) == ipaddress.IPv4Network(text)
+
+
+def test_canonical_ipv4_on_random_addresses() -> None:
+    rng = random.Random(4)
+    for _ in range(2000):
+        addr = ipaddress.IPv4Address(rng.getrandbits(32))
+        assert canonical_ipv4(str(addr)) == addr.packed
+    assert canonical_ipv4(ipaddress.IPv4Address("1.2.3.4")) is None  # objects: ipaddress's way
