@@ -168,15 +168,19 @@ def compare(tree: str, groups: list[int], sessions: int, rounds: int) -> list[di
             pair = [(ours_tree, ours), (tree, theirs)]
             for src, into in pair if k % 2 == 0 else reversed(pair):
                 into.append(subprocess_round(src, g, sessions))
-        paired = statistics.median(
-            o["cpu_rate"] / t["cpu_rate"] for o, t in zip(ours, theirs, strict=True)
-        )
+        rates = [o["cpu_rate"] for o in ours]
+        ref_rates = [t["cpu_rate"] for t in theirs]
         best = max(ours, key=lambda r: r["cpu_rate"])
         best["sessions_per_cpu_second"] = round(best.pop("cpu_rate"), 1)
-        best["reference_sessions_per_cpu_second"] = round(max(t["cpu_rate"] for t in theirs), 1)
+        best["reference_sessions_per_cpu_second"] = round(max(ref_rates), 1)
         best["reference_sessions_per_second"] = max(t["sessions_per_second"] for t in theirs)
         best["rounds"] = rounds
-        best["ratio_median_of_rounds"] = round(paired, 3)  # of the rounds' ours/theirs
+        # the medians say how much the best rounds owe to luck on a loaded machine
+        best["median_sessions_per_cpu_second"] = round(statistics.median(rates), 1)
+        best["reference_median_sessions_per_cpu_second"] = round(statistics.median(ref_rates), 1)
+        best["ratio_median_of_rounds"] = round(  # of each round's ours / reference
+            statistics.median(o / t for o, t in zip(rates, ref_rates, strict=True)), 3
+        )
         results.append(best)
     return results
 
