@@ -8,10 +8,14 @@ times the responder's share on its own: that is the concentrator-side cost per c
 Usage:  python bench/bench_ike.py [--sessions 200] [--groups 2,14] [--dh-backend pow]
                                   [--compare DIR] [--out bench/results/ike.json]
 
---compare DIR: the engine of another labctl tree (e.g. a worktree of main) is the reference,
-run in a subprocess of this interpreter in turn with ours, --rounds times per group; the
-figures are the best round of each (the least disturbed by other work on the machine) in
-sessions per CPU-second of the process, so the ratio holds on a loaded machine.
+--compare DIR: the engine of another labctl tree (e.g. a worktree of main) is the reference.
+Ours and the reference run the same way: each round is a fresh subprocess of this
+interpreter per tree (2 warm-up sessions, then the timed ones), the two trees in turn,
+--rounds times per group; the figures are the best round of each (the least disturbed by
+other work on the machine) in sessions per CPU-second of the process, so the ratio holds on
+a loaded machine.  (Until 2026-12-03 ours ran in this long-lived process, its rounds warmed
+by the earlier ones, and only the reference in fresh ones; callgrind: a second round in one
+process takes ~1.2 % fewer instructions, more where per-address caches hit again.)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -128,37 +133,54 @@ def run_group(group: int, sessions: int) -> dict:
     }
 
 
-_REFERENCE = """
-import sys, time
+_ROUND = """
+import json, sys, time
 sys.path[:0] = [{tree!r}, {tree!r} + "/bench"]
 import bench_ike
+bench_ike.ike_crypto._DH_BACKEND = {backend!r}
 bench_ike.run_group({group}, 2)
 cpu = time.process_time()
 r = bench_ike.run_group({group}, {sessions})
-print({sessions} / (time.process_time() - cpu), r["sessions_per_second"])
+r["cpu_rate"] = {sessions} / (time.process_time() - cpu)
+print(json.dumps(r))
 """
 
 
-def reference_round(tree: str, group: int, sessions: int) -> tuple[float, float]:
-    """(sessions per CPU-second, per wall second) of ``tree``'s engine, in a subprocess."""
-    code = _REFERENCE.format(tree=tree, group=group, sessions=sessions)
+def subprocess_round(tree: str, group: int, sessions: int) -> dict:
+    """One round of ``tree``'s engine in a fresh subprocess: its ``run_group`` result, plus
+    ``cpu_rate`` (sessions per CPU-second of that process, timed around the call)."""
+    code = _ROUND.format(tree=tree, group=group, sessions=sessions, backend=ike_crypto._DH_BACKEND)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    return float(out[0]), float(out[1])
+    ).stdout
+    return json.loads(out.splitlines()[-1])
 
 
 def compare(tree: str, groups: list[int], sessions: int, rounds: int) -> list[dict]:
+    """Ours and ``tree``'s engine, each in fresh subprocesses, in turn (the order swaps every
+    round, so neither always runs right after the other)."""
+    ours_tree = str(Path(__file__).resolve().parents[1])
     results = []
     for g in groups:
-        ours, theirs = [], []
-        for _ in range(rounds):
-            ours.append(run_group(g, sessions))
-            theirs.append(reference_round(tree, g, sessions))
-        best = max(ours, key=lambda r: r["sessions_per_cpu_second"])
-        best["reference_sessions_per_cpu_second"] = round(max(t[0] for t in theirs), 1)
-        best["reference_sessions_per_second"] = round(max(t[1] for t in theirs), 1)
+        ours: list[dict] = []
+        theirs: list[dict] = []
+        for k in range(rounds):
+            pair = [(ours_tree, ours), (tree, theirs)]
+            for src, into in pair if k % 2 == 0 else reversed(pair):
+                into.append(subprocess_round(src, g, sessions))
+        rates = [o["cpu_rate"] for o in ours]
+        ref_rates = [t["cpu_rate"] for t in theirs]
+        best = max(ours, key=lambda r: r["cpu_rate"])
+        best["sessions_per_cpu_second"] = round(best.pop("cpu_rate"), 1)
+        best["reference_sessions_per_cpu_second"] = round(max(ref_rates), 1)
+        best["reference_sessions_per_second"] = max(t["sessions_per_second"] for t in theirs)
         best["rounds"] = rounds
+        # the medians say how much the best rounds owe to luck on a loaded machine
+        best["median_sessions_per_cpu_second"] = round(statistics.median(rates), 1)
+        best["reference_median_sessions_per_cpu_second"] = round(statistics.median(ref_rates), 1)
+        best["ratio_median_of_rounds"] = round(  # of each round's ours / reference
+            statistics.median(o / t for o, t in zip(rates, ref_rates, strict=True)), 3
+        )
         results.append(best)
     return results
 

@@ -17,16 +17,34 @@ from .constants import IdType
 _SIZE = 4096  # a fleet of 1000 clients, each a few addresses
 
 
+def canonical_ipv4(text: object) -> bytes | None:
+    """``text`` in network byte order if it is an IPv4 address in canonical dotted-quad form
+    (four decimal octets 0..255, no leading zeros, nothing else), else None: then the caller
+    asks ``ipaddress`` (its rules, its errors).  A few C calls instead of ipaddress's
+    octet-by-octet parse: each client brings new addresses, so caches do not hit."""
+    try:
+        packed = bytes(map(int, text.split(".")))  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    # the round trip refuses what int() forgives: signs, blanks, "_", leading zeros, non-ASCII
+    if len(packed) == 4 and ".".join(map(str, packed)) == text:
+        return packed
+    return None
+
+
 @lru_cache(maxsize=_SIZE)
 def host_network(address: str | IPv4Address) -> IPv4Network:
     """``address``/32 (``IPv4Network(address)``)."""
+    packed = canonical_ipv4(address)
+    if packed is not None:
+        return IPv4Network((int.from_bytes(packed, "big"), 32))
     return IPv4Network(address)
 
 
 @lru_cache(maxsize=_SIZE)
 def packed_ip(ip: str) -> bytes:
     """The address in network byte order (IPv4 or IPv6 text)."""
-    return ipaddress.ip_address(ip).packed
+    return canonical_ipv4(ip) or ipaddress.ip_address(ip).packed
 
 
 @lru_cache(maxsize=_SIZE)

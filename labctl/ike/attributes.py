@@ -89,26 +89,27 @@ def decode_attributes(data: bytes, base_offset: int = 0) -> tuple[Attribute, ...
     append = attrs.append
     pos = 0
     n = len(data)
-    while pos < n:
-        if n - pos < 4:
-            if not any(data[pos:]):
-                break  # zero padding shorter than an attribute header (deployed gateways)
+    try:
+        while pos < n:
+            raw_type, value = _HH(data, pos)  # struct.error: fewer than 4 bytes left
+            if raw_type & 0x8000:
+                append(_tuple_new(Attribute, (raw_type & 0x7FFF, value)))
+                pos += 4
+            else:
+                end = pos + 4 + value
+                if end > n:
+                    raise IkeDecodeError(
+                        base_offset + pos,
+                        f"attribute {raw_type}: length {value} runs past the end "
+                        f"({n - pos - 4} bytes left)",
+                    )
+                append(_tuple_new(Attribute, (raw_type, bytes(data[pos + 4 : end]))))
+                pos = end
+    except struct.error:
+        # 1..3 bytes after the last attribute: zero padding (deployed gateways) or an error
+        if any(data[pos:]):
             raise IkeDecodeError(
                 base_offset + pos,
                 f"attribute header truncated ({n - pos} bytes left, not zero padding)",
-            )
-        raw_type, value = _HH(data, pos)
-        if raw_type & 0x8000:
-            append(_tuple_new(Attribute, (raw_type & 0x7FFF, value)))
-            pos += 4
-        else:
-            end = pos + 4 + value
-            if end > n:
-                raise IkeDecodeError(
-                    base_offset + pos,
-                    f"attribute {raw_type}: length {value} runs past the end "
-                    f"({n - pos - 4} bytes left)",
-                )
-            append(_tuple_new(Attribute, (raw_type, bytes(data[pos + 4 : end]))))
-            pos = end
+            ) from None
     return tuple(attrs)

@@ -138,29 +138,26 @@ def decode_chain(
         data = bytes(data)  # payload bodies are slices of it: bytes, never views
     payloads: list[Payload] = []
     spans: list[tuple[int, int]] = []
+    append = payloads.append
+    span = spans.append
     decoders = PAYLOAD_DECODERS
     pos = 0
     size = len(data)
     ptype = first_type
     while ptype:  # PayloadType.NONE ends the chain
-        if size - pos < 4:
-            raise IkeDecodeError(base_offset + pos, "generic header truncated", payload=ptype)
-        nxt, reserved, length = _GEN_UNPACK(data, pos)
-        if reserved:
-            raise IkeDecodeError(base_offset + pos + 1, "reserved byte not zero", payload=ptype)
-        if length < 4:
-            raise IkeDecodeError(base_offset + pos + 2, f"length {length}", payload=ptype)
-        end = pos + length
-        if end > size:
+        try:
+            nxt, reserved, length = _GEN_UNPACK(data, pos)
+        except struct.error:  # fewer than 4 bytes left
             raise IkeDecodeError(
-                base_offset + pos + 2,
-                f"length {length} runs past the end ({size - pos} bytes left)",
-                payload=ptype,
-            )
+                base_offset + pos, "generic header truncated", payload=ptype
+            ) from None
+        end = pos + length
+        if reserved or length < 4 or end > size:  # one test on the good path
+            _bad_generic_header(ptype, reserved, length, size - pos, base_offset + pos)
         body = data[pos + 4 : end]
         decoder = decoders.get(ptype)
         try:
-            payloads.append(
+            append(
                 decoder(body, base_offset + pos + 4)
                 if decoder is not None
                 else frozen(RawPayload, {"payload_type": ptype, "body": body})
@@ -169,12 +166,23 @@ def decode_chain(
             if exc.payload is None:
                 exc.payload = ptype  # which payload the problem is in, for the drop report
             raise
-        spans.append((pos, end))
+        span((pos, end))
         pos = end
         ptype = nxt
     if pos != len(data) and not allow_trailing:
         raise IkeDecodeError(base_offset + pos, f"{len(data) - pos} bytes after the last payload")
     return frozen(DecodedChain, {"payloads": tuple(payloads), "spans": tuple(spans), "end": pos})
+
+
+def _bad_generic_header(ptype: int, reserved: int, length: int, left: int, at: int) -> None:
+    """Raise the error for a generic header that failed the chain walker's one check."""
+    if reserved:
+        raise IkeDecodeError(at + 1, "reserved byte not zero", payload=ptype)
+    if length < 4:
+        raise IkeDecodeError(at + 2, f"length {length}", payload=ptype)
+    raise IkeDecodeError(
+        at + 2, f"length {length} runs past the end ({left} bytes left)", payload=ptype
+    )
 
 
 @dataclass(frozen=True)

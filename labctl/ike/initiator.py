@@ -166,8 +166,8 @@ class Initiator(EngineBase):
         natt = cfg.natt_versions if cfg.natt.offers_natt else ()
         vids = leading_vids(cfg.vendor, natt)
         if cfg.dpd_idle is None:
-            vids = [v for v in vids if v.data != VID_DPD]
-        return vids + trailing_vids(cfg.vendor)
+            vids = tuple(v for v in vids if v.data != VID_DPD)
+        return [*vids, *trailing_vids(cfg.vendor)]
 
     def _identity(self) -> IdPayload:
         if self.config.id_type == IdType.IPV4_ADDR and self._local is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar, Union
 
-from .addrs import id_network
+from .addrs import canonical_ipv4, id_network
 from .attributes import Attribute, decode_attributes, encode_attributes
 from .constants import DOI_IPSEC, IdType, NotifyType, PayloadType
 from .errors import IkeDecodeError
@@ -127,7 +127,8 @@ class IdPayload:
 
     @staticmethod
     def ipv4(address: str, protocol: int = 0, port: int = 0) -> IdPayload:
-        return IdPayload(IdType.IPV4_ADDR, ipaddress.IPv4Address(address).packed, protocol, port)
+        packed = canonical_ipv4(address) or ipaddress.IPv4Address(address).packed
+        return IdPayload(IdType.IPV4_ADDR, packed, protocol, port)
 
     @staticmethod
     def ipv4_subnet(network: str, protocol: int = 0, port: int = 0) -> IdPayload:

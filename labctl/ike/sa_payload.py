@@ -68,7 +68,25 @@ class SaPayload:
 
     @classmethod
     def decode(cls, body: bytes, base: int) -> SaPayload:
-        """An SA payload's body; ``base``: its offset in the datagram, for errors."""
+        """An SA payload's body; ``base``: its offset in the datagram, for errors.
+
+        Decoded values are immutable and depend on the bytes alone, so the ones that decoded
+        are kept by their bytes (a client sends the same phase-1 offer every session, and the
+        gateway the same answer): a bounded table, emptied when full (random payloads from a
+        hostile peer only cost it its hits).  Failures are never kept: they raise again."""
+        cacheable = cls is SaPayload and type(body) is bytes and len(body) <= _CACHED_BODY_MAX
+        hit = _DECODED.get(body) if cacheable else None
+        if hit is not None:
+            return hit
+        sa = cls._decode(body, base)
+        if cacheable:
+            if len(_DECODED) >= _CACHED_MAX:
+                _DECODED.clear()
+            _DECODED[body] = sa
+        return sa
+
+    @classmethod
+    def _decode(cls, body: bytes, base: int) -> SaPayload:
         if len(body) < 8:
             raise IkeDecodeError(base, "SA payload shorter than DOI + situation")
         doi, situation = struct.unpack_from("!II", body, 0)
@@ -84,6 +102,12 @@ class SaPayload:
             if nxt == PayloadType.PROPOSAL and pos >= len(body):
                 raise IkeDecodeError(base + pos, "SA: proposal chain runs past the end")
         return frozen(cls, {"proposals": tuple(proposals), "doi": doi, "situation": situation})
+
+
+# SA payloads decoded before, by their bytes (see SaPayload.decode).
+_DECODED: dict[bytes, SaPayload] = {}
+_CACHED_MAX = 256
+_CACHED_BODY_MAX = 1024
 
 
 def _decode_transform(data: bytes, pos: int, end: int, base: int) -> tuple[Transform, int, int]:

@@ -5,6 +5,7 @@ summaries of an SA for events and status displays."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..codec import (
@@ -55,7 +56,12 @@ if TYPE_CHECKING:
     from ..transitions import Inbound
 
 
-def leading_vids(identity: VendorIdentity, natt: tuple[NattVersion, ...]) -> list[VendorIdPayload]:
+# The VID runs depend on the (frozen) configuration alone and the payloads are immutable:
+# built once per configuration, not ~14 payload objects per session.
+@lru_cache(maxsize=64)
+def leading_vids(
+    identity: VendorIdentity, natt: tuple[NattVersion, ...]
+) -> tuple[VendorIdPayload, ...]:
     """Vendor IDs in the order the seed's VPN 3000 sent them: Unity, XAUTH, DPD, NAT-T."""
     vids = []
     if identity.unity:
@@ -65,10 +71,11 @@ def leading_vids(identity: VendorIdentity, natt: tuple[NattVersion, ...]) -> lis
     if identity.dpd:
         vids.append(VendorIdPayload(VID_DPD))
     vids += [VendorIdPayload(NATT_VIDS[v]) for v in natt]
-    return vids
+    return tuple(vids)
 
 
-def trailing_vids(identity: VendorIdentity) -> list[VendorIdPayload]:
+@lru_cache(maxsize=64)
+def trailing_vids(identity: VendorIdentity) -> tuple[VendorIdPayload, ...]:
     """The VIDs the seed's concentrator put after its NAT-D payloads."""
     vids = []
     if identity.fragmentation:
@@ -77,7 +84,7 @@ def trailing_vids(identity: VendorIdentity) -> list[VendorIdPayload]:
         vids.append(VendorIdPayload(vpn3000_vid(*identity.vpn3000_version)))
     if identity.cisco_client:
         vids.append(VendorIdPayload(VID_ALTIGA_CLIENT))
-    return vids
+    return tuple(vids)
 
 
 def natd_payloads(sa: IkeSa, peer: Endpoint, me: Endpoint, *, fake_nat: bool = False):
