@@ -297,6 +297,9 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
         )
         handle = LabHandle(lab, runtime, state, infos)
         handle.connect_all()
+        # Every sshd answers, so every init has unpacked its seed and emptied it; empty
+        # any left (an init killed in between): the seeds hold keys and pre-shared keys.
+        _empty_seeds(state.directory / "seed")
 
     with progress.stage("configuration push"):
         push_nodes(handle, list(lab.nodes), initial=True)
@@ -353,6 +356,12 @@ def _resolve_images(lab: Lab, progress: Progress) -> dict[str, str]:
 def _image_for(node: NodeBase, images: dict[str, str]) -> str:
     """The topology's image for the node, else the image of what its kind runs."""
     return node.image or images[implementation_of(node).image_role]
+
+
+def _empty_seeds(folder: Path) -> None:
+    for seed in folder.glob("*.tar") if folder.is_dir() else ():
+        if seed.stat().st_size:
+            seed.write_bytes(b"")
 
 
 def _node_spec(

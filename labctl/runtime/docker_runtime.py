@@ -119,7 +119,7 @@ class DockerRuntime(Runtime):
         return _info(container)
 
     def _seed(self, spec: NodeSpec) -> Mount | None:
-        """The node's files as a read-only tar mount, for an image whose init unpacks it;
+        """The node's files as a tar mount, for an image whose init unpacks it;
         None: put_archive them (a dockerd re-exec and one more mount of the container's
         file system per node: ~0.1 CPU-s of Docker's, measured)."""
         if not spec.files or spec.seed_dir is None:
@@ -133,7 +133,8 @@ class DockerRuntime(Runtime):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(_tar_of(spec.files))
-        return Mount(target=target, source=str(path), type="bind", read_only=True)
+        # writable: the node's init empties it once unpacked (it holds the node's secrets)
+        return Mount(target=target, source=str(path), type="bind", read_only=False)
 
     def _seed_target(self, image: str) -> str | None:
         with self._seed_lock:
