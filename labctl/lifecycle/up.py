@@ -262,7 +262,7 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
     infos: dict[str, NodeInfo] = {}
     with progress.stage(f"nodes ({len(lab.nodes)} containers)"):
         # Each node's configuration goes in with its SSH keys, in one archive the node has
-        # before its sshd starts (a read-only mount its init unpacks, or put_archive for
+        # before its sshd starts (a mount its init unpacks and empties, or put_archive for
         # another init): the first push then only reloads (one SSH command per node
         # instead of an SFTP session and five commands).
         specs = [
