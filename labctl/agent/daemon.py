@@ -206,13 +206,22 @@ class Daemon:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vpn-agent")
     parser.add_argument("--config", default=CONFIG_PATH)
+    # in the background, as `vpn service start` would have started it (service.detach)
+    parser.add_argument("--detach", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    ready = None
+    if args.detach:
+        from .service import detach
+
+        ready = detach()  # the caller's process exits in there; this is the agent
     segment_before_the_wire()  # before any data plane opens its sockets
     try:
         daemon = Daemon(args.config)
     except (SettingsError, OSError) as exc:
         print(f"vpn agent: cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
+    if ready is not None:
+        ready()  # its control socket listens: the parent says "started"
     daemon.run()
     return 0
 

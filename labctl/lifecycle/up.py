@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
+from pathlib import Path
 
 from ..kinds.registry import implementation_of, spec_of
 from ..kinds.spec import PushStage
@@ -260,9 +261,10 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
 
     infos: dict[str, NodeInfo] = {}
     with progress.stage(f"nodes ({len(lab.nodes)} containers)"):
-        # Each node's configuration goes in with its SSH keys, in the one archive Docker
-        # copies in before the container starts: the first push then only reloads (one
-        # SSH command per node instead of an SFTP session and five commands).
+        # Each node's configuration goes in with its SSH keys, in one archive the node has
+        # before its sshd starts (a mount its init unpacks and empties, or put_archive for
+        # another init): the first push then only reloads (one SSH command per node
+        # instead of an SFTP session and five commands).
         specs = [
             _node_spec(
                 lab,
@@ -271,6 +273,7 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
                 client_key,
                 host_keys[name],
                 mgmt.nodes[name],
+                state.directory / "seed",
                 # the lab CA and node certificates come from the state folder, not render
                 with_certificates(lab, name, state.directory, render_node(lab, name)),
             )
@@ -294,6 +297,9 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
         )
         handle = LabHandle(lab, runtime, state, infos)
         handle.connect_all()
+        # Every sshd answers, so every init has unpacked its seed and emptied it; empty
+        # any left (an init killed in between): the seeds hold keys and pre-shared keys.
+        _empty_seeds(state.directory / "seed")
 
     with progress.stage("configuration push"):
         push_nodes(handle, list(lab.nodes), initial=True)
@@ -352,6 +358,12 @@ def _image_for(node: NodeBase, images: dict[str, str]) -> str:
     return node.image or images[implementation_of(node).image_role]
 
 
+def _empty_seeds(folder: Path) -> None:
+    for seed in folder.glob("*.tar") if folder.is_dir() else ():
+        if seed.stat().st_size:
+            seed.write_bytes(b"")
+
+
 def _node_spec(
     lab: Lab,
     name: str,
@@ -359,6 +371,7 @@ def _node_spec(
     client_key: KeyPair,
     host_key: KeyPair,
     mgmt: IPv4Interface,
+    seed_dir: Path | None = None,
     config: NodeConfig | None = None,
 ) -> NodeSpec:
     node = lab.node(name)
@@ -398,4 +411,5 @@ def _node_spec(
             ),
             *(InjectedFile(f.path, f.content, f.mode) for f in (config.files if config else ())),
         ),
+        seed_dir=seed_dir,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
 
 from ..errors import LabctlError
 
@@ -34,6 +35,9 @@ class NodeSpec:
     needs_tun: bool
     mgmt: IPv4Interface  # recorded on the node: its management address is not Docker's
     files: tuple[InjectedFile, ...] = ()
+    # Where the runtime may keep the files as one archive the node reads at its first boot
+    # (the lab's state folder, removed by `down` after the containers); None: copy them in.
+    seed_dir: Path | None = None
 
 
 @dataclass(frozen=True)
