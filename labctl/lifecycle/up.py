@@ -198,6 +198,9 @@ def _up(
         return _build(lab, runtime, progress, plan.mgmt)
     except BaseException:
         if keep_on_failure:
+            # Kept for inspection, but no node's keys or pre-shared keys stay on the host
+            # (a node that never booted keeps an empty seed: it never got its files).
+            _empty_seeds(LabState.of(lab.name).directory / "seed")
             progress.say(f"lab {lab.name}: left as it is for inspection (--keep-on-failure)")
         else:
             progress.say(f"lab {lab.name}: removing what was built")

@@ -51,6 +51,11 @@ class FakeRuntime(Runtime):
         self.calls.append(("create_node", f"{spec.lab}/{spec.node}"))
         self.timeline.append(("create_node", spec.node))
         self.specs[spec.node] = spec
+        if spec.seed_dir is not None and spec.files:
+            # as DockerRuntime: the node's files wait in the state folder until its init
+            # unpacks them (a real init empties the seed; a fake node never does)
+            spec.seed_dir.mkdir(mode=0o700, exist_ok=True)
+            (spec.seed_dir / f"{spec.node}.tar").write_bytes(b"keys and pre-shared keys")
         if spec.node in self.fail_create:
             raise self.fail_create[spec.node]
         for injected in spec.files if self.nodes_root else ():

@@ -119,6 +119,9 @@ def test_keep_on_failure_leaves_the_lab_for_inspection(fake_lab: FakeLab, tmp_pa
     assert fabric_netns(NAME) in fake_lab.netns
     assert LabState.of(NAME).directory.exists()
     assert ("remove_lab", NAME) not in fake_lab.timeline
+    # ... with no node's secrets left in the state folder (the seeds nodes never unpacked)
+    seeds = list((LabState.of(NAME).directory / "seed").iterdir())
+    assert seeds and all(seed.stat().st_size == 0 for seed in seeds)
     # ... and `down` removes it all.
     down(NAME, fake_lab.runtime, Progress(quiet=True))
     assert nothing_left(fake_lab)
