@@ -13,11 +13,8 @@ import sys
 import time
 from typing import Any
 
-from .client import ClientAgent
-from .concentrator import ConcentratorAgent
 from .control import ControlError, ControlServer, Deferred
 from .eventlog import EventLog
-from .fleet import FleetAgent, render_rows, render_summary
 from .fleet_settings import FleetSettings
 from .loop import EventLoop
 from .preflight import PreflightError, check_settings_file
@@ -29,7 +26,6 @@ from .settings import (
     listeners,
     load_settings,
 )
-from .site import SiteAgent
 from .tables import render_client_status, render_sessions
 from .udp_offload import segment_before_the_wire
 
@@ -40,13 +36,27 @@ class Daemon:
         settings = load_settings(config_path)
         self.log = EventLog(sys.stdout, settings.log_level)
         self.loop = EventLoop()
+        # Only the node's own role is imported: a client container does not carry the
+        # concentrator's, the site's or the fleet's modules in its memory (one agent per
+        # client container, hundreds per lab).
+        self.agent: Any
+        self.role: str
         if isinstance(settings, ClientSettings):
-            self.agent: Any = ClientAgent(settings, self.loop, self.log)
+            from .client import ClientAgent
+
+            self.role, self.agent = "client", ClientAgent(settings, self.loop, self.log)
         elif isinstance(settings, SiteSettings):
-            self.agent = SiteAgent(settings, self.loop, self.log)
+            from .site import SiteAgent
+
+            self.role, self.agent = "site", SiteAgent(settings, self.loop, self.log)
         elif isinstance(settings, FleetSettings):
-            self.agent = FleetAgent(settings, self.loop, self.log)
+            from .fleet import FleetAgent
+
+            self.role, self.agent = "fleet", FleetAgent(settings, self.loop, self.log)
         else:
+            from .concentrator import ConcentratorAgent
+
+            self.role = "concentrator"
             self.agent = ConcentratorAgent(settings, self.loop, self.log)
         self.started = time.time()
         self.control = ControlServer(self._handlers())
@@ -70,7 +80,7 @@ class Daemon:
             "stats": lambda args: self.agent.stats(),
             "shutdown": self._shutdown,
         }
-        if isinstance(self.agent, ConcentratorAgent):
+        if self.role == "concentrator":
             handlers |= {
                 "sessions": self._sessions,
                 "logout": self._logout,
@@ -80,7 +90,9 @@ class Daemon:
                 ),
                 "admin-logout": self._admin_logout,
             }
-        elif isinstance(self.agent, FleetAgent):
+        elif self.role == "fleet":
+            from .fleet import render_summary
+
             handlers |= {
                 "status": self._fleet_status,
                 "fleet": lambda args: {
@@ -158,6 +170,8 @@ class Daemon:
         return reply
 
     def _fleet_status(self, args: dict) -> dict:
+        from .fleet import render_rows
+
         rows = self.agent.rows()
         return {"status": rows, "text": render_rows(rows)}
 
@@ -195,7 +209,7 @@ class Daemon:
         try:
             self.loop.run()
         finally:
-            if isinstance(self.agent, ClientAgent | FleetAgent):
+            if self.role in ("client", "fleet"):
                 with contextlib.suppress(Exception):
                     self.agent.disconnect()
                     self.loop.run(duration=0.2)  # let the Delete leave
