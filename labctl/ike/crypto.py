@@ -351,10 +351,6 @@ def _der_length(n: int) -> bytes:
     return bytes([0x80 | len(raw)]) + raw
 
 
-def _der_tlv(tag: int, value: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(value)) + value
-
-
 def _der_skip_header(der: bytes, pos: int) -> tuple[int, int]:
     """(start of value, end of value) of the DER element at ``pos``."""
     first = der[pos + 1]
@@ -406,43 +402,34 @@ _PKCS8_PREFIX: dict[tuple[int, int], bytes] = {}
 _SPKI_PREFIX: dict[tuple[int, int], bytes] = {}
 
 
+def _der_prefix(value_len: int, layers: tuple[tuple[int, bytes], ...]) -> bytes:
+    """The DER headers in front of a value of ``value_len`` bytes nested in ``layers``
+    (innermost first; each a tag and what its content holds before the nested element)."""
+    prefix, length = b"", value_len
+    for tag, lead in layers:
+        header = bytes([tag]) + _der_length(len(lead) + length)
+        prefix = header + lead + prefix
+        length += len(header) + len(lead)
+    return prefix
+
+
 def _pkcs8_prefix(group: int, p: int, xlen: int) -> bytes:
+    """PrivateKeyInfo: SEQUENCE { version 0, AlgorithmIdentifier, OCTET STRING { INTEGER x } }."""
     prefix = _PKCS8_PREFIX.get((group, xlen))
     if prefix is None:
         _, algorithm_id = _group_parameters(group, p)
-        x_der_len = 1 + len(_der_length(xlen)) + xlen
-        inner_len = 3 + len(algorithm_id) + 1 + len(_der_length(x_der_len)) + x_der_len
-        prefix = (
-            b"\x30"
-            + _der_length(inner_len)
-            + b"\x02\x01\x00"
-            + algorithm_id
-            + b"\x04"
-            + _der_length(x_der_len)
-            + b"\x02"
-            + _der_length(xlen)
-        )
-        _PKCS8_PREFIX[(group, xlen)] = prefix
+        layers = ((0x02, b""), (0x04, b""), (0x30, b"\x02\x01\x00" + algorithm_id))
+        prefix = _PKCS8_PREFIX[(group, xlen)] = _der_prefix(xlen, layers)
     return prefix
 
 
 def _spki_prefix(group: int, p: int, ylen: int) -> bytes:
+    """SubjectPublicKeyInfo: SEQUENCE { AlgorithmIdentifier, BIT STRING { INTEGER y } }."""
     prefix = _SPKI_PREFIX.get((group, ylen))
     if prefix is None:
         _, algorithm_id = _group_parameters(group, p)
-        y_der_len = 1 + len(_der_length(ylen)) + ylen
-        bits_len = 1 + y_der_len
-        inner_len = len(algorithm_id) + 1 + len(_der_length(bits_len)) + bits_len
-        prefix = (
-            b"\x30"
-            + _der_length(inner_len)
-            + algorithm_id
-            + b"\x03"
-            + _der_length(bits_len)
-            + b"\x00\x02"
-            + _der_length(ylen)
-        )
-        _SPKI_PREFIX[(group, ylen)] = prefix
+        layers = ((0x02, b""), (0x03, b"\x00"), (0x30, algorithm_id))
+        prefix = _SPKI_PREFIX[(group, ylen)] = _der_prefix(ylen, layers)
     return prefix
 
 
