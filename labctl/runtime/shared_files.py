@@ -23,6 +23,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests
 from docker.types import Mount
 
 from .base import LabRuntimeError
@@ -137,7 +138,13 @@ class SharedFiles:
         )
         try:
             container.start()
-            status = container.wait(timeout=_FILL_TIMEOUT).get("StatusCode")
+            try:
+                status = container.wait(timeout=_FILL_TIMEOUT).get("StatusCode")
+            except requests.exceptions.RequestException:  # docker-py's wait timing out
+                raise LabRuntimeError(
+                    f"copying {', '.join(directories)} of {image.tags or image.id} into "
+                    f"shared volumes did not finish within {_FILL_TIMEOUT} s"
+                ) from None
             if status != 0:
                 log = container.logs(tail=5).decode(errors="replace").strip()
                 raise LabRuntimeError(

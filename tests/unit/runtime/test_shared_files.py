@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import docker.errors
 import pytest
+import requests
 
 from labctl.runtime import LabRuntimeError
 from labctl.runtime.shared_files import (
@@ -65,6 +66,8 @@ class FakeContainer:
                 (Path(volume.attrs["Mountpoint"]) / COMPLETE).touch()
 
     def wait(self, timeout: int) -> dict:
+        if self.status is None:  # still copying when docker-py's wait gives up
+            raise requests.exceptions.ReadTimeout("read timed out")
         return {"StatusCode": self.status}
 
     def logs(self, tail: int) -> bytes:
@@ -177,6 +180,15 @@ def test_a_failed_fill_is_an_error_naming_the_image_and_leaves_no_container(
 ) -> None:
     client.containers.status = 1
     with pytest.raises(LabRuntimeError, match=r"labctl/vpn:1.*No space left"):
+        SharedFiles(client).mounts_for("labctl/vpn:1")
+    assert client.containers.made[0][2].removed
+
+
+def test_a_fill_that_does_not_finish_in_time_is_a_clear_error_and_leaves_no_container(
+    client: FakeClient,
+) -> None:
+    client.containers.status = None
+    with pytest.raises(LabRuntimeError, match=r"labctl/vpn:1.*did not finish within 300 s"):
         SharedFiles(client).mounts_for("labctl/vpn:1")
     assert client.containers.made[0][2].removed
 
