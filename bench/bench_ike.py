@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import ssl
 import statistics
 import subprocess
 import sys
@@ -31,8 +32,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cryptography
 
 from labctl.ike import (
     AddressPool,
@@ -137,7 +136,7 @@ _ROUND = """
 import json, sys, time
 sys.path[:0] = [{tree!r}, {tree!r} + "/bench"]
 import bench_ike
-bench_ike.ike_crypto._DH_BACKEND = {backend!r}
+{set_backend}
 bench_ike.run_group({group}, 2)
 cpu = time.process_time()
 r = bench_ike.run_group({group}, {sessions})
@@ -149,7 +148,11 @@ print(json.dumps(r))
 def subprocess_round(tree: str, group: int, sessions: int) -> dict:
     """One round of ``tree``'s engine in a fresh subprocess: its ``run_group`` result, plus
     ``cpu_rate`` (sessions per CPU-second of that process, timed around the call)."""
-    code = _ROUND.format(tree=tree, group=group, sessions=sessions, backend=ike_crypto._DH_BACKEND)
+    # Our tree runs the backend asked for; a reference tree keeps its own default (its
+    # backends' names may differ).
+    ours = Path(tree).resolve() == Path(__file__).resolve().parents[1]
+    set_backend = f"bench_ike.ike_crypto._DH_BACKEND = {ike_crypto._DH_BACKEND!r}" if ours else ""
+    code = _ROUND.format(tree=tree, group=group, sessions=sessions, set_backend=set_backend)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
@@ -192,9 +195,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ike.json"))
     ap.add_argument(
         "--dh-backend",
-        choices=("cryptography", "pow"),
-        default="cryptography",
-        help="pow: the pure-Python fallback kept for cryptography >= 50",
+        choices=("libcrypto", "pow"),
+        default=ike_crypto._DH_BACKEND,
+        help="pow: the pure-Python fallback where libcrypto cannot be loaded",
     )
     ap.add_argument("--compare", metavar="DIR", help="reference: the labctl tree in DIR")
     ap.add_argument("--rounds", type=int, default=5, help="with --compare: rounds per group")
@@ -210,7 +213,7 @@ def main() -> None:
     report = {
         "benchmark": "ike: aggressive mode + XAUTH + Mode-Config + quick mode, in process",
         "python": platform.python_version(),
-        "cryptography": cryptography.__version__,
+        "openssl": ssl.OPENSSL_VERSION,  # hashlib's, and libcrypto's through ctypes
         "dh_backend": ike_crypto._DH_BACKEND,
         "machine": platform.machine(),
         "algorithms": "AES-128-CBC / HMAC-SHA1, NAT-T via PAT, one child SA per session",

@@ -7,17 +7,13 @@ ESP transform IDs and the "Authentication Algorithm" SA attribute (class 5).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, algorithms
-
-from labctl.cryptocompat import TripleDES
 
 
 @dataclass(frozen=True)
 class CipherSpec:
-    """An ESP encryption transform. ``block_size`` is the CBC block (1 for NULL)."""
+    """An ESP encryption transform. ``block_size`` is the CBC block (1 for NULL). The
+    contexts come from :func:`labctl.libcrypto.cbc_context` by ``name``."""
 
     name: str
     key_len: int
@@ -25,11 +21,10 @@ class CipherSpec:
     iv_len: int
     ikev1_transform_id: int
     ikev1_key_bits: int | None
-    factory: Callable[[bytes], BlockCipherAlgorithm] | None
 
     @property
     def is_null(self) -> bool:
-        return self.factory is None
+        return self.name == "null"
 
     @property
     def alignment(self) -> int:
@@ -57,11 +52,11 @@ ESP_3DES, ESP_NULL, ESP_AES = 3, 11, 12  # RFC 2407 §4.4.4 / RFC 3602
 CIPHERS: dict[str, CipherSpec] = {
     c.name: c
     for c in (
-        CipherSpec("3des-cbc", 24, 8, 8, ESP_3DES, None, TripleDES),
-        CipherSpec("aes128-cbc", 16, 16, 16, ESP_AES, 128, algorithms.AES),
-        CipherSpec("aes192-cbc", 24, 16, 16, ESP_AES, 192, algorithms.AES),
-        CipherSpec("aes256-cbc", 32, 16, 16, ESP_AES, 256, algorithms.AES),
-        CipherSpec("null", 0, 1, 0, ESP_NULL, None, None),
+        CipherSpec("3des-cbc", 24, 8, 8, ESP_3DES, None),
+        CipherSpec("aes128-cbc", 16, 16, 16, ESP_AES, 128),
+        CipherSpec("aes192-cbc", 24, 16, 16, ESP_AES, 192),
+        CipherSpec("aes256-cbc", 32, 16, 16, ESP_AES, 256),
+        CipherSpec("null", 0, 1, 0, ESP_NULL, None),
     )
 }
 

@@ -18,7 +18,6 @@ ciphertext)`` returns one block to skip followed by the plaintext.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from typing import Any
 
@@ -41,11 +40,18 @@ def _load() -> Any:
     _loaded = True
     if os.environ.get("LABCTL_GCRYPT", "1") == "0":
         return None
-    name = ctypes.util.find_library("gcrypt") or "libgcrypt.so.20"
-    try:
-        lib = ctypes.CDLL(name)
+    try:  # the soname first: find_library runs ldconfig in a subprocess
+        lib = ctypes.CDLL("libgcrypt.so.20")
     except OSError:
-        return None
+        from ctypes.util import find_library
+
+        name = find_library("gcrypt")
+        if name is None:
+            return None
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            return None
     lib.gcry_check_version.restype = ctypes.c_char_p
     if not lib.gcry_check_version(None):
         return None

@@ -4,9 +4,9 @@ Packet layout: SPI (4) | Sequence (4) | IV | ciphertext of [payload | pad 1,2,3.
 pad length (1) | next header (1)] | ICV. The ICV covers SPI through the end of the
 ciphertext; the receiver verifies it before decrypting.
 
-Hot-path design (measured, see bench/bench_esp.py): creating a cryptography CBC context per
-packet costs 8-16 us, more than encrypting 1400 bytes. So each SA keeps ONE long-lived CBC
-context and never finalizes it:
+Hot-path design (measured, see bench/bench_esp.py): creating a CBC context per packet costs
+8-16 us, more than encrypting 1400 bytes. So each SA keeps ONE long-lived CBC context
+(libcrypto's EVP through ctypes, labctl/libcrypto.py) and never finalizes it:
 
 - seal: feed ``R | plaintext`` with ``R`` a fresh random block. The first output block
   ``C0 = E(R xor chain)`` is uniformly random and unpredictable, so it is sent as the
@@ -31,8 +31,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
-
+from labctl import libcrypto
 from labctl.esp.algorithms import CipherSpec, IntegritySpec, cipher_spec, integrity_spec
 from labctl.esp.errors import (
     EspAuthFailed,
@@ -42,7 +41,7 @@ from labctl.esp.errors import (
     EspSequenceExhausted,
     EspUnknownSpi,
 )
-from labctl.esp.gcrypt_cbc import Gcrypt3desCbcDecryptor, decryptor_3des
+from labctl.esp.gcrypt_cbc import decryptor_3des
 from labctl.esp.replay import DEFAULT_WINDOW, ReplayWindow
 
 NEXT_HEADER_IPV4 = 4
@@ -157,28 +156,27 @@ class EspSa:
         self._trailers = tuple(_PAD[:n] + bytes((n, NEXT_HEADER_IPV4)) for n in range(self._align))
         self._ctx: Any = None
         self._ctxs: tuple[Any, ...] = ()  # one CBC context per lane (_ctx is the first)
-        if self.cipher.factory is not None:
+        if not self.cipher.is_null:
             lanes = CIPHER_LANES.get(self.cipher.name, 1)
             # Zero initial chain is fine: every packet's IV comes from a fresh random block.
+            zero = bytes(self.cipher.iv_len)
+            make: Callable[[], Any] = partial(
+                libcrypto.cbc_context,
+                self.cipher.name,
+                enc_key,
+                zero,
+                encrypt=self.direction is Direction.OUT,
+            )
+            first = None
             if self.direction is Direction.IN and self.cipher.name == "3des-cbc":
-                self._ctx = decryptor_3des(enc_key)  # several blocks at once (gcrypt_cbc)
-            if self._ctx is None:
-                cbc = Cipher(self.cipher.factory(enc_key), modes.CBC(bytes(self.cipher.iv_len)))
-                if self.direction is Direction.OUT:
-                    self._ctxs = tuple(cbc.encryptor() for _ in range(lanes))
-                    self._ctx = self._ctxs[0]
-                else:
-                    self._ctx = cbc.decryptor()
-            if self._ctxs == ():  # inbound: the first lane is _ctx, the others like it
-                make = (
-                    partial(decryptor_3des, enc_key)
-                    if isinstance(self._ctx, Gcrypt3desCbcDecryptor)
-                    else Cipher(
-                        self.cipher.factory(enc_key), modes.CBC(bytes(self.cipher.iv_len))
-                    ).decryptor
-                )
-                extra = [make() for _ in range(lanes - 1)]
-                self._ctxs = (self._ctx, *extra) if None not in extra else (self._ctx,)
+                first = decryptor_3des(enc_key)  # several blocks at once (gcrypt_cbc)
+                if first is not None:
+                    make = partial(decryptor_3des, enc_key)
+            if first is None:
+                first = make()
+            extra = [make() for _ in range(lanes - 1)]  # lanes share no state
+            self._ctxs = (first, *extra) if None not in extra else (first,)
+            self._ctx = first
         self._mac: Any = None
         if self.integrity.digest is not None:
             self._mac = hmac.new(auth_key, digestmod=self.integrity.digest)
@@ -280,7 +278,7 @@ class EspSa:
     def encrypt_prepared(self, seq: int, plain: bytes, lane: int = 0) -> bytearray:
         """The cipher half of ``seal`` for what ``prepare`` returned. Each of the SA's
         ``lanes`` has its own CBC context: different lanes may run in different threads at
-        once (cryptography releases the GIL in the cipher; the HMAC is copied per packet)."""
+        once (ctypes releases the GIL in the cipher; the HMAC is copied per packet)."""
         out = bytearray(_HEADER.pack(self.spi, seq))
         if self._ctxs:
             out += self._ctxs[lane].update(plain)

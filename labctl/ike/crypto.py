@@ -1,12 +1,15 @@
-"""Every cryptographic primitive the engine uses, all from ``cryptography``.
+"""Every cryptographic primitive the engine uses, all of it OpenSSL's.
 
-* TripleDES comes from :mod:`labctl.cryptocompat`, the one compatibility import (shared with
-  ESP) between cryptography 38.0.4 in the containers and the host's newer release.
-* Hashes and HMAC-based PRFs for MD5 / SHA1 / SHA2-256.
-* CBC encryption for 3DES and AES (IKE payloads; ESP uses its own package).
+* Hashes and HMAC-based PRFs for MD5 / SHA1 / SHA2-256: the stdlib's ``hashlib``.
+* CBC encryption for 3DES and AES (IKE payloads; ESP uses its own package): libcrypto's EVP
+  through :mod:`labctl.libcrypto`; cryptography only where libcrypto cannot be loaded.
 * MODP Diffie-Hellman (groups 1, 2, 5, 14) behind :func:`modp_exchange`, the single place that
-  touches DH: cryptography >= 50 deprecates finite-field DH, so it keeps a pure ``pow()`` path.
-  Switching is the one line ``_DH_BACKEND = ...`` below.
+  touches DH: libcrypto's constant-time Montgomery exponentiation, ``pow()`` where libcrypto
+  cannot be loaded (``_DH_BACKEND`` below picks).
+
+None of this imports ``cryptography``: the node agent, one Python process per client
+container, would pay ~80 ms of CPU for its OpenSSL backend (see labctl/libcrypto.py).
+Certificates (labctl/ike/pki.py) still use it, imported where they are used.
 """
 
 from __future__ import annotations
@@ -20,10 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from cryptography.hazmat.primitives import constant_time
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-from ..cryptocompat import TripleDES
+from .. import libcrypto
 from .constants import EspAuth, EspTransform, NotifyType, P1Encryption, P1Hash
 from .errors import IkeConfigError, IkeProtocolError
 
@@ -168,77 +168,76 @@ ESP_INTEGRITY: dict[int, IntegritySpec] = {
 }
 
 
-def _algorithm(cipher: CipherSpec, key: bytes):
+def _check_key(cipher: CipherSpec, key: bytes) -> None:
     if len(key) != cipher.key_len:
         raise IkeProtocolError(f"{cipher.name}: key of {len(key)} bytes")
-    if cipher.name == "3des-cbc":
-        return TripleDES(key)
-    return algorithms.AES(key)
+
+
+def _one_shot(cipher: CipherSpec, key: bytes, iv: bytes, data: bytes, *, encrypt: bool) -> bytes:
+    _check_key(cipher, key)
+    return libcrypto.cbc_context(cipher.name, key, iv, encrypt=encrypt).update(data)
 
 
 def cbc_encrypt(cipher: CipherSpec, key: bytes, iv: bytes, plaintext: bytes) -> bytes:
     if len(plaintext) % cipher.block_size:
         raise IkeProtocolError("CBC plaintext is not a multiple of the block size")
-    enc = Cipher(_algorithm(cipher, key), modes.CBC(iv)).encryptor()
-    return enc.update(plaintext) + enc.finalize()
+    return _one_shot(cipher, key, iv, plaintext, encrypt=True)
+
+
+def _misaligned(ciphertext: bytes, block_size: int) -> IkeProtocolError:
+    return IkeProtocolError(
+        f"ciphertext of {len(ciphertext)} bytes is not a multiple of the {block_size}-byte block",
+        notify=NotifyType.PAYLOAD_MALFORMED,
+    )
 
 
 def cbc_decrypt(cipher: CipherSpec, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
     if not ciphertext or len(ciphertext) % cipher.block_size:
-        raise IkeProtocolError(
-            f"ciphertext of {len(ciphertext)} bytes is not a multiple of the "
-            f"{cipher.block_size}-byte block",
-            notify=NotifyType.PAYLOAD_MALFORMED,
-        )
-    dec = Cipher(_algorithm(cipher, key), modes.CBC(iv)).decryptor()
-    return dec.update(ciphertext) + dec.finalize()
+        raise _misaligned(ciphertext, cipher.block_size)
+    return _one_shot(cipher, key, iv, ciphertext, encrypt=False)
 
 
 class CbcCipher:
-    """One phase-1 key's CBC with long-lived OpenSSL contexts (a new Cipher context per
-    message cost ~8 us of ~2 us work; IKE makes ~20 per session).
+    """One phase-1 key's CBC with two long-lived EVP contexts (a new context per message
+    cost ~8 us of ~2 us work with cryptography; IKE makes ~20 per session): each message
+    restarts the chain at its IV and keeps the key schedule. Where libcrypto is not loaded,
+    a fresh cryptography context per message. Same output as :func:`cbc_encrypt` /
+    :func:`cbc_decrypt` (tests/unit/ike/test_ike_crypto.py)."""
 
-    * decrypt: CBC decryption is ECB decryption xor the previous ciphertext block: one ECB
-      update over the whole message, then one big-integer xor with ``IV | ciphertext``
-      minus its last block (no CBC decryption context: each one cost ~13 us to make, two
-      phase-1 keys per session).
-    * encrypt: the chain must become the message's IV first: feeding ``P0 = D(IV) xor
-      chain`` encrypts to exactly ``IV`` (one ECB decryption), then the plaintext follows.
-
-    Every update is block-aligned (checked before), so the contexts never hold a partial
-    block. Same output as a fresh CBC context per message (tests/unit/ike/test_crypto.py).
-    """
-
-    __slots__ = ("_chain", "_enc", "_raw", "block_size")
+    __slots__ = ("_cipher", "_dec", "_enc", "_key", "block_size")
 
     def __init__(self, cipher: CipherSpec, key: bytes) -> None:
-        algorithm = _algorithm(cipher, key)
-        zero = bytes(cipher.block_size)
+        _check_key(cipher, key)
         self.block_size = cipher.block_size
-        self._enc = Cipher(algorithm, modes.CBC(zero)).encryptor()
-        self._raw = Cipher(algorithm, modes.ECB()).decryptor()
-        self._chain = zero
+        self._cipher = cipher
+        self._enc: libcrypto.CbcContext | None = None
+        self._dec: libcrypto.CbcContext | None = None
+        self._key: bytes | None = key  # only the fallback keeps it
+        lib = libcrypto.load()
+        if lib is not None:
+            zero = bytes(cipher.block_size)
+            self._enc = libcrypto.CbcContext(lib, cipher.name, key, zero, encrypt=True)
+            self._dec = libcrypto.CbcContext(lib, cipher.name, key, zero, encrypt=False)
+            self._key = None
 
     def encrypt(self, iv: bytes, plaintext: bytes) -> bytes:
         bs = self.block_size
         if len(plaintext) % bs or len(iv) != bs:
             raise IkeProtocolError("CBC plaintext is not a multiple of the block size")
-        lead = int.from_bytes(self._raw.update(iv), "big") ^ int.from_bytes(self._chain, "big")
-        out = self._enc.update(lead.to_bytes(bs, "big") + plaintext)
-        self._chain = out[-bs:]
-        return out[bs:]
+        if self._enc is None:
+            return cbc_encrypt(self._cipher, self._key or b"", iv, plaintext)
+        return self._enc.update_with_iv(iv, plaintext)
 
     def decrypt(self, iv: bytes, ciphertext: bytes) -> bytes:
         bs = self.block_size
         if not ciphertext or len(ciphertext) % bs or len(iv) != bs:
-            raise IkeProtocolError(
-                f"ciphertext of {len(ciphertext)} bytes is not a multiple of the {bs}-byte block",
-                notify=NotifyType.PAYLOAD_MALFORMED,
-            )
-        n = len(ciphertext)
-        blocks = int.from_bytes(self._raw.update(ciphertext), "big")
-        chain = int.from_bytes(iv + ciphertext[: n - bs], "big")
-        return (blocks ^ chain).to_bytes(n, "big")
+            raise _misaligned(ciphertext, bs)
+        if self._dec is None:
+            return cbc_decrypt(self._cipher, self._key or b"", iv, ciphertext)
+        return self._dec.update_with_iv(iv, ciphertext)
+
+    def __repr__(self) -> str:
+        return f"CbcCipher({self._cipher.name})"  # never the key
 
 
 def random_bytes(n: int) -> bytes:
@@ -247,7 +246,7 @@ def random_bytes(n: int) -> bytes:
 
 def same_digest(a: bytes, b: bytes) -> bool:
     """Compare a received hash with the expected one in constant time."""
-    return constant_time.bytes_eq(a, b)
+    return _hmac.compare_digest(a, b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,8 +282,23 @@ MODP_GENERATOR = 2
 MODP_BITS = {1: 768, 2: 1024, 5: 1536, 14: 2048}
 _POW_EXPONENT_BITS = {1: 256, 2: 256, 5: 256, 14: 320}
 
-# "cryptography" or "pow".  When cryptography drops finite-field DH, change this one line.
-_DH_BACKEND = "cryptography"
+# "libcrypto" (constant-time Montgomery exponentiation, ~8x faster than pow() for group 2)
+# or "pow" (where libcrypto cannot be loaded; bench_ike's --dh-backend A/B runs).
+_DH_BACKEND = "libcrypto" if libcrypto.load() is not None else "pow"
+_MODEXP: dict[int, libcrypto.ModularExponent] = {}
+
+
+def _modexp(group: int, base: int, exponent: int, plen: int) -> bytes:
+    """``base ** exponent mod p`` of the group, big-endian, padded to ``plen`` bytes."""
+    if _DH_BACKEND == "libcrypto":
+        modexp = _MODEXP.get(group)
+        if modexp is None:
+            modexp = libcrypto.modular_exponent(MODP_PRIMES[group])
+            if modexp is not None:
+                _MODEXP[group] = modexp
+        if modexp is not None:
+            return modexp(base, exponent)
+    return pow(base, exponent, MODP_PRIMES[group]).to_bytes(plen, "big")
 
 
 def modp_length(group: int) -> int:
@@ -301,7 +315,7 @@ class DhKeyPair:
 
     group: int
     public: bytes  # g^x, big-endian, left-padded to the modulus length
-    _private: object = field(repr=False)
+    _private: int = field(repr=False)  # the exponent x
 
 
 def modp_exchange(group: int, keypair: DhKeyPair | None, peer_public: bytes | None):
@@ -315,13 +329,11 @@ def modp_exchange(group: int, keypair: DhKeyPair | None, peer_public: bytes | No
     plen = modp_length(group)
     p = MODP_PRIMES[group]
     if keypair is None:
-        if _DH_BACKEND == "cryptography":
-            return _generate_cryptography(group, p, plen)
         # Short exponents, twice the group's strength (RFC 3526 section 8): far faster
         # than full-size ones and what OpenSSL does for these named groups too.
         bits = _POW_EXPONENT_BITS[group]
         x = secrets.randbits(bits) | (1 << (bits - 1))
-        return DhKeyPair(group, pow(MODP_GENERATOR, x, p).to_bytes(plen, "big"), x)
+        return DhKeyPair(group, _modexp(group, MODP_GENERATOR, x, plen), x)
     if peer_public is None or len(peer_public) != plen:
         raise IkeProtocolError(
             f"DH group {group}: peer public value of "
@@ -336,122 +348,4 @@ def modp_exchange(group: int, keypair: DhKeyPair | None, peer_public: bytes | No
         )
     if keypair.group != group:
         raise IkeProtocolError(f"DH key of group {keypair.group} used with group {group}")
-    if isinstance(keypair._private, int):
-        return pow(y, keypair._private, p).to_bytes(plen, "big")
-    return _shared_cryptography(group, keypair._private, y, p, plen)
-
-
-_PARAMS: dict[int, tuple[object, bytes]] = {}
-
-
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _der_skip_header(der: bytes, pos: int) -> tuple[int, int]:
-    """(start of value, end of value) of the DER element at ``pos``."""
-    first = der[pos + 1]
-    if first < 0x80:
-        return pos + 2, pos + 2 + first
-    nlen = first & 0x7F
-    length = int.from_bytes(der[pos + 2 : pos + 2 + nlen], "big")
-    return pos + 2 + nlen, pos + 2 + nlen + length
-
-
-def _group_parameters(group: int, p: int) -> tuple[object, bytes]:
-    """cryptography parameters object and the DER AlgorithmIdentifier of the group."""
-    cached = _PARAMS.get(group)
-    if cached is None:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import dh
-
-        params = dh.DHParameterNumbers(p, MODP_GENERATOR).parameters()
-        spki = (
-            params.generate_private_key()
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        seq_start, _ = _der_skip_header(spki, 0)
-        _, alg_end = _der_skip_header(spki, seq_start)
-        cached = (params, spki[seq_start:alg_end])
-        _PARAMS[group] = cached
-    return cached
-
-
-def _serialization() -> Any:
-    """cryptography's serialization module, imported on first use (a ``from ... import``
-    inside the per-session functions ran importlib's fromlist handling on every call)."""
-    global _SERIALIZATION
-    if _SERIALIZATION is None:
-        from cryptography.hazmat.primitives import serialization
-
-        _SERIALIZATION = serialization
-    return _SERIALIZATION
-
-
-_SERIALIZATION: Any = None
-# DER up to the value, per (group, value length): PKCS#8 private keys (the exponent's
-# length is fixed: its top bit is set) and SubjectPublicKeyInfo peer values (128 or 129
-# bytes, fewer with leading zeros). Same bytes as building the TLVs each time.
-_PKCS8_PREFIX: dict[tuple[int, int], bytes] = {}
-_SPKI_PREFIX: dict[tuple[int, int], bytes] = {}
-
-
-def _der_prefix(value_len: int, layers: tuple[tuple[int, bytes], ...]) -> bytes:
-    """The DER headers in front of a value of ``value_len`` bytes nested in ``layers``
-    (innermost first; each a tag and what its content holds before the nested element)."""
-    prefix, length = b"", value_len
-    for tag, lead in layers:
-        header = bytes([tag]) + _der_length(len(lead) + length)
-        prefix = header + lead + prefix
-        length += len(header) + len(lead)
-    return prefix
-
-
-def _pkcs8_prefix(group: int, p: int, xlen: int) -> bytes:
-    """PrivateKeyInfo: SEQUENCE { version 0, AlgorithmIdentifier, OCTET STRING { INTEGER x } }."""
-    prefix = _PKCS8_PREFIX.get((group, xlen))
-    if prefix is None:
-        _, algorithm_id = _group_parameters(group, p)
-        layers = ((0x02, b""), (0x04, b""), (0x30, b"\x02\x01\x00" + algorithm_id))
-        prefix = _PKCS8_PREFIX[(group, xlen)] = _der_prefix(xlen, layers)
-    return prefix
-
-
-def _spki_prefix(group: int, p: int, ylen: int) -> bytes:
-    """SubjectPublicKeyInfo: SEQUENCE { AlgorithmIdentifier, BIT STRING { INTEGER y } }."""
-    prefix = _SPKI_PREFIX.get((group, ylen))
-    if prefix is None:
-        _, algorithm_id = _group_parameters(group, p)
-        layers = ((0x02, b""), (0x03, b"\x00"), (0x30, algorithm_id))
-        prefix = _SPKI_PREFIX[(group, ylen)] = _der_prefix(ylen, layers)
-    return prefix
-
-
-def _generate_cryptography(group: int, p: int, plen: int) -> DhKeyPair:
-    # Our own short exponent (as the pow path), loaded as PKCS#8: OpenSSL computes g^x
-    # while loading. generate_private_key() picks a full 1023-bit exponent for group 2 (a
-    # prime OpenSSL does not know by name): 4x the cost of both modexps (bench_ike: 0.45 ms
-    # per keygen and per exchange -> 0.1 ms each).
-    bits = _POW_EXPONENT_BITS[group]
-    x = secrets.randbits(bits) | (1 << (bits - 1))
-    xlen = (x.bit_length() + 8) // 8
-    pkcs8 = _pkcs8_prefix(group, p, xlen) + x.to_bytes(xlen, "big")
-    private = _serialization().load_der_private_key(pkcs8, None)
-    y = private.public_key().public_numbers().y
-    return DhKeyPair(group, y.to_bytes(plen, "big"), private)
-
-
-def _shared_cryptography(group: int, private: object, y: int, p: int, plen: int) -> bytes:
-    # Load the peer value as SubjectPublicKeyInfo DER: cryptography 46 re-validates the
-    # (non-"named") 768/1024-bit primes on every DHPublicNumbers.public_key(), ~30 ms each.
-    ylen = (y.bit_length() + 8) // 8
-    spki = _spki_prefix(group, p, ylen) + y.to_bytes(ylen, "big")
-    peer = _serialization().load_der_public_key(spki)
-    secret = private.exchange(peer)  # type: ignore[attr-defined]
-    return secret.rjust(plen, b"\x00")
+    return _modexp(group, y, keypair._private, plen)

@@ -9,12 +9,11 @@ the same three methods.
 from __future__ import annotations
 
 import heapq
+import hmac
 import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
-
-from cryptography.hazmat.primitives.constant_time import bytes_eq
 
 from .events import Endpoint, SaHandle
 from .modecfg import ModeConfig
@@ -73,7 +72,7 @@ class StaticUsers:
 
     def check(self, user: str, password: bytes) -> bool:
         expected = self._users.get(user)
-        return expected is not None and bytes_eq(expected, password)
+        return expected is not None and hmac.compare_digest(expected, password)
 
 
 class AddressPool:

@@ -31,6 +31,11 @@ def skeyid_psk(hash_id: int, psk: bytes, ni_b: bytes, nr_b: bytes) -> bytes:
     return prf(hash_id, psk, ni_b, nr_b)
 
 
+def skeyid_signature(hash_id: int, ni_b: bytes, nr_b: bytes, g_xy: bytes) -> bytes:
+    """SKEYID for signature authentication (also hybrid): prf(Ni_b | Nr_b, g^xy)."""
+    return prf(hash_id, ni_b + nr_b, g_xy)
+
+
 def expand_key(hash_id: int, skeyid_e: bytes, key_len: int) -> bytes:
     """Encryption key from SKEYID_e (RFC 2409 appendix B): truncate, or expand with
     K1 = prf(SKEYID_e, 0), Kn = prf(SKEYID_e, Kn-1) when SKEYID_e is too short."""

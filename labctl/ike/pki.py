@@ -27,15 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from .constants import NotifyType
-from .crypto import prf
 from .errors import IkeProtocolError
 
 RSA_BITS = 2048
-
-
-def skeyid_signature(hash_id: int, ni_b: bytes, nr_b: bytes, g_xy: bytes) -> bytes:
-    """SKEYID for signature authentication: prf(Ni_b | Nr_b, g^xy) (RFC 2409 5.1)."""
-    return prf(hash_id, ni_b + nr_b, g_xy)
 
 
 # -- the bare-hash RSA signature IKEv1 uses ------------------------------------------------

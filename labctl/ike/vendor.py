@@ -8,17 +8,15 @@ libreswan (see the facts file, section 5).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
-from cryptography.hazmat.primitives import hashes
-
 
 def _md5(text: bytes) -> bytes:
-    digest = hashes.Hash(hashes.MD5())
-    digest.update(text)
-    return digest.finalize()
+    # a name, not a secret: FIPS-restricted OpenSSL builds still allow it for this use
+    return hashlib.md5(text, usedforsecurity=False).digest()
 
 
 class NattVersion(Enum):

@@ -33,6 +33,7 @@ DEFAULT_ROLES: tuple[str, ...] = ("base", "node", "vpn")
 VPN_SOURCES: tuple[str, ...] = (
     "labctl/__init__.py",
     "labctl/cryptocompat.py",
+    "labctl/libcrypto.py",
     "labctl/ike",
     "labctl/esp",
     "labctl/agent",

@@ -31,8 +31,14 @@ from ..events import (
     Phase1Established,
     SessionInfo,
 )
-from ..keys import Phase1Keys, derive_phase1, natd_hash, phase1_iv, skeyid_psk
-from ..pki import skeyid_signature
+from ..keys import (
+    Phase1Keys,
+    derive_phase1,
+    natd_hash,
+    phase1_iv,
+    skeyid_psk,
+    skeyid_signature,
+)
 from ..proposals import Phase1Choice, Phase1Offer, auth_method_name, cipher_for
 from ..records import frozen
 from ..sa import IkeSa

@@ -23,13 +23,15 @@ from ..config import GroupPolicy
 from ..constants import INITIATOR_SIGNS, RESPONDER_SIGNS, AuthMethod, IdType, NotifyType
 from ..errors import IkeProtocolError
 from ..payloads import CertRequestPayload
-from ..pki import parse_dn, sign_hash, verified_certificate, verify_hash
 from ..sa import IkeSa
 from ..states import Role
 
 if TYPE_CHECKING:
     from ..engine import EngineBase
     from ..pki import Issued
+
+# labctl.ike.pki (cryptography's x509 and RSA) is imported where a certificate is used: a
+# pre-shared-key agent never loads cryptography (~80 ms of CPU per agent process).
 
 CERT_X509_SIGNATURE = 4  # CERT payload encoding (RFC 2408 3.9)
 
@@ -57,12 +59,14 @@ def request(engine: EngineBase) -> list:
 
 def note_requests(sa: IkeSa, msg: Message) -> None:
     """The CAs the peer asked for (an empty CR: any); kept for status, never refused."""
+    from .. import pki
+
     for cr in msg.find(CertRequestPayload):
         if cr.encoding != CERT_X509_SIGNATURE:
             sa.peer_cert_requests.append(f"encoding {cr.encoding}")
             continue
         try:
-            sa.peer_cert_requests.append(parse_dn(cr.data) if cr.data else "any CA")
+            sa.peer_cert_requests.append(pki.parse_dn(cr.data) if cr.data else "any CA")
         except (ValueError, IndexError):
             sa.peer_cert_requests.append(cr.data.hex())
 
@@ -84,15 +88,19 @@ def identity(engine: EngineBase) -> IdPayload:
 
 def proof(engine: EngineBase, digest: bytes) -> list:
     """CERT and SIG for HASH_I / HASH_R ``digest``."""
+    from .. import pki
+
     own: Issued = _pki(engine)[0]
     return [
         CertPayload(CERT_X509_SIGNATURE, own.certificate_der()),
-        SigPayload(sign_hash(own.key, digest)),
+        SigPayload(pki.sign_hash(own.key, digest)),
     ]
 
 
 def check(engine: EngineBase, sa: IkeSa, msg: Message, ident: IdPayload, digest: bytes):
     """The peer's certificate and signature of ``digest``; its certificate on success."""
+    from .. import pki
+
     _own, ca, clock = _pki(engine, need_certificate=False)
     certs = [c for c in msg.find(CertPayload) if c.encoding == CERT_X509_SIGNATURE]
     sig = msg.first(SigPayload)
@@ -102,8 +110,8 @@ def check(engine: EngineBase, sa: IkeSa, msg: Message, ident: IdPayload, digest:
             notify=NotifyType.PAYLOAD_MALFORMED,
         )
     claimed = ident.data if ident.id_type == IdType.DER_ASN1_DN else None
-    cert, key = verified_certificate(certs[0].data, ca, clock(), claimed_dn=claimed)
-    if not verify_hash(key, digest, sig.data):
+    cert, key = pki.verified_certificate(certs[0].data, ca, clock(), claimed_dn=claimed)
+    if not pki.verify_hash(key, digest, sig.data):
         raise IkeProtocolError(
             f"signature does not verify with certificate '{cert.subject.rfc4514_string()}'",
             notify=NotifyType.INVALID_SIGNATURE,
@@ -114,10 +122,12 @@ def check(engine: EngineBase, sa: IkeSa, msg: Message, ident: IdPayload, digest:
 
 def describe(ident: IdPayload) -> str:
     """A DN identity as text ("DER_ASN1_DN:CN=client1,OU=ciscovpn,O=labctl")."""
+    from .. import pki
+
     if ident.id_type != IdType.DER_ASN1_DN:
         return ident.describe()
     try:
-        return f"DER_ASN1_DN:{parse_dn(ident.data)}"
+        return f"DER_ASN1_DN:{pki.parse_dn(ident.data)}"
     except (ValueError, IndexError):
         return ident.describe()
 

@@ -11,10 +11,10 @@ import os
 import struct
 
 from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from labctl.agent.inet import internet_checksum
-from labctl.ike.crypto import TripleDES, algorithms
+from labctl.cryptocompat import TripleDES
 
 _HASH = {
     "hmac-md5-96": (hashes.MD5, 12),

@@ -6,9 +6,10 @@ import hashlib
 import hmac
 import struct
 
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from labctl.agent.inet import internet_checksum
+from labctl.cryptocompat import TripleDES
 from labctl.esp import EspSa, cipher_spec, integrity_spec
 
 
@@ -26,6 +27,14 @@ def sa_pair(cipher: str, integrity: str, spi: int = 0x1000, **kw) -> tuple[EspSa
     )
 
 
+def reference_algorithm(cipher: str, key: bytes):
+    """cryptography's algorithm for one of our cipher names: the independent reference
+    (labctl itself goes through libcrypto by ctypes)."""
+    if cipher_spec(cipher).name == "3des-cbc":
+        return TripleDES(key)
+    return algorithms.AES(key)
+
+
 class ForcedIv:
     """``random_block`` source that makes a FRESH outbound SA emit a chosen IV first.
 
@@ -33,9 +42,7 @@ class ForcedIv:
     """
 
     def __init__(self, cipher: str, enc_key: bytes, iv: bytes) -> None:
-        algo = cipher_spec(cipher).factory
-        assert algo is not None
-        ecb = Cipher(algo(enc_key), modes.ECB()).decryptor()
+        ecb = Cipher(reference_algorithm(cipher, enc_key), modes.ECB()).decryptor()
         self._r = ecb.update(iv)
 
     def __call__(self, n: int) -> bytes:
@@ -58,10 +65,11 @@ def build_esp(
     Used to make authenticated packets with broken padding, which seal() cannot produce.
     """
     c, i = cipher_spec(cipher), integrity_spec(integrity)
-    if c.factory is None:
+    if c.is_null:
         body = plaintext
     else:
-        body = Cipher(c.factory(enc_key), modes.CBC(iv)).encryptor().update(plaintext)
+        body = Cipher(reference_algorithm(cipher, enc_key), modes.CBC(iv)).encryptor()
+        body = body.update(plaintext)
     out = struct.pack("!II", spi, seq) + iv + body
     if i.digest is not None:
         out += hmac.new(auth_key, out, i.digest).digest()[: i.icv_len]

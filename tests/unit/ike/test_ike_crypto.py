@@ -10,7 +10,10 @@ import hashlib
 import hmac
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from labctl import libcrypto
+from labctl.cryptocompat import TripleDES
 from labctl.ike import crypto, keys, vendor
 from labctl.ike.constants import P1Encryption, P1Hash
 from labctl.ike.errors import IkeProtocolError
@@ -60,7 +63,10 @@ def test_modp_group_shape(group: int, bits: int) -> None:
 
 @pytest.mark.parametrize("group", [1, 2, 5, 14])
 def test_dh_backends_agree(group: int, monkeypatch) -> None:
+    assert crypto._DH_BACKEND == "libcrypto"  # libcrypto loads here as on the nodes
     a = crypto.modp_exchange(group, None, None)
+    p, plen = crypto.MODP_PRIMES[group], crypto.modp_length(group)
+    assert a.public == pow(2, a._private, p).to_bytes(plen, "big")
     monkeypatch.setattr(crypto, "_DH_BACKEND", "pow")
     b = crypto.modp_exchange(group, None, None)
     assert len(a.public) == len(b.public) == crypto.modp_length(group)
@@ -97,7 +103,7 @@ def test_prf_rfc2202_and_rfc4231() -> None:
     )
 
 
-def test_aes_cbc_sp800_38a_f21() -> None:
+def test_aes_cbc_sp800_38a_f21(cbc_backend) -> None:
     key = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
     iv = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
     pt = bytes.fromhex("6bc1bee22e409f96e93d7e117393172a")
@@ -107,13 +113,31 @@ def test_aes_cbc_sp800_38a_f21() -> None:
     assert crypto.cbc_decrypt(spec, key, iv, ct) == pt
 
 
-def test_3des_cbc_roundtrip_and_block_rules() -> None:
+def test_3des_cbc_roundtrip_and_block_rules(cbc_backend) -> None:
     spec = crypto.ike_cipher(P1Encryption.TRIPLE_DES_CBC, None)
     key = bytes(range(24))
     ct = crypto.cbc_encrypt(spec, key, b"\x01" * 8, b"A" * 16)
     assert len(ct) == 16 and crypto.cbc_decrypt(spec, key, b"\x01" * 8, ct) == b"A" * 16
     with pytest.raises(IkeProtocolError):
         crypto.cbc_decrypt(spec, key, b"\x01" * 8, ct[:-1])
+
+
+@pytest.fixture(params=["libcrypto", "cryptography"])
+def cbc_backend(request, monkeypatch) -> str:
+    """Each CBC test runs on libcrypto (ctypes) and on the fallback for where it is missing."""
+    if request.param == "cryptography":
+        monkeypatch.setattr(libcrypto, "_library", None)
+        monkeypatch.setattr(libcrypto, "_loaded", True)
+    else:
+        assert libcrypto.load() is not None
+    return request.param
+
+
+def _reference_cbc(spec: crypto.CipherSpec, key: bytes, iv: bytes, *, encrypt: bool):
+    """A fresh cryptography CBC context: the independent reference."""
+    algorithm = TripleDES(key) if spec.name == "3des-cbc" else algorithms.AES(key)
+    cbc = Cipher(algorithm, modes.CBC(iv))
+    return cbc.encryptor() if encrypt else cbc.decryptor()
 
 
 @pytest.mark.parametrize(
@@ -124,18 +148,22 @@ def test_3des_cbc_roundtrip_and_block_rules() -> None:
         (P1Encryption.TRIPLE_DES_CBC, None, 24),
     ],
 )
-def test_long_lived_cbc_contexts_match_a_fresh_context_per_message(enc, bits, key_len) -> None:
-    """CbcCipher reuses its OpenSSL contexts across messages with unrelated IVs: every
-    message must come out exactly as a fresh CBC context makes it, both ways, and a
-    misaligned message is refused without disturbing the next one."""
+def test_long_lived_cbc_contexts_match_a_fresh_context_per_message(
+    enc, bits, key_len, cbc_backend
+) -> None:
+    """CbcCipher reuses its contexts across messages with unrelated IVs: every message must
+    come out exactly as a fresh CBC context makes it, both ways, and a misaligned message is
+    refused without disturbing the next one."""
     spec = crypto.ike_cipher(enc, bits)
     key = bytes(range(7, 7 + key_len))
     cbc = crypto.CbcCipher(spec, key)
+    assert key.hex() not in repr(cbc)
     bs = spec.block_size
     for n in range(1, 8):
         iv = bytes((n * 37 + i) & 0xFF for i in range(bs))
         pt = bytes((n + i) & 0xFF for i in range(n * bs))
         ct = cbc.encrypt(iv, pt)
+        assert ct == _reference_cbc(spec, key, iv, encrypt=True).update(pt)
         assert ct == crypto.cbc_encrypt(spec, key, iv, pt)
         assert cbc.decrypt(iv, ct) == pt
         with pytest.raises(IkeProtocolError):
@@ -152,9 +180,11 @@ def test_long_lived_cbc_contexts_match_a_fresh_context_per_message(enc, bits, ke
         (P1Encryption.TRIPLE_DES_CBC, None, 24),
     ],
 )
-def test_cbc_decrypt_of_arbitrary_ciphertext_matches_a_fresh_context(enc, bits, key_len) -> None:
-    """The ECB-and-xor CBC decryption gives what a fresh CBC decryptor gives for any
-    ciphertext (not only ours), with leading zero bytes kept, interleaved with encryptions."""
+def test_cbc_decrypt_of_arbitrary_ciphertext_matches_a_fresh_context(
+    enc, bits, key_len, cbc_backend
+) -> None:
+    """CbcCipher's decryption gives what a fresh CBC decryptor gives for any ciphertext (not
+    only ours), with leading zero bytes kept, interleaved with encryptions."""
     spec = crypto.ike_cipher(enc, bits)
     key = bytes(range(3, 3 + key_len))
     cbc = crypto.CbcCipher(spec, key)
@@ -162,9 +192,9 @@ def test_cbc_decrypt_of_arbitrary_ciphertext_matches_a_fresh_context(enc, bits, 
     for n in range(1, 12):
         iv = bytes((n * 11 + i) & 0xFF for i in range(bs))
         ct = bytes((n * 53 + i * 7) & 0xFF for i in range(n * bs))
-        assert cbc.decrypt(iv, ct) == crypto.cbc_decrypt(spec, key, iv, ct)
-        pt = crypto.cbc_decrypt(spec, key, iv, ct)
-        # a plaintext starting with zero bytes (the integer xor must keep them)
+        pt = _reference_cbc(spec, key, iv, encrypt=False).update(ct)
+        assert cbc.decrypt(iv, ct) == pt == crypto.cbc_decrypt(spec, key, iv, ct)
+        # a plaintext starting with zero bytes
         zero_led = bytes(bs) + pt[bs:]
         assert cbc.decrypt(iv, cbc.encrypt(iv, zero_led)) == zero_led
         assert cbc.encrypt(iv, pt) == ct

@@ -13,13 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from labctl.ike.constants import NotifyType, P1Hash
 from labctl.ike.crypto import prf
 from labctl.ike.errors import IkeProtocolError
-from labctl.ike.pki import (
-    LabCa,
-    check_peer_certificate,
-    sign_hash,
-    skeyid_signature,
-    verify_hash,
-)
+from labctl.ike.keys import skeyid_signature
+from labctl.ike.pki import LabCa, check_peer_certificate, sign_hash, verify_hash
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 
