@@ -121,7 +121,7 @@ def test_sequence_exhaustion_refuses_to_wrap() -> None:
 
 # ------------------------------------------------------------------ known answers
 @pytest.mark.parametrize("vec", SCAPY, ids=lambda v: f"{v['cipher']}-{v['integrity']}-{v['seq']}")
-def test_scapy_vectors_open(vec: dict) -> None:
+def test_scapy_vectors_open(vec: dict, cbc_backend: str) -> None:
     sa = EspSa.inbound(
         vec["spi"],
         vec["cipher"],
@@ -133,7 +133,7 @@ def test_scapy_vectors_open(vec: dict) -> None:
 
 
 @pytest.mark.parametrize("vec", SCAPY, ids=lambda v: f"{v['cipher']}-{v['integrity']}-{v['seq']}")
-def test_scapy_vectors_seal_byte_exact(vec: dict) -> None:
+def test_scapy_vectors_seal_byte_exact(vec: dict, cbc_backend: str) -> None:
     """The real hot path, with the IV forced, produces scapy's bytes exactly."""
     ek = bytes.fromhex(vec["enc_key"])
     iv = bytes.fromhex(vec["iv"])
@@ -146,7 +146,7 @@ def test_scapy_vectors_seal_byte_exact(vec: dict) -> None:
 
 
 @pytest.mark.parametrize("vec", RFC3602, ids=lambda v: f"case{v['case']}")
-def test_rfc3602_vectors(vec: dict) -> None:
+def test_rfc3602_vectors(vec: dict, cbc_backend: str) -> None:
     key = bytes.fromhex(vec["key"])
     esp = bytes.fromhex(vec["esp"])
     inb = EspSa.inbound(vec["spi"], "aes128-cbc", "none", key, b"")

@@ -12,7 +12,6 @@ import hmac
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from labctl import libcrypto
 from labctl.cryptocompat import TripleDES
 from labctl.ike import crypto, keys, vendor
 from labctl.ike.constants import P1Encryption, P1Hash
@@ -120,17 +119,6 @@ def test_3des_cbc_roundtrip_and_block_rules(cbc_backend) -> None:
     assert len(ct) == 16 and crypto.cbc_decrypt(spec, key, b"\x01" * 8, ct) == b"A" * 16
     with pytest.raises(IkeProtocolError):
         crypto.cbc_decrypt(spec, key, b"\x01" * 8, ct[:-1])
-
-
-@pytest.fixture(params=["libcrypto", "cryptography"])
-def cbc_backend(request, monkeypatch) -> str:
-    """Each CBC test runs on libcrypto (ctypes) and on the fallback for where it is missing."""
-    if request.param == "cryptography":
-        monkeypatch.setattr(libcrypto, "_library", None)
-        monkeypatch.setattr(libcrypto, "_loaded", True)
-    else:
-        assert libcrypto.load() is not None
-    return request.param
 
 
 def _reference_cbc(spec: crypto.CipherSpec, key: bytes, iv: bytes, *, encrypt: bool):
