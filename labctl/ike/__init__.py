@@ -111,10 +111,11 @@ exchange in :mod:`labctl.ike.exchanges` holding both roles' steps, the roles' po
 API in :mod:`.initiator` / :mod:`.responder`; the wire format in :mod:`.codec` and its
 payload-family modules; docs/architecture.md has the map and the recipes.
 
-Crypto: only ``cryptography`` (38.0.4 in the containers, 46 on the host). The TripleDES
-compatibility import lives in :mod:`labctl.cryptocompat`; the single DH function
-(:func:`labctl.ike.crypto.modp_exchange`, with a ``pow()`` fallback one assignment away)
-lives in :mod:`labctl.ike.crypto`.
+Crypto: OpenSSL's, through the stdlib's ``hashlib`` (hashes, HMAC) and
+:mod:`labctl.libcrypto` (CBC contexts and MODP exponentiation by ctypes, with cryptography /
+``pow()`` fallbacks where libcrypto cannot be loaded); all of it behind
+:mod:`labctl.ike.crypto`. ``cryptography`` serves certificates only (:mod:`.pki`, imported
+where a certificate is used), so a pre-shared-key agent never loads it.
 """
 
 from .codec import (
