@@ -16,7 +16,9 @@ None and callers keep cryptography (ciphers) or ``pow()`` (DH).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 # The longest single update: an ESP packet (IPv4 total length) plus one lead block.
@@ -58,29 +60,49 @@ _SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     **{getter: (_c_void_p, ()) for getter in _CIPHER_GETTERS.values()},
 }
 
-_library: Any = None
-_loaded = False
 
-
-def load() -> Any:
-    """libcrypto with the signatures above declared, or None (see the module's docstring)."""
-    global _library, _loaded
-    if _loaded:
-        return _library
-    _loaded = True
-    if os.environ.get("LABCTL_LIBCRYPTO", "1") == "0":
+def open_library(
+    sonames: tuple[str, ...], switch: str, find_name: str, declare: Callable[[Any], bool]
+) -> Any:
+    """The first of ``sonames`` that loads (else what ``find_library(find_name)`` names),
+    once ``declare(lib)`` set its signatures and said True; None if none does, or with
+    ``switch``=0 in the environment (A/B runs, the fallbacks' tests). Callers cache it."""
+    if os.environ.get(switch, "1") == "0":
         return None
-    for name in ("libcrypto.so.3", "libcrypto.so.1.1"):
+    for name in sonames:
         try:
             lib = ctypes.CDLL(name)
-            for function, (restype, argtypes) in _SIGNATURES.items():
-                fn = getattr(lib, function)
-                fn.restype, fn.argtypes = restype, argtypes
-        except (OSError, AttributeError):
+        except OSError:
             continue
-        _library = lib
-        break
-    return _library
+        try:
+            return lib if declare(lib) else None
+        except AttributeError:  # a release without a function we need
+            continue
+    from ctypes.util import find_library  # last: it runs ldconfig in a subprocess
+
+    name = find_library(find_name)
+    if name is None or name in sonames:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        return lib if declare(lib) else None
+    except (OSError, AttributeError):
+        return None
+
+
+def _declare(lib: Any) -> bool:
+    for function, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, function)
+        fn.restype, fn.argtypes = restype, argtypes
+    return True
+
+
+@functools.cache
+def load() -> Any:
+    """libcrypto with the signatures above declared, or None (see the module's docstring)."""
+    return open_library(
+        ("libcrypto.so.3", "libcrypto.so.1.1"), "LABCTL_LIBCRYPTO", "crypto", _declare
+    )
 
 
 class LibcryptoError(RuntimeError):

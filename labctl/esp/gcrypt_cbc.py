@@ -18,8 +18,10 @@ ciphertext)`` returns one block to skip followed by the plaintext.
 from __future__ import annotations
 
 import ctypes
-import os
+import functools
 from typing import Any
+
+from labctl.libcrypto import open_library
 
 _GCRY_CIPHER_3DES = 2  # gcrypt.h
 _GCRY_CIPHER_MODE_CBC = 3
@@ -28,33 +30,13 @@ _GCRYCTL_INITIALIZATION_FINISHED = 38
 _BLOCK = 8
 _MAX_PACKET = 65536
 
-_library: Any = None
-_loaded = False
 
-
-def _load() -> Any:
-    """libgcrypt, initialised once (secure memory off: the keys already live in Python)."""
-    global _library, _loaded
-    if _loaded:
-        return _library
-    _loaded = True
-    if os.environ.get("LABCTL_GCRYPT", "1") == "0":
-        return None
-    try:  # the soname first: find_library runs ldconfig in a subprocess
-        lib = ctypes.CDLL("libgcrypt.so.20")
-    except OSError:
-        from ctypes.util import find_library
-
-        name = find_library("gcrypt")
-        if name is None:
-            return None
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            return None
+def _declare(lib: Any) -> bool:
+    """Signatures, and libgcrypt initialised (secure memory off: the keys already live in
+    Python)."""
     lib.gcry_check_version.restype = ctypes.c_char_p
     if not lib.gcry_check_version(None):
-        return None
+        return False
     lib.gcry_control(_GCRYCTL_DISABLE_SECMEM, 0)
     lib.gcry_control(_GCRYCTL_INITIALIZATION_FINISHED, 0)
     for fn in (lib.gcry_cipher_setiv, lib.gcry_cipher_decrypt, lib.gcry_cipher_setkey):
@@ -67,8 +49,13 @@ def _load() -> Any:
         ctypes.c_void_p,
         ctypes.c_size_t,
     )
-    _library = lib
-    return lib
+    return True
+
+
+@functools.cache
+def _load() -> Any:
+    """libgcrypt, once per process, or None."""
+    return open_library(("libgcrypt.so.20",), "LABCTL_GCRYPT", "gcrypt", _declare)
 
 
 class Gcrypt3desCbcDecryptor:

@@ -140,3 +140,22 @@ def test_the_node_agent_never_imports_cryptography_for_pre_shared_keys():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "[]"
+
+
+def test_open_library_takes_the_first_soname_that_loads_and_declares(monkeypatch):
+    declared = []
+
+    def declare(lib) -> bool:
+        declared.append(lib._name)
+        return True
+
+    lib = libcrypto.open_library(("libnot-there.so.9", "libcrypto.so.3"), "LABCTL_T", "x", declare)
+    assert lib is not None and declared == ["libcrypto.so.3"]
+    assert libcrypto.open_library(("libcrypto.so.3",), "LABCTL_T", "x", lambda lib: False) is None
+    monkeypatch.setenv("LABCTL_T", "0")
+    assert libcrypto.open_library(("libcrypto.so.3",), "LABCTL_T", "x", declare) is None
+    monkeypatch.delenv("LABCTL_T")
+    # a library without a function the caller declares: unusable, not an error
+    assert (
+        libcrypto.open_library(("libcrypto.so.3",), "LABCTL_T", "x", lambda lib: lib.nope) is None
+    )
