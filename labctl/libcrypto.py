@@ -80,11 +80,11 @@ def open_library(
             continue
     from ctypes.util import find_library  # last: it runs ldconfig in a subprocess
 
-    name = find_library(find_name)
-    if name is None or name in sonames:
+    found = find_library(find_name)
+    if found is None or found in sonames:
         return None
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL(found)
         return lib if declare(lib) else None
     except (OSError, AttributeError):
         return None
