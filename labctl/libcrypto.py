@@ -23,6 +23,10 @@ from typing import Any
 
 # The longest single update: an ESP packet (IPv4 total length) plus one lead block.
 MAX_UPDATE = 65536 + 16
+# A context's output buffer starts at this and grows to the largest update it has seen: a
+# full-size buffer per context would cost 64 KiB of RSS per direction and lane of every SA
+# and per phase-1 key (a fleet holds thousands of them); packets and IKE messages fit here.
+_FIRST_BUFFER = 2048
 
 _c_void_p, _c_int, _c_char_p = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
 
@@ -115,7 +119,16 @@ class CbcContext:
     of a cryptography CBC encryptor/decryptor that is never finalized). ``update_with_iv``
     restarts the chain at ``iv`` first, keeping the key schedule."""
 
-    __slots__ = ("_ctx", "_lib", "_out", "_out_address", "_outl", "_outl_address", "_update")
+    __slots__ = (
+        "_capacity",
+        "_ctx",
+        "_lib",
+        "_out",
+        "_out_address",
+        "_outl",
+        "_outl_address",
+        "_update",
+    )
 
     def __init__(self, lib: Any, name: str, key: bytes, iv: bytes, *, encrypt: bool) -> None:
         self._lib = lib
@@ -131,8 +144,7 @@ class CbcContext:
             raise LibcryptoError(f"EVP_CipherInit_ex refused {name}")
         lib.EVP_CIPHER_CTX_set_padding(ctx, 0)
         self._update = lib.EVP_CipherUpdate
-        self._out = ctypes.create_string_buffer(MAX_UPDATE)
-        self._out_address = ctypes.addressof(self._out)
+        self._grow(_FIRST_BUFFER)
         self._outl = _c_int()
         self._outl_address = ctypes.addressof(self._outl)
 
@@ -140,11 +152,18 @@ class CbcContext:
         """Whole blocks in, as many out (the caller checks the alignment)."""
         source = data if type(data) is bytes else bytes(data)
         size = len(source)
-        if size > MAX_UPDATE:
-            raise ValueError(f"CBC update of {size} bytes exceeds {MAX_UPDATE}")
+        if size > self._capacity:
+            if size > MAX_UPDATE:
+                raise ValueError(f"CBC update of {size} bytes exceeds {MAX_UPDATE}")
+            self._grow(size)
         if not self._update(self._ctx, self._out_address, self._outl_address, source, size):
             raise LibcryptoError("EVP_CipherUpdate failed")
         return ctypes.string_at(self._out_address, self._outl.value)
+
+    def _grow(self, size: int) -> None:
+        self._out = ctypes.create_string_buffer(size)
+        self._out_address = ctypes.addressof(self._out)
+        self._capacity = size
 
     def update_with_iv(self, iv: bytes, data: bytes | bytearray | memoryview) -> bytes:
         """``update`` of a chain that starts at ``iv`` (same key)."""

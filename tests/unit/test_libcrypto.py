@@ -64,8 +64,14 @@ def test_update_with_iv_restarts_the_chain_and_keeps_the_key(lib, name):
 
 
 def test_the_largest_packet_fits_and_a_larger_one_is_refused(lib):
+    """The output buffer starts small (thousands of contexts in a fleet) and grows."""
     ctx = libcrypto.CbcContext(lib, "aes128-cbc", bytes(16), bytes(16), encrypt=True)
-    assert len(ctx.update(bytes(libcrypto.MAX_UPDATE))) == libcrypto.MAX_UPDATE
+    ref = _reference("aes128-cbc", bytes(16), bytes(16), encrypt=True)
+    assert ctx._capacity <= 2048
+    for size in (1408, 4096, libcrypto.MAX_UPDATE, 32):
+        data = os.urandom(size)
+        assert ctx.update(data) == ref.update(data)
+    assert ctx._capacity == libcrypto.MAX_UPDATE
     with pytest.raises(ValueError, match="exceeds"):
         ctx.update(bytes(libcrypto.MAX_UPDATE + 16))
 
