@@ -29,6 +29,7 @@ _GCRYCTL_DISABLE_SECMEM = 37
 _GCRYCTL_INITIALIZATION_FINISHED = 38
 _BLOCK = 8
 _MAX_PACKET = 65536
+_FIRST_BUFFER = 2048
 
 
 def _declare(lib: Any) -> bool:
@@ -61,7 +62,7 @@ def _load() -> Any:
 class Gcrypt3desCbcDecryptor:
     """One SA's 3DES key in a libgcrypt handle; ``update`` takes IV | ciphertext."""
 
-    __slots__ = ("_decrypt", "_handle", "_lib", "_out", "_out_address", "_setiv")
+    __slots__ = ("_capacity", "_decrypt", "_handle", "_lib", "_out", "_out_address", "_setiv")
 
     def __init__(self, lib: Any, key: bytes) -> None:
         self._lib = lib
@@ -73,8 +74,13 @@ class Gcrypt3desCbcDecryptor:
             raise ValueError("libgcrypt refused the 3DES key")
         self._setiv = lib.gcry_cipher_setiv
         self._decrypt = lib.gcry_cipher_decrypt
-        self._out = ctypes.create_string_buffer(_MAX_PACKET)
+        self._grow(_FIRST_BUFFER)
+
+    def _grow(self, size: int) -> None:
+        # grows to the largest packet seen (see labctl.libcrypto: RSS per SA and lane)
+        self._out = ctypes.create_string_buffer(size)
         self._out_address = ctypes.addressof(self._out)
+        self._capacity = size
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         """Block-aligned IV | ciphertext -> one block to skip | plaintext."""
@@ -82,6 +88,8 @@ class Gcrypt3desCbcDecryptor:
         size = len(source)
         if size % _BLOCK or not _BLOCK <= size <= _MAX_PACKET:
             raise ValueError(f"3DES-CBC input of {size} bytes is not whole blocks")
+        if size > self._capacity:
+            self._grow(size)
         address = ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p).value or 0
         self._setiv(self._handle, address, _BLOCK)
         body = size - _BLOCK

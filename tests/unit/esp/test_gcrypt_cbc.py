@@ -39,6 +39,17 @@ def test_decryption_matches_openssl_for_unrelated_ivs(size: int) -> None:
         assert len(out) == 8 + size and out[8:] == plain
 
 
+def test_one_decryptor_grows_its_buffer_and_shrinks_nothing() -> None:
+    """The output buffer starts small (one per inbound 3DES SA and lane) and grows."""
+    decryptor = decryptor_3des(KEY)
+    assert decryptor is not None and decryptor._capacity <= 2048
+    for size in (1400, 8192, 16, 65536 - 8, 1400):
+        iv, plain = os.urandom(8), os.urandom(size)
+        encryptor = Cipher(TripleDES(KEY), modes.CBC(iv)).encryptor()
+        assert decryptor.update(iv + encryptor.update(plain))[8:] == plain
+    assert decryptor._capacity == 65536
+
+
 def test_misaligned_input_is_refused_and_the_next_packet_is_unharmed() -> None:
     decryptor = decryptor_3des(KEY)
     assert decryptor is not None
