@@ -6,7 +6,6 @@ the event log (the service wrapper appends it to /var/log/labctl/vpn.log).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import signal
 import sys
@@ -217,20 +216,45 @@ class Daemon:
             self.log.info("SYS/2", "VPN agent stopped")
 
 
+USAGE = "usage: vpn-agent [--config PATH] [--detach]"
+
+
+def parse_arguments(argv: list[str]) -> tuple[str, bool]:
+    """(config path, detach) from ``--config PATH`` / ``--config=PATH`` and ``--detach``
+    (in the background, as `vpn service start` would have started it: service.detach).
+    By hand, not argparse: its import is ~10 ms of every agent's start; the only callers
+    are the `vpn` wrapper and service.py. ValueError names what was wrong."""
+    config, detach = CONFIG_PATH, False
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--detach":
+            detach = True
+        elif arg == "--config":
+            if not rest:
+                raise ValueError("--config needs a path")
+            config = rest.pop(0)
+        elif arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        else:
+            raise ValueError(f"unexpected argument {arg!r}")
+    return config, detach
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vpn-agent")
-    parser.add_argument("--config", default=CONFIG_PATH)
-    # in the background, as `vpn service start` would have started it (service.detach)
-    parser.add_argument("--detach", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    try:
+        config, in_background = parse_arguments(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(f"vpn agent: {exc}\n{USAGE}", file=sys.stderr, flush=True)
+        return 2
     ready = None
-    if args.detach:
+    if in_background:
         from .service import detach
 
         ready = detach()  # the caller's process exits in there; this is the agent
     segment_before_the_wire()  # before any data plane opens its sockets
     try:
-        daemon = Daemon(args.config)
+        daemon = Daemon(config)
     except (SettingsError, OSError) as exc:
         print(f"vpn agent: cannot start: {exc}", file=sys.stderr, flush=True)
         return 1

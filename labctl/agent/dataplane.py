@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -38,6 +37,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from labctl.agent.lanes import Authenticated, TwoLanes
+from labctl.agent.lazylog import LazyLogger
 from labctl.agent.loop import EventLoop, Timer
 from labctl.agent.mss import clamp_mss, mss_for_mtu
 from labctl.agent.prefix_table import PrefixTable
@@ -87,7 +87,7 @@ __all__ = [  # the tunnel/event types are re-exported: agents import everything 
     "UnknownSpi",
 ]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 DEFAULT_KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §4 suggests 20 s
 DEFAULT_REKEY_GRACE = 30.0  # old inbound SA stays valid this long after a rekey

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import logging
 import selectors
 import signal
 import socket
@@ -24,7 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
+from .lazylog import LazyLogger
+
+log = LazyLogger(__name__)
 
 
 _READ, _WRITE = 0, 1  # slots in an fd's [reader, writer] handler list

@@ -34,7 +34,6 @@ keepalive``, default 5 s; its format is unknown, so we send none.)
 from __future__ import annotations
 
 import errno
-import logging
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -42,10 +41,11 @@ from typing import Any
 
 from ..esp.encap import Kind
 from ..esp.tcp_framing import ESP_TRAILER, TRAILER_LEN, StreamDeframer, frame_ike
+from .lazylog import LazyLogger
 from .loop import EventLoop, Timer
 from .tunnel import Endpoint
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 # A client's tunnel MTU in TCP mode: the ESP of a 1300-byte packet plus the 16-byte trailer
 # (at most ~1366 bytes) fits one segment of a 1500-byte path (1448 bytes with TCP
