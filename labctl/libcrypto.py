@@ -1,9 +1,9 @@
 """OpenSSL's libcrypto through ctypes: long-lived CBC contexts and modular exponentiation.
 
 Why not ``cryptography`` here: every node agent is its own Python process, and importing
-cryptography's OpenSSL backend cost ~80-90 ms of CPU per agent in the vpn image (it pulls in
-x509, email and every primitive), a quarter of what a client container spends coming up
-(200 clients: ~18 CPU-s of `labctl up`). The agent needs only CBC and MODP DH; libcrypto is
+cryptography's OpenSSL backend cost ~70-90 ms of CPU per agent in the vpn image (it pulls in
+x509, email and every primitive): 200 client containers took 80.5 CPU-s to come up with it
+and 70.9 without (bench_scale, same run). The agent needs only CBC and MODP DH; libcrypto is
 already in every process that has ``hashlib`` (``_hashlib`` links it), so loading it costs
 about nothing. cryptography stays for certificates and the host side.
 
