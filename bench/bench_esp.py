@@ -64,9 +64,20 @@ class _Opener:
         self.sa.open(self.packets[self.i])
 
 
-def codec_speed(seconds: float) -> list[dict[str, Any]]:
+def cipher_backend() -> str:
+    """What does the CBC here: libcrypto by ctypes, or the cryptography fallback."""
+    import ssl
+
+    from labctl import libcrypto
+
+    if libcrypto.load() is not None:
+        return f"libcrypto ({ssl.OPENSSL_VERSION})"
     import cryptography
 
+    return f"cryptography {cryptography.__version__}"
+
+
+def codec_speed(seconds: float) -> list[dict[str, Any]]:
     from labctl.esp import EspSa, cipher_spec, integrity_spec
 
     results = []
@@ -90,7 +101,7 @@ def codec_speed(seconds: float) -> list[dict[str, Any]]:
                 "seal_plus_open_pps": round(both_pps),
                 "seal_plus_open_mbit_s": round(both_pps * PACKET * 8 / 1e6, 1),
                 "python": platform.python_version(),
-                "cryptography": cryptography.__version__,
+                "cipher_backend": cipher_backend(),
             }
         )
     return results
@@ -249,7 +260,7 @@ def main() -> int:
         report["codec"] += codec_speed_other_python("/usr/bin/python3", args.codec_seconds)
     for row in report["codec"]:
         print(
-            f"codec  {row['suite']:28s} py{row['python']} crypto {row['cryptography']:7s}"
+            f"codec  {row['suite']:28s} py{row['python']} {row.get('cipher_backend', '?')}"
             f" seal {row['seal_pps']:>7} pps  open {row['open_pps']:>7} pps"
             f"  seal+open {row['seal_plus_open_mbit_s']:7.1f} Mbit/s"
         )
