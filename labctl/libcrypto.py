@@ -177,22 +177,47 @@ class CbcContext:
             self._ctx = None
 
 
-def cbc_context(name: str, key: bytes, iv: bytes, *, encrypt: bool) -> Any:
-    """A never-finalized CBC context (``update`` only): a :class:`CbcContext`, or where
-    libcrypto is not loaded, cryptography's (imported only then)."""
+class FallbackCbcContext:
+    """:class:`CbcContext`'s interface on cryptography's contexts, for where libcrypto is
+    not loaded (cryptography is imported only then). ``update_with_iv`` makes a new
+    context: slower, but the fallback is not the nodes' path."""
+
+    __slots__ = ("_context", "_encrypt", "_make")
+
+    def __init__(self, name: str, key: bytes, iv: bytes, *, encrypt: bool) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        if name == "3des-cbc":
+            from .cryptocompat import TripleDES
+
+            algorithm: Any = TripleDES(key)
+        else:
+            algorithm = algorithms.AES(key)
+        self._make = lambda chain: Cipher(algorithm, modes.CBC(chain))
+        self._encrypt = encrypt
+        self._context = self._start(iv)
+
+    def _start(self, iv: bytes) -> Any:
+        cbc = self._make(iv)
+        return cbc.encryptor() if self._encrypt else cbc.decryptor()
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._context.update(data)
+
+    def update_with_iv(self, iv: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        self._context = self._start(iv)
+        return self._context.update(data)
+
+
+def cbc_context(
+    name: str, key: bytes, iv: bytes, *, encrypt: bool
+) -> CbcContext | FallbackCbcContext:
+    """A never-finalized CBC context: libcrypto's, or cryptography's where libcrypto is not
+    loaded. Both have ``update`` and ``update_with_iv``."""
     lib = load()
     if lib is not None:
         return CbcContext(lib, name, key, iv, encrypt=encrypt)
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    if name == "3des-cbc":
-        from .cryptocompat import TripleDES
-
-        algorithm: Any = TripleDES(key)
-    else:
-        algorithm = algorithms.AES(key)
-    cbc = Cipher(algorithm, modes.CBC(iv))
-    return cbc.encryptor() if encrypt else cbc.decryptor()
+    return FallbackCbcContext(name, key, iv, encrypt=encrypt)
 
 
 class ModularExponent:

@@ -197,42 +197,31 @@ def cbc_decrypt(cipher: CipherSpec, key: bytes, iv: bytes, ciphertext: bytes) ->
 
 
 class CbcCipher:
-    """One phase-1 key's CBC with two long-lived EVP contexts (a new context per message
-    cost ~8 us of ~2 us work with cryptography; IKE makes ~20 per session): each message
-    restarts the chain at its IV and keeps the key schedule. Where libcrypto is not loaded,
-    a fresh cryptography context per message. Same output as :func:`cbc_encrypt` /
-    :func:`cbc_decrypt` (tests/unit/ike/test_ike_crypto.py)."""
+    """One phase-1 key's CBC with two long-lived contexts (a new context per message cost
+    ~8 us of ~2 us work with cryptography; IKE makes ~20 per session): each message
+    restarts the chain at its IV and keeps the key schedule. Same output as
+    :func:`cbc_encrypt` / :func:`cbc_decrypt` (tests/unit/ike/test_ike_crypto.py)."""
 
-    __slots__ = ("_cipher", "_dec", "_enc", "_key", "block_size")
+    __slots__ = ("_cipher", "_dec", "_enc", "block_size")
 
     def __init__(self, cipher: CipherSpec, key: bytes) -> None:
         _check_key(cipher, key)
         self.block_size = cipher.block_size
         self._cipher = cipher
-        self._enc: libcrypto.CbcContext | None = None
-        self._dec: libcrypto.CbcContext | None = None
-        self._key: bytes | None = key  # only the fallback keeps it
-        lib = libcrypto.load()
-        if lib is not None:
-            zero = bytes(cipher.block_size)
-            self._enc = libcrypto.CbcContext(lib, cipher.name, key, zero, encrypt=True)
-            self._dec = libcrypto.CbcContext(lib, cipher.name, key, zero, encrypt=False)
-            self._key = None
+        zero = bytes(cipher.block_size)
+        self._enc = libcrypto.cbc_context(cipher.name, key, zero, encrypt=True)
+        self._dec = libcrypto.cbc_context(cipher.name, key, zero, encrypt=False)
 
     def encrypt(self, iv: bytes, plaintext: bytes) -> bytes:
         bs = self.block_size
         if len(plaintext) % bs or len(iv) != bs:
             raise IkeProtocolError("CBC plaintext is not a multiple of the block size")
-        if self._enc is None:
-            return cbc_encrypt(self._cipher, self._key or b"", iv, plaintext)
         return self._enc.update_with_iv(iv, plaintext)
 
     def decrypt(self, iv: bytes, ciphertext: bytes) -> bytes:
         bs = self.block_size
         if not ciphertext or len(ciphertext) % bs or len(iv) != bs:
             raise _misaligned(ciphertext, bs)
-        if self._dec is None:
-            return cbc_decrypt(self._cipher, self._key or b"", iv, ciphertext)
         return self._dec.update_with_iv(iv, ciphertext)
 
     def __repr__(self) -> str:

@@ -4,14 +4,13 @@ and a fresh interpreter that imports the client agent without those modules."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 import pytest
 
 from labctl.agent.daemon import parse_arguments
 from labctl.agent.lazylog import LazyLogger
 from labctl.agent.settings import CONFIG_PATH
+from tests.unit.fresh_interpreter import modules_after_import
 
 
 @pytest.mark.parametrize(
@@ -50,11 +49,6 @@ def test_lazy_logger_speaks_through_logging(caplog) -> None:
 
 
 def test_a_client_agent_starts_without_argparse_logging_or_random() -> None:
-    code = (
-        "import sys, labctl.agent.daemon, labctl.agent.client;"
-        "print(sorted(m for m in ('argparse', 'logging', 'random', 'secrets') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "[]"
+    loaded = modules_after_import("labctl.agent.daemon", "labctl.agent.client")
+    assert "labctl.agent.client" in loaded
+    assert not loaded & {"argparse", "logging", "random", "secrets"}
