@@ -38,7 +38,7 @@ from . import naming
 from .childsa import encap_of, esp_pair
 from .control import ControlError
 from .credentials import Credentials, load_credentials
-from .dataplane import Dataplane, Encap
+from .dataplane import Dataplane, Encap, VolumeReached
 from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
 from .eventlog import EventLog
@@ -51,7 +51,7 @@ from .records import ClientStatus
 from .settings import ClientSettings, natt_versions_of, phase1_proposal, phase2_proposal
 from .tcp_transport import TCP_TUNNEL_MTU, StreamConnection, TcpConnector
 from .tun import TunDevice, run_ip_batch
-from .volume import report_volumes
+from .volume import report_volumes, volume_reached, watch_child
 
 NATT_MODES = {  # the settings' transparent-tunneling mode -> the engine's
     "nat-t": NattMode.NATT,
@@ -427,6 +427,8 @@ class ClientAgent:
                 stream=self.stream if encap is Encap.TCP else None,
             )
         self.tunnels[e.inbound_spi] = name
+        if self.driver.engine is not None:
+            watch_child(self.driver.engine, self.dataplane, e.inbound_spi)
         if self.keylog:
             self.keylog.child(
                 e,
@@ -500,7 +502,10 @@ class ClientAgent:
         self.report.retransmitted(e)
 
     def _on_dataplane_event(self, event) -> None:
-        if isinstance(event, DataplaneEndpointChanged):
+        if isinstance(event, VolumeReached):
+            if self.driver.engine is not None:
+                volume_reached(self.driver.engine, self.driver.apply, event, self.loop.time())
+        elif isinstance(event, DataplaneEndpointChanged):
             self.log.info(
                 "IPSEC/17", f"tunnel {event.tunnel}: peer endpoint {event.old} -> {event.new}"
             )

@@ -46,7 +46,7 @@ from .admin import AdminSessions
 from .childsa import encap_of, esp_pair
 from .control import ControlError
 from .credentials import Credentials, load_credentials
-from .dataplane import Dataplane, Encap
+from .dataplane import Dataplane, Encap, VolumeReached
 from .dataplane import PeerEndpointChanged as DataplaneEndpointChanged
 from .esp_sockets import open_raw_esp, open_udp
 from .eventlog import EventLog
@@ -65,7 +65,7 @@ from .settings import (
 from .tcp_transport import StreamConnection, TcpServer
 from .tun import TunDevice
 from .tunnel import Tunnel
-from .volume import report_volumes
+from .volume import report_volumes, volume_reached, watch_child
 
 # vpn.rekey-late-clients: 95 % of the lifetime, as a strongSwan gateway with
 # initiate-rekeys off (after ours at 90 % and strongSwan clients at 80-90 %)
@@ -514,6 +514,7 @@ class ConcentratorAgent:
                 retire_old=e.rekey_of is not None,
             )
         session.child_tunnel[e.inbound_spi] = name
+        watch_child(self.engine, self.dataplane, e.inbound_spi)
         session.encapsulation = e.encapsulation
         session.children[e.inbound_spi] = e
         session.child_times[e.inbound_spi] = time.time()
@@ -625,7 +626,9 @@ class ConcentratorAgent:
         self.report.retransmitted(e)
 
     def _on_dataplane_event(self, event) -> None:
-        if isinstance(event, DataplaneEndpointChanged):
+        if isinstance(event, VolumeReached):
+            volume_reached(self.engine, self.driver.apply, event, self.loop.time())
+        elif isinstance(event, DataplaneEndpointChanged):
             self.log.info(
                 "IPSEC/17",
                 f"tunnel {event.tunnel}: peer endpoint "

@@ -51,6 +51,7 @@ from labctl.agent.tunnel import (
     PeerEndpointChanged,
     Tunnel,
     UnknownSpi,
+    VolumeReached,
 )
 from labctl.agent.udp_offload import (
     GRO_ANCILLARY,
@@ -85,6 +86,7 @@ __all__ = [  # the tunnel/event types are re-exported: agents import everything 
     "PeerEndpointChanged",
     "Tunnel",
     "UnknownSpi",
+    "VolumeReached",
 ]
 
 log = LazyLogger(__name__)
@@ -192,6 +194,8 @@ class Dataplane:
         self._by_peer: dict[Endpoint, Tunnel] = {}
         self._retire_timers: dict[int, Timer] = {}
         self._unknown_spi_seen: dict[int, float] = {}
+        # kilobyte lifetimes: inbound SPI -> (outbound SPI, bytes), see watch_volume
+        self._volume_watches: dict[int, tuple[int, int]] = {}
         self.drops: dict[str, int] = {}  # before a tunnel is known (no route, unknown SPI...)
         self.keepalives_rx = 0
         self.ike_rx = 0
@@ -382,6 +386,23 @@ class Dataplane:
         out = tunnel.outbound
         return max(sa_in.bytes, out.bytes if out is not None and out.spi == outbound_spi else 0)
 
+    def watch_volume(self, inbound_spi: int, outbound_spi: int, threshold: int) -> None:
+        """Emit one ``VolumeReached`` once the pair has carried ``threshold`` bytes (as
+        ``carried`` counts them). Checked after every batch, so a kilobyte lifetime is acted
+        on at the batch that crosses it, not up to a polling period later. A new watch on
+        the same inbound SPI replaces the old one."""
+        self._volume_watches[inbound_spi] = (outbound_spi, threshold)
+
+    def _check_volumes(self) -> None:
+        for spi, (outbound_spi, threshold) in list(self._volume_watches.items()):
+            entry = self._inbound.get(spi)
+            carried = self.carried(spi, outbound_spi)
+            if entry is None or carried is None:  # gone without _drop_inbound (defensive)
+                del self._volume_watches[spi]
+            elif carried >= threshold:
+                del self._volume_watches[spi]
+                self._emit(VolumeReached(entry[1].name, spi, carried))
+
     def remove_inbound_sa(self, spi: int) -> None:
         """Forget an inbound SA now (e.g. the peer sent a Delete)."""
         self._drop_inbound(spi)
@@ -397,6 +418,7 @@ class Dataplane:
     def _drop_inbound(self, spi: int) -> None:
         entry = self._inbound.get(spi)
         self._inbound.remove(spi)
+        self._volume_watches.pop(spi, None)
         timer = self._retire_timers.pop(spi, None)
         if timer is not None:
             timer.cancel()
@@ -491,6 +513,8 @@ class Dataplane:
         finally:
             if run.packets:
                 self._flush_run(now)
+            if self._volume_watches:
+                self._check_volumes()
 
     def _send_now(self, tunnel: Tunnel, esp: bytearray, n: int, now: float) -> None:
         """One sealed packet, sent at once: on its TCP connection or as one datagram."""
@@ -603,6 +627,8 @@ class Dataplane:
             off += n
         if batch:
             self._on_datagram_run(view, batch, demux, raw, self._loop.time())
+            if self._volume_watches:
+                self._check_volumes()
 
     def _on_datagram(
         self, data: memoryview, source: Endpoint, demux: Any, raw: bool, now: float
@@ -721,6 +747,8 @@ class Dataplane:
         if kind is Kind.ESP:
             self.non_ike_rx += 1
         self._on_datagram(memoryview(data), source, _non_ike_demux, False, self._loop.time())
+        if self._volume_watches:
+            self._check_volumes()
         return True
 
     def receive_stream_esp(self, esp: bytes, stream: PacketStream) -> None:
@@ -736,6 +764,8 @@ class Dataplane:
             tunnel.counters.drop("wrong_stream")
             return
         self._deliver(sa, tunnel, esp, now)
+        if self._volume_watches:
+            self._check_volumes()
 
     def _deliver(self, sa: EspSa, tunnel: Tunnel, esp: Any, now: float) -> bool:
         """Open ``esp`` with ``sa`` and write the inner packet to the TUN. True when the

@@ -57,7 +57,19 @@ class UnknownSpi:
     source: Endpoint
 
 
-DataplaneEvent = PeerEndpointChanged | OutboundSaExhausted | InboundSaRetired | UnknownSpi
+@dataclass(frozen=True)
+class VolumeReached:
+    """An SA pair's busier direction has carried at least the bytes ``watch_volume`` asked
+    about (kilobyte lifetimes): seen at the end of the batch that crossed it."""
+
+    tunnel: str
+    spi: int  # the pair's inbound SPI
+    carried: int
+
+
+DataplaneEvent = (
+    PeerEndpointChanged | OutboundSaExhausted | InboundSaRetired | UnknownSpi | VolumeReached
+)
 
 
 # ---------------------------------------------------------------------- tunnels

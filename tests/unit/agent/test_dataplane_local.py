@@ -22,6 +22,7 @@ from labctl.agent.dataplane import (
     PeerEndpointChanged,
     ReceiveBuffers,
     UnknownSpi,
+    VolumeReached,
 )
 from labctl.agent.esp_sockets import open_udp
 from labctl.agent.loop import EventLoop
@@ -320,6 +321,37 @@ def test_rekey_without_loss(loop: EventLoop, make_node) -> None:
     assert collect(loop, a.tun, 1) == [icmp_echo(LAN_HOST, CLIENT_IP, 5)]
     counters = b.dp.tunnel("client1").counters
     assert (counters.rx_packets, counters.tx_packets) == (3, 1)
+
+
+def test_a_volume_watch_reports_the_batch_that_crosses_it_once(loop: EventLoop, make_node) -> None:
+    """Kilobyte lifetimes: the sending end's watch fires on what it sealed (TUN side), the
+    receiving end's on what it opened (socket side), each once, right after that batch."""
+    a, b = connect_pair(make_node)
+    ping = icmp_echo(CLIENT_IP, LAN_HOST, 1)
+    size = len(ping)
+    a.dp.watch_volume(0xB0000001, 0xA0000001, 3 * size)  # a's pair: in B..., out A...
+    b.dp.watch_volume(0xA0000001, 0xB0000001, 3 * size)
+    b.dp.watch_volume(0x0BAD0001, 0x0BAD0002, 1)  # no such SA: dropped, never reported
+    for seq in (1, 2):
+        a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, seq))
+        collect(loop, b.tun, 1)
+    assert not [e for e in a.events + b.events if isinstance(e, VolumeReached)]
+    a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 3))
+    collect(loop, b.tun, 1)
+    assert [e for e in a.events if isinstance(e, VolumeReached)] == [
+        VolumeReached("to-b", 0xB0000001, 3 * size)
+    ]
+    assert [e for e in b.events if isinstance(e, VolumeReached)] == [
+        VolumeReached("client1", 0xA0000001, 3 * size)
+    ]
+    for seq in (4, 5):  # once: the watch is gone until the agent arms it again
+        a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, seq))
+    collect(loop, b.tun, 2)
+    assert len([e for e in a.events + b.events if isinstance(e, VolumeReached)]) == 2
+    # a watch ends with its inbound SA
+    b.dp.watch_volume(0xA0000001, 0xB0000001, 10 * size)
+    b.dp.remove_inbound_sa(0xA0000001)
+    assert b.dp._volume_watches == {}
 
 
 def test_ike_demux_and_send_on_4500(loop: EventLoop, make_node) -> None:

@@ -163,7 +163,7 @@ def test_logout_of_a_lan_to_lan_connection_deletes_it_at_the_peer(dataplane) -> 
     assert sorted(e.outbound_spi for e in deleted) == sorted(c.inbound_spi for c in children)
 
 
-def site(dataplane: Dataplane, monkeypatch: pytest.MonkeyPatch) -> SiteAgent:
+def site(lab, dataplane: Dataplane, monkeypatch: pytest.MonkeyPatch) -> SiteAgent:
     monkeypatch.setattr(site_module, "run_ip_batch", lambda commands: None)
     agent = SiteAgent.__new__(SiteAgent)
     agent.settings = SimpleNamespace(nat_keepalive=20, lan_address=None)
@@ -177,6 +177,7 @@ def site(dataplane: Dataplane, monkeypatch: pytest.MonkeyPatch) -> SiteAgent:
     agent.failures = 0
     agent.state_watchers = []
     agent.dataplane = dataplane
+    agent.driver = SimpleNamespace(engine=lab.clients["branch"].engine)
     return agent
 
 
@@ -184,7 +185,7 @@ def test_the_site_never_reuses_a_tunnel_name(dataplane, monkeypatch) -> None:
     """vpn{len(tunnels)} named the third tunnel after a delete like the second one: the
     data plane refused it ('already exists') and the pair stayed without a tunnel."""
     lab, _ = two_pair_lab()
-    agent = site(dataplane, monkeypatch)
+    agent = site(lab, dataplane, monkeypatch)
     children = lab.events_of("branch", ChildSaEstablished)
     for child in children:
         agent._on_event(child)

@@ -115,17 +115,54 @@ def test_the_agent_reports_a_childs_volume_only_near_its_limit() -> None:
     child = _client_child(lab, ini)
     assert report_threshold(ini, child) == 1000 * 1024 * 9 // 10  # 10 % margin: rekeys at 90 %
 
-    class Plane:
-        carried_bytes = 0
-
-        def carried(self, inbound_spi: int, outbound_spi: int) -> int:
-            return self.carried_bytes
-
     plane, applied = Plane(), []
     for carried, calls in ((0, 0), (100 * 1024, 0), (899 * 1024, 0), (901 * 1024, 1)):
         plane.carried_bytes = carried
         report_volumes(ini, plane, applied.append, lab.now)  # type: ignore[arg-type]
         assert len(applied) == calls, carried
+    # below the threshold the pass armed the data plane's watch instead of calling the engine
+    assert plane.watches == {child.inbound_spi: (child.outbound_spi, 1000 * 1024 * 9 // 10)}
     lab.collect("c1", applied[0])
     lab.run(10)
     assert ini.stats["child_volume_rekeys"] == 1
+
+
+class Plane:
+    """The data plane as the volume reports see it: byte counters and watches."""
+
+    def __init__(self) -> None:
+        self.carried_bytes = 0
+        self.watches: dict[int, tuple[int, int]] = {}
+
+    def carried(self, inbound_spi: int, outbound_spi: int) -> int:
+        return self.carried_bytes
+
+    def watch_volume(self, inbound_spi: int, outbound_spi: int, threshold: int) -> None:
+        self.watches[inbound_spi] = (outbound_spi, threshold)
+
+
+def test_a_new_child_is_watched_and_its_crossing_rekeys_at_once() -> None:
+    """The data plane reports the batch that crosses the threshold (VolumeReached): the
+    rekeying end starts its quick mode then, not at its next once-a-second pass."""
+    from labctl.agent.tunnel import VolumeReached
+    from labctl.agent.volume import volume_reached, watch_child
+
+    lab = make_lab(ipsec_lifetime_kb=100, dpd_idle=None)
+    ini = add_client(lab, phase2=(Phase2Proposal(lifetime_kb=100),), dpd_idle=None)
+    connect(lab)
+    child = _client_child(lab, ini)
+    (server_child,) = [c for sa in lab.responder.sas.values() for c in sa.children.values()]
+    client_plane, server_plane = Plane(), Plane()
+    watch_child(ini, client_plane, child.inbound_spi)  # type: ignore[arg-type]
+    watch_child(lab.responder, server_plane, server_child.inbound_spi)  # type: ignore[arg-type]
+    watch_child(ini, client_plane, 0x12345678)  # type: ignore[arg-type]  # unknown: ignored
+    # the client rekeys (90 %), the gateway, which does not, deletes at the limit (100 %)
+    assert client_plane.watches == {child.inbound_spi: (child.outbound_spi, 92160)}
+    assert server_plane.watches == {server_child.inbound_spi: (server_child.outbound_spi, 102400)}
+    applied: list = []
+    volume_reached(ini, applied.append, VolumeReached("vpn1", child.inbound_spi, 92200), lab.now)
+    lab.collect("c1", applied[0])
+    lab.run(1)
+    assert ini.stats["child_volume_rekeys"] == 1
+    first, second = lab.events_of("c1", ChildSaEstablished)
+    assert second.rekey_of == first.inbound_spi
