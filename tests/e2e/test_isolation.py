@@ -301,9 +301,18 @@ def test_management_links_live_in_the_lab_fabric_only(iso_lab: IsolationLab) -> 
     name = iso_lab.lab.name
     client = docker.from_env()
     assert client.networks.list(filters={"label": f"labctl.lab={name}"}) == []
-    for container in iso_lab.containers.values():
+    for node, container in iso_lab.containers.items():
         container.reload()
         assert container.attrs["HostConfig"]["NetworkMode"] == "none", container.name
+        # Docker's networking is off altogether (no sandbox of its own, none of its
+        # re-execs per start): IPv6 is off by the node's sysctls and labctl-init wrote
+        # /etc/hosts, on every interface labctl made too
+        assert container.attrs["Config"]["NetworkDisabled"] is True, container.name
+        assert not container.attrs["NetworkSettings"]["SandboxKey"], container.name
+        ipv6 = json.loads(_exec(container, "ip", "-j", "-6", "addr", "show"))
+        assert [a for link in ipv6 for a in link.get("addr_info", [])] == [], (node, ipv6)
+        hosts = _exec(container, "cat", "/etc/hosts").split("\n")
+        assert "127.0.0.1\tlocalhost" in hosts and f"127.0.1.1\t{node}" in hosts, hosts
     fabric = in_fabric(name, "ip", "-j", "-d", "link", "show")
     by_index = {link["ifindex"]: link for link in fabric}
     assert [link["ifname"] for link in fabric if link["ifname"] == "mgmt"] == ["mgmt"]

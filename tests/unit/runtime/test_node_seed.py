@@ -106,6 +106,9 @@ def test_a_node_of_our_image_gets_its_files_as_a_root_only_seed_mount(
     runtime.create_node(spec("r2", "labctl/node:1", tmp_path / "seed"))
     api = runtime.client.api
     assert info.node == "r1" and api.archives == []  # no put_archive
+    # Docker's networking off altogether: labctl wires the node (no sandbox, no re-execs)
+    assert api.created[0]["network_disabled"] is True
+    assert api.created[0]["host_config"]["network_mode"] == "none"
     assert api.image_inspects == 1  # once per image
     (mount,) = api.created[0]["host_config"]["mounts"]
     seed = tmp_path / "seed" / "r1.tar"
