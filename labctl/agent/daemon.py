@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from . import dataclass_cache
 from .control import ControlError, ControlServer, Deferred
 from .eventlog import EventLog
 from .fleet_settings import FleetSettings
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, OSError) as exc:
         print(f"vpn agent: cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
+    dataclass_cache.release()  # its role's classes are defined: the table's memory back
     if ready is not None:
         ready()  # its control socket listens: the parent says "started"
     daemon.run()
