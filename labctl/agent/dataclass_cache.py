@@ -62,8 +62,8 @@ def use(path: str = CACHE_FILE) -> bool:
     if not _supported():
         return False
     try:
-        with open(path, "rb") as handle:
-            version, table = marshal.load(handle)
+        with open(path, "rb") as handle:  # marshal.load reads a file piece by piece: 5x slower
+            version, table = marshal.loads(handle.read())
     except (OSError, EOFError, ValueError, TypeError):
         return False
     if version != sys.version or not isinstance(table, dict):

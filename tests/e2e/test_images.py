@@ -6,6 +6,7 @@ Every container and network made here is removed by a finalizer.
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import os
@@ -282,6 +283,9 @@ def test_vpn_image_carries_the_node_side_sources(
         "PYTHONPATH=/opt/labctl python3 -c "
         "'from labctl.esp.gcrypt_cbc import decryptor_3des as d; "
         'print("gcrypt", d(bytes(range(24))))\'; '
+        "PYTHONPATH=/opt/labctl python3 -c "
+        "'import labctl.agent.daemon, labctl.agent.client; "
+        'from labctl.agent import dataclass_cache as c; print("dataclass", c.counts)\'; '
         "grep -c 'python3 -m labctl.agent.cli' /usr/local/bin/vpn"
     )
     out = client.containers.run(
@@ -294,7 +298,12 @@ def test_vpn_image_carries_the_node_side_sources(
     ).decode()
     lines = out.splitlines()
     files = [line for line in lines if line.startswith("/opt/labctl/")]
-    assert [f for f in files if "__pycache__" not in f] == expected
+    cache = "/opt/labctl/labctl/agent/dataclass-methods.marshal"
+    assert [f for f in files if "__pycache__" not in f and f != cache] == expected
+    # ... and the dataclass methods the build compiled: an agent compiles none of its own
+    assert cache in files
+    (counts,) = [line.split(" ", 1)[1] for line in lines if line.startswith("dataclass ")]
+    assert ast.literal_eval(counts)["compiled"] == 0 and ast.literal_eval(counts)["cached"] > 300
     assert "/opt/labctl/labctl/__init__.py" in expected
     # Byte-compiled at build (agents start faster): one .pyc per module, nothing else.
     compiled = {f for f in files if "__pycache__" in f}
