@@ -268,22 +268,30 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
         # before its sshd starts (a mount its init unpacks and empties, or put_archive for
         # another init): the first push then only reloads (one SSH command per node
         # instead of an SFTP session and five commands).
-        specs = [
-            _node_spec(
-                lab,
-                name,
-                images,
-                client_key,
-                host_keys[name],
-                mgmt.nodes[name],
-                state.directory / "seed",
-                # the lab CA and node certificates come from the state folder, not render
-                with_certificates(lab, name, state.directory, render_node(lab, name)),
-            )
-            for name in lab.nodes
-        ]
+        topology_hash = structure_hash(lab)  # once: it serializes the whole lab
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for info in pool.map(runtime.create_node, specs):
+            # each spec submitted as soon as it is rendered: the first containers are
+            # being created while the later nodes' files are still rendered
+            futures = [
+                pool.submit(
+                    runtime.create_node,
+                    _node_spec(
+                        lab,
+                        topology_hash,
+                        name,
+                        images,
+                        client_key,
+                        host_keys[name],
+                        mgmt.nodes[name],
+                        state.directory / "seed",
+                        # the lab CA and node certificates come from the state folder
+                        with_certificates(lab, name, state.directory, render_node(lab, name)),
+                    ),
+                )
+                for name in lab.nodes
+            ]
+            for future in futures:
+                info = future.result()
                 infos[info.node] = info
 
     with progress.stage(f"links ({len(lab.segments)} segments)"):
@@ -314,7 +322,7 @@ def _build(lab: Lab, runtime: Runtime, progress: Progress, mgmt: MgmtPlan) -> La
         {
             "name": lab.name,
             "topology": str(lab.source.resolve()) if lab.source else None,
-            "structure_hash": structure_hash(lab),
+            "structure_hash": topology_hash,
             "mgmt_subnet": str(mgmt.subnet),
             "mgmt_netns": fabric_netns(lab.name),
             "nodes": {n: {"mgmt_ipv4": str(i.mgmt_ipv4), "kind": i.kind} for n, i in infos.items()},
@@ -369,6 +377,7 @@ def _empty_seeds(folder: Path) -> None:
 
 def _node_spec(
     lab: Lab,
+    topology_hash: str,
     name: str,
     images: dict[str, str],
     client_key: KeyPair,
@@ -388,7 +397,7 @@ def _node_spec(
     labels = {
         **node.labels,
         LABEL_TOPOLOGY: str(lab.source.resolve()) if lab.source else "",
-        LABEL_TOPOLOGY_HASH: structure_hash(lab),
+        LABEL_TOPOLOGY_HASH: topology_hash,
     }
     return NodeSpec(
         lab=lab.name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from pyroute2 import NetNS
+from pyroute2 import IPRoute
 
 from ..errors import LabctlError
 from ..naming import bridge_name, fabric_netns, fabric_port_name
@@ -67,7 +67,7 @@ def create_fabric(lab: Lab) -> str:
     return name
 
 
-def ensure_bridge(fabric: NetNS, name: str, alias: str) -> int:
+def ensure_bridge(fabric: IPRoute, name: str, alias: str) -> int:
     """A plain bridge (no STP, no forward delay, no snooping), up; return its index."""
     if not fabric.link_lookup(ifname=name):
         fabric.link(

@@ -24,7 +24,7 @@ import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
-from pyroute2 import NetNS
+from pyroute2 import IPRoute
 
 from ..errors import LabctlError
 from ..kinds.registry import spec_of
@@ -217,7 +217,7 @@ def attach_nodes(lab_name: str, ports: list[MgmtPort]) -> None:
             fabric.link("set", index=index, state="up")
 
 
-def configure_mgmt_interface(node_ns: NetNS, address: IPv4Interface) -> None:
+def configure_mgmt_interface(node_ns: IPRoute, address: IPv4Interface) -> None:
     """Inside the node: its eth0 up with its management address (and only the connected
     route that comes with it: no gateway, no default)."""
     index = node_ns.link_lookup(ifname=MGMT_INTERFACE)[0]

@@ -89,10 +89,10 @@ def restored(file_lab: FileLab) -> Iterator[FileLab]:
     file_lab.up()  # re-pushes whatever a test changed
 
 
-def up_in_background(name: str) -> subprocess.Popen:
+def up_in_background(name: str, topology: Path = SEED) -> subprocess.Popen:
     """`labctl up` of the seed lab as another process (its stderr kept for a failure)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
+        [sys.executable, "-m", "labctl", "up", str(topology), "--name", name],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -201,11 +201,19 @@ def test_test_keep_runs_changed_checks_on_the_running_lab(
     assert lab.cli("status", lab.name, "--json").stdout == containers
 
 
-def test_a_second_up_of_a_lab_being_built_is_refused() -> None:
+def test_a_second_up_of_a_lab_being_built_is_refused(tmp_path: Path) -> None:
     from labctl.lifecycle.lock import lock_holder
 
     name = unique_lab_name("busy")
-    first = up_in_background(name)
+    # The seed lab comes up in a few seconds, about the time the second `up` takes to
+    # start: its server's command at the end keeps the first `up` (and its lock) for 8 s
+    # more, so the second always meets a lab being built.
+    seed = SEED.read_text()
+    server = "      routes: [default via 192.168.2.251]\n"
+    assert seed.count(server) == 1
+    slow = tmp_path / SEED.name
+    slow.write_text(seed.replace(server, server + '      exec: ["sleep 8"]\n'))
+    first = up_in_background(name, slow)
     try:
         deadline = time.monotonic() + 60
         while lock_holder(name) is None and time.monotonic() < deadline:
@@ -213,7 +221,7 @@ def test_a_second_up_of_a_lab_being_built_is_refused() -> None:
         assert lock_holder(name) is not None, "the first up never took the lab's lock"
         env = {**os.environ, "LABCTL_LOCK_WAIT": "0.5"}
         second = subprocess.run(
-            [sys.executable, "-m", "labctl", "up", str(SEED), "--name", name],
+            [sys.executable, "-m", "labctl", "up", str(slow), "--name", name],
             cwd=ROOT,
             capture_output=True,
             text=True,
