@@ -59,14 +59,19 @@ def request(engine: EngineBase) -> list:
 
 def note_requests(sa: IkeSa, msg: Message) -> None:
     """The CAs the peer asked for (an empty CR: any); kept for status, never refused."""
-    from .. import pki
-
     for cr in msg.find(CertRequestPayload):
         if cr.encoding != CERT_X509_SIGNATURE:
             sa.peer_cert_requests.append(f"encoding {cr.encoding}")
             continue
+        if not cr.data:
+            sa.peer_cert_requests.append("any CA")
+            continue
+        # only for a named CA: a PSK exchange without CRs never loads the certificate
+        # library (cryptography: ~25 ms of a node agent's CPU, once per client)
+        from .. import pki
+
         try:
-            sa.peer_cert_requests.append(pki.parse_dn(cr.data) if cr.data else "any CA")
+            sa.peer_cert_requests.append(pki.parse_dn(cr.data))
         except (ValueError, IndexError):
             sa.peer_cert_requests.append(cr.data.hex())
 
@@ -122,10 +127,10 @@ def check(engine: EngineBase, sa: IkeSa, msg: Message, ident: IdPayload, digest:
 
 def describe(ident: IdPayload) -> str:
     """A DN identity as text ("DER_ASN1_DN:CN=client1,OU=ciscovpn,O=labctl")."""
-    from .. import pki
-
     if ident.id_type != IdType.DER_ASN1_DN:
         return ident.describe()
+    from .. import pki  # only for a DN: a PSK peer's ID never loads cryptography
+
     try:
         return f"DER_ASN1_DN:{pki.parse_dn(ident.data)}"
     except (ValueError, IndexError):
