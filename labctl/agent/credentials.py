@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .pki_files import CA_FILE, CERT_FILE, KEY_FILE, PKI_DIR
 from .settings import SettingsError
 
 if TYPE_CHECKING:
@@ -16,10 +17,7 @@ if TYPE_CHECKING:
 
     from ..ike.pki import Issued
 
-PKI_DIR = "/etc/labctl/pki"
-CA_FILE = "ca.pem"
-CERT_FILE = "node.pem"
-KEY_FILE = "node.key"
+__all__ = ["CA_FILE", "CERT_FILE", "KEY_FILE", "PKI_DIR", "Credentials", "load_credentials"]
 
 
 @dataclass(frozen=True)

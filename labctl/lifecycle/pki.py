@@ -23,7 +23,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from ..agent.credentials import CA_FILE, CERT_FILE, KEY_FILE, PKI_DIR
+from ..agent.pki_files import CA_FILE, CERT_FILE, KEY_FILE, PKI_DIR
 from ..kinds.concentrator.model import ConcentratorNode
 from ..kinds.spec import NodeConfig, RenderedFile
 from ..kinds.vpn_client.model import VpnClientNode
