@@ -1,9 +1,10 @@
 """Compiled dataclass methods, made once when the vpn image is built.
 
 ``@dataclass`` writes the source of each class's ``__init__``, ``__repr__``, ``__eq__``...
-and compiles it when the class is defined. For an agent that is most of its start: about
-100 classes and 550 functions, measured at 64 ms of compiling in a ~150 ms import on a
-node, and a lab of 200 clients starts 200 agents. The vpn image's build runs this module
+and compiles it when the class is defined: for an agent about 100 classes and 550
+functions, and a lab of 200 clients starts 200 agents. With the table an agent's import
+took ~80 vs ~115 ms of CPU on a node (process_time, three runs each). The vpn image's
+build runs this module
 (``python3 -m labctl.agent.dataclass_cache FILE``): it imports every agent role and keeps
 the code each of those sources compiled to. An agent loads that file at its start
 (``use``, from ``labctl.agent``'s ``__init__``) and dataclasses take a function's code from
