@@ -95,6 +95,9 @@ DEFAULT_KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §4 suggests 20 s
 DEFAULT_REKEY_GRACE = 30.0  # old inbound SA stays valid this long after a rekey
 UNKNOWN_SPI_EVENT_INTERVAL = 10.0  # at most one UnknownSpi event per SPI per interval
 HOUSEKEEPING_INTERVAL = 1.0
+# Kilobyte lifetimes: one pass over the watched SA pairs per 20 ms at most, however many
+# batches arrive (a pass costs per watched pair: a gateway may watch hundreds).
+VOLUME_CHECK_INTERVAL = 0.02
 RECV_BUFFER = 65536
 
 
@@ -109,6 +112,13 @@ _FRAMING: dict[
 }
 _non_ike_demux = NonIkeFraming.demux
 _ZERO_SPI = b"\x00\x00\x00\x00"  # the non-ESP marker: no ESP packet starts with it
+
+
+def _busier(entry: tuple[EspSa, Tunnel], outbound_spi: int) -> int:
+    """Inner bytes the busier direction of an installed SA pair has protected."""
+    sa_in, tunnel = entry
+    out = tunnel.outbound
+    return max(sa_in.bytes, out.bytes if out is not None and out.spi == outbound_spi else 0)
 
 
 class ReceiveBuffers:
@@ -196,6 +206,7 @@ class Dataplane:
         self._unknown_spi_seen: dict[int, float] = {}
         # kilobyte lifetimes: inbound SPI -> (outbound SPI, bytes), see watch_volume
         self._volume_watches: dict[int, tuple[int, int]] = {}
+        self._volume_check_due = 0.0
         self.drops: dict[str, int] = {}  # before a tunnel is known (no route, unknown SPI...)
         self.keepalives_rx = 0
         self.ike_rx = 0
@@ -380,26 +391,28 @@ class Dataplane:
         """Inner bytes the busier direction of an SA pair has protected (kilobyte
         lifetimes); None when its inbound SA is not installed."""
         entry = self._inbound.get(inbound_spi)
-        if entry is None:
-            return None
-        sa_in, tunnel = entry
-        out = tunnel.outbound
-        return max(sa_in.bytes, out.bytes if out is not None and out.spi == outbound_spi else 0)
+        return None if entry is None else _busier(entry, outbound_spi)
 
     def watch_volume(self, inbound_spi: int, outbound_spi: int, threshold: int) -> None:
         """Emit one ``VolumeReached`` once the pair has carried ``threshold`` bytes (as
-        ``carried`` counts them). Checked after every batch, so a kilobyte lifetime is acted
-        on at the batch that crosses it, not up to a polling period later. A new watch on
-        the same inbound SPI replaces the old one."""
+        ``carried`` counts them). Checked after the batches (at most every
+        VOLUME_CHECK_INTERVAL) and at housekeeping, so a kilobyte lifetime is acted on
+        within ~20 ms of the crossing under traffic, not up to a polling period later. A new
+        watch on the same inbound SPI replaces the old one."""
         self._volume_watches[inbound_spi] = (outbound_spi, threshold)
 
     def _check_volumes(self) -> None:
+        now = self._loop.time()
+        if now < self._volume_check_due:
+            return
+        self._volume_check_due = now + VOLUME_CHECK_INTERVAL
         for spi, (outbound_spi, threshold) in list(self._volume_watches.items()):
             entry = self._inbound.get(spi)
-            carried = self.carried(spi, outbound_spi)
-            if entry is None or carried is None:  # gone without _drop_inbound (defensive)
+            if entry is None:  # gone without _drop_inbound (defensive)
                 del self._volume_watches[spi]
-            elif carried >= threshold:
+                continue
+            carried = _busier(entry, outbound_spi)
+            if carried >= threshold:
                 del self._volume_watches[spi]
                 self._emit(VolumeReached(entry[1].name, spi, carried))
 
@@ -851,6 +864,8 @@ class Dataplane:
 
     # ------------------------------------------------------------------ timers
     def _tick(self) -> None:
+        if self._volume_watches:  # a crossing in the last batch before traffic stopped
+            self._check_volumes()
         now = self._loop.time()
         for tunnel in self._tunnels.values():
             if (

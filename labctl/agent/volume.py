@@ -32,12 +32,10 @@ def report_volumes(
 def watch_child(engine: EngineBase, dataplane: Dataplane, inbound_spi: int) -> None:
     """Arm the data plane's watch for a child just installed (no report: it carried
     nothing yet)."""
-    sa = engine.inbound_spis.get(inbound_spi)
-    child = sa.children.get(inbound_spi) if sa is not None else None
-    if child is not None:
-        threshold = report_threshold(engine, child)
-        if threshold is not None:
-            dataplane.watch_volume(child.inbound_spi, child.outbound_spi, threshold)
+    found = engine.child_for_spi(inbound_spi)
+    threshold = report_threshold(engine, found[1]) if found is not None else None
+    if found is not None and threshold is not None:
+        dataplane.watch_volume(inbound_spi, found[1].outbound_spi, threshold)
 
 
 def volume_reached(

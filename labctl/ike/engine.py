@@ -320,14 +320,20 @@ class EngineBase:
 
     # -- child SAs -----------------------------------------------------------------------------
 
+    def child_for_spi(self, inbound_spi: int) -> tuple[IkeSa, ChildSa] | None:
+        """The child SA whose inbound SPI this is, with its IKE SA."""
+        sa = self.inbound_spis.get(inbound_spi)
+        child = sa.children.get(inbound_spi) if sa is not None else None
+        return (sa, child) if sa is not None and child is not None else None
+
     def note_volume(self, inbound_spi: int, carried: int, now: float) -> Output:
         """The agent's report: the child with ``inbound_spi`` has protected ``carried``
         bytes (its busier direction).  A kilobyte lifetime near its end starts a rekey (by
         the role's policy); one used up deletes the child."""
         out = Collector()
-        sa = self.inbound_spis.get(inbound_spi)
-        child = sa.children.get(inbound_spi) if sa is not None else None
-        if sa is not None and child is not None:
+        found = self.child_for_spi(inbound_spi)
+        if found is not None:
+            sa, child = found
             volume.check(self, out, sa, child, carried, now)
             self._schedule(sa)
         return self._finish(out)

@@ -117,7 +117,10 @@ class LabRegistry:
         opened = self.lab(lab)
         segments = {bridge_name(s.index): s.name for s in opened.handle.lab.segments}
         result = {name: LinkTraffic(name, bridge) for bridge, name in segments.items()}
-        ns = open_netns(named_netns_path(fabric_netns(lab)))
+        try:
+            ns = open_netns(named_netns_path(fabric_netns(lab)))
+        except FileNotFoundError:  # its fabric is gone (a `down` under way): nothing to count
+            return result
         try:
             _port_totals(ns, segments, result)
         finally:

@@ -9,10 +9,12 @@ import sys
 
 def modules_after_import(*modules: str) -> set[str]:
     """The names in ``sys.modules`` of a new Python process once it imported ``modules``."""
-    code = (
-        "import json, sys;"
-        + "".join(f"import {m};" for m in modules)
-        + "print(json.dumps(sorted(sys.modules)))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return set(json.loads(done.stdout))
+    return modules_after_running("".join(f"import {m}\n" for m in modules))
+
+
+def modules_after_running(code: str) -> set[str]:
+    """The names in ``sys.modules`` of a new Python process once it ran ``code``."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))

@@ -4,7 +4,6 @@ the data path hands it, its refusals, and the constant-time modular exponentiati
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -15,9 +14,10 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from labctl import libcrypto
+from labctl.agent.dataclass_cache import AGENT_MODULES
 from labctl.cryptocompat import TripleDES
 from labctl.ike.crypto import MODP_PRIMES
-from tests.unit.fresh_interpreter import modules_after_import
+from tests.unit.fresh_interpreter import modules_after_import, modules_after_running
 
 NAMES = ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"]
 
@@ -139,8 +139,7 @@ def test_without_libcrypto_the_callers_fall_back_and_agree():
 def test_the_node_agent_never_imports_cryptography_for_pre_shared_keys():
     """The point of this module: a client, concentrator, site or fleet agent process loads
     no cryptography (its OpenSSL backend cost ~80 ms of CPU per agent)."""
-    roles = ("client", "concentrator", "site", "fleet")
-    loaded = modules_after_import("labctl.agent.daemon", *(f"labctl.agent.{r}" for r in roles))
+    loaded = modules_after_import(*AGENT_MODULES)
     assert "labctl.agent.fleet" in loaded
     assert not {m for m in loaded if m.split(".")[0] == "cryptography"}
 
@@ -148,19 +147,14 @@ def test_the_node_agent_never_imports_cryptography_for_pre_shared_keys():
 def test_a_pre_shared_key_exchange_never_imports_cryptography():
     """Nor does running one: the aggressive-mode reply's CR handling imported the
     certificate module for every client (cryptography: ~25 ms of each agent's CPU)."""
-    code = (
-        "import json, sys\n"
+    loaded = modules_after_running(
         "from labctl.ike import ChildSaEstablished\n"
         "from tests.unit.ike.builders import add_client, connect, make_lab\n"
         "lab = make_lab()\n"
         "add_client(lab)\n"
         "connect(lab)\n"
         "assert lab.events_of('c1', ChildSaEstablished)\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    loaded = set(json.loads(done.stdout))
     assert "labctl.ike.initiator" in loaded
     assert not {m for m in loaded if m.split(".")[0] == "cryptography"}
 

@@ -323,9 +323,10 @@ def test_rekey_without_loss(loop: EventLoop, make_node) -> None:
     assert (counters.rx_packets, counters.tx_packets) == (3, 1)
 
 
-def test_a_volume_watch_reports_the_batch_that_crosses_it_once(loop: EventLoop, make_node) -> None:
+def test_a_volume_watch_reports_a_crossing_once(loop: EventLoop, make_node) -> None:
     """Kilobyte lifetimes: the sending end's watch fires on what it sealed (TUN side), the
-    receiving end's on what it opened (socket side), each once, right after that batch."""
+    receiving end's on what it opened (socket side), each once, soon after the batch that
+    crossed (the next check: a later batch or housekeeping, here every 50 ms)."""
     a, b = connect_pair(make_node)
     ping = icmp_echo(CLIENT_IP, LAN_HOST, 1)
     size = len(ping)
@@ -338,6 +339,11 @@ def test_a_volume_watch_reports_the_batch_that_crosses_it_once(loop: EventLoop, 
     assert not [e for e in a.events + b.events if isinstance(e, VolumeReached)]
     a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, 3))
     collect(loop, b.tun, 1)
+
+    def reached() -> list[VolumeReached]:
+        return [e for e in a.events + b.events if isinstance(e, VolumeReached)]
+
+    pump(loop, lambda: len(reached()) == 2, timeout=0.5)
     assert [e for e in a.events if isinstance(e, VolumeReached)] == [
         VolumeReached("to-b", 0xB0000001, 3 * size)
     ]
@@ -347,7 +353,8 @@ def test_a_volume_watch_reports_the_batch_that_crosses_it_once(loop: EventLoop, 
     for seq in (4, 5):  # once: the watch is gone until the agent arms it again
         a.tun.inject(icmp_echo(CLIENT_IP, LAN_HOST, seq))
     collect(loop, b.tun, 2)
-    assert len([e for e in a.events + b.events if isinstance(e, VolumeReached)]) == 2
+    loop.run(0.2)  # housekeeping passes too
+    assert len(reached()) == 2
     # a watch ends with its inbound SA
     b.dp.watch_volume(0xA0000001, 0xB0000001, 10 * size)
     b.dp.remove_inbound_sa(0xA0000001)

@@ -231,3 +231,24 @@ def test_past_runs_show_junit_results_and_serve_only_their_artifacts(tmp_path: P
     for outside in ("/runs/shard-2/file/junit.xml", "/runs/shard-2/file/../secret.txt"):
         assert client.get(outside).status_code == 404
     assert client.get("/runs/nope").status_code == 404
+
+
+def test_traffic_of_a_lab_whose_fabric_is_gone_is_zero_and_makes_no_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A `down` under way removes the fabric before the console stops asking: the links
+    read zero (pyroute2's NetNS, which opened it before, would have made the namespace)."""
+    from types import SimpleNamespace
+
+    from labctl.ui import labs as labs_module
+    from labctl.ui.labs import LabRegistry, OpenLab
+
+    gone = "labctl-nofabric-test"
+    monkeypatch.setattr(labs_module, "fabric_netns", lambda lab: gone)
+    registry = LabRegistry(runtime=None)  # type: ignore[arg-type]
+    segment = SimpleNamespace(index=0, name="inside")
+    handle = SimpleNamespace(lab=SimpleNamespace(segments=[segment]))
+    monkeypatch.setattr(registry, "lab", lambda name: OpenLab(handle))  # type: ignore[arg-type]
+    traffic = registry.traffic("x")
+    assert [(t.link, t.rx_packets, t.rx_bytes) for t in traffic.values()] == [("inside", 0, 0)]
+    assert not Path(f"/run/netns/{gone}").exists()
